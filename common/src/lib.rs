@@ -1,0 +1,225 @@
+//! Map keys, values and constants shared by quid's XDP programs and its daemon.
+//!
+//! Every type here is `#[repr(C)]` with no implicit padding, because the kernel and user space
+//! exchange them as raw bytes. Changing any layout means bumping [`LAYOUT_VERSION`].
+#![no_std]
+
+/// Version of the map layouts below; a daemon refuses pinned maps of another version.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// How many prefix lengths per family the kernel probes in its exact-match hash.
+///
+/// Lengths beyond this (the least populated ones) go to the LPM trie fallback.
+pub const MAX_HASH_LENGTHS: usize = 8;
+
+/// Interface indexes at or above this cannot be attached (their counters would have no slot).
+pub const MAX_IFINDEX: u32 = 4096;
+
+/// Traffic direction index: the subscriber sent the packet (seen on an access interface).
+pub const DIR_UPLOAD: usize = 0;
+/// Traffic direction index: the subscriber receives the packet (seen on a core interface).
+pub const DIR_DOWNLOAD: usize = 1;
+/// Traffic class index: the other endpoint is anywhere on the Internet.
+pub const CLASS_INTERNET: usize = 0;
+/// Traffic class index: the other endpoint is one of the ISP's grid prefixes.
+pub const CLASS_GRID: usize = 1;
+/// Number of (direction, class) counter pairs kept per subscriber.
+pub const DIR_CLASS_PAIRS: usize = 4;
+
+/// Index of a (direction, class) pair inside [`SubscriberCounters::pairs`].
+#[inline(always)]
+pub const fn pair_index(direction: usize, class: usize) -> usize {
+    direction * 2 + class
+}
+
+/// Interface role bit: faces subscribers; a packet's source is the subscriber (upload).
+pub const ROLE_ACCESS: u32 = 1;
+/// Interface role bit: faces upstream; a packet's destination is the subscriber (download).
+pub const ROLE_CORE: u32 = 2;
+
+/// Per-interface bucket: IP packets attributed to at least one subscriber (IP-layer bytes).
+pub const BUCKET_ATTRIBUTED: usize = 0;
+/// Per-interface bucket: frames whose EtherType, after up to two VLAN tags, is not IPv4/IPv6
+/// (ARP, LLDP, a third VLAN tag, ...); frame bytes.
+pub const BUCKET_NON_IP: usize = 1;
+/// Per-interface bucket: well-formed IP packets from or to no subscriber (IP-layer bytes).
+pub const BUCKET_UNKNOWN: usize = 2;
+/// Per-interface bucket: frames too short or inconsistent to parse; frame bytes.
+pub const BUCKET_MALFORMED: usize = 3;
+/// Number of per-interface buckets; every frame lands in exactly one.
+pub const BUCKETS: usize = 4;
+
+/// A packet and byte counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Counter {
+    /// Adds another counter to this one (wrapping, as the kernel's counters do).
+    pub fn add(&mut self, other: &Counter) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
+/// Value of map `SUB_COUNTERS` (per-CPU array indexed by subscriber slot).
+///
+/// Bytes are IP-layer bytes: IPv4 total length, IPv6 payload length + 40.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberCounters {
+    /// Indexed by [`pair_index`]`(direction, class)`.
+    pub pairs: [Counter; DIR_CLASS_PAIRS],
+}
+
+/// Value of map `IFACE_COUNTERS` (per-CPU array indexed by ingress ifindex).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    /// Indexed by the `BUCKET_*` constants.
+    pub buckets: [Counter; BUCKETS],
+}
+
+/// Key of map `SUB_V4`: an IPv4 prefix with its host bits cleared.
+///
+/// `addr` holds the address bytes in network order, read as a native `u32` (as the kernel
+/// loads them from the packet), so masking works the same on both sides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V4Key {
+    pub prefix_len: u32,
+    pub addr: u32,
+}
+
+/// Key of map `SUB_V6`: an IPv6 prefix with its host bits cleared, as four network-order words.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V6Key {
+    pub prefix_len: u32,
+    pub addr: [u32; 4],
+}
+
+/// Value of maps `SUB_V4`, `SUB_V6`, `SUB_V4_TRIE` and `SUB_V6_TRIE`: who owns a prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixTarget {
+    /// Subscriber slot: the index into `SUB_COUNTERS`.
+    pub slot: u32,
+    /// Length of the matched prefix (the trie lookup needs it to compare with a hash hit).
+    pub prefix_len: u32,
+}
+
+/// One exact-match probe for IPv4: the length to try and its network-order mask.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Probe {
+    pub prefix_len: u32,
+    pub mask: u32,
+}
+
+/// One exact-match probe for IPv6: the length to try and its network-order mask words.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V6Probe {
+    pub prefix_len: u32,
+    pub mask: [u32; 4],
+}
+
+/// Value of map `LOOKUP_PLAN` (array of one): how the kernel finds a subscriber.
+///
+/// The daemon puts the most populated prefix lengths (at most [`MAX_HASH_LENGTHS`] per family)
+/// into the exact-match hash and orders the probes longest first, so the first hit is the most
+/// specific hash match. Prefixes of any other length live in the LPM trie; the trie is consulted
+/// only when it holds a length longer than the hash hit (`*_trie_max`, 0 when the trie is empty).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupPlan {
+    pub v4_probes: u32,
+    pub v6_probes: u32,
+    pub v4_trie_max: u32,
+    pub v6_trie_max: u32,
+    pub v4: [V4Probe; MAX_HASH_LENGTHS],
+    pub v6: [V6Probe; MAX_HASH_LENGTHS],
+}
+
+/// Network-order mask of an IPv4 prefix length, as a native `u32` (see [`V4Key`]).
+pub const fn v4_mask(prefix_len: u32) -> u32 {
+    if prefix_len == 0 {
+        0
+    } else if prefix_len >= 32 {
+        u32::MAX
+    } else {
+        (u32::MAX << (32 - prefix_len)).to_be()
+    }
+}
+
+/// Network-order mask words of an IPv6 prefix length (see [`V6Key`]).
+pub const fn v6_mask(prefix_len: u32) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        let start = (i as u32) * 32;
+        let bits = if prefix_len <= start {
+            0
+        } else if prefix_len - start >= 32 {
+            32
+        } else {
+            prefix_len - start
+        };
+        out[i] = v4_mask(bits);
+        i += 1;
+    }
+    out
+}
+
+/// Bench-only map `BENCH_SPREAD` (array of one): how many table entries the spreading
+/// benchmark programs step the looked-up address over.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSpread {
+    pub entries: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), contain only integers and have no padding.
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for SubscriberCounters {}
+    unsafe impl aya::Pod for IfaceCounters {}
+    unsafe impl aya::Pod for V4Key {}
+    unsafe impl aya::Pod for V6Key {}
+    unsafe impl aya::Pod for PrefixTarget {}
+    unsafe impl aya::Pod for LookupPlan {}
+    unsafe impl aya::Pod for BenchSpread {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_exactly_the_prefix_bits() {
+        assert_eq!(v4_mask(24).to_ne_bytes(), [255, 255, 255, 0]);
+        assert_eq!(v4_mask(29).to_ne_bytes(), [255, 255, 255, 248]);
+        assert_eq!(v4_mask(32), u32::MAX);
+        let m = v6_mask(56);
+        assert_eq!(m[0], u32::MAX);
+        assert_eq!(m[1].to_ne_bytes(), [255, 255, 255, 0]);
+        assert_eq!((m[2], m[3]), (0, 0));
+    }
+
+    #[test]
+    fn layouts_have_no_padding() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<SubscriberCounters>(), 64);
+        assert_eq!(size_of::<IfaceCounters>(), 64);
+        assert_eq!(size_of::<V4Key>(), 8);
+        assert_eq!(size_of::<V6Key>(), 20);
+        assert_eq!(size_of::<PrefixTarget>(), 8);
+        assert_eq!(size_of::<LookupPlan>(), 16 + 8 * 8 + 8 * 20);
+    }
+}

@@ -1,0 +1,86 @@
+//! Counting: one frame lands in exactly one per-interface bucket, and IP packets from or to
+//! a subscriber also in that subscriber's (direction, class) counter.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_log_ebpf::debug;
+use quid_common::{
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, CLASS_INTERNET,
+    DIR_DOWNLOAD, DIR_UPLOAD, MAX_IFINDEX, ROLE_ACCESS, ROLE_CORE, pair_index,
+};
+
+use crate::{
+    lookup,
+    maps::{IFACE_COUNTERS, LOOKUP_PLAN, SUB_COUNTERS},
+    parse::{self, Frame},
+};
+
+/// Accounts one frame for an interface with the given `ROLE_*` bits. Always passes it on.
+#[inline(always)]
+pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let Some(plan) = LOOKUP_PLAN.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    match parse::frame(ctx) {
+        Frame::NonIp => bucket(ifindex, BUCKET_NON_IP, frame_len),
+        Frame::Malformed => {
+            debug!(
+                ctx,
+                "malformed frame of {} bytes on ifindex {}", frame_len, ifindex
+            );
+            bucket(ifindex, BUCKET_MALFORMED, frame_len)
+        }
+        Frame::V4 { src, dst, ip_len } => {
+            let up =
+                role & ROLE_ACCESS != 0 && subscriber(lookup::v4(plan, src), DIR_UPLOAD, ip_len);
+            let down =
+                role & ROLE_CORE != 0 && subscriber(lookup::v4(plan, dst), DIR_DOWNLOAD, ip_len);
+            ip_bucket(ifindex, up || down, ip_len)
+        }
+        Frame::V6 { src, dst, ip_len } => {
+            let up =
+                role & ROLE_ACCESS != 0 && subscriber(lookup::v6(plan, &src), DIR_UPLOAD, ip_len);
+            let down =
+                role & ROLE_CORE != 0 && subscriber(lookup::v6(plan, &dst), DIR_DOWNLOAD, ip_len);
+            ip_bucket(ifindex, up || down, ip_len)
+        }
+    }
+    xdp_action::XDP_PASS
+}
+
+/// Adds one packet of `ip_len` bytes to a subscriber's counter; false if there is none.
+#[inline(always)]
+fn subscriber(slot: u32, direction: usize, ip_len: u32) -> bool {
+    if slot == lookup::NO_SLOT {
+        return false;
+    }
+    if let Some(counters) = SUB_COUNTERS.get_ptr_mut(slot) {
+        // Per-CPU value: no other CPU writes it, so plain adds are exact.
+        let pair = unsafe { &mut (*counters).pairs[pair_index(direction, CLASS_INTERNET)] };
+        pair.packets += 1;
+        pair.bytes += ip_len as u64;
+    }
+    true
+}
+
+#[inline(always)]
+fn ip_bucket(ifindex: u32, attributed: bool, ip_len: u32) {
+    let which = if attributed {
+        BUCKET_ATTRIBUTED
+    } else {
+        BUCKET_UNKNOWN
+    };
+    bucket(ifindex, which, ip_len as u64);
+}
+
+#[inline(always)]
+fn bucket(ifindex: u32, which: usize, bytes: u64) {
+    // ifindex 0 is never a real interface: it collects the (refused at attach) overflow.
+    let index = if ifindex < MAX_IFINDEX { ifindex } else { 0 };
+    if let Some(counters) = IFACE_COUNTERS.get_ptr_mut(index) {
+        let counter = unsafe { &mut (*counters).buckets[which] };
+        counter.packets += 1;
+        counter.bytes += bytes;
+    }
+}

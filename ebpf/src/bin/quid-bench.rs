@@ -1,0 +1,154 @@
+//! Benchmark programs for `cargo xtask bench`: the floor (`pass`), the ideal (`one_hash`), the
+//! common design (`trie`) and quid's own accounting, each also in a `_spread` variant that
+//! first rewrites the frame's source address to a random table entry. BPF_PROG_TEST_RUN reuses
+//! the frame between repetitions, so every run looks up another subscriber.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_get_prandom_u32,
+    macros::{map, xdp},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use quid_common::{BenchSpread, Counter, ROLE_ACCESS, v6_mask};
+use quid_ebpf::parse::{self, Frame};
+
+/// IPv4 /32 -> slot, the one exact-match lookup of the ideal design.
+#[map]
+static BENCH_HASH_V4: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+/// IPv6 /56 (masked address words) -> slot.
+#[map]
+static BENCH_HASH_V6: HashMap<[u32; 4], u32> = HashMap::with_max_entries(1024, 0);
+/// IPv4 prefix -> slot, the single-trie design.
+#[map]
+static BENCH_TRIE_V4: LpmTrie<u32, u32> = LpmTrie::with_max_entries(1024, 0);
+/// IPv6 prefix -> slot.
+#[map]
+static BENCH_TRIE_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(1024, 0);
+/// Per-CPU counters by slot for the baseline designs.
+#[map]
+static BENCH_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1024, 0);
+/// How many entries the spreading variants step over.
+#[map]
+static BENCH_SPREAD: Array<BenchSpread> = Array::with_max_entries(1, 0);
+
+/// First IPv4 subscriber address of the benchmark table: 100.64.0.0, entry i is 100.64.0.0 + i.
+const V4_BASE: u32 = 0x6440_0000;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const V6_56: [u32; 4] = v6_mask(56);
+
+/// Rewrites the source address to a random table entry: IPv4 100.64.0.0 + i, IPv6
+/// 2001:db8:iiii:ii00::/56. Both source fields sit 12 bytes into their IP header.
+#[inline(always)]
+fn spread(ctx: &XdpContext) {
+    let Some(cfg) = BENCH_SPREAD.get(0) else {
+        return;
+    };
+    if cfg.entries == 0 {
+        return;
+    }
+    let i = unsafe { bpf_get_prandom_u32() } % cfg.entries;
+    let Some((proto, offset)) = parse::l3(ctx) else {
+        return;
+    };
+    let Some(word) = parse::at_mut::<u32>(ctx, offset + 12) else {
+        return;
+    };
+    if proto == ETH_P_IP {
+        unsafe { *word = (V4_BASE + i).to_be() };
+    } else if proto == ETH_P_IPV6 {
+        unsafe { *word = (i << 8).to_be() };
+    }
+}
+
+#[inline(always)]
+fn count(slot: Option<&u32>, ip_len: u32) {
+    if let Some(&slot) = slot {
+        if let Some(c) = BENCH_COUNTERS.get_ptr_mut(slot) {
+            unsafe {
+                (*c).packets += 1;
+                (*c).bytes += ip_len as u64;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn one_hash(ctx: &XdpContext) -> u32 {
+    match parse::frame(ctx) {
+        Frame::V4 { src, ip_len, .. } => count(unsafe { BENCH_HASH_V4.get(&src) }, ip_len),
+        Frame::V6 { src, ip_len, .. } => {
+            let key = [src[0] & V6_56[0], src[1] & V6_56[1], 0, 0];
+            count(unsafe { BENCH_HASH_V6.get(&key) }, ip_len)
+        }
+        _ => {}
+    }
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn trie(ctx: &XdpContext) -> u32 {
+    match parse::frame(ctx) {
+        Frame::V4 { src, ip_len, .. } => count(BENCH_TRIE_V4.get(Key::new(32, src)), ip_len),
+        Frame::V6 { src, ip_len, .. } => count(BENCH_TRIE_V6.get(Key::new(128, src)), ip_len),
+        _ => {}
+    }
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn bench_pass_spread(ctx: XdpContext) -> u32 {
+    spread(&ctx);
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn bench_one_hash(ctx: XdpContext) -> u32 {
+    one_hash(&ctx)
+}
+
+#[xdp]
+pub fn bench_one_hash_spread(ctx: XdpContext) -> u32 {
+    spread(&ctx);
+    one_hash(&ctx)
+}
+
+#[xdp]
+pub fn bench_trie(ctx: XdpContext) -> u32 {
+    trie(&ctx)
+}
+
+#[xdp]
+pub fn bench_trie_spread(ctx: XdpContext) -> u32 {
+    spread(&ctx);
+    trie(&ctx)
+}
+
+#[xdp]
+pub fn bench_quid(ctx: XdpContext) -> u32 {
+    quid_ebpf::account::frame(&ctx, ROLE_ACCESS)
+}
+
+#[xdp]
+pub fn bench_quid_spread(ctx: XdpContext) -> u32 {
+    spread(&ctx);
+    quid_ebpf::account::frame(&ctx, ROLE_ACCESS)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building quid's eBPF programs needs, only what is missing, quietly when
+# nothing is: the nightly toolchain with rust-src, LLVM 22 (rustc's LLVM) and bpf-linker
+# built against it, plus the small tools the tests and the demo use (iproute2).
+set -euo pipefail
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "missing packages ${missing[*]}: run this script as root, or install them with apt-get"
+        exit 1
+    fi
+    if [ $apt_updated -eq 0 ]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        apt_updated=1
+    fi
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# rustup may live in ~/.cargo/bin without being on PATH in a non-login shell.
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v rustup >/dev/null || { say "rustup not found: install Rust with rustup first"; exit 1; }
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    say "installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal -q >/dev/null
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+    say "adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly >/dev/null 2>&1
+fi
+
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping
+
+# bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
+# LLVM fails with bitcode errors, so check how the installed one was built.
+need_linker=1
+if command -v bpf-linker >/dev/null && ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q 'libLLVM.so.22'; then
+    need_linker=0
+fi
+if [ $need_linker -eq 1 ]; then
+    say "building bpf-linker against LLVM 22 (about a minute and a half)"
+    LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --locked -q \
+        --no-default-features --features llvm-22 >/dev/null
+fi

@@ -1,0 +1,440 @@
+//! The daemon's TOML config: what to attach where, where the subscriber table lives, and the
+//! sizes of the kernel tables. Every error names the file, the line and the field.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Deserializer, de};
+use toml::Spanned;
+
+/// Anything wrong with a config file, located as precisely as the parser allows.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    pub subscribers: SubscribersConfig,
+    #[serde(rename = "interface", default)]
+    pub interfaces: Vec<InterfaceConfig>,
+}
+
+/// `[daemon]`: timing, state and logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Seconds between counter reads (1 to 3600).
+    #[serde(default = "default_interval", deserialize_with = "interval_secs")]
+    pub interval_secs: u64,
+    /// Where the daemon keeps its totals snapshot (and, later, its store).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Kernel-side log level; `off` keeps logging out of the hot path entirely.
+    #[serde(default)]
+    pub kernel_log: KernelLog,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: default_interval(),
+            state_dir: default_state_dir(),
+            kernel_log: KernelLog::default(),
+        }
+    }
+}
+
+fn default_interval() -> u64 {
+    10
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/quid")
+}
+
+fn interval_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if !(1..=3600).contains(&v) {
+        return Err(de::Error::custom(format!(
+            "must be between 1 and 3600 seconds, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+/// Kernel log level, mapped onto aya-log's levels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelLog {
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl KernelLog {
+    /// The value of the eBPF global `AYA_LOG_LEVEL` (0 disables every statement, which the
+    /// verifier then removes as dead code).
+    pub fn aya_level(self) -> u8 {
+        self as u8
+    }
+}
+
+/// `[subscribers]`: the table file and the kernel table sizes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribersConfig {
+    /// The subscriber table (CSV); relative paths are relative to the config file.
+    pub file: PathBuf,
+    /// Subscriber slots in the kernel (per-CPU counters: 64 bytes x CPUs each).
+    #[serde(default = "default_capacity", deserialize_with = "capacity")]
+    pub capacity: u32,
+    /// Prefixes per family the kernel tables hold.
+    #[serde(default = "default_prefix_capacity", deserialize_with = "capacity")]
+    pub prefix_capacity: u32,
+    /// Prefix lengths per family probed by exact match before the trie fallback (1 to 8).
+    #[serde(default = "default_hash_lengths", deserialize_with = "hash_lengths")]
+    pub hash_lengths: u32,
+}
+
+fn default_capacity() -> u32 {
+    262_144
+}
+
+fn default_prefix_capacity() -> u32 {
+    524_288
+}
+
+fn default_hash_lengths() -> u32 {
+    quid_common::MAX_HASH_LENGTHS as u32
+}
+
+fn capacity<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if !(1..=16_777_216).contains(&v) {
+        return Err(de::Error::custom(format!(
+            "must be between 1 and 16777216, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+fn hash_lengths<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    let max = quid_common::MAX_HASH_LENGTHS as u32;
+    if !(1..=max).contains(&v) {
+        return Err(de::Error::custom(format!(
+            "must be between 1 and {max}, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+/// `[[interface]]`: one interface to attach to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: Spanned<IfName>,
+    pub role: Role,
+    #[serde(default)]
+    pub xdp_mode: XdpModeSetting,
+}
+
+/// What an interface faces, which decides who the subscriber is in a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Faces subscribers: the source is the subscriber (upload).
+    Access,
+    /// Faces upstream: the destination is the subscriber (download).
+    Core,
+    /// Router on a stick: both.
+    Both,
+}
+
+impl Role {
+    /// The eBPF program implementing this role.
+    pub fn program(self) -> &'static str {
+        match self {
+            Role::Access => "quid_access",
+            Role::Core => "quid_core",
+            Role::Both => "quid_both",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Access => "access",
+            Role::Core => "core",
+            Role::Both => "both",
+        })
+    }
+}
+
+/// How to attach: native with a generic fallback (`auto`), or one mode forced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeSetting {
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// A Linux interface name: 1 to 15 bytes, no '/', whitespace or ':'.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IfName(pub String);
+
+impl<'de> Deserialize<'de> for IfName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 15 {
+            return Err(de::Error::custom(format!(
+                "interface name `{s}` must be 1 to 15 bytes long"
+            )));
+        }
+        if s.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(de::Error::custom(format!(
+                "interface name `{s}` contains '/', ':' or whitespace"
+            )));
+        }
+        Ok(IfName(s))
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// 1-based line number of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths inside it become relative to it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if config.subscribers.file.is_relative() {
+            config.subscribers.file = base.join(&config.subscribers.file);
+        }
+        if config.daemon.state_dir.is_relative() {
+            config.daemon.state_dir = base.join(&config.daemon.state_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |line, field: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            field: field.to_owned(),
+            message,
+        };
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            // toml::Spanned shows up in the path as a private field; readers need the key.
+            let field = match e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "")
+            {
+                p if p == "." => "(file)".to_owned(),
+                p => p,
+            };
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            invalid(line, &field, inner.message().trim().replace('\n', "; "))
+        })?;
+        if config.interfaces.is_empty() {
+            return Err(invalid(
+                line_of(text, text.len()),
+                "interface",
+                "no [[interface]] configured: add at least one with a name and a role".into(),
+            ));
+        }
+        for (i, iface) in config.interfaces.iter().enumerate() {
+            if let Some(j) = config.interfaces[..i]
+                .iter()
+                .position(|o| o.name.get_ref() == iface.name.get_ref())
+            {
+                return Err(invalid(
+                    line_of(text, iface.name.span().start),
+                    &format!("interface[{i}].name"),
+                    format!(
+                        "interface `{}` is configured twice (also interface[{j}]); give it one \
+                         entry with role \"both\" if it faces both ways",
+                        iface.name.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("quid.toml")).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+interval_secs = 5
+state_dir = "/tmp/q"
+
+[subscribers]
+file = "subs.csv"
+capacity = 1000
+
+[[interface]]
+name = "veth-acc"
+role = "access"
+
+[[interface]]
+name = "veth-core"
+role = "core"
+xdp_mode = "generic"
+"#;
+
+    #[test]
+    fn a_full_config_parses_with_defaults_filled_in() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.daemon.interval_secs, 5);
+        assert_eq!(c.daemon.kernel_log, KernelLog::Off);
+        assert_eq!(c.subscribers.capacity, 1000);
+        assert_eq!(c.subscribers.prefix_capacity, 524_288);
+        assert_eq!(c.subscribers.hash_lengths, 8);
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(c.interfaces[0].role, Role::Access);
+        assert_eq!(c.interfaces[0].xdp_mode, XdpModeSetting::Auto);
+        assert_eq!(c.interfaces[1].xdp_mode, XdpModeSetting::Generic);
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quid.toml");
+        std::fs::write(
+            &path,
+            GOOD.replace("state_dir = \"/tmp/q\"", "state_dir = \"state\""),
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.subscribers.file, dir.path().join("subs.csv"));
+        assert_eq!(c.daemon.state_dir, dir.path().join("state"));
+    }
+
+    #[test]
+    fn an_unknown_role_names_line_and_field() {
+        let err = parse(&GOOD.replace("role = \"core\"", "role = \"uplink\"")).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:16: interface[1].role: unknown variant `uplink`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_interval_is_refused() {
+        let err = parse(&GOOD.replace("interval_secs = 5", "interval_secs = 0")).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:3: daemon.interval_secs: must be between 1 and 3600"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_not_ignored() {
+        let err =
+            parse(&GOOD.replace("capacity = 1000", "capacity = 1000\ncapasity = 5")).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:9: subscribers.capasity: unknown field `capasity`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_too_long_interface_name_is_refused() {
+        let err = parse(&GOOD.replace("veth-acc", "a-very-long-interface-name")).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:11: interface[0].name: interface name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_interface_is_refused() {
+        let err = parse(&GOOD.replace("veth-core", "veth-acc")).unwrap_err();
+        assert!(
+            err.starts_with(
+                "quid.toml:15: interface[1].name: interface `veth-acc` is configured twice"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_interfaces_is_refused() {
+        let text = "[subscribers]\nfile = \"s.csv\"\n";
+        let err = parse(text).unwrap_err();
+        assert!(
+            err.contains("interface: no [[interface]] configured"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_subscribers_section_is_refused() {
+        let err = parse("[[interface]]\nname = \"eth0\"\nrole = \"core\"\n").unwrap_err();
+        assert!(err.contains("missing field `subscribers`"), "{err}");
+    }
+
+    #[test]
+    fn broken_toml_is_refused_with_its_line() {
+        let err = parse(&GOOD.replace("capacity = 1000", "capacity = ")).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:8: (file): invalid string"),
+            "{err}"
+        );
+    }
+}

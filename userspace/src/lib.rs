@@ -1,0 +1,11 @@
+//! quid: XDP traffic accounting for ISP edge routers.
+
+pub mod config;
+pub mod counters;
+pub mod daemon;
+pub mod datapath;
+pub mod frames;
+pub mod plan;
+pub mod registry;
+pub mod snapshot;
+pub mod table;

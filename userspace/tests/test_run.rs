@@ -1,0 +1,341 @@
+//! The real XDP programs run on crafted frames with BPF_PROG_TEST_RUN: frames a socket could
+//! not send. Each must land in the right bucket (or subscriber counter) with exact bytes, and
+//! the program must always return XDP_PASS. Needs root (CAP_BPF).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use quid::{
+    config::KernelLog,
+    counters,
+    datapath::{Datapath, Sizes},
+    frames::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Ethernet},
+    registry,
+    table::Table,
+};
+use quid_common::{
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, Counter, DIR_DOWNLOAD,
+    DIR_UPLOAD, IfaceCounters,
+};
+
+const XDP_PASS: u32 = 2;
+/// BPF_PROG_TEST_RUN presents frames as received on the loopback device of the caller's netns.
+const LO: u32 = 1;
+
+const TABLE: &str = "id,name,plan,prefixes
+home,Home,home,100.64.0.10 2001:db8:10::/56
+biz,Business,biz,198.51.100.8/29 2001:db8:20::/48
+inner,Inside biz,home,198.51.100.12/32 2001:db8:20:5::/64
+";
+
+struct Harness {
+    dp: Datapath,
+    table: Table,
+}
+
+impl Harness {
+    fn new(table: &str, hash_lengths: u32) -> Harness {
+        let table = Table::parse(table.as_bytes(), "t.csv".as_ref()).unwrap();
+        let mut dp = Datapath::load(
+            Sizes {
+                subscribers: 64,
+                prefixes: 64,
+            },
+            KernelLog::Off,
+        )
+        .unwrap();
+        registry::install(&mut dp, &table, hash_lengths).unwrap();
+        Harness { dp, table }
+    }
+
+    /// Runs `program` on `frame` once and checks it passed the frame on.
+    fn run(&mut self, program: &'static str, frame: &[u8]) {
+        let prog: &mut Xdp = self.dp.program(program).unwrap();
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..Default::default()
+        };
+        let result = prog.test_run(opts).unwrap();
+        assert_eq!(
+            result.return_value, XDP_PASS,
+            "{program} must pass every frame"
+        );
+    }
+
+    fn access(&mut self, frame: &[u8]) {
+        self.run("quid_access", frame)
+    }
+
+    fn subscriber(&self, id: &str, direction: usize) -> Counter {
+        let slot = self
+            .table
+            .subscribers
+            .iter()
+            .position(|s| s.id == id)
+            .unwrap();
+        let all = counters::subscribers(&self.dp, self.table.subscribers.len()).unwrap();
+        counters::direction(&all[slot], direction)
+    }
+
+    fn buckets(&self) -> IfaceCounters {
+        counters::interface(&self.dp, LO).unwrap()
+    }
+
+    /// Asserts that exactly one frame of `bytes` landed, in `bucket`, and nothing else.
+    fn only_bucket(&self, bucket: usize, bytes: u64) {
+        let mut expected = IfaceCounters::default();
+        expected.buckets[bucket] = Counter { packets: 1, bytes };
+        assert_eq!(self.buckets(), expected);
+    }
+}
+
+fn c(packets: u64, bytes: u64) -> Counter {
+    Counter { packets, bytes }
+}
+
+const HOME4: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 10);
+const NET4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const HOME6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0x42, 0, 0, 0, 1);
+const NET6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+
+#[test]
+fn ipv4_upload_counts_ip_total_length() {
+    let mut h = Harness::new(TABLE, 8);
+    h.access(&Ethernet::default().ipv4_udp(HOME4, NET4, 100));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 128));
+    assert_eq!(h.subscriber("home", DIR_DOWNLOAD), c(0, 0));
+    h.only_bucket(BUCKET_ATTRIBUTED, 128);
+}
+
+#[test]
+fn ethernet_padding_is_not_counted() {
+    let mut h = Harness::new(TABLE, 8);
+    let mut f = Ethernet::default().ipv4_udp(HOME4, NET4, 0);
+    f.resize(60, 0); // minimum Ethernet frame: 14 + 28 + 18 bytes of padding
+    h.access(&f);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 28));
+}
+
+#[test]
+fn ipv6_counts_payload_length_plus_40() {
+    let mut h = Harness::new(TABLE, 8);
+    h.access(&Ethernet::default().ipv6_udp(HOME6, NET6, 1000));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 1048));
+    h.only_bucket(BUCKET_ATTRIBUTED, 1048);
+}
+
+#[test]
+fn core_role_counts_the_destination_as_download() {
+    let mut h = Harness::new(TABLE, 8);
+    h.run("quid_core", &Ethernet::default().ipv4_udp(NET4, HOME4, 10));
+    h.run("quid_core", &Ethernet::default().ipv6_udp(NET6, HOME6, 10));
+    // The source is a subscriber, but a core interface only looks at destinations.
+    h.run("quid_core", &Ethernet::default().ipv4_udp(HOME4, NET4, 10));
+    assert_eq!(h.subscriber("home", DIR_DOWNLOAD), c(2, 38 + 58));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+    assert_eq!(h.buckets().buckets[BUCKET_UNKNOWN], c(1, 38));
+}
+
+#[test]
+fn both_role_counts_source_and_destination() {
+    let mut h = Harness::new(TABLE, 8);
+    let biz = Ipv4Addr::new(198, 51, 100, 9);
+    h.run("quid_both", &Ethernet::default().ipv4_udp(HOME4, biz, 0));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 28));
+    assert_eq!(h.subscriber("biz", DIR_DOWNLOAD), c(1, 28));
+    // One frame, one bucket, even though two subscribers were charged.
+    h.only_bucket(BUCKET_ATTRIBUTED, 28);
+}
+
+#[test]
+fn most_specific_prefix_wins_in_hash_and_in_trie() {
+    // hash_lengths 8: everything in the hash; 1: only the most populated length per family is
+    // hashed and the rest falls back to the trie; both must pick the same owners.
+    for hash_lengths in [8, 1] {
+        let mut h = Harness::new(TABLE, hash_lengths);
+        h.access(&Ethernet::default().ipv4_udp(Ipv4Addr::new(198, 51, 100, 12), NET4, 0));
+        h.access(&Ethernet::default().ipv4_udp(Ipv4Addr::new(198, 51, 100, 13), NET4, 0));
+        let inner6 = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0x5, 0, 0, 0, 1);
+        let outer6 = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0x6, 0, 0, 0, 1);
+        h.access(&Ethernet::default().ipv6_udp(inner6, NET6, 0));
+        h.access(&Ethernet::default().ipv6_udp(outer6, NET6, 0));
+        assert_eq!(
+            h.subscriber("inner", DIR_UPLOAD),
+            c(2, 28 + 48),
+            "hash_lengths {hash_lengths}"
+        );
+        assert_eq!(
+            h.subscriber("biz", DIR_UPLOAD),
+            c(2, 28 + 48),
+            "hash_lengths {hash_lengths}"
+        );
+    }
+}
+
+#[test]
+fn vlan_and_qinq_tags_are_parsed() {
+    let mut h = Harness::new(TABLE, 8);
+    h.access(
+        &Ethernet::default()
+            .tag(ETH_P_8021Q, 100)
+            .ipv4_udp(HOME4, NET4, 0),
+    );
+    h.access(
+        &Ethernet::default()
+            .tag(ETH_P_8021AD, 200)
+            .tag(ETH_P_8021Q, 100)
+            .ipv6_udp(HOME6, NET6, 0),
+    );
+    h.access(
+        &Ethernet::default()
+            .tag(ETH_P_8021Q, 200)
+            .tag(ETH_P_8021Q, 100)
+            .ipv4_udp(HOME4, NET4, 0),
+    );
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(3, 28 + 48 + 28));
+}
+
+#[test]
+fn a_third_vlan_tag_is_not_ip() {
+    let mut h = Harness::new(TABLE, 8);
+    let f = Ethernet::default()
+        .tag(ETH_P_8021AD, 1)
+        .tag(ETH_P_8021Q, 2)
+        .tag(ETH_P_8021Q, 3)
+        .ipv4_udp(HOME4, NET4, 0);
+    h.access(&f);
+    h.only_bucket(BUCKET_NON_IP, f.len() as u64);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+}
+
+#[test]
+fn arp_is_not_ip_and_counts_frame_bytes() {
+    let mut h = Harness::new(TABLE, 8);
+    let f = Ethernet::default().frame(ETH_P_ARP, &[0u8; 28]);
+    h.access(&f);
+    h.only_bucket(BUCKET_NON_IP, 42);
+}
+
+#[test]
+fn unknown_sources_land_in_their_own_bucket() {
+    let mut h = Harness::new(TABLE, 8);
+    h.access(&Ethernet::default().ipv4_udp(NET4, HOME4, 2));
+    h.only_bucket(BUCKET_UNKNOWN, 30);
+    assert_eq!(
+        h.subscriber("home", DIR_DOWNLOAD),
+        c(0, 0),
+        "an access interface only charges sources"
+    );
+}
+
+#[test]
+fn ipv4_with_options_counts_the_total_length() {
+    let mut h = Harness::new(TABLE, 8);
+    // 40 bytes of options (IHL 15, the maximum): NOPs ended by End of Options.
+    let mut options = vec![1u8; 39];
+    options.push(0);
+    let p = frames::ipv4_packet(HOME4, NET4, 17, &options, &frames::udp(4));
+    assert_eq!(p.len(), 72);
+    h.access(&Ethernet::default().frame(ETH_P_IP, &p));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 72));
+}
+
+#[test]
+fn ipv6_extension_headers_do_not_change_the_count() {
+    let mut h = Harness::new(TABLE, 8);
+    // Hop-by-hop (8 bytes, PadN) then a destination-options header (8 bytes), then UDP.
+    let mut body = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    body.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+    body.extend_from_slice(&frames::udp(10));
+    let p = frames::ipv6_packet(HOME6, NET6, 0, &body);
+    h.access(&Ethernet::default().frame(ETH_P_IPV6, &p));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 40 + 16 + 18));
+}
+
+#[test]
+fn zero_length_payloads_are_counted() {
+    let mut h = Harness::new(TABLE, 8);
+    // An IPv4 header alone (total length 20) and an IPv6 header alone (payload length 0).
+    h.access(&Ethernet::default().frame(ETH_P_IP, &frames::ipv4_packet(HOME4, NET4, 59, &[], &[])));
+    h.access(&Ethernet::default().frame(ETH_P_IPV6, &frames::ipv6_packet(HOME6, NET6, 59, &[])));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(2, 20 + 40));
+}
+
+/// Frames that must be counted as malformed, with their frame length, and charge no one.
+fn assert_malformed(frame: &[u8]) {
+    let mut h = Harness::new(TABLE, 8);
+    h.access(frame);
+    h.only_bucket(BUCKET_MALFORMED, frame.len() as u64);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+}
+
+#[test]
+fn truncated_headers_at_every_layer_are_malformed() {
+    let eth = Ethernet::default();
+    let v4 = eth.ipv4_udp(HOME4, NET4, 0);
+    let v6 = eth.ipv6_udp(HOME6, NET6, 0);
+    // Ethernet header only, IPv4 EtherType; IPv4 header cut at 19 bytes.
+    assert_malformed(&v4[..14]);
+    assert_malformed(&v4[..14 + 19]);
+    // IPv6 header cut at 39 bytes.
+    assert_malformed(&v6[..14 + 39]);
+    // A VLAN tag cut in half; a QinQ inner tag cut in half.
+    assert_malformed(&eth.frame(ETH_P_8021Q, &[0, 100])[..16]);
+    let qinq = Ethernet::default()
+        .tag(ETH_P_8021AD, 1)
+        .frame(ETH_P_8021Q, &[0, 2]);
+    assert_malformed(&qinq);
+    // IP header complete but the payload cut: total length runs past the frame.
+    assert_malformed(&v4[..v4.len() - 1]);
+    assert_malformed(&v6[..v6.len() - 1]);
+}
+
+#[test]
+fn inconsistent_ipv4_headers_are_malformed() {
+    let eth = Ethernet::default();
+    let good = eth.ipv4_udp(HOME4, NET4, 8);
+    // IHL below 5.
+    let mut f = good.clone();
+    f[14] = 0x44;
+    assert_malformed(&f);
+    // Total length larger than the frame.
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&500u16.to_be_bytes());
+    assert_malformed(&f);
+    // Total length smaller than the header.
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&10u16.to_be_bytes());
+    assert_malformed(&f);
+    // Options claimed (IHL 15 = 60 bytes) beyond the packet.
+    let mut f = good.clone();
+    f[14] = 0x4f;
+    assert_malformed(&f);
+    // IPv4 EtherType carrying an IPv6 version nibble.
+    let mut f = good;
+    f[14] = 0x65;
+    assert_malformed(&f);
+}
+
+#[test]
+fn ipv6_with_a_wrong_version_is_malformed() {
+    let mut f = Ethernet::default().ipv6_udp(HOME6, NET6, 0);
+    f[14] = 0x45;
+    assert_malformed(&f);
+}
+
+#[test]
+fn ip_layer_bytes_add_up_over_many_runs() {
+    let mut h = Harness::new(TABLE, 8);
+    let f = Ethernet::default().ipv6_udp(HOME6, NET6, 1452);
+    let prog: &mut Xdp = h.dp.program("quid_access").unwrap();
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(&f),
+            repeat: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.return_value, XDP_PASS);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1000, 1000 * 1500));
+}
