@@ -1,0 +1,287 @@
+//! Test hosts: network namespaces and veth pairs that a test creates and always removes,
+//! raw frame injection, and the real `quid` daemon running inside a namespace.
+#![allow(dead_code)]
+
+use std::{
+    fs::File,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use quid::snapshot::Snapshot;
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace named `qt-<pid>-<n>-<tag>`, deleted (with its interfaces) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        remove_stale();
+        let name = format!(
+            "qt-{}-{}-{tag}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        // No IPv6 autoconfiguration chatter (router solicitations, MLD, DAD): the tests count
+        // every frame, so the only traffic must be the test's own.
+        ns.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Enables IPv6 on the namespace's interfaces created from now on.
+    pub fn enable_ipv6(&self) {
+        self.exec(&["sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/default/disable_ipv6; echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/default/router_solicitations; echo 0 > /proc/sys/net/ipv6/conf/default/accept_ra"]);
+    }
+
+    /// Runs `f` on a thread that has entered this namespace (sockets it opens live here).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = File::open(&path).unwrap();
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The ifindex of an interface in this namespace.
+    pub fn ifindex(&self, ifname: &str) -> u32 {
+        let name = ifname.to_owned();
+        self.run(move || nix::net::if_::if_nametoindex(name.as_str()).unwrap())
+    }
+
+    /// Whether an XDP program is attached to `ifname`.
+    pub fn has_xdp(&self, ifname: &str) -> bool {
+        self.exec(&["ip", "-d", "link", "show", ifname])
+            .contains("prog/xdp")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Deletes namespaces left by test processes that no longer exist (killed, not unwound).
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name.strip_prefix("qt-").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// A veth pair: `a` in namespace `ns_a`, `b` in `ns_b`, both up.
+pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
+    sh(&[
+        "ip", "-n", &ns_a.name, "link", "add", a, "type", "veth", "peer", "name", b, "netns",
+        &ns_b.name,
+    ]);
+    sh(&["ip", "-n", &ns_a.name, "link", "set", a, "up"]);
+    sh(&["ip", "-n", &ns_b.name, "link", "set", b, "up"]);
+}
+
+/// An AF_PACKET socket that sends whole frames, as given, out of one interface.
+pub struct Injector {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl Injector {
+    pub fn new(ns: &Netns, ifname: &str) -> Injector {
+        let ifindex = ns.ifindex(ifname) as i32;
+        let raw = ns.run(move || {
+            // Protocol 0: send only, so the socket never queues received frames.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            fd
+        });
+        Injector {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            ifindex,
+        }
+    }
+
+    /// Sends `frame` `count` times.
+    pub fn send(&self, frame: &[u8], count: usize) {
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        for _ in 0..count {
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(
+                n,
+                frame.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// The real `quid run` inside a namespace; killed on drop if the test did not stop it.
+pub struct Daemon {
+    child: Option<Child>,
+    pub state_dir: PathBuf,
+    pub config: PathBuf,
+    log: PathBuf,
+}
+
+/// Writes a config and table into `dir`.
+pub fn write_config(dir: &Path, interfaces: &[(&str, &str, &str)], table: &str) -> PathBuf {
+    std::fs::write(dir.join("subscribers.csv"), table).unwrap();
+    let mut cfg = format!(
+        "[daemon]\ninterval_secs = 1\nstate_dir = \"{}\"\n\n[subscribers]\nfile = \"subscribers.csv\"\ncapacity = 1024\nprefix_capacity = 1024\n",
+        dir.join("state").display()
+    );
+    for (name, role, mode) in interfaces {
+        cfg += &format!(
+            "\n[[interface]]\nname = \"{name}\"\nrole = \"{role}\"\nxdp_mode = \"{mode}\"\n"
+        );
+    }
+    let path = dir.join("quid.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until it has attached and written its first snapshot.
+    pub fn start(ns: &Netns, config: &Path) -> Daemon {
+        let dir = config.parent().unwrap();
+        let state_dir = dir.join("state");
+        let log = dir.join("quid.log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                env!("CARGO_BIN_EXE_quid"),
+                "run",
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            state_dir,
+            config: config.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = Snapshot::read(&d.state_dir) {
+                if s.state == "running" {
+                    return d;
+                }
+            }
+            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("quid exited early ({status}):\n{}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quid did not start within 20 s:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for a clean exit, and return the final snapshot.
+    pub fn stop(mut self) -> Snapshot {
+        let mut child = self.child.take().unwrap();
+        // `ip netns exec` execs quid, so the child pid is quid's.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quid did not stop within 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "quid failed ({status}):\n{}", self.log());
+        let snap = Snapshot::read(&self.state_dir).unwrap();
+        assert_eq!(snap.state, "stopped");
+        snap
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
