@@ -65,7 +65,7 @@ impl Counter {
     }
 }
 
-/// Value of map `SUB_COUNTERS` (per-CPU array indexed by subscriber slot).
+/// Value of map `SUB_COUNTERS` (entry `cpu * SLOT_CAPACITY + slot`, see the eBPF `maps` module).
 ///
 /// Bytes are IP-layer bytes: IPv4 total length, IPv6 payload length + 40.
 #[repr(C)]
@@ -112,28 +112,57 @@ pub struct PrefixTarget {
     pub prefix_len: u32,
 }
 
-/// One exact-match probe for IPv4: the length to try and its network-order mask.
+/// Probe kind: look the masked address up in the exact-match hash (`SUB_V4`/`SUB_V6`).
+pub const PROBE_HASH: u32 = 0;
+/// Probe kind: index the family's direct pool array (`POOL_V4`/`POOL_V6`) by the prefix's
+/// offset in the pool: one memory access, no hashing.
+pub const PROBE_POOL: u32 = 1;
+
+/// One probe for IPv4: the length to try, its network-order mask and how to look it up.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct V4Probe {
     pub prefix_len: u32,
     pub mask: u32,
+    /// `PROBE_HASH` or `PROBE_POOL`.
+    pub kind: u32,
+    pub _pad: u32,
 }
 
-/// One exact-match probe for IPv6: the length to try and its network-order mask words.
+/// One probe for IPv6: the length to try, how to look it up and its network-order mask words.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct V6Probe {
     pub prefix_len: u32,
+    /// `PROBE_HASH` or `PROBE_POOL`.
+    pub kind: u32,
     pub mask: [u32; 4],
+}
+
+/// A direct pool: the prefixes of one length whose "units" (the address's top bits down to
+/// that length, as a host-order number) lie in `first .. first + units`. Entry `unit - first`
+/// of the pool array holds the owner's slot + 1 (0: no owner).
+///
+/// IPv4 unit: `u32::from_be(addr) >> shift`. IPv6 unit: the top 64 address bits `>> shift`
+/// (so IPv6 pools hold prefixes of length 64 or shorter).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub first: u64,
+    pub units: u64,
+    /// Address width used (32, or 64 for IPv6's top half) minus the prefix length.
+    pub shift: u32,
+    pub prefix_len: u32,
 }
 
 /// Value of map `LOOKUP_PLAN` (array of one): how the kernel finds a subscriber.
 ///
-/// The daemon puts the most populated prefix lengths (at most [`MAX_HASH_LENGTHS`] per family)
-/// into the exact-match hash and orders the probes longest first, so the first hit is the most
-/// specific hash match. Prefixes of any other length live in the LPM trie; the trie is consulted
-/// only when it holds a length longer than the hash hit (`*_trie_max`, 0 when the trie is empty).
+/// The daemon probes the most populated prefix lengths (at most [`MAX_HASH_LENGTHS`] per
+/// family) longest first, so the first hit is the most specific match among them. The most
+/// populated length of each family is answered from a direct pool when its prefixes are
+/// dense enough, the others from the exact-match hash. Prefixes of any other length (or
+/// outside the pool) live in the LPM trie, consulted only when it holds a length longer than
+/// the probe hit (`*_trie_max`, 0 when the trie is empty).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LookupPlan {
@@ -141,6 +170,8 @@ pub struct LookupPlan {
     pub v6_probes: u32,
     pub v4_trie_max: u32,
     pub v6_trie_max: u32,
+    pub v4_pool: PoolSpec,
+    pub v6_pool: PoolSpec,
     pub v4: [V4Probe; MAX_HASH_LENGTHS],
     pub v6: [V6Probe; MAX_HASH_LENGTHS],
 }
@@ -220,6 +251,7 @@ mod tests {
         assert_eq!(size_of::<V4Key>(), 8);
         assert_eq!(size_of::<V6Key>(), 20);
         assert_eq!(size_of::<PrefixTarget>(), 8);
-        assert_eq!(size_of::<LookupPlan>(), 16 + 8 * 8 + 8 * 20);
+        assert_eq!(size_of::<PoolSpec>(), 24);
+        assert_eq!(size_of::<LookupPlan>(), 16 + 2 * 24 + 8 * 16 + 8 * 24);
     }
 }

@@ -1,7 +1,7 @@
 //! Counting: one frame lands in exactly one per-interface bucket, and IP packets from or to
 //! a subscriber also in that subscriber's (direction, class) counter.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_smp_processor_id, programs::XdpContext};
 use aya_log_ebpf::debug;
 use quid_common::{
     BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, CLASS_INTERNET,
@@ -10,7 +10,7 @@ use quid_common::{
 
 use crate::{
     lookup,
-    maps::{IFACE_COUNTERS, LOOKUP_PLAN, SUB_COUNTERS},
+    maps::{IFACE_COUNTERS, LOOKUP_PLAN, SLOT_CAPACITY, SUB_COUNTERS},
     parse::{self, Frame},
 };
 
@@ -55,8 +55,14 @@ fn subscriber(slot: u32, direction: usize, ip_len: u32) -> bool {
     if slot == lookup::NO_SLOT {
         return false;
     }
-    if let Some(counters) = SUB_COUNTERS.get_ptr_mut(slot) {
-        // Per-CPU value: no other CPU writes it, so plain adds are exact.
+    let capacity = SLOT_CAPACITY.load();
+    if slot >= capacity {
+        // Cannot happen with a table the daemon installed; never spill into another region.
+        return true;
+    }
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if let Some(counters) = SUB_COUNTERS.get_ptr_mut(cpu * capacity + slot) {
+        // This CPU's own region: no other CPU writes it, so plain adds are exact.
         let pair = unsafe { &mut (*counters).pairs[pair_index(direction, CLASS_INTERNET)] };
         pair.packets += 1;
         pair.bytes += ip_len as u64;

@@ -1,17 +1,34 @@
-//! Finding the subscriber that owns an address: exact-match hash probes over the prefix
-//! lengths in use (longest first), with the LPM trie only for lengths the plan left out.
+//! Finding the subscriber that owns an address: probes over the prefix lengths in use
+//! (longest first), each answered by a direct pool array or the exact-match hash, with the
+//! LPM trie only for prefixes the plan left out.
 //!
 //! Results are plain integers with a sentinel ([`NO_SLOT`]), not `Option`s: LLVM leaves the
 //! payload of a `None` undefined and may read it from a register a helper call clobbered,
 //! which the verifier rejects.
 
-use aya_ebpf::maps::lpm_trie::Key;
-use quid_common::{LookupPlan, MAX_HASH_LENGTHS, V4Key, V6Key};
+use aya_ebpf::maps::{Array, lpm_trie::Key};
+use quid_common::{LookupPlan, MAX_HASH_LENGTHS, PROBE_POOL, PoolSpec, V4Key, V6Key};
 
-use crate::maps::{SUB_V4, SUB_V4_TRIE, SUB_V6, SUB_V6_TRIE};
+use crate::maps::{POOL_V4, POOL_V6, SUB_V4, SUB_V4_TRIE, SUB_V6, SUB_V6_TRIE};
 
 /// "No subscriber owns this address."
 pub const NO_SLOT: u32 = u32::MAX;
+
+/// The owner of `unit` in a pool, or [`NO_SLOT`].
+#[inline(always)]
+fn pool(map: &Array<[u32; 2]>, spec: &PoolSpec, unit: u64) -> u32 {
+    let offset = unit.wrapping_sub(spec.first);
+    if offset >= spec.units {
+        return NO_SLOT;
+    }
+    match map.get((offset >> 1) as u32) {
+        Some(pair) => {
+            let v = pair[(offset & 1) as usize];
+            if v != 0 { v - 1 } else { NO_SLOT }
+        }
+        None => NO_SLOT,
+    }
+}
 
 /// The slot of the subscriber owning IPv4 `addr` (most specific prefix wins), or [`NO_SLOT`].
 #[inline(always)]
@@ -23,12 +40,23 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
             break;
         }
         let probe = &plan.v4[i];
-        let key = V4Key {
-            prefix_len: probe.prefix_len,
-            addr: addr & probe.mask,
-        };
-        if let Some(target) = unsafe { SUB_V4.get(&key) } {
-            slot = target.slot;
+        if probe.kind == PROBE_POOL {
+            let spec = &plan.v4_pool;
+            slot = pool(
+                &POOL_V4,
+                spec,
+                (u32::from_be(addr) >> (spec.shift & 31)) as u64,
+            );
+        } else {
+            let key = V4Key {
+                prefix_len: probe.prefix_len,
+                addr: addr & probe.mask,
+            };
+            if let Some(target) = unsafe { SUB_V4.get(&key) } {
+                slot = target.slot;
+            }
+        }
+        if slot != NO_SLOT {
             best_len = probe.prefix_len;
             break;
         }
@@ -53,17 +81,25 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
             break;
         }
         let probe = &plan.v6[i];
-        let key = V6Key {
-            prefix_len: probe.prefix_len,
-            addr: [
-                addr[0] & probe.mask[0],
-                addr[1] & probe.mask[1],
-                addr[2] & probe.mask[2],
-                addr[3] & probe.mask[3],
-            ],
-        };
-        if let Some(target) = unsafe { SUB_V6.get(&key) } {
-            slot = target.slot;
+        if probe.kind == PROBE_POOL {
+            let spec = &plan.v6_pool;
+            let top = ((u32::from_be(addr[0]) as u64) << 32) | u32::from_be(addr[1]) as u64;
+            slot = pool(&POOL_V6, spec, top >> (spec.shift & 63));
+        } else {
+            let key = V6Key {
+                prefix_len: probe.prefix_len,
+                addr: [
+                    addr[0] & probe.mask[0],
+                    addr[1] & probe.mask[1],
+                    addr[2] & probe.mask[2],
+                    addr[3] & probe.mask[3],
+                ],
+            };
+            if let Some(target) = unsafe { SUB_V6.get(&key) } {
+                slot = target.slot;
+            }
+        }
+        if slot != NO_SLOT {
             best_len = probe.prefix_len;
             break;
         }

@@ -2,6 +2,8 @@
 //! sets every `max_entries` from its config before loading.
 
 use aya_ebpf::{
+    Global,
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
@@ -18,6 +20,16 @@ pub static SUB_V4: HashMap<V4Key, PrefixTarget> = HashMap::with_max_entries(1024
 #[map]
 pub static SUB_V6: HashMap<V6Key, PrefixTarget> = HashMap::with_max_entries(1024, 0);
 
+/// IPv4 direct pool (see `PoolSpec`): entry `offset / 2`, half `offset % 2` holds the owner's
+/// slot + 1 (0: none). Two per entry because array elements take 8 bytes each. Mmapable so the
+/// daemon fills it without a syscall per entry.
+#[map]
+pub static POOL_V4: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// IPv6 direct pool, laid out like `POOL_V4`.
+#[map]
+pub static POOL_V6: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
 /// IPv4 fallback trie for prefix lengths not in the plan's hash probes (usually empty).
 #[map]
 pub static SUB_V4_TRIE: LpmTrie<u32, PrefixTarget> = LpmTrie::with_max_entries(1024, 0);
@@ -26,10 +38,18 @@ pub static SUB_V4_TRIE: LpmTrie<u32, PrefixTarget> = LpmTrie::with_max_entries(1
 #[map]
 pub static SUB_V6_TRIE: LpmTrie<[u32; 4], PrefixTarget> = LpmTrie::with_max_entries(1024, 0);
 
-/// Per-CPU counters indexed by subscriber slot; summed across CPUs by the daemon, so the
-/// hot path needs no atomics.
+/// Subscriber slots per CPU region of `SUB_COUNTERS`; set by the daemon at load (read-only, so
+/// the verifier treats it as a constant).
+#[unsafe(no_mangle)]
+pub static SLOT_CAPACITY: Global<u32> = Global::new(1024);
+
+/// Subscriber counters, one region of `SLOT_CAPACITY` slots per possible CPU: entry
+/// `cpu * SLOT_CAPACITY + slot`. Each CPU writes only its own region, so the hot path needs no
+/// atomics and CPUs never share a cache line. A plain array costs one memory access where a
+/// per-CPU array costs two (its pointer table, then the per-CPU chunk), and it is mmapable, so
+/// the daemon reads every counter without a syscall per slot.
 #[map]
-pub static SUB_COUNTERS: PerCpuArray<SubscriberCounters> = PerCpuArray::with_max_entries(1024, 0);
+pub static SUB_COUNTERS: Array<SubscriberCounters> = Array::with_max_entries(1024, BPF_F_MMAPABLE);
 
 /// Per-CPU per-interface buckets indexed by ingress ifindex (slot 0 is never a real ifindex).
 #[map]

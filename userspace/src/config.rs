@@ -113,9 +113,47 @@ pub struct SubscribersConfig {
     /// Prefixes per family the kernel tables hold.
     #[serde(default = "default_prefix_capacity", deserialize_with = "capacity")]
     pub prefix_capacity: u32,
-    /// Prefix lengths per family probed by exact match before the trie fallback (1 to 8).
+    /// Prefix lengths per family probed before the trie fallback (1 to 8).
     #[serde(default = "default_hash_lengths", deserialize_with = "hash_lengths")]
     pub hash_lengths: u32,
+    /// Direct pool entries for IPv4's most common prefix length (4 bytes each; the default
+    /// covers a whole 100.64.0.0/10 CGNAT range of /32s). 0 disables the pool.
+    #[serde(default = "default_pool_v4", deserialize_with = "pool_entries")]
+    pub pool_v4_entries: u32,
+    /// Direct pool entries for IPv6's most common prefix length (/64 or shorter; the default
+    /// covers the /56 delegations of a /36). 0 disables the pool.
+    #[serde(default = "default_pool_v6", deserialize_with = "pool_entries")]
+    pub pool_v6_entries: u32,
+}
+
+impl SubscribersConfig {
+    /// The kernel table sizes this config asks for.
+    pub fn sizes(&self) -> crate::datapath::Sizes {
+        crate::datapath::Sizes {
+            subscribers: self.capacity,
+            prefixes: self.prefix_capacity,
+            pool_v4: self.pool_v4_entries,
+            pool_v6: self.pool_v6_entries,
+        }
+    }
+}
+
+fn default_pool_v4() -> u32 {
+    1 << 22
+}
+
+fn default_pool_v6() -> u32 {
+    1 << 20
+}
+
+fn pool_entries<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v > 1 << 26 {
+        return Err(de::Error::custom(format!(
+            "must be at most 67108864 (256 MiB), got {v}"
+        )));
+    }
+    Ok(v)
 }
 
 fn default_capacity() -> u32 {

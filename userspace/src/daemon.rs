@@ -16,7 +16,7 @@ use tokio::{
 use crate::{
     config::{Config, KernelLog},
     counters,
-    datapath::{Datapath, Sizes},
+    datapath::Datapath,
     registry,
     snapshot::{Count, InterfaceTotals, Snapshot, SubscriberTotals},
     table::Table,
@@ -26,10 +26,7 @@ use crate::{
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let table = Table::load(&config.subscribers.file)
         .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
-    let sizes = Sizes {
-        subscribers: config.subscribers.capacity,
-        prefixes: config.subscribers.prefix_capacity,
-    };
+    let sizes = config.subscribers.sizes();
     registry::check_fits(&table, sizes)?;
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir)
@@ -48,10 +45,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let plan = registry::install(&mut dp, &table, config.subscribers.hash_lengths)?;
     let (v4, v6) = table.prefix_counts();
     info!(
-        "installed {} subscribers ({v4} IPv4, {v6} IPv6 prefixes); hash probes: {} IPv4, {} IPv6; trie fallback: {}",
+        "installed {} subscribers ({v4} IPv4, {v6} IPv6 prefixes); probes: {} IPv4 (pool /{}), {} IPv6 (pool /{}); trie fallback: {}",
         table.subscribers.len(),
         plan.v4_probes,
+        plan.v4_pool.prefix_len,
         plan.v6_probes,
+        plan.v6_pool.prefix_len,
         if plan.v4_trie_max + plan.v6_trie_max > 0 {
             "in use"
         } else {

@@ -6,7 +6,10 @@ use aya::{
 };
 use log::warn;
 
-use crate::config::{KernelLog, Role, XdpModeSetting};
+use crate::{
+    config::{KernelLog, Role, XdpModeSetting},
+    counters::CounterView,
+};
 
 /// quid's XDP object, built from `ebpf/` by `build.rs` and embedded so one binary suffices.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/quid"));
@@ -20,7 +23,7 @@ pub enum DatapathError {
     Load(#[from] aya::EbpfError),
     #[error("program {name}: {source}")]
     Program {
-        name: &'static str,
+        name: String,
         source: aya::programs::ProgramError,
     },
     #[error("interface `{0}` does not exist: check the [[interface]] names in the config")]
@@ -39,6 +42,13 @@ pub enum DatapathError {
     },
     #[error("map {0} missing from the XDP object (was it built from this source tree?)")]
     MissingMap(&'static str),
+    #[error("mapping {name} into memory failed: {source}")]
+    Mmap {
+        name: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot count the possible CPUs ({0})")]
+    Cpus(String),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -53,6 +63,39 @@ pub struct Sizes {
     pub subscribers: u32,
     /// Prefixes per family (hash and trie each).
     pub prefixes: u32,
+    /// Direct pool entries per family (0: no pool).
+    pub pool_v4: u32,
+    pub pool_v6: u32,
+}
+
+impl Sizes {
+    /// The pool sizes the plan may use.
+    pub fn pools(&self) -> crate::plan::PoolSizes {
+        crate::plan::PoolSizes {
+            v4: self.pool_v4,
+            v6: self.pool_v6,
+        }
+    }
+
+    /// `max_entries` for each of quid's maps (`SUB_COUNTERS` holds a region per CPU).
+    pub fn map_sizes(&self) -> Result<[(&'static str, u32); 7], DatapathError> {
+        let cpus = possible_cpus()? as u32;
+        Ok([
+            // Two pool entries per array element.
+            ("POOL_V4", self.pool_v4.div_ceil(2).max(1)),
+            ("POOL_V6", self.pool_v6.div_ceil(2).max(1)),
+            ("SUB_V4", self.prefixes),
+            ("SUB_V6", self.prefixes),
+            ("SUB_V4_TRIE", self.prefixes),
+            ("SUB_V6_TRIE", self.prefixes),
+            ("SUB_COUNTERS", self.subscribers * cpus),
+        ])
+    }
+}
+
+/// Number of possible CPUs (the kernel's `nr_cpu_ids`): one counter region each.
+pub fn possible_cpus() -> Result<usize, DatapathError> {
+    aya::util::nr_cpus().map_err(|(path, e)| DatapathError::Cpus(format!("{path}: {e}")))
 }
 
 /// One interface quid is attached to.
@@ -67,6 +110,9 @@ pub struct Attachment {
 
 /// The loaded object and its attachments; dropping it detaches everything.
 pub struct Datapath {
+    /// Declared before `ebpf` so the mapping goes before the maps.
+    pub counters: CounterView,
+    pub sizes: Sizes,
     pub ebpf: Ebpf,
     pub attachments: Vec<Attachment>,
     links: Vec<(&'static str, XdpLinkId)>,
@@ -78,28 +124,38 @@ impl Datapath {
         Self::load_object(
             OBJECT,
             sizes,
+            &[],
             kernel_log,
             &["quid_access", "quid_core", "quid_both"],
         )
     }
 
-    /// Loads any quid-layout object (the daemon's or the benchmark's) and the named programs.
+    /// Loads any quid-layout object (the daemon's or the benchmark's) with quid's maps sized
+    /// for `sizes`, `extra_maps` sized as given, and then the named programs.
     pub fn load_object(
         object: &[u8],
         sizes: Sizes,
+        extra_maps: &[(&str, u32)],
         kernel_log: KernelLog,
-        programs: &[&'static str],
+        programs: &[&str],
     ) -> Result<Datapath, DatapathError> {
         let level = kernel_log.aya_level();
-        let ebpf = EbpfLoader::new()
-            .map_max_entries("SUB_V4", sizes.prefixes)
-            .map_max_entries("SUB_V6", sizes.prefixes)
-            .map_max_entries("SUB_V4_TRIE", sizes.prefixes)
-            .map_max_entries("SUB_V6_TRIE", sizes.prefixes)
-            .map_max_entries("SUB_COUNTERS", sizes.subscribers)
+        let mut loader = EbpfLoader::new();
+        let quid_maps = sizes.map_sizes()?;
+        for &(name, size) in quid_maps.iter().chain(extra_maps) {
+            loader.map_max_entries(name, size);
+        }
+        let ebpf = loader
             .override_global(aya_log::LEVEL, &level, true)
+            .override_global("SLOT_CAPACITY", &sizes.subscribers, true)
             .load(object)?;
+        let map = ebpf
+            .map("SUB_COUNTERS")
+            .ok_or(DatapathError::MissingMap("SUB_COUNTERS"))?;
+        let counters = CounterView::new(map, sizes.subscribers, possible_cpus()?)?;
         let mut dp = Datapath {
+            counters,
+            sizes,
             ebpf,
             attachments: Vec::new(),
             links: Vec::new(),
@@ -107,7 +163,10 @@ impl Datapath {
         for &name in programs {
             dp.program(name)?
                 .load()
-                .map_err(|source| DatapathError::Program { name, source })?;
+                .map_err(|source| DatapathError::Program {
+                    name: name.into(),
+                    source,
+                })?;
         }
         Ok(dp)
     }
@@ -168,7 +227,7 @@ impl Datapath {
             self.program(program_name)?
                 .detach(link)
                 .map_err(|source| DatapathError::Program {
-                    name: program_name,
+                    name: program_name.into(),
                     source,
                 })?;
         }
@@ -176,14 +235,17 @@ impl Datapath {
     }
 
     /// One of the object's XDP programs by name.
-    pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp, DatapathError> {
+    pub fn program(&mut self, name: &str) -> Result<&mut Xdp, DatapathError> {
         self.ebpf
             .program_mut(name)
-            .ok_or(DatapathError::Program {
-                name,
+            .ok_or_else(|| DatapathError::Program {
+                name: name.into(),
                 source: aya::programs::ProgramError::InvalidName { name: name.into() },
             })?
             .try_into()
-            .map_err(|source| DatapathError::Program { name, source })
+            .map_err(|source| DatapathError::Program {
+                name: name.into(),
+                source,
+            })
     }
 }

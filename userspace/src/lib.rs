@@ -5,6 +5,7 @@ pub mod counters;
 pub mod daemon;
 pub mod datapath;
 pub mod frames;
+pub mod mapped;
 pub mod plan;
 pub mod registry;
 pub mod snapshot;

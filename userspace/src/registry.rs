@@ -6,7 +6,8 @@ use quid_common::{LookupPlan, PrefixTarget, V4Key, V6Key};
 
 use crate::{
     datapath::{Datapath, DatapathError, Sizes},
-    plan,
+    mapped::MappedArray,
+    plan::{self, Place},
     table::Table,
 };
 
@@ -61,10 +62,37 @@ pub fn install(
     hash_lengths: u32,
 ) -> Result<LookupPlan, RegistryError> {
     let all = table.subscribers.iter().flat_map(|s| &s.prefixes);
-    let plan = plan::build(all, hash_lengths);
+    let plan = plan::build(all, hash_lengths, dp.sizes.pools());
+    let placed: Vec<(u32, &IpNet, Place)> = table
+        .subscribers
+        .iter()
+        .enumerate()
+        .flat_map(|(slot, s)| s.prefixes.iter().map(move |p| (slot as u32, p)))
+        .map(|(slot, p)| (slot, p, plan::place(&plan, p)))
+        .collect();
+    {
+        let mut pool4 = pool(dp, "POOL_V4", plan.v4_pool.units)?;
+        let mut pool6 = pool(dp, "POOL_V6", plan.v6_pool.units)?;
+        for &(slot, prefix, place) in &placed {
+            if let Place::Pool(offset) = place {
+                let pool = if matches!(prefix, IpNet::V4(_)) {
+                    &mut pool4
+                } else {
+                    &mut pool6
+                };
+                // Two slots per element; stored as slot + 1 because the array starts zeroed
+                // and 0 means "no owner".
+                let i = (offset / 2) as usize;
+                if let Some(mut pair) = pool.get(i) {
+                    pair[(offset % 2) as usize] = slot + 1;
+                    pool.set(i, pair);
+                }
+            }
+        }
+    }
     let mut v4: HashMap<&mut MapData, V4Key, PrefixTarget> = map(dp, "SUB_V4")?;
-    for (slot, prefix) in entries(table, &plan, true, false) {
-        if let IpNet::V4(net) = prefix {
+    for &(slot, prefix, place) in &placed {
+        if let (IpNet::V4(net), Place::Hash) = (prefix, place) {
             let key = V4Key {
                 prefix_len: u32::from(net.prefix_len()),
                 addr: u32::from_ne_bytes(net.addr().octets()),
@@ -74,8 +102,8 @@ pub fn install(
         }
     }
     let mut v6: HashMap<&mut MapData, V6Key, PrefixTarget> = map(dp, "SUB_V6")?;
-    for (slot, prefix) in entries(table, &plan, true, true) {
-        if let IpNet::V6(net) = prefix {
+    for &(slot, prefix, place) in &placed {
+        if let (IpNet::V6(net), Place::Hash) = (prefix, place) {
             let key = V6Key {
                 prefix_len: u32::from(net.prefix_len()),
                 addr: v6_words(&net.addr().octets()),
@@ -85,8 +113,8 @@ pub fn install(
         }
     }
     let mut t4: LpmTrie<&mut MapData, u32, PrefixTarget> = map(dp, "SUB_V4_TRIE")?;
-    for (slot, prefix) in entries(table, &plan, false, false) {
-        if let IpNet::V4(net) = prefix {
+    for &(slot, prefix, place) in &placed {
+        if let (IpNet::V4(net), Place::Trie) = (prefix, place) {
             let key = Key::new(
                 u32::from(net.prefix_len()),
                 u32::from_ne_bytes(net.addr().octets()),
@@ -96,8 +124,8 @@ pub fn install(
         }
     }
     let mut t6: LpmTrie<&mut MapData, [u32; 4], PrefixTarget> = map(dp, "SUB_V6_TRIE")?;
-    for (slot, prefix) in entries(table, &plan, false, true) {
-        if let IpNet::V6(net) = prefix {
+    for &(slot, prefix, place) in &placed {
+        if let (IpNet::V6(net), Place::Trie) = (prefix, place) {
             let key = Key::new(u32::from(net.prefix_len()), v6_words(&net.addr().octets()));
             t6.insert(&key, target(slot, prefix), 0)
                 .map_err(|e| map_err("SUB_V6_TRIE", e))?;
@@ -110,23 +138,14 @@ pub fn install(
     Ok(plan)
 }
 
-/// (slot, prefix) pairs of one family that the plan puts in the hash (or in the trie).
-fn entries<'a>(
-    table: &'a Table,
-    plan: &'a LookupPlan,
-    hash: bool,
-    v6: bool,
-) -> impl Iterator<Item = (u32, &'a IpNet)> + 'a {
-    table
-        .subscribers
-        .iter()
-        .enumerate()
-        .flat_map(move |(slot, s)| {
-            s.prefixes
-                .iter()
-                .filter(move |p| matches!(p, IpNet::V6(_)) == v6 && plan::in_hash(plan, p) == hash)
-                .map(move |p| (slot as u32, p))
-        })
+/// A writable mapping of a pool array (`units` is 0 when the plan uses no pool).
+fn pool(
+    dp: &Datapath,
+    name: &'static str,
+    units: u64,
+) -> Result<MappedArray<[u32; 2]>, DatapathError> {
+    let m = dp.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+    MappedArray::new(m, name, units.div_ceil(2).max(1) as usize, true)
 }
 
 fn target(slot: u32, prefix: &IpNet) -> PrefixTarget {

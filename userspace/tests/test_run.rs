@@ -35,15 +35,19 @@ struct Harness {
 
 impl Harness {
     fn new(table: &str, hash_lengths: u32) -> Harness {
+        Self::with_pools(table, hash_lengths, 64)
+    }
+
+    /// `pool` entries per family's direct pool (0: every probe uses the hash).
+    fn with_pools(table: &str, hash_lengths: u32, pool: u32) -> Harness {
         let table = Table::parse(table.as_bytes(), "t.csv".as_ref()).unwrap();
-        let mut dp = Datapath::load(
-            Sizes {
-                subscribers: 64,
-                prefixes: 64,
-            },
-            KernelLog::Off,
-        )
-        .unwrap();
+        let sizes = Sizes {
+            subscribers: 64,
+            prefixes: 64,
+            pool_v4: pool,
+            pool_v6: pool,
+        };
+        let mut dp = Datapath::load(sizes, KernelLog::Off).unwrap();
         registry::install(&mut dp, &table, hash_lengths).unwrap();
         Harness { dp, table }
     }
@@ -149,11 +153,12 @@ fn both_role_counts_source_and_destination() {
 }
 
 #[test]
-fn most_specific_prefix_wins_in_hash_and_in_trie() {
-    // hash_lengths 8: everything in the hash; 1: only the most populated length per family is
-    // hashed and the rest falls back to the trie; both must pick the same owners.
-    for hash_lengths in [8, 1] {
-        let mut h = Harness::new(TABLE, hash_lengths);
+fn most_specific_prefix_wins_in_pool_hash_and_trie() {
+    // hash_lengths 8: every length probed; 1: only the most populated length per family is
+    // probed and the rest falls back to the trie. With and without direct pools. Every
+    // combination must pick the same owners.
+    for (hash_lengths, pool) in [(8, 64), (8, 0), (1, 64), (1, 0)] {
+        let mut h = Harness::with_pools(TABLE, hash_lengths, pool);
         h.access(&Ethernet::default().ipv4_udp(Ipv4Addr::new(198, 51, 100, 12), NET4, 0));
         h.access(&Ethernet::default().ipv4_udp(Ipv4Addr::new(198, 51, 100, 13), NET4, 0));
         let inner6 = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0x5, 0, 0, 0, 1);
@@ -338,4 +343,19 @@ fn ip_layer_bytes_add_up_over_many_runs() {
         .unwrap();
     assert_eq!(r.return_value, XDP_PASS);
     assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1000, 1000 * 1500));
+}
+
+#[test]
+fn pool_entries_at_any_offset_are_found() {
+    let table = "id,name,plan,prefixes\na,A,home,100.64.0.1\nb,B,home,100.64.0.6 2001:db8:0:5::/64\nc,C,home,100.64.0.200 2001:db8::/64\n";
+    let mut h = Harness::with_pools(table, 8, 256);
+    h.access(&Ethernet::default().ipv4_udp(Ipv4Addr::new(100, 64, 0, 6), NET4, 0));
+    h.access(&Ethernet::default().ipv4_udp(Ipv4Addr::new(100, 64, 0, 200), NET4, 0));
+    h.access(&Ethernet::default().ipv6_udp(
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 5, 0, 0, 0, 1),
+        NET6,
+        0,
+    ));
+    assert_eq!(h.subscriber("b", DIR_UPLOAD), c(2, 28 + 48));
+    assert_eq!(h.subscriber("c", DIR_UPLOAD), c(1, 28));
 }
