@@ -30,6 +30,12 @@ apt_install() {
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v rustup >/dev/null || { say "rustup not found: install Rust with rustup first"; exit 1; }
 
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+        say "adding $component to the default toolchain"
+        rustup component add "$component" >/dev/null 2>&1
+    fi
+done
 if ! rustup toolchain list | grep -q '^nightly'; then
     say "installing the nightly toolchain"
     rustup toolchain install nightly --profile minimal -q >/dev/null

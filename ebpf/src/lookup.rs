@@ -52,7 +52,7 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
                 prefix_len: probe.prefix_len,
                 addr: addr & probe.mask,
             };
-            if let Some(target) = unsafe { SUB_V4.get(&key) } {
+            if let Some(target) = unsafe { SUB_V4.get(key) } {
                 slot = target.slot;
             }
         }
@@ -61,12 +61,11 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
             break;
         }
     }
-    if plan.v4_trie_max > best_len {
-        if let Some(target) = SUB_V4_TRIE.get(Key::new(32, addr)) {
-            if target.prefix_len > best_len {
-                slot = target.slot;
-            }
-        }
+    if plan.v4_trie_max > best_len
+        && let Some(target) = SUB_V4_TRIE.get(Key::new(32, addr))
+        && target.prefix_len > best_len
+    {
+        slot = target.slot;
     }
     slot
 }
@@ -95,7 +94,7 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
                     addr[3] & probe.mask[3],
                 ],
             };
-            if let Some(target) = unsafe { SUB_V6.get(&key) } {
+            if let Some(target) = unsafe { SUB_V6.get(key) } {
                 slot = target.slot;
             }
         }
@@ -104,12 +103,11 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
             break;
         }
     }
-    if plan.v6_trie_max > best_len {
-        if let Some(target) = SUB_V6_TRIE.get(Key::new(128, *addr)) {
-            if target.prefix_len > best_len {
-                slot = target.slot;
-            }
-        }
+    if plan.v6_trie_max > best_len
+        && let Some(target) = SUB_V6_TRIE.get(Key::new(128, *addr))
+        && target.prefix_len > best_len
+    {
+        slot = target.slot;
     }
     slot
 }

@@ -34,7 +34,7 @@ impl<T: Copy> MappedArray<T> {
     ) -> Result<Self, DatapathError> {
         const {
             assert!(
-                std::mem::size_of::<T>() % 8 == 0,
+                std::mem::size_of::<T>().is_multiple_of(8),
                 "BPF array elements are 8-byte aligned"
             )
         };

@@ -150,7 +150,7 @@ fn family(prefixes: &[&IpNet], k: usize, pool_size: u32, pool_width: u32) -> Fam
             )
         })
         .collect();
-    probes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    probes.sort_unstable_by_key(|&(len, _)| std::cmp::Reverse(len));
     Family {
         probes,
         pool,

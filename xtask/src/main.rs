@@ -1,1 +1,115 @@
-fn main() {}
+//! `cargo xtask`: install the toolchain, run the checks and tests, the demo and the benchmarks.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "quid's build, test, demo and benchmark automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building the eBPF programs needs (nightly rust-src, LLVM 22, bpf-linker).
+    Setup,
+    /// Formatting, clippy (user space and eBPF separately) and every test. Needs root.
+    Test,
+    /// Build and run the namespace demo: real traffic, exact per-subscriber counts. Needs root.
+    Demo,
+    /// Run the benchmarks and write bench/*.json and bench/*.md. Needs root.
+    Bench {
+        /// Table sizes for the XDP benchmark.
+        #[arg(long, default_value = "1000,100000,1000000")]
+        sizes: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = root();
+    match cli.command {
+        Cmd::Setup => setup(&root),
+        Cmd::Test => {
+            setup(&root)?;
+            run(&root, "cargo", &["fmt", "--all", "--check"])?;
+            run(
+                &root,
+                "cargo",
+                &["clippy", "--all-targets", "--", "-D", "warnings"],
+            )?;
+            // The eBPF crate is linted on its own: it has its own panic handlers and target.
+            run(
+                &root.join("ebpf"),
+                "cargo",
+                &[
+                    "+nightly",
+                    "clippy",
+                    "--release",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )?;
+            // Default members only: the eBPF crate builds for its own target (via build.rs).
+            run(&root, "cargo", &["test"])
+        }
+        Cmd::Demo => {
+            setup(&root)?;
+            run(&root, "cargo", &["build", "--release", "--bin", "quid"])?;
+            let quid = root.join("target/release/quid");
+            run(
+                &root,
+                "bash",
+                &["scripts/demo.sh", quid.to_str().context("non-UTF-8 path")?],
+            )
+        }
+        Cmd::Bench { sizes } => {
+            setup(&root)?;
+            run(
+                &root,
+                "cargo",
+                &["build", "--release", "--bin", "quid-bench"],
+            )?;
+            let bench = root.join("target/release/quid-bench");
+            run(
+                &root,
+                bench.to_str().context("non-UTF-8 path")?,
+                &["xdp", "--out", "bench", "--sizes", &sizes],
+            )
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn setup(root: &Path) -> anyhow::Result<()> {
+    run(root, "bash", &["scripts/bootstrap.sh"])
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

@@ -66,12 +66,12 @@ fn spread(ctx: &XdpContext) {
 
 #[inline(always)]
 fn count(slot: Option<&u32>, ip_len: u32) {
-    if let Some(&slot) = slot {
-        if let Some(c) = BENCH_COUNTERS.get_ptr_mut(slot) {
-            unsafe {
-                (*c).packets += 1;
-                (*c).bytes += ip_len as u64;
-            }
+    if let Some(&slot) = slot
+        && let Some(c) = BENCH_COUNTERS.get_ptr_mut(slot)
+    {
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += ip_len as u64;
         }
     }
 }
@@ -79,10 +79,10 @@ fn count(slot: Option<&u32>, ip_len: u32) {
 #[inline(always)]
 fn one_hash(ctx: &XdpContext) -> u32 {
     match parse::frame(ctx) {
-        Frame::V4 { src, ip_len, .. } => count(unsafe { BENCH_HASH_V4.get(&src) }, ip_len),
+        Frame::V4 { src, ip_len, .. } => count(unsafe { BENCH_HASH_V4.get(src) }, ip_len),
         Frame::V6 { src, ip_len, .. } => {
             let key = [src[0] & V6_56[0], src[1] & V6_56[1], 0, 0];
-            count(unsafe { BENCH_HASH_V6.get(&key) }, ip_len)
+            count(unsafe { BENCH_HASH_V6.get(key) }, ip_len)
         }
         _ => {}
     }

@@ -61,9 +61,11 @@ struct Row {
     subscribers: u32,
     keys: &'static str,
     ns_per_packet: f64,
+    /// The machine, on every row so that rows from different machines can be merged.
+    cpu: String,
+    kernel: String,
 }
 
-#[derive(Serialize)]
 struct Report {
     cpu: String,
     kernel: String,
@@ -122,6 +124,7 @@ fn xdp(out: PathBuf, sizes: Vec<u32>, repeat: u32, trials: usize) -> anyhow::Res
             "sizes must be between 1 and 4,000,000 (the 100.64.0.0/10 range holds the IPv4 addresses)"
         );
     }
+    let (cpu, kernel) = (cpu_model(), kernel());
     let mut rows = Vec::new();
     for &n in &sizes {
         let started = Instant::now();
@@ -155,6 +158,8 @@ fn xdp(out: PathBuf, sizes: Vec<u32>, repeat: u32, trials: usize) -> anyhow::Res
                         subscribers: n,
                         keys,
                         ns_per_packet: ns,
+                        cpu: cpu.clone(),
+                        kernel: kernel.clone(),
                     });
                 }
             }
@@ -163,8 +168,8 @@ fn xdp(out: PathBuf, sizes: Vec<u32>, repeat: u32, trials: usize) -> anyhow::Res
         check_counted(&dp, n, 2.0 * f64::from(repeat) * trials as f64)?;
     }
     let report = Report {
-        cpu: cpu_model(),
-        kernel: kernel(),
+        cpu,
+        kernel,
         repeat,
         trials,
         rows,
@@ -172,7 +177,7 @@ fn xdp(out: PathBuf, sizes: Vec<u32>, repeat: u32, trials: usize) -> anyhow::Res
     std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("xdp.json"),
-        serde_json::to_string_pretty(&report)? + "\n",
+        serde_json::to_string_pretty(&report.rows)? + "\n",
     )?;
     let md = markdown(&report);
     std::fs::write(out.join("xdp.md"), &md)?;

@@ -228,10 +228,10 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(s) = Snapshot::read(&d.state_dir) {
-                if s.state == "running" {
-                    return d;
-                }
+            if let Ok(s) = Snapshot::read(&d.state_dir)
+                && s.state == "running"
+            {
+                return d;
             }
             if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("quid exited early ({status}):\n{}", d.log());

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# quid demo: two subscribers behind a router running quid, an upstream host, real traffic in
+# both directions over IPv4 and IPv6, and quid's per-subscriber table next to what the senders
+# themselves counted. Everything lives in network namespaces created here and removed on exit,
+# also on Ctrl-C. Addresses come from the documentation and shared (CGNAT) ranges only.
+#
+# Usage: scripts/demo.sh PATH_TO_QUID   (as root; `cargo xtask demo` builds and runs it)
+set -euo pipefail
+
+QUID=${1:?usage: demo.sh PATH_TO_QUID}
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces and loads XDP programs)" >&2; exit 1; }
+
+SUB=quid-demo-sub
+RTR=quid-demo-rtr
+UP=quid-demo-up
+WORK=$(mktemp -d /tmp/quid-demo.XXXXXX)
+QUID_PID=
+
+cleanup() {
+    set +e
+    if [ -n "$QUID_PID" ] && kill -0 "$QUID_PID" 2>/dev/null; then
+        kill -TERM "$QUID_PID"
+        wait "$QUID_PID" 2>/dev/null
+    fi
+    for ns in $SUB $RTR $UP; do ip netns del "$ns" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted, cleaning up"; exit 130' INT TERM
+
+# A previous demo killed with SIGKILL may have left its namespaces behind.
+for ns in $SUB $RTR $UP; do ip netns del "$ns" 2>/dev/null || true; done
+
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+quiet_v6() {
+    # No router solicitations or DAD: the demo's own pings should be the only subscriber traffic.
+    nsx "$1" sh -c 'for k in accept_dad router_solicitations accept_ra; do echo 0 > /proc/sys/net/ipv6/conf/default/$k; done'
+}
+
+echo "== building the topology: $SUB <-> $RTR (quid) <-> $UP"
+for ns in $SUB $RTR $UP; do ip netns add "$ns"; nsx "$ns" ip link set lo up; quiet_v6 "$ns"; done
+ip -n $SUB link add eth0 type veth peer name acc netns $RTR
+ip -n $UP link add eth0 type veth peer name core netns $RTR
+for pair in "$SUB eth0" "$RTR acc" "$RTR core" "$UP eth0"; do set -- $pair; ip -n "$1" link set "$2" up; done
+mac() { nsx "$1" cat "/sys/class/net/$2/address"; }
+SUB_MAC=$(mac $SUB eth0); ACC_MAC=$(mac $RTR acc); CORE_MAC=$(mac $RTR core); UP_MAC=$(mac $UP eth0)
+nsx $RTR sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv6/conf/all/forwarding'
+
+# Subscribers: alice 100.64.10.2 + 2001:db8:10::/56, bob 100.64.10.3 + 2001:db8:11::/56.
+ip -n $SUB addr add 100.64.10.2/24 dev eth0
+ip -n $SUB addr add 100.64.10.3/24 dev eth0
+ip -n $SUB addr add 2001:db8:10::2/64 dev eth0 nodad
+ip -n $SUB addr add 2001:db8:11::2/64 dev eth0 nodad
+ip -n $SUB route add default via 100.64.10.1
+ip -n $SUB -6 route add default via fe80::1 dev eth0
+ip -n $RTR addr add 100.64.10.1/24 dev acc
+ip -n $RTR addr add fe80::1/64 dev acc nodad
+ip -n $RTR -6 route add 2001:db8:10::/56 dev acc
+ip -n $RTR -6 route add 2001:db8:11::/56 dev acc
+ip -n $RTR addr add 192.0.2.1/24 dev core
+ip -n $RTR addr add 2001:db8:ff::1/64 dev core nodad
+ip -n $UP addr add 192.0.2.2/24 dev eth0
+ip -n $UP addr add 2001:db8:ff::2/64 dev eth0 nodad
+ip -n $UP route add 100.64.0.0/10 via 192.0.2.1
+ip -n $UP -6 route add 2001:db8:10::/47 via 2001:db8:ff::1
+# Static neighbours: no ARP or neighbour discovery sent from subscriber addresses.
+ip -n $SUB neigh replace 100.64.10.1 lladdr "$ACC_MAC" dev eth0 nud permanent
+ip -n $SUB neigh replace fe80::1 lladdr "$ACC_MAC" dev eth0 nud permanent
+for a in 100.64.10.2 100.64.10.3 2001:db8:10::2 2001:db8:11::2; do
+    ip -n $RTR neigh replace $a lladdr "$SUB_MAC" dev acc nud permanent
+done
+ip -n $RTR neigh replace 192.0.2.2 lladdr "$UP_MAC" dev core nud permanent
+ip -n $RTR neigh replace 2001:db8:ff::2 lladdr "$UP_MAC" dev core nud permanent
+ip -n $UP neigh replace 192.0.2.1 lladdr "$CORE_MAC" dev eth0 nud permanent
+ip -n $UP neigh replace 2001:db8:ff::1 lladdr "$CORE_MAC" dev eth0 nud permanent
+
+cat > "$WORK/subscribers.csv" <<'CSV'
+id,name,plan,prefixes
+alice,Alice's farm,home-50,100.64.10.2 2001:db8:10::/56
+bob,Bob's workshop,biz-100,100.64.10.3 2001:db8:11::/56
+CSV
+cat > "$WORK/quid.toml" <<TOML
+[daemon]
+interval_secs = 1
+state_dir = "$WORK/state"
+
+[subscribers]
+file = "subscribers.csv"
+capacity = 1024
+prefix_capacity = 1024
+pool_v4_entries = 65536
+pool_v6_entries = 65536
+
+[[interface]]
+name = "acc"
+role = "access"
+
+[[interface]]
+name = "core"
+role = "core"
+TOML
+
+echo "== starting quid in $RTR"
+# `ip netns exec` execs quid, so $! is quid's own pid (a backgrounded shell function would not be).
+ip netns exec $RTR "$QUID" run --config "$WORK/quid.toml" 2> "$WORK/quid.log" &
+QUID_PID=$!
+for _ in $(seq 100); do
+    [ -s "$WORK/state/totals.json" ] && break
+    kill -0 $QUID_PID 2>/dev/null || { cat "$WORK/quid.log"; echo "demo: quid failed to start" >&2; exit 1; }
+    sleep 0.1
+done
+sed 's/^/   quid: /' "$WORK/quid.log"
+
+# Each flow: name, subscriber, family, source, destination, count, ICMP payload bytes.
+FLOWS="alice-v4 alice 4 100.64.10.2 192.0.2.2 20 56
+alice-v6 alice 6 2001:db8:10::2 2001:db8:ff::2 15 1000
+bob-v4 bob 4 100.64.10.3 192.0.2.2 10 1400
+bob-v6 bob 6 2001:db8:11::2 2001:db8:ff::2 25 200"
+
+echo "== sending traffic for about 4 seconds (ping, both directions, IPv4 and IPv6)"
+PINGS=()
+while read -r name sub fam src dst count size; do
+    nsx $SUB ping -"$fam" -q -n -c "$count" -i 0.15 -W 1 -s "$size" -I "$src" "$dst" > "$WORK/$name.ping" 2>&1 &
+    PINGS+=($!)
+done <<< "$FLOWS"
+wait "${PINGS[@]}" || true
+sleep 1.5   # one more counter interval
+
+echo "== stopping quid (SIGTERM: final read, then detach)"
+kill -TERM $QUID_PID
+wait $QUID_PID || { cat "$WORK/quid.log"; echo "demo: quid did not stop cleanly" >&2; exit 1; }
+QUID_PID=
+tail -n 3 "$WORK/quid.log" | sed 's/^/   quid: /'
+
+echo
+echo "== quid's per-subscriber totals (quid subscribers)"
+"$QUID" subscribers --config "$WORK/quid.toml"
+
+echo "== what the senders counted (IP bytes: ICMP payload + 8 + 20 for IPv4, + 40 for IPv6)"
+declare -A UPP UPB DNP DNB
+while read -r name sub fam src dst count size; do
+    stats=$(grep -E "packets transmitted" "$WORK/$name.ping")
+    sent=$(echo "$stats" | awk '{print $1}'); got=$(echo "$stats" | awk '{print $4}')
+    hdr=$([ "$fam" = 4 ] && echo 28 || echo 48)
+    printf '   %-9s sent %3d, answered %3d, %5d IP bytes each\n' "$name" "$sent" "$got" $((size + hdr))
+    UPP[$sub]=$(( ${UPP[$sub]:-0} + sent )); UPB[$sub]=$(( ${UPB[$sub]:-0} + sent * (size + hdr) ))
+    DNP[$sub]=$(( ${DNP[$sub]:-0} + got )); DNB[$sub]=$(( ${DNB[$sub]:-0} + got * (size + hdr) ))
+done <<< "$FLOWS"
+
+echo
+ok=1
+table=$("$QUID" subscribers --config "$WORK/quid.toml")
+for sub in alice bob; do
+    want="${UPP[$sub]} ${UPB[$sub]} ${DNP[$sub]} ${DNB[$sub]}"
+    # The last four columns of a subscriber's row: up packets, up bytes, down packets, down bytes.
+    got=$(echo "$table" | awk -v id="$sub" '$1 == id { print $(NF-3), $(NF-2), $(NF-1), $NF }')
+    if [ "$want" = "$got" ]; then verdict="exact"; else verdict="MISMATCH"; ok=0; fi
+    printf '   %-6s expected up %s pkts / %s B, down %s pkts / %s B; quid counted %s: %s\n' "$sub" ${want} "$got" "$verdict"
+done
+[ $ok -eq 1 ] && echo "== every subscriber's count matches the senders' own count, in both directions" || { echo "== counts differ" >&2; exit 1; }
