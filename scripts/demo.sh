@@ -23,13 +23,14 @@ cleanup() {
         wait "$QUID_PID" 2>/dev/null
     fi
     for ns in $SUB $RTR $UP; do ip netns del "$ns" 2>/dev/null; done
-    rm -rf "$WORK"
+    rm -rf /sys/fs/bpf/quid-demo "$WORK"
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted, cleaning up"; exit 130' INT TERM
 
 # A previous demo killed with SIGKILL may have left its namespaces behind.
 for ns in $SUB $RTR $UP; do ip netns del "$ns" 2>/dev/null || true; done
+rm -rf /sys/fs/bpf/quid-demo 2>/dev/null || true
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 quiet_v6() {
@@ -83,6 +84,8 @@ cat > "$WORK/quid.toml" <<TOML
 [daemon]
 interval_secs = 1
 state_dir = "$WORK/state"
+pin_dir = "/sys/fs/bpf/quid-demo"
+on_stop = "detach"
 
 [subscribers]
 file = "subscribers.csv"
@@ -101,8 +104,9 @@ role = "core"
 TOML
 
 echo "== starting quid in $RTR"
-# `ip netns exec` execs quid, so $! is quid's own pid (a backgrounded shell function would not be).
-ip netns exec $RTR "$QUID" run --config "$WORK/quid.toml" 2> "$WORK/quid.log" &
+# nsenter switches only the network namespace (quid keeps the host's bpffs for its pins) and
+# execs quid, so $! is quid's own pid.
+nsenter --net=/run/netns/$RTR "$QUID" run --config "$WORK/quid.toml" 2> "$WORK/quid.log" &
 QUID_PID=$!
 for _ in $(seq 100); do
     [ -s "$WORK/state/totals.json" ] && break

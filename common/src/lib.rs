@@ -5,7 +5,17 @@
 #![no_std]
 
 /// Version of the map layouts below; a daemon refuses pinned maps of another version.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// Lookup generations: the daemon rewrites the inactive one, then flips `ACTIVE_GEN`, so every
+/// packet sees either the whole old table or the whole new one.
+pub const GENERATIONS: usize = 2;
+
+/// The hash keys' `len_gen` field: prefix length in the low byte, generation above it.
+#[inline(always)]
+pub const fn len_gen(prefix_len: u32, generation: u32) -> u32 {
+    prefix_len | (generation << 8)
+}
 
 /// How many prefix lengths per family the kernel probes in its exact-match hash.
 ///
@@ -83,14 +93,15 @@ pub struct IfaceCounters {
     pub buckets: [Counter; BUCKETS],
 }
 
-/// Key of map `SUB_V4`: an IPv4 prefix with its host bits cleared.
+/// Key of map `SUB_V4`: an IPv4 prefix with its host bits cleared, in one generation.
 ///
 /// `addr` holds the address bytes in network order, read as a native `u32` (as the kernel
 /// loads them from the packet), so masking works the same on both sides.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct V4Key {
-    pub prefix_len: u32,
+    /// [`len_gen`]`(prefix length, generation)`.
+    pub len_gen: u32,
     pub addr: u32,
 }
 
@@ -98,9 +109,17 @@ pub struct V4Key {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct V6Key {
-    pub prefix_len: u32,
+    /// [`len_gen`]`(prefix length, generation)`.
+    pub len_gen: u32,
     pub addr: [u32; 4],
 }
+
+/// Data of an IPv4 trie key (`SUB_V4_TRIE`): the generation word, then the address. The trie
+/// prefix length is 32 + the prefix's length, so a lookup only matches its own generation.
+pub type V4TrieData = [u32; 2];
+
+/// Data of an IPv6 trie key (`SUB_V6_TRIE`): the generation word, then the four address words.
+pub type V6TrieData = [u32; 5];
 
 /// Value of maps `SUB_V4`, `SUB_V6`, `SUB_V4_TRIE` and `SUB_V6_TRIE`: who owns a prefix.
 #[repr(C)]
@@ -150,12 +169,14 @@ pub struct V6Probe {
 pub struct PoolSpec {
     pub first: u64,
     pub units: u64,
+    /// Index of this generation's region in the pool array (in entries, an even number).
+    pub base: u64,
     /// Address width used (32, or 64 for IPv6's top half) minus the prefix length.
     pub shift: u32,
     pub prefix_len: u32,
 }
 
-/// Value of map `LOOKUP_PLAN` (array of one): how the kernel finds a subscriber.
+/// Value of map `LOOKUP_PLAN` (one entry per generation): how the kernel finds a subscriber.
 ///
 /// The daemon probes the most populated prefix lengths (at most [`MAX_HASH_LENGTHS`] per
 /// family) longest first, so the first hit is the most specific match among them. The most
@@ -166,6 +187,9 @@ pub struct PoolSpec {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LookupPlan {
+    /// The generation this plan's keys and pool region belong to.
+    pub generation: u32,
+    pub _pad: u32,
     pub v4_probes: u32,
     pub v6_probes: u32,
     pub v4_trie_max: u32,
@@ -206,6 +230,27 @@ pub const fn v6_mask(prefix_len: u32) -> [u32; 4] {
     out
 }
 
+/// Value of the pinned map `META` (array of one): what a daemon adopting pinned maps checks
+/// before it touches them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// [`LAYOUT_VERSION`] of the daemon that created the maps.
+    pub layout_version: u32,
+    /// Subscriber slots per CPU region of `SUB_COUNTERS`.
+    pub slot_capacity: u32,
+    /// Possible CPUs when the maps were created.
+    pub cpus: u32,
+    /// Prefixes per family and generation in the hashes and tries.
+    pub prefix_capacity: u32,
+    /// Pool entries per family and generation.
+    pub pool_v4: u32,
+    pub pool_v6: u32,
+    /// Random value chosen when the maps were created: tells the daemon's store whether the
+    /// counters it last read are still the ones in the kernel.
+    pub instance: u64,
+}
+
 /// Bench-only map `BENCH_SPREAD` (array of one): how many table entries the spreading
 /// benchmark programs step the looked-up address over.
 #[repr(C)]
@@ -225,6 +270,7 @@ mod pod {
     unsafe impl aya::Pod for V6Key {}
     unsafe impl aya::Pod for PrefixTarget {}
     unsafe impl aya::Pod for LookupPlan {}
+    unsafe impl aya::Pod for Meta {}
     unsafe impl aya::Pod for BenchSpread {}
 }
 
@@ -251,7 +297,8 @@ mod tests {
         assert_eq!(size_of::<V4Key>(), 8);
         assert_eq!(size_of::<V6Key>(), 20);
         assert_eq!(size_of::<PrefixTarget>(), 8);
-        assert_eq!(size_of::<PoolSpec>(), 24);
-        assert_eq!(size_of::<LookupPlan>(), 16 + 2 * 24 + 8 * 16 + 8 * 24);
+        assert_eq!(size_of::<PoolSpec>(), 32);
+        assert_eq!(size_of::<LookupPlan>(), 24 + 2 * 32 + 8 * 16 + 8 * 24);
+        assert_eq!(size_of::<Meta>(), 32);
     }
 }

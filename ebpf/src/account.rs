@@ -10,7 +10,7 @@ use quid_common::{
 
 use crate::{
     lookup,
-    maps::{IFACE_COUNTERS, LOOKUP_PLAN, SLOT_CAPACITY, SUB_COUNTERS},
+    maps::{ACTIVE_GEN, IFACE_COUNTERS, LOOKUP_PLAN, SLOT_CAPACITY, SUB_COUNTERS},
     parse::{self, Frame},
 };
 
@@ -19,7 +19,12 @@ use crate::{
 pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     let ifindex = ctx.ingress_ifindex() as u32;
-    let Some(plan) = LOOKUP_PLAN.get(0) else {
+    // One read of the generation: the whole packet uses one table.
+    let generation = match ACTIVE_GEN.get(0) {
+        Some(g) => *g & 1,
+        None => 0,
+    };
+    let Some(plan) = LOOKUP_PLAN.get(generation) else {
         return xdp_action::XDP_PASS;
     };
     match parse::frame(ctx) {

@@ -7,7 +7,7 @@
 //! which the verifier rejects.
 
 use aya_ebpf::maps::{Array, lpm_trie::Key};
-use quid_common::{LookupPlan, MAX_HASH_LENGTHS, PROBE_POOL, PoolSpec, V4Key, V6Key};
+use quid_common::{LookupPlan, MAX_HASH_LENGTHS, PROBE_POOL, PoolSpec, V4Key, V6Key, len_gen};
 
 use crate::maps::{POOL_V4, POOL_V6, SUB_V4, SUB_V4_TRIE, SUB_V6, SUB_V6_TRIE};
 
@@ -21,7 +21,7 @@ fn pool(map: &Array<[u32; 2]>, spec: &PoolSpec, unit: u64) -> u32 {
     if offset >= spec.units {
         return NO_SLOT;
     }
-    match map.get((offset >> 1) as u32) {
+    match map.get(((spec.base + offset) >> 1) as u32) {
         Some(pair) => {
             let v = pair[(offset & 1) as usize];
             if v != 0 { v - 1 } else { NO_SLOT }
@@ -49,7 +49,7 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
             );
         } else {
             let key = V4Key {
-                prefix_len: probe.prefix_len,
+                len_gen: len_gen(probe.prefix_len, plan.generation),
                 addr: addr & probe.mask,
             };
             if let Some(target) = unsafe { SUB_V4.get(key) } {
@@ -62,7 +62,7 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
         }
     }
     if plan.v4_trie_max > best_len
-        && let Some(target) = SUB_V4_TRIE.get(Key::new(32, addr))
+        && let Some(target) = SUB_V4_TRIE.get(Key::new(64, [plan.generation, addr]))
         && target.prefix_len > best_len
     {
         slot = target.slot;
@@ -86,7 +86,7 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
             slot = pool(&POOL_V6, spec, top >> (spec.shift & 63));
         } else {
             let key = V6Key {
-                prefix_len: probe.prefix_len,
+                len_gen: len_gen(probe.prefix_len, plan.generation),
                 addr: [
                     addr[0] & probe.mask[0],
                     addr[1] & probe.mask[1],
@@ -104,7 +104,10 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
         }
     }
     if plan.v6_trie_max > best_len
-        && let Some(target) = SUB_V6_TRIE.get(Key::new(128, *addr))
+        && let Some(target) = SUB_V6_TRIE.get(Key::new(
+            160,
+            [plan.generation, addr[0], addr[1], addr[2], addr[3]],
+        ))
         && target.prefix_len > best_len
     {
         slot = target.slot;

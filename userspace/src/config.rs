@@ -50,6 +50,27 @@ pub struct DaemonConfig {
     /// Kernel-side log level; `off` keeps logging out of the hot path entirely.
     #[serde(default)]
     pub kernel_log: KernelLog,
+    /// Where maps and links are pinned (on a bpffs; mounted at /sys/fs/bpf if missing).
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+    /// What SIGINT/SIGTERM does to the XDP programs.
+    #[serde(default)]
+    pub on_stop: OnStop,
+}
+
+/// What happens to the programs when the daemon stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStop {
+    /// Leave them attached and pinned: counting goes on, and the next daemon adopts them.
+    #[default]
+    Keep,
+    /// Detach them and remove every pin (the store keeps the totals).
+    Detach,
+}
+
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/quid")
 }
 
 impl Default for DaemonConfig {
@@ -58,6 +79,8 @@ impl Default for DaemonConfig {
             interval_secs: default_interval(),
             state_dir: default_state_dir(),
             kernel_log: KernelLog::default(),
+            pin_dir: default_pin_dir(),
+            on_stop: OnStop::default(),
         }
     }
 }

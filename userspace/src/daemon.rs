@@ -1,5 +1,6 @@
-//! `quid run`: load, install the table, attach, read the counters every interval, and detach
-//! cleanly on SIGINT/SIGTERM after a final read.
+//! `quid run`: load (or adopt the pinned maps), install the table, attach, read the counters
+//! every interval into the books, apply table changes live, and on SIGINT/SIGTERM make a final
+//! read and either leave the programs counting (`on_stop = "keep"`) or detach them.
 
 use std::{path::Path, time::Duration};
 
@@ -14,11 +15,14 @@ use tokio::{
 };
 
 use crate::{
-    config::{Config, KernelLog},
+    books::{self, Books},
+    config::{Config, KernelLog, OnStop},
     counters,
     datapath::Datapath,
-    registry,
-    snapshot::{Count, InterfaceTotals, Snapshot, SubscriberTotals},
+    registry::{self, Registry},
+    reload::ReloadResult,
+    snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
+    store::{Status, Store},
     table::Table,
 };
 
@@ -31,8 +35,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let store = Store::open(state_dir)?;
 
-    let mut dp = Datapath::load(sizes, config.daemon.kernel_log)?;
+    let mut dp = Datapath::load_pinned(
+        sizes,
+        config.daemon.kernel_log,
+        Some(&config.daemon.pin_dir),
+    )?;
     let kernel_log = match config.daemon.kernel_log {
         KernelLog::Off => None,
         _ => {
@@ -42,11 +51,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some(unsafe { AsyncFd::register(logger) }.map_err(|e| anyhow!("kernel log: {e}"))?)
         }
     };
-    let plan = registry::install(&mut dp, &table, config.subscribers.hash_lengths)?;
+    let (books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, now())?;
+    let registry = match adopted {
+        Some((installed, slots)) => {
+            info!(
+                "adopted the maps pinned in {} ({} subscribers installed); counting never stopped",
+                config.daemon.pin_dir.display(),
+                installed.subscribers.len()
+            );
+            let active = registry::active_generation(&dp)?;
+            Registry::adopt(
+                &dp,
+                config.subscribers.hash_lengths,
+                installed,
+                slots,
+                active,
+            )
+        }
+        None => Registry::new(config.subscribers.hash_lengths),
+    };
+    let mut state = State {
+        config: &config,
+        dp,
+        registry,
+        books,
+        table_stamp: stamp(&config.subscribers.file),
+        reloads: 0,
+    };
+    let change = state.install(&table)?;
+    let plan = *state.registry.active_plan();
     let (v4, v6) = table.prefix_counts();
     info!(
-        "installed {} subscribers ({v4} IPv4, {v6} IPv6 prefixes); probes: {} IPv4 (pool /{}), {} IPv6 (pool /{}); trie fallback: {}",
+        "installed {} subscribers ({v4} IPv4, {v6} IPv6 prefixes; {} added, {} removed, {} changed); probes: {} IPv4 (pool /{}), {} IPv6 (pool /{}); trie fallback: {}",
         table.subscribers.len(),
+        change.added.len(),
+        change.removed.len(),
+        change.changed.len(),
         plan.v4_probes,
         plan.v4_pool.prefix_len,
         plan.v6_probes,
@@ -57,65 +97,219 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "empty"
         }
     );
+    let names: Vec<String> = config
+        .interfaces
+        .iter()
+        .map(|i| i.name.get_ref().0.clone())
+        .collect();
+    for gone in state.dp.drop_stale_links(&names)? {
+        info!("detached from {gone}: no longer in the config");
+    }
     for iface in &config.interfaces {
-        let a = dp.attach(&iface.name.get_ref().0, iface.role, iface.xdp_mode)?;
+        let a = state
+            .dp
+            .attach(&iface.name.get_ref().0, iface.role, iface.xdp_mode)?;
         info!(
             "attached to {} (ifindex {}) as {} in {} mode",
             a.name, a.ifindex, a.role, a.mode
         );
     }
 
-    let result = count_until_signal(&config, &table, &dp, kernel_log).await;
-    // Detach first, then read: every packet the programs saw is in the final snapshot.
-    dp.detach_all()?;
-    let last = snapshot(&dp, &table, &config, "stopped")?;
-    last.write(state_dir)?;
-    info!(
-        "detached from {} interfaces; final totals in {}",
-        dp.attachments.len(),
-        state_dir.join(crate::snapshot::FILE).display()
-    );
+    let result = state.count_until_signal(kernel_log).await;
+    match config.daemon.on_stop {
+        OnStop::Keep => {
+            state.read_interval()?;
+            state.snapshot("stopped")?.write(state_dir)?;
+            info!(
+                "stopped; the programs stay attached and keep counting into the maps pinned in {} (`quid detach` removes them)",
+                config.daemon.pin_dir.display()
+            );
+        }
+        OnStop::Detach => {
+            // Detach first, then read: every packet the programs saw is in the final totals.
+            state.dp.detach_all()?;
+            state.read_interval()?;
+            state.snapshot("stopped")?.write(state_dir)?;
+            state.dp.unpin_all()?;
+            info!(
+                "detached from {} interfaces and removed the pins; final totals in {}",
+                state.dp.attachments.len(),
+                state_dir.join(crate::snapshot::FILE).display()
+            );
+        }
+    }
     result
 }
 
-async fn count_until_signal(
-    config: &Config,
-    table: &Table,
-    dp: &Datapath,
-    mut kernel_log: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
-) -> anyhow::Result<()> {
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(config.daemon.interval_secs));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut previous: Option<Snapshot> = None;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => match snapshot(dp, table, config, "running") {
-                Ok(snap) => {
-                    if let Some(prev) = &previous {
-                        log_summary(prev, &snap, config.daemon.interval_secs);
-                    }
-                    if let Err(e) = snap.write(&config.daemon.state_dir) {
-                        error!("cannot write the totals snapshot: {e}");
-                    }
-                    previous = Some(snap);
-                }
-                Err(e) => error!("reading the counters failed (will retry next interval): {e}"),
-            },
-            ready = readable(&mut kernel_log) => match ready {
-                Ok(mut guard) => {
-                    guard.get_inner_mut().flush();
-                    guard.clear_ready();
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Modification time and length of the table file: a change means "reload".
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Everything the running daemon owns.
+struct State<'a> {
+    config: &'a Config,
+    dp: Datapath,
+    registry: Registry,
+    books: Books,
+    table_stamp: Option<(std::time::SystemTime, u64)>,
+    reloads: u64,
+}
+
+impl State<'_> {
+    /// Installs `table`: the kernel change, the books, the final reads of removed subscribers.
+    fn install(&mut self, table: &Table) -> anyhow::Result<registry::Change> {
+        let (change, baselines) = self.registry.apply(&mut self.dp, table)?;
+        self.books
+            .install(table, self.registry.slots(), &baselines)?;
+        // The removed subscribers' prefixes are gone from both generations: one more read
+        // gives their final counts, then their slots can be reused.
+        self.read_interval()?;
+        for id in self.books.retire(table)? {
+            self.registry.release(&id);
+        }
+        Ok(change)
+    }
+
+    fn read_interval(&mut self) -> anyhow::Result<books::IntervalSummary> {
+        Ok(self.books.interval(&self.dp.counters, now())?)
+    }
+
+    /// Reloads the table file; a bad file leaves the running table untouched.
+    fn reload(&mut self, why: &str) -> ReloadResult {
+        self.reloads += 1;
+        self.table_stamp = stamp(&self.config.subscribers.file);
+        let mut result = ReloadResult {
+            seq: self.reloads,
+            at_unix: now(),
+            ok: false,
+            errors: Vec::new(),
+            change: registry::Change::default(),
+        };
+        match Table::load(&self.config.subscribers.file) {
+            Err(errors) => {
+                result.errors = errors.0.iter().map(|e| e.to_string()).collect();
+                warn!("reload ({why}) refused, the running table is unchanged: {errors}");
+            }
+            Ok(table) => match self.install(&table) {
+                Ok(change) => {
+                    info!(
+                        "reloaded ({why}): {} added, {} removed, {} changed, {} subscribers in all",
+                        change.added.len(),
+                        change.removed.len(),
+                        change.changed.len(),
+                        table.subscribers.len()
+                    );
+                    result.ok = true;
+                    result.change = change;
                 }
                 Err(e) => {
-                    warn!("kernel log unavailable: {e}");
-                    kernel_log = None;
+                    result.errors = vec![format!("{e:#}")];
+                    warn!("reload ({why}) failed, the running table is unchanged: {e:#}");
                 }
             },
-            _ = sigterm.recv() => { info!("SIGTERM: detaching"); return Ok(()) }
-            _ = sigint.recv() => { info!("SIGINT: detaching"); return Ok(()) }
         }
+        if let Err(e) = result.write(&self.config.daemon.state_dir) {
+            error!("cannot write the reload result: {e}");
+        }
+        result
+    }
+
+    async fn count_until_signal(
+        &mut self,
+        mut kernel_log: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
+    ) -> anyhow::Result<()> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let secs = self.config.daemon.interval_secs;
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match self.read_interval() {
+                        Ok(summary) => log_summary(&summary, secs),
+                        Err(e) => error!("reading the counters failed (the kernel keeps them; will retry next interval): {e:#}"),
+                    }
+                    match self.snapshot("running") {
+                        Ok(snap) => if let Err(e) = snap.write(&self.config.daemon.state_dir) {
+                            error!("cannot write the totals snapshot: {e}");
+                        },
+                        Err(e) => error!("cannot read the interface counters: {e:#}"),
+                    }
+                }
+                _ = watch.tick() => {
+                    if stamp(&self.config.subscribers.file) != self.table_stamp {
+                        self.reload("the table file changed");
+                    }
+                }
+                _ = sighup.recv() => { self.reload("SIGHUP"); }
+                ready = readable(&mut kernel_log) => match ready {
+                    Ok(mut guard) => {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                    Err(e) => {
+                        warn!("kernel log unavailable: {e}");
+                        kernel_log = None;
+                    }
+                },
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(()) }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()) }
+            }
+        }
+    }
+
+    /// The books' totals and the interfaces' buckets.
+    fn snapshot(&self, state: &str) -> anyhow::Result<Snapshot> {
+        let subscribers = self
+            .books
+            .records()
+            .map(|r| SubscriberTotals {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                plan: r.plan.clone(),
+                removed: r.status == Status::Removed,
+                upload: counters::direction(&r.total, DIR_UPLOAD).into(),
+                download: counters::direction(&r.total, DIR_DOWNLOAD).into(),
+            })
+            .collect();
+        let interfaces = self
+            .dp
+            .attachments
+            .iter()
+            .map(|a| {
+                let b = counters::interface(&self.dp, a.ifindex)?;
+                Ok(InterfaceTotals {
+                    attachment: a.clone(),
+                    attributed: b.buckets[BUCKET_ATTRIBUTED].into(),
+                    non_ip: b.buckets[BUCKET_NON_IP].into(),
+                    unknown: b.buckets[BUCKET_UNKNOWN].into(),
+                    malformed: b.buckets[BUCKET_MALFORMED].into(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Snapshot {
+            state: state.into(),
+            pid: std::process::id(),
+            taken_at_unix: now(),
+            interval_secs: self.config.daemon.interval_secs,
+            generation: self.registry.active(),
+            subscribers,
+            interfaces,
+        })
     }
 }
 
@@ -128,78 +322,12 @@ async fn readable<T: std::os::fd::AsRawFd>(
     }
 }
 
-/// Reads every counter into a snapshot.
-pub fn snapshot(
-    dp: &Datapath,
-    table: &Table,
-    config: &Config,
-    state: &str,
-) -> anyhow::Result<Snapshot> {
-    let sums = counters::subscribers(dp, table.subscribers.len())?;
-    let subscribers = table
-        .subscribers
-        .iter()
-        .zip(sums.iter())
-        .map(|(s, c)| SubscriberTotals {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            plan: s.plan.clone(),
-            upload: counters::direction(c, DIR_UPLOAD).into(),
-            download: counters::direction(c, DIR_DOWNLOAD).into(),
-        })
-        .collect();
-    let interfaces = dp
-        .attachments
-        .iter()
-        .map(|a| {
-            let b = counters::interface(dp, a.ifindex)?;
-            Ok(InterfaceTotals {
-                attachment: a.clone(),
-                attributed: b.buckets[BUCKET_ATTRIBUTED].into(),
-                non_ip: b.buckets[BUCKET_NON_IP].into(),
-                unknown: b.buckets[BUCKET_UNKNOWN].into(),
-                malformed: b.buckets[BUCKET_MALFORMED].into(),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Snapshot {
-        state: state.into(),
-        pid: std::process::id(),
-        taken_at_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        interval_secs: config.daemon.interval_secs,
-        subscribers,
-        interfaces,
-    })
-}
-
-fn log_summary(prev: &Snapshot, now: &Snapshot, secs: u64) {
-    let delta = |a: Count, b: Count| Count {
-        packets: b.packets.wrapping_sub(a.packets),
-        bytes: b.bytes.wrapping_sub(a.bytes),
-    };
-    let (mut up, mut down, mut active) = (Count::default(), Count::default(), 0);
-    for (p, n) in prev.subscribers.iter().zip(&now.subscribers) {
-        let (u, d) = (delta(p.upload, n.upload), delta(p.download, n.download));
-        if u.packets + d.packets > 0 {
-            active += 1;
-        }
-        up.packets += u.packets;
-        up.bytes += u.bytes;
-        down.packets += d.packets;
-        down.bytes += d.bytes;
-    }
-    let (mut non_ip, mut unknown, mut malformed) = (0, 0, 0);
-    for (p, n) in prev.interfaces.iter().zip(&now.interfaces) {
-        non_ip += n.non_ip.packets - p.non_ip.packets;
-        unknown += n.unknown.packets - p.unknown.packets;
-        malformed += n.malformed.packets - p.malformed.packets;
-    }
+fn log_summary(s: &books::IntervalSummary, secs: u64) {
+    let up = counters::direction(&s.delta, DIR_UPLOAD);
+    let down = counters::direction(&s.delta, DIR_DOWNLOAD);
     info!(
-        "last {secs}s: {active} active subscribers; upload {} pkts {} B, download {} pkts {} B; unattributed packets: {non_ip} non-IP, {unknown} unknown, {malformed} malformed",
-        up.packets, up.bytes, down.packets, down.bytes
+        "last {secs}s: {} active subscribers; upload {} pkts {} B, download {} pkts {} B",
+        s.active, up.packets, up.bytes, down.packets, down.bytes
     );
 }
 

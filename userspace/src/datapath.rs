@@ -1,10 +1,20 @@
-//! Loading quid's XDP object into the kernel and attaching it to interfaces by role.
+//! Loading quid's XDP object into the kernel and attaching it to interfaces by role, with its
+//! maps and links pinned under bpffs so counting goes on while the daemon is stopped and a
+//! restarted daemon adopts them.
+
+use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, Map, MapData},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
-use log::warn;
+use log::{info, warn};
+use quid_common::{LAYOUT_VERSION, Meta};
 
 use crate::{
     config::{KernelLog, Role, XdpModeSetting},
@@ -54,6 +64,28 @@ pub enum DatapathError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(
+        "the maps pinned in {dir} have layout version {found}, this quid understands version \
+         {expected}: they were left untouched. Run the quid that pinned them, or `quid detach` \
+         to remove them (their counters are lost)"
+    )]
+    LayoutVersion {
+        dir: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error(
+        "the maps pinned in {dir} were created for {found}, the config asks for {wanted}: they \
+         were left untouched. Restore the sizes in the config, or `quid detach` and restart \
+         (the kernel counters restart from zero; the store keeps the totals)"
+    )]
+    SizeMismatch {
+        dir: PathBuf,
+        found: String,
+        wanted: String,
+    },
+    #[error("pinning under {dir}: {message}")]
+    Pin { dir: PathBuf, message: String },
 }
 
 /// Table sizes the kernel maps are created with.
@@ -77,20 +109,154 @@ impl Sizes {
         }
     }
 
-    /// `max_entries` for each of quid's maps (`SUB_COUNTERS` holds a region per CPU).
+    /// `max_entries` for each of quid's maps: the lookup maps hold two generations,
+    /// `SUB_COUNTERS` a region per CPU.
     pub fn map_sizes(&self) -> Result<[(&'static str, u32); 7], DatapathError> {
         let cpus = possible_cpus()? as u32;
+        let gens = quid_common::GENERATIONS as u32;
+        // Two pool entries per array element.
+        let pool = |entries: u32| (crate::registry::pool_region(entries) as u32 * gens / 2).max(1);
         Ok([
-            // Two pool entries per array element.
-            ("POOL_V4", self.pool_v4.div_ceil(2).max(1)),
-            ("POOL_V6", self.pool_v6.div_ceil(2).max(1)),
-            ("SUB_V4", self.prefixes),
-            ("SUB_V6", self.prefixes),
-            ("SUB_V4_TRIE", self.prefixes),
-            ("SUB_V6_TRIE", self.prefixes),
+            ("POOL_V4", pool(self.pool_v4)),
+            ("POOL_V6", pool(self.pool_v6)),
+            ("SUB_V4", self.prefixes * gens),
+            ("SUB_V6", self.prefixes * gens),
+            ("SUB_V4_TRIE", self.prefixes * gens),
+            ("SUB_V6_TRIE", self.prefixes * gens),
             ("SUB_COUNTERS", self.subscribers * cpus),
         ])
     }
+
+    fn describe(&self, cpus: u32) -> String {
+        format!(
+            "{} subscribers x {cpus} CPUs, {} prefixes, pools {}/{}",
+            self.subscribers, self.prefixes, self.pool_v4, self.pool_v6
+        )
+    }
+}
+
+/// Maps pinned by name under the pin directory: everything a restarted daemon needs.
+pub const PINNED_MAPS: [&str; 11] = [
+    "META",
+    "SUB_COUNTERS",
+    "IFACE_COUNTERS",
+    "LOOKUP_PLAN",
+    "ACTIVE_GEN",
+    "POOL_V4",
+    "POOL_V6",
+    "SUB_V4",
+    "SUB_V6",
+    "SUB_V4_TRIE",
+    "SUB_V6_TRIE",
+];
+
+/// bpffs's magic number (`statfs.f_type`).
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// Makes sure `dir` exists on a bpffs, mounting one at /sys/fs/bpf if that is where it goes.
+pub fn prepare_pin_dir(dir: &Path) -> Result<(), DatapathError> {
+    let pin_err = |message: String| DatapathError::Pin {
+        dir: dir.to_owned(),
+        message,
+    };
+    let bpffs = Path::new("/sys/fs/bpf");
+    let is_bpffs = |p: &Path| {
+        nix::sys::statfs::statfs(p)
+            .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+            .unwrap_or(false)
+    };
+    if dir.starts_with(bpffs) && !is_bpffs(bpffs) {
+        std::fs::create_dir_all(bpffs)
+            .map_err(|e| pin_err(format!("creating {}: {e}", bpffs.display())))?;
+        nix::mount::mount(
+            Some("bpf"),
+            bpffs,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| {
+            pin_err(format!(
+                "bpffs is not mounted at /sys/fs/bpf and mounting it failed: {e}"
+            ))
+        })?;
+        info!("mounted bpffs at /sys/fs/bpf");
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        pin_err(format!(
+            "cannot create it: {e} (bpffs names cannot contain '.')"
+        ))
+    })?;
+    if !is_bpffs(dir) {
+        return Err(pin_err(
+            "it is not on a bpffs: set daemon.pin_dir under /sys/fs/bpf, or mount one there \
+             (mount -t bpf bpf DIR)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the `META` of maps pinned in `dir`, if there are any.
+pub fn pinned_meta(dir: &Path) -> Result<Option<Meta>, DatapathError> {
+    let path = dir.join("META");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
+        name: "META",
+        source,
+    })?;
+    let map = Map::Array(data);
+    let array: Array<&MapData, Meta> =
+        Array::try_from(&map).map_err(|source| DatapathError::Map {
+            name: "META",
+            source,
+        })?;
+    let meta = array.get(&0, 0).map_err(|source| DatapathError::Map {
+        name: "META",
+        source,
+    })?;
+    Ok(Some(meta))
+}
+
+/// Removes every link and map quid pinned in `dir` (detaching its programs), then `dir`.
+/// Returns how many pins were removed.
+pub fn remove_pins(dir: &Path) -> Result<usize, DatapathError> {
+    let pin_err = |message: String| DatapathError::Pin {
+        dir: dir.to_owned(),
+        message,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(pin_err(e.to_string())),
+    };
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    // Links first: a program stops counting before its maps go.
+    names.sort_by_key(|p| {
+        !p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("link_"))
+    });
+    for p in &names {
+        std::fs::remove_file(p).map_err(|e| pin_err(format!("removing {}: {e}", p.display())))?;
+    }
+    std::fs::remove_dir(dir).map_err(|e| pin_err(format!("removing the directory: {e}")))?;
+    Ok(names.len())
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    if read.is_ok() {
+        return u64::from_ne_bytes(b);
+    }
+    // Only needs to differ between map creations on this machine.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 /// Number of possible CPUs (the kernel's `nr_cpu_ids`): one counter region each.
@@ -116,18 +282,109 @@ pub struct Datapath {
     pub ebpf: Ebpf,
     pub attachments: Vec<Attachment>,
     links: Vec<(&'static str, XdpLinkId)>,
+    /// Where maps and links are pinned (`None`: nothing outlives the daemon).
+    pin_dir: Option<PathBuf>,
+    /// The pinned maps' META: read from the pins when adopted, written when created.
+    pub meta: Meta,
+    /// Whether the maps were adopted from a previous daemon rather than created.
+    pub adopted: bool,
+    pinned_links: Vec<PinnedLink>,
 }
 
 impl Datapath {
     /// Loads the embedded object with maps sized for `sizes` and all three role programs.
     pub fn load(sizes: Sizes, kernel_log: KernelLog) -> Result<Datapath, DatapathError> {
-        Self::load_object(
+        Self::load_pinned(sizes, kernel_log, None)
+    }
+
+    /// Like [`Datapath::load`], with the maps pinned in `pin_dir` (adopted if a compatible
+    /// earlier daemon left them there; refused, untouched, if not).
+    pub fn load_pinned(
+        sizes: Sizes,
+        kernel_log: KernelLog,
+        pin_dir: Option<&Path>,
+    ) -> Result<Datapath, DatapathError> {
+        let cpus = possible_cpus()? as u32;
+        let mut wanted = Meta {
+            layout_version: LAYOUT_VERSION,
+            slot_capacity: sizes.subscribers,
+            cpus,
+            prefix_capacity: sizes.prefixes,
+            pool_v4: sizes.pool_v4,
+            pool_v6: sizes.pool_v6,
+            instance: 0,
+        };
+        let mut adopted = None;
+        if let Some(dir) = pin_dir {
+            prepare_pin_dir(dir)?;
+            if let Some(found) = pinned_meta(dir)? {
+                if found.layout_version != LAYOUT_VERSION {
+                    return Err(DatapathError::LayoutVersion {
+                        dir: dir.to_owned(),
+                        found: found.layout_version,
+                        expected: LAYOUT_VERSION,
+                    });
+                }
+                if (Meta {
+                    instance: 0,
+                    ..found
+                }) != wanted
+                {
+                    let old = Sizes {
+                        subscribers: found.slot_capacity,
+                        prefixes: found.prefix_capacity,
+                        pool_v4: found.pool_v4,
+                        pool_v6: found.pool_v6,
+                    };
+                    return Err(DatapathError::SizeMismatch {
+                        dir: dir.to_owned(),
+                        found: old.describe(found.cpus),
+                        wanted: sizes.describe(cpus),
+                    });
+                }
+                adopted = Some(found);
+            } else if std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+            {
+                return Err(DatapathError::Pin {
+                    dir: dir.to_owned(),
+                    message: "it holds pins but no META map: they are not quid's (or are \
+                              incomplete); remove them or choose another daemon.pin_dir"
+                        .into(),
+                });
+            }
+        }
+        let pins: Vec<(&str, PathBuf)> = match pin_dir {
+            Some(dir) => PINNED_MAPS.iter().map(|&m| (m, dir.join(m))).collect(),
+            None => Vec::new(),
+        };
+        let mut dp = Self::load_object_with(
             OBJECT,
             sizes,
             &[],
             kernel_log,
             &["quid_access", "quid_core", "quid_both"],
-        )
+            &pins,
+        )?;
+        dp.pin_dir = pin_dir.map(Path::to_owned);
+        match adopted {
+            Some(meta) => {
+                dp.meta = meta;
+                dp.adopted = true;
+            }
+            None => {
+                wanted.instance = random_u64();
+                let mut meta: Array<&mut MapData, Meta> = crate::registry::map(&mut dp, "META")?;
+                meta.set(0, wanted, 0)
+                    .map_err(|source| DatapathError::Map {
+                        name: "META",
+                        source,
+                    })?;
+                dp.meta = wanted;
+            }
+        }
+        Ok(dp)
     }
 
     /// Loads any quid-layout object (the daemon's or the benchmark's) with quid's maps sized
@@ -139,11 +396,25 @@ impl Datapath {
         kernel_log: KernelLog,
         programs: &[&str],
     ) -> Result<Datapath, DatapathError> {
+        Self::load_object_with(object, sizes, extra_maps, kernel_log, programs, &[])
+    }
+
+    fn load_object_with(
+        object: &[u8],
+        sizes: Sizes,
+        extra_maps: &[(&str, u32)],
+        kernel_log: KernelLog,
+        programs: &[&str],
+        pins: &[(&str, PathBuf)],
+    ) -> Result<Datapath, DatapathError> {
         let level = kernel_log.aya_level();
         let mut loader = EbpfLoader::new();
         let quid_maps = sizes.map_sizes()?;
         for &(name, size) in quid_maps.iter().chain(extra_maps) {
             loader.map_max_entries(name, size);
+        }
+        for (name, path) in pins {
+            loader.map_pin_path(name, path.as_path());
         }
         let ebpf = loader
             .override_global(aya_log::LEVEL, &level, true)
@@ -159,6 +430,10 @@ impl Datapath {
             ebpf,
             attachments: Vec::new(),
             links: Vec::new(),
+            pin_dir: None,
+            meta: Meta::default(),
+            adopted: false,
+            pinned_links: Vec::new(),
         };
         for &name in programs {
             dp.program(name)?
@@ -189,6 +464,37 @@ impl Datapath {
             });
         }
         let program_name = role.program();
+        let link_pin = self
+            .pin_dir
+            .as_ref()
+            .map(|d| d.join(format!("link_{name}")));
+        if let Some(path) = link_pin.as_ref().filter(|p| p.exists()) {
+            // A previous daemon's link: swap our program into it atomically (no packet
+            // goes uncounted), and keep its pin.
+            let pin_err = |message: String| DatapathError::Pin {
+                dir: path.clone(),
+                message,
+            };
+            let pinned = PinnedLink::from_pin(path).map_err(|e| pin_err(e.to_string()))?;
+            let link =
+                XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(e.to_string()))?;
+            let program = self.program(program_name)?;
+            let id = program
+                .attach_to_link(link)
+                .map_err(|source| DatapathError::Attach {
+                    name: name.into(),
+                    mode: "adopted",
+                    source,
+                })?;
+            self.links.push((program_name, id));
+            self.attachments.push(Attachment {
+                name: name.into(),
+                ifindex,
+                role,
+                mode: "adopted".into(),
+            });
+            return Ok(self.attachments.last().expect("just pushed"));
+        }
         let program = self.program(program_name)?;
         let attach = |program: &mut Xdp, mode: XdpMode, label: &'static str| {
             program
@@ -211,7 +517,28 @@ impl Datapath {
                 }
             },
         };
-        self.links.push((program_name, link));
+        if let Some(path) = link_pin {
+            let pin_err = |message: String| DatapathError::Pin {
+                dir: path.clone(),
+                message,
+            };
+            let taken = self
+                .program(program_name)?
+                .take_link(link)
+                .map_err(|source| DatapathError::Program {
+                    name: program_name.into(),
+                    source,
+                })?;
+            let fd = FdLink::try_from(taken).map_err(|e| {
+                pin_err(format!(
+                    "{e}: the kernel attached through netlink, which cannot be pinned"
+                ))
+            })?;
+            let pinned = fd.pin(&path).map_err(|e| pin_err(e.to_string()))?;
+            self.pinned_links.push(pinned);
+        } else {
+            self.links.push((program_name, link));
+        }
         self.attachments.push(Attachment {
             name: name.into(),
             ifindex,
@@ -219,6 +546,37 @@ impl Datapath {
             mode: mode.into(),
         });
         Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// Removes link pins for interfaces no longer configured (their programs detach).
+    pub fn drop_stale_links(&self, configured: &[String]) -> Result<Vec<String>, DatapathError> {
+        let Some(dir) = &self.pin_dir else {
+            return Ok(Vec::new());
+        };
+        let mut dropped = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(ifname) = name.strip_prefix("link_")
+                && !configured.iter().any(|c| c == ifname)
+            {
+                std::fs::remove_file(e.path()).map_err(|err| DatapathError::Pin {
+                    dir: dir.clone(),
+                    message: format!("removing {name}: {err}"),
+                })?;
+                dropped.push(ifname.to_owned());
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Detaches everything and removes every pin, so nothing of quid stays in the kernel.
+    pub fn unpin_all(&mut self) -> Result<(), DatapathError> {
+        self.detach_all()?;
+        self.pinned_links.clear();
+        if let Some(dir) = self.pin_dir.take() {
+            remove_pins(&dir)?;
+        }
+        Ok(())
     }
 
     /// Detaches every program but keeps the maps, so the final counts can still be read.

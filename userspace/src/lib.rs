@@ -1,5 +1,6 @@
 //! quid: XDP traffic accounting for ISP edge routers.
 
+pub mod books;
 pub mod config;
 pub mod counters;
 pub mod daemon;
@@ -8,5 +9,8 @@ pub mod frames;
 pub mod mapped;
 pub mod plan;
 pub mod registry;
+pub mod reload;
 pub mod snapshot;
+pub mod store;
 pub mod table;
+pub mod usage;

@@ -1,9 +1,13 @@
 //! The `quid` command line.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
+use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
-use quid::{config::Config, daemon, table::Table};
+use quid::{
+    config::Config, daemon, datapath, reload::ReloadResult, snapshot::Snapshot, store::Store,
+    table::Table, usage,
+};
 
 #[derive(Parser)]
 #[command(
@@ -23,19 +27,48 @@ enum Command {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
-    /// Print the per-subscriber totals of the running (or last) daemon.
+    /// Print the per-subscriber totals of the running (or last) daemon, or reload its table.
     Subscribers {
-        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        #[arg(long, short, default_value = "/etc/quid/quid.toml", global = true)]
         config: PathBuf,
         /// Print the whole snapshot as JSON.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<SubscribersAction>,
+    },
+    /// A subscriber's usage records between two times, with their sum.
+    Usage {
+        /// Subscriber id.
+        subscriber: String,
+        /// Start (RFC 3339 like 2026-11-01T00:00:00Z, a date like 2026-11-01, or unix seconds).
+        #[arg(long)]
+        from: String,
+        /// End, exclusive (same forms as --from).
+        #[arg(long)]
+        to: String,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+        /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach quid's programs and remove everything it pinned (the store keeps the totals).
+    Detach {
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
     },
     /// Check a config and its subscriber table without touching the kernel.
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum SubscribersAction {
+    /// Make the running daemon reload the table file now (as SIGHUP does) and show the result.
+    Reload,
 }
 
 fn main() {
@@ -55,13 +88,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(daemon::run(config))
         }
-        Command::Subscribers { config, json } => {
+        Command::Subscribers {
+            config,
+            json,
+            action,
+        } => {
             let config = Config::load(&config)?;
-            daemon::print_subscribers(&config.daemon.state_dir, json)
+            match action {
+                None => daemon::print_subscribers(&config.daemon.state_dir, json),
+                Some(SubscribersAction::Reload) => reload(&config),
+            }
+        }
+        Command::Usage {
+            subscriber,
+            from,
+            to,
+            config,
+            json,
+        } => {
+            let config = Config::load(&config)?;
+            let (from, to) = (usage::parse_time(&from)?, usage::parse_time(&to)?);
+            if to <= from {
+                bail!("--to must be after --from");
+            }
+            let store = Store::open(&config.daemon.state_dir)?;
+            let rows = store.usage(&subscriber, from, to)?;
+            print!("{}", usage::render(&subscriber, &rows, json)?);
+            Ok(())
+        }
+        Command::Detach { config } => {
+            let config = Config::load(&config)?;
+            if let Some(pid) = running_daemon(&config) {
+                bail!("quid is running (pid {pid}) with this config: stop it first");
+            }
+            let n = datapath::remove_pins(&config.daemon.pin_dir)?;
+            println!(
+                "removed {n} pins from {}; quid's programs are detached",
+                config.daemon.pin_dir.display()
+            );
+            Ok(())
         }
         Command::Check { config } => {
             let cfg = Config::load(&config)?;
-            let table = Table::load(&cfg.subscribers.file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let table = Table::load(&cfg.subscribers.file).map_err(|e| anyhow!("{e}"))?;
             let (v4, v6) = table.prefix_counts();
             println!(
                 "{}: ok; {} subscribers, {v4} IPv4 and {v6} IPv6 prefixes, {} interfaces",
@@ -72,4 +141,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The pid of a daemon running with this config's state directory, if one is.
+fn running_daemon(config: &Config) -> Option<i32> {
+    let snap = Snapshot::read(&config.daemon.state_dir).ok()?;
+    let pid = snap.pid as i32;
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    (snap.state == "running" && alive).then_some(pid)
+}
+
+/// `quid subscribers reload`: SIGHUP, then wait for the daemon's answer.
+fn reload(config: &Config) -> anyhow::Result<()> {
+    let pid = running_daemon(config).context("no quid is running with this config")?;
+    let before = ReloadResult::read(&config.daemon.state_dir).map(|r| r.seq);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| format!("cannot signal quid (pid {pid})"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = ReloadResult::read(&config.daemon.state_dir)
+            && Some(r.seq) != before
+        {
+            if r.ok {
+                println!(
+                    "reloaded: {} added, {} removed, {} changed",
+                    r.change.added.len(),
+                    r.change.removed.len(),
+                    r.change.changed.len()
+                );
+                return Ok(());
+            }
+            bail!(
+                "reload refused, the running table is unchanged:\n  {}",
+                r.errors.join("\n  ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("quid (pid {pid}) did not answer the reload within 60 s")
 }

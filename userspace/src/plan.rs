@@ -128,6 +128,7 @@ fn family(prefixes: &[&IpNet], k: usize, pool_size: u32, pool_width: u32) -> Fam
         pool = PoolSpec {
             first: units[best_start],
             units: u64::from(pool_size),
+            base: 0,
             shift: pool_width - len,
             prefix_len: len,
         };

@@ -1,15 +1,34 @@
-//! The subscriber table in the kernel: slot assignment, prefix entries and the lookup plan.
+//! The subscriber table in the kernel: stable counter slots, prefix entries in two lookup
+//! generations, and the flip between them.
+//!
+//! A change is applied to the generation packets do not use, whose plan is then written, and
+//! `ACTIVE_GEN` flips to it in one aligned 4-byte store: every packet is looked up entirely in
+//! the old table or entirely in the new one, so a prefix moved between subscribers is counted
+//! to the old owner until the flip and to the new one after it, never to both or neither.
+//! After a grace period (packets in flight finish in microseconds) the other generation is
+//! brought to the same table, ready for the next change.
 
-use aya::maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use aya::maps::{Array, HashMap as BpfHash, LpmTrie, MapData, lpm_trie::Key};
 use ipnet::IpNet;
-use quid_common::{LookupPlan, PrefixTarget, V4Key, V6Key};
+use quid_common::{
+    GENERATIONS, LookupPlan, PrefixTarget, SubscriberCounters, V4Key, V4TrieData, V6Key,
+    V6TrieData, len_gen,
+};
 
 use crate::{
     datapath::{Datapath, DatapathError, Sizes},
     mapped::MappedArray,
     plan::{self, Place},
-    table::Table,
+    table::{Subscriber, Table},
 };
+
+/// How long to wait after a flip before rewriting the generation packets just left.
+pub const GRACE: Duration = Duration::from_millis(20);
 
 /// Errors while installing a table.
 #[derive(Debug, thiserror::Error)]
@@ -53,106 +72,465 @@ pub fn check_fits(table: &Table, sizes: Sizes) -> Result<(), RegistryError> {
     Ok(())
 }
 
-/// Writes `table` into the kernel: subscriber `i` gets counter slot `i`. Prefix entries go
-/// in before the plan that makes the kernel probe their length, so a packet never probes a
-/// length whose entries are still missing.
+/// Installs `table` into freshly loaded maps (slots in table order); for tests and benchmarks.
 pub fn install(
     dp: &mut Datapath,
     table: &Table,
     hash_lengths: u32,
-) -> Result<LookupPlan, RegistryError> {
-    let all = table.subscribers.iter().flat_map(|s| &s.prefixes);
-    let plan = plan::build(all, hash_lengths, dp.sizes.pools());
-    let placed: Vec<(u32, &IpNet, Place)> = table
-        .subscribers
-        .iter()
-        .enumerate()
-        .flat_map(|(slot, s)| s.prefixes.iter().map(move |p| (slot as u32, p)))
-        .map(|(slot, p)| (slot, p, plan::place(&plan, p)))
-        .collect();
-    {
-        let mut pool4 = pool(dp, "POOL_V4", plan.v4_pool.units)?;
-        let mut pool6 = pool(dp, "POOL_V6", plan.v6_pool.units)?;
-        for &(slot, prefix, place) in &placed {
-            if let Place::Pool(offset) = place {
-                let pool = if matches!(prefix, IpNet::V4(_)) {
-                    &mut pool4
-                } else {
-                    &mut pool6
-                };
-                // Two slots per element; stored as slot + 1 because the array starts zeroed
-                // and 0 means "no owner".
-                let i = (offset / 2) as usize;
-                if let Some(mut pair) = pool.get(i) {
-                    pair[(offset % 2) as usize] = slot + 1;
-                    pool.set(i, pair);
-                }
+) -> Result<Registry, RegistryError> {
+    let mut r = Registry::new(hash_lengths);
+    r.apply(dp, table)?;
+    Ok(r)
+}
+
+/// What a change did, for the log and the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Subscribers whose name, plan or prefixes changed.
+    pub changed: Vec<String>,
+}
+
+impl Change {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The hash and trie entries one generation holds (the pools are rewritten whole).
+#[derive(Default, Clone)]
+struct Entries {
+    v4: HashMap<V4Key, PrefixTarget>,
+    v6: HashMap<V6Key, PrefixTarget>,
+    t4: HashMap<(u32, V4TrieData), PrefixTarget>,
+    t6: HashMap<(u32, V6TrieData), PrefixTarget>,
+}
+
+/// Slots handed to subscribers: stable for a subscriber's lifetime, reused only after its
+/// final counts were read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slots {
+    by_id: BTreeMap<String, u32>,
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl Slots {
+    /// Rebuilds the allocator from known assignments (after a restart).
+    pub fn from_assignments(assigned: impl IntoIterator<Item = (String, u32)>) -> Slots {
+        let by_id: BTreeMap<String, u32> = assigned.into_iter().collect();
+        let next = by_id.values().map(|s| s + 1).max().unwrap_or(0);
+        let mut used = vec![false; next as usize];
+        for &s in by_id.values() {
+            used[s as usize] = true;
+        }
+        let free = (0..next).rev().filter(|&s| !used[s as usize]).collect();
+        Slots { by_id, free, next }
+    }
+
+    /// The slot of subscriber `id`, if it has one.
+    pub fn get(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Every (id, slot).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.by_id.iter().map(|(k, &v)| (k.as_str(), v))
+    }
+
+    fn assign(&mut self, id: &str) -> u32 {
+        if let Some(s) = self.get(id) {
+            return s;
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        self.by_id.insert(id.to_owned(), slot);
+        slot
+    }
+
+    /// Gives `id`'s slot back (call only once its final counts were read).
+    pub fn release(&mut self, id: &str) -> Option<u32> {
+        let slot = self.by_id.remove(id)?;
+        self.free.push(slot);
+        Some(slot)
+    }
+
+    /// Slots in use or reserved: the high-water mark.
+    pub fn high_water(&self) -> u32 {
+        self.next
+    }
+}
+
+/// The installed table and what each generation holds.
+pub struct Registry {
+    hash_lengths: u32,
+    table: Table,
+    slots: Slots,
+    active: u32,
+    entries: [Entries; GENERATIONS],
+    plans: [LookupPlan; GENERATIONS],
+    /// Whether both generations hold `table` (false until the first apply on new maps).
+    installed: bool,
+}
+
+impl Registry {
+    /// A registry for freshly created (empty) maps.
+    pub fn new(hash_lengths: u32) -> Registry {
+        Registry {
+            hash_lengths,
+            table: Table::default(),
+            slots: Slots::default(),
+            active: 0,
+            entries: Default::default(),
+            plans: Default::default(),
+            installed: false,
+        }
+    }
+
+    /// A registry for adopted maps that hold `table` with `slots` in both generations, as a
+    /// previous daemon left them (`active` is the generation it left active).
+    pub fn adopt(
+        dp: &Datapath,
+        hash_lengths: u32,
+        table: Table,
+        slots: Slots,
+        active: u32,
+    ) -> Registry {
+        let mut r = Registry {
+            hash_lengths,
+            table,
+            slots,
+            active: active & 1,
+            entries: Default::default(),
+            plans: Default::default(),
+            installed: true,
+        };
+        for g in 0..GENERATIONS as u32 {
+            let (plan, entries, _) = r.desired(dp.sizes, g, &r.table);
+            r.plans[g as usize] = plan;
+            r.entries[g as usize] = entries;
+        }
+        r
+    }
+
+    /// The installed table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Slot assignments, including subscribers removed but not yet released.
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// Releases the slot of a removed subscriber whose final counts were read.
+    pub fn release(&mut self, id: &str) -> Option<u32> {
+        if self.table.subscribers.iter().any(|s| s.id == id) {
+            return None;
+        }
+        self.slots.release(id)
+    }
+
+    /// The plan packets use now.
+    pub fn active_plan(&self) -> &LookupPlan {
+        &self.plans[self.active as usize]
+    }
+
+    /// The active generation.
+    pub fn active(&self) -> u32 {
+        self.active
+    }
+
+    /// Makes `table` the installed one: only the difference is written, in the inactive
+    /// generation first, then the flip, then the other generation. Removed subscribers keep
+    /// their slot until [`Registry::release`]. Returns what changed and, for every slot handed
+    /// out now, its counters before any of the subscriber's packets could reach it.
+    pub fn apply(
+        &mut self,
+        dp: &mut Datapath,
+        table: &Table,
+    ) -> Result<(Change, Vec<(String, SubscriberCounters)>), RegistryError> {
+        check_fits(table, dp.sizes)?;
+        let change = diff(&self.table, table);
+        if change.is_empty() && self.installed {
+            return Ok((change, Vec::new()));
+        }
+        let kept = self
+            .slots
+            .iter()
+            .filter(|(id, _)| table.subscribers.iter().all(|s| s.id != *id))
+            .count();
+        let would_need = kept + table.subscribers.len();
+        if would_need > dp.sizes.subscribers as usize {
+            return Err(RegistryError::TooLarge {
+                what: "subscribers (counting those just removed, whose final counts are not read yet)",
+                have: would_need,
+                capacity: dp.sizes.subscribers,
+                setting: "capacity",
+            });
+        }
+        let mut baselines = Vec::new();
+        for s in &table.subscribers {
+            if self.slots.get(&s.id).is_none() {
+                let slot = self.slots.assign(&s.id);
+                baselines.push((s.id.clone(), dp.counters.slot(slot as usize)));
+            }
+        }
+        let next = 1 - self.active;
+        self.sync(dp, next, table)?;
+        flip(dp, next)?;
+        self.active = next;
+        std::thread::sleep(GRACE);
+        self.sync(dp, 1 - next, table)?;
+        self.table = table.clone();
+        self.installed = true;
+        Ok((change, baselines))
+    }
+
+    /// The plan, hash/trie entries and pool writes generation `g` needs for `table`.
+    fn desired(
+        &self,
+        sizes: Sizes,
+        g: u32,
+        table: &Table,
+    ) -> (LookupPlan, Entries, Vec<PoolWrite>) {
+        let all = table.subscribers.iter().flat_map(|s| &s.prefixes);
+        let mut plan = plan::build(all, self.hash_lengths, sizes.pools());
+        plan.generation = g;
+        plan.v4_pool.base = u64::from(g) * pool_region(sizes.pool_v4);
+        plan.v6_pool.base = u64::from(g) * pool_region(sizes.pool_v6);
+        let mut e = Entries::default();
+        let mut pools = Vec::new();
+        for s in &table.subscribers {
+            let Some(slot) = self.slots.get(&s.id) else {
+                continue;
+            };
+            for prefix in &s.prefixes {
+                entry(&plan, g, slot, prefix, &mut e, &mut pools);
+            }
+        }
+        (plan, e, pools)
+    }
+
+    /// Brings generation `g` (not the active one) to `table`.
+    fn sync(&mut self, dp: &mut Datapath, g: u32, table: &Table) -> Result<(), DatapathError> {
+        let (plan, want, pools) = self.desired(dp.sizes, g, table);
+        let have = std::mem::take(&mut self.entries[g as usize]);
+        write_pools(dp, &plan, &pools)?;
+        sync_map::<V4Key>(
+            dp,
+            "SUB_V4",
+            &have.v4,
+            &want.v4,
+            |m, k, v| m.insert(k, v, 0),
+            |m, k| m.remove(k),
+        )?;
+        sync_map::<V6Key>(
+            dp,
+            "SUB_V6",
+            &have.v6,
+            &want.v6,
+            |m, k, v| m.insert(k, v, 0),
+            |m, k| m.remove(k),
+        )?;
+        sync_trie::<V4TrieData>(dp, "SUB_V4_TRIE", &have.t4, &want.t4)?;
+        sync_trie::<V6TrieData>(dp, "SUB_V6_TRIE", &have.t6, &want.t6)?;
+        let mut plans: Array<&mut MapData, LookupPlan> = map(dp, "LOOKUP_PLAN")?;
+        plans
+            .set(g, plan, 0)
+            .map_err(|e| map_err("LOOKUP_PLAN", e))?;
+        self.plans[g as usize] = plan;
+        self.entries[g as usize] = want;
+        Ok(())
+    }
+}
+
+/// Pool array entries (u32 each) one generation's region takes: even, so regions start on a
+/// whole array element.
+pub fn pool_region(pool_entries: u32) -> u64 {
+    u64::from(pool_entries.div_ceil(2) * 2)
+}
+
+/// A pool entry: (IPv6?, index in the whole array, slot + 1).
+type PoolWrite = (bool, u64, u32);
+
+fn entry(
+    plan: &LookupPlan,
+    g: u32,
+    slot: u32,
+    prefix: &IpNet,
+    e: &mut Entries,
+    pools: &mut Vec<PoolWrite>,
+) {
+    let len = u32::from(prefix.prefix_len());
+    let target = PrefixTarget {
+        slot,
+        prefix_len: len,
+    };
+    match (prefix, plan::place(plan, prefix)) {
+        (IpNet::V4(_), Place::Pool(offset)) => {
+            pools.push((false, plan.v4_pool.base + offset, slot + 1))
+        }
+        (IpNet::V6(_), Place::Pool(offset)) => {
+            pools.push((true, plan.v6_pool.base + offset, slot + 1))
+        }
+        (IpNet::V4(net), Place::Hash) => {
+            let key = V4Key {
+                len_gen: len_gen(len, g),
+                addr: u32::from_ne_bytes(net.addr().octets()),
+            };
+            e.v4.insert(key, target);
+        }
+        (IpNet::V6(net), Place::Hash) => {
+            let key = V6Key {
+                len_gen: len_gen(len, g),
+                addr: v6_words(&net.addr().octets()),
+            };
+            e.v6.insert(key, target);
+        }
+        (IpNet::V4(net), Place::Trie) => {
+            e.t4.insert(
+                (32 + len, [g, u32::from_ne_bytes(net.addr().octets())]),
+                target,
+            );
+        }
+        (IpNet::V6(net), Place::Trie) => {
+            let w = v6_words(&net.addr().octets());
+            e.t6.insert((32 + len, [g, w[0], w[1], w[2], w[3]]), target);
+        }
+    }
+}
+
+/// Rewrites the pool regions of `plan`'s generation: cleared, then the owners written.
+fn write_pools(
+    dp: &Datapath,
+    plan: &LookupPlan,
+    writes: &[PoolWrite],
+) -> Result<(), DatapathError> {
+    for (v6, name, spec, entries) in [
+        (false, "POOL_V4", plan.v4_pool, dp.sizes.pool_v4),
+        (true, "POOL_V6", plan.v6_pool, dp.sizes.pool_v6),
+    ] {
+        if entries == 0 {
+            continue;
+        }
+        let region = pool_region(entries);
+        let total = region * GENERATIONS as u64;
+        let m = dp.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut pool: MappedArray<[u32; 2]> =
+            MappedArray::new(m, name, (total / 2) as usize, true)?;
+        let base = spec.base;
+        for i in (base / 2)..((base + region) / 2) {
+            pool.set(i as usize, [0, 0]);
+        }
+        for &(is_v6, index, value) in writes {
+            if is_v6 != v6 {
+                continue;
+            }
+            let i = (index / 2) as usize;
+            if let Some(mut pair) = pool.get(i) {
+                pair[(index % 2) as usize] = value;
+                pool.set(i, pair);
             }
         }
     }
-    let mut v4: HashMap<&mut MapData, V4Key, PrefixTarget> = map(dp, "SUB_V4")?;
-    for &(slot, prefix, place) in &placed {
-        if let (IpNet::V4(net), Place::Hash) = (prefix, place) {
-            let key = V4Key {
-                prefix_len: u32::from(net.prefix_len()),
-                addr: u32::from_ne_bytes(net.addr().octets()),
-            };
-            v4.insert(key, target(slot, prefix), 0)
-                .map_err(|e| map_err("SUB_V4", e))?;
-        }
-    }
-    let mut v6: HashMap<&mut MapData, V6Key, PrefixTarget> = map(dp, "SUB_V6")?;
-    for &(slot, prefix, place) in &placed {
-        if let (IpNet::V6(net), Place::Hash) = (prefix, place) {
-            let key = V6Key {
-                prefix_len: u32::from(net.prefix_len()),
-                addr: v6_words(&net.addr().octets()),
-            };
-            v6.insert(key, target(slot, prefix), 0)
-                .map_err(|e| map_err("SUB_V6", e))?;
-        }
-    }
-    let mut t4: LpmTrie<&mut MapData, u32, PrefixTarget> = map(dp, "SUB_V4_TRIE")?;
-    for &(slot, prefix, place) in &placed {
-        if let (IpNet::V4(net), Place::Trie) = (prefix, place) {
-            let key = Key::new(
-                u32::from(net.prefix_len()),
-                u32::from_ne_bytes(net.addr().octets()),
-            );
-            t4.insert(&key, target(slot, prefix), 0)
-                .map_err(|e| map_err("SUB_V4_TRIE", e))?;
-        }
-    }
-    let mut t6: LpmTrie<&mut MapData, [u32; 4], PrefixTarget> = map(dp, "SUB_V6_TRIE")?;
-    for &(slot, prefix, place) in &placed {
-        if let (IpNet::V6(net), Place::Trie) = (prefix, place) {
-            let key = Key::new(u32::from(net.prefix_len()), v6_words(&net.addr().octets()));
-            t6.insert(&key, target(slot, prefix), 0)
-                .map_err(|e| map_err("SUB_V6_TRIE", e))?;
-        }
-    }
-    let mut plan_map: Array<&mut MapData, LookupPlan> = map(dp, "LOOKUP_PLAN")?;
-    plan_map
-        .set(0, plan, 0)
-        .map_err(|e| map_err("LOOKUP_PLAN", e))?;
-    Ok(plan)
+    Ok(())
 }
 
-/// A writable mapping of a pool array (`units` is 0 when the plan uses no pool).
-fn pool(
-    dp: &Datapath,
+/// Deletes what `have` holds and `want` does not, then writes what is new or different.
+fn sync_map<K>(
+    dp: &mut Datapath,
     name: &'static str,
-    units: u64,
-) -> Result<MappedArray<[u32; 2]>, DatapathError> {
-    let m = dp.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
-    MappedArray::new(m, name, units.div_ceil(2).max(1) as usize, true)
+    have: &HashMap<K, PrefixTarget>,
+    want: &HashMap<K, PrefixTarget>,
+    insert: impl Fn(
+        &mut BpfHash<&mut MapData, K, PrefixTarget>,
+        K,
+        PrefixTarget,
+    ) -> Result<(), aya::maps::MapError>,
+    remove: impl Fn(&mut BpfHash<&mut MapData, K, PrefixTarget>, &K) -> Result<(), aya::maps::MapError>,
+) -> Result<(), DatapathError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+{
+    let mut m: BpfHash<&mut MapData, K, PrefixTarget> = map(dp, name)?;
+    for k in have.keys().filter(|k| !want.contains_key(k)) {
+        remove(&mut m, k).map_err(|e| map_err(name, e))?;
+    }
+    for (k, v) in want {
+        if have.get(k) != Some(v) {
+            insert(&mut m, *k, *v).map_err(|e| map_err(name, e))?;
+        }
+    }
+    Ok(())
 }
 
-fn target(slot: u32, prefix: &IpNet) -> PrefixTarget {
-    PrefixTarget {
-        slot,
-        prefix_len: u32::from(prefix.prefix_len()),
+fn sync_trie<D>(
+    dp: &mut Datapath,
+    name: &'static str,
+    have: &HashMap<(u32, D), PrefixTarget>,
+    want: &HashMap<(u32, D), PrefixTarget>,
+) -> Result<(), DatapathError>
+where
+    D: aya::Pod + Eq + std::hash::Hash,
+{
+    let mut m: LpmTrie<&mut MapData, D, PrefixTarget> = map(dp, name)?;
+    for (len, data) in have.keys().filter(|k| !want.contains_key(k)) {
+        m.remove(&Key::new(*len, *data))
+            .map_err(|e| map_err(name, e))?;
     }
+    for (&(len, data), v) in want {
+        if have.get(&(len, data)) != Some(v) {
+            m.insert(&Key::new(len, data), *v, 0)
+                .map_err(|e| map_err(name, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes generation `g` the one packets use.
+fn flip(dp: &mut Datapath, g: u32) -> Result<(), DatapathError> {
+    let mut active: Array<&mut MapData, u32> = map(dp, "ACTIVE_GEN")?;
+    active.set(0, g, 0).map_err(|e| map_err("ACTIVE_GEN", e))
+}
+
+/// The generation a (possibly adopted) datapath has active.
+pub fn active_generation(dp: &Datapath) -> Result<u32, DatapathError> {
+    let m = dp
+        .ebpf
+        .map("ACTIVE_GEN")
+        .ok_or(DatapathError::MissingMap("ACTIVE_GEN"))?;
+    let a: Array<&MapData, u32> = Array::try_from(m).map_err(|source| DatapathError::Map {
+        name: "ACTIVE_GEN",
+        source,
+    })?;
+    a.get(&0, 0).map_err(|e| map_err("ACTIVE_GEN", e))
+}
+
+/// Who was added, removed or changed between two tables.
+pub fn diff(old: &Table, new: &Table) -> Change {
+    let before: HashMap<&str, &Subscriber> =
+        old.subscribers.iter().map(|s| (s.id.as_str(), s)).collect();
+    let after: HashMap<&str, &Subscriber> =
+        new.subscribers.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut c = Change::default();
+    for s in &new.subscribers {
+        match before.get(s.id.as_str()) {
+            None => c.added.push(s.id.clone()),
+            Some(&o) if o != s => c.changed.push(s.id.clone()),
+            Some(_) => {}
+        }
+    }
+    for s in &old.subscribers {
+        if !after.contains_key(s.id.as_str()) {
+            c.removed.push(s.id.clone());
+        }
+    }
+    c
 }
 
 /// IPv6 address bytes as the four native words the kernel loads from the packet.
@@ -181,4 +559,45 @@ where
 
 fn map_err(name: &'static str, source: aya::maps::MapError) -> DatapathError {
     DatapathError::Map { name, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> Table {
+        Table::parse(text.as_bytes(), "t.csv".as_ref()).unwrap()
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_changed_subscribers() {
+        let a = table(
+            "id,name,plan,prefixes\na,A,home,100.64.0.1\nb,B,home,100.64.0.2\nc,C,home,100.64.0.3\n",
+        );
+        let b = table(
+            "id,name,plan,prefixes\na,A,home,100.64.0.1\nc,C,biz,100.64.0.3\nd,D,home,100.64.0.4\n",
+        );
+        let c = diff(&a, &b);
+        assert_eq!(c.added, ["d"]);
+        assert_eq!(c.removed, ["b"]);
+        assert_eq!(c.changed, ["c"]);
+    }
+
+    #[test]
+    fn slots_are_stable_and_reused_only_after_release() {
+        let mut s = Slots::default();
+        assert_eq!((s.assign("a"), s.assign("b"), s.assign("a")), (0, 1, 0));
+        assert_eq!(s.release("a"), Some(0));
+        assert_eq!(s.assign("c"), 0);
+        let again = Slots::from_assignments([
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 0),
+            ("e".to_owned(), 4),
+        ]);
+        assert_eq!(again.high_water(), 5);
+        let mut again = again;
+        assert_eq!(again.assign("f"), 2);
+        assert_eq!(again.assign("g"), 3);
+        assert_eq!(again.assign("h"), 5);
+    }
 }

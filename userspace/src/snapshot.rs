@@ -35,6 +35,9 @@ pub struct SubscriberTotals {
     pub id: String,
     pub name: String,
     pub plan: String,
+    /// Removed from the table: these totals are final.
+    #[serde(default)]
+    pub removed: bool,
     pub upload: Count,
     pub download: Count,
 }
@@ -58,6 +61,9 @@ pub struct Snapshot {
     pub pid: u32,
     pub taken_at_unix: u64,
     pub interval_secs: u64,
+    /// The lookup generation packets use.
+    #[serde(default)]
+    pub generation: u32,
     pub subscribers: Vec<SubscriberTotals>,
     pub interfaces: Vec<InterfaceTotals>,
 }
@@ -114,9 +120,14 @@ impl Snapshot {
             "ID", "NAME", "PLAN", "UP_PACKETS", "UP_BYTES", "DOWN_PACKETS", "DOWN_BYTES"
         );
         for s in &self.subscribers {
+            let id = if s.removed {
+                format!("{} (removed)", s.id)
+            } else {
+                s.id.clone()
+            };
             out += &format!(
                 "{:<16} {:<20} {:<12} {:>12} {:>16} {:>12} {:>16}\n",
-                s.id,
+                id,
                 truncate(&s.name, 20),
                 s.plan,
                 s.upload.packets,

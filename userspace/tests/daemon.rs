@@ -596,7 +596,7 @@ fn a_bad_config_names_file_line_and_field() {
     let (code, err) = quid(&["run", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("quid.toml:12: interface[0].role: unknown variant `sideways`"),
+        err.contains("quid.toml:14: interface[0].role: unknown variant `sideways`"),
         "{err}"
     );
 }

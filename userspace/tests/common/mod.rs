@@ -110,6 +110,18 @@ fn remove_stale() {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
+    for e in std::fs::read_dir("/sys/fs/bpf")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("qt-").and_then(|r| r.split('-').next())
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = quid::datapath::remove_pins(&e.path());
+        }
+    }
 }
 
 /// A veth pair: `a` in namespace `ns_a`, `b` in `ns_b`, both up.
@@ -183,11 +195,51 @@ pub struct Daemon {
     log: PathBuf,
 }
 
-/// Writes a config and table into `dir`.
+/// A bpffs pin directory of its own for one test (removed by [`PinDir`]'s drop).
+pub fn pin_dir() -> PinDir {
+    PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/qt-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )))
+}
+
+/// A test's pin directory: whatever quid left pinned there is removed on drop.
+pub struct PinDir(pub PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = quid::datapath::remove_pins(&self.0);
+    }
+}
+
+/// Writes a config and table into `dir`; the daemon detaches on SIGTERM.
 pub fn write_config(dir: &Path, interfaces: &[(&str, &str, &str)], table: &str) -> PathBuf {
+    // On bpffs, named after the test's temp dir; a killed run's pins go with `remove_stale`.
+    let pin_dir = format!(
+        "/sys/fs/bpf/qt-{}-{}",
+        std::process::id(),
+        // bpffs refuses names with a '.'.
+        dir.file_name().unwrap().to_string_lossy().replace('.', "_")
+    );
+    write_config_with(
+        dir,
+        interfaces,
+        table,
+        &format!("pin_dir = \"{pin_dir}\"\non_stop = \"detach\"\n"),
+    )
+}
+
+/// Writes a config and table into `dir`, with extra `[daemon]` lines.
+pub fn write_config_with(
+    dir: &Path,
+    interfaces: &[(&str, &str, &str)],
+    table: &str,
+    daemon_extra: &str,
+) -> PathBuf {
     std::fs::write(dir.join("subscribers.csv"), table).unwrap();
     let mut cfg = format!(
-        "[daemon]\ninterval_secs = 1\nstate_dir = \"{}\"\n\n[subscribers]\nfile = \"subscribers.csv\"\ncapacity = 1024\nprefix_capacity = 1024\n",
+        "[daemon]\ninterval_secs = 1\nstate_dir = \"{}\"\n{daemon_extra}\n[subscribers]\nfile = \"subscribers.csv\"\ncapacity = 1024\nprefix_capacity = 1024\n",
         dir.join("state").display()
     );
     for (name, role, mode) in interfaces {
@@ -206,15 +258,11 @@ impl Daemon {
         let dir = config.parent().unwrap();
         let state_dir = dir.join("state");
         let log = dir.join("quid.log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.name,
-                env!("CARGO_BIN_EXE_quid"),
-                "run",
-                "--config",
-            ])
+        // nsenter switches only the network namespace: unlike `ip netns exec`, which mounts
+        // a fresh /sys, the daemon sees the host's bpffs, so its pins outlive it.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .args([env!("CARGO_BIN_EXE_quid"), "run", "--config"])
             .arg(config)
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -252,7 +300,7 @@ impl Daemon {
     /// SIGTERM, wait for a clean exit, and return the final snapshot.
     pub fn stop(mut self) -> Snapshot {
         let mut child = self.child.take().unwrap();
-        // `ip netns exec` execs quid, so the child pid is quid's.
+        // nsenter execs quid, so the child pid is quid's.
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,

@@ -1,0 +1,352 @@
+//! The durable store on local disk: subscribers with their counter slots and running totals,
+//! and one usage record per subscriber and interval.
+//!
+//! SQLite (rusqlite, bundled): ACID commits that survive a crash or power loss, WAL mode so
+//! `quid usage` and an operator's `sqlite3` read while the daemon writes, and a file format
+//! every ISP tool can open. One transaction per interval keeps the deltas and the counter
+//! values they were computed from consistent: after a crash the daemon resumes from the last
+//! committed values, and the pinned kernel counters still hold the rest.
+
+use std::path::{Path, PathBuf};
+
+use quid_common::{Counter, DIR_CLASS_PAIRS, SubscriberCounters};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// File name of the store inside the state directory.
+pub const FILE: &str = "quid.db";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "store {path} is damaged ({detail}); quid will not rebuild it silently: restore it from \
+         a backup, or move it away to start with empty books"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// Where a subscriber stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// In the installed table.
+    Active,
+    /// Removed from the table; its totals are final.
+    Removed,
+}
+
+/// A subscriber as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub plan: String,
+    /// Prefixes as written in the table, space-separated.
+    pub prefixes: String,
+    /// Counter slot while active.
+    pub slot: Option<u32>,
+    pub status: Status,
+    /// The slot's kernel counters when last read (the baseline of the next delta).
+    pub last: SubscriberCounters,
+    /// Everything counted for this subscriber, across restarts.
+    pub total: SubscriberCounters,
+}
+
+/// One interval's counts for one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub start: u64,
+    pub end: u64,
+    pub counters: SubscriberCounters,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subscribers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL, prefixes TEXT NOT NULL,
+    slot INTEGER, removed INTEGER NOT NULL, last BLOB NOT NULL, total BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS usage (
+    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    up_packets INTEGER NOT NULL, up_bytes INTEGER NOT NULL,
+    up_grid_packets INTEGER NOT NULL, up_grid_bytes INTEGER NOT NULL,
+    down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+    down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
+    PRIMARY KEY (subscriber, start));
+";
+
+impl Store {
+    /// Opens (creating if needed) the store in `state_dir`, checking it is intact.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(FILE);
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: path.clone(),
+            detail,
+        };
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| corrupt(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        Ok(Store { conn, path })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// A number kept under `key`.
+    pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|v| v.map(|v| v as u64))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Keeps a number under `key`.
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Every subscriber the store knows, active and removed.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, name, plan, prefixes, slot, removed, last, total FROM subscribers
+                 ORDER BY id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Record {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    plan: r.get(2)?,
+                    prefixes: r.get(3)?,
+                    slot: r.get::<_, Option<i64>>(4)?.map(|s| s as u32),
+                    status: if r.get::<_, i64>(5)? != 0 {
+                        Status::Removed
+                    } else {
+                        Status::Active
+                    },
+                    last: decode(&r.get::<_, Vec<u8>>(6)?),
+                    total: decode(&r.get::<_, Vec<u8>>(7)?),
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Writes changed records and the interval's usage rows in one transaction.
+    pub fn commit(
+        &mut self,
+        records: &[&Record],
+        usage: &[(&str, Usage)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO subscribers (id, name, plan, prefixes, slot, removed, last, total)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT(id) DO UPDATE SET name = excluded.name, plan = excluded.plan,
+                       prefixes = excluded.prefixes, slot = excluded.slot,
+                       removed = excluded.removed, last = excluded.last, total = excluded.total",
+                )
+                .map_err(sql)?;
+            for r in records {
+                put.execute(params![
+                    r.id,
+                    r.name,
+                    r.plan,
+                    r.prefixes,
+                    r.slot.map(i64::from),
+                    (r.status == Status::Removed) as i64,
+                    encode(&r.last),
+                    encode(&r.total),
+                ])
+                .map_err(sql)?;
+            }
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO usage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(sql)?;
+            for (id, u) in usage {
+                let c = flat(&u.counters);
+                add.execute(params![
+                    id,
+                    u.start as i64,
+                    u.end as i64,
+                    c[0],
+                    c[1],
+                    c[2],
+                    c[3],
+                    c[4],
+                    c[5],
+                    c[6],
+                    c[7]
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Usage records of `id` that lie within `[from, to)` (unix seconds), oldest first.
+    pub fn usage(&self, id: &str, from: u64, to: u64) -> Result<Vec<Usage>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT start, end, up_packets, up_bytes, up_grid_packets, up_grid_bytes,
+                        down_packets, down_bytes, down_grid_packets, down_grid_bytes
+                 FROM usage WHERE subscriber = ?1 AND start >= ?2 AND end <= ?3 ORDER BY start",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![id, from as i64, to as i64], |r| {
+                let mut v = [0u64; 8];
+                for (i, x) in v.iter_mut().enumerate() {
+                    *x = r.get::<_, i64>(i + 2)? as u64;
+                }
+                Ok(Usage {
+                    start: r.get::<_, i64>(0)? as u64,
+                    end: r.get::<_, i64>(1)? as u64,
+                    counters: unflat(&v),
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
+/// The counters as eight numbers: (packets, bytes) per (direction, class) pair, in
+/// `pair_index` order.
+pub fn flat(c: &SubscriberCounters) -> [i64; 8] {
+    let mut out = [0i64; 8];
+    for (i, p) in c.pairs.iter().enumerate() {
+        out[2 * i] = p.packets as i64;
+        out[2 * i + 1] = p.bytes as i64;
+    }
+    out
+}
+
+fn unflat(v: &[u64; 8]) -> SubscriberCounters {
+    let mut c = SubscriberCounters::default();
+    for i in 0..DIR_CLASS_PAIRS {
+        c.pairs[i] = Counter {
+            packets: v[2 * i],
+            bytes: v[2 * i + 1],
+        };
+    }
+    c
+}
+
+fn encode(c: &SubscriberCounters) -> Vec<u8> {
+    c.pairs
+        .iter()
+        .flat_map(|p| [p.packets, p.bytes])
+        .flat_map(u64::to_le_bytes)
+        .collect()
+}
+
+fn decode(b: &[u8]) -> SubscriberCounters {
+    let mut v = [0u64; 8];
+    for (i, chunk) in b.chunks_exact(8).take(8).enumerate() {
+        v[i] = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    unflat(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(seed: u64) -> SubscriberCounters {
+        unflat(&std::array::from_fn(|i| seed * 10 + i as u64))
+    }
+
+    #[test]
+    fn records_and_usage_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Record {
+            id: "alice".into(),
+            name: "Alice".into(),
+            plan: "home".into(),
+            prefixes: "100.64.0.1/32".into(),
+            slot: Some(3),
+            status: Status::Active,
+            last: counters(1),
+            total: counters(2),
+        };
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            s.set_meta("instance", 42).unwrap();
+            let u = Usage {
+                start: 100,
+                end: 110,
+                counters: counters(3),
+            };
+            s.commit(&[&rec], &[("alice", u)]).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.meta("instance").unwrap(), Some(42));
+        assert_eq!(s.records().unwrap(), [rec]);
+        let u = s.usage("alice", 100, 110).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].counters, counters(3));
+        assert!(s.usage("alice", 101, 200).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_store_is_refused_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), vec![0x5a; 8192]).unwrap();
+        let err = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("is damaged"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join(FILE)).unwrap(),
+            vec![0x5a; 8192]
+        );
+    }
+}
