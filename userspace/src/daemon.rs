@@ -76,7 +76,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry,
         books,
         table_stamp: stamp(&config.subscribers.file),
-        reloads: 0,
+        // Carry on from the last daemon's count, so a waiting `quid subscribers reload` never
+        // mistakes our first result for the one it already saw.
+        reloads: ReloadResult::read(state_dir).map_or(0, |r| r.seq),
     };
     let change = state.install(&table)?;
     let plan = *state.registry.active_plan();

@@ -208,8 +208,18 @@ impl Store {
                 .map_err(sql)?;
             }
             let mut add = tx
+                // Two reads within one second share a start second: their counts add up.
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO usage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO usage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(subscriber, start) DO UPDATE SET end = max(end, excluded.end),
+                       up_packets = up_packets + excluded.up_packets,
+                       up_bytes = up_bytes + excluded.up_bytes,
+                       up_grid_packets = up_grid_packets + excluded.up_grid_packets,
+                       up_grid_bytes = up_grid_bytes + excluded.up_grid_bytes,
+                       down_packets = down_packets + excluded.down_packets,
+                       down_bytes = down_bytes + excluded.down_bytes,
+                       down_grid_packets = down_grid_packets + excluded.down_grid_packets,
+                       down_grid_bytes = down_grid_bytes + excluded.down_grid_bytes",
                 )
                 .map_err(sql)?;
             for (id, u) in usage {
