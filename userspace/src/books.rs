@@ -107,6 +107,8 @@ impl Books {
         slots: &Slots,
         baselines: &[(String, SubscriberCounters)],
     ) -> Result<(), BooksError> {
+        let baselines: std::collections::HashMap<&str, &SubscriberCounters> =
+            baselines.iter().map(|(id, c)| (id.as_str(), c)).collect();
         let mut touched = Vec::new();
         for s in &table.subscribers {
             let slot = slots.get(&s.id);
@@ -127,9 +129,8 @@ impl Books {
             if r.slot != slot {
                 r.slot = slot;
                 r.last = baselines
-                    .iter()
-                    .find(|(id, _)| *id == s.id)
-                    .map(|(_, c)| *c)
+                    .get(s.id.as_str())
+                    .map(|c| **c)
                     .unwrap_or_default();
             }
             touched.push(s.id.clone());

@@ -259,10 +259,12 @@ impl Registry {
         if change.is_empty() && self.installed {
             return Ok((change, Vec::new()));
         }
+        let ids: std::collections::HashSet<&str> =
+            table.subscribers.iter().map(|s| s.id.as_str()).collect();
         let kept = self
             .slots
             .iter()
-            .filter(|(id, _)| table.subscribers.iter().all(|s| s.id != *id))
+            .filter(|(id, _)| !ids.contains(id))
             .count();
         let would_need = kept + table.subscribers.len();
         if would_need > dp.sizes.subscribers as usize {

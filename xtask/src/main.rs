@@ -82,11 +82,9 @@ fn main() -> anyhow::Result<()> {
                 &["build", "--release", "--bin", "quid-bench"],
             )?;
             let bench = root.join("target/release/quid-bench");
-            run(
-                &root,
-                bench.to_str().context("non-UTF-8 path")?,
-                &["xdp", "--out", "bench", "--sizes", &sizes],
-            )
+            let bench = bench.to_str().context("non-UTF-8 path")?;
+            run(&root, bench, &["xdp", "--out", "bench", "--sizes", &sizes])?;
+            run(&root, bench, &["registry", "--out", "bench"])
         }
     }
 }

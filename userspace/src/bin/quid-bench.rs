@@ -52,6 +52,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         trials: usize,
     },
+    /// Loading, changing and reading a large subscriber table, and writing an interval.
+    Registry {
+        /// Directory for registry.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        /// Subscribers (each with an IPv4 /32 and an IPv6 /56).
+        #[arg(long, default_value_t = 1_000_000)]
+        subscribers: u32,
+    },
 }
 
 #[derive(Serialize, Clone)]
@@ -90,7 +99,127 @@ fn main() -> anyhow::Result<()> {
             repeat,
             trials,
         } => xdp(out, sizes, repeat, trials),
+        Command::Registry { out, subscribers } => registry_bench(out, subscribers),
     }
+}
+
+#[derive(Serialize)]
+struct RegistryRow {
+    measure: &'static str,
+    subscribers: u32,
+    method: &'static str,
+    seconds: f64,
+    /// The process's peak resident memory after the measurement (VmHWM).
+    peak_rss_bytes: u64,
+}
+
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
+    use quid::{books::Books, mapped::MappedArray, store::Store};
+    use quid_common::SubscriberCounters;
+
+    let mut rows = Vec::new();
+    let mut row = |measure, method, seconds: f64| {
+        log::info!("{measure:>14} {method:>10} {n:>8}: {seconds:8.3} s");
+        rows.push(RegistryRow {
+            measure,
+            subscribers: n,
+            method,
+            seconds,
+            peak_rss_bytes: peak_rss(),
+        });
+    };
+    let sizes = Sizes {
+        subscribers: n + n / 50,
+        prefixes: n + n / 50,
+        pool_v4: n + n / 50,
+        pool_v6: n + n / 50,
+    };
+    let t = table(n);
+    let started = Instant::now();
+    let mut dp = Datapath::load(sizes, KernelLog::Off)?;
+    let mut reg = quid::registry::Registry::new(quid_common::MAX_HASH_LENGTHS as u32);
+    let (_, baselines) = reg.apply(&mut dp, &t)?;
+    row("load", "generations", started.elapsed().as_secs_f64());
+
+    // 1%: half removed, half added at new addresses.
+    let change = n / 100;
+    let mut t2 = t.clone();
+    t2.subscribers.drain(..(change / 2) as usize);
+    t2.subscribers
+        .extend(table(n + change / 2).subscribers.drain(n as usize..));
+    let started = Instant::now();
+    reg.apply(&mut dp, &t2)?;
+    row("apply_1pct", "diff_flip", started.elapsed().as_secs_f64());
+
+    // Every slot counted something on CPU 0, so every read has work to do.
+    let cpus = quid::datapath::possible_cpus()?;
+    {
+        let m = dp.ebpf.map("SUB_COUNTERS").context("SUB_COUNTERS")?;
+        let mut w: MappedArray<SubscriberCounters> =
+            MappedArray::new(m, "SUB_COUNTERS", sizes.subscribers as usize * cpus, true)?;
+        for slot in 0..n as usize {
+            let mut c = SubscriberCounters::default();
+            c.pairs[0] = quid_common::Counter {
+                packets: 1 + slot as u64,
+                bytes: 100 * (1 + slot as u64),
+            };
+            w.set(slot, c);
+        }
+    }
+    let started = Instant::now();
+    let mut sum = 0u64;
+    {
+        let m = dp.ebpf.map("SUB_COUNTERS").context("SUB_COUNTERS")?;
+        let a: Array<&MapData, SubscriberCounters> = Array::try_from(m)?;
+        for slot in 0..n {
+            for cpu in 0..cpus as u32 {
+                sum += a.get(&(cpu * sizes.subscribers + slot), 0)?.pairs[0].packets;
+            }
+        }
+    }
+    row("read_all", "per_key", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let all = dp.counters.slots(n as usize);
+    let mapped: u64 = all.iter().map(|c| c.pairs[0].packets).sum();
+    row("read_all", "mmap", started.elapsed().as_secs_f64());
+    if sum != mapped {
+        bail!("the two reads disagree: {sum} vs {mapped}");
+    }
+    drop(all);
+
+    let dir = tempfile_dir()?;
+    let store = Store::open(&dir)?;
+    let (mut books, _) = Books::open(store, dp.meta.instance, false, 0)?;
+    books.install(&t2, reg.slots(), &baselines)?;
+    let started = Instant::now();
+    let summary = books.interval(&dp.counters, 10)?;
+    row("interval_write", "sqlite", started.elapsed().as_secs_f64());
+    log::info!("interval wrote {} usage records", summary.active);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("registry.json"),
+        serde_json::to_string_pretty(&rows)? + "\n",
+    )?;
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("quid-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Subscriber `i` of the benchmark table: IPv4 100.64.0.0 + i (/32) and IPv6

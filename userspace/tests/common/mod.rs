@@ -276,8 +276,11 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            // This daemon's own snapshot: a killed predecessor's may still say "running".
+            let pid = d.child.as_ref().unwrap().id();
             if let Ok(s) = Snapshot::read(&d.state_dir)
                 && s.state == "running"
+                && s.pid == pid
             {
                 return d;
             }
@@ -295,6 +298,13 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the daemon dies mid-interval, as in a crash.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGTERM, wait for a clean exit, and return the final snapshot.
