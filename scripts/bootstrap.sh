@@ -45,7 +45,8 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
     rustup component add rust-src --toolchain nightly >/dev/null 2>&1
 fi
 
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping
+# prometheus brings promtool too: the metrics tests run both for real.
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

@@ -44,6 +44,10 @@ pub struct Books {
 pub struct IntervalSummary {
     pub active: usize,
     pub delta: SubscriberCounters,
+    /// Time spent reading the counters and computing deltas.
+    pub read_seconds: f64,
+    /// Time spent committing to the store.
+    pub write_seconds: f64,
 }
 
 impl Books {
@@ -170,6 +174,7 @@ impl Books {
         now: u64,
     ) -> Result<IntervalSummary, BooksError> {
         let start = self.last_end.min(now);
+        let began = std::time::Instant::now();
         let mut summary = IntervalSummary::default();
         let mut changed = Vec::new();
         let mut usage = Vec::new();
@@ -191,11 +196,14 @@ impl Books {
                 counters: delta,
             });
         }
+        summary.read_seconds = began.elapsed().as_secs_f64();
+        let began = std::time::Instant::now();
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
         let rows: Vec<(&str, Usage)> = changed.iter().map(String::as_str).zip(usage).collect();
         self.store.commit(&refs, &rows)?;
         self.store.set_meta(LAST_END, now)?;
         self.last_end = now;
+        summary.write_seconds = began.elapsed().as_secs_f64();
         Ok(summary)
     }
 

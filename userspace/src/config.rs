@@ -35,6 +35,69 @@ pub struct Config {
     pub subscribers: SubscribersConfig,
     #[serde(rename = "interface", default)]
     pub interfaces: Vec<InterfaceConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus exporter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` listens; "" turns the exporter off.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Which subscribers get series of their own: "all", "none" or "top:N" (the rest are
+    /// summed into `subscriber="other"`).
+    #[serde(default)]
+    pub subscribers: SubscriberSeries,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            subscribers: SubscriberSeries::default(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+/// Which subscribers the exporter lists one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberSeries {
+    All,
+    None,
+    /// The N with the most bytes, plus `other`.
+    Top(usize),
+}
+
+impl Default for SubscriberSeries {
+    fn default() -> Self {
+        SubscriberSeries::Top(1000)
+    }
+}
+
+impl<'de> Deserialize<'de> for SubscriberSeries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "all" => Ok(SubscriberSeries::All),
+            "none" => Ok(SubscriberSeries::None),
+            _ => s
+                .strip_prefix("top:")
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .map(SubscriberSeries::Top)
+                .ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "`{s}` is not one of \"all\", \"none\" or \"top:N\" (N at least 1)"
+                    ))
+                }),
+        }
+    }
 }
 
 /// `[daemon]`: timing, state and logging.

@@ -2,7 +2,11 @@
 //! every interval into the books, apply table changes live, and on SIGINT/SIGTERM make a final
 //! read and either leave the programs counting (`on_stop = "keep"`) or detach them.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use anyhow::{Context as _, anyhow};
 use log::{error, info, warn};
@@ -19,6 +23,7 @@ use crate::{
     config::{Config, KernelLog, OnStop},
     counters,
     datapath::Datapath,
+    metrics::{self, DaemonStatus},
     registry::{self, Registry},
     reload::ReloadResult,
     snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
@@ -70,7 +75,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => Registry::new(config.subscribers.hash_lengths),
     };
+    let exposition = Arc::new(RwLock::new(String::new()));
+    if !config.metrics.listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on metrics.listen = {}",
+                    config.metrics.listen
+                )
+            })?;
+        info!("serving /metrics on http://{}", config.metrics.listen);
+        tokio::spawn(serve_metrics(listener, exposition.clone()));
+    }
     let mut state = State {
+        exposition,
+        status: DaemonStatus::default(),
         config: &config,
         dp,
         registry,
@@ -81,6 +101,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         reloads: ReloadResult::read(state_dir).map_or(0, |r| r.seq),
     };
     let change = state.install(&table)?;
+    state.status.last_reload_ok = true;
     let plan = *state.registry.active_plan();
     let (v4, v6) = table.prefix_counts();
     info!(
@@ -159,6 +180,9 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 
 /// Everything the running daemon owns.
 struct State<'a> {
+    /// The exposition `/metrics` serves, rendered once per interval.
+    exposition: Arc<RwLock<String>>,
+    status: DaemonStatus,
     config: &'a Config,
     dp: Datapath,
     registry: Registry,
@@ -183,7 +207,46 @@ impl State<'_> {
     }
 
     fn read_interval(&mut self) -> anyhow::Result<books::IntervalSummary> {
-        Ok(self.books.interval(&self.dp.counters, now())?)
+        let summary = self.books.interval(&self.dp.counters, now())?;
+        self.status.read_seconds = summary.read_seconds;
+        self.status.write_seconds = summary.write_seconds;
+        Ok(summary)
+    }
+
+    /// Renders the exposition from the books and `snap` for the next scrapes.
+    fn publish(&mut self, snap: &Snapshot) {
+        self.status.generation = self.registry.active();
+        self.status.maps = self.registry.map_usage(self.dp.sizes);
+        self.status.attachments = self
+            .dp
+            .attachments
+            .iter()
+            .map(|a| {
+                let exists = nix::net::if_::if_nametoindex(a.name.as_str()).is_ok();
+                let pinned = self
+                    .config
+                    .daemon
+                    .pin_dir
+                    .join(format!("link_{}", a.name))
+                    .exists();
+                (
+                    a.name.clone(),
+                    a.role.to_string(),
+                    a.mode.clone(),
+                    exists && pinned,
+                )
+            })
+            .collect();
+        let records: Vec<&crate::store::Record> = self.books.records().collect();
+        let text = metrics::render(
+            &records,
+            &snap.interfaces,
+            &self.status,
+            self.config.metrics.subscribers,
+        );
+        if let Ok(mut e) = self.exposition.write() {
+            *e = text;
+        }
     }
 
     /// Reloads the table file; a bad file leaves the running table untouched.
@@ -199,11 +262,15 @@ impl State<'_> {
         };
         match Table::load(&self.config.subscribers.file) {
             Err(errors) => {
+                self.status.reloads_failed += 1;
+                self.status.last_reload_ok = false;
                 result.errors = errors.0.iter().map(|e| e.to_string()).collect();
                 warn!("reload ({why}) refused, the running table is unchanged: {errors}");
             }
             Ok(table) => match self.install(&table) {
                 Ok(change) => {
+                    self.status.reloads_ok += 1;
+                    self.status.last_reload_ok = true;
                     info!(
                         "reloaded ({why}): {} added, {} removed, {} changed, {} subscribers in all",
                         change.added.len(),
@@ -215,6 +282,8 @@ impl State<'_> {
                     result.change = change;
                 }
                 Err(e) => {
+                    self.status.reloads_failed += 1;
+                    self.status.last_reload_ok = false;
                     result.errors = vec![format!("{e:#}")];
                     warn!("reload ({why}) failed, the running table is unchanged: {e:#}");
                 }
@@ -246,9 +315,12 @@ impl State<'_> {
                         Err(e) => error!("reading the counters failed (the kernel keeps them; will retry next interval): {e:#}"),
                     }
                     match self.snapshot("running") {
-                        Ok(snap) => if let Err(e) = snap.write(&self.config.daemon.state_dir) {
-                            error!("cannot write the totals snapshot: {e}");
-                        },
+                        Ok(snap) => {
+                            if let Err(e) = snap.write(&self.config.daemon.state_dir) {
+                                error!("cannot write the totals snapshot: {e}");
+                            }
+                            self.publish(&snap);
+                        }
                         Err(e) => error!("cannot read the interface counters: {e:#}"),
                     }
                 }
@@ -312,6 +384,21 @@ impl State<'_> {
             subscribers,
             interfaces,
         })
+    }
+}
+
+/// Answers `GET /metrics` with the last rendered exposition.
+async fn serve_metrics(listener: tokio::net::TcpListener, exposition: Arc<RwLock<String>>) {
+    use axum::{Router, http::header, routing::get};
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = exposition.read().map(|e| e.clone()).unwrap_or_default();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        error!("the metrics listener failed: {e}");
     }
 }
 

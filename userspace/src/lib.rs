@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod frames;
 pub mod mapped;
+pub mod metrics;
 pub mod plan;
 pub mod registry;
 pub mod reload;

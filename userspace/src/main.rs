@@ -83,7 +83,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let config = Config::load(&config)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
+            // Two workers: a scrape is answered while the other one reads or commits.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
                 .enable_all()
                 .build()?;
             rt.block_on(daemon::run(config))

@@ -235,6 +235,24 @@ impl Registry {
         self.slots.release(id)
     }
 
+    /// (map, entries in use, capacity) of the lookup maps (both generations) and the slots.
+    pub fn map_usage(&self, sizes: Sizes) -> Vec<(&'static str, u64, u64)> {
+        let gens = GENERATIONS as u64;
+        let cap = u64::from(sizes.prefixes) * gens;
+        let sum = |f: &dyn Fn(&Entries) -> usize| self.entries.iter().map(|e| f(e) as u64).sum();
+        vec![
+            ("SUB_V4", sum(&|e| e.v4.len()), cap),
+            ("SUB_V6", sum(&|e| e.v6.len()), cap),
+            ("SUB_V4_TRIE", sum(&|e| e.t4.len()), cap),
+            ("SUB_V6_TRIE", sum(&|e| e.t6.len()), cap),
+            (
+                "SUB_COUNTERS",
+                self.slots.by_id.len() as u64,
+                u64::from(sizes.subscribers),
+            ),
+        ]
+    }
+
     /// The plan packets use now.
     pub fn active_plan(&self) -> &LookupPlan {
         &self.plans[self.active as usize]

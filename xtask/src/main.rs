@@ -6,6 +6,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+mod dashboards;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,6 +25,12 @@ enum Cmd {
     Test,
     /// Build and run the namespace demo: real traffic, exact per-subscriber counts. Needs root.
     Demo,
+    /// Regenerate dashboards/ (Grafana JSON, provisioning, Prometheus rules) from code.
+    Dashboards {
+        /// Fail instead of writing if anything would change.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the benchmarks and write bench/*.json and bench/*.md. Needs root.
     Bench {
         /// Table sizes for the XDP benchmark.
@@ -36,9 +44,11 @@ fn main() -> anyhow::Result<()> {
     let root = root();
     match cli.command {
         Cmd::Setup => setup(&root),
+        Cmd::Dashboards { check } => dashboards::generate(&root, check),
         Cmd::Test => {
             setup(&root)?;
             run(&root, "cargo", &["fmt", "--all", "--check"])?;
+            dashboards::generate(&root, true)?;
             run(
                 &root,
                 "cargo",

@@ -1,0 +1,427 @@
+//! The Prometheus exposition: rendered once per interval from the books and the snapshot, and
+//! served as it is by `GET /metrics`, so a scrape never walks a kernel map.
+//!
+//! Per-subscriber and per-plan series are written straight into the text: with a million
+//! subscribers, building a client-library metric object per series would cost more than the
+//! whole scrape may. The daemon's own metrics go through the `prometheus` crate's registry and
+//! text encoder. Every name is in base units and counters end in `_total`.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use quid_common::{
+    CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
+};
+
+use crate::{
+    config::SubscriberSeries,
+    snapshot::InterfaceTotals,
+    store::{Record, Status},
+};
+
+/// Every metric family the exporter emits (the dashboards may use no other).
+pub const FAMILIES: [&str; 19] = [
+    "quid_subscriber_bytes_total",
+    "quid_subscriber_packets_total",
+    "quid_plan_bytes_total",
+    "quid_plan_packets_total",
+    "quid_plan_subscribers",
+    "quid_traffic_bytes_total",
+    "quid_traffic_packets_total",
+    "quid_interface_bytes_total",
+    "quid_interface_packets_total",
+    "quid_xdp_attached",
+    "quid_read_duration_seconds",
+    "quid_commit_duration_seconds",
+    "quid_map_entries",
+    "quid_map_capacity",
+    "quid_table_generation",
+    "quid_table_reloads_total",
+    "quid_table_last_reload_success",
+    "quid_subscribers",
+    "quid_build_info",
+];
+
+/// The daemon's state that is not in the books.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonStatus {
+    pub read_seconds: f64,
+    pub write_seconds: f64,
+    /// (map, entries in use, capacity).
+    pub maps: Vec<(&'static str, u64, u64)>,
+    pub generation: u32,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_reload_ok: bool,
+    /// (interface, role, mode, attached).
+    pub attachments: Vec<(String, String, String, bool)>,
+}
+
+const DIRECTIONS: [(usize, &str); 2] = [(DIR_UPLOAD, "upload"), (DIR_DOWNLOAD, "download")];
+const CLASSES: [(usize, &str); 2] = [(CLASS_INTERNET, "internet"), (CLASS_GRID, "grid")];
+
+/// Escapes a label value (backslash, double quote, newline), as the text format requires.
+pub fn escape(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes the (direction, class) series of `counters` for one label prefix (`subscriber="x",`).
+fn pairs(out: &mut String, name: &str, labels: &str, counters: &SubscriberCounters, bytes: bool) {
+    for (d, dname) in DIRECTIONS {
+        for (c, cname) in CLASSES {
+            let p = counters.pairs[pair_index(d, c)];
+            let v = if bytes { p.bytes } else { p.packets };
+            let _ = writeln!(
+                out,
+                "{name}{{{labels}direction=\"{dname}\",class=\"{cname}\"}} {v}"
+            );
+        }
+    }
+}
+
+fn add(total: &mut SubscriberCounters, c: &SubscriberCounters) {
+    for (t, x) in total.pairs.iter_mut().zip(c.pairs.iter()) {
+        t.add(x);
+    }
+}
+
+fn volume(c: &SubscriberCounters) -> u64 {
+    c.pairs.iter().map(|p| p.bytes).sum()
+}
+
+/// Renders the whole exposition.
+pub fn render(
+    records: &[&Record],
+    interfaces: &[InterfaceTotals],
+    status: &DaemonStatus,
+    series: SubscriberSeries,
+) -> String {
+    let mut out = String::with_capacity(256 + records.len() * 8 * 96);
+    // Which subscribers get series of their own; the rest go into `subscriber="other"`.
+    let listed: Vec<&Record> = match series {
+        SubscriberSeries::All => records.to_vec(),
+        SubscriberSeries::None => Vec::new(),
+        SubscriberSeries::Top(n) => {
+            let mut by_volume: Vec<&Record> = records.to_vec();
+            by_volume.sort_unstable_by_key(|r| std::cmp::Reverse(volume(&r.total)));
+            by_volume.truncate(n);
+            by_volume
+        }
+    };
+    let mut other = SubscriberCounters::default();
+    let mut all = SubscriberCounters::default();
+    for r in records {
+        add(&mut all, &r.total);
+    }
+    if listed.len() < records.len() {
+        let mut in_list = SubscriberCounters::default();
+        for r in &listed {
+            add(&mut in_list, &r.total);
+        }
+        for (o, (a, l)) in other
+            .pairs
+            .iter_mut()
+            .zip(all.pairs.iter().zip(in_list.pairs.iter()))
+        {
+            o.packets = a.packets.wrapping_sub(l.packets);
+            o.bytes = a.bytes.wrapping_sub(l.bytes);
+        }
+    }
+    for (name, bytes, help) in [
+        (
+            "quid_subscriber_bytes_total",
+            true,
+            "IP-layer bytes per subscriber, direction and class (subscriber=\"other\": those without series of their own).",
+        ),
+        (
+            "quid_subscriber_packets_total",
+            false,
+            "Packets per subscriber, direction and class (subscriber=\"other\": those without series of their own).",
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        let mut labels = String::new();
+        for r in &listed {
+            labels.clear();
+            labels.push_str("subscriber=\"");
+            escape(&r.id, &mut labels);
+            labels.push_str("\",");
+            pairs(&mut out, name, &labels, &r.total, bytes);
+        }
+        if listed.len() < records.len() {
+            pairs(&mut out, name, "subscriber=\"other\",", &other, bytes);
+        }
+    }
+
+    let mut plans: BTreeMap<&str, (SubscriberCounters, u64)> = BTreeMap::new();
+    for r in records {
+        let e = plans.entry(r.plan.as_str()).or_default();
+        add(&mut e.0, &r.total);
+        if r.status == Status::Active {
+            e.1 += 1;
+        }
+    }
+    for (name, bytes, help) in [
+        (
+            "quid_plan_bytes_total",
+            true,
+            "IP-layer bytes per plan, direction and class.",
+        ),
+        (
+            "quid_plan_packets_total",
+            false,
+            "Packets per plan, direction and class.",
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for (plan, (c, _)) in &plans {
+            let mut labels = String::from("plan=\"");
+            escape(plan, &mut labels);
+            labels.push_str("\",");
+            pairs(&mut out, name, &labels, c, bytes);
+        }
+    }
+    header(
+        &mut out,
+        "quid_plan_subscribers",
+        "gauge",
+        "Active subscribers per plan.",
+    );
+    for (plan, (_, n)) in &plans {
+        let mut labels = String::new();
+        escape(plan, &mut labels);
+        let _ = writeln!(out, "quid_plan_subscribers{{plan=\"{labels}\"}} {n}");
+    }
+    for (name, bytes, help) in [
+        (
+            "quid_traffic_bytes_total",
+            true,
+            "IP-layer bytes of all subscribers, per direction and class.",
+        ),
+        (
+            "quid_traffic_packets_total",
+            false,
+            "Packets of all subscribers, per direction and class.",
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        pairs(&mut out, name, "", &all, bytes);
+    }
+    for (name, bytes, help) in [
+        (
+            "quid_interface_bytes_total",
+            true,
+            "Bytes per interface and bucket (attributed and unknown: IP bytes; non_ip and malformed: frame bytes).",
+        ),
+        (
+            "quid_interface_packets_total",
+            false,
+            "Frames per interface and bucket; every frame is in exactly one bucket.",
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for i in interfaces {
+            for (bucket, c) in [
+                ("attributed", i.attributed),
+                ("non_ip", i.non_ip),
+                ("unknown", i.unknown),
+                ("malformed", i.malformed),
+            ] {
+                let v = if bytes { c.bytes } else { c.packets };
+                let mut iface = String::new();
+                escape(&i.attachment.name, &mut iface);
+                let _ = writeln!(
+                    out,
+                    "{name}{{interface=\"{iface}\",bucket=\"{bucket}\"}} {v}"
+                );
+            }
+        }
+    }
+    out.push_str(&daemon_metrics(records, status));
+    out
+}
+
+/// The daemon's own metrics, through the prometheus crate.
+fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str, v: f64| {
+        let g = prometheus::Gauge::new(name, help).expect("valid metric name");
+        g.set(v);
+        registry.register(Box::new(g)).expect("registered once");
+    };
+    gauge(
+        "quid_read_duration_seconds",
+        "Time the last interval took to read every counter.",
+        s.read_seconds,
+    );
+    gauge(
+        "quid_commit_duration_seconds",
+        "Time the last interval took to commit its usage records.",
+        s.write_seconds,
+    );
+    let int_gauge = |name: &str, help: &str, v: i64| {
+        let g = IntGauge::new(name, help).expect("valid metric name");
+        g.set(v);
+        registry.register(Box::new(g)).expect("registered once");
+    };
+    int_gauge(
+        "quid_table_generation",
+        "Lookup generation packets use (flips on every table change).",
+        i64::from(s.generation),
+    );
+    int_gauge(
+        "quid_table_last_reload_success",
+        "1 if the last table reload was applied, 0 if it was refused.",
+        i64::from(s.last_reload_ok),
+    );
+    let vec = |name: &str, help: &str, labels: &[&str]| {
+        let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(v.clone()))
+            .expect("registered once");
+        v
+    };
+    let entries = vec(
+        "quid_map_entries",
+        "Entries in use per kernel map.",
+        &["map"],
+    );
+    let capacity = vec("quid_map_capacity", "Capacity per kernel map.", &["map"]);
+    for (map, used, cap) in &s.maps {
+        entries.with_label_values(&[*map]).set(*used as i64);
+        capacity.with_label_values(&[*map]).set(*cap as i64);
+    }
+    let reloads = prometheus::IntCounterVec::new(
+        Opts::new("quid_table_reloads_total", "Table reloads by result."),
+        &["result"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(reloads.clone()))
+        .expect("registered once");
+    reloads.with_label_values(&["ok"]).inc_by(s.reloads_ok);
+    reloads
+        .with_label_values(&["error"])
+        .inc_by(s.reloads_failed);
+    let attached = vec(
+        "quid_xdp_attached",
+        "1 while quid's program is attached to the interface.",
+        &["interface", "role", "mode"],
+    );
+    for (iface, role, mode, up) in &s.attachments {
+        attached
+            .with_label_values(&[iface.as_str(), role.as_str(), mode.as_str()])
+            .set(i64::from(*up));
+    }
+    let subs = vec(
+        "quid_subscribers",
+        "Subscribers in the books by state.",
+        &["state"],
+    );
+    let active = records
+        .iter()
+        .filter(|r| r.status == Status::Active)
+        .count();
+    subs.with_label_values(&["active"]).set(active as i64);
+    subs.with_label_values(&["removed"])
+        .set((records.len() - active) as i64);
+    let build = vec(
+        "quid_build_info",
+        "Always 1; the labels say which quid runs.",
+        &["version", "layout"],
+    );
+    build
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            &quid_common::LAYOUT_VERSION.to_string(),
+        ])
+        .set(1);
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Status;
+    use quid_common::Counter;
+
+    fn record(id: &str, plan: &str, up_bytes: u64) -> Record {
+        let mut total = SubscriberCounters::default();
+        total.pairs[pair_index(DIR_UPLOAD, CLASS_INTERNET)] = Counter {
+            packets: up_bytes / 100,
+            bytes: up_bytes,
+        };
+        Record {
+            id: id.into(),
+            name: String::new(),
+            plan: plan.into(),
+            prefixes: String::new(),
+            slot: Some(0),
+            status: Status::Active,
+            last: SubscriberCounters::default(),
+            total,
+        }
+    }
+
+    fn value(text: &str, series: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn top_n_plus_other_adds_up_to_the_aggregate() {
+        let recs: Vec<Record> = (1..=10)
+            .map(|i| record(&format!("s{i}"), "home", i * 1000))
+            .collect();
+        let refs: Vec<&Record> = recs.iter().collect();
+        let text = render(
+            &refs,
+            &[],
+            &DaemonStatus::default(),
+            SubscriberSeries::Top(3),
+        );
+        let key = |s: &str| {
+            format!(
+                "quid_subscriber_bytes_total{{subscriber=\"{s}\",direction=\"upload\",class=\"internet\"}}"
+            )
+        };
+        let listed: u64 = ["s10", "s9", "s8"]
+            .iter()
+            .map(|s| value(&text, &key(s)))
+            .sum();
+        assert_eq!(listed, 27_000);
+        assert!(!text.contains("subscriber=\"s7\""));
+        let other = value(&text, &key("other"));
+        let all = value(
+            &text,
+            "quid_traffic_bytes_total{direction=\"upload\",class=\"internet\"}",
+        );
+        assert_eq!((other, all), (28_000, 55_000));
+        assert_eq!(listed + other, all);
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_never_become_names() {
+        let recs = [record("a", "home \"gold\"\\\nplan", 5)];
+        let refs: Vec<&Record> = recs.iter().collect();
+        let text = render(&refs, &[], &DaemonStatus::default(), SubscriberSeries::All);
+        assert!(
+            text.contains("quid_plan_subscribers{plan=\"home \\\"gold\\\"\\\\\\nplan\"} 1"),
+            "{text}"
+        );
+    }
+}
