@@ -114,8 +114,12 @@ pub fn render(
         SubscriberSeries::None => Vec::new(),
         SubscriberSeries::Top(n) => {
             let mut by_volume: Vec<&Record> = records.to_vec();
+            // Partition first (linear), then sort only the N listed.
+            if n < by_volume.len() {
+                by_volume.select_nth_unstable_by_key(n, |r| std::cmp::Reverse(volume(&r.total)));
+                by_volume.truncate(n);
+            }
             by_volume.sort_unstable_by_key(|r| std::cmp::Reverse(volume(&r.total)));
-            by_volume.truncate(n);
             by_volume
         }
     };

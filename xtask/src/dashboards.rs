@@ -73,7 +73,8 @@ struct Panel {
     queries: Vec<(&'static str, &'static str)>,
 }
 
-fn ts(
+fn panel(
+    kind: &'static str,
     title: &'static str,
     unit: &'static str,
     queries: Vec<(&'static str, &'static str)>,
@@ -81,9 +82,17 @@ fn ts(
     Panel {
         title,
         unit,
-        kind: "timeseries",
+        kind,
         queries,
     }
+}
+
+fn ts(
+    title: &'static str,
+    unit: &'static str,
+    queries: Vec<(&'static str, &'static str)>,
+) -> Panel {
+    panel("timeseries", title, unit, queries)
 }
 
 fn stat(
@@ -91,12 +100,7 @@ fn stat(
     unit: &'static str,
     queries: Vec<(&'static str, &'static str)>,
 ) -> Panel {
-    Panel {
-        title,
-        unit,
-        kind: "stat",
-        queries,
-    }
+    panel("stat", title, unit, queries)
 }
 
 fn datasource() -> Value {

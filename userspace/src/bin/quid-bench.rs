@@ -52,6 +52,12 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         trials: usize,
     },
+    /// Rendering the Prometheus exposition for many subscribers.
+    Metrics {
+        /// Directory for metrics.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+    },
     /// Loading, changing and reading a large subscriber table, and writing an interval.
     Registry {
         /// Directory for registry.json.
@@ -100,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             trials,
         } => xdp(out, sizes, repeat, trials),
         Command::Registry { out, subscribers } => registry_bench(out, subscribers),
+        Command::Metrics { out } => metrics_bench(out),
     }
 }
 
@@ -211,6 +218,83 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("registry.json"),
+        serde_json::to_string_pretty(&rows)? + "\n",
+    )?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct MetricsRow {
+    scenario: String,
+    subscribers: usize,
+    series: usize,
+    seconds: f64,
+    bytes: usize,
+}
+
+/// Renders the exposition for synthetic books; the median of five renders. A scrape itself
+/// only copies the text rendered at the end of the interval.
+fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
+    use quid::{
+        config::SubscriberSeries,
+        metrics::{DaemonStatus, render},
+        store::{Record, Status},
+    };
+    use quid_common::SubscriberCounters;
+    let mut rows = Vec::new();
+    for (scenario, n, series) in [
+        ("full", 10_000usize, SubscriberSeries::All),
+        ("full", 100_000, SubscriberSeries::All),
+        ("top100", 1_000_000, SubscriberSeries::Top(100)),
+    ] {
+        let records: Vec<Record> = (0..n)
+            .map(|i| {
+                let mut total = SubscriberCounters::default();
+                for (j, p) in total.pairs.iter_mut().enumerate() {
+                    p.packets = (i * 7 + j) as u64;
+                    p.bytes = (i * 1500 + j * 40) as u64 * 1000;
+                }
+                Record {
+                    id: format!("sub-{i:07}"),
+                    name: String::new(),
+                    plan: format!("plan-{}", i % 8),
+                    prefixes: String::new(),
+                    slot: Some(i as u32),
+                    status: Status::Active,
+                    last: SubscriberCounters::default(),
+                    total,
+                }
+            })
+            .collect();
+        let refs: Vec<&Record> = records.iter().collect();
+        let status = DaemonStatus::default();
+        let mut times = Vec::new();
+        let mut text = String::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            text = render(&refs, &[], &status, series);
+            times.push(started.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let count = text.lines().filter(|l| !l.starts_with('#')).count();
+        let scenario = format!("{scenario}_{n}");
+        log::info!(
+            "{scenario:>14}: {count} series, {} bytes, {:.1} ms, {:.0} ns/series",
+            text.len(),
+            times[2] * 1e3,
+            times[2] * 1e9 / count as f64
+        );
+        rows.push(MetricsRow {
+            scenario,
+            subscribers: n,
+            series: count,
+            seconds: times[2],
+            bytes: text.len(),
+        });
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("metrics.json"),
         serde_json::to_string_pretty(&rows)? + "\n",
     )?;
     Ok(())
