@@ -5,7 +5,7 @@
 #![no_std]
 
 /// Version of the map layouts below; a daemon refuses pinned maps of another version.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Lookup generations: the daemon rewrites the inactive one, then flips `ACTIVE_GEN`, so every
 /// packet sees either the whole old table or the whole new one.
@@ -251,6 +251,24 @@ pub struct Meta {
     pub instance: u64,
 }
 
+/// Most grid prefixes per family the kernel compares against (a bounded linear scan: a few
+/// compares cost less than any map lookup).
+pub const MAX_GRID_PREFIXES: usize = 16;
+
+/// Value of map `GRID` (array of one): the ISP grid's prefixes (orchestrators, storage
+/// gateways, compute workers). Traffic between a subscriber and one of them is class grid.
+/// Addresses and masks are network-order words, as in [`V4Key`] and [`V6Key`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GridSet {
+    pub v4_count: u32,
+    pub v6_count: u32,
+    /// (address, mask) per IPv4 prefix.
+    pub v4: [[u32; 2]; MAX_GRID_PREFIXES],
+    /// Address words then mask words per IPv6 prefix.
+    pub v6: [[u32; 8]; MAX_GRID_PREFIXES],
+}
+
 /// Bench-only map `BENCH_SPREAD` (array of one): how many table entries the spreading
 /// benchmark programs step the looked-up address over.
 #[repr(C)]
@@ -271,6 +289,7 @@ mod pod {
     unsafe impl aya::Pod for PrefixTarget {}
     unsafe impl aya::Pod for LookupPlan {}
     unsafe impl aya::Pod for Meta {}
+    unsafe impl aya::Pod for GridSet {}
     unsafe impl aya::Pod for BenchSpread {}
 }
 
@@ -300,5 +319,6 @@ mod tests {
         assert_eq!(size_of::<PoolSpec>(), 32);
         assert_eq!(size_of::<LookupPlan>(), 24 + 2 * 32 + 8 * 16 + 8 * 24);
         assert_eq!(size_of::<Meta>(), 32);
+        assert_eq!(size_of::<GridSet>(), 8 + 16 * 8 + 16 * 32);
     }
 }

@@ -4,13 +4,13 @@
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_smp_processor_id, programs::XdpContext};
 use aya_log_ebpf::debug;
 use quid_common::{
-    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, CLASS_INTERNET,
-    DIR_DOWNLOAD, DIR_UPLOAD, MAX_IFINDEX, ROLE_ACCESS, ROLE_CORE, pair_index,
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, DIR_DOWNLOAD, DIR_UPLOAD,
+    MAX_IFINDEX, ROLE_ACCESS, ROLE_CORE, pair_index,
 };
 
 use crate::{
     lookup,
-    maps::{ACTIVE_GEN, IFACE_COUNTERS, LOOKUP_PLAN, SLOT_CAPACITY, SUB_COUNTERS},
+    maps::{ACTIVE_GEN, GRID, IFACE_COUNTERS, LOOKUP_PLAN, SLOT_CAPACITY, SUB_COUNTERS},
     parse::{self, Frame},
 };
 
@@ -27,6 +27,9 @@ pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
     let Some(plan) = LOOKUP_PLAN.get(generation) else {
         return xdp_action::XDP_PASS;
     };
+    let Some(grid) = GRID.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
     match parse::frame(ctx) {
         Frame::NonIp => bucket(ifindex, BUCKET_NON_IP, frame_len),
         Frame::Malformed => {
@@ -37,29 +40,39 @@ pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
             bucket(ifindex, BUCKET_MALFORMED, frame_len)
         }
         Frame::V4 { src, dst, ip_len } => {
-            let up =
-                role & ROLE_ACCESS != 0 && subscriber(lookup::v4(plan, src), DIR_UPLOAD, ip_len);
-            let down =
-                role & ROLE_CORE != 0 && subscriber(lookup::v4(plan, dst), DIR_DOWNLOAD, ip_len);
+            // Upload: the other endpoint is the destination; download: the source.
+            let up = role & ROLE_ACCESS != 0 && {
+                let slot = lookup::v4(plan, src);
+                slot != lookup::NO_SLOT
+                    && subscriber(slot, DIR_UPLOAD, lookup::v4_class(grid, dst), ip_len)
+            };
+            let down = role & ROLE_CORE != 0 && {
+                let slot = lookup::v4(plan, dst);
+                slot != lookup::NO_SLOT
+                    && subscriber(slot, DIR_DOWNLOAD, lookup::v4_class(grid, src), ip_len)
+            };
             ip_bucket(ifindex, up || down, ip_len)
         }
         Frame::V6 { src, dst, ip_len } => {
-            let up =
-                role & ROLE_ACCESS != 0 && subscriber(lookup::v6(plan, &src), DIR_UPLOAD, ip_len);
-            let down =
-                role & ROLE_CORE != 0 && subscriber(lookup::v6(plan, &dst), DIR_DOWNLOAD, ip_len);
+            let up = role & ROLE_ACCESS != 0 && {
+                let slot = lookup::v6(plan, &src);
+                slot != lookup::NO_SLOT
+                    && subscriber(slot, DIR_UPLOAD, lookup::v6_class(grid, &dst), ip_len)
+            };
+            let down = role & ROLE_CORE != 0 && {
+                let slot = lookup::v6(plan, &dst);
+                slot != lookup::NO_SLOT
+                    && subscriber(slot, DIR_DOWNLOAD, lookup::v6_class(grid, &src), ip_len)
+            };
             ip_bucket(ifindex, up || down, ip_len)
         }
     }
     xdp_action::XDP_PASS
 }
 
-/// Adds one packet of `ip_len` bytes to a subscriber's counter; false if there is none.
+/// Adds one packet of `ip_len` bytes to a subscriber's (direction, class) counter.
 #[inline(always)]
-fn subscriber(slot: u32, direction: usize, ip_len: u32) -> bool {
-    if slot == lookup::NO_SLOT {
-        return false;
-    }
+fn subscriber(slot: u32, direction: usize, class: usize, ip_len: u32) -> bool {
     let capacity = SLOT_CAPACITY.load();
     if slot >= capacity {
         // Cannot happen with a table the daemon installed; never spill into another region.
@@ -68,7 +81,7 @@ fn subscriber(slot: u32, direction: usize, ip_len: u32) -> bool {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if let Some(counters) = SUB_COUNTERS.get_ptr_mut(cpu * capacity + slot) {
         // This CPU's own region: no other CPU writes it, so plain adds are exact.
-        let pair = unsafe { &mut (*counters).pairs[pair_index(direction, CLASS_INTERNET)] };
+        let pair = unsafe { &mut (*counters).pairs[pair_index(direction, class & 1)] };
         pair.packets += 1;
         pair.bytes += ip_len as u64;
     }

@@ -7,7 +7,10 @@
 //! which the verifier rejects.
 
 use aya_ebpf::maps::{Array, lpm_trie::Key};
-use quid_common::{LookupPlan, MAX_HASH_LENGTHS, PROBE_POOL, PoolSpec, V4Key, V6Key, len_gen};
+use quid_common::{
+    CLASS_GRID, CLASS_INTERNET, GridSet, LookupPlan, MAX_GRID_PREFIXES, MAX_HASH_LENGTHS,
+    PROBE_POOL, PoolSpec, V4Key, V6Key, len_gen,
+};
 
 use crate::maps::{POOL_V4, POOL_V6, SUB_V4, SUB_V4_TRIE, SUB_V6, SUB_V6_TRIE};
 
@@ -113,4 +116,38 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
         slot = target.slot;
     }
     slot
+}
+
+/// The class of traffic whose other endpoint is IPv4 `addr`: grid if a grid prefix holds it.
+#[inline(always)]
+pub fn v4_class(grid: &GridSet, addr: u32) -> usize {
+    for i in 0..MAX_GRID_PREFIXES {
+        if i as u32 >= grid.v4_count {
+            break;
+        }
+        let [net, mask] = grid.v4[i];
+        if addr & mask == net {
+            return CLASS_GRID;
+        }
+    }
+    CLASS_INTERNET
+}
+
+/// The class of traffic whose other endpoint is IPv6 `addr`.
+#[inline(always)]
+pub fn v6_class(grid: &GridSet, addr: &[u32; 4]) -> usize {
+    for i in 0..MAX_GRID_PREFIXES {
+        if i as u32 >= grid.v6_count {
+            break;
+        }
+        let p = &grid.v6[i];
+        if addr[0] & p[4] == p[0]
+            && addr[1] & p[5] == p[1]
+            && addr[2] & p[6] == p[2]
+            && addr[3] & p[7] == p[3]
+        {
+            return CLASS_GRID;
+        }
+    }
+    CLASS_INTERNET
 }

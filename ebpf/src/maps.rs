@@ -13,8 +13,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
 use quid_common::{
-    GENERATIONS, IfaceCounters, LookupPlan, MAX_IFINDEX, Meta, PrefixTarget, SubscriberCounters,
-    V4Key, V4TrieData, V6Key, V6TrieData,
+    GENERATIONS, GridSet, IfaceCounters, LookupPlan, MAX_IFINDEX, Meta, PrefixTarget,
+    SubscriberCounters, V4Key, V4TrieData, V6Key, V6TrieData,
 };
 
 /// IPv4 exact-match table: (prefix length and generation, masked address) -> owner. One entry
@@ -73,6 +73,11 @@ pub static LOOKUP_PLAN: Array<LookupPlan> = Array::with_max_entries(GENERATIONS 
 /// The generation packets use (entry 0). One aligned 4-byte word, so flipping it is atomic.
 #[map]
 pub static ACTIVE_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The grid's prefixes (entry 0): the other endpoint of a packet in one of them makes it
+/// class grid.
+#[map]
+pub static GRID: Array<GridSet> = Array::with_max_entries(1, 0);
 
 /// Layout version, sizes and instance of the pinned maps (entry 0); never read by the programs.
 #[map]

@@ -37,6 +37,17 @@ pub struct Config {
     pub interfaces: Vec<InterfaceConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub grid: GridConfig,
+}
+
+/// `[grid]`: the ISP grid's prefixes; traffic between a subscriber and them is class grid.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    /// At most 16 per family, host bits clear.
+    #[serde(default)]
+    pub prefixes: Vec<Spanned<ipnet::IpNet>>,
 }
 
 /// `[metrics]`: the Prometheus exporter.
@@ -366,6 +377,13 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+impl GridConfig {
+    /// The grid prefixes.
+    pub fn nets(&self) -> Vec<ipnet::IpNet> {
+        self.prefixes.iter().map(|p| *p.get_ref()).collect()
+    }
+}
+
 impl Config {
     /// Reads and validates a config file; relative paths inside it become relative to it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -412,6 +430,36 @@ impl Config {
                 line_of(text, text.len()),
                 "interface",
                 "no [[interface]] configured: add at least one with a name and a role".into(),
+            ));
+        }
+        let grid = &config.grid.prefixes;
+        for (i, net) in grid.iter().enumerate() {
+            if net.get_ref().trunc() != *net.get_ref() {
+                return Err(invalid(
+                    line_of(text, net.span().start),
+                    &format!("grid.prefixes[{i}]"),
+                    format!(
+                        "`{}` has host bits set; did you mean {}?",
+                        net.get_ref(),
+                        net.get_ref().trunc()
+                    ),
+                ));
+            }
+        }
+        let v4 = grid
+            .iter()
+            .filter(|n| matches!(n.get_ref(), ipnet::IpNet::V4(_)))
+            .count();
+        let v6 = grid.len() - v4;
+        if v4.max(v6) > quid_common::MAX_GRID_PREFIXES {
+            return Err(invalid(
+                grid.first().map_or(1, |n| line_of(text, n.span().start)),
+                "grid.prefixes",
+                format!(
+                    "{v4} IPv4 and {v6} IPv6 prefixes; the kernel compares at most {} per family: \
+                     aggregate them into shorter prefixes",
+                    quid_common::MAX_GRID_PREFIXES
+                ),
             ));
         }
         for (i, iface) in config.interfaces.iter().enumerate() {
@@ -533,6 +581,33 @@ xdp_mode = "generic"
             err.starts_with(
                 "quid.toml:15: interface[1].name: interface `veth-acc` is configured twice"
             ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn grid_prefixes_parse_and_bad_ones_are_refused() {
+        let c = parse(&format!(
+            "{GOOD}\n[grid]\nprefixes = [\"198.51.100.0/24\", \"2001:db8:ffff::/48\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.grid.prefixes.len(), 2);
+        let err = parse(&format!(
+            "{GOOD}\n[grid]\nprefixes = [\"198.51.100.1/24\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:20: grid.prefixes[0]: `198.51.100.1/24` has host bits set"),
+            "{err}"
+        );
+        let many: Vec<String> = (0..17).map(|i| format!("\"198.51.{i}.0/24\"")).collect();
+        let err = parse(&format!(
+            "{GOOD}\n[grid]\nprefixes = [{}]\n",
+            many.join(",")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("grid.prefixes: 17 IPv4 and 0 IPv6 prefixes"),
             "{err}"
         );
     }

@@ -56,6 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some(unsafe { AsyncFd::register(logger) }.map_err(|e| anyhow!("kernel log: {e}"))?)
         }
     };
+    crate::grid::install(&mut dp, &config.grid.nets())?;
     let (books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, now())?;
     let registry = match adopted {
         Some((installed, slots)) => {

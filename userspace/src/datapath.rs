@@ -136,8 +136,9 @@ impl Sizes {
 }
 
 /// Maps pinned by name under the pin directory: everything a restarted daemon needs.
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 12] = [
     "META",
+    "GRID",
     "SUB_COUNTERS",
     "IFACE_COUNTERS",
     "LOOKUP_PLAN",

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod daemon;
 pub mod datapath;
 pub mod frames;
+pub mod grid;
 pub mod mapped;
 pub mod metrics;
 pub mod plan;

@@ -359,3 +359,38 @@ fn pool_entries_at_any_offset_are_found() {
     assert_eq!(h.subscriber("b", DIR_UPLOAD), c(2, 28 + 48));
     assert_eq!(h.subscriber("c", DIR_UPLOAD), c(1, 28));
 }
+
+#[test]
+fn traffic_to_and_from_grid_prefixes_is_class_grid_and_the_rest_internet() {
+    use quid_common::{CLASS_GRID, CLASS_INTERNET, pair_index};
+    let mut h = Harness::new(TABLE, 8);
+    let grid: Vec<ipnet::IpNet> = ["192.0.2.0/25", "2001:db8:ffff:1::/64"]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    quid::grid::install(&mut h.dp, &grid).unwrap();
+    let home4 = Ipv4Addr::new(100, 64, 0, 10);
+    let home6 = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 1);
+    let grid4 = Ipv4Addr::new(192, 0, 2, 100);
+    let outside4 = Ipv4Addr::new(192, 0, 2, 200); // same /24, outside the grid's /25
+    let grid6 = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 1, 0, 0, 0, 9);
+    let e = Ethernet::default();
+    h.access(&e.ipv4_udp(home4, grid4, 100)); // upload, grid: 128 bytes
+    h.access(&e.ipv4_udp(home4, outside4, 0)); // upload, internet: 28
+    h.access(&e.ipv6_udp(home6, grid6, 0)); // upload, grid: 48
+    h.run("quid_core", &e.ipv4_udp(grid4, home4, 1000)); // download, grid: 1028
+    h.run("quid_core", &e.ipv6_udp(NET6, home6, 0)); // download, internet: 48
+    h.run("quid_both", &e.ipv6_udp(grid6, home6, 10)); // download, grid: 58
+    let slot = h
+        .table
+        .subscribers
+        .iter()
+        .position(|s| s.id == "home")
+        .unwrap();
+    let all = counters::subscribers(&h.dp, h.table.subscribers.len()).unwrap();
+    let pair = |d, k| all[slot].pairs[pair_index(d, k)];
+    assert_eq!(pair(DIR_UPLOAD, CLASS_GRID), c(2, 128 + 48));
+    assert_eq!(pair(DIR_UPLOAD, CLASS_INTERNET), c(1, 28));
+    assert_eq!(pair(DIR_DOWNLOAD, CLASS_GRID), c(2, 1028 + 58));
+    assert_eq!(pair(DIR_DOWNLOAD, CLASS_INTERNET), c(1, 48));
+}
