@@ -1,5 +1,6 @@
 //! quid: XDP traffic accounting for ISP edge routers.
 
+pub mod admit;
 pub mod books;
 pub mod config;
 pub mod counters;
@@ -9,9 +10,11 @@ pub mod frames;
 pub mod grid;
 pub mod mapped;
 pub mod metrics;
+pub mod nodes;
 pub mod plan;
 pub mod registry;
 pub mod reload;
+pub mod report;
 pub mod snapshot;
 pub mod store;
 pub mod table;

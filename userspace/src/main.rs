@@ -58,10 +58,25 @@ enum Command {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
+    /// Node tools.
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
     /// Check a config and its subscriber table without touching the kernel.
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Make a node key: the secret goes to FILE (mode 0600), the public key to stdout for the
+    /// nodes file.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -128,6 +143,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "removed {n} pins from {}; quid's programs are detached",
                 config.daemon.pin_dir.display()
             );
+            Ok(())
+        }
+        Command::Node {
+            action: NodeAction::Keygen { out },
+        } => {
+            use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+            let key = quid::report::keygen()?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| {
+                    format!("cannot create {} (it must not exist yet)", out.display())
+                })?;
+            writeln!(f, "{}", hex::encode(key.to_bytes()))?;
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
             Ok(())
         }
         Command::Check { config } => {

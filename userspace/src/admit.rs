@@ -1,0 +1,354 @@
+//! The admission rules for node reports: what a report must satisfy before it may earn
+//! anything. Pure: the caller supplies the node, its history and the clock, so every rule is
+//! tested on its own and the HTTP layer only maps the outcome to a status.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{
+    nodes::Nodes,
+    report::{Period, Report},
+};
+
+/// Limits from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest period one report may cover, in seconds.
+    pub max_period_secs: i64,
+    /// How far in the future a period may end (clock skew between node and router).
+    pub max_skew_secs: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_period_secs: 86_400,
+            max_skew_secs: 300,
+        }
+    }
+}
+
+/// What the daemon accepted from one node so far.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub last_seq: Option<u64>,
+    /// Signature of every accepted sequence number (an identical resubmission is recognised).
+    pub signatures: HashMap<u64, String>,
+    /// Accepted periods, start -> end.
+    pub periods: BTreeMap<i64, i64>,
+}
+
+impl History {
+    fn overlaps(&self, p: Period) -> bool {
+        // The accepted period starting last before p's end is the only one that can overlap.
+        self.periods
+            .range(..p.end)
+            .next_back()
+            .is_some_and(|(_, &end)| end > p.start)
+    }
+
+    /// Records an accepted report.
+    pub fn accept(&mut self, r: &Report, p: Period) {
+        self.last_seq = Some(self.last_seq.map_or(r.seq, |s| s.max(r.seq)));
+        self.signatures.insert(r.seq, r.signature.clone());
+        self.periods.insert(p.start, p.end);
+    }
+}
+
+/// Why a report was refused; `code` is what the HTTP answer and the metrics carry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("node `{0}` is not registered")]
+    UnknownNode(String),
+    #[error("the report cannot be read: {0}")]
+    Malformed(String),
+    #[error("the signature does not verify with the node's registered key")]
+    BadSignature,
+    #[error("sequence number {got} is not above the last accepted, {last}")]
+    StaleSequence { got: u64, last: u64 },
+    #[error("the period ends before it starts, or is empty")]
+    EmptyPeriod,
+    #[error("the period lasts {secs} s, longer than the {max} s allowed")]
+    PeriodTooLong { secs: i64, max: i64 },
+    #[error("the period ends {ahead} s in the future (at most {skew} s of clock skew allowed)")]
+    FuturePeriod { ahead: i64, skew: i64 },
+    #[error("the period overlaps one already accepted from this node")]
+    OverlappingPeriod,
+    #[error("{0} is not a finite number")]
+    NonFinite(&'static str),
+    #[error("{0} is negative")]
+    Negative(&'static str),
+    #[error(
+        "{resource} of {claimed} exceeds the node's declared capacity for the period ({allowed})"
+    )]
+    ExceedsCapacity {
+        resource: &'static str,
+        claimed: f64,
+        allowed: f64,
+    },
+}
+
+impl Rejection {
+    /// The machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnknownNode(_) => "unknown_node",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::StaleSequence { .. } => "stale_sequence",
+            Rejection::EmptyPeriod => "empty_period",
+            Rejection::PeriodTooLong { .. } => "period_too_long",
+            Rejection::FuturePeriod { .. } => "future_period",
+            Rejection::OverlappingPeriod => "overlapping_period",
+            Rejection::NonFinite(_) => "non_finite",
+            Rejection::Negative(_) => "negative",
+            Rejection::ExceedsCapacity { .. } => "exceeds_capacity",
+        }
+    }
+
+    /// Every reason code, for metrics that must exist before the first rejection.
+    pub const CODES: [&'static str; 11] = [
+        "unknown_node",
+        "malformed",
+        "bad_signature",
+        "stale_sequence",
+        "empty_period",
+        "period_too_long",
+        "future_period",
+        "overlapping_period",
+        "non_finite",
+        "negative",
+        "exceeds_capacity",
+    ];
+}
+
+/// The outcome for a report that passed every rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// New: record it, then acknowledge.
+    Accept(Period),
+    /// Exactly the report already accepted under this sequence number: answer as recorded.
+    AlreadyRecorded,
+}
+
+/// Applies every rule, in order, to `r` at unix time `now`.
+pub fn admit(
+    r: &Report,
+    nodes: &Nodes,
+    history: Option<&History>,
+    now: i64,
+    limits: Limits,
+) -> Result<Admission, Rejection> {
+    let node = nodes
+        .by_id
+        .get(&r.node)
+        .ok_or_else(|| Rejection::UnknownNode(r.node.clone()))?;
+    let period = r
+        .period()
+        .map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let verified = r
+        .verify(&node.key)
+        .map_err(|e| Rejection::Malformed(e.to_string()))?;
+    if !verified {
+        return Err(Rejection::BadSignature);
+    }
+    if let Some(h) = history {
+        if h.signatures.get(&r.seq) == Some(&r.signature) {
+            return Ok(Admission::AlreadyRecorded);
+        }
+        if let Some(last) = h.last_seq
+            && r.seq <= last
+        {
+            return Err(Rejection::StaleSequence { got: r.seq, last });
+        }
+    }
+    let secs = period.seconds();
+    if secs <= 0 {
+        return Err(Rejection::EmptyPeriod);
+    }
+    if secs > limits.max_period_secs {
+        return Err(Rejection::PeriodTooLong {
+            secs,
+            max: limits.max_period_secs,
+        });
+    }
+    if period.end > now + limits.max_skew_secs {
+        return Err(Rejection::FuturePeriod {
+            ahead: period.end - now,
+            skew: limits.max_skew_secs,
+        });
+    }
+    if history.is_some_and(|h| h.overlaps(period)) {
+        return Err(Rejection::OverlappingPeriod);
+    }
+    let d = secs as f64;
+    for (name, value, capacity) in [
+        (
+            "cpu_core_seconds",
+            r.cpu_core_seconds,
+            f64::from(node.cpu_cores) * d,
+        ),
+        (
+            "storage_byte_seconds",
+            r.storage_byte_seconds,
+            node.storage_bytes as f64 * d,
+        ),
+        (
+            "energy_joules",
+            r.energy_joules,
+            f64::from(node.max_watts) * d,
+        ),
+    ] {
+        if !value.is_finite() {
+            return Err(Rejection::NonFinite(name));
+        }
+        if value < 0.0 {
+            return Err(Rejection::Negative(name));
+        }
+        if value > capacity {
+            return Err(Rejection::ExceedsCapacity {
+                resource: name,
+                claimed: value,
+                allowed: capacity,
+            });
+        }
+    }
+    Ok(Admission::Accept(period))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{nodes::Node, report::rfc3339};
+    use ed25519_dalek::SigningKey;
+
+    const NOW: i64 = 1_795_600_000;
+
+    fn setup() -> (Nodes, SigningKey) {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let mut nodes = Nodes::default();
+        nodes.by_id.insert(
+            "pi".into(),
+            Node {
+                id: "pi".into(),
+                subscriber: "alice".into(),
+                key: key.verifying_key(),
+                cpu_cores: 4,
+                storage_bytes: 1_000,
+                max_watts: 10,
+            },
+        );
+        (nodes, key)
+    }
+
+    /// A signed one-hour report ending `end_ago` seconds before NOW.
+    fn report(key: &SigningKey, seq: u64, end_ago: i64, edit: impl FnOnce(&mut Report)) -> Report {
+        let mut r = Report {
+            node: "pi".into(),
+            seq,
+            period_start: rfc3339(NOW - end_ago - 3600),
+            period_end: rfc3339(NOW - end_ago),
+            cpu_core_seconds: 3600.0,
+            storage_byte_seconds: 1_000.0 * 3600.0,
+            energy_joules: 36_000.0,
+            grid_bytes_sent: 10,
+            grid_bytes_received: 20,
+            signature: String::new(),
+        };
+        edit(&mut r);
+        // An unreadable report cannot be signed: it gets a well-formed but wrong signature.
+        if r.sign(key).is_err() {
+            r.signature = "00".repeat(64);
+        }
+        r
+    }
+
+    fn code(r: &Report, nodes: &Nodes, h: Option<&History>) -> &'static str {
+        match admit(r, nodes, h, NOW, Limits::default()) {
+            Ok(Admission::Accept(_)) => "accept",
+            Ok(Admission::AlreadyRecorded) => "already_recorded",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn every_rule_refuses_what_it_should_and_nothing_else() {
+        let (nodes, key) = setup();
+        let mut h = History::default();
+        let first = report(&key, 5, 7200, |_| {});
+        assert_eq!(code(&first, &nodes, Some(&h)), "accept");
+        h.accept(&first, first.period().unwrap());
+        assert_eq!(code(&first, &nodes, Some(&h)), "already_recorded");
+
+        let cases: Vec<(&str, Report)> = vec![
+            (
+                "unknown_node",
+                report(&key, 6, 0, |r| r.node = "ghost".into()),
+            ),
+            ("bad_signature", {
+                let mut r = report(&key, 6, 0, |_| {});
+                r.energy_joules = 1.0;
+                r
+            }),
+            (
+                "bad_signature",
+                report(&SigningKey::from_bytes(&[1u8; 32]), 6, 0, |_| {}),
+            ),
+            (
+                "malformed",
+                report(&key, 6, 0, |r| r.period_end = "yesterday".into()),
+            ),
+            ("stale_sequence", report(&key, 5, 0, |_| {})),
+            ("stale_sequence", report(&key, 4, 0, |_| {})),
+            (
+                "empty_period",
+                report(&key, 6, 0, |r| r.period_start = r.period_end.clone()),
+            ),
+            (
+                "period_too_long",
+                report(&key, 6, 0, |r| r.period_start = rfc3339(NOW - 2 * 86_400)),
+            ),
+            ("future_period", report(&key, 6, -3600, |_| {})),
+            ("overlapping_period", report(&key, 6, 5400, |_| {})),
+            (
+                "non_finite",
+                report(&key, 6, 0, |r| r.cpu_core_seconds = f64::NAN),
+            ),
+            (
+                "non_finite",
+                report(&key, 6, 0, |r| r.energy_joules = f64::INFINITY),
+            ),
+            (
+                "negative",
+                report(&key, 6, 0, |r| r.storage_byte_seconds = -1.0),
+            ),
+            (
+                "exceeds_capacity",
+                report(&key, 6, 0, |r| r.cpu_core_seconds = 4.0 * 3600.0 + 1.0),
+            ),
+            (
+                "exceeds_capacity",
+                report(&key, 6, 0, |r| r.energy_joules = 36_001.0),
+            ),
+        ];
+        for (want, r) in &cases {
+            assert_eq!(code(r, &nodes, Some(&h)), *want, "{r:?}");
+        }
+        // Right at the limits is fine: full capacity, a period ending within the skew, and a
+        // period that starts exactly where the accepted one ended.
+        let edge = report(&key, 6, -300, |r| {
+            r.cpu_core_seconds = 4.0 * 3600.0;
+            r.period_start = rfc3339(NOW - 7200);
+            r.period_end = rfc3339(NOW + 300);
+            r.cpu_core_seconds = 4.0 * 7500.0;
+            r.storage_byte_seconds = 1_000.0 * 7500.0;
+            r.energy_joules = 10.0 * 7500.0;
+        });
+        assert_eq!(code(&edge, &nodes, Some(&h)), "accept");
+        let codes: std::collections::BTreeSet<&str> = cases.iter().map(|(c, _)| *c).collect();
+        assert_eq!(
+            codes.len(),
+            Rejection::CODES.len(),
+            "every reason has a case"
+        );
+    }
+}

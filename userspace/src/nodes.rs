@@ -1,0 +1,205 @@
+//! The nodes file: CSV with a header `node,subscriber,public_key,cpu_cores,storage_bytes,max_watts`,
+//! one node a row. A node is a subscriber's device that supplies compute, storage and
+//! electricity to the grid; its declared capacity bounds what a report may claim. Every bad row
+//! is reported with its line and field, like the subscriber table.
+
+use std::{collections::HashMap, path::Path};
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::table::{TableError, TableErrors};
+
+/// One registered node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    /// The subscriber whose metered traffic the node's reports are matched against.
+    pub subscriber: String,
+    pub key: VerifyingKey,
+    pub cpu_cores: u32,
+    pub storage_bytes: u64,
+    pub max_watts: u32,
+}
+
+/// Every node by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nodes {
+    pub by_id: HashMap<String, Node>,
+}
+
+const HEADER: [&str; 6] = [
+    "node",
+    "subscriber",
+    "public_key",
+    "cpu_cores",
+    "storage_bytes",
+    "max_watts",
+];
+
+impl Nodes {
+    /// Reads and checks a nodes file.
+    pub fn load(path: &Path) -> Result<Nodes, TableErrors> {
+        match std::fs::read(path) {
+            Ok(bytes) => Nodes::parse(&bytes, path),
+            Err(e) => Err(TableErrors(vec![TableError {
+                path: path.to_owned(),
+                line: 0,
+                field: "file",
+                message: format!("cannot read the nodes file: {e}"),
+            }])),
+        }
+    }
+
+    /// Parses and checks nodes file bytes; `path` only names the file in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Nodes, TableErrors> {
+        let mut errors = Vec::new();
+        let err = |line, field, message: String| TableError {
+            path: path.to_owned(),
+            line,
+            field,
+            message,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .comment(Some(b'#'))
+            .trim(csv::Trim::All)
+            .from_reader(bytes);
+        let mut nodes = Nodes::default();
+        let mut header = false;
+        for record in reader.records() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    errors.push(err(line, "row", format!("not valid CSV: {e}")));
+                    continue;
+                }
+            };
+            let line = record.position().map_or(0, |p| p.line());
+            if !header {
+                header = true;
+                if record.iter().map(str::to_ascii_lowercase).ne(HEADER) {
+                    errors.push(err(
+                        line,
+                        "header",
+                        format!("the first row must be `{}`", HEADER.join(",")),
+                    ));
+                    break;
+                }
+                continue;
+            }
+            if record.len() != HEADER.len() {
+                errors.push(err(
+                    line,
+                    "row",
+                    format!("expected 6 fields, found {}", record.len()),
+                ));
+                continue;
+            }
+            let before = errors.len();
+            let id = &record[0];
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                errors.push(err(
+                    line,
+                    "node",
+                    format!("`{id}`: use 1 to 64 letters, digits, '.', '_' or '-'"),
+                ));
+            } else if nodes.by_id.contains_key(id) {
+                errors.push(err(line, "node", format!("node `{id}` is listed twice")));
+            }
+            if record[1].is_empty() {
+                errors.push(err(line, "subscriber", "must not be empty".into()));
+            }
+            let key = hex::decode(&record[2])
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .and_then(|b| VerifyingKey::from_bytes(&b).ok());
+            if key.is_none() {
+                errors.push(err(
+                    line,
+                    "public_key",
+                    "must be an ed25519 public key as 64 hex digits (`quid node keygen` prints one)"
+                        .into(),
+                ));
+            }
+            let number = |i: usize, field: &'static str, errors: &mut Vec<TableError>| {
+                record[i].parse::<u64>().map_err(|_| {
+                    errors.push(err(
+                        line,
+                        field,
+                        format!("`{}` is not a whole number", &record[i]),
+                    ))
+                })
+            };
+            let cores = number(3, "cpu_cores", &mut errors);
+            let storage = number(4, "storage_bytes", &mut errors);
+            let watts = number(5, "max_watts", &mut errors);
+            if errors.len() > before {
+                continue;
+            }
+            let (Some(key), Ok(cores), Ok(storage), Ok(watts)) = (key, cores, storage, watts)
+            else {
+                continue;
+            };
+            nodes.by_id.insert(
+                id.to_owned(),
+                Node {
+                    id: id.to_owned(),
+                    subscriber: record[1].to_owned(),
+                    key,
+                    cpu_cores: cores.min(u64::from(u32::MAX)) as u32,
+                    storage_bytes: storage,
+                    max_watts: watts.min(u64::from(u32::MAX)) as u32,
+                },
+            );
+        }
+        if errors.is_empty() {
+            Ok(nodes)
+        } else {
+            Err(TableErrors(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+
+    #[test]
+    fn nodes_parse_and_every_bad_row_is_reported() {
+        let text = format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n\
+             pi-1,alice,{KEY},4,1000000000000,15\n\
+             pi-1,alice,{KEY},4,1,15\n\
+             pi-2,,abcd,four,1,15\n"
+        );
+        let errs: Vec<String> = Nodes::parse(text.as_bytes(), Path::new("nodes.csv"))
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errs,
+            [
+                "nodes.csv:3: node: node `pi-1` is listed twice",
+                "nodes.csv:4: subscriber: must not be empty",
+                "nodes.csv:4: public_key: must be an ed25519 public key as 64 hex digits (`quid node keygen` prints one)",
+                "nodes.csv:4: cpu_cores: `four` is not a whole number",
+            ]
+        );
+        let good = format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\npi-1,alice,{KEY},4,1000,15\n"
+        );
+        let nodes = Nodes::parse(good.as_bytes(), Path::new("nodes.csv")).unwrap();
+        assert_eq!(nodes.by_id["pi-1"].storage_bytes, 1000);
+    }
+}
