@@ -46,7 +46,7 @@ impl History {
             .is_some_and(|(_, &end)| end > p.start)
     }
 
-    /// Records an accepted report.
+    /// Records an accepted report (in memory; the store holds the durable copy).
     pub fn accept(&mut self, r: &Report, p: Period) {
         self.last_seq = Some(self.last_seq.map_or(r.seq, |s| s.max(r.seq)));
         self.signatures.insert(r.seq, r.signature.clone());

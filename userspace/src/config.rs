@@ -39,6 +39,68 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub grid: GridConfig,
+    #[serde(default)]
+    pub reports: ReportsConfig,
+}
+
+/// `[reports]`: the node report intake (off unless `listen` is set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Where `POST /v1/reports` listens; "" turns the intake off.
+    #[serde(default)]
+    pub listen: String,
+    /// The nodes file (CSV); relative paths are relative to the config file.
+    #[serde(default)]
+    pub nodes: PathBuf,
+    /// Longest period one report may cover, in seconds.
+    #[serde(default = "default_max_period")]
+    pub max_period_secs: i64,
+    /// How far in the future a period may end, in seconds.
+    #[serde(default = "default_skew")]
+    pub max_skew_secs: i64,
+    /// Largest request body accepted.
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+    /// Reports per second per node (sustained), and the burst allowed.
+    #[serde(default = "default_rate")]
+    pub rate_per_node: f64,
+    #[serde(default = "default_burst")]
+    pub burst_per_node: f64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            nodes: PathBuf::new(),
+            max_period_secs: default_max_period(),
+            max_skew_secs: default_skew(),
+            max_body_bytes: default_body(),
+            rate_per_node: default_rate(),
+            burst_per_node: default_burst(),
+        }
+    }
+}
+
+fn default_max_period() -> i64 {
+    86_400
+}
+
+fn default_skew() -> i64 {
+    300
+}
+
+fn default_body() -> usize {
+    16 * 1024
+}
+
+fn default_rate() -> f64 {
+    10.0
+}
+
+fn default_burst() -> f64 {
+    20.0
 }
 
 /// `[grid]`: the ISP grid's prefixes; traffic between a subscriber and them is class grid.
@@ -395,6 +457,9 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         if config.subscribers.file.is_relative() {
             config.subscribers.file = base.join(&config.subscribers.file);
+        }
+        if !config.reports.nodes.as_os_str().is_empty() && config.reports.nodes.is_relative() {
+            config.reports.nodes = base.join(&config.reports.nodes);
         }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);

@@ -89,7 +89,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("serving /metrics on http://{}", config.metrics.listen);
         tokio::spawn(serve_metrics(listener, exposition.clone()));
     }
+    let intake = if config.reports.listen.is_empty() {
+        None
+    } else {
+        let r = &config.reports;
+        let nodes = crate::nodes::Nodes::load(&r.nodes)
+            .map_err(|e| anyhow!("{e}quid refuses to start on a bad nodes file"))?;
+        let limits = crate::admit::Limits {
+            max_period_secs: r.max_period_secs,
+            max_skew_secs: r.max_skew_secs,
+        };
+        let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
+            nodes,
+            Store::open(state_dir)?,
+            limits,
+            r.rate_per_node,
+            r.burst_per_node,
+        )?));
+        let listener = tokio::net::TcpListener::bind(&r.listen)
+            .await
+            .with_context(|| format!("cannot listen on reports.listen = {}", r.listen))?;
+        info!("accepting node reports on http://{}/v1/reports", r.listen);
+        let app = crate::intake::router(intake.clone(), r.max_body_bytes);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                error!("the report listener failed: {e}");
+            }
+        });
+        Some(intake)
+    };
     let mut state = State {
+        intake,
         exposition,
         status: DaemonStatus::default(),
         config: &config,
@@ -181,6 +211,8 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 
 /// Everything the running daemon owns.
 struct State<'a> {
+    /// The report intake, when it runs.
+    intake: Option<Arc<std::sync::Mutex<crate::intake::Intake>>>,
     /// The exposition `/metrics` serves, rendered once per interval.
     exposition: Arc<RwLock<String>>,
     status: DaemonStatus,
@@ -238,6 +270,10 @@ impl State<'_> {
                 )
             })
             .collect();
+        self.status.reports = self
+            .intake
+            .as_ref()
+            .and_then(|i| i.lock().ok().map(|i| i.counts.clone()));
         let records: Vec<&crate::store::Record> = self.books.records().collect();
         let text = metrics::render(
             &records,

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod frames;
 pub mod grid;
+pub mod intake;
 pub mod mapped;
 pub mod metrics;
 pub mod nodes;

@@ -55,7 +55,12 @@ pub struct DaemonStatus {
     pub last_reload_ok: bool,
     /// (interface, role, mode, attached).
     pub attachments: Vec<(String, String, String, bool)>,
+    /// The report intake's counts, when it runs.
+    pub reports: Option<crate::intake::Counts>,
 }
+
+/// Families emitted while the report intake runs.
+pub const REPORT_FAMILIES: [&str; 2] = ["quid_reports_total", "quid_report_rejections_total"];
 
 const DIRECTIONS: [(usize, &str); 2] = [(DIR_UPLOAD, "upload"), (DIR_DOWNLOAD, "download")];
 const CLASSES: [(usize, &str); 2] = [(CLASS_INTERNET, "internet"), (CLASS_GRID, "grid")];
@@ -351,6 +356,31 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
             &quid_common::LAYOUT_VERSION.to_string(),
         ])
         .set(1);
+    if let Some(c) = &s.reports {
+        for (name, help, label, map) in [
+            (
+                "quid_reports_total",
+                "Node reports by outcome.",
+                "outcome",
+                &c.outcomes,
+            ),
+            (
+                "quid_report_rejections_total",
+                "Refused node reports by reason.",
+                "reason",
+                &c.rejections,
+            ),
+        ] {
+            let v = prometheus::IntCounterVec::new(Opts::new(name, help), &[label])
+                .expect("valid metric");
+            registry
+                .register(Box::new(v.clone()))
+                .expect("registered once");
+            for (k, n) in map {
+                v.with_label_values(&[*k]).inc_by(*n);
+            }
+        }
+    }
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()

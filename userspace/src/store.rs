@@ -82,6 +82,14 @@ CREATE TABLE IF NOT EXISTS usage (
     down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
     down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
     PRIMARY KEY (subscriber, start));
+CREATE TABLE IF NOT EXISTS reports (
+    node TEXT NOT NULL, seq INTEGER NOT NULL,
+    period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
+    cpu_core_seconds REAL NOT NULL, storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL,
+    grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
+    signature TEXT NOT NULL, received_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'pending',
+    PRIMARY KEY (node, seq));
 ";
 
 impl Store {
@@ -267,6 +275,76 @@ impl Store {
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
+impl Store {
+    /// Records an admitted report; it is durable when this returns.
+    pub fn insert_report(
+        &mut self,
+        r: &crate::report::Report,
+        p: crate::report::Period,
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_seconds,
+                   storage_byte_seconds, energy_joules, grid_bytes_sent, grid_bytes_received,
+                   signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    r.node,
+                    r.seq as i64,
+                    p.start,
+                    p.end,
+                    r.cpu_core_seconds,
+                    r.storage_byte_seconds,
+                    r.energy_joules,
+                    r.grid_bytes_sent as i64,
+                    r.grid_bytes_received as i64,
+                    r.signature,
+                    received_at
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// What every node had accepted, to resume admission after a restart.
+    pub fn report_histories(
+        &self,
+    ) -> Result<std::collections::HashMap<String, crate::admit::History>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node, seq, period_start, period_end, signature FROM reports")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out: std::collections::HashMap<String, crate::admit::History> = Default::default();
+        for row in rows {
+            let (node, seq, start, end, sig) = row.map_err(|e| self.sql(e))?;
+            let h = out.entry(node).or_default();
+            h.last_seq = Some(h.last_seq.map_or(seq, |s| s.max(seq)));
+            h.signatures.insert(seq, sig);
+            h.periods.insert(start, end);
+        }
+        Ok(out)
+    }
+
+    /// How many reports are recorded.
+    pub fn report_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM reports", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
     }
 }
 

@@ -1,0 +1,214 @@
+//! `POST /v1/reports`: the report intake. Each request is size-limited (by the HTTP layer),
+//! rate-limited per node, put through the admission rules, and acknowledged only once the
+//! report is durable in the store. Refusals answer 4xx with a machine-readable reason, are
+//! counted per reason and logged, and change nothing.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    routing::post,
+};
+use log::warn;
+use serde_json::json;
+
+use crate::{
+    admit::{self, Admission, History, Limits, Rejection},
+    nodes::Nodes,
+    report::Report,
+    store::Store,
+};
+
+/// Outcomes so far, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Per outcome: accepted, already_recorded, rejected, rate_limited, store_error.
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Per rejection reason.
+    pub rejections: BTreeMap<&'static str, u64>,
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Everything the intake needs; shared behind a mutex (admission and the durable insert of one
+/// report happen as one step, so two copies of a report can never both be accepted).
+pub struct Intake {
+    nodes: Nodes,
+    histories: HashMap<String, History>,
+    store: Store,
+    limits: Limits,
+    rate: f64,
+    burst: f64,
+    buckets: HashMap<String, Bucket>,
+    pub counts: Counts,
+}
+
+impl Intake {
+    /// An intake resuming from what the store already holds.
+    pub fn new(
+        nodes: Nodes,
+        store: Store,
+        limits: Limits,
+        rate: f64,
+        burst: f64,
+    ) -> Result<Intake, crate::store::StoreError> {
+        let histories = store.report_histories()?;
+        let mut counts = Counts::default();
+        for outcome in [
+            "accepted",
+            "already_recorded",
+            "rejected",
+            "rate_limited",
+            "store_error",
+        ] {
+            counts.outcomes.insert(outcome, 0);
+        }
+        for code in Rejection::CODES {
+            counts.rejections.insert(code, 0);
+        }
+        Ok(Intake {
+            nodes,
+            histories,
+            store,
+            limits,
+            rate,
+            burst,
+            buckets: HashMap::new(),
+            counts,
+        })
+    }
+
+    fn count(&mut self, outcome: &'static str) {
+        *self.counts.outcomes.entry(outcome).or_default() += 1;
+    }
+
+    fn allow(&mut self, node: &str) -> bool {
+        let now = Instant::now();
+        let (rate, burst) = (self.rate, self.burst);
+        let b = self.buckets.entry(node.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Handles one request body at unix time `now`: the status and the JSON answer.
+    pub fn handle(&mut self, body: &[u8], now: i64) -> (StatusCode, serde_json::Value) {
+        let report: Report = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return self.reject(None, Rejection::Malformed(e.to_string())),
+        };
+        // Only registered nodes get a bucket: random ids cannot grow the table.
+        if self.nodes.by_id.contains_key(&report.node) && !self.allow(&report.node) {
+            self.count("rate_limited");
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"status": "refused", "reason": "rate_limited",
+                       "message": "too many reports from this node; retry later"}),
+            );
+        }
+        let history = self.histories.get(&report.node);
+        match admit::admit(&report, &self.nodes, history, now, self.limits) {
+            Err(rejection) => self.reject(Some(&report), rejection),
+            Ok(Admission::AlreadyRecorded) => {
+                self.count("already_recorded");
+                (
+                    StatusCode::OK,
+                    json!({"status": "already_recorded", "node": report.node, "seq": report.seq}),
+                )
+            }
+            Ok(Admission::Accept(period)) => {
+                if let Err(e) = self.store.insert_report(&report, period, now) {
+                    // Not durable, so not acknowledged: the node retries the same report.
+                    warn!("report {}#{} not recorded: {e}", report.node, report.seq);
+                    self.count("store_error");
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"status": "refused", "reason": "store_unavailable",
+                               "message": "the report could not be recorded; retry later"}),
+                    );
+                }
+                self.histories
+                    .entry(report.node.clone())
+                    .or_default()
+                    .accept(&report, period);
+                self.count("accepted");
+                (
+                    StatusCode::OK,
+                    json!({"status": "accepted", "node": report.node, "seq": report.seq}),
+                )
+            }
+        }
+    }
+
+    fn reject(
+        &mut self,
+        report: Option<&Report>,
+        rejection: Rejection,
+    ) -> (StatusCode, serde_json::Value) {
+        let code = rejection.code();
+        self.count("rejected");
+        *self.counts.rejections.entry(code).or_default() += 1;
+        let who = report.map_or("?".to_owned(), |r| format!("{}#{}", r.node, r.seq));
+        warn!("report {who} refused ({code}): {rejection}");
+        let status = match rejection {
+            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            Rejection::BadSignature => StatusCode::UNAUTHORIZED,
+            Rejection::UnknownNode(_) => StatusCode::FORBIDDEN,
+            Rejection::StaleSequence { .. } | Rejection::OverlappingPeriod => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        (
+            status,
+            json!({"status": "refused", "reason": code, "message": rejection.to_string()}),
+        )
+    }
+}
+
+/// The intake's routes, with the body limit.
+pub fn router(intake: Arc<Mutex<Intake>>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/reports", post(receive))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(intake)
+}
+
+async fn receive(
+    State(intake): State<Arc<Mutex<Intake>>>,
+    body: Bytes,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let now = crate::daemon::now() as i64;
+    // The commit blocks: keep it off the async workers.
+    let answer = tokio::task::spawn_blocking(move || match intake.lock() {
+        Ok(mut i) => i.handle(&body, now),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "refused", "reason": "unavailable", "message": "retry later"}),
+        ),
+    })
+    .await
+    .unwrap_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"status": "refused", "reason": "unavailable", "message": "retry later"}),
+    ));
+    (answer.0, axum::Json(answer.1))
+}

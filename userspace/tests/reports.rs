@@ -1,0 +1,250 @@
+//! The report intake over real HTTP: every refusal answers its status and reason, is counted
+//! in the metrics and records nothing; an accepted report is durable across a restart. Needs
+//! root.
+
+mod common;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    time::Duration,
+};
+
+use common::{Daemon, Netns, veth, write_config_with};
+use ed25519_dalek::SigningKey;
+use quid::{
+    report::{Report, rfc3339},
+    store::Store,
+};
+use serde_json::Value;
+
+/// A request over loopback inside `ns`: (status, body).
+fn http(ns: &Netns, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let body = body.to_vec();
+    ns.run(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(&body);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
+    })
+}
+
+fn now() -> i64 {
+    quid::daemon::now() as i64
+}
+
+/// A signed one-hour report ending `end_ago` seconds ago.
+fn report(
+    key: &SigningKey,
+    node: &str,
+    seq: u64,
+    end_ago: i64,
+    edit: impl FnOnce(&mut Report),
+) -> Vec<u8> {
+    let t = now() - end_ago;
+    let mut r = Report {
+        node: node.into(),
+        seq,
+        period_start: rfc3339(t - 3600),
+        period_end: rfc3339(t),
+        cpu_core_seconds: 3600.0,
+        storage_byte_seconds: 1e9 * 3600.0,
+        energy_joules: 10.0 * 3600.0,
+        grid_bytes_sent: 5_000,
+        grid_bytes_received: 7_000,
+        signature: String::new(),
+    };
+    edit(&mut r);
+    if r.sign(key).is_err() {
+        r.signature = "00".repeat(64);
+    }
+    serde_json::to_vec(&r).unwrap()
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series}"))
+}
+
+#[test]
+fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durable() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[3u8; 32]);
+    std::fs::write(
+        dir.path().join("nodes.csv"),
+        format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\npi,alice,{},2,1000000000,10\n",
+            hex::encode(key.verifying_key().to_bytes())
+        ),
+    )
+    .unwrap();
+    let pin = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('.', "_");
+    let config = write_config_with(
+        dir.path(),
+        &[("acc", "access", "auto")],
+        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
+        &format!(
+            "pin_dir = \"/sys/fs/bpf/qt-{}-{pin}\"\non_stop = \"detach\"\n",
+            std::process::id()
+        ),
+    );
+    let extra = "\n[metrics]\nlisten = \"127.0.0.1:9464\"\nsubscribers = \"all\"\n\n[reports]\nlisten = \"127.0.0.1:9465\"\nnodes = \"nodes.csv\"\nmax_body_bytes = 4096\nrate_per_node = 1\nburst_per_node = 30\n";
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + extra).unwrap();
+    let mut daemon = Daemon::start(&r, &config);
+    let post = |body: &[u8]| {
+        let (code, text) = http(&r, 9465, "POST", "/v1/reports", body);
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (
+            code,
+            v["status"].as_str().unwrap_or("").to_owned(),
+            v["reason"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let stored = || {
+        Store::open(&dir.path().join("state"))
+            .unwrap()
+            .report_count()
+            .unwrap()
+    };
+
+    let first = report(&key, "pi", 1, 7200, |_| {});
+    assert_eq!(post(&first), (200, "accepted".into(), "".into()));
+    assert_eq!(stored(), 1);
+    assert_eq!(post(&first), (200, "already_recorded".into(), "".into()));
+
+    let refusals: Vec<(u16, &str, Vec<u8>)> = vec![
+        (
+            403,
+            "unknown_node",
+            report(&SigningKey::from_bytes(&[4u8; 32]), "ghost", 2, 0, |_| {}),
+        ),
+        (
+            401,
+            "bad_signature",
+            report(&SigningKey::from_bytes(&[4u8; 32]), "pi", 2, 0, |_| {}),
+        ),
+        (400, "malformed", b"{\"node\": \"pi\", \"seq\": ".to_vec()),
+        // JSON cannot carry NaN or infinity: such a figure fails to decode.
+        (
+            400,
+            "malformed",
+            String::from_utf8(report(&key, "pi", 2, 0, |_| {}))
+                .unwrap()
+                .replace("\"energy_joules\":36000.0", "\"energy_joules\":1e999")
+                .into_bytes(),
+        ),
+        (409, "stale_sequence", report(&key, "pi", 1, 0, |_| {})),
+        (
+            422,
+            "empty_period",
+            report(&key, "pi", 2, 0, |r| r.period_start = r.period_end.clone()),
+        ),
+        (
+            422,
+            "period_too_long",
+            report(&key, "pi", 2, 0, |r| {
+                r.period_start = rfc3339(now() - 3 * 86_400)
+            }),
+        ),
+        (422, "future_period", report(&key, "pi", 2, -7200, |_| {})),
+        (
+            409,
+            "overlapping_period",
+            report(&key, "pi", 2, 5400, |_| {}),
+        ),
+        (
+            422,
+            "negative",
+            report(&key, "pi", 2, 0, |r| r.cpu_core_seconds = -1.0),
+        ),
+        (
+            422,
+            "exceeds_capacity",
+            report(&key, "pi", 2, 0, |r| {
+                r.cpu_core_seconds = 2.0 * 3600.0 + 1.0
+            }),
+        ),
+    ];
+    for (want_code, want_reason, body) in &refusals {
+        let (code, status, reason) = post(body);
+        assert_eq!(
+            (code, status.as_str(), reason.as_str()),
+            (*want_code, "refused", *want_reason),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let (code, _) = http(&r, 9465, "POST", "/v1/reports", &vec![b' '; 8192]);
+    assert_eq!(code, 413, "a body over max_body_bytes is refused");
+    assert_eq!(stored(), 1, "no refused report may be recorded");
+
+    // The node's bucket (burst 30, 1/s) runs dry under a flood.
+    let flood: Vec<(u16, String, String)> = (0..30).map(|_| post(&first)).collect();
+    assert!(
+        flood
+            .iter()
+            .any(|(c, _, r)| *c == 429 && r == "rate_limited"),
+        "{flood:?}"
+    );
+    assert_eq!(stored(), 1);
+
+    std::thread::sleep(Duration::from_millis(1300));
+    let (_, text) = http(&r, 9464, "GET", "/metrics", b"");
+    for (reason, n) in [
+        ("unknown_node", 1),
+        ("bad_signature", 1),
+        ("malformed", 2),
+        ("stale_sequence", 1),
+        ("empty_period", 1),
+        ("period_too_long", 1),
+        ("future_period", 1),
+        ("overlapping_period", 1),
+        ("negative", 1),
+        ("exceeds_capacity", 1),
+        ("non_finite", 0),
+    ] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!("quid_report_rejections_total{{reason=\"{reason}\"}}")
+            ),
+            n,
+            "{reason}"
+        );
+    }
+    assert_eq!(metric(&text, "quid_reports_total{outcome=\"accepted\"}"), 1);
+    assert!(metric(&text, "quid_reports_total{outcome=\"rate_limited\"}") > 0);
+
+    // Durable: after a restart the same report is recognised, and the next one is accepted.
+    daemon.stop();
+    daemon = Daemon::start(&r, &config);
+    assert_eq!(post(&first), (200, "already_recorded".into(), "".into()));
+    assert_eq!(
+        post(&report(&key, "pi", 2, 0, |_| {})),
+        (200, "accepted".into(), "".into())
+    );
+    assert_eq!(stored(), 2);
+    daemon.stop();
+}
