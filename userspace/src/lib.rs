@@ -18,5 +18,6 @@ pub mod reload;
 pub mod report;
 pub mod snapshot;
 pub mod store;
+pub mod submit;
 pub mod table;
 pub mod usage;

@@ -78,6 +78,36 @@ enum NodeAction {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sign a contribution report with the node's key and submit it (retrying safely).
+    Report {
+        /// The daemon's report intake, e.g. http://192.0.2.1:9465.
+        #[arg(long)]
+        url: String,
+        /// The node's secret key file (from `quid node keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        seq: u64,
+        /// Period start and end, RFC 3339 UTC (2026-11-24T10:00:00Z).
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 0.0)]
+        cpu_core_seconds: f64,
+        #[arg(long, default_value_t = 0.0)]
+        storage_byte_seconds: f64,
+        #[arg(long, default_value_t = 0.0)]
+        energy_joules: f64,
+        #[arg(long, default_value_t = 0)]
+        grid_bytes_sent: u64,
+        #[arg(long, default_value_t = 0)]
+        grid_bytes_received: u64,
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +190,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })?;
             writeln!(f, "{}", hex::encode(key.to_bytes()))?;
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+        Command::Node {
+            action:
+                NodeAction::Report {
+                    url,
+                    key,
+                    node,
+                    seq,
+                    from,
+                    to,
+                    cpu_core_seconds,
+                    storage_byte_seconds,
+                    energy_joules,
+                    grid_bytes_sent,
+                    grid_bytes_received,
+                    attempts,
+                },
+        } => {
+            let key = quid::submit::read_key(&key)?;
+            let report = quid::report::Report {
+                node,
+                seq,
+                period_start: from,
+                period_end: to,
+                cpu_core_seconds,
+                storage_byte_seconds,
+                energy_joules,
+                grid_bytes_sent,
+                grid_bytes_received,
+                signature: String::new(),
+            };
+            let status = quid::submit::submit(report, &key, &url, attempts)?;
+            println!("{status}");
             Ok(())
         }
         Command::Check { config } => {

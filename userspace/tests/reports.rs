@@ -246,5 +246,45 @@ fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durab
         (200, "accepted".into(), "".into())
     );
     assert_eq!(stored(), 2);
+
+    // `quid node report` signs and submits; sending it again is safe.
+    let key_file = dir.path().join("pi.key");
+    std::fs::write(&key_file, hex::encode(key.to_bytes())).unwrap();
+    let t = now();
+    let cli = |seq: &str, cpu: &str, from: i64, to: i64| {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", r.name))
+            .arg(env!("CARGO_BIN_EXE_quid"))
+            .args([
+                "node",
+                "report",
+                "--url",
+                "http://127.0.0.1:9465",
+                "--node",
+                "pi",
+                "--seq",
+                seq,
+            ])
+            .arg("--key")
+            .arg(&key_file)
+            .args(["--from", &rfc3339(from), "--to", &rfc3339(to)])
+            .args(["--cpu-core-seconds", cpu, "--grid-bytes-sent", "42"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let first_run = cli("3", "300", t, t + 200);
+    assert_eq!(first_run, (true, "accepted".to_owned()));
+    assert_eq!(
+        cli("3", "300", t, t + 200),
+        (true, "already_recorded".to_owned())
+    );
+    let (ok, text) = cli("4", "5000", t + 200, t + 290);
+    assert!(!ok && text.contains("422 exceeds_capacity"), "{text}");
+    assert_eq!(stored(), 3);
     daemon.stop();
 }
