@@ -95,7 +95,8 @@ fn main() -> anyhow::Result<()> {
             let bench = bench.to_str().context("non-UTF-8 path")?;
             run(&root, bench, &["xdp", "--out", "bench", "--sizes", &sizes])?;
             run(&root, bench, &["registry", "--out", "bench"])?;
-            run(&root, bench, &["metrics", "--out", "bench"])
+            run(&root, bench, &["metrics", "--out", "bench"])?;
+            run(&root, bench, &["reports", "--out", "bench"])
         }
     }
 }

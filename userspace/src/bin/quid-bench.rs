@@ -52,6 +52,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         trials: usize,
     },
+    /// Accepted node reports per second, end to end (HTTP, verification, durable commit).
+    Reports {
+        /// Directory for reports.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        /// Reports per scenario.
+        #[arg(long, default_value_t = 20_000)]
+        reports: u64,
+    },
     /// Rendering the Prometheus exposition for many subscribers.
     Metrics {
         /// Directory for metrics.json.
@@ -107,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         } => xdp(out, sizes, repeat, trials),
         Command::Registry { out, subscribers } => registry_bench(out, subscribers),
         Command::Metrics { out } => metrics_bench(out),
+        Command::Reports { out, reports } => reports_bench(out, reports),
     }
 }
 
@@ -295,6 +305,139 @@ fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("metrics.json"),
+        serde_json::to_string_pretty(&rows)? + "\n",
+    )?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ReportsRow {
+    scenario: &'static str,
+    nodes: u64,
+    reports_per_second: f64,
+}
+
+/// Clients on loopback post pre-signed reports to a real intake (its own store in a temporary
+/// directory); the rate counts only answers of `accepted`.
+fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
+    use ed25519_dalek::SigningKey;
+    use quid::{
+        admit::Limits,
+        intake::{Intake, router},
+        nodes::{Node, Nodes},
+        report::{Report, rfc3339},
+        store::Store,
+    };
+    use std::sync::{Arc, Mutex};
+    const CLIENTS: u64 = 8;
+    let mut rows = Vec::new();
+    for (scenario, nodes_n) in [("single_node", 1u64), ("many_nodes", 10_000)] {
+        let dir = tempfile_dir()?.join(scenario);
+        std::fs::create_dir_all(&dir)?;
+        let keys: Vec<SigningKey> = (0..nodes_n)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&i.to_le_bytes());
+                SigningKey::from_bytes(&seed)
+            })
+            .collect();
+        let mut nodes = Nodes::default();
+        for (i, k) in keys.iter().enumerate() {
+            nodes.by_id.insert(
+                format!("n{i}"),
+                Node {
+                    id: format!("n{i}"),
+                    subscriber: format!("s{i}"),
+                    key: k.verifying_key(),
+                    cpu_cores: 64,
+                    storage_bytes: 1 << 40,
+                    max_watts: 1000,
+                },
+            );
+        }
+        // Report j of node n covers its own 60 s slot, within the last 30 days.
+        let base = quid::daemon::now() as i64 - 30 * 86_400;
+        let per_node = total.div_ceil(nodes_n);
+        let bodies: Vec<Vec<u8>> = (0..total)
+            .map(|j| {
+                let (n, k) = (j % nodes_n, j / nodes_n);
+                let start = base + (k as i64) * 60;
+                let mut r = Report {
+                    node: format!("n{n}"),
+                    seq: k + 1,
+                    period_start: rfc3339(start),
+                    period_end: rfc3339(start + 60),
+                    cpu_core_seconds: 60.0,
+                    storage_byte_seconds: 1e9,
+                    energy_joules: 600.0,
+                    grid_bytes_sent: 1000,
+                    grid_bytes_received: 2000,
+                    signature: String::new(),
+                };
+                r.sign(&keys[n as usize]).expect("valid report");
+                serde_json::to_vec(&r).expect("serializes")
+            })
+            .collect();
+        let limits = Limits {
+            max_period_secs: 86_400,
+            max_skew_secs: 300,
+        };
+        // No rate limit in the way: the benchmark measures the intake itself.
+        let intake = Intake::new(nodes, Store::open(&dir)?, limits, 1e9, 1e9)?;
+        let app = router(Arc::new(Mutex::new(intake)), 16 * 1024);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        rt.spawn(async move { axum::serve(listener, app).await });
+        let bodies = Arc::new(bodies);
+        let started = Instant::now();
+        // Each client sends one node's reports in order (seq must rise per node).
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let bodies = bodies.clone();
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new().build();
+                    let url = format!("http://{addr}/v1/reports");
+                    let mut ok = 0u64;
+                    for (j, b) in bodies.iter().enumerate() {
+                        if (j as u64 % nodes_n) % CLIENTS != c {
+                            continue;
+                        }
+                        if let Ok(r) = agent
+                            .post(&url)
+                            .set("Content-Type", "application/json")
+                            .send_bytes(b)
+                            && r.into_string().unwrap_or_default().contains("\"accepted\"")
+                        {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let accepted: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+        let secs = started.elapsed().as_secs_f64();
+        let rate = accepted as f64 / secs;
+        log::info!(
+            "{scenario:>12}: {accepted} of {total} accepted in {secs:.2} s: {rate:.0} reports/s ({per_node} per node)"
+        );
+        if accepted != total {
+            bail!("{scenario}: only {accepted} of {total} reports were accepted");
+        }
+        rows.push(ReportsRow {
+            scenario,
+            nodes: nodes_n,
+            reports_per_second: rate,
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("reports.json"),
         serde_json::to_string_pretty(&rows)? + "\n",
     )?;
     Ok(())
