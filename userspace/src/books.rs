@@ -37,6 +37,8 @@ pub struct Books {
     store: Store,
     records: BTreeMap<String, Record>,
     last_end: u64,
+    /// Prices usage debits (all zero: no debits).
+    pub tariff: crate::tariff::Tariff,
 }
 
 /// What one interval added up to.
@@ -71,6 +73,7 @@ impl Books {
             store,
             records,
             last_end,
+            tariff: Default::default(),
         };
         if adopted {
             if known != Some(instance) {
@@ -178,6 +181,7 @@ impl Books {
         let mut summary = IntervalSummary::default();
         let mut changed = Vec::new();
         let mut usage = Vec::new();
+        let mut entries = Vec::new();
         for r in self.records.values_mut() {
             let Some(slot) = r.slot else { continue };
             let current = counters.slot(slot as usize);
@@ -186,7 +190,18 @@ impl Books {
                 continue;
             }
             r.last = current;
+            let before = r.total;
             add(&mut r.total, &delta);
+            let debit = self.tariff.usage_debit(&before, &r.total);
+            if debit != 0 {
+                entries.push(crate::ledger::NewEntry {
+                    at: now as i64,
+                    subscriber: r.id.clone(),
+                    kind: "usage_debit",
+                    amount: debit,
+                    reference: format!("usage {start}..{now}"),
+                });
+            }
             add(&mut summary.delta, &delta);
             summary.active += 1;
             changed.push(r.id.clone());
@@ -200,11 +215,23 @@ impl Books {
         let began = std::time::Instant::now();
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
         let rows: Vec<(&str, Usage)> = changed.iter().map(String::as_str).zip(usage).collect();
-        self.store.commit(&refs, &rows)?;
+        self.store.commit_with(&refs, &rows, &entries)?;
         self.store.set_meta(LAST_END, now)?;
         self.last_end = now;
         summary.write_seconds = began.elapsed().as_secs_f64();
         Ok(summary)
+    }
+
+    /// Settles the pending reports the books now cover (see `settle`).
+    pub fn settle(
+        &mut self,
+        nodes: &crate::nodes::Nodes,
+        rules: &crate::settle::SettlementConfig,
+    ) -> Result<Vec<crate::settle::Settled>, BooksError> {
+        let until = self.last_end as i64;
+        Ok(self
+            .store
+            .settle(nodes, &self.tariff, rules, until, until)?)
     }
 
     /// Every subscriber the books know, active and removed.

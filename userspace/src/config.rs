@@ -41,6 +41,10 @@ pub struct Config {
     pub grid: GridConfig,
     #[serde(default)]
     pub reports: ReportsConfig,
+    #[serde(default)]
+    pub tariff: crate::tariff::Tariff,
+    #[serde(default)]
+    pub settlement: crate::settle::SettlementConfig,
 }
 
 /// `[reports]`: the node report intake (off unless `listen` is set).

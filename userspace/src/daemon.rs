@@ -57,7 +57,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     crate::grid::install(&mut dp, &config.grid.nets())?;
-    let (books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, now())?;
+    let (mut books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, now())?;
+    books.tariff = config.tariff.clone();
     let registry = match adopted {
         Some((installed, slots)) => {
             info!(
@@ -246,6 +247,25 @@ impl State<'_> {
         Ok(summary)
     }
 
+    /// Settles the reports the books now cover.
+    fn settle(&mut self) {
+        let Some(intake) = &self.intake else { return };
+        let Ok(nodes) = intake.lock().map(|i| i.nodes().clone()) else {
+            return;
+        };
+        match self.books.settle(&nodes, &self.config.settlement) {
+            Ok(settled) => {
+                for s in settled {
+                    info!(
+                        "report {}#{} of {} {}: reported {} grid bytes, metered {}; credit {} µcr",
+                        s.node, s.seq, s.subscriber, s.outcome, s.reported, s.measured, s.credit
+                    );
+                }
+            }
+            Err(e) => error!("settling reports failed (will retry next interval): {e:#}"),
+        }
+    }
+
     /// Renders the exposition from the books and `snap` for the next scrapes.
     fn publish(&mut self, snap: &Snapshot) {
         self.status.generation = self.registry.active();
@@ -351,6 +371,7 @@ impl State<'_> {
                         Ok(summary) => log_summary(&summary, secs),
                         Err(e) => error!("reading the counters failed (the kernel keeps them; will retry next interval): {e:#}"),
                     }
+                    self.settle();
                     match self.snapshot("running") {
                         Ok(snap) => {
                             if let Err(e) = snap.write(&self.config.daemon.state_dir) {

@@ -90,6 +90,11 @@ impl Intake {
         })
     }
 
+    /// The registered nodes.
+    pub fn nodes(&self) -> &Nodes {
+        &self.nodes
+    }
+
     fn count(&mut self, outcome: &'static str) {
         *self.counts.outcomes.entry(outcome).or_default() += 1;
     }

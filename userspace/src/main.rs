@@ -58,6 +58,17 @@ enum Command {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
+    /// Balances in credits, derived from the ledger (one subscriber, or all).
+    Balance {
+        subscriber: Option<String>,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+    },
+    /// The ledger: one subscriber's entries, or a check of the whole hash chain.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
     /// Node tools.
     Node {
         #[command(subcommand)]
@@ -65,6 +76,21 @@ enum Command {
     },
     /// Check a config and its subscriber table without touching the kernel.
     Check {
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// A subscriber's entries, oldest first.
+    Show {
+        subscriber: String,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+    },
+    /// Recompute the hash chain: fails, naming the entry, if anything was edited.
+    Verify {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
@@ -173,6 +199,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "removed {n} pins from {}; quid's programs are detached",
                 config.daemon.pin_dir.display()
             );
+            Ok(())
+        }
+        Command::Balance { subscriber, config } => {
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.daemon.state_dir)?;
+            let balances = store.balances()?;
+            let show = |id: &str, b: i64| println!("{id:<24} {:>18}", quid::ledger::credits(b));
+            match subscriber {
+                Some(id) => show(&id, balances.get(&id).copied().unwrap_or(0)),
+                None => {
+                    for (id, b) in &balances {
+                        show(id, *b);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Ledger {
+            action: LedgerAction::Show { subscriber, config },
+        } => {
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.daemon.state_dir)?;
+            let mut balance = 0i64;
+            for e in store.entries(Some(&subscriber))? {
+                balance += e.amount;
+                println!(
+                    "{:>8} {} {:<20} {:>16} {:>16}  {}",
+                    e.seq,
+                    quid::report::rfc3339(e.at),
+                    e.kind,
+                    quid::ledger::credits(e.amount),
+                    quid::ledger::credits(balance),
+                    e.reference
+                );
+            }
+            Ok(())
+        }
+        Command::Ledger {
+            action: LedgerAction::Verify { config },
+        } => {
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.daemon.state_dir)?;
+            let n = quid::ledger::verify(&store.entries(None)?)?;
+            println!("ledger ok: {n} entries, hash chain intact");
             Ok(())
         }
         Command::Node {

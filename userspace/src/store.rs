@@ -66,7 +66,7 @@ pub struct Usage {
 
 /// The store.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -89,7 +89,11 @@ CREATE TABLE IF NOT EXISTS reports (
     grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
     signature TEXT NOT NULL, received_at INTEGER NOT NULL,
     outcome TEXT NOT NULL DEFAULT 'pending',
+    measured_grid_bytes INTEGER, credit INTEGER,
     PRIMARY KEY (node, seq));
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, subscriber TEXT NOT NULL, kind TEXT NOT NULL,
+    amount INTEGER NOT NULL, reference TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
 ";
 
 impl Store {
@@ -118,6 +122,20 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         Ok(Store { conn, path })
+    }
+
+    /// The SQLite connection, for reading with plain SQL (tests, operator tooling).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn sql_error(&self, source: rusqlite::Error) -> StoreError {
+        self.sql(source)
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
@@ -186,6 +204,16 @@ impl Store {
         records: &[&Record],
         usage: &[(&str, Usage)],
     ) -> Result<(), StoreError> {
+        self.commit_with(records, usage, &[])
+    }
+
+    /// Like [`Store::commit`], with ledger entries appended in the same transaction.
+    pub fn commit_with(
+        &mut self,
+        records: &[&Record],
+        usage: &[(&str, Usage)],
+        entries: &[crate::ledger::NewEntry],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
@@ -248,6 +276,7 @@ impl Store {
                 .map_err(sql)?;
             }
         }
+        crate::ledger::append(&tx, entries).map_err(sql)?;
         tx.commit().map_err(sql)
     }
 

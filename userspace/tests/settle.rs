@@ -1,0 +1,209 @@
+//! Reports matched against the meter: real frames between a subscriber and a grid prefix
+//! cross the router; a node reporting the true grid bytes is matched and earns full credit, one
+//! claiming ten times more is disputed and earns only what the meter supports; the ledger
+//! verifies, and editing one entry breaks it. Needs root.
+
+mod common;
+
+use std::{
+    net::Ipv4Addr,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{Daemon, Injector, Netns, veth, write_config_with};
+use ed25519_dalek::SigningKey;
+use quid::{frames::Ethernet, report::rfc3339, store::Store};
+
+fn quid(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    veth(&r, "core", &s, "core-p");
+    let dir = tempfile::tempdir().unwrap();
+    let (honest, greedy) = (
+        SigningKey::from_bytes(&[5u8; 32]),
+        SigningKey::from_bytes(&[6u8; 32]),
+    );
+    std::fs::write(
+        dir.path().join("nodes.csv"),
+        format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n\
+             honest,alice,{},2,1000000000,10\ngreedy,alice,{},2,1000000000,10\n",
+            hex::encode(honest.verifying_key().to_bytes()),
+            hex::encode(greedy.verifying_key().to_bytes())
+        ),
+    )
+    .unwrap();
+    let pin = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('.', "_");
+    let config = write_config_with(
+        dir.path(),
+        &[("acc", "access", "auto"), ("core", "core", "auto")],
+        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
+        &format!(
+            "pin_dir = \"/sys/fs/bpf/qt-{}-{pin}\"\non_stop = \"detach\"\n",
+            std::process::id()
+        ),
+    );
+    let extra = "
+[grid]
+prefixes = [\"192.0.2.0/25\"]
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[tariff]
+cpu_core_hour = 1000000
+download_internet_gb = 1000000000
+
+[settlement]
+tolerance_percent = 5
+tolerance_bytes = 1000
+disputed = \"capped\"
+";
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + extra).unwrap();
+    let daemon = Daemon::start(&r, &config);
+
+    let start = quid::daemon::now() as i64;
+    std::thread::sleep(Duration::from_millis(2200));
+    // Grid traffic both ways, and some Internet download the tariff charges for.
+    let alice = Ipv4Addr::new(100, 64, 9, 1);
+    let grid = Ipv4Addr::new(192, 0, 2, 10);
+    let e = Ethernet::default();
+    Injector::new(&s, "acc-p").send(&e.ipv4_udp(alice, grid, 1000), 50); // 50 x 1028
+    Injector::new(&s, "core-p").send(&e.ipv4_udp(grid, alice, 500), 50); // 50 x 528
+    Injector::new(&s, "core-p").send(&e.ipv4_udp(Ipv4Addr::new(203, 0, 113, 1), alice, 972), 10); // 10 x 1000
+    let grid_bytes = 50 * 1028 + 50 * 528;
+    std::thread::sleep(Duration::from_millis(2200));
+    let end = quid::daemon::now() as i64;
+
+    let submit = |key: &SigningKey, node: &str, claimed: u64| {
+        let key_file = dir.path().join(format!("{node}.key"));
+        std::fs::write(&key_file, hex::encode(key.to_bytes())).unwrap();
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", r.name))
+            .arg(env!("CARGO_BIN_EXE_quid"))
+            .args([
+                "node",
+                "report",
+                "--url",
+                "http://127.0.0.1:9465",
+                "--node",
+                node,
+                "--seq",
+                "1",
+            ])
+            .arg("--key")
+            .arg(&key_file)
+            .args([
+                "--from",
+                &rfc3339(start),
+                "--to",
+                &rfc3339(end),
+                "--cpu-core-seconds",
+                "7",
+            ])
+            .args(["--grid-bytes-sent", &(claimed / 2).to_string()])
+            .args([
+                "--grid-bytes-received",
+                &(claimed - claimed / 2).to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    submit(&honest, "honest", grid_bytes);
+    submit(&greedy, "greedy", 10 * grid_bytes);
+
+    // Settled once an interval has covered the period.
+    let state = dir.path().join("state");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let outcomes = loop {
+        let store = Store::open(&state).unwrap();
+        let mut stmt = store
+            .connection()
+            .prepare("SELECT node, outcome, measured_grid_bytes, credit FROM reports ORDER BY node")
+            .unwrap();
+        let rows: Vec<(String, String, Option<i64>, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if rows.iter().all(|r| r.1 != "pending") || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    daemon.stop();
+    // 7 core-seconds at 1,000,000 per core-hour: 1,944 micro-credits in full; the disputed
+    // report gets the share the meter supports, 1/10.
+    assert_eq!(
+        outcomes,
+        [
+            (
+                "greedy".into(),
+                "disputed".into(),
+                Some(grid_bytes as i64),
+                Some(194)
+            ),
+            (
+                "honest".into(),
+                "matched".into(),
+                Some(grid_bytes as i64),
+                Some(1_944)
+            ),
+        ]
+    );
+
+    // 10,000 Internet bytes down at 1,000,000,000 per GB: 10,000 micro-credits debited;
+    // -10,000 + 1,944 + 194 = -7,862.
+    let (ok, out) = quid(&config, &["balance", "alice"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["alice", "-0.007862"]
+    );
+    let (ok, out) = quid(&config, &["ledger", "verify"]);
+    assert!(ok && out.contains("hash chain intact"), "{out}");
+    let (ok, out) = quid(&config, &["ledger", "show", "alice"]);
+    assert!(
+        ok && out.contains("honest#1 matched") && out.contains("greedy#1 disputed"),
+        "{out}"
+    );
+
+    // Someone edits the books behind quid's back: verify names the entry and fails.
+    let store = Store::open(&state).unwrap();
+    store
+        .connection()
+        .execute(
+            "UPDATE ledger SET amount = amount + 1000000 WHERE kind = 'usage_debit'",
+            [],
+        )
+        .unwrap();
+    let (ok, out) = quid(&config, &["ledger", "verify"]);
+    assert!(!ok && out.contains("the ledger has been altered"), "{out}");
+}
