@@ -16,7 +16,7 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData};
-use common::{Daemon, Injector, Netns, pin_dir, veth, write_config_with};
+use common::{Daemon, Injector, Netns, pin_dir, quid_cli, veth, write_config_with};
 use quid::{
     frames::Ethernet,
     reload::ReloadResult,
@@ -130,19 +130,6 @@ fn wait_reload(state: &Path, after: u64) -> ReloadResult {
     }
 }
 
-fn quid(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quid"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_reload() {
     let r = Netns::new("rtr");
@@ -193,7 +180,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
         "e,E,biz,100.64.7.4",
     ]);
     std::fs::write(&csv, &t3).unwrap();
-    let (ok, out) = quid(&config, &["subscribers", "reload"]);
+    let (ok, out) = quid_cli(&config, &["subscribers", "reload"]);
     // The file watch may have seen the edit first: either way the change is in.
     assert!(ok || out.contains("reloaded"), "{out}");
     thread::sleep(Duration::from_millis(1200));
@@ -285,7 +272,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
         let up = quid::counters::direction(&usage::sum(&rows), quid_common::DIR_UPLOAD);
         assert_eq!(Count::from(up), *want, "usage records of {id}");
     }
-    let (ok, out) = quid(
+    let (ok, out) = quid_cli(
         &config,
         &["usage", "a", "--from", "0", "--to", "4000000000"],
     );
@@ -308,7 +295,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
 
     // Stopped with on_stop = "keep": still attached and pinned until `quid detach`.
     assert!(r.has_xdp("acc"));
-    let (ok, out) = quid(&config, &["detach"]);
+    let (ok, out) = quid_cli(&config, &["detach"]);
     assert!(ok, "{out}");
     assert!(!r.has_xdp("acc"), "quid detach left the program attached");
     assert!(!pins.0.exists());

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, Injector, Netns, veth, write_config_with};
+use common::{Daemon, Injector, Netns, veth, write_config_sections};
 use quid::frames::Ethernet;
 use serde_json::Value;
 
@@ -195,27 +195,16 @@ fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
     veth(&r, "acc", &s, "acc-p");
     veth(&r, "core", &s, "core-p");
     let dir = tempfile::tempdir().unwrap();
-    let pin = dir
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('.', "_");
-    let config = write_config_with(
+    let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1 2001:db8:9::/56\nbob,Bob,biz,100.64.9.2\n",
-        &format!(
-            "pin_dir = \"/sys/fs/bpf/qt-{}-{pin}\"\non_stop = \"detach\"\n",
-            std::process::id()
-        ),
+        "
+[metrics]
+listen = \"127.0.0.1:9464\"
+subscribers = \"all\"
+",
     );
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config).unwrap()
-            + "\n[metrics]\nlisten = \"127.0.0.1:9464\"\nsubscribers = \"all\"\n",
-    )
-    .unwrap();
     let daemon = Daemon::start(&r, &config);
 
     let prom_dir = dir.path().join("prometheus");

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Daemon, Netns, veth, write_config_with};
+use common::{Daemon, Netns, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{
     report::{Report, rfc3339},
@@ -95,23 +95,23 @@ fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durab
         ),
     )
     .unwrap();
-    let pin = dir
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('.', "_");
-    let config = write_config_with(
+    let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
-        &format!(
-            "pin_dir = \"/sys/fs/bpf/qt-{}-{pin}\"\non_stop = \"detach\"\n",
-            std::process::id()
-        ),
+        "
+[metrics]
+listen = \"127.0.0.1:9464\"
+subscribers = \"all\"
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+max_body_bytes = 4096
+rate_per_node = 1
+burst_per_node = 30
+",
     );
-    let extra = "\n[metrics]\nlisten = \"127.0.0.1:9464\"\nsubscribers = \"all\"\n\n[reports]\nlisten = \"127.0.0.1:9465\"\nnodes = \"nodes.csv\"\nmax_body_bytes = 4096\nrate_per_node = 1\nburst_per_node = 30\n";
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + extra).unwrap();
     let mut daemon = Daemon::start(&r, &config);
     let post = |body: &[u8]| {
         let (code, text) = http(&r, 9465, "POST", "/v1/reports", body);

@@ -11,22 +11,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, Injector, Netns, veth, write_config_with};
+use common::{Daemon, Injector, Netns, quid_cli, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{frames::Ethernet, report::rfc3339, store::Store};
 
-fn quid(config: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
+/// Grid, intake, tariff and settlement for the test.
+const EXTRA: &str = "
+[grid]
+prefixes = [\"192.0.2.0/25\"]
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[tariff]
+cpu_core_hour = 1000000
+download_internet_gb = 1000000000
+
+[settlement]
+tolerance_percent = 5
+tolerance_bytes = 1000
+disputed = \"capped\"
+";
 
 #[test]
 fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
@@ -49,39 +55,12 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         ),
     )
     .unwrap();
-    let pin = dir
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('.', "_");
-    let config = write_config_with(
+    let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
-        &format!(
-            "pin_dir = \"/sys/fs/bpf/qt-{}-{pin}\"\non_stop = \"detach\"\n",
-            std::process::id()
-        ),
+        EXTRA,
     );
-    let extra = "
-[grid]
-prefixes = [\"192.0.2.0/25\"]
-
-[reports]
-listen = \"127.0.0.1:9465\"
-nodes = \"nodes.csv\"
-
-[tariff]
-cpu_core_hour = 1000000
-download_internet_gb = 1000000000
-
-[settlement]
-tolerance_percent = 5
-tolerance_bytes = 1000
-disputed = \"capped\"
-";
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + extra).unwrap();
     let daemon = Daemon::start(&r, &config);
 
     let start = quid::daemon::now() as i64;
@@ -181,15 +160,15 @@ disputed = \"capped\"
 
     // 10,000 Internet bytes down at 1,000,000,000 per GB: 10,000 micro-credits debited;
     // -10,000 + 1,944 + 194 = -7,862.
-    let (ok, out) = quid(&config, &["balance", "alice"]);
+    let (ok, out) = quid_cli(&config, &["balance", "alice"]);
     assert!(ok, "{out}");
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
         ["alice", "-0.007862"]
     );
-    let (ok, out) = quid(&config, &["ledger", "verify"]);
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(ok && out.contains("hash chain intact"), "{out}");
-    let (ok, out) = quid(&config, &["ledger", "show", "alice"]);
+    let (ok, out) = quid_cli(&config, &["ledger", "show", "alice"]);
     assert!(
         ok && out.contains("honest#1 matched") && out.contains("greedy#1 disputed"),
         "{out}"
@@ -204,6 +183,6 @@ disputed = \"capped\"
             [],
         )
         .unwrap();
-    let (ok, out) = quid(&config, &["ledger", "verify"]);
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(!ok && out.contains("the ledger has been altered"), "{out}");
 }

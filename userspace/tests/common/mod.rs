@@ -215,6 +215,16 @@ impl Drop for PinDir {
 
 /// Writes a config and table into `dir`; the daemon detaches on SIGTERM.
 pub fn write_config(dir: &Path, interfaces: &[(&str, &str, &str)], table: &str) -> PathBuf {
+    write_config_sections(dir, interfaces, table, "")
+}
+
+/// Like [`write_config`], with more config sections (`[metrics]`, `[reports]`, ...) appended.
+pub fn write_config_sections(
+    dir: &Path,
+    interfaces: &[(&str, &str, &str)],
+    table: &str,
+    sections: &str,
+) -> PathBuf {
     // On bpffs, named after the test's temp dir; a killed run's pins go with `remove_stale`.
     let pin_dir = format!(
         "/sys/fs/bpf/qt-{}-{}",
@@ -222,11 +232,28 @@ pub fn write_config(dir: &Path, interfaces: &[(&str, &str, &str)], table: &str) 
         // bpffs refuses names with a '.'.
         dir.file_name().unwrap().to_string_lossy().replace('.', "_")
     );
-    write_config_with(
+    let config = write_config_with(
         dir,
         interfaces,
         table,
         &format!("pin_dir = \"{pin_dir}\"\non_stop = \"detach\"\n"),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text + sections).unwrap();
+    config
+}
+
+/// Runs `quid ARGS --config CONFIG` on the host: (success, stdout and stderr).
+pub fn quid_cli(config: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 
