@@ -61,6 +61,7 @@ ip -n $RTR -6 route add 2001:db8:11::/56 dev acc
 ip -n $RTR addr add 192.0.2.1/24 dev core
 ip -n $RTR addr add 2001:db8:ff::1/64 dev core nodad
 ip -n $UP addr add 192.0.2.2/24 dev eth0
+ip -n $UP addr add 192.0.2.130/24 dev eth0     # a grid worker: 192.0.2.128/25 is the grid
 ip -n $UP addr add 2001:db8:ff::2/64 dev eth0 nodad
 ip -n $UP route add 100.64.0.0/10 via 192.0.2.1
 ip -n $UP -6 route add 2001:db8:10::/47 via 2001:db8:ff::1
@@ -71,6 +72,7 @@ for a in 100.64.10.2 100.64.10.3 2001:db8:10::2 2001:db8:11::2; do
     ip -n $RTR neigh replace $a lladdr "$SUB_MAC" dev acc nud permanent
 done
 ip -n $RTR neigh replace 192.0.2.2 lladdr "$UP_MAC" dev core nud permanent
+ip -n $RTR neigh replace 192.0.2.130 lladdr "$UP_MAC" dev core nud permanent
 ip -n $RTR neigh replace 2001:db8:ff::2 lladdr "$UP_MAC" dev core nud permanent
 ip -n $UP neigh replace 192.0.2.1 lladdr "$CORE_MAC" dev eth0 nud permanent
 ip -n $UP neigh replace 2001:db8:ff::1 lladdr "$CORE_MAC" dev eth0 nud permanent
@@ -79,6 +81,12 @@ cat > "$WORK/subscribers.csv" <<'CSV'
 id,name,plan,prefixes
 alice,Alice's farm,home-50,100.64.10.2 2001:db8:10::/56
 bob,Bob's workshop,biz-100,100.64.10.3 2001:db8:11::/56
+CSV
+# Alice's Raspberry Pi supplies compute to the grid and reports it, signed with its own key.
+PI_PUB=$("$QUID" node keygen --out "$WORK/alice-pi.key")
+cat > "$WORK/nodes.csv" <<CSV
+node,subscriber,public_key,cpu_cores,storage_bytes,max_watts
+alice-pi,alice,$PI_PUB,4,500000000000,15
 CSV
 cat > "$WORK/quid.toml" <<TOML
 [daemon]
@@ -93,6 +101,22 @@ capacity = 1024
 prefix_capacity = 1024
 pool_v4_entries = 65536
 pool_v6_entries = 65536
+
+[grid]
+prefixes = ["192.0.2.128/25"]
+
+[reports]
+listen = "100.64.10.1:9465"
+nodes = "nodes.csv"
+
+[tariff]                      # micro-credits
+cpu_core_hour = 36000000      # 10,000 per core-second, so the demo's seconds show
+download_internet_gb = 1000000000
+upload_internet_gb = 500000000
+
+[settlement]
+tolerance_percent = 5
+tolerance_bytes = 1000
 
 [[interface]]
 name = "acc"
@@ -116,12 +140,15 @@ done
 sed 's/^/   quid: /' "$WORK/quid.log"
 
 # Each flow: name, subscriber, family, source, destination, count, ICMP payload bytes.
-FLOWS="alice-v4 alice 4 100.64.10.2 192.0.2.2 20 56
+FLOWS="alice-grid alice 4 100.64.10.2 192.0.2.130 20 472
+alice-v4 alice 4 100.64.10.2 192.0.2.2 20 56
 alice-v6 alice 6 2001:db8:10::2 2001:db8:ff::2 15 1000
 bob-v4 bob 4 100.64.10.3 192.0.2.2 10 1400
 bob-v6 bob 6 2001:db8:11::2 2001:db8:ff::2 25 200"
 
-echo "== sending traffic for about 4 seconds (ping, both directions, IPv4 and IPv6)"
+PERIOD_START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sleep 1
+echo "== sending traffic for about 4 seconds (ping, both directions, IPv4 and IPv6; alice also to a grid worker)"
 PINGS=()
 while read -r name sub fam src dst count size; do
     nsx $SUB ping -"$fam" -q -n -c "$count" -i 0.15 -W 1 -s "$size" -I "$src" "$dst" > "$WORK/$name.ping" 2>&1 &
@@ -130,15 +157,10 @@ done <<< "$FLOWS"
 wait "${PINGS[@]}" || true
 sleep 1.5   # one more counter interval
 
-echo "== stopping quid (SIGTERM: final read, then detach)"
-kill -TERM $QUID_PID
-wait $QUID_PID || { cat "$WORK/quid.log"; echo "demo: quid did not stop cleanly" >&2; exit 1; }
-QUID_PID=
-tail -n 3 "$WORK/quid.log" | sed 's/^/   quid: /'
-
 echo
-echo "== quid's per-subscriber totals (quid subscribers)"
-"$QUID" subscribers --config "$WORK/quid.toml"
+echo "== quid's per-subscriber totals (quid subscribers, while it runs)"
+table=$("$QUID" subscribers --config "$WORK/quid.toml")
+echo "$table"
 
 echo "== what the senders counted (IP bytes: ICMP payload + 8 + 20 for IPv4, + 40 for IPv6)"
 declare -A UPP UPB DNP DNB
@@ -153,7 +175,6 @@ done <<< "$FLOWS"
 
 echo
 ok=1
-table=$("$QUID" subscribers --config "$WORK/quid.toml")
 for sub in alice bob; do
     want="${UPP[$sub]} ${UPB[$sub]} ${DNP[$sub]} ${DNB[$sub]}"
     # The last four columns of a subscriber's row: up packets, up bytes, down packets, down bytes.
@@ -162,3 +183,31 @@ for sub in alice bob; do
     printf '   %-6s expected up %s pkts / %s B, down %s pkts / %s B; quid counted %s: %s\n' "$sub" ${want} "$got" "$verdict"
 done
 [ $ok -eq 1 ] && echo "== every subscriber's count matches the senders' own count, in both directions" || { echo "== counts differ" >&2; exit 1; }
+
+# The Pi's own meter saw the grid pings both ways; it reports them with 20 core-seconds of work.
+stats=$(grep -E "packets transmitted" "$WORK/alice-grid.ping")
+GRID_BYTES=$(( ($(echo "$stats" | awk '{print $1}') + $(echo "$stats" | awk '{print $4}')) * 500 ))
+sleep 1
+PERIOD_END=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo
+echo "== alice-pi reports $GRID_BYTES grid bytes and 20 core-seconds for $PERIOD_START .. $PERIOD_END"
+nsx $SUB "$QUID" node report --url http://100.64.10.1:9465 --key "$WORK/alice-pi.key" \
+    --node alice-pi --seq 1 --from "$PERIOD_START" --to "$PERIOD_END" \
+    --cpu-core-seconds 20 --grid-bytes-sent $((GRID_BYTES / 2)) --grid-bytes-received $((GRID_BYTES / 2)) \
+    | sed 's/^/   daemon: /'
+for _ in $(seq 50); do
+    "$QUID" ledger show alice --config "$WORK/quid.toml" | grep -q "alice-pi#1" && break
+    sleep 0.2
+done
+echo
+echo "== alice's ledger (quid ledger show alice): usage debits every interval, the matched report's credit"
+"$QUID" ledger show alice --config "$WORK/quid.toml" | sed 's/^/   /'
+echo "== balances (quid balance), and the hash chain (quid ledger verify)"
+"$QUID" balance --config "$WORK/quid.toml" | sed 's/^/   /'
+"$QUID" ledger verify --config "$WORK/quid.toml" | sed 's/^/   /'
+
+echo "== stopping quid (SIGTERM: final read, then detach)"
+kill -TERM $QUID_PID
+wait $QUID_PID || { cat "$WORK/quid.log"; echo "demo: quid did not stop cleanly" >&2; exit 1; }
+QUID_PID=
+grep -E "alice-pi#1|SIGTERM|detached" "$WORK/quid.log" | sed 's/^/   quid: /'
