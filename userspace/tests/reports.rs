@@ -4,13 +4,9 @@
 
 mod common;
 
-use std::{
-    io::{Read as _, Write as _},
-    net::TcpStream,
-    time::Duration,
-};
+use std::time::Duration;
 
-use common::{Daemon, Netns, veth, write_config_sections};
+use common::{Daemon, Netns, http_here, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{
     report::{Report, rfc3339},
@@ -20,26 +16,8 @@ use serde_json::Value;
 
 /// A request over loopback inside `ns`: (status, body).
 fn http(ns: &Netns, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let body = body.to_vec();
-    ns.run(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        let _ = s.write_all(&body);
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    })
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+    ns.run(move || http_here(port, &method, &path, &body))
 }
 
 fn now() -> i64 {

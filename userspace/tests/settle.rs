@@ -186,3 +186,114 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(!ok && out.contains("the ledger has been altered"), "{out}");
 }
+
+#[test]
+fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[11u8; 32]);
+    std::fs::write(
+        dir.path().join("nodes.csv"),
+        format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\npi,alice,{},2,1000000000,10\n",
+            hex::encode(key.verifying_key().to_bytes())
+        ),
+    )
+    .unwrap();
+    let config = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "auto")],
+        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
+        "\n[reports]\nlisten = \"127.0.0.1:9465\"\nnodes = \"nodes.csv\"\nrate_per_node = 100000\nburst_per_node = 100000\n\n[tariff]\ncpu_core_hour = 3600000\n",
+    );
+    let mut daemon = Daemon::start(&r, &config);
+
+    // A bounded client, about 200 reports a second: report k covers second k of an hour two
+    // hours ago and claims 1 core-second (1,000 µcr).
+    let base = quid::daemon::now() as i64 - 7200;
+    let body = move |k: u64| {
+        let mut rep = quid::report::Report {
+            node: "pi".into(),
+            seq: k,
+            period_start: rfc3339(base + k as i64),
+            period_end: rfc3339(base + k as i64 + 1),
+            cpu_core_seconds: 1.0,
+            storage_byte_seconds: 0.0,
+            energy_joules: 0.0,
+            grid_bytes_sent: 0,
+            grid_bytes_received: 0,
+            signature: String::new(),
+        };
+        rep.sign(&key).unwrap();
+        serde_json::to_vec(&rep).unwrap()
+    };
+    let client = r.spawn(move || {
+        let mut acked = Vec::new();
+        let mut unanswered = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut k = 1;
+        while k <= 400 && Instant::now() < deadline {
+            let (code, text) = common::http_here(9465, "POST", "/v1/reports", &body(k));
+            if code == 200 {
+                acked.push((k, text.contains("already_recorded")));
+                k += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            } else {
+                unanswered += 1;
+                // No answer (the daemon is down) or a refusal: send the same report again.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        (acked, unanswered)
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    daemon.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    daemon = Daemon::start(&r, &config);
+    let (acked, unanswered) = client.join().unwrap();
+    assert_eq!(
+        acked.len(),
+        400,
+        "the client got every report acknowledged in time"
+    );
+    assert!(
+        unanswered > 0,
+        "the daemon died while the client was streaming"
+    );
+
+    // Settlement runs every interval: wait until every report is settled.
+    let state = dir.path().join("state");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let pending: i64 = Store::open(&state)
+            .unwrap()
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM reports WHERE outcome = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+    let store = Store::open(&state).unwrap();
+    let credits: Vec<String> = store
+        .entries(Some("alice"))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "contribution_credit")
+        .map(|e| e.reference.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = credits.iter().collect();
+    assert_eq!(credits.len(), 400, "every acknowledged report credited");
+    assert_eq!(unique.len(), 400, "none credited twice");
+    assert_eq!(store.balances().unwrap()["alice"], 400 * 1_000);
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+}

@@ -75,6 +75,19 @@ impl Netns {
         .unwrap()
     }
 
+    /// Starts `f` on a thread that has entered this namespace, without waiting for it.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = File::open(&path).unwrap();
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+    }
+
     /// The ifindex of an interface in this namespace.
     pub fn ifindex(&self, ifname: &str) -> u32 {
         let name = ifname.to_owned();
@@ -241,6 +254,32 @@ pub fn write_config_sections(
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text + sections).unwrap();
     config
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` of the calling thread's namespace: (status, body);
+/// status 0 when nothing answered.
+pub fn http_here(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        return (0, String::new());
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
 }
 
 /// Runs `quid ARGS --config CONFIG` on the host: (success, stdout and stderr).
