@@ -6,8 +6,8 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, Ipv6Addr, TcpStream},
+    io::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -150,21 +150,7 @@ fn promtool_accepts_the_rules() {
 /// A GET over loopback inside `ns`; returns (status code, body).
 fn get(ns: &Netns, port: u16, path: &str) -> (u16, String) {
     let path = path.to_owned();
-    ns.run(move || {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return (0, String::new());
-        };
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        let code = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    })
+    ns.run(move || common::http_here(port, "GET", &path, b""))
 }
 
 fn encode(q: &str) -> String {

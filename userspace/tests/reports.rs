@@ -65,14 +65,7 @@ fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durab
     veth(&r, "acc", &s, "acc-p");
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[3u8; 32]);
-    std::fs::write(
-        dir.path().join("nodes.csv"),
-        format!(
-            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\npi,alice,{},2,1000000000,10\n",
-            hex::encode(key.verifying_key().to_bytes())
-        ),
-    )
-    .unwrap();
+    common::write_nodes(dir.path(), &key);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],

@@ -194,14 +194,7 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     veth(&r, "acc", &s, "acc-p");
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[11u8; 32]);
-    std::fs::write(
-        dir.path().join("nodes.csv"),
-        format!(
-            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\npi,alice,{},2,1000000000,10\n",
-            hex::encode(key.verifying_key().to_bytes())
-        ),
-    )
-    .unwrap();
+    common::write_nodes(dir.path(), &key);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],

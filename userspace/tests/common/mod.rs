@@ -256,6 +256,19 @@ pub fn write_config_sections(
     config
 }
 
+/// Writes `dir/nodes.csv` with one node `pi` of subscriber alice (2 cores, 1 GB, 10 W) whose
+/// key is `key`'s.
+pub fn write_nodes(dir: &Path, key: &ed25519_dalek::SigningKey) {
+    std::fs::write(
+        dir.join("nodes.csv"),
+        format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\npi,alice,{},2,1000000000,10\n",
+            hex::encode(key.verifying_key().to_bytes())
+        ),
+    )
+    .unwrap();
+}
+
 /// One HTTP/1.1 request to 127.0.0.1:`port` of the calling thread's namespace: (status, body);
 /// status 0 when nothing answered.
 pub fn http_here(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
