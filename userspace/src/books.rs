@@ -234,6 +234,11 @@ impl Books {
             .settle(nodes, &self.tariff, rules, until, until)?)
     }
 
+    /// The store behind the books (for reading).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Every subscriber the books know, active and removed.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.records.values()

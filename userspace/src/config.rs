@@ -465,6 +465,11 @@ impl Config {
         if !config.reports.nodes.as_os_str().is_empty() && config.reports.nodes.is_relative() {
             config.reports.nodes = base.join(&config.reports.nodes);
         }
+        if let Some(key) = config.settlement.operator_key.as_mut()
+            && key.is_relative()
+        {
+            *key = base.join(&*key);
+        }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);
         }

@@ -266,6 +266,54 @@ impl State<'_> {
         }
     }
 
+    /// Issues the statements of the month just ended, once (with an operator key).
+    fn issue_statements(&mut self) {
+        let Some(key_path) = &self.config.settlement.operator_key else {
+            return;
+        };
+        let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+        let Ok(last) = now
+            .date()
+            .first_of_month()
+            .checked_sub(jiff::Span::new().days(1))
+        else {
+            return;
+        };
+        let period = last.strftime("%Y-%m").to_string();
+        let dir = self
+            .config
+            .daemon
+            .state_dir
+            .join("statements")
+            .join(&period);
+        if dir.exists() {
+            return;
+        }
+        let issue = || -> anyhow::Result<usize> {
+            let key = crate::submit::read_key(key_path)?;
+            let tmp = dir.with_extension("partial");
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp)?;
+            let mut n = 0;
+            for r in self.books.records() {
+                let statement = self.books.store().statement(&r.id, &period)?;
+                let signed = crate::statement::sign(statement, &key);
+                std::fs::write(
+                    tmp.join(format!("{}.json", r.id)),
+                    serde_json::to_string_pretty(&signed)? + "\n",
+                )?;
+                n += 1;
+            }
+            // All of the month's statements appear at once, or none.
+            std::fs::rename(&tmp, &dir)?;
+            Ok(n)
+        };
+        match issue() {
+            Ok(n) => info!("issued {n} statements for {period} in {}", dir.display()),
+            Err(e) => error!("issuing the statements for {period} failed (will retry): {e:#}"),
+        }
+    }
+
     /// Renders the exposition from the books and `snap` for the next scrapes.
     fn publish(&mut self, snap: &Snapshot) {
         self.status.generation = self.registry.active();
@@ -372,6 +420,7 @@ impl State<'_> {
                         Err(e) => error!("reading the counters failed (the kernel keeps them; will retry next interval): {e:#}"),
                     }
                     self.settle();
+                    self.issue_statements();
                     match self.snapshot("running") {
                         Ok(snap) => {
                             if let Err(e) = snap.write(&self.config.daemon.state_dir) {

@@ -19,6 +19,7 @@ pub mod reload;
 pub mod report;
 pub mod settle;
 pub mod snapshot;
+pub mod statement;
 pub mod store;
 pub mod submit;
 pub mod table;

@@ -69,6 +69,21 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// A subscriber's signed statement for a month, or `verify FILE` to check one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Statement {
+        #[command(subcommand)]
+        action: Option<StatementAction>,
+        subscriber: Option<String>,
+        /// The month, YYYY-MM (UTC).
+        #[arg(long)]
+        period: Option<String>,
+        /// The operator's secret key file (as `quid node keygen` writes one).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml", global = true)]
+        config: PathBuf,
+    },
     /// Node tools.
     Node {
         #[command(subcommand)]
@@ -78,6 +93,17 @@ enum Command {
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatementAction {
+    /// Check a statement's signature and arithmetic: what a subscriber runs.
+    Verify {
+        file: PathBuf,
+        /// The ISP's public key (hex); without it, the statement's own key is reported.
+        #[arg(long)]
+        operator_key: Option<String>,
     },
 }
 
@@ -243,6 +269,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::open(&config.daemon.state_dir)?;
             let n = quid::ledger::verify(&store.entries(None)?)?;
             println!("ledger ok: {n} entries, hash chain intact");
+            Ok(())
+        }
+        Command::Statement {
+            action: Some(StatementAction::Verify { file, operator_key }),
+            ..
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let s = quid::statement::verify(&text, operator_key.as_deref())?;
+            let signer: serde_json::Value = serde_json::from_str(&text)?;
+            println!(
+                "statement ok: {} {}, closing balance {} credits; signed by {}",
+                s.subscriber,
+                s.period,
+                quid::ledger::credits(s.closing_balance),
+                signer["operator_key"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Statement {
+            action: None,
+            subscriber,
+            period,
+            key,
+            config,
+        } => {
+            let (Some(subscriber), Some(period), Some(key)) = (subscriber, period, key) else {
+                bail!("usage: quid statement SUBSCRIBER --period YYYY-MM --key OPERATOR_KEY");
+            };
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.daemon.state_dir)?;
+            let key = quid::submit::read_key(&key)?;
+            let signed = quid::statement::sign(store.statement(&subscriber, &period)?, &key);
+            println!("{}", serde_json::to_string_pretty(&signed)?);
             Ok(())
         }
         Command::Node {

@@ -27,7 +27,7 @@ pub enum DisputedPolicy {
 }
 
 /// `[settlement]`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettlementConfig {
     /// Allowed difference as a share of the measured bytes, in percent.
@@ -38,6 +38,10 @@ pub struct SettlementConfig {
     pub tolerance_bytes: u64,
     #[serde(default)]
     pub disputed: DisputedPolicy,
+    /// The operator's signing key: with it, the daemon issues every subscriber's statement
+    /// for the month just ended into `STATE_DIR/statements/YYYY-MM/`.
+    #[serde(default)]
+    pub operator_key: Option<std::path::PathBuf>,
 }
 
 impl Default for SettlementConfig {
@@ -46,6 +50,7 @@ impl Default for SettlementConfig {
             tolerance_percent: default_percent(),
             tolerance_bytes: default_bytes(),
             disputed: DisputedPolicy::default(),
+            operator_key: None,
         }
     }
 }
@@ -206,8 +211,8 @@ impl Store {
         {
             let mut update = tx
                 .prepare_cached(
-                    "UPDATE reports SET outcome = ?3, measured_grid_bytes = ?4, credit = ?5
-                     WHERE node = ?1 AND seq = ?2",
+                    "UPDATE reports SET outcome = ?3, measured_grid_bytes = ?4, credit = ?5,
+                       subscriber = ?6 WHERE node = ?1 AND seq = ?2",
                 )
                 .map_err(sql)?;
             for s in &settled {
@@ -217,7 +222,8 @@ impl Store {
                         s.seq as i64,
                         s.outcome,
                         s.measured as i64,
-                        s.credit
+                        s.credit,
+                        s.subscriber
                     ])
                     .map_err(sql)?;
             }
@@ -252,13 +258,14 @@ mod tests {
             tolerance_percent: 5,
             tolerance_bytes: 1000,
             disputed: DisputedPolicy::None,
+            operator_key: None,
         };
         assert_eq!(judge(104_000, 100_000, 700, &rules), ("matched", 700));
         assert_eq!(judge(106_000, 100_000, 700, &rules), ("disputed", 0));
         assert_eq!(judge(900, 0, 700, &rules), ("matched", 700));
         let capped = SettlementConfig {
             disputed: DisputedPolicy::Capped,
-            ..rules
+            ..rules.clone()
         };
         assert_eq!(judge(1_000_000, 100_000, 700, &capped), ("disputed", 70));
         assert_eq!(judge(10_000, 100_000, 700, &capped), ("disputed", 700));

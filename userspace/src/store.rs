@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS reports (
     grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
     signature TEXT NOT NULL, received_at INTEGER NOT NULL,
     outcome TEXT NOT NULL DEFAULT 'pending',
-    measured_grid_bytes INTEGER, credit INTEGER,
+    measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT,
     PRIMARY KEY (node, seq));
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, subscriber TEXT NOT NULL, kind TEXT NOT NULL,

@@ -32,6 +32,7 @@ download_internet_gb = 1000000000
 tolerance_percent = 5
 tolerance_bytes = 1000
 disputed = \"capped\"
+operator_key = \"operator.key\"
 ";
 
 #[test]
@@ -55,6 +56,13 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         ),
     )
     .unwrap();
+    let operator = SigningKey::from_bytes(&[77u8; 32]);
+    std::fs::write(
+        dir.path().join("operator.key"),
+        hex::encode(operator.to_bytes()),
+    )
+    .unwrap();
+    let operator_pub = hex::encode(operator.verifying_key().to_bytes());
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
@@ -173,6 +181,62 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         ok && out.contains("honest#1 matched") && out.contains("greedy#1 disputed"),
         "{out}"
     );
+
+    // The month's statement, signed by the operator, checks out with the subscriber's tool and
+    // closes at the ledger's balance; the month before was issued by the daemon on its own.
+    let period = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let (ok, text) = quid_cli(
+        &config,
+        &[
+            "statement",
+            "alice",
+            "--period",
+            &period,
+            "--key",
+            dir.path().join("operator.key").to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let file = dir.path().join("alice.json");
+    std::fs::write(&file, &text).unwrap();
+    let (ok, out) = quid_cli(
+        &config,
+        &[
+            "statement",
+            "verify",
+            file.to_str().unwrap(),
+            "--operator-key",
+            &operator_pub,
+        ],
+    );
+    assert!(
+        ok && out.contains("closing balance -0.007862 credits"),
+        "{out}"
+    );
+    std::fs::write(
+        &file,
+        text.replace("\"credits\": 2138", "\"credits\": 21380"),
+    )
+    .unwrap();
+    let (ok, out) = quid_cli(&config, &["statement", "verify", file.to_str().unwrap()]);
+    assert!(!ok && out.contains("signature does not verify"), "{out}");
+    let issued = std::fs::read_dir(state.join("statements"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (ok, out) = quid_cli(
+        &config,
+        &[
+            "statement",
+            "verify",
+            issued.join("alice.json").to_str().unwrap(),
+            "--operator-key",
+            &operator_pub,
+        ],
+    );
+    assert!(ok && out.contains("statement ok: alice"), "{out}");
 
     // Someone edits the books behind quid's back: verify names the entry and fails.
     let store = Store::open(&state).unwrap();

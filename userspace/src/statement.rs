@@ -1,0 +1,342 @@
+//! Monthly statements: a subscriber's bytes by direction and class, contributions by resource,
+//! credits, debits, and opening and closing balance for one calendar month (UTC), signed with
+//! the operator's ed25519 key so the subscriber can check the ISP.
+//!
+//! The signature covers the statement serialized as compact JSON in field order (integers and
+//! strings only, so every reader re-serializes the same bytes). The statement names the hash of
+//! the last ledger entry it includes, tying it to the hash chain.
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+
+/// Bytes by direction and class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bytes {
+    pub download_internet: u64,
+    pub download_grid: u64,
+    pub upload_internet: u64,
+    pub upload_grid: u64,
+}
+
+/// Contributions of settled reports (floored to whole units).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contributions {
+    pub cpu_core_seconds: u64,
+    pub storage_byte_seconds: u64,
+    pub energy_joules: u64,
+    pub reports_matched: u64,
+    pub reports_disputed: u64,
+}
+
+/// One subscriber's month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    pub version: u32,
+    pub subscriber: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Unix seconds, `[from, to)`.
+    pub from: i64,
+    pub to: i64,
+    pub bytes: Bytes,
+    pub contributions: Contributions,
+    /// Micro-credits.
+    pub opening_balance: i64,
+    pub credits: i64,
+    pub debits: i64,
+    pub closing_balance: i64,
+    /// Ledger entries of the subscriber in the period, and the chain hash after the last one
+    /// the statement counts (of any subscriber).
+    pub entries: u64,
+    pub ledger_hash: String,
+}
+
+/// A statement with the operator's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed {
+    pub statement: Statement,
+    pub operator_key: String,
+    pub signature: String,
+}
+
+/// Why a statement does not check out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatementError {
+    #[error("`{0}` is not a month: use YYYY-MM, like 2026-11")]
+    Period(String),
+    #[error("the statement is not readable: {0}")]
+    Format(String),
+    #[error("the signature does not verify: the statement was altered or not signed by {0}")]
+    Signature(String),
+    #[error("signed by {found}, not by the operator key you gave ({expected})")]
+    WrongKey { found: String, expected: String },
+    #[error(
+        "the arithmetic is wrong: opening {opening} + credits {credits} + debits {debits} is not closing {closing}"
+    )]
+    Arithmetic {
+        opening: i64,
+        credits: i64,
+        debits: i64,
+        closing: i64,
+    },
+}
+
+/// `[from, to)` of a `YYYY-MM` month in UTC.
+pub fn month(period: &str) -> Result<(i64, i64), StatementError> {
+    let bad = || StatementError::Period(period.to_owned());
+    let start: jiff::civil::Date = format!("{period}-01").parse().map_err(|_| bad())?;
+    if period.len() != 7 {
+        return Err(bad());
+    }
+    let end = start
+        .checked_add(jiff::Span::new().months(1))
+        .map_err(|_| bad())?;
+    let ts = |d: jiff::civil::Date| {
+        d.to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_second())
+            .map_err(|_| bad())
+    };
+    Ok((ts(start)?, ts(end)?))
+}
+
+impl Store {
+    /// Builds `subscriber`'s statement for `period` (`YYYY-MM`) from the books.
+    pub fn statement(&self, subscriber: &str, period: &str) -> Result<Statement, StatementError> {
+        let (from, to) = month(period)?;
+        let sql = |e: rusqlite::Error| StatementError::Format(e.to_string());
+        let c = &self.conn;
+        let (di, dg, ui, ug): (i64, i64, i64, i64) = c
+            .query_row(
+                "SELECT coalesce(sum(down_bytes), 0), coalesce(sum(down_grid_bytes), 0),
+                        coalesce(sum(up_bytes), 0), coalesce(sum(up_grid_bytes), 0)
+                 FROM usage WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
+                params![subscriber, from, to],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(sql)?;
+        let (cpu, storage, energy, matched, disputed): (f64, f64, f64, i64, i64) = c
+            .query_row(
+                "SELECT coalesce(sum(cpu_core_seconds), 0), coalesce(sum(storage_byte_seconds), 0),
+                        coalesce(sum(energy_joules), 0),
+                        count(*) FILTER (WHERE outcome = 'matched'),
+                        count(*) FILTER (WHERE outcome = 'disputed')
+                 FROM reports WHERE subscriber = ?1 AND outcome != 'pending'
+                   AND period_end > ?2 AND period_end <= ?3",
+                params![subscriber, from, to],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(sql)?;
+        let (opening, credits, debits, entries): (i64, i64, i64, i64) = c
+            .query_row(
+                "SELECT coalesce(sum(amount) FILTER (WHERE at < ?2), 0),
+                        coalesce(sum(amount) FILTER (WHERE at >= ?2 AND at < ?3 AND amount > 0), 0),
+                        coalesce(sum(amount) FILTER (WHERE at >= ?2 AND at < ?3 AND amount < 0), 0),
+                        count(*) FILTER (WHERE at >= ?2 AND at < ?3)
+                 FROM ledger WHERE subscriber = ?1",
+                params![subscriber, from, to],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(sql)?;
+        let ledger_hash: String = c
+            .query_row(
+                "SELECT hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+                [to],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|_| crate::ledger::GENESIS.to_owned());
+        let whole = |f: f64| f.floor().max(0.0) as u64;
+        Ok(Statement {
+            version: 1,
+            subscriber: subscriber.to_owned(),
+            period: period.to_owned(),
+            from,
+            to,
+            bytes: Bytes {
+                download_internet: di.max(0) as u64,
+                download_grid: dg.max(0) as u64,
+                upload_internet: ui.max(0) as u64,
+                upload_grid: ug.max(0) as u64,
+            },
+            contributions: Contributions {
+                cpu_core_seconds: whole(cpu),
+                storage_byte_seconds: whole(storage),
+                energy_joules: whole(energy),
+                reports_matched: matched.max(0) as u64,
+                reports_disputed: disputed.max(0) as u64,
+            },
+            opening_balance: opening,
+            credits,
+            debits,
+            closing_balance: opening + credits + debits,
+            entries: entries.max(0) as u64,
+            ledger_hash,
+        })
+    }
+}
+
+/// Signs a statement with the operator's key.
+pub fn sign(statement: Statement, key: &SigningKey) -> Signed {
+    let bytes = serde_json::to_vec(&statement).expect("statements serialize");
+    Signed {
+        operator_key: hex::encode(key.verifying_key().to_bytes()),
+        signature: hex::encode(key.sign(&bytes).to_bytes()),
+        statement,
+    }
+}
+
+/// Checks a signed statement's signature (against `expected_key` when given) and arithmetic.
+pub fn verify(text: &str, expected_key: Option<&str>) -> Result<Statement, StatementError> {
+    let signed: Signed =
+        serde_json::from_str(text).map_err(|e| StatementError::Format(e.to_string()))?;
+    if let Some(expected) = expected_key
+        && !expected.eq_ignore_ascii_case(&signed.operator_key)
+    {
+        return Err(StatementError::WrongKey {
+            found: signed.operator_key,
+            expected: expected.to_owned(),
+        });
+    }
+    let key = hex::decode(&signed.operator_key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| StatementError::Format("operator_key is not an ed25519 key".into()))?;
+    let sig = hex::decode(&signed.signature)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or_else(|| StatementError::Format("signature is not 128 hex digits".into()))?;
+    let bytes = serde_json::to_vec(&signed.statement).expect("statements serialize");
+    key.verify_strict(&bytes, &sig)
+        .map_err(|_| StatementError::Signature(signed.operator_key.clone()))?;
+    let s = signed.statement;
+    if s.opening_balance
+        .checked_add(s.credits)
+        .and_then(|v| v.checked_add(s.debits))
+        != Some(s.closing_balance)
+    {
+        return Err(StatementError::Arithmetic {
+            opening: s.opening_balance,
+            credits: s.credits,
+            debits: s.debits,
+            closing: s.closing_balance,
+        });
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ledger::NewEntry, store::Usage};
+    use quid_common::{
+        CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
+    };
+
+    #[test]
+    fn months_are_utc_calendar_months() {
+        assert_eq!(
+            month("2026-11").unwrap(),
+            (1_793_491_200, 1_793_491_200 + 30 * 86_400)
+        );
+        assert_eq!(
+            month("2026-12").unwrap().1 - month("2026-12").unwrap().0,
+            31 * 86_400
+        );
+        assert!(month("2026-13").is_err());
+        assert!(month("2026-1").is_err());
+    }
+
+    #[test]
+    fn a_month_gives_a_statement_that_verifies_and_any_edit_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (from, to) = month("2026-11").unwrap();
+        let entry = |at: i64, kind: &'static str, amount: i64| NewEntry {
+            at,
+            subscriber: "alice".into(),
+            kind,
+            amount,
+            reference: "t".into(),
+        };
+        // October leaves alice at +5,000; November: two debits, one credit; December is not
+        // November's business.
+        store
+            .append(&[
+                entry(from - 100, "contribution_credit", 5_000),
+                entry(from + 10, "usage_debit", -1_200),
+                entry(from + 86_400, "contribution_credit", 20_000),
+                entry(to - 1, "usage_debit", -300),
+                entry(to, "usage_debit", -999_999),
+            ])
+            .unwrap();
+        let mut c = SubscriberCounters::default();
+        c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = 7_000;
+        c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)].bytes = 900;
+        store
+            .commit(
+                &[],
+                &[(
+                    "alice",
+                    Usage {
+                        start: from as u64,
+                        end: from as u64 + 10,
+                        counters: c,
+                    },
+                )],
+            )
+            .unwrap();
+        let s = store.statement("alice", "2026-11").unwrap();
+        assert_eq!(
+            (
+                s.opening_balance,
+                s.credits,
+                s.debits,
+                s.closing_balance,
+                s.entries
+            ),
+            (5_000, 20_000, -1_500, 23_500, 3)
+        );
+        assert_eq!(s.bytes.download_internet, 7_000);
+        assert_eq!(s.bytes.upload_grid, 900);
+
+        let key = SigningKey::from_bytes(&[42u8; 32]);
+        let signed = sign(s, &key);
+        let text = serde_json::to_string_pretty(&signed).unwrap();
+        let pubkey = hex::encode(key.verifying_key().to_bytes());
+        assert_eq!(
+            verify(&text, Some(&pubkey)).unwrap().closing_balance,
+            23_500
+        );
+        // The ISP cannot change a figure after signing, nor sign with another key unnoticed.
+        let edited = text.replace("\"credits\": 20000", "\"credits\": 2000");
+        assert!(matches!(
+            verify(&edited, None),
+            Err(StatementError::Signature(_))
+        ));
+        let other = sign(
+            signed.statement.clone(),
+            &SigningKey::from_bytes(&[1u8; 32]),
+        );
+        let other = serde_json::to_string(&other).unwrap();
+        assert!(matches!(
+            verify(&other, Some(&pubkey)),
+            Err(StatementError::WrongKey { .. })
+        ));
+        // A correctly signed statement with wrong arithmetic is caught too.
+        let mut bad = signed.statement.clone();
+        bad.closing_balance += 1;
+        let bad = serde_json::to_string(&sign(bad, &key)).unwrap();
+        assert!(matches!(
+            verify(&bad, None),
+            Err(StatementError::Arithmetic { .. })
+        ));
+    }
+}
