@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use quid_common::SubscriberCounters;
 
 use crate::{
-    counters::CounterView,
     registry::Slots,
     store::{Record, Status, Store, StoreError, Usage},
     table::{Subscriber, Table},
@@ -17,6 +16,18 @@ use crate::{
 const INSTANCE: &str = "maps_instance";
 /// Store meta key: end of the last committed interval (unix seconds).
 const LAST_END: &str = "last_interval_end";
+/// Store meta key: the month (YYYYMM) whose allowance every active subscriber has received.
+const ALLOWANCE_MONTH: &str = "allowance_month";
+
+/// The calendar month (UTC) of unix time `t`, as YYYYMM.
+fn month_of(t: u64) -> u64 {
+    jiff::Timestamp::from_second(t as i64)
+        .map(|ts| {
+            let d = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+            d.year() as u64 * 100 + d.month() as u64
+        })
+        .unwrap_or(0)
+}
 
 /// Errors of the books.
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +128,16 @@ impl Books {
         let baselines: std::collections::HashMap<&str, &SubscriberCounters> =
             baselines.iter().map(|(id, c)| (id.as_str(), c)).collect();
         let mut touched = Vec::new();
+        let mut entries = Vec::new();
+        // A subscriber who joins after this month's allowances went out gets theirs now.
+        let now = crate::daemon::now();
+        let granted = self.tariff.monthly_allowance > 0
+            && self.store.meta(ALLOWANCE_MONTH)? == Some(month_of(now));
         for s in &table.subscribers {
             let slot = slots.get(&s.id);
+            if granted && !self.records.contains_key(&s.id) {
+                entries.push(self.allowance(&s.id, now));
+            }
             let r = self.records.entry(s.id.clone()).or_insert_with(|| Record {
                 id: s.id.clone(),
                 name: String::new(),
@@ -143,7 +162,7 @@ impl Books {
             touched.push(s.id.clone());
         }
         let refs: Vec<&Record> = touched.iter().map(|id| &self.records[id]).collect();
-        self.store.commit(&refs, &[])?;
+        self.store.commit_with(&refs, &[], &entries, &[])?;
         Ok(())
     }
 
@@ -169,11 +188,11 @@ impl Books {
         Ok(gone)
     }
 
-    /// Reads every slot in use, turns what it counted since the last read into a usage record
+    /// Reads every slot in use (`counters(slot)`: summed over CPUs), turns what it counted since the last read into a usage record
     /// for `[last end, now)`, and commits records and usage in one transaction.
     pub fn interval(
         &mut self,
-        counters: &CounterView,
+        counters: impl Fn(usize) -> SubscriberCounters,
         now: u64,
     ) -> Result<IntervalSummary, BooksError> {
         let start = self.last_end.min(now);
@@ -184,7 +203,7 @@ impl Books {
         let mut entries = Vec::new();
         for r in self.records.values_mut() {
             let Some(slot) = r.slot else { continue };
-            let current = counters.slot(slot as usize);
+            let current = counters(slot as usize);
             let delta = sub(&current, &r.last);
             if delta == SubscriberCounters::default() {
                 continue;
@@ -215,11 +234,30 @@ impl Books {
         let began = std::time::Instant::now();
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
         let rows: Vec<(&str, Usage)> = changed.iter().map(String::as_str).zip(usage).collect();
-        self.store.commit_with(&refs, &rows, &entries)?;
-        self.store.set_meta(LAST_END, now)?;
+        let mut meta = vec![(LAST_END, now)];
+        let month = month_of(now);
+        if self.tariff.monthly_allowance > 0 && self.store.meta(ALLOWANCE_MONTH)? != Some(month) {
+            for r in self.records.values().filter(|r| r.status == Status::Active) {
+                entries.push(self.allowance(&r.id, now));
+            }
+            meta.push((ALLOWANCE_MONTH, month));
+        }
+        // Usage, debits, allowances and the interval's end commit together or not at all.
+        self.store.commit_with(&refs, &rows, &entries, &meta)?;
         self.last_end = now;
         summary.write_seconds = began.elapsed().as_secs_f64();
         Ok(summary)
+    }
+
+    /// The monthly allowance entry of subscriber `id` at unix time `now`.
+    fn allowance(&self, id: &str, now: u64) -> crate::ledger::NewEntry {
+        crate::ledger::NewEntry {
+            at: now as i64,
+            subscriber: id.to_owned(),
+            kind: "allowance",
+            amount: i64::try_from(self.tariff.monthly_allowance).unwrap_or(i64::MAX),
+            reference: format!("allowance {}", month_of(now)),
+        }
     }
 
     /// Settles the pending reports the books now cover (see `settle`).
@@ -278,5 +316,112 @@ fn sub(a: &SubscriberCounters, b: &SubscriberCounters) -> SubscriberCounters {
 fn add(total: &mut SubscriberCounters, d: &SubscriberCounters) {
     for (t, x) in total.pairs.iter_mut().zip(d.pairs.iter()) {
         t.add(x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        nodes::{Node, Nodes},
+        report::{Period, Report, rfc3339},
+        settle::SettlementConfig,
+        statement::month,
+        tariff::Tariff,
+    };
+    use quid_common::{CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, pair_index};
+
+    /// November 2026 through the real books: hourly intervals of traffic, a daily node report
+    /// settled against the meter, the monthly allowance; the statement's closing balance is
+    /// the figure computed by hand.
+    #[test]
+    fn a_simulated_month_closes_at_the_hand_computed_balance() {
+        let (from, to) = month("2026-11").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut books, _) =
+            Books::open(Store::open(dir.path()).unwrap(), 1, false, from as u64).unwrap();
+        books.tariff = Tariff {
+            cpu_core_hour: 20_000,
+            download_internet_gb: 10_000,
+            upload_internet_gb: 5_000,
+            monthly_allowance: 1_000_000,
+            ..Tariff::default()
+        };
+        let table = Table::parse(
+            b"id,name,plan,prefixes\nalice,A,home,100.64.0.1\n",
+            "t.csv".as_ref(),
+        )
+        .unwrap();
+        let slots = Slots::from_assignments([("alice".to_owned(), 0)]);
+        books.install(&table, &slots, &[]).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+        let mut nodes = Nodes::default();
+        nodes.by_id.insert(
+            "pi".into(),
+            Node {
+                id: "pi".into(),
+                subscriber: "alice".into(),
+                key: key.verifying_key(),
+                cpu_cores: 4,
+                storage_bytes: 0,
+                max_watts: 0,
+            },
+        );
+        // Every hour: 360 MB down and 90 MB up from the Internet, 50 MB down from the grid.
+        let hourly = |k: u64| {
+            let mut c = SubscriberCounters::default();
+            c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = k * 360_000_000;
+            c.pairs[pair_index(DIR_UPLOAD, CLASS_INTERNET)].bytes = k * 90_000_000;
+            c.pairs[pair_index(DIR_DOWNLOAD, CLASS_GRID)].bytes = k * 50_000_000;
+            c
+        };
+        let rules = SettlementConfig::default();
+        for day in 0..30u64 {
+            for hour in 1..=24u64 {
+                let k = day * 24 + hour;
+                books
+                    .interval(|_| hourly(k), from as u64 + 3600 * k - 1)
+                    .unwrap();
+            }
+            // The node reports its day: 4 cores busy, the grid bytes it saw.
+            let start = from + day as i64 * 86_400;
+            let mut r = Report {
+                node: "pi".into(),
+                seq: day + 1,
+                period_start: rfc3339(start),
+                period_end: rfc3339(start + 86_399),
+                cpu_core_seconds: 4.0 * 86_399.0,
+                storage_byte_seconds: 0.0,
+                energy_joules: 0.0,
+                grid_bytes_sent: 0,
+                grid_bytes_received: 24 * 50_000_000,
+                signature: String::new(),
+            };
+            r.sign(&key).unwrap();
+            let p = Period {
+                start,
+                end: start + 86_399,
+            };
+            books.store.insert_report(&r, p, start + 86_400).unwrap();
+            let settled = books.settle(&nodes, &rules).unwrap();
+            assert_eq!(settled.len(), 1);
+            assert_eq!(settled[0].outcome, "matched", "{settled:?}");
+        }
+        let s = books.store().statement("alice", "2026-11").unwrap();
+        // Allowance 1,000,000. Debits: 720 h x 0.36 GB = 259.2 GB x 10,000 = 2,592,000 and
+        // 64.8 GB x 5,000 = 324,000. Credits: 30 reports of 4 x 86,399 core-seconds
+        // (95.99 core-hours) x 20,000 = 1,919,977 each (floored), 57,599,310 in all.
+        assert_eq!(s.debits, -(2_592_000 + 324_000));
+        assert_eq!(s.credits, 1_000_000 + 57_599_310);
+        assert_eq!(s.opening_balance, 0);
+        assert_eq!(s.closing_balance, 55_683_310);
+        assert_eq!(s.bytes.download_internet, 259_200_000_000);
+        assert_eq!(s.contributions.reports_matched, 30);
+        assert_eq!(books.store().balances().unwrap()["alice"], 55_683_310);
+        assert!(to > from);
+        assert_eq!(
+            crate::ledger::verify(&books.store().entries(None).unwrap()).unwrap(),
+            720 + 1 + 30
+        );
     }
 }

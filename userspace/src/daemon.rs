@@ -128,6 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry,
         books,
         table_stamp: stamp(&config.subscribers.file),
+        nodes_stamp: stamp(&config.reports.nodes),
         // Carry on from the last daemon's count, so a waiting `quid subscribers reload` never
         // mistakes our first result for the one it already saw.
         reloads: ReloadResult::read(state_dir).map_or(0, |r| r.seq),
@@ -222,6 +223,7 @@ struct State<'a> {
     registry: Registry,
     books: Books,
     table_stamp: Option<(std::time::SystemTime, u64)>,
+    nodes_stamp: Option<(std::time::SystemTime, u64)>,
     reloads: u64,
 }
 
@@ -241,7 +243,7 @@ impl State<'_> {
     }
 
     fn read_interval(&mut self) -> anyhow::Result<books::IntervalSummary> {
-        let summary = self.books.interval(&self.dp.counters, now())?;
+        let summary = self.books.interval(|s| self.dp.counters.slot(s), now())?;
         self.status.read_seconds = summary.read_seconds;
         self.status.write_seconds = summary.write_seconds;
         Ok(summary)
@@ -354,6 +356,24 @@ impl State<'_> {
         }
     }
 
+    /// Reloads the nodes file; a bad file leaves the registered nodes untouched.
+    fn reload_nodes(&mut self) {
+        self.nodes_stamp = stamp(&self.config.reports.nodes);
+        let Some(intake) = &self.intake else { return };
+        match crate::nodes::Nodes::load(&self.config.reports.nodes) {
+            Ok(nodes) => {
+                let n = nodes.by_id.len();
+                if let Ok(mut i) = intake.lock() {
+                    i.set_nodes(nodes);
+                }
+                info!("reloaded the nodes file: {n} nodes");
+            }
+            Err(errors) => {
+                warn!("nodes file reload refused, the registered nodes are unchanged: {errors}")
+            }
+        }
+    }
+
     /// Reloads the table file; a bad file leaves the running table untouched.
     fn reload(&mut self, why: &str) -> ReloadResult {
         self.reloads += 1;
@@ -435,8 +455,16 @@ impl State<'_> {
                     if stamp(&self.config.subscribers.file) != self.table_stamp {
                         self.reload("the table file changed");
                     }
+                    if self.intake.is_some() && stamp(&self.config.reports.nodes) != self.nodes_stamp {
+                        self.reload_nodes();
+                    }
                 }
-                _ = sighup.recv() => { self.reload("SIGHUP"); }
+                _ = sighup.recv() => {
+                    self.reload("SIGHUP");
+                    if self.intake.is_some() {
+                        self.reload_nodes();
+                    }
+                }
                 ready = readable(&mut kernel_log) => match ready {
                     Ok(mut guard) => {
                         guard.get_inner_mut().flush();

@@ -90,6 +90,11 @@ impl Intake {
         })
     }
 
+    /// Replaces the registered nodes (a reloaded nodes file); histories are kept.
+    pub fn set_nodes(&mut self, nodes: Nodes) {
+        self.nodes = nodes;
+    }
+
     /// The registered nodes.
     pub fn nodes(&self) -> &Nodes {
         &self.nodes

@@ -115,6 +115,17 @@ enum LedgerAction {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
+    /// Record an operator adjustment (micro-credits, negative to debit) with its reason.
+    Adjust {
+        subscriber: String,
+        /// Micro-credits; use `--amount=-5000` for a debit.
+        #[arg(long, allow_negative_numbers = true)]
+        amount: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+    },
     /// Recompute the hash chain: fails, naming the entry, if anything was edited.
     Verify {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
@@ -260,6 +271,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     e.reference
                 );
             }
+            Ok(())
+        }
+        Command::Ledger {
+            action:
+                LedgerAction::Adjust {
+                    subscriber,
+                    amount,
+                    reason,
+                    config,
+                },
+        } => {
+            let config = Config::load(&config)?;
+            if reason.trim().is_empty() {
+                bail!("an adjustment needs a --reason: the ledger keeps it for both sides");
+            }
+            if amount == 0 {
+                bail!("--amount 0 changes nothing; give micro-credits, negative to debit");
+            }
+            let mut store = Store::open(&config.daemon.state_dir)?;
+            store.append(&[quid::ledger::NewEntry {
+                at: daemon::now() as i64,
+                subscriber: subscriber.clone(),
+                kind: "adjustment",
+                amount,
+                reference: reason,
+            }])?;
+            println!(
+                "adjusted {subscriber} by {} credits",
+                quid::ledger::credits(amount)
+            );
             Ok(())
         }
         Command::Ledger {

@@ -204,15 +204,17 @@ impl Store {
         records: &[&Record],
         usage: &[(&str, Usage)],
     ) -> Result<(), StoreError> {
-        self.commit_with(records, usage, &[])
+        self.commit_with(records, usage, &[], &[])
     }
 
-    /// Like [`Store::commit`], with ledger entries appended in the same transaction.
+    /// Like [`Store::commit`], with ledger entries appended and meta values set in the same
+    /// transaction.
     pub fn commit_with(
         &mut self,
         records: &[&Record],
         usage: &[(&str, Usage)],
         entries: &[crate::ledger::NewEntry],
+        meta: &[(&str, u64)],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -277,6 +279,14 @@ impl Store {
             }
         }
         crate::ledger::append(&tx, entries).map_err(sql)?;
+        for (key, value) in meta {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, *value as i64],
+            )
+            .map_err(sql)?;
+        }
         tx.commit().map_err(sql)
     }
 

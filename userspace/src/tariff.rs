@@ -32,6 +32,9 @@ pub struct Tariff {
     pub download_grid_gb: u64,
     #[serde(default)]
     pub upload_grid_gb: u64,
+    /// Credit every active subscriber receives once a calendar month (UTC).
+    #[serde(default)]
+    pub monthly_allowance: u64,
 }
 
 const GB: u128 = 1_000_000_000;
@@ -87,6 +90,7 @@ mod tests {
             upload_internet_gb: 5_000,
             download_grid_gb: 0,
             upload_grid_gb: 0,
+            monthly_allowance: 0,
         };
         // 30 days of 10-second intervals, 1,000,000 bytes down and 250,000 up each, plus grid.
         let mut total = SubscriberCounters::default();

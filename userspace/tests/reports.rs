@@ -170,6 +170,14 @@ burst_per_node = 30
     let (code, _) = http(&r, 9465, "POST", "/v1/reports", &vec![b' '; 8192]);
     assert_eq!(code, 413, "a body over max_body_bytes is refused");
     assert_eq!(stored(), 1, "no refused report may be recorded");
+    let balances = Store::open(&dir.path().join("state"))
+        .unwrap()
+        .balances()
+        .unwrap();
+    assert!(
+        balances.values().all(|&b| b == 0),
+        "no balance moved: {balances:?}"
+    );
 
     // The node's bucket (burst 30, 1/s) runs dry under a flood.
     let flood: Vec<(u16, String, String)> = (0..30).map(|_| post(&first)).collect();
@@ -218,6 +226,25 @@ burst_per_node = 30
     );
     assert_eq!(stored(), 2);
 
+    // A node added to the nodes file is accepted without a restart.
+    let newcomer = SigningKey::from_bytes(&[9u8; 32]);
+    let nodes = std::fs::read_to_string(dir.path().join("nodes.csv")).unwrap();
+    std::fs::write(
+        dir.path().join("nodes.csv"),
+        format!(
+            "{nodes}pi2,alice,{},2,1000000000,10\n",
+            hex::encode(newcomer.verifying_key().to_bytes())
+        ),
+    )
+    .unwrap();
+    let late = report(&newcomer, "pi2", 1, 0, |_| {});
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while post(&late).0 == 403 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(post(&late), (200, "already_recorded".into(), "".into()));
+    assert_eq!(stored(), 3);
+
     // `quid node report` signs and submits; sending it again is safe.
     let key_file = dir.path().join("pi.key");
     std::fs::write(&key_file, hex::encode(key.to_bytes())).unwrap();
@@ -256,6 +283,6 @@ burst_per_node = 30
     );
     let (ok, text) = cli("4", "5000", t + 200, t + 290);
     assert!(!ok && text.contains("422 exceeds_capacity"), "{text}");
-    assert_eq!(stored(), 3);
+    assert_eq!(stored(), 4);
     daemon.stop();
 }

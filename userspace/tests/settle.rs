@@ -238,6 +238,32 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     );
     assert!(ok && out.contains("statement ok: alice"), "{out}");
 
+    // An operator adjustment needs a reason, lands in the chain and moves the balance.
+    let (ok, out) = quid_cli(
+        &config,
+        &["ledger", "adjust", "alice", "--amount=7862", "--reason", ""],
+    );
+    assert!(!ok && out.contains("needs a --reason"), "{out}");
+    let (ok, out) = quid_cli(
+        &config,
+        &[
+            "ledger",
+            "adjust",
+            "alice",
+            "--amount=7862",
+            "--reason",
+            "goodwill after the outage of 2026-11-20",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (_, out) = quid_cli(&config, &["balance", "alice"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["alice", "0.000000"]
+    );
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+
     // Someone edits the books behind quid's back: verify names the entry and fails.
     let store = Store::open(&state).unwrap();
     store

@@ -220,7 +220,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     let (mut books, _) = Books::open(store, dp.meta.instance, false, 0)?;
     books.install(&t2, reg.slots(), &baselines)?;
     let started = Instant::now();
-    let summary = books.interval(&dp.counters, 10)?;
+    let summary = books.interval(|s| dp.counters.slot(s), 10)?;
     row("interval_write", "sqlite", started.elapsed().as_secs_f64());
     log::info!("interval wrote {} usage records", summary.active);
     let _ = std::fs::remove_dir_all(&dir);
