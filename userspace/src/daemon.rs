@@ -344,6 +344,16 @@ impl State<'_> {
             .intake
             .as_ref()
             .and_then(|i| i.lock().ok().map(|i| i.counts.clone()));
+        match (
+            self.books.store().running_balances(),
+            self.books.store().contributions(),
+        ) {
+            (Ok(b), Ok(c)) => {
+                self.status.balances = b;
+                self.status.contributions = c;
+            }
+            (Err(e), _) | (_, Err(e)) => error!("cannot read balances for the metrics: {e}"),
+        }
         let records: Vec<&crate::store::Record> = self.books.records().collect();
         let text = metrics::render(
             &records,

@@ -20,7 +20,11 @@ use crate::{
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 19] = [
+pub const FAMILIES: [&str; 23] = [
+    "quid_subscriber_balance_credits",
+    "quid_contribution_cpu_seconds_total",
+    "quid_contribution_storage_byte_seconds_total",
+    "quid_contribution_energy_joules_total",
     "quid_subscriber_bytes_total",
     "quid_subscriber_packets_total",
     "quid_plan_bytes_total",
@@ -57,6 +61,10 @@ pub struct DaemonStatus {
     pub attachments: Vec<(String, String, String, bool)>,
     /// The report intake's counts, when it runs.
     pub reports: Option<crate::intake::Counts>,
+    /// Balances in micro-credits.
+    pub balances: std::collections::HashMap<String, i64>,
+    /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
+    pub contributions: std::collections::HashMap<String, [f64; 3]>,
 }
 
 /// Families emitted while the report intake runs.
@@ -67,6 +75,11 @@ const CLASSES: [(usize, &str); 2] = [(CLASS_INTERNET, "internet"), (CLASS_GRID, 
 
 /// Escapes a label value (backslash, double quote, newline), as the text format requires.
 pub fn escape(value: &str, out: &mut String) {
+    // Ids and plans are restricted tokens: nearly always nothing to escape.
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -173,14 +186,110 @@ pub fn render(
         }
     }
 
-    let mut plans: BTreeMap<&str, (SubscriberCounters, u64)> = BTreeMap::new();
+    // Balances and contributions for the same listed subscribers; `other` holds the rest.
+    // One lookup per listed subscriber; the totals come from one pass over each map.
+    // Contributions are written as whole units: a floored running sum is still monotonic.
+    let accounts: Vec<(i64, [u64; 3])> = listed
+        .iter()
+        .map(|r| {
+            let c = status.contributions.get(&r.id).copied().unwrap_or_default();
+            (
+                status.balances.get(&r.id).copied().unwrap_or(0),
+                c.map(|v| v.max(0.0) as u64),
+            )
+        })
+        .collect();
+    let unlisted = listed.len() < records.len();
+    let (mut all_balance, mut all_contrib) = (0i64, [0f64; 3]);
+    if unlisted {
+        all_balance = status.balances.values().sum();
+        for c in status.contributions.values() {
+            for (t, v) in all_contrib.iter_mut().zip(c) {
+                *t += v.max(0.0);
+            }
+        }
+    }
+    header(
+        &mut out,
+        "quid_subscriber_balance_credits",
+        "gauge",
+        "Balance in credits (the ledger's entries summed; negative: in deficit).",
+    );
+    let mut label = String::new();
+    for (r, (balance, _)) in listed.iter().zip(&accounts) {
+        label.clear();
+        escape(&r.id, &mut label);
+        let _ = writeln!(
+            out,
+            "quid_subscriber_balance_credits{{subscriber=\"{label}\"}} {}",
+            crate::ledger::credits(*balance)
+        );
+    }
+    if unlisted {
+        let listed_sum: i64 = accounts.iter().map(|a| a.0).sum();
+        let _ = writeln!(
+            out,
+            "quid_subscriber_balance_credits{{subscriber=\"other\"}} {}",
+            crate::ledger::credits(all_balance - listed_sum)
+        );
+    }
+    for (i, name, help) in [
+        (
+            0,
+            "quid_contribution_cpu_seconds_total",
+            "CPU core-seconds supplied, from settled reports.",
+        ),
+        (
+            1,
+            "quid_contribution_storage_byte_seconds_total",
+            "Storage byte-seconds supplied, from settled reports.",
+        ),
+        (
+            2,
+            "quid_contribution_energy_joules_total",
+            "Energy supplied in joules, from settled reports.",
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for (r, (_, c)) in listed.iter().zip(&accounts) {
+            label.clear();
+            escape(&r.id, &mut label);
+            let _ = writeln!(out, "{name}{{subscriber=\"{label}\"}} {}", c[i]);
+        }
+        if unlisted {
+            let listed_sum: u64 = accounts.iter().map(|a| a.1[i]).sum();
+            let other = (all_contrib[i] as u64).saturating_sub(listed_sum);
+            let _ = writeln!(out, "{name}{{subscriber=\"other\"}} {other}");
+        }
+    }
+
+    // Consecutive subscribers usually share a plan: remember the last one instead of
+    // searching the map for each of a million records.
+    let mut by_plan: std::collections::HashMap<&str, (SubscriberCounters, u64)> =
+        std::collections::HashMap::new();
+    let mut current: Option<(&str, (SubscriberCounters, u64))> = None;
     for r in records {
-        let e = plans.entry(r.plan.as_str()).or_default();
+        if current.as_ref().is_some_and(|(p, _)| *p != r.plan.as_str())
+            && let Some((p, v)) = current.take()
+        {
+            let e = by_plan.entry(p).or_default();
+            add(&mut e.0, &v.0);
+            e.1 += v.1;
+        }
+        let e = &mut current
+            .get_or_insert_with(|| (r.plan.as_str(), Default::default()))
+            .1;
         add(&mut e.0, &r.total);
         if r.status == Status::Active {
             e.1 += 1;
         }
     }
+    if let Some((p, v)) = current {
+        let e = by_plan.entry(p).or_default();
+        add(&mut e.0, &v.0);
+        e.1 += v.1;
+    }
+    let plans: BTreeMap<&str, (SubscriberCounters, u64)> = by_plan.into_iter().collect();
     for (name, bytes, help) in [
         (
             "quid_plan_bytes_total",

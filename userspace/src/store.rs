@@ -7,7 +7,10 @@
 //! values they were computed from consistent: after a crash the daemon resumes from the last
 //! committed values, and the pinned kernel counters still hold the rest.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use quid_common::{Counter, DIR_CLASS_PAIRS, SubscriberCounters};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -94,6 +97,25 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, subscriber TEXT NOT NULL, kind TEXT NOT NULL,
     amount INTEGER NOT NULL, reference TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+-- Running sums kept by triggers in the same transaction as what they sum, so the exporter
+-- reads one row per subscriber instead of aggregating the whole ledger every interval.
+CREATE TABLE IF NOT EXISTS balances (subscriber TEXT PRIMARY KEY, amount INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS ledger_balance AFTER INSERT ON ledger BEGIN
+    INSERT INTO balances VALUES (NEW.subscriber, NEW.amount)
+    ON CONFLICT(subscriber) DO UPDATE SET amount = amount + NEW.amount;
+END;
+CREATE TABLE IF NOT EXISTS contributions (
+    subscriber TEXT PRIMARY KEY, cpu_core_seconds REAL NOT NULL,
+    storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL);
+CREATE TRIGGER IF NOT EXISTS report_settled AFTER UPDATE OF outcome ON reports
+WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN
+    INSERT INTO contributions VALUES (NEW.subscriber, NEW.cpu_core_seconds,
+        NEW.storage_byte_seconds, NEW.energy_joules)
+    ON CONFLICT(subscriber) DO UPDATE SET
+        cpu_core_seconds = cpu_core_seconds + NEW.cpu_core_seconds,
+        storage_byte_seconds = storage_byte_seconds + NEW.storage_byte_seconds,
+        energy_joules = energy_joules + NEW.energy_joules;
+END;
 ";
 
 impl Store {
@@ -376,6 +398,33 @@ impl Store {
             h.periods.insert(start, end);
         }
         Ok(out)
+    }
+
+    /// Every subscriber's balance (micro-credits) as the triggers keep it.
+    pub fn running_balances(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT subscriber, amount FROM balances")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Every subscriber's settled contributions: cpu core-seconds, storage byte-seconds, joules.
+    pub fn contributions(&self) -> Result<HashMap<String, [f64; 3]>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT subscriber, cpu_core_seconds, storage_byte_seconds, energy_joules
+                 FROM contributions",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// How many reports are recorded.

@@ -123,7 +123,9 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
     }
     for (file, title, expr) in expressions() {
         for name in metric_names(&expr) {
-            let known = quid::metrics::FAMILIES.contains(&name.as_str()) || rules.contains(&name);
+            let known = quid::metrics::FAMILIES.contains(&name.as_str())
+                || quid::metrics::REPORT_FAMILIES.contains(&name.as_str())
+                || rules.contains(&name);
             assert!(
                 known,
                 "{file}: panel `{title}` queries {name}, which neither the exporter nor a recording rule provides"
@@ -181,6 +183,8 @@ fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
     veth(&r, "acc", &s, "acc-p");
     veth(&r, "core", &s, "core-p");
     let dir = tempfile::tempdir().unwrap();
+    let node = ed25519_dalek::SigningKey::from_bytes(&[21u8; 32]);
+    common::write_nodes(dir.path(), &node);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
@@ -189,9 +193,39 @@ fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
 [metrics]
 listen = \"127.0.0.1:9464\"
 subscribers = \"all\"
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[tariff]
+cpu_core_hour = 3600000
+download_internet_gb = 1000000000
 ",
     );
     let daemon = Daemon::start(&r, &config);
+    // A node report (settled at the next interval: contributions and a credit) and a forged
+    // one (a rejection), so the report panels have something to show.
+    let now = quid::daemon::now() as i64;
+    let mut report = quid::report::Report {
+        node: "pi".into(),
+        seq: 1,
+        period_start: quid::report::rfc3339(now - 600),
+        period_end: quid::report::rfc3339(now - 300),
+        cpu_core_seconds: 300.0,
+        storage_byte_seconds: 1e9,
+        energy_joules: 1500.0,
+        grid_bytes_sent: 0,
+        grid_bytes_received: 0,
+        signature: String::new(),
+    };
+    report.sign(&node).unwrap();
+    let good = serde_json::to_vec(&report).unwrap();
+    report.cpu_core_seconds = 600.0;
+    let forged = serde_json::to_vec(&report).unwrap();
+    let answers =
+        r.run(move || [good, forged].map(|b| common::http_here(9465, "POST", "/v1/reports", &b).0));
+    assert_eq!(answers, [200, 401]);
 
     let prom_dir = dir.path().join("prometheus");
     std::fs::create_dir_all(&prom_dir).unwrap();
@@ -277,7 +311,10 @@ subscribers = \"all\"
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for family in quid::metrics::FAMILIES {
+    for family in quid::metrics::FAMILIES
+        .iter()
+        .chain(&quid::metrics::REPORT_FAMILIES)
+    {
         assert!(
             exposition.contains(&format!("# TYPE {family} ")),
             "{family} missing from\n{exposition}"

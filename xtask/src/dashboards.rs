@@ -7,7 +7,19 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 /// Recording rules the dashboards build on: (name, expression).
-pub const RECORDING: [(&str, &str); 4] = [
+pub const RECORDING: [(&str, &str); 7] = [
+    (
+        "quid:contribution_cores:rate1h",
+        "sum(rate(quid_contribution_cpu_seconds_total[1h]))",
+    ),
+    (
+        "quid:contribution_storage_bytes:rate1h",
+        "sum(rate(quid_contribution_storage_byte_seconds_total[1h]))",
+    ),
+    (
+        "quid:contribution_watts:rate1h",
+        "sum(rate(quid_contribution_energy_joules_total[1h]))",
+    ),
     (
         "quid:traffic_bits:rate1m",
         "sum by (direction, class) (rate(quid_traffic_bytes_total[1m])) * 8",
@@ -27,7 +39,21 @@ pub const RECORDING: [(&str, &str); 4] = [
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 5] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 7] = [
+    (
+        "QuidReportRejectionsHigh",
+        "sum by (instance) (rate(quid_report_rejections_total[10m])) > 0.1",
+        "15m",
+        "warning",
+        "{{ $value }} node reports a second refused on {{ $labels.instance }}: a misconfigured or forging node",
+    ),
+    (
+        "QuidSubscriberBalanceLow",
+        "quid_subscriber_balance_credits{subscriber!=\"other\"} < -100",
+        "1h",
+        "warning",
+        "subscriber {{ $labels.subscriber }} is {{ $value }} credits in deficit",
+    ),
     (
         "QuidDown",
         "up{job=\"quid\"} == 0",
@@ -218,6 +244,30 @@ fn noc() -> Value {
                 "none",
                 vec![("sum(quid_subscribers{state=\"active\"})", "active")],
             ),
+            stat(
+                "Subscribers in deficit",
+                "none",
+                vec![(
+                    "count(quid_subscriber_balance_credits{subscriber!=\"other\"} < 0) or vector(0)",
+                    "in deficit",
+                )],
+            ),
+            ts(
+                "Report outcomes",
+                "reqps",
+                vec![(
+                    "sum by (outcome) (rate(quid_reports_total[$__rate_interval]))",
+                    "{{outcome}}",
+                )],
+            ),
+            ts(
+                "Report rejections by reason",
+                "short",
+                vec![(
+                    "sum by (reason) (increase(quid_report_rejections_total[$__rate_interval]))",
+                    "{{reason}}",
+                )],
+            ),
         ],
     )
 }
@@ -257,6 +307,32 @@ fn subscriber() -> Value {
                     "{{direction}}",
                 )],
             ),
+            ts(
+                "Contributions by resource",
+                "short",
+                vec![
+                    (
+                        "rate(quid_contribution_cpu_seconds_total{subscriber=\"$subscriber\"}[$__rate_interval])",
+                        "CPU cores",
+                    ),
+                    (
+                        "rate(quid_contribution_storage_byte_seconds_total{subscriber=\"$subscriber\"}[$__rate_interval])",
+                        "storage bytes",
+                    ),
+                    (
+                        "rate(quid_contribution_energy_joules_total{subscriber=\"$subscriber\"}[$__rate_interval])",
+                        "watts",
+                    ),
+                ],
+            ),
+            ts(
+                "Balance",
+                "none",
+                vec![(
+                    "quid_subscriber_balance_credits{subscriber=\"$subscriber\"}",
+                    "credits",
+                )],
+            ),
         ],
     )
 }
@@ -265,7 +341,7 @@ fn capacity() -> Value {
     dashboard(
         "quid-capacity",
         "quid / Capacity planning",
-        "Bandwidth demand over time and by plan, its 95th percentile, and a linear forecast.",
+        "Bandwidth demand over time and by plan against contributed supply, its 95th percentile, and a linear forecast of when demand outgrows supply.",
         vec![],
         vec![
             ts(

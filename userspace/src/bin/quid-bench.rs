@@ -277,7 +277,15 @@ fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
             })
             .collect();
         let refs: Vec<&Record> = records.iter().collect();
-        let status = DaemonStatus::default();
+        // Everyone has a balance and contributions, as on a grid where every home has a node.
+        let status = DaemonStatus {
+            balances: records.iter().map(|r| (r.id.clone(), -1_234_567)).collect(),
+            contributions: records
+                .iter()
+                .map(|r| (r.id.clone(), [3600.0, 1e12, 54_000.0]))
+                .collect(),
+            ..DaemonStatus::default()
+        };
         let mut times = Vec::new();
         let mut text = String::new();
         for _ in 0..5 {
