@@ -96,14 +96,23 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Writes the (direction, class) series of `counters` for one label prefix (`subscriber="x",`).
 fn pairs(out: &mut String, name: &str, labels: &str, counters: &SubscriberCounters, bytes: bool) {
+    // Written piece by piece: this runs for every series of every listed subscriber, where the
+    // formatting machinery of `write!` would cost more than the text itself.
+    let mut digits = itoa::Buffer::new();
     for (d, dname) in DIRECTIONS {
         for (c, cname) in CLASSES {
             let p = counters.pairs[pair_index(d, c)];
             let v = if bytes { p.bytes } else { p.packets };
-            let _ = writeln!(
-                out,
-                "{name}{{{labels}direction=\"{dname}\",class=\"{cname}\"}} {v}"
-            );
+            out.push_str(name);
+            out.push('{');
+            out.push_str(labels);
+            out.push_str("direction=\"");
+            out.push_str(dname);
+            out.push_str("\",class=\"");
+            out.push_str(cname);
+            out.push_str("\"} ");
+            out.push_str(digits.format(v));
+            out.push('\n');
         }
     }
 }
@@ -125,27 +134,39 @@ pub fn render(
     status: &DaemonStatus,
     series: SubscriberSeries,
 ) -> String {
-    let mut out = String::with_capacity(256 + records.len() * 8 * 96);
-    // Which subscribers get series of their own; the rest go into `subscriber="other"`.
-    let listed: Vec<&Record> = match series {
-        SubscriberSeries::All => records.to_vec(),
-        SubscriberSeries::None => Vec::new(),
-        SubscriberSeries::Top(n) => {
-            let mut by_volume: Vec<&Record> = records.to_vec();
-            // Partition first (linear), then sort only the N listed.
-            if n < by_volume.len() {
-                by_volume.select_nth_unstable_by_key(n, |r| std::cmp::Reverse(volume(&r.total)));
-                by_volume.truncate(n);
-            }
-            by_volume.sort_unstable_by_key(|r| std::cmp::Reverse(volume(&r.total)));
-            by_volume
-        }
-    };
-    let mut other = SubscriberCounters::default();
+    // One pass over the books: the aggregate and, for top N, each subscriber's volume.
     let mut all = SubscriberCounters::default();
+    let mut by_volume: Vec<(std::cmp::Reverse<u64>, &Record)> = Vec::new();
+    let top = match series {
+        SubscriberSeries::Top(n) => Some(n),
+        _ => None,
+    };
+    if top.is_some() {
+        by_volume.reserve(records.len());
+    }
     for r in records {
         add(&mut all, &r.total);
+        if top.is_some() {
+            by_volume.push((std::cmp::Reverse(volume(&r.total)), *r));
+        }
     }
+    // Which subscribers get series of their own; the rest go into `subscriber="other"`.
+    let listed: Vec<&Record> = match (series, top) {
+        (SubscriberSeries::All, _) => records.to_vec(),
+        (_, Some(n)) => {
+            // Partition first (linear), then sort only the N listed.
+            if n < by_volume.len() {
+                by_volume.select_nth_unstable_by_key(n, |x| x.0);
+                by_volume.truncate(n);
+            }
+            by_volume.sort_unstable_by_key(|x| x.0);
+            by_volume.into_iter().map(|(_, r)| r).collect()
+        }
+        _ => Vec::new(),
+    };
+    // About 12 series of 80 bytes per listed subscriber, plus the fixed families.
+    let mut out = String::with_capacity(16 * 1024 + listed.len() * 12 * 80);
+    let mut other = SubscriberCounters::default();
     if listed.len() < records.len() {
         let mut in_list = SubscriberCounters::default();
         for r in &listed {
