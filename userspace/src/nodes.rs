@@ -39,15 +39,7 @@ const HEADER: [&str; 6] = [
 impl Nodes {
     /// Reads and checks a nodes file.
     pub fn load(path: &Path) -> Result<Nodes, TableErrors> {
-        match std::fs::read(path) {
-            Ok(bytes) => Nodes::parse(&bytes, path),
-            Err(e) => Err(TableErrors(vec![TableError {
-                path: path.to_owned(),
-                line: 0,
-                field: "file",
-                message: format!("cannot read the nodes file: {e}"),
-            }])),
-        }
+        Nodes::parse(&crate::table::read_file(path, "the nodes file")?, path)
     }
 
     /// Parses and checks nodes file bytes; `path` only names the file in errors.

@@ -73,18 +73,22 @@ impl fmt::Display for TableErrors {
 
 const HEADER: [&str; 4] = ["id", "name", "plan", "prefixes"];
 
+/// The bytes of a CSV file, or the error naming it (`what`: "the subscriber table", ...).
+pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TableErrors> {
+    std::fs::read(path).map_err(|e| {
+        TableErrors(vec![TableError {
+            path: path.to_owned(),
+            line: 0,
+            field: "file",
+            message: format!("cannot read {what}: {e}"),
+        }])
+    })
+}
+
 impl Table {
     /// Reads and checks a table file.
     pub fn load(path: &Path) -> Result<Table, TableErrors> {
-        match std::fs::read(path) {
-            Ok(bytes) => Table::parse(&bytes, path),
-            Err(e) => Err(TableErrors(vec![TableError {
-                path: path.to_owned(),
-                line: 0,
-                field: "file",
-                message: format!("cannot read the subscriber table: {e}"),
-            }])),
-        }
+        Table::parse(&read_file(path, "the subscriber table")?, path)
     }
 
     /// Parses and checks table bytes; `path` only names the file in errors.
