@@ -59,3 +59,15 @@ if [ $need_linker -eq 1 ]; then
     LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --locked -q \
         --no-default-features --features llvm-22 >/dev/null
 fi
+
+# bpffs for pinned maps and links. quid mounts it itself when it is missing, but the tests start
+# several daemons at once: mounting it here first keeps two of them from stacking two mounts.
+if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != "bpf_fs" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        say "bpffs is not mounted at /sys/fs/bpf: run this script as root, or mount -t bpf bpf /sys/fs/bpf"
+        exit 1
+    fi
+    say "mounting bpffs at /sys/fs/bpf"
+    mkdir -p /sys/fs/bpf
+    mount -t bpf bpf /sys/fs/bpf
+fi
