@@ -227,12 +227,22 @@ impl Registry {
         &self.slots
     }
 
-    /// Releases the slot of a removed subscriber whose final counts were read.
-    pub fn release(&mut self, id: &str) -> Option<u32> {
-        if self.table.subscribers.iter().any(|s| s.id == id) {
-            return None;
+    /// Releases the slots of removed subscribers whose final counts were read; ids still in
+    /// the installed table keep theirs. Returns how many slots were freed.
+    pub fn release(&mut self, ids: &[String]) -> usize {
+        let installed: std::collections::HashSet<&str> = self
+            .table
+            .subscribers
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        let mut freed = 0;
+        for id in ids {
+            if !installed.contains(id.as_str()) && self.slots.release(id).is_some() {
+                freed += 1;
+            }
         }
-        self.slots.release(id)
+        freed
     }
 
     /// (map, entries in use, capacity) of the lookup maps (both generations) and the slots.
@@ -341,22 +351,8 @@ impl Registry {
         let (plan, want, pools) = self.desired(dp.sizes, g, table);
         let have = std::mem::take(&mut self.entries[g as usize]);
         write_pools(dp, &plan, &pools)?;
-        sync_map::<V4Key>(
-            dp,
-            "SUB_V4",
-            &have.v4,
-            &want.v4,
-            |m, k, v| m.insert(k, v, 0),
-            |m, k| m.remove(k),
-        )?;
-        sync_map::<V6Key>(
-            dp,
-            "SUB_V6",
-            &have.v6,
-            &want.v6,
-            |m, k, v| m.insert(k, v, 0),
-            |m, k| m.remove(k),
-        )?;
+        sync_map::<V4Key>(dp, "SUB_V4", &have.v4, &want.v4)?;
+        sync_map::<V6Key>(dp, "SUB_V6", &have.v6, &want.v6)?;
         sync_trie::<V4TrieData>(dp, "SUB_V4_TRIE", &have.t4, &want.t4)?;
         sync_trie::<V6TrieData>(dp, "SUB_V6_TRIE", &have.t6, &want.t6)?;
         let mut plans: Array<&mut MapData, LookupPlan> = map(dp, "LOOKUP_PLAN")?;
@@ -467,23 +463,17 @@ fn sync_map<K>(
     name: &'static str,
     have: &HashMap<K, PrefixTarget>,
     want: &HashMap<K, PrefixTarget>,
-    insert: impl Fn(
-        &mut BpfHash<&mut MapData, K, PrefixTarget>,
-        K,
-        PrefixTarget,
-    ) -> Result<(), aya::maps::MapError>,
-    remove: impl Fn(&mut BpfHash<&mut MapData, K, PrefixTarget>, &K) -> Result<(), aya::maps::MapError>,
 ) -> Result<(), DatapathError>
 where
     K: aya::Pod + Eq + std::hash::Hash,
 {
     let mut m: BpfHash<&mut MapData, K, PrefixTarget> = map(dp, name)?;
     for k in have.keys().filter(|k| !want.contains_key(k)) {
-        remove(&mut m, k).map_err(|e| map_err(name, e))?;
+        m.remove(k).map_err(|e| map_err(name, e))?;
     }
     for (k, v) in want {
         if have.get(k) != Some(v) {
-            insert(&mut m, *k, *v).map_err(|e| map_err(name, e))?;
+            m.insert(k, *v, 0).map_err(|e| map_err(name, e))?;
         }
     }
     Ok(())
