@@ -48,8 +48,14 @@ impl History {
 
     /// Records an accepted report (in memory; the store holds the durable copy).
     pub fn accept(&mut self, r: &Report, p: Period) {
-        self.last_seq = Some(self.last_seq.map_or(r.seq, |s| s.max(r.seq)));
-        self.signatures.insert(r.seq, r.signature.clone());
+        self.record(r.seq, r.signature.clone(), p);
+    }
+
+    /// Records an accepted report by its sequence number, signature and period (also what
+    /// the store replays after a restart).
+    pub fn record(&mut self, seq: u64, signature: String, p: Period) {
+        self.last_seq = Some(self.last_seq.map_or(seq, |s| s.max(seq)));
+        self.signatures.insert(seq, signature);
         self.periods.insert(p.start, p.end);
     }
 }

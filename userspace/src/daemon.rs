@@ -236,9 +236,8 @@ impl State<'_> {
         // The removed subscribers' prefixes are gone from both generations: one more read
         // gives their final counts, then their slots can be reused.
         self.read_interval()?;
-        for id in self.books.retire(table)? {
-            self.registry.release(&id);
-        }
+        let gone = self.books.retire(table)?;
+        self.registry.release(&gone);
         Ok(change)
     }
 
@@ -252,7 +251,7 @@ impl State<'_> {
     /// Settles the reports the books now cover.
     fn settle(&mut self) {
         let Some(intake) = &self.intake else { return };
-        let Ok(nodes) = intake.lock().map(|i| i.nodes().clone()) else {
+        let Ok(nodes) = intake.lock().map(|i| i.nodes()) else {
             return;
         };
         match self.books.settle(&nodes, &self.config.settlement) {

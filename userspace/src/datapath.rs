@@ -248,12 +248,11 @@ pub fn remove_pins(dir: &Path) -> Result<usize, DatapathError> {
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
-    let read = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
-    if read.is_ok() {
+    // getrandom only fails without any entropy source; then the clock still tells two map
+    // creations on this machine apart, which is all the instance is for.
+    if getrandom::fill(&mut b).is_ok() {
         return u64::from_ne_bytes(b);
     }
-    // Only needs to differ between map creations on this machine.
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

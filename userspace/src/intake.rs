@@ -45,7 +45,8 @@ struct Bucket {
 /// Everything the intake needs; shared behind a mutex (admission and the durable insert of one
 /// report happen as one step, so two copies of a report can never both be accepted).
 pub struct Intake {
-    nodes: Nodes,
+    /// Shared, so settlement can use the registered nodes without copying them.
+    nodes: Arc<Nodes>,
     histories: HashMap<String, History>,
     store: Store,
     limits: Limits,
@@ -79,7 +80,7 @@ impl Intake {
             counts.rejections.insert(code, 0);
         }
         Ok(Intake {
-            nodes,
+            nodes: Arc::new(nodes),
             histories,
             store,
             limits,
@@ -92,12 +93,12 @@ impl Intake {
 
     /// Replaces the registered nodes (a reloaded nodes file); histories are kept.
     pub fn set_nodes(&mut self, nodes: Nodes) {
-        self.nodes = nodes;
+        self.nodes = Arc::new(nodes);
     }
 
     /// The registered nodes.
-    pub fn nodes(&self) -> &Nodes {
-        &self.nodes
+    pub fn nodes(&self) -> Arc<Nodes> {
+        self.nodes.clone()
     }
 
     fn count(&mut self, outcome: &'static str) {
@@ -208,17 +209,18 @@ async fn receive(
 ) -> (StatusCode, axum::Json<serde_json::Value>) {
     let now = crate::daemon::now() as i64;
     // The commit blocks: keep it off the async workers.
-    let answer = tokio::task::spawn_blocking(move || match intake.lock() {
-        Ok(mut i) => i.handle(&body, now),
-        Err(_) => (
+    // A poisoned lock or a failed task: nothing was recorded, so the node may retry.
+    let unavailable = || {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "refused", "reason": "unavailable", "message": "retry later"}),
-        ),
+        )
+    };
+    let answer = tokio::task::spawn_blocking(move || match intake.lock() {
+        Ok(mut i) => i.handle(&body, now),
+        Err(_) => unavailable(),
     })
     .await
-    .unwrap_or((
-        StatusCode::SERVICE_UNAVAILABLE,
-        json!({"status": "refused", "reason": "unavailable", "message": "retry later"}),
-    ));
+    .unwrap_or_else(|_| unavailable());
     (answer.0, axum::Json(answer.1))
 }

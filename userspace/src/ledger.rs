@@ -147,7 +147,7 @@ impl Store {
                 "SELECT seq, at, subscriber, kind, amount, reference, prev, hash FROM ledger
                  WHERE ?1 IS NULL OR subscriber = ?1 ORDER BY seq",
             )
-            .map_err(|e| self.sql_error(e))?;
+            .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([subscriber], |r| {
                 Ok(Entry {
@@ -161,9 +161,8 @@ impl Store {
                     hash: r.get(7)?,
                 })
             })
-            .map_err(|e| self.sql_error(e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.sql_error(e))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// Balances by subscriber, derived from every entry.

@@ -113,7 +113,7 @@ impl Store {
                 "SELECT start, end, up_grid_bytes + down_grid_bytes FROM usage
                  WHERE subscriber = ?1 AND end >= ?2 AND start <= ?3",
             )
-            .map_err(|e| self.sql_error(e))?;
+            .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![subscriber, start, end], |r| {
                 Ok((
@@ -122,10 +122,10 @@ impl Store {
                     r.get::<_, i64>(2)?,
                 ))
             })
-            .map_err(|e| self.sql_error(e))?;
+            .map_err(|e| self.sql(e))?;
         let mut total = 0u128;
         for row in rows {
-            let (s, e, bytes) = row.map_err(|e| self.sql_error(e))?;
+            let (s, e, bytes) = row.map_err(|e| self.sql(e))?;
             let bytes = bytes.max(0) as u128;
             if e <= s {
                 // A read within one second: it lies inside the period or outside it.
@@ -160,7 +160,7 @@ impl Store {
                      FROM reports WHERE outcome = 'pending' AND period_end <= ?1
                      ORDER BY received_at, node, seq",
                 )
-                .map_err(|e| self.sql_error(e))?;
+                .map_err(|e| self.sql(e))?;
             let rows = stmt
                 .query_map([metered_until], |r| {
                     Ok((
@@ -175,9 +175,8 @@ impl Store {
                         r.get(8)?,
                     ))
                 })
-                .map_err(|e| self.sql_error(e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| self.sql_error(e))?
+                .map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
         };
         let mut settled = Vec::new();
         for (node, seq, start, end, cpu, storage, energy, sent, received) in pending {

@@ -156,11 +156,8 @@ impl Store {
         &self.path
     }
 
-    pub(crate) fn sql_error(&self, source: rusqlite::Error) -> StoreError {
-        self.sql(source)
-    }
-
-    fn sql(&self, source: rusqlite::Error) -> StoreError {
+    /// The error for a failed statement on this store.
+    pub(crate) fn sql(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sql {
             path: self.path.clone(),
             source,
@@ -392,10 +389,9 @@ impl Store {
         let mut out: std::collections::HashMap<String, crate::admit::History> = Default::default();
         for row in rows {
             let (node, seq, start, end, sig) = row.map_err(|e| self.sql(e))?;
-            let h = out.entry(node).or_default();
-            h.last_seq = Some(h.last_seq.map_or(seq, |s| s.max(seq)));
-            h.signatures.insert(seq, sig);
-            h.periods.insert(start, end);
+            out.entry(node)
+                .or_default()
+                .record(seq, sig, crate::report::Period { start, end });
         }
         Ok(out)
     }
