@@ -51,12 +51,7 @@ impl Nodes {
             field,
             message,
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .comment(Some(b'#'))
-            .trim(csv::Trim::All)
-            .from_reader(bytes);
+        let mut reader = crate::table::csv_reader(bytes);
         let mut nodes = Nodes::default();
         let mut header = false;
         for record in reader.records() {

@@ -73,6 +73,17 @@ impl fmt::Display for TableErrors {
 
 const HEADER: [&str; 4] = ["id", "name", "plan", "prefixes"];
 
+/// A reader for quid's CSV files: the header is checked by hand (to report it), rows may have
+/// the wrong field count (reported per row), `#` starts a comment, fields are trimmed.
+pub(crate) fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(bytes)
+}
+
 /// The bytes of a CSV file, or the error naming it (`what`: "the subscriber table", ...).
 pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TableErrors> {
     std::fs::read(path).map_err(|e| {
@@ -100,12 +111,7 @@ impl Table {
             field,
             message,
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .comment(Some(b'#'))
-            .trim(csv::Trim::All)
-            .from_reader(bytes);
+        let mut reader = csv_reader(bytes);
         let mut subscribers = Vec::new();
         let mut ids: HashMap<String, u64> = HashMap::new();
         let mut owners: HashMap<IpNet, (u64, String)> = HashMap::new();
