@@ -201,6 +201,8 @@ impl Books {
         let mut changed = Vec::new();
         let mut usage = Vec::new();
         let mut entries = Vec::new();
+        // What each changed record held before, to put back if the commit fails.
+        let mut before = Vec::new();
         for r in self.records.values_mut() {
             let Some(slot) = r.slot else { continue };
             let current = counters(slot as usize);
@@ -208,6 +210,7 @@ impl Books {
             if delta == SubscriberCounters::default() {
                 continue;
             }
+            before.push((r.last, r.total));
             r.last = current;
             let before = r.total;
             add(&mut r.total, &delta);
@@ -243,7 +246,17 @@ impl Books {
             meta.push((ALLOWANCE_MONTH, month));
         }
         // Usage, debits, allowances and the interval's end commit together or not at all.
-        self.store.commit_with(&refs, &rows, &entries, &meta)?;
+        if let Err(e) = self.store.commit_with(&refs, &rows, &entries, &meta) {
+            // Disk full, store unwritable: the counts stay in the kernel, so forget this read
+            // and the next interval covers the whole time since the last commit.
+            for (id, (last, total)) in changed.iter().zip(before) {
+                if let Some(r) = self.records.get_mut(id) {
+                    r.last = last;
+                    r.total = total;
+                }
+            }
+            return Err(e.into());
+        }
         self.last_end = now;
         summary.write_seconds = began.elapsed().as_secs_f64();
         Ok(summary)
@@ -423,5 +436,49 @@ mod tests {
             crate::ledger::verify(&books.store().entries(None).unwrap()).unwrap(),
             720 + 1 + 30
         );
+    }
+
+    #[test]
+    fn a_failed_commit_loses_nothing_the_next_interval_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut books, _) = Books::open(Store::open(dir.path()).unwrap(), 1, false, 1000).unwrap();
+        books.tariff = Tariff {
+            download_internet_gb: 1_000_000,
+            ..Tariff::default()
+        };
+        let table =
+            Table::parse(b"id,name,plan,prefixes\nalice,A,home,100.64.0.1\n", "t.csv".as_ref())
+                .unwrap();
+        books
+            .install(&table, &Slots::from_assignments([("alice".to_owned(), 0)]), &[])
+            .unwrap();
+        let down = |gb: u64| {
+            let mut c = SubscriberCounters::default();
+            c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = gb * 1_000_000_000;
+            c
+        };
+        books.interval(|_| down(1), 1010).unwrap();
+        // The store refuses writes (as on a full disk) for two intervals.
+        let ro = |books: &Books, on: bool| {
+            books
+                .store
+                .connection()
+                .execute_batch(&format!("PRAGMA query_only = {}", on as i32))
+                .unwrap()
+        };
+        ro(&books, true);
+        assert!(books.interval(|_| down(3), 1020).is_err());
+        assert!(books.interval(|_| down(4), 1030).is_err());
+        ro(&books, false);
+        books.interval(|_| down(6), 1040).unwrap();
+        let usage = books.store().usage("alice", 0, 2000).unwrap();
+        let spans: Vec<(u64, u64)> = usage.iter().map(|u| (u.start, u.end)).collect();
+        assert_eq!(spans, [(1000, 1010), (1010, 1040)]);
+        let bytes: u64 = usage
+            .iter()
+            .map(|u| u.counters.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes)
+            .sum();
+        assert_eq!(bytes, 6_000_000_000, "every byte the kernel counted is in the books");
+        assert_eq!(books.store().balances().unwrap()["alice"], -6_000_000);
     }
 }

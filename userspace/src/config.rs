@@ -45,6 +45,12 @@ pub struct Config {
     pub tariff: crate::tariff::Tariff,
     #[serde(default)]
     pub settlement: crate::settle::SettlementConfig,
+    #[serde(default)]
+    pub operator: crate::operator::OperatorConfig,
+    #[serde(default)]
+    pub tls: crate::tls::TlsConfig,
+    #[serde(default)]
+    pub http: crate::serve::HttpLimits,
 }
 
 /// `[reports]`: the node report intake (off unless `listen` is set).
@@ -472,6 +478,15 @@ impl Config {
         }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);
+        }
+        for p in [
+            &mut config.operator.token_file,
+            &mut config.tls.cert,
+            &mut config.tls.key,
+        ] {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         Ok(config)
     }

@@ -26,6 +26,7 @@ use crate::{
     metrics::{self, DaemonStatus},
     registry::{self, Registry},
     reload::ReloadResult,
+    serve,
     snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
     store::{Status, Store},
     table::Table,
@@ -33,8 +34,20 @@ use crate::{
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    crate::privilege::check(&[
+        &config.metrics.listen,
+        &config.reports.listen,
+        &config.operator.listen,
+    ])?;
     let table = Table::load(&config.subscribers.file)
         .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
+    // Everything that can be refused is checked before the kernel is touched.
+    let tls = config.tls.acceptor()?;
+    let token = if config.operator.listen.is_empty() {
+        None
+    } else {
+        Some(crate::operator::Token::load(&config.operator.token_file)?)
+    };
     let sizes = config.subscribers.sizes();
     registry::check_fits(&table, sizes)?;
     let state_dir = &config.daemon.state_dir;
@@ -78,17 +91,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => Registry::new(config.subscribers.hash_lengths),
     };
     let exposition = Arc::new(RwLock::new(String::new()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = Vec::new();
     if !config.metrics.listen.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on metrics.listen = {}",
-                    config.metrics.listen
-                )
-            })?;
+        let listener = bind("metrics.listen", &config.metrics.listen).await?;
         info!("serving /metrics on http://{}", config.metrics.listen);
-        tokio::spawn(serve_metrics(listener, exposition.clone()));
+        let stats = Arc::default();
+        http.push(("metrics", Arc::clone(&stats)));
+        // Plain HTTP: read-only, and Prometheus scrapes it from the management side.
+        let app = metrics_router(exposition.clone());
+        tokio::spawn(serve::serve("metrics", listener, app, config.http, None, stats));
+    }
+    let (control_tx, control) = tokio::sync::mpsc::channel(4);
+    let mut operator_counts = None;
+    if let Some(token) = token {
+        let listener = bind("operator.listen", &config.operator.listen).await?;
+        let counts = crate::operator::Counts::default();
+        operator_counts = Some(counts.clone());
+        let api = crate::operator::Api {
+            token,
+            control: control_tx.clone(),
+            state_dir: config.daemon.state_dir.clone(),
+            operator_key: config.settlement.operator_key.clone(),
+            counts,
+        };
+        info!(
+            "operator API on {scheme}://{}/v1/operator/ (token from {})",
+            config.operator.listen,
+            config.operator.token_file.display()
+        );
+        let stats = Arc::default();
+        http.push(("operator", Arc::clone(&stats)));
+        let app = crate::operator::router(api);
+        tokio::spawn(serve::serve(
+            "operator",
+            listener,
+            app,
+            config.http,
+            tls.clone(),
+            stats,
+        ));
     }
     let intake = if config.reports.listen.is_empty() {
         None
@@ -107,22 +149,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             r.rate_per_node,
             r.burst_per_node,
         )?));
-        let listener = tokio::net::TcpListener::bind(&r.listen)
-            .await
-            .with_context(|| format!("cannot listen on reports.listen = {}", r.listen))?;
-        info!("accepting node reports on http://{}/v1/reports", r.listen);
+        let listener = bind("reports.listen", &r.listen).await?;
+        info!("accepting node reports on {scheme}://{}/v1/reports", r.listen);
         let app = crate::intake::router(intake.clone(), r.max_body_bytes);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                error!("the report listener failed: {e}");
-            }
-        });
+        let stats = Arc::default();
+        http.push(("reports", Arc::clone(&stats)));
+        tokio::spawn(serve::serve(
+            "reports",
+            listener,
+            app,
+            config.http,
+            tls.clone(),
+            stats,
+        ));
         Some(intake)
     };
     let mut state = State {
         intake,
         exposition,
-        status: DaemonStatus::default(),
+        status: DaemonStatus {
+            http,
+            operator: operator_counts,
+            ..DaemonStatus::default()
+        },
+        control,
+        missing: Default::default(),
         config: &config,
         dp,
         registry,
@@ -217,6 +268,10 @@ struct State<'a> {
     intake: Option<Arc<std::sync::Mutex<crate::intake::Intake>>>,
     /// The exposition `/metrics` serves, rendered once per interval.
     exposition: Arc<RwLock<String>>,
+    /// Configured interfaces that are gone (said once, until they are back).
+    missing: std::collections::BTreeSet<String>,
+    /// Requests from the operator API.
+    control: tokio::sync::mpsc::Receiver<crate::operator::Control>,
     status: DaemonStatus,
     config: &'a Config,
     dp: Datapath,
@@ -242,7 +297,10 @@ impl State<'_> {
     }
 
     fn read_interval(&mut self) -> anyhow::Result<books::IntervalSummary> {
-        let summary = self.books.interval(|s| self.dp.counters.slot(s), now())?;
+        let summary = self
+            .books
+            .interval(|s| self.dp.counters.slot(s), now())
+            .inspect_err(|_| self.status.commit_failures += 1)?;
         self.status.read_seconds = summary.read_seconds;
         self.status.write_seconds = summary.write_seconds;
         Ok(summary)
@@ -365,6 +423,49 @@ impl State<'_> {
         }
     }
 
+    /// Re-attaches to configured interfaces that were deleted and created again (a new
+    /// ifindex), and says when one disappears. Subscriber counts carry on; the interface's
+    /// own buckets start again from zero, as they belong to the new ifindex.
+    fn follow_interfaces(&mut self) {
+        for iface in &self.config.interfaces {
+            let name = &iface.name.get_ref().0;
+            let now = nix::net::if_::if_nametoindex(name.as_str()).ok();
+            let was = self
+                .dp
+                .attachments
+                .iter()
+                .find(|a| &a.name == name)
+                .map(|a| a.ifindex);
+            match (was, now) {
+                (Some(old), Some(new)) if old == new => {
+                    self.missing.remove(name);
+                }
+                (_, None) => {
+                    if self.missing.insert(name.clone()) {
+                        warn!("{name} disappeared: nothing is counted on it until it is back");
+                    }
+                }
+                (_, Some(new)) => {
+                    let attached = self
+                        .dp
+                        .release(name)
+                        .and_then(|()| self.dp.attach(name, iface.role, iface.xdp_mode).cloned());
+                    match attached {
+                        Ok(a) => {
+                            self.missing.remove(name);
+                            self.status.reattachments += 1;
+                            info!(
+                                "{name} is back (ifindex {new}): re-attached in {} mode",
+                                a.mode
+                            );
+                        }
+                        Err(e) => error!("{name} is back but re-attaching failed (will retry): {e}"),
+                    }
+                }
+            }
+        }
+    }
+
     /// Reloads the nodes file; a bad file leaves the registered nodes untouched.
     fn reload_nodes(&mut self) {
         self.nodes_stamp = stamp(&self.config.reports.nodes);
@@ -461,12 +562,20 @@ impl State<'_> {
                     }
                 }
                 _ = watch.tick() => {
+                    self.follow_interfaces();
                     if stamp(&self.config.subscribers.file) != self.table_stamp {
                         self.reload("the table file changed");
                     }
                     if self.intake.is_some() && stamp(&self.config.reports.nodes) != self.nodes_stamp {
                         self.reload_nodes();
                     }
+                }
+                Some(crate::operator::Control::Reload(reply)) = self.control.recv() => {
+                    let result = self.reload("operator API");
+                    if self.intake.is_some() {
+                        self.reload_nodes();
+                    }
+                    let _ = reply.send(result);
                 }
                 _ = sighup.recv() => {
                     self.reload("SIGHUP");
@@ -532,18 +641,23 @@ impl State<'_> {
 }
 
 /// Answers `GET /metrics` with the last rendered exposition.
-async fn serve_metrics(listener: tokio::net::TcpListener, exposition: Arc<RwLock<String>>) {
-    use axum::{Router, http::header, routing::get};
-    let app = Router::new().route(
+/// Binds the listener configured as `key`.
+async fn bind(key: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} = {addr}"))
+}
+
+/// `GET /metrics`, read-only: every other method is answered 405.
+fn metrics_router(exposition: Arc<RwLock<String>>) -> axum::Router {
+    use axum::{http::header, routing::get};
+    axum::Router::new().route(
         "/metrics",
         get(move || {
             let text = exposition.read().map(|e| e.clone()).unwrap_or_default();
             async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
         }),
-    );
-    if let Err(e) = axum::serve(listener, app).await {
-        error!("the metrics listener failed: {e}");
-    }
+    )
 }
 
 async fn readable<T: std::os::fd::AsRawFd>(

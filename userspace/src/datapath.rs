@@ -178,14 +178,18 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<(), DatapathError> {
         )
         .map_err(|e| {
             pin_err(format!(
-                "bpffs is not mounted at /sys/fs/bpf and mounting it failed: {e}"
+                "bpffs is not mounted at /sys/fs/bpf and mounting it failed: {e} (mounting \
+                 needs CAP_SYS_ADMIN, which quid does not otherwise need: mount it at boot with \
+                 `mount -t bpf bpf /sys/fs/bpf`, as systemd does)"
             ))
         })?;
         info!("mounted bpffs at /sys/fs/bpf");
     }
     std::fs::create_dir_all(dir).map_err(|e| {
         pin_err(format!(
-            "cannot create it: {e} (bpffs names cannot contain '.')"
+            "cannot create it: {e} (bpffs names cannot contain '.'; when quid runs as its \
+             own user, create it for that user: install -d -o quid -g quid -m 0750 DIR, as \
+             the shipped quid.service does)"
         ))
     })?;
     if !is_bpffs(dir) {
@@ -281,14 +285,16 @@ pub struct Datapath {
     pub sizes: Sizes,
     pub ebpf: Ebpf,
     pub attachments: Vec<Attachment>,
-    links: Vec<(&'static str, XdpLinkId)>,
+    /// (interface, program, link) for links this process owns unpinned or adopted.
+    links: Vec<(String, &'static str, XdpLinkId)>,
     /// Where maps and links are pinned (`None`: nothing outlives the daemon).
     pin_dir: Option<PathBuf>,
     /// The pinned maps' META: read from the pins when adopted, written when created.
     pub meta: Meta,
     /// Whether the maps were adopted from a previous daemon rather than created.
     pub adopted: bool,
-    pinned_links: Vec<PinnedLink>,
+    /// (interface, link) for links this process pinned.
+    pinned_links: Vec<(String, PinnedLink)>,
 }
 
 impl Datapath {
@@ -486,7 +492,7 @@ impl Datapath {
                     mode: "adopted",
                     source,
                 })?;
-            self.links.push((program_name, id));
+            self.links.push((name.into(), program_name, id));
             self.attachments.push(Attachment {
                 name: name.into(),
                 ifindex,
@@ -535,9 +541,9 @@ impl Datapath {
                 ))
             })?;
             let pinned = fd.pin(&path).map_err(|e| pin_err(e.to_string()))?;
-            self.pinned_links.push(pinned);
+            self.pinned_links.push((name.into(), pinned));
         } else {
-            self.links.push((program_name, link));
+            self.links.push((name.into(), program_name, link));
         }
         self.attachments.push(Attachment {
             name: name.into(),
@@ -569,6 +575,31 @@ impl Datapath {
         Ok(dropped)
     }
 
+    /// Forgets the attachment to `name` whose interface was deleted: its link is defunct, so
+    /// it is dropped and its pin removed; `attach` can then attach to the new interface.
+    pub fn release(&mut self, name: &str) -> Result<(), DatapathError> {
+        self.attachments.retain(|a| a.name != name);
+        let (mine, rest) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(n, _, _)| n == name);
+        self.links = rest;
+        for (_, program_name, link) in mine {
+            // A defunct link may refuse the detach; dropping it is what matters.
+            let _ = self.program(program_name)?.detach(link);
+        }
+        self.pinned_links.retain(|(n, _)| n != name);
+        if let Some(dir) = &self.pin_dir {
+            let pin = dir.join(format!("link_{name}"));
+            if pin.exists() {
+                std::fs::remove_file(&pin).map_err(|e| DatapathError::Pin {
+                    dir: dir.clone(),
+                    message: format!("removing {}: {e}", pin.display()),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Detaches everything and removes every pin, so nothing of quid stays in the kernel.
     pub fn unpin_all(&mut self) -> Result<(), DatapathError> {
         self.detach_all()?;
@@ -581,7 +612,7 @@ impl Datapath {
 
     /// Detaches every program but keeps the maps, so the final counts can still be read.
     pub fn detach_all(&mut self) -> Result<(), DatapathError> {
-        for (program_name, link) in std::mem::take(&mut self.links) {
+        for (_, program_name, link) in std::mem::take(&mut self.links) {
             self.program(program_name)?
                 .detach(link)
                 .map_err(|source| DatapathError::Program {

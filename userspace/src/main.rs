@@ -89,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// Operator API tools.
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
     /// Check a config and its subscriber table without touching the kernel.
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
@@ -170,6 +175,18 @@ enum NodeAction {
         grid_bytes_received: u64,
         #[arg(long, default_value_t = 5)]
         attempts: u32,
+        /// Trust the certificates in this PEM file (a router with a private certificate).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorAction {
+    /// Write a new operator API token to FILE (mode 0640); point operator.token_file at it.
+    Token {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -349,18 +366,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node {
             action: NodeAction::Keygen { out },
         } => {
-            use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
             let key = quid::report::keygen()?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&out)
-                .with_context(|| {
-                    format!("cannot create {} (it must not exist yet)", out.display())
-                })?;
-            writeln!(f, "{}", hex::encode(key.to_bytes()))?;
+            write_secret(&out, 0o600, &hex::encode(key.to_bytes()))?;
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
+            Ok(())
+        }
+        Command::Operator {
+            action: OperatorAction::Token { out },
+        } => {
+            let token = quid::operator::new_token()
+                .map_err(|e| anyhow!("no randomness for the token: {e}"))?;
+            // 0640: the daemon's group reads it (chgrp quid), nobody else.
+            write_secret(&out, 0o640, &token)?;
+            println!(
+                "wrote a new operator token to {}; set operator.token_file to it",
+                out.display()
+            );
             Ok(())
         }
         Command::Node {
@@ -378,6 +399,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     grid_bytes_sent,
                     grid_bytes_received,
                     attempts,
+                    ca,
                 },
         } => {
             let key = quid::submit::read_key(&key)?;
@@ -393,7 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 grid_bytes_received,
                 signature: String::new(),
             };
-            let status = quid::submit::submit(report, &key, &url, attempts)?;
+            let status = quid::submit::submit(report, &key, &url, attempts, ca.as_deref())?;
             println!("{status}");
             Ok(())
         }
@@ -451,4 +473,17 @@ fn reload(config: &Config) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("quid (pid {pid}) did not answer the reload within 60 s")
+}
+
+/// Writes `text` to a new file `path` with `mode` (refusing to overwrite one).
+fn write_secret(path: &std::path::Path, mode: u32, text: &str) -> anyhow::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    writeln!(f, "{text}")?;
+    Ok(())
 }

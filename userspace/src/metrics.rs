@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 23] = [
+pub const FAMILIES: [&str; 25] = [
     "quid_subscriber_balance_credits",
     "quid_contribution_cpu_seconds_total",
     "quid_contribution_storage_byte_seconds_total",
@@ -44,6 +44,8 @@ pub const FAMILIES: [&str; 23] = [
     "quid_table_last_reload_success",
     "quid_subscribers",
     "quid_build_info",
+    "quid_xdp_reattachments_total",
+    "quid_store_commit_failures_total",
 ];
 
 /// The daemon's state that is not in the books.
@@ -65,7 +67,25 @@ pub struct DaemonStatus {
     pub balances: std::collections::HashMap<String, i64>,
     /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
     pub contributions: std::collections::HashMap<String, [f64; 3]>,
+    /// Interfaces re-attached after they were deleted and created again.
+    pub reattachments: u64,
+    /// Interval commits that failed (disk full, store unwritable); counting went on.
+    pub commit_failures: u64,
+    /// Each running HTTP listener's connection counts.
+    pub http: Vec<(&'static str, std::sync::Arc<crate::serve::ListenerStats>)>,
+    /// The operator API's requests per (action, outcome), when it runs.
+    pub operator: Option<crate::operator::Counts>,
 }
+
+/// Families emitted for the HTTP listeners (metrics, reports, operator API).
+pub const HTTP_FAMILIES: [&str; 3] = [
+    "quid_http_connections_open",
+    "quid_http_connections_total",
+    "quid_http_requests_timed_out_total",
+];
+
+/// Families emitted while the operator API runs.
+pub const OPERATOR_FAMILIES: [&str; 1] = ["quid_operator_requests_total"];
 
 /// Families emitted while the report intake runs.
 pub const REPORT_FAMILIES: [&str; 2] = ["quid_reports_total", "quid_report_rejections_total"];
@@ -511,9 +531,97 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
             }
         }
     }
+    for (name, help, v) in [
+        (
+            "quid_xdp_reattachments_total",
+            "Interfaces re-attached after they were deleted and created again.",
+            s.reattachments,
+        ),
+        (
+            "quid_store_commit_failures_total",
+            "Interval commits that failed (disk full, store unwritable); the kernel kept \
+             counting and the next good commit caught up.",
+            s.commit_failures,
+        ),
+    ] {
+        let c = prometheus::IntCounter::new(name, help).expect("valid metric name");
+        c.inc_by(v);
+        registry.register(Box::new(c)).expect("registered once");
+    }
+    http_metrics(&registry, s);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// The listeners' connection counts and the operator API's requests.
+fn http_metrics(registry: &Registry, s: &DaemonStatus) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let v = prometheus::IntCounterVec::new(Opts::new(name, help), labels).expect("valid");
+        registry
+            .register(Box::new(v.clone()))
+            .expect("registered once");
+        v
+    };
+    if !s.http.is_empty() {
+        let open = IntGaugeVec::new(
+            Opts::new(
+                "quid_http_connections_open",
+                "Connections open now per listener.",
+            ),
+            &["listener"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(open.clone()))
+            .expect("registered once");
+        let conns = counter(
+            "quid_http_connections_total",
+            "Connections per listener by outcome: accepted, or closed at once (listener full, \
+             too many from one address, failed TLS handshake).",
+            &["listener", "outcome"],
+        );
+        let timed_out = counter(
+            "quid_http_requests_timed_out_total",
+            "Requests answered 408 because they took longer than http.request_timeout_secs.",
+            &["listener"],
+        );
+        for (name, st) in &s.http {
+            open.with_label_values(&[*name])
+                .set(st.open.load(Relaxed) as i64);
+            for (outcome, n) in [
+                ("accepted", &st.accepted),
+                ("refused_full", &st.refused_full),
+                ("refused_per_ip", &st.refused_per_ip),
+                ("tls_failed", &st.tls_failed),
+            ] {
+                conns
+                    .with_label_values(&[*name, outcome])
+                    .inc_by(n.load(Relaxed));
+            }
+            timed_out
+                .with_label_values(&[*name])
+                .inc_by(st.timed_out.load(Relaxed));
+        }
+    }
+    if let Some(counts) = &s.operator {
+        let v = counter(
+            "quid_operator_requests_total",
+            "Operator API requests by action and outcome (missing_credential and \
+             bad_credential are refused logins).",
+            &["action", "outcome"],
+        );
+        // Present from the start, so a rate() over refused logins has a series to work on.
+        for outcome in ["ok", "missing_credential", "bad_credential"] {
+            v.with_label_values(&["reload", outcome]);
+        }
+        if let Ok(c) = counts.lock() {
+            for ((action, outcome), n) in c.iter() {
+                v.with_label_values(&[*action, *outcome]).inc_by(*n);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

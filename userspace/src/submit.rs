@@ -1,5 +1,5 @@
 //! `quid node report`: builds a report, signs it with the node's key and submits it, retrying
-//! when the answer says to (no answer, 429, 503). Resubmitting is safe: the daemon recognises
+//! when the answer says to (no answer, 408, 429, 503). Resubmitting is safe: the daemon recognises
 //! an identical report and answers `already_recorded`.
 
 use std::{path::Path, time::Duration};
@@ -20,22 +20,29 @@ pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&bytes))
 }
 
-/// Signs `report` and posts it to `url` (`http://host:port`), trying up to `attempts` times.
-/// Returns the daemon's status (`accepted` or `already_recorded`).
+/// Signs `report` and posts it to `url` (`http://host:port` or `https://host:port`), trying
+/// up to `attempts` times; `ca` is a PEM file of certificates to trust instead of the public
+/// roots. Returns the daemon's status (`accepted` or `already_recorded`).
 pub fn submit(
     mut report: Report,
     key: &SigningKey,
     url: &str,
     attempts: u32,
+    ca: Option<&Path>,
 ) -> anyhow::Result<String> {
     report.sign(key)?;
+    let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        agent = agent.tls_config(crate::tls::client_trusting(ca)?);
+    }
+    let agent = agent.build();
     let body = serde_json::to_string(&report)?;
     let endpoint = format!("{}/v1/reports", url.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     let mut last = String::new();
     for attempt in 1..=attempts.max(1) {
-        let answer = ureq::post(&endpoint)
-            .timeout(Duration::from_secs(10))
+        let answer = agent
+            .post(&endpoint)
             .set("Content-Type", "application/json")
             .send_string(&body);
         let (retry, text) = match answer {
@@ -56,7 +63,7 @@ pub fn submit(
                 let reason = v["reason"].as_str().unwrap_or("?").to_owned();
                 let message = v["message"].as_str().unwrap_or("").to_owned();
                 (
-                    code == 429 || code == 503,
+                    code == 408 || code == 429 || code == 503,
                     format!("{code} {reason}: {message}"),
                 )
             }

@@ -6,56 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Netns, http_here, veth, write_config_sections};
+use common::{Daemon, Netns, http_here, metric, now, report, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
-use quid::{
-    report::{Report, rfc3339},
-    store::Store,
-};
+use quid::{report::rfc3339, store::Store};
 use serde_json::Value;
 
 /// A request over loopback inside `ns`: (status, body).
 fn http(ns: &Netns, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
     ns.run(move || http_here(port, &method, &path, &body))
-}
-
-fn now() -> i64 {
-    quid::daemon::now() as i64
-}
-
-/// A signed one-hour report ending `end_ago` seconds ago.
-fn report(
-    key: &SigningKey,
-    node: &str,
-    seq: u64,
-    end_ago: i64,
-    edit: impl FnOnce(&mut Report),
-) -> Vec<u8> {
-    let t = now() - end_ago;
-    let mut r = Report {
-        node: node.into(),
-        seq,
-        period_start: rfc3339(t - 3600),
-        period_end: rfc3339(t),
-        cpu_core_seconds: 3600.0,
-        storage_byte_seconds: 1e9 * 3600.0,
-        energy_joules: 10.0 * 3600.0,
-        grid_bytes_sent: 5_000,
-        grid_bytes_received: 7_000,
-        signature: String::new(),
-    };
-    edit(&mut r);
-    if r.sign(key).is_err() {
-        r.signature = "00".repeat(64);
-    }
-    serde_json::to_vec(&r).unwrap()
-}
-
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series}"))
 }
 
 #[test]

@@ -238,13 +238,7 @@ pub fn write_config_sections(
     table: &str,
     sections: &str,
 ) -> PathBuf {
-    // On bpffs, named after the test's temp dir; a killed run's pins go with `remove_stale`.
-    let pin_dir = format!(
-        "/sys/fs/bpf/qt-{}-{}",
-        std::process::id(),
-        // bpffs refuses names with a '.'.
-        dir.file_name().unwrap().to_string_lossy().replace('.', "_")
-    );
+    let pin_dir = config_pin_dir(dir);
     let config = write_config_with(
         dir,
         interfaces,
@@ -254,6 +248,17 @@ pub fn write_config_sections(
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text + sections).unwrap();
     config
+}
+
+/// The pin directory of the config [`write_config_sections`] writes into `dir`: on bpffs, named
+/// after the test's temp dir; a killed run's pins go with `remove_stale`.
+pub fn config_pin_dir(dir: &Path) -> String {
+    format!(
+        "/sys/fs/bpf/qt-{}-{}",
+        std::process::id(),
+        // bpffs refuses names with a '.'.
+        dir.file_name().unwrap().to_string_lossy().replace('.', "_")
+    )
 }
 
 /// Writes `dir/nodes.csv` with one node `pi` of subscriber alice (2 cores, 1 GB, 10 W) whose
@@ -334,6 +339,12 @@ pub fn write_config_with(
 impl Daemon {
     /// Starts the daemon and waits until it has attached and written its first snapshot.
     pub fn start(ns: &Netns, config: &Path) -> Daemon {
+        Daemon::start_with(ns, config, &[])
+    }
+
+    /// Like [`Daemon::start`], with `quid` run by `wrapper` (setpriv, unshare, ...), which must
+    /// exec it so the child's pid stays quid's.
+    pub fn start_with(ns: &Netns, config: &Path, wrapper: &[String]) -> Daemon {
         let dir = config.parent().unwrap();
         let state_dir = dir.join("state");
         let log = dir.join("quid.log");
@@ -341,6 +352,7 @@ impl Daemon {
         // a fresh /sys, the daemon sees the host's bpffs, so its pins outlive it.
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", ns.name))
+            .args(wrapper)
             .args([env!("CARGO_BIN_EXE_quid"), "run", "--config"])
             .arg(config)
             .stdout(Stdio::null())
@@ -373,6 +385,11 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The daemon's pid (the wrappers exec quid).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     pub fn log(&self) -> String {
@@ -421,4 +438,69 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `args` (which must end by exiting) for at most 20 s: (exit success, stderr).
+pub fn run_bounded(args: &[String]) -> (bool, String) {
+    let mut child = Command::new(&args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.success(), err)
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    quid::daemon::now() as i64
+}
+
+/// A signed one-hour report ending `end_ago` seconds ago.
+pub fn report(
+    key: &ed25519_dalek::SigningKey,
+    node: &str,
+    seq: u64,
+    end_ago: i64,
+    edit: impl FnOnce(&mut quid::report::Report),
+) -> Vec<u8> {
+    let t = now() - end_ago;
+    let mut r = quid::report::Report {
+        node: node.into(),
+        seq,
+        period_start: quid::report::rfc3339(t - 3600),
+        period_end: quid::report::rfc3339(t),
+        cpu_core_seconds: 3600.0,
+        storage_byte_seconds: 1e9 * 3600.0,
+        energy_joules: 10.0 * 3600.0,
+        grid_bytes_sent: 5_000,
+        grid_bytes_received: 7_000,
+        signature: String::new(),
+    };
+    edit(&mut r);
+    if r.sign(key).is_err() {
+        r.signature = "00".repeat(64);
+    }
+    serde_json::to_vec(&r).unwrap()
+}
+
+/// The value of `series` (name and labels) in an exposition.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series}"))
 }

@@ -1,0 +1,394 @@
+//! The operator API, for a NOC's or billing system's tools on another host: table reload,
+//! ledger adjustments and signed statements. Every request needs the operator token
+//! (`Authorization: Bearer TOKEN`). Nodes never hold it: their reports are authenticated by
+//! their signatures alone, on the report listener.
+//!
+//! Why a token file and not a Unix socket: these actions must reach the router over the
+//! network, which a socket cannot; on the router itself the CLI already works through the file
+//! permissions of the store. The token is kept hashed in memory, compared in constant time,
+//! and refused at start if the file is readable by every user. Put the API on a management
+//! address and turn on `[tls]` so the token never crosses a network in clear.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Path as UrlPath, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use log::{info, warn};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{ledger::NewEntry, reload::ReloadResult, store::Store};
+
+/// `[operator]`: the operator API (off unless `listen` is set).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Where the API listens (a management address); "" turns it off.
+    #[serde(default)]
+    pub listen: String,
+    /// The file holding the token (`quid operator token` writes one); relative paths are
+    /// relative to the config file.
+    #[serde(default)]
+    pub token_file: PathBuf,
+}
+
+/// Shortest token accepted: 128 bits written as hex.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// A token file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("operator.token_file is not set: the operator API needs a token")]
+    NotSet,
+    #[error("operator.token_file {0}: cannot read it: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error(
+        "operator.token_file {0} is readable by every user (mode {1:o}): chmod 0640 it, owned by root:quid"
+    )]
+    WorldReadable(PathBuf, u32),
+    #[error(
+        "operator.token_file {0}: the token is {1} characters; use at least {MIN_TOKEN_CHARS} (quid operator token writes one)"
+    )]
+    Short(PathBuf, usize),
+}
+
+/// The operator token, as its SHA-256 (the token itself is not kept).
+#[derive(Clone)]
+pub struct Token([u8; 32]);
+
+impl Token {
+    /// Reads the token file: one line, at least [`MIN_TOKEN_CHARS`], not world-readable.
+    pub fn load(path: &Path) -> Result<Token, TokenError> {
+        if path.as_os_str().is_empty() {
+            return Err(TokenError::NotSet);
+        }
+        let meta = std::fs::metadata(path).map_err(|e| TokenError::Read(path.into(), e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            return Err(TokenError::WorldReadable(path.into(), mode));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| TokenError::Read(path.into(), e))?;
+        let token = text.trim();
+        if token.len() < MIN_TOKEN_CHARS {
+            return Err(TokenError::Short(path.into(), token.len()));
+        }
+        Ok(Token(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether `presented` is the token (constant time in its content).
+    pub fn matches(&self, presented: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        h.ct_eq(&self.0).into()
+    }
+}
+
+/// A fresh random token, 256 bits as hex.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+/// What the API asks of the daemon's main loop.
+pub enum Control {
+    /// Reload the table (and nodes) file now; answer with the result.
+    Reload(oneshot::Sender<ReloadResult>),
+}
+
+/// Requests per action and outcome, for the metrics.
+pub type Counts = Arc<Mutex<BTreeMap<(&'static str, &'static str), u64>>>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub token: Token,
+    pub control: mpsc::Sender<Control>,
+    pub state_dir: PathBuf,
+    pub operator_key: Option<PathBuf>,
+    pub counts: Counts,
+}
+
+impl Api {
+    fn count(&self, action: &'static str, outcome: &'static str) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry((action, outcome)).or_default() += 1;
+        }
+    }
+}
+
+/// The API's routes, all behind the token check.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/operator/reload", post(reload))
+        .route("/v1/operator/adjust", post(adjust))
+        .route(
+            "/v1/operator/statements/{subscriber}/{period}",
+            get(statement),
+        )
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api)
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn refused(status: StatusCode, reason: &str, message: impl std::fmt::Display) -> Response {
+    answer(
+        status,
+        json!({"status": "refused", "reason": reason, "message": message.to_string()}),
+    )
+}
+
+/// The action a path names, for the counts.
+fn action_of(path: &str) -> &'static str {
+    match path {
+        "/v1/operator/reload" => "reload",
+        "/v1/operator/adjust" => "adjust",
+        p if p.starts_with("/v1/operator/statements/") => "statement",
+        _ => "other",
+    }
+}
+
+async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let action = action_of(req.uri().path());
+    let presented = bearer(req.headers());
+    let refusal = match presented {
+        None => Some(("missing_credential", "send Authorization: Bearer TOKEN")),
+        Some(t) if !api.token.matches(t) => Some(("bad_credential", "the token is not valid")),
+        Some(_) => None,
+    };
+    if let Some((reason, message)) = refusal {
+        api.count(action, reason);
+        warn!("operator API: {action} refused ({reason})");
+        let mut r = refused(StatusCode::UNAUTHORIZED, reason, message);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"quid\""),
+        );
+        return r;
+    }
+    next.run(req).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn reload(State(api): State<Api>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if api.control.send(Control::Reload(tx)).await.is_err() {
+        api.count("reload", "unavailable");
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
+    }
+    match rx.await {
+        Ok(result) => {
+            let (status, outcome) = if result.ok {
+                (StatusCode::OK, "ok")
+            } else {
+                (StatusCode::UNPROCESSABLE_ENTITY, "refused")
+            };
+            api.count("reload", outcome);
+            info!("operator API: reload {outcome}");
+            answer(status, json!(result))
+        }
+        Err(_) => {
+            api.count("reload", "unavailable");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later")
+        }
+    }
+}
+
+/// The body of `POST /v1/operator/adjust`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adjustment {
+    pub subscriber: String,
+    /// Micro-credits; negative to debit.
+    pub amount: i64,
+    /// Why, kept in the ledger for both sides.
+    pub reason: String,
+}
+
+async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+    let a: Adjustment = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            api.count("adjust", "malformed");
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("{e}; send {{\"subscriber\", \"amount\" (micro-credits), \"reason\"}}"),
+            );
+        }
+    };
+    if a.reason.trim().is_empty() || a.amount == 0 {
+        api.count("adjust", "invalid");
+        return refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "an adjustment needs a non-zero amount and a reason",
+        );
+    }
+    let dir = api.state_dir.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<Option<i64>, String> {
+        let mut store = Store::open(&dir).map_err(|e| e.to_string())?;
+        if !store.has_subscriber(&a.subscriber).map_err(|e| e.to_string())? {
+            return Ok(None);
+        }
+        store
+            .append(&[NewEntry {
+                at: crate::daemon::now() as i64,
+                subscriber: a.subscriber.clone(),
+                kind: "adjustment",
+                amount: a.amount,
+                reference: a.reason.clone(),
+            }])
+            .map_err(|e| e.to_string())?;
+        info!(
+            "operator API: adjusted {} by {} µcr ({})",
+            a.subscriber, a.amount, a.reason
+        );
+        store.balance(&a.subscriber).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match done {
+        Ok(Some(balance)) => {
+            api.count("adjust", "ok");
+            answer(
+                StatusCode::OK,
+                json!({"status": "adjusted", "balance": balance}),
+            )
+        }
+        Ok(None) => {
+            api.count("adjust", "unknown_subscriber");
+            refused(
+                StatusCode::NOT_FOUND,
+                "unknown_subscriber",
+                "no such subscriber in the books",
+            )
+        }
+        Err(e) => {
+            // Not recorded: the caller may retry the same adjustment.
+            api.count("adjust", "store_unavailable");
+            warn!("operator API: adjustment not recorded: {e}");
+            refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the adjustment was not recorded; retry later",
+            )
+        }
+    }
+}
+
+async fn statement(
+    State(api): State<Api>,
+    UrlPath((subscriber, period)): UrlPath<(String, String)>,
+) -> Response {
+    let Some(key_path) = api.operator_key.clone() else {
+        api.count("statement", "no_operator_key");
+        return refused(
+            StatusCode::CONFLICT,
+            "no_operator_key",
+            "settlement.operator_key is not set: statements cannot be signed",
+        );
+    };
+    let dir = api.state_dir.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, Response> {
+        let store = Store::open(&dir).map_err(|e| {
+            refused(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
+        })?;
+        if !store
+            .has_subscriber(&subscriber)
+            .map_err(|e| refused(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e))?
+        {
+            return Ok(None);
+        }
+        let s = store
+            .statement(&subscriber, &period)
+            .map_err(|e| refused(StatusCode::BAD_REQUEST, "invalid", e))?;
+        let key = crate::submit::read_key(&key_path)
+            .map_err(|e| refused(StatusCode::SERVICE_UNAVAILABLE, "no_operator_key", e))?;
+        Ok(Some(json!(crate::statement::sign(s, &key))))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e,
+        ))
+    });
+    match done {
+        Ok(Some(signed)) => {
+            api.count("statement", "ok");
+            answer(StatusCode::OK, signed)
+        }
+        Ok(None) => {
+            api.count("statement", "unknown_subscriber");
+            refused(
+                StatusCode::NOT_FOUND,
+                "unknown_subscriber",
+                "no such subscriber in the books",
+            )
+        }
+        Err(r) => {
+            api.count("statement", "refused");
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_must_be_private_and_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let token = new_token().unwrap();
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Token::load(&path),
+            Err(TokenError::WorldReadable(_, 0o644))
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let t = Token::load(&path).unwrap();
+        assert!(t.matches(&token));
+        assert!(!t.matches(&token[1..]));
+        assert!(!t.matches(""));
+        std::fs::write(&path, "short").unwrap();
+        assert!(matches!(Token::load(&path), Err(TokenError::Short(_, 5))));
+        assert!(matches!(Token::load(Path::new("")), Err(TokenError::NotSet)));
+    }
+
+    #[test]
+    fn only_a_bearer_header_carries_a_token() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+    }
+}

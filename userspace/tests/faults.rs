@@ -1,0 +1,211 @@
+//! Faults, with real traffic: a full disk under the store refuses reports with a retryable
+//! status and loses no count, and the books catch up when space returns; an interface that is
+//! deleted and created again is re-attached and counting carries on. Needs root.
+
+mod common;
+
+use std::{
+    io::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use common::{
+    Daemon, Injector, Netns, http_here, metric, report, sh, veth, write_config_sections,
+};
+use ed25519_dalek::SigningKey;
+use quid::{frames::Ethernet, snapshot::Snapshot, store::Store};
+
+const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.1.10\n";
+
+fn frame() -> Vec<u8> {
+    Ethernet::default().ipv4_udp(
+        Ipv4Addr::new(100, 64, 1, 10),
+        Ipv4Addr::new(203, 0, 113, 1),
+        72,
+    )
+}
+
+/// A small tmpfs, unmounted (lazily) on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        sh(&["mount", "-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", at.to_str().unwrap()]);
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` with one file until it is full; returns that file.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    // Bounded by the tmpfs size; small writes at the end take the last pages.
+    for size in [64 * 1024, 4096, 512, 1] {
+        while f.write_all(&chunk[..size]).is_ok() {}
+    }
+    let _ = f.sync_all();
+    path
+}
+
+/// Waits (bounded) until `ok` holds for the daemon's snapshot.
+fn wait_snapshot(d: &Daemon, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(s) = Snapshot::read(&d.state_dir)
+            && ok(&s)
+        {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn alice_up(s: &Snapshot) -> u64 {
+    s.subscribers[0].upload.packets
+}
+
+#[test]
+fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    let dir = tempfile::tempdir().unwrap();
+    let _disk = Tmpfs::mount(&dir.path().join("state"), "4m");
+    let key = SigningKey::from_bytes(&[3u8; 32]);
+    common::write_nodes(dir.path(), &key);
+    let config = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "native")],
+        TABLE,
+        "
+[metrics]
+listen = \"127.0.0.1:9464\"
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+",
+    );
+    let daemon = Daemon::start(&r, &config);
+    let inj = Injector::new(&s, "acc-p");
+    inj.send(&frame(), 10);
+    wait_snapshot(&daemon, "10 packets", |s| alice_up(s) == 10);
+
+    let filler = fill(&dir.path().join("state"));
+    inj.send(&frame(), 20);
+    // The kernel keeps counting; the commits fail and say so.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, text) = r.run(|| http_here(9464, "GET", "/metrics", b""));
+        if text.contains("quid_store_commit_failures_total ")
+            && metric(&text, "quid_store_commit_failures_total") >= 2
+            && metric(
+                &text,
+                "quid_interface_packets_total{interface=\"acc\",bucket=\"attributed\"}",
+            ) == 30
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        daemon.log().contains("the kernel keeps them; will retry"),
+        "{}",
+        daemon.log()
+    );
+    // A report is refused with a retryable status, and not recorded.
+    let body = report(&key, "pi", 1, 7200, |_| {});
+    let (code, answer) = {
+        let body = body.clone();
+        r.run(move || http_here(9465, "POST", "/v1/reports", &body))
+    };
+    assert_eq!(code, 503, "{answer}");
+    assert!(answer.contains("store_unavailable"), "{answer}");
+    let state = dir.path().join("state");
+    assert_eq!(Store::open(&state).unwrap().report_count().unwrap(), 0);
+
+    // Space returns: the books catch up with every packet, the retried report is accepted.
+    std::fs::remove_file(filler).unwrap();
+    wait_snapshot(&daemon, "30 packets after the disk had room", |s| {
+        alice_up(s) == 30
+    });
+    let (code, answer) = r.run(move || http_here(9465, "POST", "/v1/reports", &body));
+    assert_eq!(code, 200, "{answer}");
+    let snap = daemon.stop();
+    assert_eq!(
+        (snap.subscribers[0].upload.packets, snap.subscribers[0].upload.bytes),
+        (30, 3000)
+    );
+    let store = Store::open(&state).unwrap();
+    let usage = store.usage("alice", 0, u64::MAX / 2).unwrap();
+    let packets: u64 = usage
+        .iter()
+        .map(|u| quid::counters::direction(&u.counters, quid_common::DIR_UPLOAD).packets)
+        .sum();
+    assert_eq!(packets, 30, "the usage records hold every packet");
+    assert_eq!(store.report_count().unwrap(), 1);
+    quid::ledger::verify(&store.entries(None).unwrap()).unwrap();
+}
+
+#[test]
+fn an_interface_deleted_and_created_again_is_reattached() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "native")],
+        TABLE,
+        "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n",
+    );
+    let daemon = Daemon::start(&r, &config);
+    Injector::new(&s, "acc-p").send(&frame(), 5);
+    wait_snapshot(&daemon, "5 packets", |s| alice_up(s) == 5);
+    let old = r.ifindex("acc");
+
+    // Deleting one end of a veth deletes both.
+    sh(&["ip", "-n", &r.name, "link", "del", "acc"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log().contains("acc disappeared") {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    veth(&r, "acc", &s, "acc-p");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log().contains("acc is back") {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(r.ifindex("acc"), old, "a new interface, not the old one");
+    assert!(r.has_xdp("acc"), "not attached to the new interface");
+    Injector::new(&s, "acc-p").send(&frame(), 7);
+    wait_snapshot(&daemon, "12 packets", |s| alice_up(s) == 12);
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, text) = r.run(|| http_here(9464, "GET", "/metrics", b""));
+    assert_eq!(metric(&text, "quid_xdp_reattachments_total"), 1);
+    assert!(
+        text.contains("quid_xdp_attached{interface=\"acc\",mode=\"native\",role=\"access\"} 1"),
+        "{text}"
+    );
+    let snap = daemon.stop();
+    assert_eq!(
+        (snap.subscribers[0].upload.packets, snap.subscribers[0].upload.bytes),
+        (12, 1200)
+    );
+}

@@ -1,0 +1,269 @@
+//! Who may do what, over real HTTPS: the operator API refuses a missing or wrong token and
+//! changes nothing, then reloads, adjusts and issues statements with the right one; nodes
+//! report over TLS with their signatures alone; `/metrics` is read-only. Needs root.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use common::{Daemon, Netns, http_here, veth, write_config_sections};
+use ed25519_dalek::SigningKey;
+use quid::{reload::ReloadResult, store::Store};
+use serde_json::Value;
+
+const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n";
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert path, key path).
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// One HTTPS request inside `ns`, trusting `ca`: (status, JSON body).
+fn https(
+    ns: &Netns,
+    ca: &Path,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let tls = quid::tls::client_trusting(ca).unwrap();
+    let (method, url, token) = (method.to_owned(), url.to_owned(), token.map(str::to_owned));
+    ns.run(move || {
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::clone(&tls))
+            .timeout(Duration::from_secs(10))
+            .build();
+        let mut req = agent.request(&method, &url);
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let answer = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let resp = match answer {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        let code = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn operator_actions_need_the_token_and_metrics_are_read_only() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let node_key = SigningKey::from_bytes(&[3u8; 32]);
+    common::write_nodes(dir.path(), &node_key);
+    std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
+    let token = quid::operator::new_token().unwrap();
+    let token_file = dir.path().join("operator.token");
+    std::fs::write(&token_file, &token).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let config = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "auto")],
+        TABLE,
+        &format!(
+            "
+[metrics]
+listen = \"127.0.0.1:9464\"
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[operator]
+listen = \"127.0.0.1:9466\"
+token_file = \"operator.token\"
+
+[settlement]
+operator_key = \"operator.key\"
+
+[tls]
+cert = \"{}\"
+key = \"{}\"
+",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let daemon = Daemon::start(&r, &config);
+    let op = "https://127.0.0.1:9466/v1/operator";
+    let state = dir.path().join("state");
+    let ledger_len = || {
+        Store::open(&state)
+            .unwrap()
+            .entries(Some("alice"))
+            .unwrap()
+            .len()
+    };
+    let reloads = || ReloadResult::read(&state).map_or(0, |r| r.seq);
+    let adjustment = serde_json::json!({"subscriber": "alice", "amount": 5_000_000, "reason": "outage credit"});
+
+    // No token, a wrong token, a token in the wrong scheme: refused, nothing changes.
+    let (entries, reloaded) = (ledger_len(), reloads());
+    let wrong = "0".repeat(64);
+    for t in [None, Some(wrong.as_str()), Some(&token[..63])] {
+        let expected = if t.is_none() {
+            "missing_credential"
+        } else {
+            "bad_credential"
+        };
+        for (method, path, body) in [
+            ("POST", "/reload", None),
+            ("POST", "/adjust", Some(adjustment.clone())),
+            ("GET", "/statements/alice/2026-11", None),
+        ] {
+            let (code, v) = https(&r, &cert, method, &format!("{op}{path}"), t, body);
+            assert_eq!((code, v["reason"].as_str()), (401, Some(expected)), "{path}");
+        }
+    }
+    assert_eq!(ledger_len(), entries, "a refused adjustment changed the ledger");
+    assert_eq!(reloads(), reloaded, "a refused reload reloaded");
+
+    // With the token: an adjustment, a statement that verifies, a reload.
+    let (code, v) = https(&r, &cert, "POST", &format!("{op}/adjust"), Some(&token), Some(adjustment));
+    assert_eq!((code, v["status"].as_str()), (200, Some("adjusted")), "{v}");
+    assert_eq!(v["balance"], 5_000_000);
+    assert_eq!(ledger_len(), entries + 1);
+    let unknown = serde_json::json!({"subscriber": "mallory", "amount": 1, "reason": "x"});
+    let (code, v) = https(&r, &cert, "POST", &format!("{op}/adjust"), Some(&token), Some(unknown));
+    assert_eq!((code, v["reason"].as_str()), (404, Some("unknown_subscriber")));
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let (code, v) = https(
+        &r,
+        &cert,
+        "GET",
+        &format!("{op}/statements/alice/{month}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    let signed = quid::statement::verify(&v.to_string(), None).unwrap();
+    assert_eq!(signed.closing_balance, 5_000_000);
+
+    std::fs::write(
+        dir.path().join("subscribers.csv"),
+        format!("{TABLE}bob,Bob,home,100.64.9.2\n"),
+    )
+    .unwrap();
+    let (code, v) = https(&r, &cert, "POST", &format!("{op}/reload"), Some(&token), None);
+    assert_eq!((code, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    std::fs::write(dir.path().join("subscribers.csv"), "id,name\nbroken\n").unwrap();
+    let (code, v) = https(&r, &cert, "POST", &format!("{op}/reload"), Some(&token), None);
+    assert_eq!((code, v["ok"].as_bool()), (422, Some(false)), "{v}");
+    assert!(!v["errors"].as_array().unwrap().is_empty());
+
+    // A node reports over TLS with its signature alone, through the real client.
+    std::fs::write(
+        dir.path().join("node.key"),
+        hex::encode(node_key.to_bytes()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", r.name))
+        .arg(env!("CARGO_BIN_EXE_quid"))
+        .args(["node", "report", "--url", "https://127.0.0.1:9465", "--key"])
+        .arg(dir.path().join("node.key"))
+        .args(["--node", "pi", "--seq", "2", "--ca"])
+        .arg(&cert)
+        .args(["--from", &quid::report::rfc3339(quid::daemon::now() as i64 - 7200)])
+        .args(["--to", &quid::report::rfc3339(quid::daemon::now() as i64 - 3600)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("accepted"), "{text}");
+
+    // Plain HTTP on the TLS listeners gets no HTTP answer.
+    assert_ne!(
+        r.run(|| http_here(9465, "GET", "/v1/reports", b"")).0,
+        200
+    );
+    // /metrics answers GET only, and counts the refused logins.
+    let (code, _) = r.run(|| http_here(9464, "POST", "/metrics", b"x"));
+    assert_eq!(code, 405);
+    let (code, _) = r.run(|| http_here(9464, "DELETE", "/metrics", b""));
+    assert_eq!(code, 405);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, text) = r.run(|| http_here(9464, "GET", "/metrics", b""));
+    assert_eq!(code, 200);
+    for (series, n) in [
+        ("quid_operator_requests_total{action=\"adjust\",outcome=\"bad_credential\"}", 2),
+        ("quid_operator_requests_total{action=\"reload\",outcome=\"missing_credential\"}", 1),
+        ("quid_operator_requests_total{action=\"adjust\",outcome=\"ok\"}", 1),
+    ] {
+        let got: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        assert_eq!(got, n, "{series}");
+    }
+    daemon.stop();
+}
+
+#[test]
+fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("operator.token");
+    std::fs::write(&token_file, quid::operator::new_token().unwrap()).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    for (section, expected) in [
+        (
+            "[operator]\nlisten = \"127.0.0.1:9466\"\ntoken_file = \"operator.token\"\n",
+            "is readable by every user",
+        ),
+        (
+            "[tls]\ncert = \"cert.pem\"\nkey = \"cert.pem\"\n",
+            "no CERTIFICATE block",
+        ),
+        ("[tls]\ncert = \"cert.pem\"\n", "set both cert and key"),
+    ] {
+        let config =
+            write_config_sections(dir.path(), &[("acc", "access", "auto")], TABLE, section);
+        let (ok, err) = common::run_bounded(&[
+            "nsenter".into(),
+            format!("--net=/run/netns/{}", r.name),
+            env!("CARGO_BIN_EXE_quid").into(),
+            "run".into(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+        ]);
+        assert!(!ok, "{section}");
+        assert!(err.contains(expected), "{section}: {err}");
+        // Refused before the kernel was touched.
+        assert!(!r.has_xdp("acc"));
+        assert!(!std::path::Path::new(&common::config_pin_dir(dir.path())).exists());
+    }
+}
