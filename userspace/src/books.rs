@@ -446,11 +446,17 @@ mod tests {
             download_internet_gb: 1_000_000,
             ..Tariff::default()
         };
-        let table =
-            Table::parse(b"id,name,plan,prefixes\nalice,A,home,100.64.0.1\n", "t.csv".as_ref())
-                .unwrap();
+        let table = Table::parse(
+            b"id,name,plan,prefixes\nalice,A,home,100.64.0.1\n",
+            "t.csv".as_ref(),
+        )
+        .unwrap();
         books
-            .install(&table, &Slots::from_assignments([("alice".to_owned(), 0)]), &[])
+            .install(
+                &table,
+                &Slots::from_assignments([("alice".to_owned(), 0)]),
+                &[],
+            )
             .unwrap();
         let down = |gb: u64| {
             let mut c = SubscriberCounters::default();
@@ -478,7 +484,10 @@ mod tests {
             .iter()
             .map(|u| u.counters.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes)
             .sum();
-        assert_eq!(bytes, 6_000_000_000, "every byte the kernel counted is in the books");
+        assert_eq!(
+            bytes, 6_000_000_000,
+            "every byte the kernel counted is in the books"
+        );
         assert_eq!(books.store().balances().unwrap()["alice"], -6_000_000);
     }
 }

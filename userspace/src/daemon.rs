@@ -100,7 +100,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http.push(("metrics", Arc::clone(&stats)));
         // Plain HTTP: read-only, and Prometheus scrapes it from the management side.
         let app = metrics_router(exposition.clone());
-        tokio::spawn(serve::serve("metrics", listener, app, config.http, None, stats));
+        tokio::spawn(serve::serve(
+            "metrics",
+            listener,
+            app,
+            config.http,
+            None,
+            stats,
+        ));
     }
     let (control_tx, control) = tokio::sync::mpsc::channel(4);
     let mut operator_counts = None;
@@ -150,7 +157,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             r.burst_per_node,
         )?));
         let listener = bind("reports.listen", &r.listen).await?;
-        info!("accepting node reports on {scheme}://{}/v1/reports", r.listen);
+        info!(
+            "accepting node reports on {scheme}://{}/v1/reports",
+            r.listen
+        );
         let app = crate::intake::router(intake.clone(), r.max_body_bytes);
         let stats = Arc::default();
         http.push(("reports", Arc::clone(&stats)));
@@ -459,7 +469,9 @@ impl State<'_> {
                                 a.mode
                             );
                         }
-                        Err(e) => error!("{name} is back but re-attaching failed (will retry): {e}"),
+                        Err(e) => {
+                            error!("{name} is back but re-attaching failed (will retry): {e}")
+                        }
                     }
                 }
             }

@@ -196,7 +196,11 @@ async fn reload(State(api): State<Api>) -> Response {
     let (tx, rx) = oneshot::channel();
     if api.control.send(Control::Reload(tx)).await.is_err() {
         api.count("reload", "unavailable");
-        return refused(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "retry later",
+        );
     }
     match rx.await {
         Ok(result) => {
@@ -211,7 +215,11 @@ async fn reload(State(api): State<Api>) -> Response {
         }
         Err(_) => {
             api.count("reload", "unavailable");
-            refused(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later")
+            refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "retry later",
+            )
         }
     }
 }
@@ -250,7 +258,10 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
     let dir = api.state_dir.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<Option<i64>, String> {
         let mut store = Store::open(&dir).map_err(|e| e.to_string())?;
-        if !store.has_subscriber(&a.subscriber).map_err(|e| e.to_string())? {
+        if !store
+            .has_subscriber(&a.subscriber)
+            .map_err(|e| e.to_string())?
+        {
             return Ok(None);
         }
         store
@@ -299,6 +310,9 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
     }
 }
 
+/// Why a statement could not be issued: status, reason, message.
+type Refusal = (StatusCode, &'static str, String);
+
 async fn statement(
     State(api): State<Api>,
     UrlPath((subscriber, period)): UrlPath<(String, String)>,
@@ -312,47 +326,41 @@ async fn statement(
         );
     };
     let dir = api.state_dir.clone();
-    let done = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, Response> {
-        let store = Store::open(&dir).map_err(|e| {
-            refused(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
-        })?;
+    let unavailable = |e: String| (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e);
+    let done = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Refusal> {
+        let store = Store::open(&dir).map_err(|e| unavailable(e.to_string()))?;
         if !store
             .has_subscriber(&subscriber)
-            .map_err(|e| refused(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e))?
+            .map_err(|e| unavailable(e.to_string()))?
         {
-            return Ok(None);
+            return Err((
+                StatusCode::NOT_FOUND,
+                "unknown_subscriber",
+                "no such subscriber in the books".into(),
+            ));
         }
         let s = store
             .statement(&subscriber, &period)
-            .map_err(|e| refused(StatusCode::BAD_REQUEST, "invalid", e))?;
-        let key = crate::submit::read_key(&key_path)
-            .map_err(|e| refused(StatusCode::SERVICE_UNAVAILABLE, "no_operator_key", e))?;
-        Ok(Some(json!(crate::statement::sign(s, &key))))
+            .map_err(|e| (StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+        let key = crate::submit::read_key(&key_path).map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_operator_key",
+                format!("{e:#}"),
+            )
+        })?;
+        Ok(json!(crate::statement::sign(s, &key)))
     })
     .await
-    .unwrap_or_else(|e| {
-        Err(refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e,
-        ))
-    });
+    .unwrap_or_else(|e| Err(unavailable(e.to_string())));
     match done {
-        Ok(Some(signed)) => {
+        Ok(signed) => {
             api.count("statement", "ok");
             answer(StatusCode::OK, signed)
         }
-        Ok(None) => {
-            api.count("statement", "unknown_subscriber");
-            refused(
-                StatusCode::NOT_FOUND,
-                "unknown_subscriber",
-                "no such subscriber in the books",
-            )
-        }
-        Err(r) => {
-            api.count("statement", "refused");
-            r
+        Err((status, reason, message)) => {
+            api.count("statement", reason);
+            refused(status, reason, message)
         }
     }
 }
@@ -379,7 +387,10 @@ mod tests {
         assert!(!t.matches(""));
         std::fs::write(&path, "short").unwrap();
         assert!(matches!(Token::load(&path), Err(TokenError::Short(_, 5))));
-        assert!(matches!(Token::load(Path::new("")), Err(TokenError::NotSet)));
+        assert!(matches!(
+            Token::load(Path::new("")),
+            Err(TokenError::NotSet)
+        ));
     }
 
     #[test]

@@ -111,8 +111,8 @@ pub fn needed(listens: &[&str]) -> Vec<Capability> {
 
 /// Checks this process against [`needed`].
 pub fn check(listens: &[&str]) -> anyhow::Result<()> {
-    let eff = effective()
-        .map_err(|e| anyhow::anyhow!("cannot read this process's capabilities: {e}"))?;
+    let eff =
+        effective().map_err(|e| anyhow::anyhow!("cannot read this process's capabilities: {e}"))?;
     match missing(eff, &needed(listens)) {
         Some(m) => Err(m.into()),
         None => Ok(()),
@@ -129,14 +129,20 @@ mod tests {
         let m = missing(only_bpf, &ALWAYS).unwrap();
         assert_eq!(m.0, vec![NET_ADMIN, PERFMON]);
         let text = m.to_string();
-        assert!(text.contains("CAP_NET_ADMIN: to load XDP programs"), "{text}");
+        assert!(
+            text.contains("CAP_NET_ADMIN: to load XDP programs"),
+            "{text}"
+        );
         assert!(text.contains("CAP_PERFMON"), "{text}");
         assert!(!text.contains("CAP_BPF:"), "{text}");
         assert!(
             text.contains("AmbientCapabilities=CAP_NET_ADMIN CAP_PERFMON"),
             "{text}"
         );
-        assert!(text.contains("--ambient-caps=+net_admin,+perfmon"), "{text}");
+        assert!(
+            text.contains("--ambient-caps=+net_admin,+perfmon"),
+            "{text}"
+        );
         let all = ALWAYS.iter().fold(0, |s, c| s | 1u64 << c.bit);
         assert_eq!(missing(all, &ALWAYS), None);
     }

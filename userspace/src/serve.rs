@@ -148,7 +148,10 @@ pub async fn serve(
         // connections would hold memory and descriptors, and clients retry anyway.
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             stats.refused_full.fetch_add(1, Ordering::Relaxed);
-            debug!("{name}: refused {peer}: {} connections open", limits.max_connections);
+            debug!(
+                "{name}: refused {peer}: {} connections open",
+                limits.max_connections
+            );
             continue;
         };
         let Some(slot) = per_ip.take(peer.ip(), limits.max_connections_per_ip) else {

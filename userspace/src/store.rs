@@ -411,9 +411,11 @@ impl Store {
     /// Whether the books know subscriber `id` (active or removed).
     pub fn has_subscriber(&self, id: &str) -> Result<bool, StoreError> {
         self.conn
-            .query_row("SELECT count(*) FROM subscribers WHERE id = ?1", [id], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM subscribers WHERE id = ?1",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n > 0)
             .map_err(|e| self.sql(e))
     }
@@ -421,9 +423,11 @@ impl Store {
     /// Subscriber `id`'s balance (micro-credits), if it has ledger entries.
     pub fn balance(&self, id: &str) -> Result<Option<i64>, StoreError> {
         self.conn
-            .query_row("SELECT amount FROM balances WHERE subscriber = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT amount FROM balances WHERE subscriber = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.sql(e))
     }

@@ -11,9 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Daemon, Injector, Netns, http_here, metric, report, sh, veth, write_config_sections,
-};
+use common::{Daemon, Injector, Netns, http_here, metric, report, sh, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{frames::Ethernet, snapshot::Snapshot, store::Store};
 
@@ -33,7 +31,15 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
-        sh(&["mount", "-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", at.to_str().unwrap()]);
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ]);
         Tmpfs(at.to_owned())
     }
 }
@@ -148,7 +154,10 @@ nodes = \"nodes.csv\"
     assert_eq!(code, 200, "{answer}");
     let snap = daemon.stop();
     assert_eq!(
-        (snap.subscribers[0].upload.packets, snap.subscribers[0].upload.bytes),
+        (
+            snap.subscribers[0].upload.packets,
+            snap.subscribers[0].upload.bytes
+        ),
         (30, 3000)
     );
     let store = Store::open(&state).unwrap();
@@ -205,7 +214,10 @@ fn an_interface_deleted_and_created_again_is_reattached() {
     );
     let snap = daemon.stop();
     assert_eq!(
-        (snap.subscribers[0].upload.packets, snap.subscribers[0].upload.bytes),
+        (
+            snap.subscribers[0].upload.packets,
+            snap.subscribers[0].upload.bytes
+        ),
         (12, 1200)
     );
 }

@@ -19,8 +19,8 @@ const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n";
 
 /// A self-signed certificate for 127.0.0.1 and localhost: (cert path, key path).
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap();
+    let c =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, c.cert.pem()).unwrap();
     std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
@@ -121,7 +121,8 @@ key = \"{}\"
             .len()
     };
     let reloads = || ReloadResult::read(&state).map_or(0, |r| r.seq);
-    let adjustment = serde_json::json!({"subscriber": "alice", "amount": 5_000_000, "reason": "outage credit"});
+    let adjustment =
+        serde_json::json!({"subscriber": "alice", "amount": 5_000_000, "reason": "outage credit"});
 
     // No token, a wrong token, a token in the wrong scheme: refused, nothing changes.
     let (entries, reloaded) = (ledger_len(), reloads());
@@ -138,29 +139,43 @@ key = \"{}\"
             ("GET", "/statements/alice/2026-11", None),
         ] {
             let (code, v) = https(&r, &cert, method, &format!("{op}{path}"), t, body);
-            assert_eq!((code, v["reason"].as_str()), (401, Some(expected)), "{path}");
+            assert_eq!(
+                (code, v["reason"].as_str()),
+                (401, Some(expected)),
+                "{path}"
+            );
         }
     }
-    assert_eq!(ledger_len(), entries, "a refused adjustment changed the ledger");
+    assert_eq!(
+        ledger_len(),
+        entries,
+        "a refused adjustment changed the ledger"
+    );
     assert_eq!(reloads(), reloaded, "a refused reload reloaded");
 
     // With the token: an adjustment, a statement that verifies, a reload.
-    let (code, v) = https(&r, &cert, "POST", &format!("{op}/adjust"), Some(&token), Some(adjustment));
+    let with_token = |method: &str, path: &str, body: Option<Value>| {
+        https(
+            &r,
+            &cert,
+            method,
+            &format!("{op}{path}"),
+            Some(&token),
+            body,
+        )
+    };
+    let (code, v) = with_token("POST", "/adjust", Some(adjustment));
     assert_eq!((code, v["status"].as_str()), (200, Some("adjusted")), "{v}");
     assert_eq!(v["balance"], 5_000_000);
     assert_eq!(ledger_len(), entries + 1);
     let unknown = serde_json::json!({"subscriber": "mallory", "amount": 1, "reason": "x"});
-    let (code, v) = https(&r, &cert, "POST", &format!("{op}/adjust"), Some(&token), Some(unknown));
-    assert_eq!((code, v["reason"].as_str()), (404, Some("unknown_subscriber")));
-    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
-    let (code, v) = https(
-        &r,
-        &cert,
-        "GET",
-        &format!("{op}/statements/alice/{month}"),
-        Some(&token),
-        None,
+    let (code, v) = with_token("POST", "/adjust", Some(unknown));
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (404, Some("unknown_subscriber"))
     );
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let (code, v) = with_token("GET", &format!("/statements/alice/{month}"), None);
     assert_eq!(code, 200, "{v}");
     let signed = quid::statement::verify(&v.to_string(), None).unwrap();
     assert_eq!(signed.closing_balance, 5_000_000);
@@ -170,10 +185,10 @@ key = \"{}\"
         format!("{TABLE}bob,Bob,home,100.64.9.2\n"),
     )
     .unwrap();
-    let (code, v) = https(&r, &cert, "POST", &format!("{op}/reload"), Some(&token), None);
+    let (code, v) = with_token("POST", "/reload", None);
     assert_eq!((code, v["ok"].as_bool()), (200, Some(true)), "{v}");
     std::fs::write(dir.path().join("subscribers.csv"), "id,name\nbroken\n").unwrap();
-    let (code, v) = https(&r, &cert, "POST", &format!("{op}/reload"), Some(&token), None);
+    let (code, v) = with_token("POST", "/reload", None);
     assert_eq!((code, v["ok"].as_bool()), (422, Some(false)), "{v}");
     assert!(!v["errors"].as_array().unwrap().is_empty());
 
@@ -190,19 +205,22 @@ key = \"{}\"
         .arg(dir.path().join("node.key"))
         .args(["--node", "pi", "--seq", "2", "--ca"])
         .arg(&cert)
-        .args(["--from", &quid::report::rfc3339(quid::daemon::now() as i64 - 7200)])
-        .args(["--to", &quid::report::rfc3339(quid::daemon::now() as i64 - 3600)])
+        .args([
+            "--from",
+            &quid::report::rfc3339(quid::daemon::now() as i64 - 7200),
+        ])
+        .args([
+            "--to",
+            &quid::report::rfc3339(quid::daemon::now() as i64 - 3600),
+        ])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("accepted"), "{text}");
 
     // Plain HTTP on the TLS listeners gets no HTTP answer.
-    assert_ne!(
-        r.run(|| http_here(9465, "GET", "/v1/reports", b"")).0,
-        200
-    );
+    assert_ne!(r.run(|| http_here(9465, "GET", "/v1/reports", b"")).0, 200);
     // /metrics answers GET only, and counts the refused logins.
     let (code, _) = r.run(|| http_here(9464, "POST", "/metrics", b"x"));
     assert_eq!(code, 405);
@@ -212,9 +230,18 @@ key = \"{}\"
     let (code, text) = r.run(|| http_here(9464, "GET", "/metrics", b""));
     assert_eq!(code, 200);
     for (series, n) in [
-        ("quid_operator_requests_total{action=\"adjust\",outcome=\"bad_credential\"}", 2),
-        ("quid_operator_requests_total{action=\"reload\",outcome=\"missing_credential\"}", 1),
-        ("quid_operator_requests_total{action=\"adjust\",outcome=\"ok\"}", 1),
+        (
+            "quid_operator_requests_total{action=\"adjust\",outcome=\"bad_credential\"}",
+            2,
+        ),
+        (
+            "quid_operator_requests_total{action=\"reload\",outcome=\"missing_credential\"}",
+            1,
+        ),
+        (
+            "quid_operator_requests_total{action=\"adjust\",outcome=\"ok\"}",
+            1,
+        ),
     ] {
         let got: u64 = text
             .lines()

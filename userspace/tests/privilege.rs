@@ -37,9 +37,22 @@ fn setpriv(caps: &[&str]) -> Vec<String> {
 /// Hands the test's directory and pin directory to nobody, as the package's unit does with
 /// StateDirectory= and its ExecStartPre.
 fn give_to_nobody(dir: &Path) {
-    sh(&["chown", "-R", &format!("{NOBODY}:{NOBODY}"), dir.to_str().unwrap()]);
+    sh(&[
+        "chown",
+        "-R",
+        &format!("{NOBODY}:{NOBODY}"),
+        dir.to_str().unwrap(),
+    ]);
     let pins = config_pin_dir(dir);
-    sh(&["install", "-d", "-o", &NOBODY.to_string(), "-m", "0750", &pins]);
+    sh(&[
+        "install",
+        "-d",
+        "-o",
+        &NOBODY.to_string(),
+        "-m",
+        "0750",
+        &pins,
+    ]);
 }
 
 /// One capability set line of /proc/PID/status, as a number.
@@ -125,7 +138,10 @@ fn each_missing_capability_is_named_and_nothing_is_touched() {
         ]);
         let (ok, err) = common::run_bounded(&args);
         assert!(!ok, "quid started without {name}");
-        assert!(err.contains(&format!("{name}: ")), "{name} not named:\n{err}");
+        assert!(
+            err.contains(&format!("{name}: ")),
+            "{name} not named:\n{err}"
+        );
         assert!(
             err.contains(&format!("--ambient-caps=+{gone}")),
             "no way to grant {name}:\n{err}"
@@ -145,7 +161,8 @@ fn without_bpffs(wrapper: &[String]) -> Vec<String> {
         "private".into(),
         "sh".into(),
         "-c".into(),
-        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 9; done; exec \"$@\"".into(),
+        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 9; done; exec \"$@\""
+            .into(),
         "sh".into(),
     ];
     args.extend(wrapper.iter().cloned());

@@ -499,7 +499,7 @@ fn random_and_mutated_frames_always_pass_and_land_in_exactly_one_bucket() {
     let seed = std::env::var("QUID_PROPERTY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0f_9u64);
+        .unwrap_or(0x5eed_f00d_u64);
     // A longer run: QUID_PROPERTY_FRAMES=1000000 (`cargo xtask fuzz` does this).
     let frames_per_program: u64 = std::env::var("QUID_PROPERTY_FRAMES")
         .ok()
