@@ -60,6 +60,12 @@ if [ $need_linker -eq 1 ]; then
         --no-default-features --features llvm-22 >/dev/null
 fi
 
+# cargo-fuzz for the fuzz targets (`cargo xtask fuzz`, and a short run in the tests).
+if ! command -v cargo-fuzz >/dev/null; then
+    say "installing cargo-fuzz (about 30 s)"
+    cargo install cargo-fuzz --locked -q >/dev/null
+fi
+
 # bpffs for pinned maps and links. quid mounts it itself when it is missing, but the tests start
 # several daemons at once: mounting it here first keeps two of them from stacking two mounts.
 if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != "bpf_fs" ]; then

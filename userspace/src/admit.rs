@@ -2,8 +2,6 @@
 //! anything. Pure: the caller supplies the node, its history and the clock, so every rule is
 //! tested on its own and the HTTP layer only maps the outcome to a status.
 
-use std::collections::{BTreeMap, HashMap};
-
 use crate::{
     nodes::Nodes,
     report::{Period, Report},
@@ -27,23 +25,22 @@ impl Default for Limits {
     }
 }
 
-/// What the daemon accepted from one node so far.
+/// What admission needs to remember of one node: a constant few bytes however many reports
+/// it has sent (the store holds the reports themselves).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub last_seq: Option<u64>,
-    /// Signature of every accepted sequence number (an identical resubmission is recognised).
-    pub signatures: HashMap<u64, String>,
-    /// Accepted periods, start -> end.
-    pub periods: BTreeMap<i64, i64>,
+    /// Signature of the last accepted report, so its resubmission is recognised without a
+    /// look-up (older ones are looked up in the store).
+    pub last_signature: String,
+    /// End of the latest accepted period: a node reports in time order, so a new period may
+    /// not start before it.
+    pub last_end: Option<i64>,
 }
 
 impl History {
     fn overlaps(&self, p: Period) -> bool {
-        // The accepted period starting last before p's end is the only one that can overlap.
-        self.periods
-            .range(..p.end)
-            .next_back()
-            .is_some_and(|(_, &end)| end > p.start)
+        self.last_end.is_some_and(|end| p.start < end)
     }
 
     /// Records an accepted report (in memory; the store holds the durable copy).
@@ -54,9 +51,11 @@ impl History {
     /// Records an accepted report by its sequence number, signature and period (also what
     /// the store replays after a restart).
     pub fn record(&mut self, seq: u64, signature: String, p: Period) {
-        self.last_seq = Some(self.last_seq.map_or(seq, |s| s.max(seq)));
-        self.signatures.insert(seq, signature);
-        self.periods.insert(p.start, p.end);
+        if self.last_seq.is_none_or(|last| seq > last) {
+            self.last_seq = Some(seq);
+            self.last_signature = signature;
+        }
+        self.last_end = Some(self.last_end.map_or(p.end, |e| e.max(p.end)));
     }
 }
 
@@ -77,7 +76,9 @@ pub enum Rejection {
     PeriodTooLong { secs: i64, max: i64 },
     #[error("the period ends {ahead} s in the future (at most {skew} s of clock skew allowed)")]
     FuturePeriod { ahead: i64, skew: i64 },
-    #[error("the period overlaps one already accepted from this node")]
+    #[error(
+        "the period starts before the end of this node's last accepted period (reports must come in time order, without overlap)"
+    )]
     OverlappingPeriod,
     #[error("{0} is not a finite number")]
     NonFinite(&'static str),
@@ -158,7 +159,7 @@ pub fn admit(
         return Err(Rejection::BadSignature);
     }
     if let Some(h) = history {
-        if h.signatures.get(&r.seq) == Some(&r.signature) {
+        if h.last_seq == Some(r.seq) && h.last_signature == r.signature {
             return Ok(Admission::AlreadyRecorded);
         }
         if let Some(last) = h.last_seq

@@ -139,6 +139,13 @@ impl Intake {
         }
         let history = self.histories.get(&report.node);
         match admit::admit(&report, &self.nodes, history, now, self.limits) {
+            Err(Rejection::StaleSequence { .. }) if self.recorded(&report) => {
+                self.count("already_recorded");
+                (
+                    StatusCode::OK,
+                    json!({"status": "already_recorded", "node": report.node, "seq": report.seq}),
+                )
+            }
             Err(rejection) => self.reject(Some(&report), rejection),
             Ok(Admission::AlreadyRecorded) => {
                 self.count("already_recorded");
@@ -169,6 +176,13 @@ impl Intake {
                 )
             }
         }
+    }
+
+    /// Whether exactly this report (an older one, resent) is in the store.
+    fn recorded(&self, report: &Report) -> bool {
+        self.store
+            .report_signature(&report.node, report.seq)
+            .is_ok_and(|s| s.as_deref() == Some(report.signature.as_str()))
     }
 
     fn reject(

@@ -148,6 +148,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_unit_grants_exactly_what_quid_needs() {
+        let unit = include_str!("../../dist/quid.service");
+        let names: Vec<&str> = ALWAYS.iter().map(|c| c.name).collect();
+        for key in ["AmbientCapabilities=", "CapabilityBoundingSet="] {
+            let line = unit.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+            let mut granted: Vec<&str> = line.split_whitespace().collect();
+            granted.sort_unstable();
+            let mut wanted = names.clone();
+            wanted.sort_unstable();
+            assert_eq!(granted, wanted, "{key}");
+        }
+    }
+
+    #[test]
     fn a_low_port_needs_net_bind_service() {
         assert_eq!(needed(&["127.0.0.1:9464", ""]), ALWAYS.to_vec());
         assert!(needed(&["0.0.0.0:443"]).contains(&NET_BIND_SERVICE));

@@ -396,6 +396,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The signature of report `seq` of `node`, if it is recorded.
+    pub fn report_signature(&self, node: &str, seq: u64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT signature FROM reports WHERE node = ?1 AND seq = ?2",
+                params![node, seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
     /// Every subscriber's balance (micro-credits) as the triggers keep it.
     pub fn running_balances(&self) -> Result<HashMap<String, i64>, StoreError> {
         let mut stmt = self

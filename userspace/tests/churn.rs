@@ -16,7 +16,7 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData};
-use common::{Daemon, Injector, Netns, pin_dir, quid_cli, veth, write_config_with};
+use common::{Daemon, Injector, Netns, pin_dir, quid_cli, write_config_with};
 use quid::{
     frames::Ethernet,
     reload::ReloadResult,
@@ -132,9 +132,7 @@ fn wait_reload(state: &Path, after: u64) -> ReloadResult {
 
 #[test]
 fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_reload() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     let pins = pin_dir();
     let dir = tempfile::tempdir().unwrap();
     let ip = |last: u8| Ipv4Addr::new(100, 64, 7, last);
@@ -303,9 +301,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
 
 #[test]
 fn pinned_maps_of_another_layout_are_refused_and_left_intact() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let pins = pin_dir();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config_with(

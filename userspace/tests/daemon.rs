@@ -131,9 +131,7 @@ fn v6(s: &str) -> Ipv6Addr {
 
 #[test]
 fn every_subscriber_and_bucket_is_counted_exactly_on_access_core_and_stick_interfaces() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     veth(&r, "core", &s, "core-p");
     veth(&r, "stick", &s, "stick-p");
     let dir = tempfile::tempdir().unwrap();
@@ -616,9 +614,7 @@ fn a_table_larger_than_the_kernel_tables_is_refused_up_front() {
 
 #[test]
 fn quid_subscribers_prints_the_totals() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

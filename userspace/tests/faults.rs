@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, Injector, Netns, http_here, metric, report, sh, veth, write_config_sections};
+use common::{Daemon, Injector, http_here, metric, report, sh, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{frames::Ethernet, snapshot::Snapshot, store::Store};
 
@@ -86,9 +86,7 @@ fn alice_up(s: &Snapshot) -> u64 {
 
 #[test]
 fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let _disk = Tmpfs::mount(&dir.path().join("state"), "4m");
     let key = SigningKey::from_bytes(&[3u8; 32]);
@@ -97,14 +95,7 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
         dir.path(),
         &[("acc", "access", "native")],
         TABLE,
-        "
-[metrics]
-listen = \"127.0.0.1:9464\"
-
-[reports]
-listen = \"127.0.0.1:9465\"
-nodes = \"nodes.csv\"
-",
+        common::LISTENERS,
     );
     let daemon = Daemon::start(&r, &config);
     let inj = Injector::new(&s, "acc-p");
@@ -173,9 +164,7 @@ nodes = \"nodes.csv\"
 
 #[test]
 fn an_interface_deleted_and_created_again_is_reattached() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config_sections(
         dir.path(),

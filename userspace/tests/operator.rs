@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Daemon, Netns, http_here, veth, write_config_sections};
+use common::{Daemon, Netns, http_here, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{reload::ReloadResult, store::Store};
 use serde_json::Value;
@@ -66,9 +66,7 @@ fn https(
 
 #[test]
 fn operator_actions_need_the_token_and_metrics_are_read_only() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
     let node_key = SigningKey::from_bytes(&[3u8; 32]);
@@ -254,9 +252,7 @@ key = \"{}\"
 
 #[test]
 fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("operator.token");
     std::fs::write(&token_file, quid::operator::new_token().unwrap()).unwrap();

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, Injector, Netns, config_pin_dir, sh, veth, write_config};
+use common::{Daemon, Injector, config_pin_dir, sh, write_config};
 use quid::{frames::Ethernet, snapshot::Snapshot};
 
 const NOBODY: u32 = 65534;
@@ -74,9 +74,7 @@ fn uid_of(pid: u32) -> u32 {
 
 #[test]
 fn nobody_with_only_bpf_net_admin_and_perfmon_counts_exactly() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &[("acc", "access", "native")], TABLE);
     give_to_nobody(dir.path());
@@ -115,9 +113,7 @@ fn nobody_with_only_bpf_net_admin_and_perfmon_counts_exactly() {
 
 #[test]
 fn each_missing_capability_is_named_and_nothing_is_touched() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &[("acc", "access", "native")], TABLE);
     give_to_nobody(dir.path());
@@ -171,9 +167,7 @@ fn without_bpffs(wrapper: &[String]) -> Vec<String> {
 
 #[test]
 fn missing_bpffs_is_mounted_as_root_and_named_without_cap_sys_admin() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &[("acc", "access", "native")], TABLE);
 

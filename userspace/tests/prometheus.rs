@@ -178,9 +178,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     veth(&r, "core", &s, "core-p");
     let dir = tempfile::tempdir().unwrap();
     let node = ed25519_dalek::SigningKey::from_bytes(&[21u8; 32]);
@@ -189,19 +187,14 @@ fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1 2001:db8:9::/56\nbob,Bob,biz,100.64.9.2\n",
-        "
-[metrics]
-listen = \"127.0.0.1:9464\"
-subscribers = \"all\"
-
-[reports]
-listen = \"127.0.0.1:9465\"
-nodes = \"nodes.csv\"
-
+        &format!(
+            "{}
 [tariff]
 cpu_core_hour = 3600000
 download_internet_gb = 1000000000
 ",
+            common::LISTENERS
+        ),
     );
     let daemon = Daemon::start(&r, &config);
     // A node report (settled at the next interval: contributions and a credit) and a forged

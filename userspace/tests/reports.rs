@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Netns, http_here, metric, now, report, veth, write_config_sections};
+use common::{Daemon, Netns, http_here, metric, now, report, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{report::rfc3339, store::Store};
 use serde_json::Value;
@@ -19,9 +19,7 @@ fn http(ns: &Netns, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, S
 
 #[test]
 fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durable() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[3u8; 32]);
     common::write_nodes(dir.path(), &key);
@@ -29,18 +27,10 @@ fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durab
         dir.path(),
         &[("acc", "access", "auto")],
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
-        "
-[metrics]
-listen = \"127.0.0.1:9464\"
-subscribers = \"all\"
-
-[reports]
-listen = \"127.0.0.1:9465\"
-nodes = \"nodes.csv\"
-max_body_bytes = 4096
-rate_per_node = 1
-burst_per_node = 30
-",
+        &format!(
+            "{}max_body_bytes = 4096\nrate_per_node = 1\nburst_per_node = 30\n",
+            common::LISTENERS
+        ),
     );
     let mut daemon = Daemon::start(&r, &config);
     let post = |body: &[u8]| {
@@ -184,6 +174,11 @@ burst_per_node = 30
         (200, "accepted".into(), "".into())
     );
     assert_eq!(stored(), 2);
+    // An older report resent (its acknowledgement was lost) is still recognised, from the
+    // store; an altered copy of it is not.
+    assert_eq!(post(&first), (200, "already_recorded".into(), "".into()));
+    let altered = report(&key, "pi", 1, 7200, |r| r.energy_joules = 1.0);
+    assert_eq!(post(&altered).2, "stale_sequence");
 
     // A node added to the nodes file is accepted without a restart.
     let newcomer = SigningKey::from_bytes(&[9u8; 32]);

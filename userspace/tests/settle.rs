@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, Injector, Netns, quid_cli, veth, write_config_sections};
+use common::{Daemon, Injector, quid_cli, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
 use quid::{frames::Ethernet, report::rfc3339, store::Store};
 
@@ -37,9 +37,7 @@ operator_key = \"operator.key\"
 
 #[test]
 fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, s) = common::router_and_sender();
     veth(&r, "core", &s, "core-p");
     let dir = tempfile::tempdir().unwrap();
     let (honest, greedy) = (
@@ -279,9 +277,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
 
 #[test]
 fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
-    let r = Netns::new("rtr");
-    let s = Netns::new("snd");
-    veth(&r, "acc", &s, "acc-p");
+    let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::from_bytes(&[11u8; 32]);
     common::write_nodes(dir.path(), &key);

@@ -8,6 +8,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 mod dashboards;
+mod dist;
+mod fuzz;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -37,6 +39,16 @@ enum Cmd {
         #[arg(long, default_value = "1000,100000,1000000")]
         sizes: String,
     },
+    /// Run every fuzz target for a bounded time and write the figures.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        #[arg(long, default_value = "target/fuzz.json")]
+        out: PathBuf,
+    },
+    /// Build the Debian package (target/dist/quid_VERSION_ARCH.deb) and verify it.
+    Dist,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,7 +84,18 @@ fn main() -> anyhow::Result<()> {
                 ],
             )?;
             // Default members only: the eBPF crate builds for its own target (via build.rs).
-            run(&root, "cargo", &["test"])
+            run(&root, "cargo", &["test"])?;
+            // Short, bounded fuzzing of every target; `cargo xtask fuzz` runs longer.
+            fuzz::run(&root, 15, &root.join("target/fuzz.json"))?;
+            dist(&root)
+        }
+        Cmd::Fuzz { secs, out } => {
+            setup(&root)?;
+            fuzz::run(&root, secs, &root.join(out))
+        }
+        Cmd::Dist => {
+            setup(&root)?;
+            dist(&root)
         }
         Cmd::Demo => {
             setup(&root)?;
@@ -96,9 +119,38 @@ fn main() -> anyhow::Result<()> {
             run(&root, bench, &["xdp", "--out", "bench", "--sizes", &sizes])?;
             run(&root, bench, &["registry", "--out", "bench"])?;
             run(&root, bench, &["metrics", "--out", "bench"])?;
-            run(&root, bench, &["reports", "--out", "bench"])
+            run(&root, bench, &["reports", "--out", "bench"])?;
+            // Longer fuzzing, and the XDP property test over a million frames per program.
+            fuzz::run(&root, 120, &root.join("bench/fuzz.json"))?;
+            let status = Command::new("cargo")
+                .args(["test", "--release", "--test", "test_run", "random_", "--", "--nocapture"])
+                .env("QUID_PROPERTY_FRAMES", "1000000")
+                .current_dir(&root)
+                .status()?;
+            if !status.success() {
+                bail!("the XDP property test failed ({status})");
+            }
+            // The load test, longer than in CI and with its latency and memory targets.
+            let status = Command::new("cargo")
+                .args(["test", "--release", "--test", "load", "--", "--nocapture"])
+                .env("QUID_LOAD_SECS", "60")
+                .env("QUID_LOAD_OUT", root.join("bench/load.json"))
+                .env("QUID_LOAD_TARGETS", "1")
+                .current_dir(&root)
+                .status()?;
+            if !status.success() {
+                bail!("the load test failed ({status})");
+            }
+            Ok(())
         }
     }
+}
+
+/// Builds the release binary, then the package, and verifies it.
+fn dist(root: &Path) -> anyhow::Result<()> {
+    run(root, "cargo", &["build", "--release", "--bin", "quid"])?;
+    let deb = dist::build(root, &root.join("target/release/quid"))?;
+    dist::verify(&deb)
 }
 
 fn root() -> PathBuf {

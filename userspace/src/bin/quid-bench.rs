@@ -399,7 +399,15 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
             .build()?;
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
-        rt.spawn(async move { axum::serve(listener, app).await });
+        // The daemon's own server, with its limits (generous enough for the 8 clients).
+        rt.spawn(quid::serve::serve(
+            "reports",
+            listener,
+            app,
+            quid::serve::HttpLimits::default(),
+            None,
+            Arc::default(),
+        ));
         let bodies = Arc::new(bodies);
         let started = Instant::now();
         // Each client sends one node's reports in order (seq must rise per node).

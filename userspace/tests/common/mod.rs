@@ -137,6 +137,26 @@ fn remove_stale() {
     }
 }
 
+/// The usual test host: a router namespace with access interface `acc`, wired by veth to a
+/// sender namespace's `acc-p`.
+pub fn router_and_sender() -> (Netns, Netns) {
+    let r = Netns::new("rtr");
+    let s = Netns::new("snd");
+    veth(&r, "acc", &s, "acc-p");
+    (r, s)
+}
+
+/// Config sections for the exporter on 9464 and the report intake on 9465 (nodes.csv).
+pub const LISTENERS: &str = "
+[metrics]
+listen = \"127.0.0.1:9464\"
+subscribers = \"all\"
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+";
+
 /// A veth pair: `a` in namespace `ns_a`, `b` in `ns_b`, both up.
 pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) {
     sh(&[
@@ -503,4 +523,23 @@ pub fn metric(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series}"))
+}
+
+/// A TCP connection to 127.0.0.1:`port` from `source` (any 127/8 address), in the calling
+/// thread's namespace.
+pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> std::net::TcpStream {
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    let bind = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(source, 0));
+    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &bind).unwrap();
+    let to = nix::sys::socket::SockaddrIn::new(127, 0, 0, 1, port);
+    nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&socket), &to).unwrap();
+    let s = std::net::TcpStream::from(socket);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
 }

@@ -1,0 +1,43 @@
+//! Any request body through the intake's decoding and every admission rule: no panic, and a
+//! body that is not a valid report signed by the node is never admitted.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use quid::{
+    admit::{self, Admission, History, Limits},
+    nodes::{Node, Nodes},
+    report::Report,
+};
+
+const NOW: i64 = 1_795_600_000;
+
+fuzz_target!(|data: &[u8]| {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let mut nodes = Nodes::default();
+    nodes.by_id.insert(
+        "pi".into(),
+        Node {
+            id: "pi".into(),
+            subscriber: "alice".into(),
+            key: key.verifying_key(),
+            cpu_cores: 4,
+            storage_bytes: 1 << 40,
+            max_watts: 1000,
+        },
+    );
+    let Ok(report) = serde_json::from_slice::<Report>(data) else {
+        return;
+    };
+    let _ = report.period();
+    let _ = report.canonical();
+    let history = History::default();
+    for h in [None, Some(&history)] {
+        if let Ok(Admission::Accept(p)) = admit::admit(&report, &nodes, h, NOW, Limits::default())
+        {
+            // Only a report the node really signed gets through, and its figures are sane.
+            assert_eq!(report.verify(&key.verifying_key()), Ok(true));
+            assert!(p.end > p.start);
+            assert!(report.cpu_core_seconds.is_finite() && report.cpu_core_seconds >= 0.0);
+        }
+    }
+});

@@ -1,0 +1,233 @@
+//! `cargo xtask dist`: the Debian package: the `quid` binary (with the eBPF object embedded),
+//! the systemd unit, an example config, the dashboards and rules. Built with `dpkg-deb` from a
+//! staged tree, so no packaging tool needs installing; `verify` checks a built package the way
+//! an operator would use it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+/// What the package must contain (paths inside it).
+pub const CONTENTS: [&str; 11] = [
+    "./usr/bin/quid",
+    "./lib/systemd/system/quid.service",
+    "./etc/quid/quid.toml",
+    "./etc/quid/subscribers.csv",
+    "./etc/quid/nodes.csv",
+    "./usr/share/quid/dashboards/noc-overview.json",
+    "./usr/share/quid/dashboards/subscriber.json",
+    "./usr/share/quid/dashboards/capacity-planning.json",
+    "./usr/share/quid/dashboards/provisioning/quid.yaml",
+    "./usr/share/quid/dashboards/rules/quid.rules.yml",
+    "./usr/share/doc/quid/README.md",
+];
+
+const CONFFILES: &str = "/etc/quid/quid.toml\n/etc/quid/subscribers.csv\n/etc/quid/nodes.csv\n";
+
+const POSTINST: &str = r#"#!/bin/sh
+# Creates the quid system user; the unit is installed but not started, since the interfaces
+# in /etc/quid/quid.toml must be set first.
+set -e
+if [ "$1" = configure ]; then
+    if ! getent passwd quid >/dev/null; then
+        adduser --system --group --no-create-home --home /var/lib/quid quid
+    fi
+    chgrp quid /etc/quid
+    chmod 0750 /etc/quid
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload || true
+    fi
+    echo "quid: set the interfaces in /etc/quid/quid.toml, then: systemctl enable --now quid"
+fi
+"#;
+
+const POSTRM: &str = r#"#!/bin/sh
+# The store in /var/lib/quid holds the ledger (money): it is never removed by the package.
+set -e
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+fi
+"#;
+
+fn version(root: &Path) -> anyhow::Result<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[workspace.package]")
+        .find_map(|l| l.strip_prefix("version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .context("no version in [workspace.package]")
+}
+
+fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(to.parent().context("no parent")?)?;
+    std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &target)?;
+        } else {
+            copy(&e.path(), &target, 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds `target/dist/quid_VERSION_ARCH.deb` from the release binary `quid`.
+pub fn build(root: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
+    let version = version(root)?;
+    let arch = output("dpkg", &["--print-architecture"])?.trim().to_owned();
+    let dist = root.join("target/dist");
+    let stage = dist.join("stage");
+    let _ = std::fs::remove_dir_all(&stage);
+    copy(quid, &stage.join("usr/bin/quid"), 0o755)?;
+    let _ = Command::new("strip").arg(stage.join("usr/bin/quid")).status();
+    let src = root.join("dist");
+    copy(
+        &src.join("quid.service"),
+        &stage.join("lib/systemd/system/quid.service"),
+        0o644,
+    )?;
+    for f in ["quid.toml", "subscribers.csv", "nodes.csv"] {
+        copy(&src.join(f), &stage.join("etc/quid").join(f), 0o640)?;
+    }
+    copy_tree(
+        &root.join("dashboards"),
+        &stage.join("usr/share/quid/dashboards"),
+    )?;
+    copy(
+        &root.join("README.md"),
+        &stage.join("usr/share/doc/quid/README.md"),
+        0o644,
+    )?;
+    let debian = stage.join("DEBIAN");
+    std::fs::create_dir_all(&debian)?;
+    let size_kb = output("du", &["-sk", stage.to_str().context("non-UTF-8 path")?])?
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .to_owned();
+    std::fs::write(
+        debian.join("control"),
+        format!(
+            "Package: quid\nVersion: {version}\nArchitecture: {arch}\nMaintainer: quid developers <quid@example.invalid>\n\
+             Installed-Size: {size_kb}\nDepends: libc6, adduser\nSection: net\nPriority: optional\n\
+             Description: XDP traffic accounting and settlement for ISP edge routers\n \
+             Counts bytes per subscriber and direction with XDP, accepts signed node\n \
+             contribution reports, keeps a hash-chained ledger and exports Prometheus metrics.\n"
+        ),
+    )?;
+    std::fs::write(debian.join("conffiles"), CONFFILES)?;
+    for (name, text) in [("postinst", POSTINST), ("postrm", POSTRM)] {
+        std::fs::write(debian.join(name), text)?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(debian.join(name), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let deb = dist.join(format!("quid_{version}_{arch}.deb"));
+    output(
+        "dpkg-deb",
+        &[
+            "--root-owner-group",
+            "--build",
+            stage.to_str().context("non-UTF-8 path")?,
+            deb.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    Ok(deb)
+}
+
+/// Checks a built package: its fields and contents, the binary it installs (it runs and
+/// carries the eBPF object), the example config (valid) and the unit (systemd accepts it).
+pub fn verify(deb: &Path) -> anyhow::Result<()> {
+    let deb_s = deb.to_str().context("non-UTF-8 path")?;
+    let info = output("dpkg-deb", &["--info", deb_s])?;
+    for field in ["Package: quid", "Depends: libc6, adduser", "postinst", "conffiles"] {
+        ensure!(info.contains(field), "{deb_s}: no `{field}` in\n{info}");
+    }
+    let listing = output("dpkg-deb", &["--contents", deb_s])?;
+    for path in CONTENTS {
+        ensure!(
+            listing.lines().any(|l| l.ends_with(path)),
+            "{deb_s}: {path} missing from\n{listing}"
+        );
+    }
+    ensure!(
+        listing.contains("root/root"),
+        "{deb_s}: files must belong to root"
+    );
+    let scratch = deb.with_extension("extracted");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let scratch_s = scratch.to_str().context("non-UTF-8 path")?;
+    output("dpkg-deb", &["--extract", deb_s, scratch_s])?;
+    let control = scratch.join("DEBIAN");
+    output(
+        "dpkg-deb",
+        &["--control", deb_s, control.to_str().context("non-UTF-8 path")?],
+    )?;
+    for script in ["postinst", "postrm"] {
+        let path = control.join(script);
+        output("sh", &["-n", path.to_str().context("non-UTF-8 path")?])?;
+    }
+    let quid = scratch.join("usr/bin/quid");
+    let quid_s = quid.to_str().context("non-UTF-8 path")?;
+    let v = output(quid_s, &["--version"])?;
+    ensure!(v.starts_with("quid "), "unexpected version output: {v}");
+    let bin = std::fs::read(&quid)?;
+    ensure!(
+        bin.windows(b"quid_access".len()).any(|w| w == b"quid_access"),
+        "the packaged binary does not carry the eBPF programs"
+    );
+    let config = scratch.join("etc/quid/quid.toml");
+    output(
+        quid_s,
+        &["check", "--config", config.to_str().context("non-UTF-8 path")?],
+    )?;
+    // systemd checks the unit with the packaged binary in place of /usr/bin/quid.
+    let unit = std::fs::read_to_string(scratch.join("lib/systemd/system/quid.service"))?;
+    let unit_dir = scratch.join("unit-check");
+    std::fs::create_dir_all(&unit_dir)?;
+    std::fs::write(
+        unit_dir.join("quid.service"),
+        unit.replace("/usr/bin/quid", quid_s),
+    )?;
+    let verify = Command::new("systemd-analyze")
+        .args(["verify"])
+        .arg(unit_dir.join("quid.service"))
+        .output();
+    match verify {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => bail!(
+            "systemd-analyze refuses the unit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => println!("dist: systemd-analyze not available ({e}); unit not verified"),
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("dist: {deb_s} verified ({} files)", listing.lines().count());
+    Ok(())
+}
