@@ -392,19 +392,10 @@ impl State<'_> {
             .attachments
             .iter()
             .map(|a| {
-                let exists = nix::net::if_::if_nametoindex(a.name.as_str()).is_ok();
-                let pinned = self
-                    .config
-                    .daemon
-                    .pin_dir
-                    .join(format!("link_{}", a.name))
-                    .exists();
-                (
-                    a.name.clone(),
-                    a.role.to_string(),
-                    a.mode.clone(),
-                    exists && pinned,
-                )
+                // Attached means the kernel has the link on the interface of that name now.
+                let attached = nix::net::if_::if_nametoindex(a.name.as_str())
+                    .is_ok_and(|i| self.dp.attached_to(&a.name, i));
+                (a.name.clone(), a.role.to_string(), a.mode.clone(), attached)
             })
             .collect();
         self.status.reports = self
@@ -447,7 +438,7 @@ impl State<'_> {
                 .find(|a| &a.name == name)
                 .map(|a| a.ifindex);
             match (was, now) {
-                (Some(old), Some(new)) if old == new => {
+                (Some(old), Some(new)) if old == new && self.dp.attached_to(name, new) => {
                     self.missing.remove(name);
                 }
                 (_, None) => {

@@ -474,6 +474,19 @@ impl Datapath {
             .pin_dir
             .as_ref()
             .map(|d| d.join(format!("link_{name}")));
+        if let Some(path) = link_pin.as_ref().filter(|p| p.exists())
+            && crate::xdp_link::ifindex(path).ok() != Some(ifindex)
+        {
+            // The interface was deleted (and maybe created again) while no daemon ran: the
+            // pinned link is defunct, so it goes and the program is attached afresh below.
+            warn!(
+                "the pinned link to {name} belongs to an interface that is gone; attaching afresh"
+            );
+            std::fs::remove_file(path).map_err(|e| DatapathError::Pin {
+                dir: path.clone(),
+                message: format!("removing the defunct link: {e}"),
+            })?;
+        }
         if let Some(path) = link_pin.as_ref().filter(|p| p.exists()) {
             // A previous daemon's link: swap our program into it atomically (no packet
             // goes uncounted), and keep its pin.
@@ -573,6 +586,20 @@ impl Datapath {
             }
         }
         Ok(dropped)
+    }
+
+    /// Whether the program is attached to the interface `name` is now (`ifindex`): for a
+    /// pinned link the kernel's word, otherwise the ifindex it was attached to.
+    pub fn attached_to(&self, name: &str, ifindex: u32) -> bool {
+        match &self.pin_dir {
+            Some(dir) => {
+                crate::xdp_link::ifindex(&dir.join(format!("link_{name}"))).ok() == Some(ifindex)
+            }
+            None => self
+                .attachments
+                .iter()
+                .any(|a| a.name == name && a.ifindex == ifindex),
+        }
     }
 
     /// Forgets the attachment to `name` whose interface was deleted: its link is defunct, so

@@ -29,3 +29,4 @@ pub mod table;
 pub mod tariff;
 pub mod tls;
 pub mod usage;
+pub mod xdp_link;

@@ -210,3 +210,65 @@ fn an_interface_deleted_and_created_again_is_reattached() {
         (12, 1200)
     );
 }
+
+#[test]
+fn a_damaged_store_stops_the_start_and_is_left_as_it_is() {
+    let (r, s) = common::router_and_sender();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_sections(dir.path(), &[("acc", "access", "native")], TABLE, "");
+    let daemon = Daemon::start(&r, &config);
+    Injector::new(&s, "acc-p").send(&frame(), 3);
+    wait_snapshot(&daemon, "3 packets", |s| alice_up(s) == 3);
+    daemon.stop();
+    // Damage one page in the middle of the database, as a failing disk would.
+    let db = dir.path().join("state/quid.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() >= 4 * 4096, "{} bytes", bytes.len());
+    bytes[2 * 4096..3 * 4096].fill(0xa5);
+    std::fs::write(&db, &bytes).unwrap();
+    let (ok, err) = common::quid_run_refused(&r, &config);
+    assert!(!ok, "quid started on a damaged store");
+    assert!(
+        err.contains("is damaged") && err.contains("will not rebuild it silently"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        bytes,
+        "the damaged store was changed"
+    );
+    assert!(!r.has_xdp("acc"), "attached despite the damaged store");
+}
+
+#[test]
+fn an_interface_recreated_while_quid_was_stopped_is_attached_afresh_at_start() {
+    let (r, s) = common::router_and_sender();
+    let pins = common::pin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    // on_stop = keep: the pinned link outlives the daemon, and goes defunct with the interface.
+    let config = common::write_config_with(
+        dir.path(),
+        &[("acc", "access", "native")],
+        TABLE,
+        &format!("pin_dir = \"{}\"\non_stop = \"keep\"\n", pins.0.display()),
+    );
+    let daemon = Daemon::start(&r, &config);
+    Injector::new(&s, "acc-p").send(&frame(), 2);
+    wait_snapshot(&daemon, "2 packets", |s| alice_up(s) == 2);
+    daemon.stop();
+    sh(&["ip", "-n", &r.name, "link", "del", "acc"]);
+    veth(&r, "acc", &s, "acc-p");
+    let daemon = Daemon::start(&r, &config);
+    assert!(
+        daemon
+            .log()
+            .contains("belongs to an interface that is gone"),
+        "{}",
+        daemon.log()
+    );
+    assert!(r.has_xdp("acc"), "not attached to the new interface");
+    Injector::new(&s, "acc-p").send(&frame(), 3);
+    wait_snapshot(&daemon, "5 packets", |s| alice_up(s) == 5);
+    let snap = daemon.stop();
+    assert_eq!(snap.subscribers[0].upload.bytes, 500);
+}

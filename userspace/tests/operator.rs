@@ -275,16 +275,12 @@ fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
     ] {
         let config =
             write_config_sections(dir.path(), &[("acc", "access", "auto")], TABLE, section);
-        let (ok, err) = common::run_bounded(&[
-            "nsenter".into(),
-            format!("--net=/run/netns/{}", r.name),
-            env!("CARGO_BIN_EXE_quid").into(),
-            "run".into(),
-            "--config".into(),
-            config.to_str().unwrap().into(),
-        ]);
+        let (ok, err) = common::quid_run_refused(&r, &config);
         assert!(!ok, "{section}");
         assert!(err.contains(expected), "{section}: {err}");
+        // `quid check` says the same without a kernel.
+        let (ok, out) = common::quid_cli(&config, &["check"]);
+        assert!(!ok && out.contains(expected), "{section}: {out}");
         // Refused before the kernel was touched.
         assert!(!r.has_xdp("acc"));
         assert!(!std::path::Path::new(&common::config_pin_dir(dir.path())).exists());

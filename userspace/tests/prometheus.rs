@@ -125,6 +125,7 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
         for name in metric_names(&expr) {
             let known = quid::metrics::FAMILIES.contains(&name.as_str())
                 || quid::metrics::REPORT_FAMILIES.contains(&name.as_str())
+                || quid::metrics::HTTP_FAMILIES.contains(&name.as_str())
                 || rules.contains(&name);
             assert!(
                 known,
@@ -307,6 +308,7 @@ download_internet_gb = 1000000000
     for family in quid::metrics::FAMILIES
         .iter()
         .chain(&quid::metrics::REPORT_FAMILIES)
+        .chain(&quid::metrics::HTTP_FAMILIES)
     {
         assert!(
             exposition.contains(&format!("# TYPE {family} ")),

@@ -39,7 +39,7 @@ pub const RECORDING: [(&str, &str); 7] = [
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 7] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 11] = [
     (
         "QuidReportRejectionsHigh",
         "sum by (instance) (rate(quid_report_rejections_total[10m])) > 0.1",
@@ -81,6 +81,34 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 7] = [
         "10m",
         "warning",
         "kernel map {{ $labels.map }} on {{ $labels.instance }} is over 90% full",
+    ),
+    (
+        "QuidStoreCommitsFailing",
+        "increase(quid_store_commit_failures_total[5m]) > 0",
+        "5m",
+        "critical",
+        "quid on {{ $labels.instance }} cannot write its store (disk full or unwritable): counts wait in the kernel, reports are refused",
+    ),
+    (
+        "QuidOperatorLoginFailures",
+        "sum by (instance) (increase(quid_operator_requests_total{outcome=~\"missing_credential|bad_credential\"}[10m])) > 5",
+        "0m",
+        "warning",
+        "{{ $value }} operator API requests without a valid token on {{ $labels.instance }} in 10 minutes",
+    ),
+    (
+        "QuidHttpConnectionsRefused",
+        "sum by (instance, listener) (rate(quid_http_connections_total{outcome=~\"refused_.*\"}[5m])) > 1",
+        "10m",
+        "warning",
+        "the {{ $labels.listener }} listener on {{ $labels.instance }} refuses connections (full or one address flooding)",
+    ),
+    (
+        "QuidInterfaceReattached",
+        "increase(quid_xdp_reattachments_total[15m]) > 0",
+        "0m",
+        "info",
+        "an interface on {{ $labels.instance }} was deleted and created again; quid re-attached to it",
     ),
     (
         "QuidTableReloadFailed",
@@ -266,6 +294,28 @@ fn noc() -> Value {
                 vec![(
                     "sum by (reason) (increase(quid_report_rejections_total[$__rate_interval]))",
                     "{{reason}}",
+                )],
+            ),
+            ts(
+                "HTTP connections refused or timed out",
+                "short",
+                vec![
+                    (
+                        "sum by (listener, outcome) (increase(quid_http_connections_total{outcome!=\"accepted\"}[$__rate_interval]))",
+                        "{{listener}} {{outcome}}",
+                    ),
+                    (
+                        "sum by (listener) (increase(quid_http_requests_timed_out_total[$__rate_interval]))",
+                        "{{listener}} timed out",
+                    ),
+                ],
+            ),
+            stat(
+                "Store commit failures (1h)",
+                "none",
+                vec![(
+                    "sum(increase(quid_store_commit_failures_total[1h]))",
+                    "failures",
                 )],
             ),
         ],

@@ -106,7 +106,9 @@ pub fn build(root: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
     let stage = dist.join("stage");
     let _ = std::fs::remove_dir_all(&stage);
     copy(quid, &stage.join("usr/bin/quid"), 0o755)?;
-    let _ = Command::new("strip").arg(stage.join("usr/bin/quid")).status();
+    let _ = Command::new("strip")
+        .arg(stage.join("usr/bin/quid"))
+        .status();
     let src = root.join("dist");
     copy(
         &src.join("quid.service"),
@@ -166,7 +168,12 @@ pub fn build(root: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
 pub fn verify(deb: &Path) -> anyhow::Result<()> {
     let deb_s = deb.to_str().context("non-UTF-8 path")?;
     let info = output("dpkg-deb", &["--info", deb_s])?;
-    for field in ["Package: quid", "Depends: libc6, adduser", "postinst", "conffiles"] {
+    for field in [
+        "Package: quid",
+        "Depends: libc6, adduser",
+        "postinst",
+        "conffiles",
+    ] {
         ensure!(info.contains(field), "{deb_s}: no `{field}` in\n{info}");
     }
     let listing = output("dpkg-deb", &["--contents", deb_s])?;
@@ -187,7 +194,11 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
     let control = scratch.join("DEBIAN");
     output(
         "dpkg-deb",
-        &["--control", deb_s, control.to_str().context("non-UTF-8 path")?],
+        &[
+            "--control",
+            deb_s,
+            control.to_str().context("non-UTF-8 path")?,
+        ],
     )?;
     for script in ["postinst", "postrm"] {
         let path = control.join(script);
@@ -199,13 +210,18 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
     ensure!(v.starts_with("quid "), "unexpected version output: {v}");
     let bin = std::fs::read(&quid)?;
     ensure!(
-        bin.windows(b"quid_access".len()).any(|w| w == b"quid_access"),
+        bin.windows(b"quid_access".len())
+            .any(|w| w == b"quid_access"),
         "the packaged binary does not carry the eBPF programs"
     );
     let config = scratch.join("etc/quid/quid.toml");
     output(
         quid_s,
-        &["check", "--config", config.to_str().context("non-UTF-8 path")?],
+        &[
+            "check",
+            "--config",
+            config.to_str().context("non-UTF-8 path")?,
+        ],
     )?;
     // systemd checks the unit with the packaged binary in place of /usr/bin/quid.
     let unit = std::fs::read_to_string(scratch.join("lib/systemd/system/quid.service"))?;

@@ -123,7 +123,15 @@ fn main() -> anyhow::Result<()> {
             // Longer fuzzing, and the XDP property test over a million frames per program.
             fuzz::run(&root, 120, &root.join("bench/fuzz.json"))?;
             let status = Command::new("cargo")
-                .args(["test", "--release", "--test", "test_run", "random_", "--", "--nocapture"])
+                .args([
+                    "test",
+                    "--release",
+                    "--test",
+                    "test_run",
+                    "random_",
+                    "--",
+                    "--nocapture",
+                ])
                 .env("QUID_PROPERTY_FRAMES", "1000000")
                 .current_dir(&root)
                 .status()?;

@@ -460,6 +460,19 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `quid run` in `ns` where it is expected to refuse to start: (exit success, stderr),
+/// bounded to 20 s.
+pub fn quid_run_refused(ns: &Netns, config: &Path) -> (bool, String) {
+    run_bounded(&[
+        "nsenter".into(),
+        format!("--net=/run/netns/{}", ns.name),
+        env!("CARGO_BIN_EXE_quid").into(),
+        "run".into(),
+        "--config".into(),
+        config.to_str().unwrap().into(),
+    ])
+}
+
 /// Runs `args` (which must end by exiting) for at most 20 s: (exit success, stderr).
 pub fn run_bounded(args: &[String]) -> (bool, String) {
     let mut child = Command::new(&args[0])
