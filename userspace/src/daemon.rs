@@ -111,7 +111,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let (control_tx, control) = tokio::sync::mpsc::channel(4);
     let mut operator_counts = None;
-    if let Some(token) = token {
+    let token = token.map(|t| Arc::new(RwLock::new(t)));
+    if let Some(token) = token.clone() {
         let listener = bind("operator.listen", &config.operator.listen).await?;
         let counts = crate::operator::Counts::default();
         operator_counts = Some(counts.clone());
@@ -183,7 +184,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ..DaemonStatus::default()
         },
         control,
+        token,
         missing: Default::default(),
+        reload_pending: false,
         config: &config,
         dp,
         registry,
@@ -278,6 +281,10 @@ struct State<'a> {
     intake: Option<Arc<std::sync::Mutex<crate::intake::Intake>>>,
     /// The exposition `/metrics` serves, rendered once per interval.
     exposition: Arc<RwLock<String>>,
+    /// The operator API's token, when the API runs (reloaded on SIGHUP).
+    token: Option<Arc<RwLock<crate::operator::Token>>>,
+    /// A table change waiting for the store to take writes again.
+    reload_pending: bool,
     /// Configured interfaces that are gone (said once, until they are back).
     missing: std::collections::BTreeSet<String>,
     /// Requests from the operator API.
@@ -469,6 +476,20 @@ impl State<'_> {
         }
     }
 
+    /// Rereads the operator token file (rotation); a bad file keeps the current token.
+    fn reload_token(&mut self) {
+        let Some(token) = &self.token else { return };
+        match crate::operator::Token::load(&self.config.operator.token_file) {
+            Ok(t) => {
+                if let Ok(mut current) = token.write() {
+                    *current = t;
+                    info!("reloaded the operator token");
+                }
+            }
+            Err(e) => warn!("operator token reload refused, the current token stays: {e}"),
+        }
+    }
+
     /// Reloads the nodes file; a bad file leaves the registered nodes untouched.
     fn reload_nodes(&mut self) {
         self.nodes_stamp = stamp(&self.config.reports.nodes);
@@ -498,6 +519,19 @@ impl State<'_> {
             errors: Vec::new(),
             change: registry::Change::default(),
         };
+        // The kernel and the books change together: with a store that cannot take the books'
+        // side (disk full), the change waits, and is retried after the next good commit.
+        if let Err(e) = self.books.store().check_writable() {
+            self.reload_pending = true;
+            self.status.reloads_failed += 1;
+            self.status.last_reload_ok = false;
+            result.errors = vec![format!(
+                "the store cannot be written ({e}); the change is applied once it can"
+            )];
+            warn!("reload ({why}) postponed, the running table is unchanged: {e}");
+            return result;
+        }
+        self.reload_pending = false;
         match Table::load(&self.config.subscribers.file) {
             Err(errors) => {
                 self.status.reloads_failed += 1;
@@ -549,7 +583,12 @@ impl State<'_> {
             tokio::select! {
                 _ = tick.tick() => {
                     match self.read_interval() {
-                        Ok(summary) => log_summary(&summary, secs),
+                        Ok(summary) => {
+                            log_summary(&summary, secs);
+                            if self.reload_pending {
+                                self.reload("postponed until the store took writes again");
+                            }
+                        }
                         Err(e) => error!("reading the counters failed (the kernel keeps them; will retry next interval): {e:#}"),
                     }
                     self.settle();
@@ -585,6 +624,7 @@ impl State<'_> {
                     if self.intake.is_some() {
                         self.reload_nodes();
                     }
+                    self.reload_token();
                 }
                 ready = readable(&mut kernel_log) => match ready {
                     Ok(mut guard) => {

@@ -115,7 +115,8 @@ pub type Counts = Arc<Mutex<BTreeMap<(&'static str, &'static str), u64>>>;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct Api {
-    pub token: Token,
+    /// Replaced when the token file is reloaded (SIGHUP), so a token rotates without a restart.
+    pub token: Arc<std::sync::RwLock<Token>>,
     pub control: mpsc::Sender<Control>,
     pub state_dir: PathBuf,
     pub operator_key: Option<PathBuf>,
@@ -170,7 +171,9 @@ async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response
     let presented = bearer(req.headers());
     let refusal = match presented {
         None => Some(("missing_credential", "send Authorization: Bearer TOKEN")),
-        Some(t) if !api.token.matches(t) => Some(("bad_credential", "the token is not valid")),
+        Some(t) if !api.token.read().is_ok_and(|k| k.matches(t)) => {
+            Some(("bad_credential", "the token is not valid"))
+        }
         Some(_) => None,
     };
     if let Some((reason, message)) = refusal {

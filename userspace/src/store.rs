@@ -187,6 +187,12 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Commits one small write, to learn whether the store takes writes now (not on a full
+    /// disk or a read-only file system) before a change that must reach both kernel and store.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.set_meta("write_check", crate::daemon::now())
+    }
+
     /// Every subscriber the store knows, active and removed.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
         let mut stmt = self

@@ -125,6 +125,20 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
         "{}",
         daemon.log()
     );
+    // A table change waits: kernel and books must change together.
+    std::fs::write(
+        dir.path().join("subscribers.csv"),
+        format!("{TABLE}bob,Bob,home,100.64.1.11\n"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon
+        .log()
+        .contains("postponed, the running table is unchanged")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A report is refused with a retryable status, and not recorded.
     let body = report(&key, "pi", 1, 7200, |_| {});
     let (code, answer) = {
@@ -138,8 +152,8 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
 
     // Space returns: the books catch up with every packet, the retried report is accepted.
     std::fs::remove_file(filler).unwrap();
-    wait_snapshot(&daemon, "30 packets after the disk had room", |s| {
-        alice_up(s) == 30
+    wait_snapshot(&daemon, "30 packets and bob after the disk had room", |s| {
+        alice_up(s) == 30 && s.subscribers.iter().any(|t| t.id == "bob")
     });
     let (code, answer) = r.run(move || http_here(9465, "POST", "/v1/reports", &body));
     assert_eq!(code, 200, "{answer}");

@@ -190,6 +190,34 @@ key = \"{}\"
     assert_eq!((code, v["ok"].as_bool()), (422, Some(false)), "{v}");
     assert!(!v["errors"].as_array().unwrap().is_empty());
 
+    // Rotation: a new token in the file and SIGHUP (systemctl reload); the old one stops working.
+    let rotated = quid::operator::new_token().unwrap();
+    std::fs::write(&token_file, &rotated).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.log().contains("reloaded the operator token") {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, v) = with_token("POST", "/reload", None);
+    assert_eq!((code, v["reason"].as_str()), (401, Some("bad_credential")));
+    let (code, _) = https(
+        &r,
+        &cert,
+        "POST",
+        &format!("{op}/reload"),
+        Some(&rotated),
+        None,
+    );
+    assert_eq!(
+        code, 422,
+        "the rotated token is refused (the table is still broken: 422)"
+    );
+
     // A node reports over TLS with its signature alone, through the real client.
     std::fs::write(
         dir.path().join("node.key"),
