@@ -119,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let api = crate::operator::Api {
             token,
             control: control_tx.clone(),
-            state_dir: config.daemon.state_dir.clone(),
+            store: Arc::new(std::sync::Mutex::new(Store::connect(state_dir)?)),
             operator_key: config.settlement.operator_key.clone(),
             counts,
         };
@@ -152,7 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
             nodes,
-            Store::open(state_dir)?,
+            Store::connect(state_dir)?,
             limits,
             r.rate_per_node,
             r.burst_per_node,

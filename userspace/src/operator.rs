@@ -118,7 +118,8 @@ pub struct Api {
     /// Replaced when the token file is reloaded (SIGHUP), so a token rotates without a restart.
     pub token: Arc<std::sync::RwLock<Token>>,
     pub control: mpsc::Sender<Control>,
-    pub state_dir: PathBuf,
+    /// The API's own connection to the store (opened once: opening checks the whole file).
+    pub store: Arc<Mutex<Store>>,
     pub operator_key: Option<PathBuf>,
     pub counts: Counts,
 }
@@ -258,9 +259,9 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
             "an adjustment needs a non-zero amount and a reason",
         );
     }
-    let dir = api.state_dir.clone();
+    let store = api.store.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<Option<i64>, String> {
-        let mut store = Store::open(&dir).map_err(|e| e.to_string())?;
+        let mut store = store.lock().map_err(|e| e.to_string())?;
         if !store
             .has_subscriber(&a.subscriber)
             .map_err(|e| e.to_string())?
@@ -328,10 +329,10 @@ async fn statement(
             "settlement.operator_key is not set: statements cannot be signed",
         );
     };
-    let dir = api.state_dir.clone();
+    let store = api.store.clone();
     let unavailable = |e: String| (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e);
     let done = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Refusal> {
-        let store = Store::open(&dir).map_err(|e| unavailable(e.to_string()))?;
+        let store = store.lock().map_err(|e| unavailable(e.to_string()))?;
         if !store
             .has_subscriber(&subscriber)
             .map_err(|e| unavailable(e.to_string()))?

@@ -131,16 +131,39 @@ impl Store {
             path: path.clone(),
             detail,
         };
+        // The integrity check comes first: nothing is written to a file that fails it.
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(|e| corrupt(e.to_string()))?;
         if check != "ok" {
             return Err(corrupt(check));
         }
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+        conn.execute_batch("PRAGMA journal_mode=WAL;")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| corrupt(e.to_string()))?;
+        Store::settings(conn, path)
+    }
+
+    /// Another connection to a store this process has already opened (and so checked) with
+    /// [`Store::open`]: no second integrity check, which reads the whole file.
+    pub fn connect(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(FILE);
+        match Connection::open(&path) {
+            Ok(conn) => Store::settings(conn, path),
+            Err(source) => Err(StoreError::Sql { path, source }),
+        }
+    }
+
+    /// The per-connection settings: every commit on disk before it is acknowledged, and a
+    /// wait rather than an error while another connection writes.
+    fn settings(conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        conn.execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         Ok(Store { conn, path })
