@@ -117,10 +117,13 @@ pub type Counts = Arc<Mutex<BTreeMap<(&'static str, &'static str), u64>>>;
 pub struct Api {
     /// Replaced when the token file is reloaded (SIGHUP), so a token rotates without a restart.
     pub token: Arc<std::sync::RwLock<Token>>,
+    /// Requests to the daemon's main loop (reload).
     pub control: mpsc::Sender<Control>,
     /// The API's own connection to the store (opened once: opening checks the whole file).
     pub store: Arc<Mutex<Store>>,
+    /// The key statements are signed with, if one is configured.
     pub operator_key: Option<PathBuf>,
+    /// Requests per (action, outcome), for the metrics.
     pub counts: Counts,
 }
 
@@ -232,6 +235,7 @@ async fn reload(State(api): State<Api>) -> Response {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Adjustment {
+    /// The subscriber's id.
     pub subscriber: String,
     /// Micro-credits; negative to debit.
     pub amount: i64,
