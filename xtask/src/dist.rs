@@ -35,7 +35,8 @@ if [ "$1" = configure ]; then
     if ! getent passwd quid >/dev/null; then
         adduser --system --group --no-create-home --home /var/lib/quid quid
     fi
-    chgrp quid /etc/quid
+    # quid reads its config as group quid; nobody else needs to.
+    chgrp quid /etc/quid /etc/quid/quid.toml /etc/quid/subscribers.csv /etc/quid/nodes.csv
     chmod 0750 /etc/quid
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true
