@@ -205,6 +205,15 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
         let path = control.join(script);
         output("sh", &["-n", path.to_str().context("non-UTF-8 path")?])?;
     }
+    // Files are root:root in the package: postinst must hand each config file to group quid,
+    // or the daemon (user quid) cannot read it.
+    let postinst = std::fs::read_to_string(control.join("postinst"))?;
+    for conffile in CONFFILES.lines() {
+        ensure!(
+            postinst.contains(conffile),
+            "postinst does not give {conffile} to group quid"
+        );
+    }
     let quid = scratch.join("usr/bin/quid");
     let quid_s = quid.to_str().context("non-UTF-8 path")?;
     let v = output(quid_s, &["--version"])?;
