@@ -26,7 +26,9 @@ fn decode(b: &[u8]) -> Option<(String, u64, i64, i64, [u64; 3], [u64; 2])> {
     let (len, rest) = rest.split_at_checked(2)?;
     let len = u16::from_be_bytes(len.try_into().ok()?) as usize;
     let (id, rest) = rest.split_at_checked(len)?;
-    let mut words = rest.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap()));
+    let mut words = rest
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()));
     if rest.len() != 8 * 8 {
         return None;
     }
