@@ -409,15 +409,20 @@ impl State<'_> {
             .intake
             .as_ref()
             .and_then(|i| i.lock().ok().map(|i| i.counts.clone()));
+        let store = self.books.store();
         match (
-            self.books.store().running_balances(),
-            self.books.store().contributions(),
+            store.running_balances(),
+            store.contributions(),
+            store.plan_contributions(),
         ) {
-            (Ok(b), Ok(c)) => {
+            (Ok(b), Ok(c), Ok(p)) => {
                 self.status.balances = b;
                 self.status.contributions = c;
+                self.status.plan_contributions = p;
             }
-            (Err(e), _) | (_, Err(e)) => error!("cannot read balances for the metrics: {e}"),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                error!("cannot read balances for the metrics: {e}")
+            }
         }
         let records: Vec<&crate::store::Record> = self.books.records().collect();
         let text = metrics::render(

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 25] = [
+pub const FAMILIES: [&str; 28] = [
     "quid_subscriber_balance_credits",
     "quid_contribution_cpu_seconds_total",
     "quid_contribution_storage_byte_seconds_total",
@@ -30,6 +30,9 @@ pub const FAMILIES: [&str; 25] = [
     "quid_plan_bytes_total",
     "quid_plan_packets_total",
     "quid_plan_subscribers",
+    "quid_plan_contribution_cpu_seconds_total",
+    "quid_plan_contribution_storage_byte_seconds_total",
+    "quid_plan_contribution_energy_joules_total",
     "quid_traffic_bytes_total",
     "quid_traffic_packets_total",
     "quid_interface_bytes_total",
@@ -67,6 +70,8 @@ pub struct DaemonStatus {
     pub balances: std::collections::HashMap<String, i64>,
     /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
     pub contributions: std::collections::HashMap<String, [f64; 3]>,
+    /// The same summed per plan (by each subscriber's current plan).
+    pub plan_contributions: std::collections::BTreeMap<String, [f64; 3]>,
     /// Interfaces re-attached after they were deleted and created again.
     pub reattachments: u64,
     /// Interval commits that failed (disk full, store unwritable); counting went on.
@@ -362,6 +367,30 @@ pub fn render(
         escape(plan, &mut labels);
         let _ = writeln!(out, "quid_plan_subscribers{{plan=\"{labels}\"}} {n}");
     }
+    for (i, name, help) in [
+        (
+            0,
+            "quid_plan_contribution_cpu_seconds_total",
+            "CPU core-seconds supplied per plan (each subscriber's current plan), from settled reports.",
+        ),
+        (
+            1,
+            "quid_plan_contribution_storage_byte_seconds_total",
+            "Storage byte-seconds supplied per plan, from settled reports.",
+        ),
+        (
+            2,
+            "quid_plan_contribution_energy_joules_total",
+            "Energy supplied per plan in joules, from settled reports.",
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for (plan, c) in &status.plan_contributions {
+            let mut labels = String::new();
+            escape(plan, &mut labels);
+            let _ = writeln!(out, "{name}{{plan=\"{labels}\"}} {}", c[i].max(0.0) as u64);
+        }
+    }
     for (name, bytes, help) in [
         (
             "quid_traffic_bytes_total",
@@ -652,6 +681,31 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn contributions_are_summed_per_plan_in_whole_units() {
+        let mut status = DaemonStatus::default();
+        status
+            .plan_contributions
+            .insert("home".into(), [3600.9, 2e9, 7.5]);
+        let text = render(&[], &[], &status, SubscriberSeries::All);
+        for (series, v) in [
+            (
+                "quid_plan_contribution_cpu_seconds_total{plan=\"home\"}",
+                3600,
+            ),
+            (
+                "quid_plan_contribution_storage_byte_seconds_total{plan=\"home\"}",
+                2_000_000_000,
+            ),
+            (
+                "quid_plan_contribution_energy_joules_total{plan=\"home\"}",
+                7,
+            ),
+        ] {
+            assert_eq!(value(&text, series), v, "{series}");
+        }
     }
 
     #[test]

@@ -488,6 +488,26 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
+    /// Settled contributions summed per plan (each subscriber's current plan): cpu
+    /// core-seconds, storage byte-seconds, joules.
+    pub fn plan_contributions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, [f64; 3]>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.plan, sum(c.cpu_core_seconds), sum(c.storage_byte_seconds),
+                        sum(c.energy_joules)
+                 FROM contributions c JOIN subscribers s ON s.id = c.subscriber
+                 GROUP BY s.plan",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
     /// How many reports are recorded.
     pub fn report_count(&self) -> Result<u64, StoreError> {
         self.conn

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 /// Recording rules the dashboards build on: (name, expression).
-pub const RECORDING: [(&str, &str); 7] = [
+pub const RECORDING: [(&str, &str); 8] = [
     (
         "quid:contribution_cores:rate1h",
         "sum(rate(quid_contribution_cpu_seconds_total[1h]))",
@@ -31,6 +31,11 @@ pub const RECORDING: [(&str, &str); 7] = [
     (
         "quid:download_bits:rate1m",
         "sum(rate(quid_traffic_bytes_total{direction=\"download\"}[1m])) * 8",
+    ),
+    (
+        // Download demand per contributed CPU core (+Inf while nothing is contributed).
+        "quid:download_bits_per_core:ratio",
+        "quid:download_bits:rate1m / quid:contribution_cores:rate1h",
     ),
     (
         "quid:unattributed_packets:ratio_rate5m",
@@ -430,6 +435,35 @@ fn capacity() -> Value {
                 "Subscribers by plan",
                 "none",
                 vec![("sum by (plan) (quid_plan_subscribers)", "{{plan}}")],
+            ),
+            ts(
+                "Contributed CPU cores by plan",
+                "none",
+                vec![(
+                    "sum by (plan) (rate(quid_plan_contribution_cpu_seconds_total[1h]))",
+                    "{{plan}}",
+                )],
+            ),
+            ts(
+                "Contributed storage",
+                "bytes",
+                vec![("quid:contribution_storage_bytes:rate1h", "storage")],
+            ),
+            ts(
+                "Contributed power",
+                "watt",
+                vec![("quid:contribution_watts:rate1h", "power")],
+            ),
+            ts(
+                "Download per contributed core, now and 30 days ahead",
+                "bps",
+                vec![
+                    ("quid:download_bits_per_core:ratio", "now"),
+                    (
+                        "predict_linear(quid:download_bits_per_core:ratio[1d], 30 * 86400)",
+                        "forecast",
+                    ),
+                ],
             ),
         ],
     )
