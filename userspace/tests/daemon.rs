@@ -7,7 +7,7 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::{Daemon, Injector, Netns, veth, write_config};
@@ -109,16 +109,7 @@ fn frames_seen(s: &Snapshot) -> u64 {
 /// Waits (bounded) until the daemon's snapshot has seen `frames` frames: veth delivers
 /// asynchronously, so the last frames may still be in flight when sending returns.
 fn wait_for_frames(d: &Daemon, frames: u64) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if Snapshot::read(&d.state_dir)
-            .map(|s| frames_seen(&s) >= frames)
-            .unwrap_or(false)
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.wait_for(&format!("{frames} frames"), |s| frames_seen(s) >= frames);
 }
 
 fn v4(s: &str) -> Ipv4Addr {

@@ -12,7 +12,6 @@ use std::{
 };
 
 use common::{Daemon, Injector, http_here, metric, report, sh, veth, write_config_sections};
-use ed25519_dalek::SigningKey;
 use quid::{frames::Ethernet, snapshot::Snapshot, store::Store};
 
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.1.10\n";
@@ -66,20 +65,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-/// Waits (bounded) until `ok` holds for the daemon's snapshot.
-fn wait_snapshot(d: &Daemon, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Snapshot {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(s) = Snapshot::read(&d.state_dir)
-            && ok(&s)
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn alice_up(s: &Snapshot) -> u64 {
     s.subscribers[0].upload.packets
 }
@@ -89,8 +74,7 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let _disk = Tmpfs::mount(&dir.path().join("state"), "4m");
-    let key = SigningKey::from_bytes(&[3u8; 32]);
-    common::write_nodes(dir.path(), &key);
+    let key = common::write_nodes(dir.path(), 3);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "native")],
@@ -100,7 +84,7 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
     let daemon = Daemon::start(&r, &config);
     let inj = Injector::new(&s, "acc-p");
     inj.send(&frame(), 10);
-    wait_snapshot(&daemon, "10 packets", |s| alice_up(s) == 10);
+    daemon.wait_for("10 packets", |s| alice_up(s) == 10);
 
     let filler = fill(&dir.path().join("state"));
     inj.send(&frame(), 20);
@@ -152,7 +136,7 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
 
     // Space returns: the books catch up with every packet, the retried report is accepted.
     std::fs::remove_file(filler).unwrap();
-    wait_snapshot(&daemon, "30 packets and bob after the disk had room", |s| {
+    daemon.wait_for("30 packets and bob after the disk had room", |s| {
         alice_up(s) == 30 && s.subscribers.iter().any(|t| t.id == "bob")
     });
     let (code, answer) = r.run(move || http_here(9465, "POST", "/v1/reports", &body));
@@ -188,26 +172,18 @@ fn an_interface_deleted_and_created_again_is_reattached() {
     );
     let daemon = Daemon::start(&r, &config);
     Injector::new(&s, "acc-p").send(&frame(), 5);
-    wait_snapshot(&daemon, "5 packets", |s| alice_up(s) == 5);
+    daemon.wait_for("5 packets", |s| alice_up(s) == 5);
     let old = r.ifindex("acc");
 
     // Deleting one end of a veth deletes both.
     sh(&["ip", "-n", &r.name, "link", "del", "acc"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !daemon.log().contains("acc disappeared") {
-        assert!(Instant::now() < deadline, "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_for_log("acc disappeared");
     veth(&r, "acc", &s, "acc-p");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !daemon.log().contains("acc is back") {
-        assert!(Instant::now() < deadline, "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_for_log("acc is back");
     assert_ne!(r.ifindex("acc"), old, "a new interface, not the old one");
     assert!(r.has_xdp("acc"), "not attached to the new interface");
     Injector::new(&s, "acc-p").send(&frame(), 7);
-    wait_snapshot(&daemon, "12 packets", |s| alice_up(s) == 12);
+    daemon.wait_for("12 packets", |s| alice_up(s) == 12);
     std::thread::sleep(Duration::from_millis(1200));
     let (_, text) = r.run(|| http_here(9464, "GET", "/metrics", b""));
     assert_eq!(metric(&text, "quid_xdp_reattachments_total"), 1);
@@ -232,7 +208,7 @@ fn a_damaged_store_stops_the_start_and_is_left_as_it_is() {
     let config = write_config_sections(dir.path(), &[("acc", "access", "native")], TABLE, "");
     let daemon = Daemon::start(&r, &config);
     Injector::new(&s, "acc-p").send(&frame(), 3);
-    wait_snapshot(&daemon, "3 packets", |s| alice_up(s) == 3);
+    daemon.wait_for("3 packets", |s| alice_up(s) == 3);
     daemon.stop();
     // Damage one page in the middle of the database, as a failing disk would.
     let db = dir.path().join("state/quid.db");
@@ -240,7 +216,7 @@ fn a_damaged_store_stops_the_start_and_is_left_as_it_is() {
     assert!(bytes.len() >= 4 * 4096, "{} bytes", bytes.len());
     bytes[2 * 4096..3 * 4096].fill(0xa5);
     std::fs::write(&db, &bytes).unwrap();
-    let (ok, err) = common::quid_run_refused(&r, &config);
+    let (ok, err) = common::quid_run_refused(&r, &config, &[]);
     assert!(!ok, "quid started on a damaged store");
     assert!(
         err.contains("is damaged") && err.contains("will not rebuild it silently"),
@@ -268,7 +244,7 @@ fn an_interface_recreated_while_quid_was_stopped_is_attached_afresh_at_start() {
     );
     let daemon = Daemon::start(&r, &config);
     Injector::new(&s, "acc-p").send(&frame(), 2);
-    wait_snapshot(&daemon, "2 packets", |s| alice_up(s) == 2);
+    daemon.wait_for("2 packets", |s| alice_up(s) == 2);
     daemon.stop();
     sh(&["ip", "-n", &r.name, "link", "del", "acc"]);
     veth(&r, "acc", &s, "acc-p");
@@ -282,7 +258,7 @@ fn an_interface_recreated_while_quid_was_stopped_is_attached_afresh_at_start() {
     );
     assert!(r.has_xdp("acc"), "not attached to the new interface");
     Injector::new(&s, "acc-p").send(&frame(), 3);
-    wait_snapshot(&daemon, "5 packets", |s| alice_up(s) == 5);
+    daemon.wait_for("5 packets", |s| alice_up(s) == 5);
     let snap = daemon.stop();
     assert_eq!(snap.subscribers[0].upload.bytes, 500);
 }

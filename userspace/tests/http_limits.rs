@@ -12,7 +12,6 @@ use std::{
 };
 
 use common::{Daemon, connect_from, http_here, metric, report, write_config_sections};
-use ed25519_dalek::SigningKey;
 
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n";
 
@@ -31,8 +30,7 @@ fn closed_within(mut s: &TcpStream, within: Duration) -> bool {
 fn idle_trickling_and_flooding_clients_cannot_starve_reports_or_the_scrape() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[3u8; 32]);
-    common::write_nodes(dir.path(), &key);
+    let key = common::write_nodes(dir.path(), 3);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],

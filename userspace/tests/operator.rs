@@ -11,7 +11,6 @@ use std::{
 };
 
 use common::{Daemon, Netns, http_here, write_config_sections};
-use ed25519_dalek::SigningKey;
 use quid::{reload::ReloadResult, store::Store};
 use serde_json::Value;
 
@@ -69,8 +68,7 @@ fn operator_actions_need_the_token_and_metrics_are_read_only() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
-    let node_key = SigningKey::from_bytes(&[3u8; 32]);
-    common::write_nodes(dir.path(), &node_key);
+    let node_key = common::write_nodes(dir.path(), 3);
     std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
     let token = quid::operator::new_token().unwrap();
     let token_file = dir.path().join("operator.token");
@@ -198,11 +196,7 @@ key = \"{}\"
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !daemon.log().contains("reloaded the operator token") {
-        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_for_log("reloaded the operator token");
     let (code, v) = with_token("POST", "/reload", None);
     assert_eq!((code, v["reason"].as_str()), (401, Some("bad_credential")));
     let (code, _) = https(
@@ -303,7 +297,7 @@ fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
     ] {
         let config =
             write_config_sections(dir.path(), &[("acc", "access", "auto")], TABLE, section);
-        let (ok, err) = common::quid_run_refused(&r, &config);
+        let (ok, err) = common::quid_run_refused(&r, &config, &[]);
         assert!(!ok, "{section}");
         assert!(err.contains(expected), "{section}: {err}");
         // `quid check` says the same without a kernel.

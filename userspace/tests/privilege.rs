@@ -4,14 +4,10 @@
 
 mod common;
 
-use std::{
-    net::Ipv4Addr,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{net::Ipv4Addr, path::Path};
 
 use common::{Daemon, Injector, config_pin_dir, sh, write_config};
-use quid::{frames::Ethernet, snapshot::Snapshot};
+use quid::frames::Ethernet;
 
 const NOBODY: u32 = 65534;
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.1.10\n";
@@ -95,14 +91,7 @@ fn nobody_with_only_bpf_net_admin_and_perfmon_counts_exactly() {
         72,
     );
     Injector::new(&s, "acc-p").send(&frame, 7);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Snapshot::read(&daemon.state_dir)
-        .map(|s| s.subscribers[0].upload.packets < 7)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "not counted:\n{}", daemon.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_for("7 packets", |s| s.subscribers[0].upload.packets >= 7);
     let snap = daemon.stop();
     let alice = &snap.subscribers[0];
     assert_eq!((alice.upload.packets, alice.upload.bytes), (7, 7 * 100));
@@ -124,15 +113,7 @@ fn each_missing_capability_is_named_and_nothing_is_touched() {
         ("perfmon", "CAP_PERFMON"),
     ] {
         let rest: Vec<&str> = STATED.into_iter().filter(|c| *c != gone).collect();
-        let mut args = vec!["nsenter".to_owned(), format!("--net=/run/netns/{}", r.name)];
-        args.extend(setpriv(&rest));
-        args.extend([
-            env!("CARGO_BIN_EXE_quid").to_owned(),
-            "run".into(),
-            "--config".into(),
-            config.to_str().unwrap().into(),
-        ]);
-        let (ok, err) = common::run_bounded(&args);
+        let (ok, err) = common::quid_run_refused(&r, &config, &setpriv(&rest));
         assert!(!ok, "quid started without {name}");
         assert!(
             err.contains(&format!("{name}: ")),
@@ -183,15 +164,7 @@ fn missing_bpffs_is_mounted_as_root_and_named_without_cap_sys_admin() {
     // As nobody with the stated capabilities, which do not include mounting.
     give_to_nobody(dir.path());
     let _pins = common::PinDir(config_pin_dir(dir.path()).into());
-    let mut args = vec!["nsenter".to_owned(), format!("--net=/run/netns/{}", r.name)];
-    args.extend(without_bpffs(&setpriv(&STATED)));
-    args.extend([
-        env!("CARGO_BIN_EXE_quid").to_owned(),
-        "run".into(),
-        "--config".into(),
-        config.to_str().unwrap().into(),
-    ]);
-    let (ok, err) = common::run_bounded(&args);
+    let (ok, err) = common::quid_run_refused(&r, &config, &without_bpffs(&setpriv(&STATED)));
     assert!(!ok, "quid ran without bpffs");
     assert!(
         err.contains("bpffs is not mounted at /sys/fs/bpf")

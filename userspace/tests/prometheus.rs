@@ -182,8 +182,7 @@ fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
     let (r, s) = common::router_and_sender();
     veth(&r, "core", &s, "core-p");
     let dir = tempfile::tempdir().unwrap();
-    let node = ed25519_dalek::SigningKey::from_bytes(&[21u8; 32]);
-    common::write_nodes(dir.path(), &node);
+    let node = common::write_nodes(dir.path(), 21);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],

@@ -21,8 +21,7 @@ fn http(ns: &Netns, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, S
 fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durable() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[3u8; 32]);
-    common::write_nodes(dir.path(), &key);
+    let key = common::write_nodes(dir.path(), 3);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],

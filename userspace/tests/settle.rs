@@ -279,8 +279,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
 fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[11u8; 32]);
-    common::write_nodes(dir.path(), &key);
+    let key = common::write_nodes(dir.path(), 11);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],

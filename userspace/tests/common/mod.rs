@@ -282,8 +282,9 @@ pub fn config_pin_dir(dir: &Path) -> String {
 }
 
 /// Writes `dir/nodes.csv` with one node `pi` of subscriber alice (2 cores, 1 GB, 10 W) whose
-/// key is `key`'s.
-pub fn write_nodes(dir: &Path, key: &ed25519_dalek::SigningKey) {
+/// key is made from `seed`; returns that key.
+pub fn write_nodes(dir: &Path, seed: u8) -> ed25519_dalek::SigningKey {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     std::fs::write(
         dir.join("nodes.csv"),
         format!(
@@ -292,6 +293,7 @@ pub fn write_nodes(dir: &Path, key: &ed25519_dalek::SigningKey) {
         ),
     )
     .unwrap();
+    key
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` of the calling thread's namespace: (status, body);
@@ -368,13 +370,7 @@ impl Daemon {
         let dir = config.parent().unwrap();
         let state_dir = dir.join("state");
         let log = dir.join("quid.log");
-        // nsenter switches only the network namespace: unlike `ip netns exec`, which mounts
-        // a fresh /sys, the daemon sees the host's bpffs, so its pins outlive it.
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", ns.name))
-            .args(wrapper)
-            .args([env!("CARGO_BIN_EXE_quid"), "run", "--config"])
-            .arg(config)
+        let child = quid_run(ns, config, wrapper)
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
             .spawn()
@@ -414,6 +410,30 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (at most 15 s, else fails with `what` and the log) until `ok` holds for the
+    /// daemon's snapshot, and returns it.
+    pub fn wait_for(&self, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Snapshot {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(s) = Snapshot::read(&self.state_dir)
+                && ok(&s)
+            {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (at most 10 s, else fails with the log) until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(text) {
+            assert!(Instant::now() < deadline, "no `{text}` in:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: the daemon dies mid-interval, as in a crash.
@@ -460,23 +480,24 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs `quid run` in `ns` where it is expected to refuse to start: (exit success, stderr),
-/// bounded to 20 s.
-pub fn quid_run_refused(ns: &Netns, config: &Path) -> (bool, String) {
-    run_bounded(&[
-        "nsenter".into(),
-        format!("--net=/run/netns/{}", ns.name),
-        env!("CARGO_BIN_EXE_quid").into(),
-        "run".into(),
-        "--config".into(),
-        config.to_str().unwrap().into(),
-    ])
+/// `quid run --config CONFIG` in `ns`, run by `wrapper` (setpriv, unshare, ...; may be empty),
+/// which must exec it so the child's pid stays quid's.
+fn quid_run(ns: &Netns, config: &Path, wrapper: &[String]) -> Command {
+    // nsenter switches only the network namespace: unlike `ip netns exec`, which mounts a
+    // fresh /sys, the daemon sees the host's bpffs, so its pins outlive it.
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", ns.name))
+        .args(wrapper)
+        .args([env!("CARGO_BIN_EXE_quid"), "run", "--config"])
+        .arg(config);
+    cmd
 }
 
-/// Runs `args` (which must end by exiting) for at most 20 s: (exit success, stderr).
-pub fn run_bounded(args: &[String]) -> (bool, String) {
-    let mut child = Command::new(&args[0])
-        .args(&args[1..])
+/// Runs [`quid_run`] where quid is expected to refuse to start, for at most 20 s: (exit
+/// success, stderr).
+pub fn quid_run_refused(ns: &Netns, config: &Path, wrapper: &[String]) -> (bool, String) {
+    let mut cmd = quid_run(ns, config, wrapper);
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -489,7 +510,7 @@ pub fn run_bounded(args: &[String]) -> (bool, String) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{args:?} did not exit within 20 s");
+            panic!("{cmd:?} did not exit within 20 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
