@@ -2,6 +2,8 @@
 //! body that is not a valid report signed by the node is never admitted.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use libfuzzer_sys::fuzz_target;
 use quid::{
     admit::{self, Admission, History, Limits},
@@ -11,20 +13,22 @@ use quid::{
 
 const NOW: i64 = 1_795_600_000;
 
-fuzz_target!(|data: &[u8]| {
+/// The node `pi` and its key, made once: deriving the public key costs about as much as a run.
+static NODE: LazyLock<(Nodes, ed25519_dalek::SigningKey)> = LazyLock::new(|| {
     let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-    let mut nodes = Nodes::default();
-    nodes.by_id.insert(
-        "pi".into(),
-        Node {
-            id: "pi".into(),
-            subscriber: "alice".into(),
-            key: key.verifying_key(),
-            cpu_cores: 4,
-            storage_bytes: 1 << 40,
-            max_watts: 1000,
-        },
-    );
+    let nodes = Nodes::from_iter([Node {
+        id: "pi".into(),
+        subscriber: "alice".into(),
+        key: key.verifying_key(),
+        cpu_cores: 4,
+        storage_bytes: 1 << 40,
+        max_watts: 1000,
+    }]);
+    (nodes, key)
+});
+
+fuzz_target!(|data: &[u8]| {
+    let (nodes, key) = &*NODE;
     let Ok(report) = serde_json::from_slice::<Report>(data) else {
         return;
     };
@@ -32,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = report.canonical();
     let history = History::default();
     for h in [None, Some(&history)] {
-        if let Ok(Admission::Accept(p)) = admit::admit(&report, &nodes, h, NOW, Limits::default()) {
+        if let Ok(Admission::Accept(p)) = admit::admit(&report, nodes, h, NOW, Limits::default()) {
             // Only a report the node really signed gets through, and its figures are sane.
             assert_eq!(report.verify(&key.verifying_key()), Ok(true));
             assert!(p.end > p.start);

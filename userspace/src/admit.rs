@@ -232,18 +232,14 @@ mod tests {
 
     fn setup() -> (Nodes, SigningKey) {
         let key = SigningKey::from_bytes(&[9u8; 32]);
-        let mut nodes = Nodes::default();
-        nodes.by_id.insert(
-            "pi".into(),
-            Node {
-                id: "pi".into(),
-                subscriber: "alice".into(),
-                key: key.verifying_key(),
-                cpu_cores: 4,
-                storage_bytes: 1_000,
-                max_watts: 10,
-            },
-        );
+        let nodes = Nodes::from_iter([Node {
+            id: "pi".into(),
+            subscriber: "alice".into(),
+            key: key.verifying_key(),
+            cpu_cores: 4,
+            storage_bytes: 1_000,
+            max_watts: 10,
+        }]);
         (nodes, key)
     }
 

@@ -368,18 +368,14 @@ mod tests {
         let slots = Slots::from_assignments([("alice".to_owned(), 0)]);
         books.install(&table, &slots, &[]).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
-        let mut nodes = Nodes::default();
-        nodes.by_id.insert(
-            "pi".into(),
-            Node {
-                id: "pi".into(),
-                subscriber: "alice".into(),
-                key: key.verifying_key(),
-                cpu_cores: 4,
-                storage_bytes: 0,
-                max_watts: 0,
-            },
-        );
+        let nodes = Nodes::from_iter([Node {
+            id: "pi".into(),
+            subscriber: "alice".into(),
+            key: key.verifying_key(),
+            cpu_cores: 4,
+            storage_bytes: 0,
+            max_watts: 0,
+        }]);
         // Every hour: 360 MB down and 90 MB up from the Internet, 50 MB down from the grid.
         let hourly = |k: u64| {
             let mut c = SubscriberCounters::default();

@@ -36,7 +36,22 @@ const HEADER: [&str; 6] = [
     "max_watts",
 ];
 
+impl FromIterator<Node> for Nodes {
+    fn from_iter<I: IntoIterator<Item = Node>>(nodes: I) -> Nodes {
+        let mut all = Nodes::default();
+        for node in nodes {
+            all.insert(node);
+        }
+        all
+    }
+}
+
 impl Nodes {
+    /// Registers `node` under its id (replacing one with the same id).
+    pub fn insert(&mut self, node: Node) {
+        self.by_id.insert(node.id.clone(), node);
+    }
+
     /// Reads and checks a nodes file.
     pub fn load(path: &Path) -> Result<Nodes, TableErrors> {
         Nodes::parse(&crate::table::read_file(path, "the nodes file")?, path)
@@ -134,17 +149,14 @@ impl Nodes {
             else {
                 continue;
             };
-            nodes.by_id.insert(
-                id.to_owned(),
-                Node {
-                    id: id.to_owned(),
-                    subscriber: record[1].to_owned(),
-                    key,
-                    cpu_cores: cores.min(u64::from(u32::MAX)) as u32,
-                    storage_bytes: storage,
-                    max_watts: watts.min(u64::from(u32::MAX)) as u32,
-                },
-            );
+            nodes.insert(Node {
+                id: id.to_owned(),
+                subscriber: record[1].to_owned(),
+                key,
+                cpu_cores: cores.min(u64::from(u32::MAX)) as u32,
+                storage_bytes: storage,
+                max_watts: watts.min(u64::from(u32::MAX)) as u32,
+            });
         }
         if errors.is_empty() {
             Ok(nodes)

@@ -349,20 +349,18 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
                 SigningKey::from_bytes(&seed)
             })
             .collect();
-        let mut nodes = Nodes::default();
-        for (i, k) in keys.iter().enumerate() {
-            nodes.by_id.insert(
-                format!("n{i}"),
-                Node {
-                    id: format!("n{i}"),
-                    subscriber: format!("s{i}"),
-                    key: k.verifying_key(),
-                    cpu_cores: 64,
-                    storage_bytes: 1 << 40,
-                    max_watts: 1000,
-                },
-            );
-        }
+        let nodes: Nodes = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Node {
+                id: format!("n{i}"),
+                subscriber: format!("s{i}"),
+                key: k.verifying_key(),
+                cpu_cores: 64,
+                storage_bytes: 1 << 40,
+                max_watts: 1000,
+            })
+            .collect();
         // Report j of node n covers its own 60 s slot, within the last 30 days.
         let base = quid::daemon::now() as i64 - 30 * 86_400;
         let per_node = total.div_ceil(nodes_n);
