@@ -473,13 +473,7 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
         "1 if the last table reload was applied, 0 if it was refused.",
         i64::from(s.last_reload_ok),
     );
-    let vec = |name: &str, help: &str, labels: &[&str]| {
-        let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-        registry
-            .register(Box::new(v.clone()))
-            .expect("registered once");
-        v
-    };
+    let vec = |name: &str, help: &str, labels: &[&str]| gauge_vec(&registry, name, help, labels);
     let entries = vec(
         "quid_map_entries",
         "Entries in use per kernel map.",
@@ -490,14 +484,12 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
         entries.with_label_values(&[*map]).set(*used as i64);
         capacity.with_label_values(&[*map]).set(*cap as i64);
     }
-    let reloads = prometheus::IntCounterVec::new(
-        Opts::new("quid_table_reloads_total", "Table reloads by result."),
+    let reloads = counter_vec(
+        &registry,
+        "quid_table_reloads_total",
+        "Table reloads by result.",
         &["result"],
-    )
-    .expect("valid metric");
-    registry
-        .register(Box::new(reloads.clone()))
-        .expect("registered once");
+    );
     reloads.with_label_values(&["ok"]).inc_by(s.reloads_ok);
     reloads
         .with_label_values(&["error"])
@@ -550,11 +542,7 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
                 &c.rejections,
             ),
         ] {
-            let v = prometheus::IntCounterVec::new(Opts::new(name, help), &[label])
-                .expect("valid metric");
-            registry
-                .register(Box::new(v.clone()))
-                .expect("registered once");
+            let v = counter_vec(&registry, name, help, &[label]);
             for (k, n) in map {
                 v.with_label_values(&[*k]).inc_by(*n);
             }
@@ -583,28 +571,41 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// A gauge family registered in `registry` (names are ours, so they are valid and unique).
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("registered once");
+    v
+}
+
+/// A counter family registered in `registry`.
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::IntCounterVec {
+    let v = prometheus::IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("registered once");
+    v
+}
+
 /// The listeners' connection counts and the operator API's requests.
 fn http_metrics(registry: &Registry, s: &DaemonStatus) {
     use std::sync::atomic::Ordering::Relaxed;
-    let counter = |name: &str, help: &str, labels: &[&str]| {
-        let v = prometheus::IntCounterVec::new(Opts::new(name, help), labels).expect("valid");
-        registry
-            .register(Box::new(v.clone()))
-            .expect("registered once");
-        v
-    };
+    let counter =
+        |name: &str, help: &str, labels: &[&str]| counter_vec(registry, name, help, labels);
     if !s.http.is_empty() {
-        let open = IntGaugeVec::new(
-            Opts::new(
-                "quid_http_connections_open",
-                "Connections open now per listener.",
-            ),
+        let open = gauge_vec(
+            registry,
+            "quid_http_connections_open",
+            "Connections open now per listener.",
             &["listener"],
-        )
-        .expect("valid");
-        registry
-            .register(Box::new(open.clone()))
-            .expect("registered once");
+        );
         let conns = counter(
             "quid_http_connections_total",
             "Connections per listener by outcome: accepted, or closed at once (listener full, \
