@@ -122,33 +122,23 @@ fn main() -> anyhow::Result<()> {
             run(&root, bench, &["reports", "--out", "bench"])?;
             // Longer fuzzing, and the XDP property test over a million frames per program.
             fuzz::run(&root, 120, &root.join("bench/fuzz.json"))?;
-            let status = Command::new("cargo")
-                .args([
-                    "test",
-                    "--release",
-                    "--test",
-                    "test_run",
-                    "random_",
-                    "--",
-                    "--nocapture",
-                ])
-                .env("QUID_PROPERTY_FRAMES", "1000000")
-                .current_dir(&root)
-                .status()?;
-            if !status.success() {
-                bail!("the XDP property test failed ({status})");
-            }
+            release_test(
+                &root,
+                &["test_run", "random_"],
+                &[("QUID_PROPERTY_FRAMES", "1000000")],
+            )?;
             // The load test, longer than in CI and with its latency and memory targets.
-            let status = Command::new("cargo")
-                .args(["test", "--release", "--test", "load", "--", "--nocapture"])
-                .env("QUID_LOAD_SECS", "60")
-                .env("QUID_LOAD_OUT", root.join("bench/load.json"))
-                .env("QUID_LOAD_TARGETS", "1")
-                .current_dir(&root)
-                .status()?;
-            if !status.success() {
-                bail!("the load test failed ({status})");
-            }
+            let out = root.join("bench/load.json");
+            let out = out.to_str().context("non-UTF-8 path")?;
+            release_test(
+                &root,
+                &["load"],
+                &[
+                    ("QUID_LOAD_SECS", "60"),
+                    ("QUID_LOAD_OUT", out),
+                    ("QUID_LOAD_TARGETS", "1"),
+                ],
+            )?;
             Ok(())
         }
     }
@@ -173,8 +163,21 @@ fn setup(root: &Path) -> anyhow::Result<()> {
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    run_with(dir, program, args, &[])
+}
+
+/// `cargo test --release --test TEST [FILTER] -- --nocapture` with `envs` set.
+fn release_test(root: &Path, test: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut args = vec!["test", "--release", "--test"];
+    args.extend_from_slice(test);
+    args.extend(["--", "--nocapture"]);
+    run_with(root, "cargo", &args, envs)
+}
+
+fn run_with(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
     let status = Command::new(program)
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(dir)
         .status()
         .with_context(|| format!("cannot run {program}"))?;
