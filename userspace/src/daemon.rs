@@ -32,6 +32,43 @@ use crate::{
     table::Table,
 };
 
+/// The files `quid run` reads and checks before it touches the kernel.
+pub struct Preflight {
+    pub table: Table,
+    /// The registered nodes, when the report intake runs.
+    pub nodes: Option<crate::nodes::Nodes>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The operator token, when the operator API runs.
+    pub token: Option<crate::operator::Token>,
+}
+
+/// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
+/// file, the TLS certificate and key, the operator token (`quid check` runs the same).
+pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
+    let table = Table::load(&config.subscribers.file)
+        .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
+    let nodes = if config.reports.listen.is_empty() {
+        None
+    } else {
+        Some(
+            crate::nodes::Nodes::load(&config.reports.nodes)
+                .map_err(|e| anyhow!("{e}quid refuses to start on a bad nodes file"))?,
+        )
+    };
+    let tls = config.tls.acceptor()?;
+    let token = if config.operator.listen.is_empty() {
+        None
+    } else {
+        Some(crate::operator::Token::load(&config.operator.token_file)?)
+    };
+    Ok(Preflight {
+        table,
+        nodes,
+        tls,
+        token,
+    })
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::privilege::check(&[
@@ -39,15 +76,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &config.reports.listen,
         &config.operator.listen,
     ])?;
-    let table = Table::load(&config.subscribers.file)
-        .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
-    // Everything that can be refused is checked before the kernel is touched.
-    let tls = config.tls.acceptor()?;
-    let token = if config.operator.listen.is_empty() {
-        None
-    } else {
-        Some(crate::operator::Token::load(&config.operator.token_file)?)
-    };
+    let Preflight {
+        table,
+        nodes,
+        tls,
+        token,
+    } = preflight(&config)?;
     let sizes = config.subscribers.sizes();
     registry::check_fits(&table, sizes)?;
     let state_dir = &config.daemon.state_dir;
@@ -92,28 +126,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let exposition = Arc::new(RwLock::new(String::new()));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut http = Vec::new();
+    let mut http = Listeners::new();
     if !config.metrics.listen.is_empty() {
-        let listener = bind("metrics.listen", &config.metrics.listen).await?;
-        info!("serving /metrics on http://{}", config.metrics.listen);
-        let stats = Arc::default();
-        http.push(("metrics", Arc::clone(&stats)));
         // Plain HTTP: read-only, and Prometheus scrapes it from the management side.
         let app = metrics_router(exposition.clone());
-        tokio::spawn(serve::serve(
+        let addr = &config.metrics.listen;
+        listen(
+            &mut http,
             "metrics",
-            listener,
+            "metrics.listen",
+            addr,
             app,
             config.http,
             None,
-            stats,
-        ));
+        )
+        .await?;
+        info!("serving /metrics on http://{addr}");
     }
     let (control_tx, control) = tokio::sync::mpsc::channel(4);
     let mut operator_counts = None;
     let token = token.map(|t| Arc::new(RwLock::new(t)));
     if let Some(token) = token.clone() {
-        let listener = bind("operator.listen", &config.operator.listen).await?;
         let counts = crate::operator::Counts::default();
         operator_counts = Some(counts.clone());
         let api = crate::operator::Api {
@@ -123,29 +156,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             operator_key: config.settlement.operator_key.clone(),
             counts,
         };
-        info!(
-            "operator API on {scheme}://{}/v1/operator/ (token from {})",
-            config.operator.listen,
-            config.operator.token_file.display()
-        );
-        let stats = Arc::default();
-        http.push(("operator", Arc::clone(&stats)));
         let app = crate::operator::router(api);
-        tokio::spawn(serve::serve(
+        let addr = &config.operator.listen;
+        listen(
+            &mut http,
             "operator",
-            listener,
+            "operator.listen",
+            addr,
             app,
             config.http,
             tls.clone(),
-            stats,
-        ));
+        )
+        .await?;
+        info!(
+            "operator API on {scheme}://{addr}/v1/operator/ (token from {})",
+            config.operator.token_file.display()
+        );
     }
-    let intake = if config.reports.listen.is_empty() {
-        None
-    } else {
+    let intake = if let Some(nodes) = nodes {
         let r = &config.reports;
-        let nodes = crate::nodes::Nodes::load(&r.nodes)
-            .map_err(|e| anyhow!("{e}quid refuses to start on a bad nodes file"))?;
         let limits = crate::admit::Limits {
             max_period_secs: r.max_period_secs,
             max_skew_secs: r.max_skew_secs,
@@ -157,23 +186,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             r.rate_per_node,
             r.burst_per_node,
         )?));
-        let listener = bind("reports.listen", &r.listen).await?;
+        let app = crate::intake::router(intake.clone(), r.max_body_bytes);
+        listen(
+            &mut http,
+            "reports",
+            "reports.listen",
+            &r.listen,
+            app,
+            config.http,
+            tls.clone(),
+        )
+        .await?;
         info!(
             "accepting node reports on {scheme}://{}/v1/reports",
             r.listen
         );
-        let app = crate::intake::router(intake.clone(), r.max_body_bytes);
-        let stats = Arc::default();
-        http.push(("reports", Arc::clone(&stats)));
-        tokio::spawn(serve::serve(
-            "reports",
-            listener,
-            app,
-            config.http,
-            tls.clone(),
-            stats,
-        ));
         Some(intake)
+    } else {
+        None
     };
     let mut state = State {
         intake,
@@ -481,6 +511,13 @@ impl State<'_> {
         }
     }
 
+    /// Reloads the table and the nodes file, as asked by a signal or the operator API.
+    fn reload_files(&mut self, why: &str) -> ReloadResult {
+        let result = self.reload(why);
+        self.reload_nodes();
+        result
+    }
+
     /// Rereads the operator token file (rotation); a bad file keeps the current token.
     fn reload_token(&mut self) {
         let Some(token) = &self.token else { return };
@@ -618,17 +655,10 @@ impl State<'_> {
                     }
                 }
                 Some(crate::operator::Control::Reload(reply)) = self.control.recv() => {
-                    let result = self.reload("operator API");
-                    if self.intake.is_some() {
-                        self.reload_nodes();
-                    }
-                    let _ = reply.send(result);
+                    let _ = reply.send(self.reload_files("operator API"));
                 }
                 _ = sighup.recv() => {
-                    self.reload("SIGHUP");
-                    if self.intake.is_some() {
-                        self.reload_nodes();
-                    }
+                    self.reload_files("SIGHUP");
                     self.reload_token();
                 }
                 ready = readable(&mut kernel_log) => match ready {
@@ -688,12 +718,27 @@ impl State<'_> {
     }
 }
 
-/// Answers `GET /metrics` with the last rendered exposition.
-/// Binds the listener configured as `key`.
-async fn bind(key: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
+/// Each HTTP listener's name and counts, for the metrics.
+type Listeners = Vec<(&'static str, Arc<serve::ListenerStats>)>;
+
+/// Binds `addr` (configured as `key`) and serves `app` there under the `[http]` limits; the
+/// listener's counts join `listeners`.
+async fn listen(
+    listeners: &mut Listeners,
+    name: &'static str,
+    key: &str,
+    addr: &str,
+    app: axum::Router,
+    limits: serve::HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {key} = {addr}"))
+        .with_context(|| format!("cannot listen on {key} = {addr}"))?;
+    let stats = Arc::default();
+    listeners.push((name, Arc::clone(&stats)));
+    tokio::spawn(serve::serve(name, listener, app, limits, tls, stats));
+    Ok(())
 }
 
 /// `GET /metrics`, read-only: every other method is answered 405.

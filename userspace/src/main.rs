@@ -5,8 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use quid::{
-    config::Config, daemon, datapath, reload::ReloadResult, snapshot::Snapshot, store::Store,
-    table::Table, usage,
+    config::Config, daemon, datapath, reload::ReloadResult, snapshot::Snapshot, store::Store, usage,
 };
 
 #[derive(Parser)]
@@ -421,15 +420,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let cfg = Config::load(&config)?;
-            let table = Table::load(&cfg.subscribers.file).map_err(|e| anyhow!("{e}"))?;
-            // What `quid run` would refuse before touching the kernel, checked here too.
-            if !cfg.reports.listen.is_empty() {
-                quid::nodes::Nodes::load(&cfg.reports.nodes).map_err(|e| anyhow!("{e}"))?;
-            }
-            cfg.tls.acceptor()?;
-            if !cfg.operator.listen.is_empty() {
-                quid::operator::Token::load(&cfg.operator.token_file)?;
-            }
+            // Everything `quid run` would refuse before touching the kernel.
+            let table = daemon::preflight(&cfg)?.table;
             let (v4, v6) = table.prefix_counts();
             println!(
                 "{}: ok; {} subscribers, {v4} IPv4 and {v6} IPv6 prefixes, {} interfaces",

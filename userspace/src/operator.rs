@@ -133,6 +133,12 @@ impl Api {
             *c.entry((action, outcome)).or_default() += 1;
         }
     }
+
+    /// Counts `refusal` under `action` and answers it.
+    fn refuse(&self, action: &'static str, (status, reason, message): Refusal) -> Response {
+        self.count(action, reason);
+        refused(status, reason, message)
+    }
 }
 
 /// The API's routes, all behind the token check.
@@ -181,9 +187,8 @@ async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response
         Some(_) => None,
     };
     if let Some((reason, message)) = refusal {
-        api.count(action, reason);
         warn!("operator API: {action} refused ({reason})");
-        let mut r = refused(StatusCode::UNAUTHORIZED, reason, message);
+        let mut r = api.refuse(action, (StatusCode::UNAUTHORIZED, reason, message.into()));
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"quid\""),
@@ -201,34 +206,29 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn reload(State(api): State<Api>) -> Response {
     let (tx, rx) = oneshot::channel();
-    if api.control.send(Control::Reload(tx)).await.is_err() {
-        api.count("reload", "unavailable");
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "retry later",
-        );
-    }
-    match rx.await {
-        Ok(result) => {
-            let (status, outcome) = if result.ok {
-                (StatusCode::OK, "ok")
-            } else {
-                (StatusCode::UNPROCESSABLE_ENTITY, "refused")
-            };
-            api.count("reload", outcome);
-            info!("operator API: reload {outcome}");
-            answer(status, json!(result))
-        }
-        Err(_) => {
-            api.count("reload", "unavailable");
-            refused(
+    // The daemon's loop gone (stopping) or dropping the request: nothing changed.
+    let answered = match api.control.send(Control::Reload(tx)).await {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
+    };
+    let Some(result) = answered else {
+        return api.refuse(
+            "reload",
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "retry later",
-            )
-        }
-    }
+                "retry later".into(),
+            ),
+        );
+    };
+    let (status, outcome) = if result.ok {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::UNPROCESSABLE_ENTITY, "refused")
+    };
+    api.count("reload", outcome);
+    info!("operator API: reload {outcome}");
+    answer(status, json!(result))
 }
 
 /// The body of `POST /v1/operator/adjust`.
@@ -247,31 +247,33 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
     let a: Adjustment = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => {
-            api.count("adjust", "malformed");
-            return refused(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("{e}; send {{\"subscriber\", \"amount\" (micro-credits), \"reason\"}}"),
+            return api.refuse(
+                "adjust",
+                (
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("{e}; send {{\"subscriber\", \"amount\" (micro-credits), \"reason\"}}"),
+                ),
             );
         }
     };
     if a.reason.trim().is_empty() || a.amount == 0 {
-        api.count("adjust", "invalid");
-        return refused(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "an adjustment needs a non-zero amount and a reason",
+        return api.refuse(
+            "adjust",
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "an adjustment needs a non-zero amount and a reason".into(),
+            ),
         );
     }
-    let store = api.store.clone();
-    let done = tokio::task::spawn_blocking(move || -> Result<Option<i64>, String> {
-        let mut store = store.lock().map_err(|e| e.to_string())?;
-        if !store
-            .has_subscriber(&a.subscriber)
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(None);
-        }
+    on_store(api, "adjust", move |store| {
+        known(store, &a.subscriber)?;
+        // Not recorded: the caller may retry the same adjustment.
+        let not_recorded = |e: crate::store::StoreError| {
+            warn!("operator API: adjustment not recorded: {e}");
+            unavailable("the adjustment was not recorded; retry later".into())
+        };
         store
             .append(&[NewEntry {
                 at: crate::daemon::now() as i64,
@@ -280,73 +282,33 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
                 amount: a.amount,
                 reference: a.reason.clone(),
             }])
-            .map_err(|e| e.to_string())?;
+            .map_err(not_recorded)?;
         info!(
             "operator API: adjusted {} by {} µcr ({})",
             a.subscriber, a.amount, a.reason
         );
-        store.balance(&a.subscriber).map_err(|e| e.to_string())
+        let balance = store.balance(&a.subscriber).map_err(not_recorded)?;
+        Ok(json!({"status": "adjusted", "balance": balance}))
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
-    match done {
-        Ok(Some(balance)) => {
-            api.count("adjust", "ok");
-            answer(
-                StatusCode::OK,
-                json!({"status": "adjusted", "balance": balance}),
-            )
-        }
-        Ok(None) => {
-            api.count("adjust", "unknown_subscriber");
-            refused(
-                StatusCode::NOT_FOUND,
-                "unknown_subscriber",
-                "no such subscriber in the books",
-            )
-        }
-        Err(e) => {
-            // Not recorded: the caller may retry the same adjustment.
-            api.count("adjust", "store_unavailable");
-            warn!("operator API: adjustment not recorded: {e}");
-            refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the adjustment was not recorded; retry later",
-            )
-        }
-    }
 }
-
-/// Why a statement could not be issued: status, reason, message.
-type Refusal = (StatusCode, &'static str, String);
 
 async fn statement(
     State(api): State<Api>,
     UrlPath((subscriber, period)): UrlPath<(String, String)>,
 ) -> Response {
     let Some(key_path) = api.operator_key.clone() else {
-        api.count("statement", "no_operator_key");
-        return refused(
-            StatusCode::CONFLICT,
-            "no_operator_key",
-            "settlement.operator_key is not set: statements cannot be signed",
+        return api.refuse(
+            "statement",
+            (
+                StatusCode::CONFLICT,
+                "no_operator_key",
+                "settlement.operator_key is not set: statements cannot be signed".into(),
+            ),
         );
     };
-    let store = api.store.clone();
-    let unavailable = |e: String| (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e);
-    let done = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Refusal> {
-        let store = store.lock().map_err(|e| unavailable(e.to_string()))?;
-        if !store
-            .has_subscriber(&subscriber)
-            .map_err(|e| unavailable(e.to_string()))?
-        {
-            return Err((
-                StatusCode::NOT_FOUND,
-                "unknown_subscriber",
-                "no such subscriber in the books".into(),
-            ));
-        }
+    on_store(api, "statement", move |store| {
+        known(store, &subscriber)?;
         let s = store
             .statement(&subscriber, &period)
             .map_err(|e| (StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
@@ -360,16 +322,52 @@ async fn statement(
         Ok(json!(crate::statement::sign(s, &key)))
     })
     .await
+}
+
+/// Why an action was refused: status, reason, message.
+type Refusal = (StatusCode, &'static str, String);
+
+fn unavailable(message: String) -> Refusal {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        message,
+    )
+}
+
+/// Refuses actions on a subscriber the books do not know (active or removed).
+fn known(store: &Store, subscriber: &str) -> Result<(), Refusal> {
+    match store.has_subscriber(subscriber) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
+            StatusCode::NOT_FOUND,
+            "unknown_subscriber",
+            "no such subscriber in the books".into(),
+        )),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
+}
+
+/// Runs `work` on the API's store off the async workers (SQLite blocks), then counts and
+/// answers its outcome: 200 with its JSON, or its refusal.
+async fn on_store(
+    api: Api,
+    action: &'static str,
+    work: impl FnOnce(&mut Store) -> Result<serde_json::Value, Refusal> + Send + 'static,
+) -> Response {
+    let store = api.store.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut store = store.lock().map_err(|e| unavailable(e.to_string()))?;
+        work(&mut store)
+    })
+    .await
     .unwrap_or_else(|e| Err(unavailable(e.to_string())));
     match done {
-        Ok(signed) => {
-            api.count("statement", "ok");
-            answer(StatusCode::OK, signed)
+        Ok(body) => {
+            api.count(action, "ok");
+            answer(StatusCode::OK, body)
         }
-        Err((status, reason, message)) => {
-            api.count("statement", reason);
-            refused(status, reason, message)
-        }
+        Err(refusal) => api.refuse(action, refusal),
     }
 }
 
