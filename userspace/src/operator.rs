@@ -269,11 +269,6 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
     }
     on_store(api, "adjust", move |store| {
         known(store, &a.subscriber)?;
-        // Not recorded: the caller may retry the same adjustment.
-        let not_recorded = |e: crate::store::StoreError| {
-            warn!("operator API: adjustment not recorded: {e}");
-            unavailable("the adjustment was not recorded; retry later".into())
-        };
         store
             .append(&[NewEntry {
                 at: crate::daemon::now() as i64,
@@ -282,12 +277,21 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
                 amount: a.amount,
                 reference: a.reason.clone(),
             }])
-            .map_err(not_recorded)?;
+            .map_err(|e| {
+                // Not recorded: the caller may retry the same adjustment.
+                warn!("operator API: adjustment not recorded: {e}");
+                unavailable("the adjustment was not recorded; retry later".into())
+            })?;
         info!(
             "operator API: adjusted {} by {} µcr ({})",
             a.subscriber, a.amount, a.reason
         );
-        let balance = store.balance(&a.subscriber).map_err(not_recorded)?;
+        // Recorded now: a failed balance read must not invite a retry, which would adjust twice.
+        let balance = store
+            .balance(&a.subscriber)
+            .inspect_err(|e| warn!("operator API: balance after the adjustment unread: {e}"))
+            .ok()
+            .flatten();
         Ok(json!({"status": "adjusted", "balance": balance}))
     })
     .await
