@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use quid::report::{MAGIC, Report, rfc3339};
+use quid::settlement::report::{MAGIC, Report, rfc3339};
 
 /// The signing key, made once: no run needs to derive it again.
 static KEY: LazyLock<ed25519_dalek::SigningKey> =

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match quid::nodes::Nodes::parse(data, "fuzz.csv".as_ref()) {
+    match quid::settlement::nodes::Nodes::parse(data, "fuzz.csv".as_ref()) {
         Ok(n) => assert!(n.by_id.values().all(|node| !node.id.is_empty())),
         Err(errors) => assert!(!errors.0.is_empty()),
     }

@@ -6,9 +6,9 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use quid::{
-    admit::{self, Admission, History, Limits},
-    nodes::{Node, Nodes},
-    report::Report,
+    settlement::admission::{self as admit, Admission, History, Limits},
+    settlement::nodes::{Node, Nodes},
+    settlement::report::Report,
 };
 
 const NOW: i64 = 1_795_600_000;

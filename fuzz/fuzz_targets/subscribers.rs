@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match quid::table::Table::parse(data, "fuzz.csv".as_ref()) {
+    match quid::subscribers::table::Table::parse(data, "fuzz.csv".as_ref()) {
         Ok(t) => {
             let (v4, v6) = t.prefix_counts();
             let listed: usize = t.subscribers.iter().map(|s| s.prefixes.len()).sum();

@@ -42,15 +42,15 @@ pub struct Config {
     #[serde(default)]
     pub reports: ReportsConfig,
     #[serde(default)]
-    pub tariff: crate::tariff::Tariff,
+    pub tariff: crate::ledger::tariff::Tariff,
     #[serde(default)]
-    pub settlement: crate::settle::SettlementConfig,
+    pub settlement: crate::settlement::matching::SettlementConfig,
     #[serde(default)]
-    pub operator: crate::operator::OperatorConfig,
+    pub operator: crate::http::operator::OperatorConfig,
     #[serde(default)]
-    pub tls: crate::tls::TlsConfig,
+    pub tls: crate::http::tls::TlsConfig,
     #[serde(default)]
-    pub http: crate::serve::HttpLimits,
+    pub http: crate::http::serve::HttpLimits,
 }
 
 /// `[reports]`: the node report intake (off unless `listen` is set).
@@ -297,8 +297,8 @@ pub struct SubscribersConfig {
 
 impl SubscribersConfig {
     /// The kernel table sizes this config asks for.
-    pub fn sizes(&self) -> crate::datapath::Sizes {
-        crate::datapath::Sizes {
+    pub fn sizes(&self) -> crate::kernel::loader::Sizes {
+        crate::kernel::loader::Sizes {
             subscribers: self.capacity,
             prefixes: self.prefix_capacity,
             pool_v4: self.pool_v4_entries,

@@ -1,32 +1,16 @@
-//! quid: XDP traffic accounting for ISP edge routers.
+//! quid: XDP traffic accounting and settlement for ISP edge routers.
+//!
+//! One folder per step of the two data paths (see ARCHITECTURE.md at the repository root):
+//! a packet goes `kernel` → `metering` → `store` → `ledger` → `metrics`; a node report goes
+//! `http` → `settlement` → `store` → `ledger`. `daemon` composes them; nothing imports it.
 
-pub mod admit;
-pub mod books;
 pub mod config;
-pub mod counters;
 pub mod daemon;
-pub mod datapath;
-pub mod frames;
-pub mod grid;
-pub mod intake;
+pub mod http;
+pub mod kernel;
 pub mod ledger;
-pub mod mapped;
+pub mod metering;
 pub mod metrics;
-pub mod nodes;
-pub mod operator;
-pub mod plan;
-pub mod privilege;
-pub mod registry;
-pub mod reload;
-pub mod report;
-pub mod serve;
-pub mod settle;
-pub mod snapshot;
-pub mod statement;
+pub mod settlement;
 pub mod store;
-pub mod submit;
-pub mod table;
-pub mod tariff;
-pub mod tls;
-pub mod usage;
-pub mod xdp_link;
+pub mod subscribers;

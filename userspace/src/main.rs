@@ -5,7 +5,8 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use quid::{
-    config::Config, daemon, datapath, reload::ReloadResult, snapshot::Snapshot, store::Store, usage,
+    config::Config, daemon, kernel::loader as datapath, metering::snapshot::Snapshot,
+    metering::usage_query as usage, store::Store, subscribers::reload_result::ReloadResult,
 };
 
 #[derive(Parser)]
@@ -258,7 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
             let balances = store.balances()?;
-            let show = |id: &str, b: i64| println!("{id:<24} {:>18}", quid::ledger::credits(b));
+            let show =
+                |id: &str, b: i64| println!("{id:<24} {:>18}", quid::ledger::chain::credits(b));
             match subscriber {
                 Some(id) => show(&id, balances.get(&id).copied().unwrap_or(0)),
                 None => {
@@ -280,10 +282,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "{:>8} {} {:<20} {:>16} {:>16}  {}",
                     e.seq,
-                    quid::report::rfc3339(e.at),
+                    quid::settlement::report::rfc3339(e.at),
                     e.kind,
-                    quid::ledger::credits(e.amount),
-                    quid::ledger::credits(balance),
+                    quid::ledger::chain::credits(e.amount),
+                    quid::ledger::chain::credits(balance),
                     e.reference
                 );
             }
@@ -306,7 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--amount 0 changes nothing; give micro-credits, negative to debit");
             }
             let mut store = Store::open(&config.daemon.state_dir)?;
-            store.append(&[quid::ledger::NewEntry {
+            store.append(&[quid::ledger::chain::NewEntry {
                 at: daemon::now() as i64,
                 subscriber: subscriber.clone(),
                 kind: "adjustment",
@@ -315,7 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }])?;
             println!(
                 "adjusted {subscriber} by {} credits",
-                quid::ledger::credits(amount)
+                quid::ledger::chain::credits(amount)
             );
             Ok(())
         }
@@ -324,7 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
-            let n = quid::ledger::verify(&store.entries(None)?)?;
+            let n = quid::ledger::chain::verify(&store.entries(None)?)?;
             println!("ledger ok: {n} entries, hash chain intact");
             Ok(())
         }
@@ -334,13 +336,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let s = quid::statement::verify(&text, operator_key.as_deref())?;
+            let s = quid::ledger::statement::verify(&text, operator_key.as_deref())?;
             let signer: serde_json::Value = serde_json::from_str(&text)?;
             println!(
                 "statement ok: {} {}, closing balance {} credits; signed by {}",
                 s.subscriber,
                 s.period,
-                quid::ledger::credits(s.closing_balance),
+                quid::ledger::chain::credits(s.closing_balance),
                 signer["operator_key"].as_str().unwrap_or("?")
             );
             Ok(())
@@ -357,15 +359,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
-            let key = quid::submit::read_key(&key)?;
-            let signed = quid::statement::sign(store.statement(&subscriber, &period)?, &key);
+            let key = quid::settlement::node_client::read_key(&key)?;
+            let signed =
+                quid::ledger::statement::sign(store.statement(&subscriber, &period)?, &key);
             println!("{}", serde_json::to_string_pretty(&signed)?);
             Ok(())
         }
         Command::Node {
             action: NodeAction::Keygen { out },
         } => {
-            let key = quid::report::keygen()?;
+            let key = quid::settlement::report::keygen()?;
             write_secret(&out, 0o600, &hex::encode(key.to_bytes()))?;
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
             Ok(())
@@ -373,7 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator {
             action: OperatorAction::Token { out },
         } => {
-            let token = quid::operator::new_token()
+            let token = quid::http::operator::new_token()
                 .map_err(|e| anyhow!("no randomness for the token: {e}"))?;
             // 0640: the daemon's group reads it (chgrp quid), nobody else.
             write_secret(&out, 0o640, &token)?;
@@ -401,8 +404,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ca,
                 },
         } => {
-            let key = quid::submit::read_key(&key)?;
-            let report = quid::report::Report {
+            let key = quid::settlement::node_client::read_key(&key)?;
+            let report = quid::settlement::report::Report {
                 node,
                 seq,
                 period_start: from,
@@ -414,7 +417,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 grid_bytes_received,
                 signature: String::new(),
             };
-            let status = quid::submit::submit(report, &key, &url, attempts, ca.as_deref())?;
+            let status =
+                quid::settlement::node_client::submit(report, &key, &url, attempts, ca.as_deref())?;
             println!("{status}");
             Ok(())
         }

@@ -18,11 +18,11 @@ use std::{
 use aya::maps::{Array, Map, MapData};
 use common::{Daemon, Injector, Netns, pin_dir, quid_cli, write_config_with};
 use quid::{
-    frames::Ethernet,
-    reload::ReloadResult,
-    snapshot::{Count, Snapshot},
+    kernel::test_frames::Ethernet,
+    metering::snapshot::{Count, Snapshot},
+    metering::usage_query as usage,
     store::Store,
-    usage,
+    subscribers::reload_result::ReloadResult,
 };
 use quid_common::Meta;
 
@@ -267,7 +267,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
     let store = Store::open(&state).unwrap();
     for (id, (_, want)) in &expected {
         let rows = store.usage(id, 0, u64::MAX / 2).unwrap();
-        let up = quid::counters::direction(&usage::sum(&rows), quid_common::DIR_UPLOAD);
+        let up = quid::kernel::counters::direction(&usage::sum(&rows), quid_common::DIR_UPLOAD);
         assert_eq!(Count::from(up), *want, "usage records of {id}");
     }
     let (ok, out) = quid_cli(

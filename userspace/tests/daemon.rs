@@ -12,8 +12,8 @@ use std::{
 
 use common::{Daemon, Injector, Netns, veth, write_config};
 use quid::{
-    frames::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, Ethernet},
-    snapshot::{Count, Snapshot},
+    kernel::test_frames::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, Ethernet},
+    metering::snapshot::{Count, Snapshot},
 };
 
 const TABLE: &str = "id,name,plan,prefixes

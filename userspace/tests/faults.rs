@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::{Daemon, Injector, http_here, metric, report, sh, veth, write_config_sections};
-use quid::{frames::Ethernet, snapshot::Snapshot, store::Store};
+use quid::{kernel::test_frames::Ethernet, metering::snapshot::Snapshot, store::Store};
 
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.1.10\n";
 
@@ -153,11 +153,11 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
     let usage = store.usage("alice", 0, u64::MAX / 2).unwrap();
     let packets: u64 = usage
         .iter()
-        .map(|u| quid::counters::direction(&u.counters, quid_common::DIR_UPLOAD).packets)
+        .map(|u| quid::kernel::counters::direction(&u.counters, quid_common::DIR_UPLOAD).packets)
         .sum();
     assert_eq!(packets, 30, "the usage records hold every packet");
     assert_eq!(store.report_count().unwrap(), 1);
-    quid::ledger::verify(&store.entries(None).unwrap()).unwrap();
+    quid::ledger::chain::verify(&store.entries(None).unwrap()).unwrap();
 }
 
 #[test]

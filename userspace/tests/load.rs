@@ -21,7 +21,7 @@ use std::{
 
 use common::{Daemon, Injector, http_here, write_config_sections};
 use ed25519_dalek::SigningKey;
-use quid::{frames::Ethernet, report::rfc3339};
+use quid::{kernel::test_frames::Ethernet, settlement::report::rfc3339};
 
 const NODES: u32 = 1000;
 const CLIENTS: u32 = 16;
@@ -193,7 +193,7 @@ max_connections_per_ip = 32
                             break 'outer;
                         }
                         let start = base + seq as i64 * 60;
-                        let mut report = quid::report::Report {
+                        let mut report = quid::settlement::report::Report {
                             node: format!("n{n}"),
                             seq,
                             period_start: rfc3339(start),
@@ -241,7 +241,7 @@ max_connections_per_ip = 32
     // Every frame counted, exactly: wait (bounded) for the last ones, then stop.
     let wait = Instant::now() + Duration::from_secs(15);
     let counted = loop {
-        let counted: u64 = quid::snapshot::Snapshot::read(&daemon.state_dir)
+        let counted: u64 = quid::metering::snapshot::Snapshot::read(&daemon.state_dir)
             .map(|s| s.subscribers.iter().map(|t| t.upload.packets).sum())
             .unwrap_or(0);
         if counted >= sent || Instant::now() > wait {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{Daemon, Netns, http_here, write_config_sections};
-use quid::{reload::ReloadResult, store::Store};
+use quid::{store::Store, subscribers::reload_result::ReloadResult};
 use serde_json::Value;
 
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n";
@@ -35,7 +35,7 @@ fn https(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let tls = quid::tls::client_trusting(ca).unwrap();
+    let tls = quid::http::tls::client_trusting(ca).unwrap();
     let (method, url, token) = (method.to_owned(), url.to_owned(), token.map(str::to_owned));
     ns.run(move || {
         let agent = ureq::AgentBuilder::new()
@@ -70,7 +70,7 @@ fn operator_actions_need_the_token_and_metrics_are_read_only() {
     let (cert, key) = certificate(dir.path());
     let node_key = common::write_nodes(dir.path(), 3);
     std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
-    let token = quid::operator::new_token().unwrap();
+    let token = quid::http::operator::new_token().unwrap();
     let token_file = dir.path().join("operator.token");
     std::fs::write(&token_file, &token).unwrap();
     std::fs::set_permissions(
@@ -173,7 +173,7 @@ key = \"{}\"
     let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
     let (code, v) = with_token("GET", &format!("/statements/alice/{month}"), None);
     assert_eq!(code, 200, "{v}");
-    let signed = quid::statement::verify(&v.to_string(), None).unwrap();
+    let signed = quid::ledger::statement::verify(&v.to_string(), None).unwrap();
     assert_eq!(signed.closing_balance, 5_000_000);
 
     std::fs::write(
@@ -189,7 +189,7 @@ key = \"{}\"
     assert!(!v["errors"].as_array().unwrap().is_empty());
 
     // Rotation: a new token in the file and SIGHUP (systemctl reload); the old one stops working.
-    let rotated = quid::operator::new_token().unwrap();
+    let rotated = quid::http::operator::new_token().unwrap();
     std::fs::write(&token_file, &rotated).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.pid() as i32),
@@ -227,11 +227,11 @@ key = \"{}\"
         .arg(&cert)
         .args([
             "--from",
-            &quid::report::rfc3339(quid::daemon::now() as i64 - 7200),
+            &quid::settlement::report::rfc3339(quid::daemon::now() as i64 - 7200),
         ])
         .args([
             "--to",
-            &quid::report::rfc3339(quid::daemon::now() as i64 - 3600),
+            &quid::settlement::report::rfc3339(quid::daemon::now() as i64 - 3600),
         ])
         .output()
         .unwrap();
@@ -277,7 +277,7 @@ fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("operator.token");
-    std::fs::write(&token_file, quid::operator::new_token().unwrap()).unwrap();
+    std::fs::write(&token_file, quid::http::operator::new_token().unwrap()).unwrap();
     std::fs::set_permissions(
         &token_file,
         std::os::unix::fs::PermissionsExt::from_mode(0o644),

@@ -7,7 +7,7 @@ mod common;
 use std::{net::Ipv4Addr, path::Path};
 
 use common::{Daemon, Injector, config_pin_dir, sh, write_config};
-use quid::frames::Ethernet;
+use quid::kernel::test_frames::Ethernet;
 
 const NOBODY: u32 = 65534;
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.1.10\n";

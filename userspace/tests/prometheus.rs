@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::{Daemon, Injector, Netns, veth, write_config_sections};
-use quid::frames::Ethernet;
+use quid::kernel::test_frames::Ethernet;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -123,9 +123,9 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
     }
     for (file, title, expr) in expressions() {
         for name in metric_names(&expr) {
-            let known = quid::metrics::FAMILIES.contains(&name.as_str())
-                || quid::metrics::REPORT_FAMILIES.contains(&name.as_str())
-                || quid::metrics::HTTP_FAMILIES.contains(&name.as_str())
+            let known = quid::metrics::exposition::FAMILIES.contains(&name.as_str())
+                || quid::metrics::exposition::REPORT_FAMILIES.contains(&name.as_str())
+                || quid::metrics::exposition::HTTP_FAMILIES.contains(&name.as_str())
                 || rules.contains(&name);
             assert!(
                 known,
@@ -200,11 +200,11 @@ download_internet_gb = 1000000000
     // A node report (settled at the next interval: contributions and a credit) and a forged
     // one (a rejection), so the report panels have something to show.
     let now = quid::daemon::now() as i64;
-    let mut report = quid::report::Report {
+    let mut report = quid::settlement::report::Report {
         node: "pi".into(),
         seq: 1,
-        period_start: quid::report::rfc3339(now - 600),
-        period_end: quid::report::rfc3339(now - 300),
+        period_start: quid::settlement::report::rfc3339(now - 600),
+        period_end: quid::settlement::report::rfc3339(now - 300),
         cpu_core_seconds: 300.0,
         storage_byte_seconds: 1e9,
         energy_joules: 1500.0,
@@ -304,10 +304,10 @@ download_internet_gb = 1000000000
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for family in quid::metrics::FAMILIES
+    for family in quid::metrics::exposition::FAMILIES
         .iter()
-        .chain(&quid::metrics::REPORT_FAMILIES)
-        .chain(&quid::metrics::HTTP_FAMILIES)
+        .chain(&quid::metrics::exposition::REPORT_FAMILIES)
+        .chain(&quid::metrics::exposition::HTTP_FAMILIES)
     {
         assert!(
             exposition.contains(&format!("# TYPE {family} ")),

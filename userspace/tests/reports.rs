@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Daemon, Netns, http_here, metric, now, report, write_config_sections};
 use ed25519_dalek::SigningKey;
-use quid::{report::rfc3339, store::Store};
+use quid::{settlement::report::rfc3339, store::Store};
 use serde_json::Value;
 
 /// A request over loopback inside `ns`: (status, body).

@@ -13,7 +13,7 @@ use std::{
 
 use common::{Daemon, Injector, quid_cli, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
-use quid::{frames::Ethernet, report::rfc3339, store::Store};
+use quid::{kernel::test_frames::Ethernet, settlement::report::rfc3339, store::Store};
 
 /// Grid, intake, tariff and settlement for the test.
 const EXTRA: &str = "
@@ -292,7 +292,7 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     // hours ago and claims 1 core-second (1,000 µcr).
     let base = quid::daemon::now() as i64 - 7200;
     let body = move |k: u64| {
-        let mut rep = quid::report::Report {
+        let mut rep = quid::settlement::report::Report {
             node: "pi".into(),
             seq: k,
             period_start: rfc3339(base + k as i64),

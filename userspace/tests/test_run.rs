@@ -7,11 +7,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use quid::{
     config::KernelLog,
-    counters,
-    datapath::{Datapath, Sizes},
-    frames::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Ethernet},
-    registry,
-    table::Table,
+    kernel::counters,
+    kernel::loader::{Datapath, Sizes},
+    kernel::subscriber_maps as registry,
+    kernel::test_frames::{
+        self as frames, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Ethernet,
+    },
+    subscribers::table::Table,
 };
 use quid_common::{
     BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, Counter, DIR_DOWNLOAD,
@@ -368,7 +370,7 @@ fn traffic_to_and_from_grid_prefixes_is_class_grid_and_the_rest_internet() {
         .iter()
         .map(|p| p.parse().unwrap())
         .collect();
-    quid::grid::install(&mut h.dp, &grid).unwrap();
+    quid::kernel::grid_prefixes::install(&mut h.dp, &grid).unwrap();
     let home4 = Ipv4Addr::new(100, 64, 0, 10);
     let home6 = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 1);
     let grid4 = Ipv4Addr::new(192, 0, 2, 100);

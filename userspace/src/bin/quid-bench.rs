@@ -18,10 +18,10 @@ use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use quid::{
     config::KernelLog,
-    datapath::{Datapath, Sizes},
-    frames::Ethernet,
-    registry,
-    table::{Subscriber, Table},
+    kernel::loader::{Datapath, Sizes},
+    kernel::subscriber_maps as registry,
+    kernel::test_frames::Ethernet,
+    subscribers::table::{Subscriber, Table},
 };
 use quid_common::{BenchSpread, v6_mask};
 use serde::Serialize;
@@ -142,7 +142,7 @@ fn peak_rss() -> u64 {
 }
 
 fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
-    use quid::{books::Books, mapped::MappedArray, store::Store};
+    use quid::{kernel::mmap_array::MappedArray, metering::interval::Books, store::Store};
     use quid_common::SubscriberCounters;
 
     let mut rows = Vec::new();
@@ -165,7 +165,8 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     let t = table(n);
     let started = Instant::now();
     let mut dp = Datapath::load(sizes, KernelLog::Off)?;
-    let mut reg = quid::registry::Registry::new(quid_common::MAX_HASH_LENGTHS as u32);
+    let mut reg =
+        quid::kernel::subscriber_maps::Registry::new(quid_common::MAX_HASH_LENGTHS as u32);
     let (_, baselines) = reg.apply(&mut dp, &t)?;
     row("load", "generations", started.elapsed().as_secs_f64());
 
@@ -180,7 +181,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     row("apply_1pct", "diff_flip", started.elapsed().as_secs_f64());
 
     // Every slot counted something on CPU 0, so every read has work to do.
-    let cpus = quid::datapath::possible_cpus()?;
+    let cpus = quid::kernel::loader::possible_cpus()?;
     {
         let m = dp.ebpf.map("SUB_COUNTERS").context("SUB_COUNTERS")?;
         let mut w: MappedArray<SubscriberCounters> =
@@ -247,7 +248,7 @@ struct MetricsRow {
 fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
     use quid::{
         config::SubscriberSeries,
-        metrics::{DaemonStatus, render},
+        metrics::exposition::{DaemonStatus, render},
         store::{Record, Status},
     };
     use quid_common::SubscriberCounters;
@@ -330,10 +331,10 @@ struct ReportsRow {
 fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
     use ed25519_dalek::SigningKey;
     use quid::{
-        admit::Limits,
-        intake::{Intake, router},
-        nodes::{Node, Nodes},
-        report::{Report, rfc3339},
+        settlement::admission::Limits,
+        settlement::intake::{Intake, router},
+        settlement::nodes::{Node, Nodes},
+        settlement::report::{Report, rfc3339},
         store::Store,
     };
     use std::sync::{Arc, Mutex};
@@ -398,11 +399,11 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         // The daemon's own server, with its limits (generous enough for the 8 clients).
-        rt.spawn(quid::serve::serve(
+        rt.spawn(quid::http::serve::serve(
             "reports",
             listener,
             app,
-            quid::serve::HttpLimits::default(),
+            quid::http::serve::HttpLimits::default(),
             None,
             Arc::default(),
         ));
@@ -645,7 +646,7 @@ fn measure(
 /// addresses would: proof that the kernel kept the rewritten frame between repetitions.
 fn check_counted(dp: &Datapath, n: u32, runs: f64) -> anyhow::Result<()> {
     let m = n.min(10_000) as usize;
-    let touched = quid::counters::subscribers(dp, m)?
+    let touched = quid::kernel::counters::subscribers(dp, m)?
         .iter()
         .filter(|c| c.pairs.iter().any(|p| p.packets > 0))
         .count();

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use quid::snapshot::Snapshot;
+use quid::metering::snapshot::Snapshot;
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) -> String {
@@ -132,7 +132,7 @@ fn remove_stale() {
         if let Some(pid) = name.strip_prefix("qt-").and_then(|r| r.split('-').next())
             && !Path::new(&format!("/proc/{pid}")).exists()
         {
-            let _ = quid::datapath::remove_pins(&e.path());
+            let _ = quid::kernel::loader::remove_pins(&e.path());
         }
     }
 }
@@ -242,7 +242,7 @@ pub struct PinDir(pub PathBuf);
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        let _ = quid::datapath::remove_pins(&self.0);
+        let _ = quid::kernel::loader::remove_pins(&self.0);
     }
 }
 
@@ -530,14 +530,14 @@ pub fn report(
     node: &str,
     seq: u64,
     end_ago: i64,
-    edit: impl FnOnce(&mut quid::report::Report),
+    edit: impl FnOnce(&mut quid::settlement::report::Report),
 ) -> Vec<u8> {
     let t = now() - end_ago;
-    let mut r = quid::report::Report {
+    let mut r = quid::settlement::report::Report {
         node: node.into(),
         seq,
-        period_start: quid::report::rfc3339(t - 3600),
-        period_end: quid::report::rfc3339(t),
+        period_start: quid::settlement::report::rfc3339(t - 3600),
+        period_end: quid::settlement::report::rfc3339(t),
         cpu_core_seconds: 3600.0,
         storage_byte_seconds: 1e9 * 3600.0,
         energy_joules: 10.0 * 3600.0,

@@ -19,27 +19,27 @@ use tokio::{
 };
 
 use crate::{
-    books::{self, Books},
     config::{Config, KernelLog, OnStop},
-    counters,
-    datapath::Datapath,
-    metrics::{self, DaemonStatus},
-    registry::{self, Registry},
-    reload::ReloadResult,
-    serve,
-    snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
+    http::serve,
+    kernel::counters,
+    kernel::loader::Datapath,
+    kernel::subscriber_maps::{self as registry, Registry},
+    metering::interval::{self as books, Books},
+    metering::snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
+    metrics::exposition::{self as metrics, DaemonStatus},
     store::{Status, Store},
-    table::Table,
+    subscribers::reload_result::ReloadResult,
+    subscribers::table::Table,
 };
 
 /// The files `quid run` reads and checks before it touches the kernel.
 pub struct Preflight {
     pub table: Table,
     /// The registered nodes, when the report intake runs.
-    pub nodes: Option<crate::nodes::Nodes>,
+    pub nodes: Option<crate::settlement::nodes::Nodes>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The operator token, when the operator API runs.
-    pub token: Option<crate::operator::Token>,
+    pub token: Option<crate::http::operator::Token>,
 }
 
 /// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
@@ -51,7 +51,7 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
         None
     } else {
         Some(
-            crate::nodes::Nodes::load(&config.reports.nodes)
+            crate::settlement::nodes::Nodes::load(&config.reports.nodes)
                 .map_err(|e| anyhow!("{e}quid refuses to start on a bad nodes file"))?,
         )
     };
@@ -59,7 +59,9 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
     let token = if config.operator.listen.is_empty() {
         None
     } else {
-        Some(crate::operator::Token::load(&config.operator.token_file)?)
+        Some(crate::http::operator::Token::load(
+            &config.operator.token_file,
+        )?)
     };
     Ok(Preflight {
         table,
@@ -71,7 +73,7 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    crate::privilege::check(&[
+    crate::kernel::capabilities::check(&[
         &config.metrics.listen,
         &config.reports.listen,
         &config.operator.listen,
@@ -103,7 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some(unsafe { AsyncFd::register(logger) }.map_err(|e| anyhow!("kernel log: {e}"))?)
         }
     };
-    crate::grid::install(&mut dp, &config.grid.nets())?;
+    crate::kernel::grid_prefixes::install(&mut dp, &config.grid.nets())?;
     let (mut books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, now())?;
     books.tariff = config.tariff.clone();
     let registry = match adopted {
@@ -147,16 +149,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut operator_counts = None;
     let token = token.map(|t| Arc::new(RwLock::new(t)));
     if let Some(token) = token.clone() {
-        let counts = crate::operator::Counts::default();
+        let counts = crate::http::operator::Counts::default();
         operator_counts = Some(counts.clone());
-        let api = crate::operator::Api {
+        let api = crate::http::operator::Api {
             token,
             control: control_tx.clone(),
             store: Arc::new(std::sync::Mutex::new(Store::connect(state_dir)?)),
             operator_key: config.settlement.operator_key.clone(),
             counts,
         };
-        let app = crate::operator::router(api);
+        let app = crate::http::operator::router(api);
         let addr = &config.operator.listen;
         listen(
             &mut http,
@@ -175,18 +177,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let intake = if let Some(nodes) = nodes {
         let r = &config.reports;
-        let limits = crate::admit::Limits {
+        let limits = crate::settlement::admission::Limits {
             max_period_secs: r.max_period_secs,
             max_skew_secs: r.max_skew_secs,
         };
-        let intake = Arc::new(std::sync::Mutex::new(crate::intake::Intake::new(
-            nodes,
-            Store::connect(state_dir)?,
-            limits,
-            r.rate_per_node,
-            r.burst_per_node,
-        )?));
-        let app = crate::intake::router(intake.clone(), r.max_body_bytes);
+        let intake = Arc::new(std::sync::Mutex::new(
+            crate::settlement::intake::Intake::new(
+                nodes,
+                Store::connect(state_dir)?,
+                limits,
+                r.rate_per_node,
+                r.burst_per_node,
+            )?,
+        ));
+        let app = crate::settlement::intake::router(intake.clone(), r.max_body_bytes);
         listen(
             &mut http,
             "reports",
@@ -284,7 +288,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             info!(
                 "detached from {} interfaces and removed the pins; final totals in {}",
                 state.dp.attachments.len(),
-                state_dir.join(crate::snapshot::FILE).display()
+                state_dir.join(crate::metering::snapshot::FILE).display()
             );
         }
     }
@@ -308,17 +312,17 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 /// Everything the running daemon owns.
 struct State<'a> {
     /// The report intake, when it runs.
-    intake: Option<Arc<std::sync::Mutex<crate::intake::Intake>>>,
+    intake: Option<Arc<std::sync::Mutex<crate::settlement::intake::Intake>>>,
     /// The exposition `/metrics` serves, rendered once per interval.
     exposition: Arc<RwLock<String>>,
     /// The operator API's token, when the API runs (reloaded on SIGHUP).
-    token: Option<Arc<RwLock<crate::operator::Token>>>,
+    token: Option<Arc<RwLock<crate::http::operator::Token>>>,
     /// A table change waiting for the store to take writes again.
     reload_pending: bool,
     /// Configured interfaces that are gone (said once, until they are back).
     missing: std::collections::BTreeSet<String>,
     /// Requests from the operator API.
-    control: tokio::sync::mpsc::Receiver<crate::operator::Control>,
+    control: tokio::sync::mpsc::Receiver<crate::http::operator::Control>,
     status: DaemonStatus,
     config: &'a Config,
     dp: Datapath,
@@ -396,14 +400,14 @@ impl State<'_> {
             return;
         }
         let issue = || -> anyhow::Result<usize> {
-            let key = crate::submit::read_key(key_path)?;
+            let key = crate::settlement::node_client::read_key(key_path)?;
             let tmp = dir.with_extension("partial");
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp)?;
             let mut n = 0;
             for r in self.books.records() {
                 let statement = self.books.store().statement(&r.id, &period)?;
-                let signed = crate::statement::sign(statement, &key);
+                let signed = crate::ledger::statement::sign(statement, &key);
                 std::fs::write(
                     tmp.join(format!("{}.json", r.id)),
                     serde_json::to_string_pretty(&signed)? + "\n",
@@ -521,7 +525,7 @@ impl State<'_> {
     /// Rereads the operator token file (rotation); a bad file keeps the current token.
     fn reload_token(&mut self) {
         let Some(token) = &self.token else { return };
-        match crate::operator::Token::load(&self.config.operator.token_file) {
+        match crate::http::operator::Token::load(&self.config.operator.token_file) {
             Ok(t) => {
                 if let Ok(mut current) = token.write() {
                     *current = t;
@@ -536,7 +540,7 @@ impl State<'_> {
     fn reload_nodes(&mut self) {
         self.nodes_stamp = stamp(&self.config.reports.nodes);
         let Some(intake) = &self.intake else { return };
-        match crate::nodes::Nodes::load(&self.config.reports.nodes) {
+        match crate::settlement::nodes::Nodes::load(&self.config.reports.nodes) {
             Ok(nodes) => {
                 let n = nodes.by_id.len();
                 if let Ok(mut i) = intake.lock() {
@@ -654,7 +658,7 @@ impl State<'_> {
                         self.reload_nodes();
                     }
                 }
-                Some(crate::operator::Control::Reload(reply)) = self.control.recv() => {
+                Some(crate::http::operator::Control::Reload(reply)) = self.control.recv() => {
                     let _ = reply.send(self.reload_files("operator API"));
                 }
                 _ = sighup.recv() => {

@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::Attachment;
+use crate::kernel::loader::Attachment;
 
 /// File name of the snapshot inside the state directory.
 pub const FILE: &str = "totals.json";

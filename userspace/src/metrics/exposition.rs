@@ -15,7 +15,7 @@ use quid_common::{
 
 use crate::{
     config::SubscriberSeries,
-    snapshot::InterfaceTotals,
+    metering::snapshot::InterfaceTotals,
     store::{Record, Status},
 };
 
@@ -65,7 +65,7 @@ pub struct DaemonStatus {
     /// (interface, role, mode, attached).
     pub attachments: Vec<(String, String, String, bool)>,
     /// The report intake's counts, when it runs.
-    pub reports: Option<crate::intake::Counts>,
+    pub reports: Option<crate::settlement::intake::Counts>,
     /// Balances in micro-credits.
     pub balances: std::collections::HashMap<String, i64>,
     /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
@@ -77,9 +77,12 @@ pub struct DaemonStatus {
     /// Interval commits that failed (disk full, store unwritable); counting went on.
     pub commit_failures: u64,
     /// Each running HTTP listener's connection counts.
-    pub http: Vec<(&'static str, std::sync::Arc<crate::serve::ListenerStats>)>,
+    pub http: Vec<(
+        &'static str,
+        std::sync::Arc<crate::http::serve::ListenerStats>,
+    )>,
     /// The operator API's requests per (action, outcome), when it runs.
-    pub operator: Option<crate::operator::Counts>,
+    pub operator: Option<crate::http::operator::Counts>,
 }
 
 /// Families emitted for the HTTP listeners (metrics, reports, operator API).
@@ -268,7 +271,7 @@ pub fn render(
         let _ = writeln!(
             out,
             "quid_subscriber_balance_credits{{subscriber=\"{label}\"}} {}",
-            crate::ledger::credits(*balance)
+            crate::ledger::chain::credits(*balance)
         );
     }
     if unlisted {
@@ -276,7 +279,7 @@ pub fn render(
         let _ = writeln!(
             out,
             "quid_subscriber_balance_credits{{subscriber=\"other\"}} {}",
-            crate::ledger::credits(all_balance - listed_sum)
+            crate::ledger::chain::credits(all_balance - listed_sum)
         );
     }
     for (i, name, help) in [

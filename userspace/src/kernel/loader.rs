@@ -18,7 +18,7 @@ use quid_common::{LAYOUT_VERSION, Meta};
 
 use crate::{
     config::{KernelLog, Role, XdpModeSetting},
-    counters::CounterView,
+    kernel::counters::CounterView,
 };
 
 /// quid's XDP object, built from `ebpf/` by `build.rs` and embedded so one binary suffices.
@@ -102,8 +102,8 @@ pub struct Sizes {
 
 impl Sizes {
     /// The pool sizes the plan may use.
-    pub fn pools(&self) -> crate::plan::PoolSizes {
-        crate::plan::PoolSizes {
+    pub fn pools(&self) -> crate::kernel::lookup_plan::PoolSizes {
+        crate::kernel::lookup_plan::PoolSizes {
             v4: self.pool_v4,
             v6: self.pool_v6,
         }
@@ -115,7 +115,9 @@ impl Sizes {
         let cpus = possible_cpus()? as u32;
         let gens = quid_common::GENERATIONS as u32;
         // Two pool entries per array element.
-        let pool = |entries: u32| (crate::registry::pool_region(entries) as u32 * gens / 2).max(1);
+        let pool = |entries: u32| {
+            (crate::kernel::subscriber_maps::pool_region(entries) as u32 * gens / 2).max(1)
+        };
         Ok([
             ("POOL_V4", pool(self.pool_v4)),
             ("POOL_V6", pool(self.pool_v6)),
@@ -381,7 +383,8 @@ impl Datapath {
             }
             None => {
                 wanted.instance = random_u64();
-                let mut meta: Array<&mut MapData, Meta> = crate::registry::map(&mut dp, "META")?;
+                let mut meta: Array<&mut MapData, Meta> =
+                    crate::kernel::subscriber_maps::map(&mut dp, "META")?;
                 meta.set(0, wanted, 0)
                     .map_err(|source| DatapathError::Map {
                         name: "META",
@@ -475,7 +478,7 @@ impl Datapath {
             .as_ref()
             .map(|d| d.join(format!("link_{name}")));
         if let Some(path) = link_pin.as_ref().filter(|p| p.exists())
-            && crate::xdp_link::ifindex(path).ok() != Some(ifindex)
+            && crate::kernel::link_info::ifindex(path).ok() != Some(ifindex)
         {
             // The interface was deleted (and maybe created again) while no daemon ran: the
             // pinned link is defunct, so it goes and the program is attached afresh below.
@@ -593,7 +596,8 @@ impl Datapath {
     pub fn attached_to(&self, name: &str, ifindex: u32) -> bool {
         match &self.pin_dir {
             Some(dir) => {
-                crate::xdp_link::ifindex(&dir.join(format!("link_{name}"))).ok() == Some(ifindex)
+                crate::kernel::link_info::ifindex(&dir.join(format!("link_{name}"))).ok()
+                    == Some(ifindex)
             }
             None => self
                 .attachments

@@ -150,7 +150,7 @@ impl Store {
                 [to],
                 |r| r.get(0),
             )
-            .unwrap_or_else(|_| crate::ledger::GENESIS.to_owned());
+            .unwrap_or_else(|_| crate::ledger::chain::GENESIS.to_owned());
         let whole = |f: f64| f.floor().max(0.0) as u64;
         Ok(Statement {
             version: 1,
@@ -235,7 +235,7 @@ pub fn verify(text: &str, expected_key: Option<&str>) -> Result<Statement, State
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ledger::NewEntry, store::Usage};
+    use crate::{ledger::chain::NewEntry, store::Usage};
     use quid_common::{
         CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
     };

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ledger::NewEntry, reload::ReloadResult, store::Store};
+use crate::{ledger::chain::NewEntry, store::Store, subscribers::reload_result::ReloadResult};
 
 /// `[operator]`: the operator API (off unless `listen` is set).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -316,14 +316,14 @@ async fn statement(
         let s = store
             .statement(&subscriber, &period)
             .map_err(|e| (StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
-        let key = crate::submit::read_key(&key_path).map_err(|e| {
+        let key = crate::settlement::node_client::read_key(&key_path).map_err(|e| {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_operator_key",
                 format!("{e:#}"),
             )
         })?;
-        Ok(json!(crate::statement::sign(s, &key)))
+        Ok(json!(crate::ledger::statement::sign(s, &key)))
     })
     .await
 }

@@ -5,8 +5,8 @@ use ipnet::IpNet;
 use quid_common::{GridSet, MAX_GRID_PREFIXES, v4_mask, v6_mask};
 
 use crate::{
-    datapath::{Datapath, DatapathError},
-    registry::{map, v6_words},
+    kernel::loader::{Datapath, DatapathError},
+    kernel::subscriber_maps::{map, v6_words},
 };
 
 /// The kernel's form of a list of grid prefixes (config validation keeps it within bounds;

@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::Path};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::table::{TableError, TableErrors};
+use crate::subscribers::table::{TableError, TableErrors};
 
 /// One registered node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,10 @@ impl Nodes {
 
     /// Reads and checks a nodes file.
     pub fn load(path: &Path) -> Result<Nodes, TableErrors> {
-        Nodes::parse(&crate::table::read_file(path, "the nodes file")?, path)
+        Nodes::parse(
+            &crate::subscribers::table::read_file(path, "the nodes file")?,
+            path,
+        )
     }
 
     /// Parses and checks nodes file bytes; `path` only names the file in errors.
@@ -66,7 +69,7 @@ impl Nodes {
             field,
             message,
         };
-        let mut reader = crate::table::csv_reader(bytes);
+        let mut reader = crate::subscribers::table::csv_reader(bytes);
         let mut nodes = Nodes::default();
         let mut header = false;
         for record in reader.records() {

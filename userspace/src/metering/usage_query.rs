@@ -3,7 +3,7 @@
 use anyhow::{Context as _, bail};
 use quid_common::{DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters};
 
-use crate::{counters, store::Usage};
+use crate::{kernel::counters, store::Usage};
 
 /// A time as unix seconds: RFC 3339 (`2026-11-01T00:00:00Z`), a UTC date (`2026-11-01`), or
 /// plain unix seconds.

@@ -6,7 +6,7 @@ use std::{marker::PhantomData, num::NonZeroUsize, os::fd::AsFd, ptr::NonNull};
 use aya::maps::{Map, MapData};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use crate::datapath::DatapathError;
+use crate::kernel::loader::DatapathError;
 
 /// A shared mapping of the first `entries` elements of a BPF array map.
 pub struct MappedArray<T> {

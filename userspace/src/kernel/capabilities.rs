@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_shipped_unit_grants_exactly_what_quid_needs() {
-        let unit = include_str!("../../dist/quid.service");
+        let unit = include_str!("../../../dist/quid.service");
         let names: Vec<&str> = ALWAYS.iter().map(|c| c.name).collect();
         for key in ["AmbientCapabilities=", "CapabilityBoundingSet="] {
             let line = unit.lines().find_map(|l| l.strip_prefix(key)).unwrap();

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use quid_common::SubscriberCounters;
 
 use crate::{
-    registry::Slots,
+    kernel::subscriber_maps::Slots,
     store::{Record, Status, Store, StoreError, Usage},
-    table::{Subscriber, Table},
+    subscribers::table::{Subscriber, Table},
 };
 
 /// Store meta key: the `instance` of the kernel maps the `last` values were read from.
@@ -49,7 +49,7 @@ pub struct Books {
     records: BTreeMap<String, Record>,
     last_end: u64,
     /// Prices usage debits (all zero: no debits).
-    pub tariff: crate::tariff::Tariff,
+    pub tariff: crate::ledger::tariff::Tariff,
 }
 
 /// What one interval added up to.
@@ -216,7 +216,7 @@ impl Books {
             add(&mut r.total, &delta);
             let debit = self.tariff.usage_debit(&before, &r.total);
             if debit != 0 {
-                entries.push(crate::ledger::NewEntry {
+                entries.push(crate::ledger::chain::NewEntry {
                     at: now as i64,
                     subscriber: r.id.clone(),
                     kind: "usage_debit",
@@ -263,8 +263,8 @@ impl Books {
     }
 
     /// The monthly allowance entry of subscriber `id` at unix time `now`.
-    fn allowance(&self, id: &str, now: u64) -> crate::ledger::NewEntry {
-        crate::ledger::NewEntry {
+    fn allowance(&self, id: &str, now: u64) -> crate::ledger::chain::NewEntry {
+        crate::ledger::chain::NewEntry {
             at: now as i64,
             subscriber: id.to_owned(),
             kind: "allowance",
@@ -276,9 +276,9 @@ impl Books {
     /// Settles the pending reports the books now cover (see `settle`).
     pub fn settle(
         &mut self,
-        nodes: &crate::nodes::Nodes,
-        rules: &crate::settle::SettlementConfig,
-    ) -> Result<Vec<crate::settle::Settled>, BooksError> {
+        nodes: &crate::settlement::nodes::Nodes,
+        rules: &crate::settlement::matching::SettlementConfig,
+    ) -> Result<Vec<crate::settlement::matching::Settled>, BooksError> {
         let until = self.last_end as i64;
         Ok(self
             .store
@@ -336,11 +336,11 @@ fn add(total: &mut SubscriberCounters, d: &SubscriberCounters) {
 mod tests {
     use super::*;
     use crate::{
-        nodes::{Node, Nodes},
-        report::{Period, Report, rfc3339},
-        settle::SettlementConfig,
-        statement::month,
-        tariff::Tariff,
+        ledger::statement::month,
+        ledger::tariff::Tariff,
+        settlement::matching::SettlementConfig,
+        settlement::nodes::{Node, Nodes},
+        settlement::report::{Period, Report, rfc3339},
     };
     use quid_common::{CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, pair_index};
 
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(books.store().balances().unwrap()["alice"], 55_683_310);
         assert!(to > from);
         assert_eq!(
-            crate::ledger::verify(&books.store().entries(None).unwrap()).unwrap(),
+            crate::ledger::chain::verify(&books.store().entries(None).unwrap()).unwrap(),
             720 + 1 + 30
         );
     }

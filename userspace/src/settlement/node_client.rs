@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 use anyhow::{Context as _, bail};
 use ed25519_dalek::SigningKey;
 
-use crate::report::Report;
+use crate::settlement::report::Report;
 
 /// Reads a secret key written by `quid node keygen`.
 pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
@@ -33,7 +33,7 @@ pub fn submit(
     report.sign(key)?;
     let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10));
     if let Some(ca) = ca {
-        agent = agent.tls_config(crate::tls::client_trusting(ca)?);
+        agent = agent.tls_config(crate::http::tls::client_trusting(ca)?);
     }
     let agent = agent.build();
     let body = serde_json::to_string(&report)?;

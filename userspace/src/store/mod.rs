@@ -261,7 +261,7 @@ impl Store {
         &mut self,
         records: &[&Record],
         usage: &[(&str, Usage)],
-        entries: &[crate::ledger::NewEntry],
+        entries: &[crate::ledger::chain::NewEntry],
         meta: &[(&str, u64)],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
@@ -326,7 +326,7 @@ impl Store {
                 .map_err(sql)?;
             }
         }
-        crate::ledger::append(&tx, entries).map_err(sql)?;
+        crate::ledger::chain::append(&tx, entries).map_err(sql)?;
         for (key, value) in meta {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -369,8 +369,8 @@ impl Store {
     /// Records an admitted report; it is durable when this returns.
     pub fn insert_report(
         &mut self,
-        r: &crate::report::Report,
-        p: crate::report::Period,
+        r: &crate::settlement::report::Report,
+        p: crate::settlement::report::Period,
         received_at: i64,
     ) -> Result<(), StoreError> {
         self.conn
@@ -399,7 +399,8 @@ impl Store {
     /// What every node had accepted, to resume admission after a restart.
     pub fn report_histories(
         &self,
-    ) -> Result<std::collections::HashMap<String, crate::admit::History>, StoreError> {
+    ) -> Result<std::collections::HashMap<String, crate::settlement::admission::History>, StoreError>
+    {
         let mut stmt = self
             .conn
             .prepare("SELECT node, seq, period_start, period_end, signature FROM reports")
@@ -415,12 +416,15 @@ impl Store {
                 ))
             })
             .map_err(|e| self.sql(e))?;
-        let mut out: std::collections::HashMap<String, crate::admit::History> = Default::default();
+        let mut out: std::collections::HashMap<String, crate::settlement::admission::History> =
+            Default::default();
         for row in rows {
             let (node, seq, start, end, sig) = row.map_err(|e| self.sql(e))?;
-            out.entry(node)
-                .or_default()
-                .record(seq, sig, crate::report::Period { start, end });
+            out.entry(node).or_default().record(
+                seq,
+                sig,
+                crate::settlement::report::Period { start, end },
+            );
         }
         Ok(out)
     }

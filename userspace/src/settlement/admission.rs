@@ -3,8 +3,8 @@
 //! tested on its own and the HTTP layer only maps the outcome to a status.
 
 use crate::{
-    nodes::Nodes,
-    report::{Period, Report},
+    settlement::nodes::Nodes,
+    settlement::report::{Period, Report},
 };
 
 /// Limits from the config.
@@ -225,7 +225,7 @@ pub fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{nodes::Node, report::rfc3339};
+    use crate::{settlement::nodes::Node, settlement::report::rfc3339};
     use ed25519_dalek::SigningKey;
 
     const NOW: i64 = 1_795_600_000;

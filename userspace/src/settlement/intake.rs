@@ -20,9 +20,9 @@ use log::warn;
 use serde_json::json;
 
 use crate::{
-    admit::{self, Admission, History, Limits, Rejection},
-    nodes::Nodes,
-    report::Report,
+    settlement::admission::{self as admit, Admission, History, Limits, Rejection},
+    settlement::nodes::Nodes,
+    settlement::report::Report,
     store::Store,
 };
 

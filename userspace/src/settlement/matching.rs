@@ -9,10 +9,10 @@ use rusqlite::params;
 use serde::Deserialize;
 
 use crate::{
-    ledger::{self, NewEntry},
-    nodes::Nodes,
+    ledger::chain::{self as ledger, NewEntry},
+    ledger::tariff::Tariff,
+    settlement::nodes::Nodes,
     store::{Store, StoreError},
-    tariff::Tariff,
 };
 
 /// What a disputed report earns.

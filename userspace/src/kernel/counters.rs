@@ -5,8 +5,8 @@ use aya::maps::{Map, MapData, PerCpuArray};
 use quid_common::{Counter, IfaceCounters, SubscriberCounters};
 
 use crate::{
-    datapath::{Datapath, DatapathError},
-    mapped::MappedArray,
+    kernel::loader::{Datapath, DatapathError},
+    kernel::mmap_array::MappedArray,
 };
 
 /// The `SUB_COUNTERS` array mapped read-only: `cpus` regions of `capacity` slots each.

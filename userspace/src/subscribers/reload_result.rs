@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::Change;
+use crate::kernel::subscriber_maps::Change;
 
 /// File name of the reload result inside the state directory.
 pub const FILE: &str = "reload.json";

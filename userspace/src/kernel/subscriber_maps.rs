@@ -21,10 +21,10 @@ use quid_common::{
 };
 
 use crate::{
-    datapath::{Datapath, DatapathError, Sizes},
-    mapped::MappedArray,
-    plan::{self, Place},
-    table::{Subscriber, Table},
+    kernel::loader::{Datapath, DatapathError, Sizes},
+    kernel::lookup_plan::{self as plan, Place},
+    kernel::mmap_array::MappedArray,
+    subscribers::table::{Subscriber, Table},
 };
 
 /// How long to wait after a flip before rewriting the generation packets just left.

@@ -1,0 +1,6 @@
+//! The books of account: hash-chained ledger entries in micro-credits, the tariff that prices
+//! traffic and contributions, and signed monthly statements.
+
+pub mod chain;
+pub mod statement;
+pub mod tariff;

@@ -1,0 +1,9 @@
+//! The report path: what a node sends, who may send it, how it is admitted and stored, and
+//! how it is matched against the meter; plus the node-side client that sends it.
+
+pub mod admission;
+pub mod intake;
+pub mod matching;
+pub mod node_client;
+pub mod nodes;
+pub mod report;
