@@ -322,3 +322,32 @@ mod tests {
         assert_eq!(size_of::<GridSet>(), 8 + 16 * 8 + 16 * 32);
     }
 }
+
+/// The names of the maps in quid's XDP object (`ebpf/src/maps.rs` names each static the same):
+/// the daemon finds, sizes and pins the maps by these.
+pub mod map_name {
+    /// Layout version, sizes and instance of the pinned maps.
+    pub const META: &str = "META";
+    /// The grid prefixes that make traffic class grid.
+    pub const GRID: &str = "GRID";
+    /// Per-subscriber counters, one region per CPU.
+    pub const SUB_COUNTERS: &str = "SUB_COUNTERS";
+    /// Per-interface buckets (per-CPU).
+    pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+    /// The lookup plan of each generation.
+    pub const LOOKUP_PLAN: &str = "LOOKUP_PLAN";
+    /// Which generation packets use.
+    pub const ACTIVE_GEN: &str = "ACTIVE_GEN";
+    /// Direct pool for IPv4's most common prefix length.
+    pub const POOL_V4: &str = "POOL_V4";
+    /// Direct pool for IPv6's most common prefix length.
+    pub const POOL_V6: &str = "POOL_V6";
+    /// Exact-match hash of IPv4 prefixes.
+    pub const SUB_V4: &str = "SUB_V4";
+    /// Exact-match hash of IPv6 prefixes.
+    pub const SUB_V6: &str = "SUB_V6";
+    /// LPM trie fallback for IPv4.
+    pub const SUB_V4_TRIE: &str = "SUB_V4_TRIE";
+    /// LPM trie fallback for IPv6.
+    pub const SUB_V6_TRIE: &str = "SUB_V6_TRIE";
+}

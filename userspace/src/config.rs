@@ -1,6 +1,7 @@
 //! The daemon's TOML config: what to attach where, where the subscriber table lives, and the
 //! sizes of the kernel tables. Every error names the file, the line and the field.
 
+pub use crate::kernel::attach_settings::{KernelLog, Role, XdpModeSetting};
 use std::{
     fmt,
     path::{Path, PathBuf},
@@ -249,27 +250,6 @@ fn interval_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(v)
 }
 
-/// Kernel log level, mapped onto aya-log's levels.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KernelLog {
-    #[default]
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl KernelLog {
-    /// The value of the eBPF global `AYA_LOG_LEVEL` (0 disables every statement, which the
-    /// verifier then removes as dead code).
-    pub fn aya_level(self) -> u8 {
-        self as u8
-    }
-}
-
 /// `[subscribers]`: the table file and the kernel table sizes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,8 +277,8 @@ pub struct SubscribersConfig {
 
 impl SubscribersConfig {
     /// The kernel table sizes this config asks for.
-    pub fn sizes(&self) -> crate::kernel::loader::Sizes {
-        crate::kernel::loader::Sizes {
+    pub fn sizes(&self) -> crate::kernel::sizes::Sizes {
+        crate::kernel::sizes::Sizes {
             subscribers: self.capacity,
             prefixes: self.prefix_capacity,
             pool_v4: self.pool_v4_entries,
@@ -366,49 +346,6 @@ pub struct InterfaceConfig {
     pub role: Role,
     #[serde(default)]
     pub xdp_mode: XdpModeSetting,
-}
-
-/// What an interface faces, which decides who the subscriber is in a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Faces subscribers: the source is the subscriber (upload).
-    Access,
-    /// Faces upstream: the destination is the subscriber (download).
-    Core,
-    /// Router on a stick: both.
-    Both,
-}
-
-impl Role {
-    /// The eBPF program implementing this role.
-    pub fn program(self) -> &'static str {
-        match self {
-            Role::Access => "quid_access",
-            Role::Core => "quid_core",
-            Role::Both => "quid_both",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Access => "access",
-            Role::Core => "core",
-            Role::Both => "both",
-        })
-    }
-}
-
-/// How to attach: native with a generic fallback (`auto`), or one mode forced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpModeSetting {
-    #[default]
-    Auto,
-    Native,
-    Generic,
 }
 
 /// A Linux interface name: 1 to 15 bytes, no '/', whitespace or ':'.

@@ -4,6 +4,7 @@
 //! a packet goes `kernel` → `metering` → `store` → `ledger` → `metrics`; a node report goes
 //! `http` → `settlement` → `store` → `ledger`. `daemon` composes them; nothing imports it.
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod http;

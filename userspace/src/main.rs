@@ -309,7 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut store = Store::open(&config.daemon.state_dir)?;
             store.append(&[quid::ledger::chain::NewEntry {
-                at: daemon::now() as i64,
+                at: quid::clock::Clock::system().now_i64()?,
                 subscriber: subscriber.clone(),
                 kind: "adjustment",
                 amount,

@@ -175,7 +175,7 @@ max_connections_per_ip = 32
     };
 
     // The nodes: each client owns every CLIENTS-th node and sends its reports in order.
-    let base = quid::daemon::now() as i64 - 30 * 86_400;
+    let base = common::now() - 30 * 86_400;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             r.spawn(move || {

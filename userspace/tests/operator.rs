@@ -227,11 +227,11 @@ key = \"{}\"
         .arg(&cert)
         .args([
             "--from",
-            &quid::settlement::report::rfc3339(quid::daemon::now() as i64 - 7200),
+            &quid::settlement::report::rfc3339(common::now() - 7200),
         ])
         .args([
             "--to",
-            &quid::settlement::report::rfc3339(quid::daemon::now() as i64 - 3600),
+            &quid::settlement::report::rfc3339(common::now() - 3600),
         ])
         .output()
         .unwrap();

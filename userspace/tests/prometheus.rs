@@ -199,7 +199,7 @@ download_internet_gb = 1000000000
     let daemon = Daemon::start(&r, &config);
     // A node report (settled at the next interval: contributions and a credit) and a forged
     // one (a rejection), so the report panels have something to show.
-    let now = quid::daemon::now() as i64;
+    let now = quid::clock::Clock::system().now_i64().unwrap();
     let mut report = quid::settlement::report::Report {
         node: "pi".into(),
         seq: 1,

@@ -69,7 +69,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     );
     let daemon = Daemon::start(&r, &config);
 
-    let start = quid::daemon::now() as i64;
+    let start = common::now();
     std::thread::sleep(Duration::from_millis(2200));
     // Grid traffic both ways, and some Internet download the tariff charges for.
     let alice = Ipv4Addr::new(100, 64, 9, 1);
@@ -80,7 +80,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     Injector::new(&s, "core-p").send(&e.ipv4_udp(Ipv4Addr::new(203, 0, 113, 1), alice, 972), 10); // 10 x 1000
     let grid_bytes = 50 * 1028 + 50 * 528;
     std::thread::sleep(Duration::from_millis(2200));
-    let end = quid::daemon::now() as i64;
+    let end = common::now();
 
     let submit = |key: &SigningKey, node: &str, claimed: u64| {
         let key_file = dir.path().join(format!("{node}.key"));
@@ -290,7 +290,7 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
 
     // A bounded client, about 200 reports a second: report k covers second k of an hour two
     // hours ago and claims 1 core-second (1,000 µcr).
-    let base = quid::daemon::now() as i64 - 7200;
+    let base = common::now() - 7200;
     let body = move |k: u64| {
         let mut rep = quid::settlement::report::Report {
             node: "pi".into(),

@@ -8,7 +8,8 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use quid::{
     config::KernelLog,
     kernel::counters,
-    kernel::loader::{Datapath, Sizes},
+    kernel::loader::Datapath,
+    kernel::sizes::Sizes,
     kernel::subscriber_maps as registry,
     kernel::test_frames::{
         self as frames, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Ethernet,

@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use quid::{
     config::KernelLog,
-    kernel::loader::{Datapath, Sizes},
+    kernel::loader::Datapath,
+    kernel::sizes::Sizes,
     kernel::subscriber_maps as registry,
     kernel::test_frames::Ethernet,
     subscribers::table::{Subscriber, Table},
@@ -181,7 +182,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     row("apply_1pct", "diff_flip", started.elapsed().as_secs_f64());
 
     // Every slot counted something on CPU 0, so every read has work to do.
-    let cpus = quid::kernel::loader::possible_cpus()?;
+    let cpus = quid::kernel::sizes::possible_cpus()?;
     {
         let m = dp.ebpf.map("SUB_COUNTERS").context("SUB_COUNTERS")?;
         let mut w: MappedArray<SubscriberCounters> =
@@ -218,7 +219,12 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
 
     let dir = tempfile_dir()?;
     let store = Store::open(&dir)?;
-    let (mut books, _) = Books::open(store, dp.meta.instance, false, 0)?;
+    let (mut books, _) = Books::open(
+        store,
+        dp.meta.instance,
+        false,
+        quid::clock::Clock::manual(0),
+    )?;
     books.install(&t2, reg.slots(), &baselines)?;
     let started = Instant::now();
     let summary = books.interval(|s| dp.counters.slot(s), 10)?;
@@ -363,7 +369,7 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
             })
             .collect();
         // Report j of node n covers its own 60 s slot, within the last 30 days.
-        let base = quid::daemon::now() as i64 - 30 * 86_400;
+        let base = quid::clock::Clock::system().now_i64()? - 30 * 86_400;
         let per_node = total.div_ceil(nodes_n);
         let bodies: Vec<Vec<u8>> = (0..total)
             .map(|j| {

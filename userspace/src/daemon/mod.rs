@@ -19,6 +19,7 @@ use tokio::{
 };
 
 use crate::{
+    clock::Clock,
     config::{Config, KernelLog, OnStop},
     http::serve,
     kernel::counters,
@@ -89,6 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state_dir = &config.daemon.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let clock = Clock::system();
     let store = Store::open(state_dir)?;
 
     let mut dp = Datapath::load_pinned(
@@ -106,7 +108,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     crate::kernel::grid_prefixes::install(&mut dp, &config.grid.nets())?;
-    let (mut books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, now())?;
+    let (mut books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, clock.clone())?;
     books.tariff = config.tariff.clone();
     let registry = match adopted {
         Some((installed, slots)) => {
@@ -157,6 +159,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store: Arc::new(std::sync::Mutex::new(Store::connect(state_dir)?)),
             operator_key: config.settlement.operator_key.clone(),
             counts,
+            clock: clock.clone(),
         };
         let app = crate::http::operator::router(api);
         let addr = &config.operator.listen;
@@ -230,6 +233,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Carry on from the last daemon's count, so a waiting `quid subscribers reload` never
         // mistakes our first result for the one it already saw.
         reloads: ReloadResult::read(state_dir).map_or(0, |r| r.seq),
+        clock: clock.clone(),
     };
     let change = state.install(&table)?;
     state.status.last_reload_ok = true;
@@ -295,14 +299,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Modification time and length of the table file: a change means "reload".
 fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -331,6 +327,7 @@ struct State<'a> {
     table_stamp: Option<(std::time::SystemTime, u64)>,
     nodes_stamp: Option<(std::time::SystemTime, u64)>,
     reloads: u64,
+    clock: Clock,
 }
 
 impl State<'_> {
@@ -350,7 +347,7 @@ impl State<'_> {
     fn read_interval(&mut self) -> anyhow::Result<books::IntervalSummary> {
         let summary = self
             .books
-            .interval(|s| self.dp.counters.slot(s), now())
+            .interval(|s| self.dp.counters.slot(s), self.clock.now()?)
             .inspect_err(|_| self.status.commit_failures += 1)?;
         self.status.read_seconds = summary.read_seconds;
         self.status.write_seconds = summary.write_seconds;
@@ -381,15 +378,13 @@ impl State<'_> {
         let Some(key_path) = &self.config.settlement.operator_key else {
             return;
         };
-        let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-        let Ok(last) = now
-            .date()
-            .first_of_month()
-            .checked_sub(jiff::Span::new().days(1))
-        else {
-            return;
+        let period = match self.clock.now_i64().and_then(crate::clock::previous_month) {
+            Ok(period) => period,
+            Err(e) => {
+                error!("statements not issued: {e}");
+                return;
+            }
         };
-        let period = last.strftime("%Y-%m").to_string();
         let dir = self
             .config
             .daemon
@@ -560,14 +555,21 @@ impl State<'_> {
         self.table_stamp = stamp(&self.config.subscribers.file);
         let mut result = ReloadResult {
             seq: self.reloads,
-            at_unix: now(),
+            at_unix: 0,
             ok: false,
             errors: Vec::new(),
             change: registry::Change::default(),
         };
         // The kernel and the books change together: with a store that cannot take the books'
         // side (disk full), the change waits, and is retried after the next good commit.
-        if let Err(e) = self.books.store().check_writable() {
+        let writable = self.clock.now().map_err(|e| e.to_string()).and_then(|now| {
+            result.at_unix = now;
+            self.books
+                .store()
+                .check_writable(now)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = writable {
             self.reload_pending = true;
             self.status.reloads_failed += 1;
             self.status.last_reload_ok = false;
@@ -713,7 +715,7 @@ impl State<'_> {
         Ok(Snapshot {
             state: state.into(),
             pid: std::process::id(),
-            taken_at_unix: now(),
+            taken_at_unix: self.clock.now()?,
             interval_secs: self.config.daemon.interval_secs,
             generation: self.registry.active(),
             subscribers,

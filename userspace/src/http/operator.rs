@@ -125,6 +125,8 @@ pub struct Api {
     pub operator_key: Option<PathBuf>,
     /// Requests per (action, outcome), for the metrics.
     pub counts: Counts,
+    /// The time adjustments are dated with.
+    pub clock: crate::clock::Clock,
 }
 
 impl Api {
@@ -267,11 +269,20 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
             ),
         );
     }
+    let clock = api.clock.clone();
     on_store(api, "adjust", move |store| {
         known(store, &a.subscriber)?;
+        let at = clock.now_i64().map_err(|e| {
+            warn!("operator API: adjustment not recorded: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{e}; not recorded"),
+            )
+        })?;
         store
             .append(&[NewEntry {
-                at: crate::daemon::now() as i64,
+                at,
                 subscriber: a.subscriber.clone(),
                 kind: "adjustment",
                 amount: a.amount,

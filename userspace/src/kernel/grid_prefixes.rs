@@ -2,11 +2,12 @@
 
 use aya::maps::{Array, MapData};
 use ipnet::IpNet;
-use quid_common::{GridSet, MAX_GRID_PREFIXES, v4_mask, v6_mask};
+use quid_common::{GridSet, MAX_GRID_PREFIXES, map_name, v4_mask, v6_mask};
 
 use crate::{
-    kernel::loader::{Datapath, DatapathError},
-    kernel::subscriber_maps::{map, v6_words},
+    kernel::error::KernelError,
+    kernel::loader::{Datapath, map},
+    kernel::subscriber_maps::v6_words,
 };
 
 /// The kernel's form of a list of grid prefixes (config validation keeps it within bounds;
@@ -33,11 +34,11 @@ pub fn grid_set(prefixes: &[IpNet]) -> GridSet {
 }
 
 /// Writes the grid prefixes into the kernel (one map update: packets see the old or new set).
-pub fn install(dp: &mut Datapath, prefixes: &[IpNet]) -> Result<(), DatapathError> {
-    let mut grid: Array<&mut MapData, GridSet> = map(dp, "GRID")?;
+pub fn install(dp: &mut Datapath, prefixes: &[IpNet]) -> Result<(), KernelError> {
+    let mut grid: Array<&mut MapData, GridSet> = map(dp, map_name::GRID)?;
     grid.set(0, grid_set(prefixes), 0)
-        .map_err(|source| DatapathError::Map {
-            name: "GRID",
+        .map_err(|source| KernelError::Map {
+            name: map_name::GRID,
             source,
         })
 }

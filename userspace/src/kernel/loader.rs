@@ -14,151 +14,40 @@ use aya::{
     },
 };
 use log::{info, warn};
-use quid_common::{LAYOUT_VERSION, Meta};
+use quid_common::{LAYOUT_VERSION, Meta, map_name};
 
-use crate::{
-    config::{KernelLog, Role, XdpModeSetting},
-    kernel::counters::CounterView,
+use crate::kernel::{
+    attach_settings::{KernelLog, Role, XdpModeSetting},
+    counter_view::CounterView,
+    error::KernelError,
+    sizes::{Sizes, possible_cpus},
 };
 
 /// quid's XDP object, built from `ebpf/` by `build.rs` and embedded so one binary suffices.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/quid"));
 
-/// Errors while loading or attaching.
-#[derive(Debug, thiserror::Error)]
-pub enum DatapathError {
-    #[error(
-        "loading the XDP object failed: {0} (quid needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON)"
-    )]
-    Load(#[from] aya::EbpfError),
-    #[error("program {name}: {source}")]
-    Program {
-        name: String,
-        source: aya::programs::ProgramError,
-    },
-    #[error("interface `{0}` does not exist: check the [[interface]] names in the config")]
-    NoInterface(String),
-    #[error("interface `{name}` has ifindex {ifindex}, quid counts interfaces below {max} only")]
-    IfindexTooLarge {
-        name: String,
-        ifindex: u32,
-        max: u32,
-    },
-    #[error("attaching XDP to `{name}` in {mode} mode failed: {source}")]
-    Attach {
-        name: String,
-        mode: &'static str,
-        source: aya::programs::ProgramError,
-    },
-    #[error("map {0} missing from the XDP object (was it built from this source tree?)")]
-    MissingMap(&'static str),
-    #[error("mapping {name} into memory failed: {source}")]
-    Mmap {
-        name: &'static str,
-        source: std::io::Error,
-    },
-    #[error("cannot count the possible CPUs ({0})")]
-    Cpus(String),
-    #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
-    #[error(
-        "the maps pinned in {dir} have layout version {found}, this quid understands version \
-         {expected}: they were left untouched. Run the quid that pinned them, or `quid detach` \
-         to remove them (their counters are lost)"
-    )]
-    LayoutVersion {
-        dir: PathBuf,
-        found: u32,
-        expected: u32,
-    },
-    #[error(
-        "the maps pinned in {dir} were created for {found}, the config asks for {wanted}: they \
-         were left untouched. Restore the sizes in the config, or `quid detach` and restart \
-         (the kernel counters restart from zero; the store keeps the totals)"
-    )]
-    SizeMismatch {
-        dir: PathBuf,
-        found: String,
-        wanted: String,
-    },
-    #[error("pinning under {dir}: {message}")]
-    Pin { dir: PathBuf, message: String },
-}
-
-/// Table sizes the kernel maps are created with.
-#[derive(Debug, Clone, Copy)]
-pub struct Sizes {
-    /// Subscriber slots (per-CPU counter array length).
-    pub subscribers: u32,
-    /// Prefixes per family (hash and trie each).
-    pub prefixes: u32,
-    /// Direct pool entries per family (0: no pool).
-    pub pool_v4: u32,
-    pub pool_v6: u32,
-}
-
-impl Sizes {
-    /// The pool sizes the plan may use.
-    pub fn pools(&self) -> crate::kernel::lookup_plan::PoolSizes {
-        crate::kernel::lookup_plan::PoolSizes {
-            v4: self.pool_v4,
-            v6: self.pool_v6,
-        }
-    }
-
-    /// `max_entries` for each of quid's maps: the lookup maps hold two generations,
-    /// `SUB_COUNTERS` a region per CPU.
-    pub fn map_sizes(&self) -> Result<[(&'static str, u32); 7], DatapathError> {
-        let cpus = possible_cpus()? as u32;
-        let gens = quid_common::GENERATIONS as u32;
-        // Two pool entries per array element.
-        let pool = |entries: u32| {
-            (crate::kernel::subscriber_maps::pool_region(entries) as u32 * gens / 2).max(1)
-        };
-        Ok([
-            ("POOL_V4", pool(self.pool_v4)),
-            ("POOL_V6", pool(self.pool_v6)),
-            ("SUB_V4", self.prefixes * gens),
-            ("SUB_V6", self.prefixes * gens),
-            ("SUB_V4_TRIE", self.prefixes * gens),
-            ("SUB_V6_TRIE", self.prefixes * gens),
-            ("SUB_COUNTERS", self.subscribers * cpus),
-        ])
-    }
-
-    fn describe(&self, cpus: u32) -> String {
-        format!(
-            "{} subscribers x {cpus} CPUs, {} prefixes, pools {}/{}",
-            self.subscribers, self.prefixes, self.pool_v4, self.pool_v6
-        )
-    }
-}
-
 /// Maps pinned by name under the pin directory: everything a restarted daemon needs.
 pub const PINNED_MAPS: [&str; 12] = [
-    "META",
-    "GRID",
-    "SUB_COUNTERS",
-    "IFACE_COUNTERS",
-    "LOOKUP_PLAN",
-    "ACTIVE_GEN",
-    "POOL_V4",
-    "POOL_V6",
-    "SUB_V4",
-    "SUB_V6",
-    "SUB_V4_TRIE",
-    "SUB_V6_TRIE",
+    map_name::META,
+    map_name::GRID,
+    map_name::SUB_COUNTERS,
+    map_name::IFACE_COUNTERS,
+    map_name::LOOKUP_PLAN,
+    map_name::ACTIVE_GEN,
+    map_name::POOL_V4,
+    map_name::POOL_V6,
+    map_name::SUB_V4,
+    map_name::SUB_V6,
+    map_name::SUB_V4_TRIE,
+    map_name::SUB_V6_TRIE,
 ];
 
 /// bpffs's magic number (`statfs.f_type`).
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Makes sure `dir` exists on a bpffs, mounting one at /sys/fs/bpf if that is where it goes.
-pub fn prepare_pin_dir(dir: &Path) -> Result<(), DatapathError> {
-    let pin_err = |message: String| DatapathError::Pin {
+pub fn prepare_pin_dir(dir: &Path) -> Result<(), KernelError> {
+    let pin_err = |message: String| KernelError::Pin {
         dir: dir.to_owned(),
         message,
     };
@@ -205,23 +94,23 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<(), DatapathError> {
 }
 
 /// Reads the `META` of maps pinned in `dir`, if there are any.
-pub fn pinned_meta(dir: &Path) -> Result<Option<Meta>, DatapathError> {
-    let path = dir.join("META");
+pub fn pinned_meta(dir: &Path) -> Result<Option<Meta>, KernelError> {
+    let path = dir.join(map_name::META);
     if !path.exists() {
         return Ok(None);
     }
-    let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
-        name: "META",
+    let data = MapData::from_pin(&path).map_err(|source| KernelError::Map {
+        name: map_name::META,
         source,
     })?;
     let map = Map::Array(data);
     let array: Array<&MapData, Meta> =
-        Array::try_from(&map).map_err(|source| DatapathError::Map {
-            name: "META",
+        Array::try_from(&map).map_err(|source| KernelError::Map {
+            name: map_name::META,
             source,
         })?;
-    let meta = array.get(&0, 0).map_err(|source| DatapathError::Map {
-        name: "META",
+    let meta = array.get(&0, 0).map_err(|source| KernelError::Map {
+        name: map_name::META,
         source,
     })?;
     Ok(Some(meta))
@@ -229,8 +118,8 @@ pub fn pinned_meta(dir: &Path) -> Result<Option<Meta>, DatapathError> {
 
 /// Removes every link and map quid pinned in `dir` (detaching its programs), then `dir`.
 /// Returns how many pins were removed.
-pub fn remove_pins(dir: &Path) -> Result<usize, DatapathError> {
-    let pin_err = |message: String| DatapathError::Pin {
+pub fn remove_pins(dir: &Path) -> Result<usize, KernelError> {
+    let pin_err = |message: String| KernelError::Pin {
         dir: dir.to_owned(),
         message,
     };
@@ -265,11 +154,6 @@ fn random_u64() -> u64 {
         .unwrap_or(1)
 }
 
-/// Number of possible CPUs (the kernel's `nr_cpu_ids`): one counter region each.
-pub fn possible_cpus() -> Result<usize, DatapathError> {
-    aya::util::nr_cpus().map_err(|(path, e)| DatapathError::Cpus(format!("{path}: {e}")))
-}
-
 /// One interface quid is attached to.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Attachment {
@@ -301,7 +185,7 @@ pub struct Datapath {
 
 impl Datapath {
     /// Loads the embedded object with maps sized for `sizes` and all three role programs.
-    pub fn load(sizes: Sizes, kernel_log: KernelLog) -> Result<Datapath, DatapathError> {
+    pub fn load(sizes: Sizes, kernel_log: KernelLog) -> Result<Datapath, KernelError> {
         Self::load_pinned(sizes, kernel_log, None)
     }
 
@@ -311,7 +195,7 @@ impl Datapath {
         sizes: Sizes,
         kernel_log: KernelLog,
         pin_dir: Option<&Path>,
-    ) -> Result<Datapath, DatapathError> {
+    ) -> Result<Datapath, KernelError> {
         let cpus = possible_cpus()? as u32;
         let mut wanted = Meta {
             layout_version: LAYOUT_VERSION,
@@ -327,7 +211,7 @@ impl Datapath {
             prepare_pin_dir(dir)?;
             if let Some(found) = pinned_meta(dir)? {
                 if found.layout_version != LAYOUT_VERSION {
-                    return Err(DatapathError::LayoutVersion {
+                    return Err(KernelError::LayoutVersion {
                         dir: dir.to_owned(),
                         found: found.layout_version,
                         expected: LAYOUT_VERSION,
@@ -344,7 +228,7 @@ impl Datapath {
                         pool_v4: found.pool_v4,
                         pool_v6: found.pool_v6,
                     };
-                    return Err(DatapathError::SizeMismatch {
+                    return Err(KernelError::SizeMismatch {
                         dir: dir.to_owned(),
                         found: old.describe(found.cpus),
                         wanted: sizes.describe(cpus),
@@ -355,7 +239,7 @@ impl Datapath {
                 .map(|mut d| d.next().is_some())
                 .unwrap_or(false)
             {
-                return Err(DatapathError::Pin {
+                return Err(KernelError::Pin {
                     dir: dir.to_owned(),
                     message: "it holds pins but no META map: they are not quid's (or are \
                               incomplete); remove them or choose another daemon.pin_dir"
@@ -383,13 +267,11 @@ impl Datapath {
             }
             None => {
                 wanted.instance = random_u64();
-                let mut meta: Array<&mut MapData, Meta> =
-                    crate::kernel::subscriber_maps::map(&mut dp, "META")?;
-                meta.set(0, wanted, 0)
-                    .map_err(|source| DatapathError::Map {
-                        name: "META",
-                        source,
-                    })?;
+                let mut meta: Array<&mut MapData, Meta> = map(&mut dp, map_name::META)?;
+                meta.set(0, wanted, 0).map_err(|source| KernelError::Map {
+                    name: map_name::META,
+                    source,
+                })?;
                 dp.meta = wanted;
             }
         }
@@ -404,7 +286,7 @@ impl Datapath {
         extra_maps: &[(&str, u32)],
         kernel_log: KernelLog,
         programs: &[&str],
-    ) -> Result<Datapath, DatapathError> {
+    ) -> Result<Datapath, KernelError> {
         Self::load_object_with(object, sizes, extra_maps, kernel_log, programs, &[])
     }
 
@@ -415,7 +297,7 @@ impl Datapath {
         kernel_log: KernelLog,
         programs: &[&str],
         pins: &[(&str, PathBuf)],
-    ) -> Result<Datapath, DatapathError> {
+    ) -> Result<Datapath, KernelError> {
         let level = kernel_log.aya_level();
         let mut loader = EbpfLoader::new();
         let quid_maps = sizes.map_sizes()?;
@@ -430,8 +312,8 @@ impl Datapath {
             .override_global("SLOT_CAPACITY", &sizes.subscribers, true)
             .load(object)?;
         let map = ebpf
-            .map("SUB_COUNTERS")
-            .ok_or(DatapathError::MissingMap("SUB_COUNTERS"))?;
+            .map(map_name::SUB_COUNTERS)
+            .ok_or(KernelError::MissingMap(map_name::SUB_COUNTERS))?;
         let counters = CounterView::new(map, sizes.subscribers, possible_cpus()?)?;
         let mut dp = Datapath {
             counters,
@@ -447,7 +329,7 @@ impl Datapath {
         for &name in programs {
             dp.program(name)?
                 .load()
-                .map_err(|source| DatapathError::Program {
+                .map_err(|source| KernelError::Program {
                     name: name.into(),
                     source,
                 })?;
@@ -462,11 +344,11 @@ impl Datapath {
         name: &str,
         role: Role,
         setting: XdpModeSetting,
-    ) -> Result<&Attachment, DatapathError> {
+    ) -> Result<&Attachment, KernelError> {
         let ifindex = nix::net::if_::if_nametoindex(name)
-            .map_err(|_| DatapathError::NoInterface(name.into()))?;
+            .map_err(|_| KernelError::NoInterface(name.into()))?;
         if ifindex >= quid_common::MAX_IFINDEX {
-            return Err(DatapathError::IfindexTooLarge {
+            return Err(KernelError::IfindexTooLarge {
                 name: name.into(),
                 ifindex,
                 max: quid_common::MAX_IFINDEX,
@@ -485,7 +367,7 @@ impl Datapath {
             warn!(
                 "the pinned link to {name} belongs to an interface that is gone; attaching afresh"
             );
-            std::fs::remove_file(path).map_err(|e| DatapathError::Pin {
+            std::fs::remove_file(path).map_err(|e| KernelError::Pin {
                 dir: path.clone(),
                 message: format!("removing the defunct link: {e}"),
             })?;
@@ -493,7 +375,7 @@ impl Datapath {
         if let Some(path) = link_pin.as_ref().filter(|p| p.exists()) {
             // A previous daemon's link: swap our program into it atomically (no packet
             // goes uncounted), and keep its pin.
-            let pin_err = |message: String| DatapathError::Pin {
+            let pin_err = |message: String| KernelError::Pin {
                 dir: path.clone(),
                 message,
             };
@@ -503,7 +385,7 @@ impl Datapath {
             let program = self.program(program_name)?;
             let id = program
                 .attach_to_link(link)
-                .map_err(|source| DatapathError::Attach {
+                .map_err(|source| KernelError::Attach {
                     name: name.into(),
                     mode: "adopted",
                     source,
@@ -522,7 +404,7 @@ impl Datapath {
             program
                 .attach_to_if_index(ifindex, mode)
                 .map(|id| (id, label))
-                .map_err(|source| DatapathError::Attach {
+                .map_err(|source| KernelError::Attach {
                     name: name.into(),
                     mode: label,
                     source,
@@ -540,14 +422,14 @@ impl Datapath {
             },
         };
         if let Some(path) = link_pin {
-            let pin_err = |message: String| DatapathError::Pin {
+            let pin_err = |message: String| KernelError::Pin {
                 dir: path.clone(),
                 message,
             };
             let taken = self
                 .program(program_name)?
                 .take_link(link)
-                .map_err(|source| DatapathError::Program {
+                .map_err(|source| KernelError::Program {
                     name: program_name.into(),
                     source,
                 })?;
@@ -571,7 +453,7 @@ impl Datapath {
     }
 
     /// Removes link pins for interfaces no longer configured (their programs detach).
-    pub fn drop_stale_links(&self, configured: &[String]) -> Result<Vec<String>, DatapathError> {
+    pub fn drop_stale_links(&self, configured: &[String]) -> Result<Vec<String>, KernelError> {
         let Some(dir) = &self.pin_dir else {
             return Ok(Vec::new());
         };
@@ -581,7 +463,7 @@ impl Datapath {
             if let Some(ifname) = name.strip_prefix("link_")
                 && !configured.iter().any(|c| c == ifname)
             {
-                std::fs::remove_file(e.path()).map_err(|err| DatapathError::Pin {
+                std::fs::remove_file(e.path()).map_err(|err| KernelError::Pin {
                     dir: dir.clone(),
                     message: format!("removing {name}: {err}"),
                 })?;
@@ -608,7 +490,7 @@ impl Datapath {
 
     /// Forgets the attachment to `name` whose interface was deleted: its link is defunct, so
     /// it is dropped and its pin removed; `attach` can then attach to the new interface.
-    pub fn release(&mut self, name: &str) -> Result<(), DatapathError> {
+    pub fn release(&mut self, name: &str) -> Result<(), KernelError> {
         self.attachments.retain(|a| a.name != name);
         let (mine, rest) = std::mem::take(&mut self.links)
             .into_iter()
@@ -622,7 +504,7 @@ impl Datapath {
         if let Some(dir) = &self.pin_dir {
             let pin = dir.join(format!("link_{name}"));
             if pin.exists() {
-                std::fs::remove_file(&pin).map_err(|e| DatapathError::Pin {
+                std::fs::remove_file(&pin).map_err(|e| KernelError::Pin {
                     dir: dir.clone(),
                     message: format!("removing {}: {e}", pin.display()),
                 })?;
@@ -632,7 +514,7 @@ impl Datapath {
     }
 
     /// Detaches everything and removes every pin, so nothing of quid stays in the kernel.
-    pub fn unpin_all(&mut self) -> Result<(), DatapathError> {
+    pub fn unpin_all(&mut self) -> Result<(), KernelError> {
         self.detach_all()?;
         self.pinned_links.clear();
         if let Some(dir) = self.pin_dir.take() {
@@ -642,11 +524,11 @@ impl Datapath {
     }
 
     /// Detaches every program but keeps the maps, so the final counts can still be read.
-    pub fn detach_all(&mut self) -> Result<(), DatapathError> {
+    pub fn detach_all(&mut self) -> Result<(), KernelError> {
         for (_, program_name, link) in std::mem::take(&mut self.links) {
             self.program(program_name)?
                 .detach(link)
-                .map_err(|source| DatapathError::Program {
+                .map_err(|source| KernelError::Program {
                     name: program_name.into(),
                     source,
                 })?;
@@ -655,17 +537,26 @@ impl Datapath {
     }
 
     /// One of the object's XDP programs by name.
-    pub fn program(&mut self, name: &str) -> Result<&mut Xdp, DatapathError> {
+    pub fn program(&mut self, name: &str) -> Result<&mut Xdp, KernelError> {
         self.ebpf
             .program_mut(name)
-            .ok_or_else(|| DatapathError::Program {
+            .ok_or_else(|| KernelError::Program {
                 name: name.into(),
                 source: aya::programs::ProgramError::InvalidName { name: name.into() },
             })?
             .try_into()
-            .map_err(|source| DatapathError::Program {
+            .map_err(|source| KernelError::Program {
                 name: name.into(),
                 source,
             })
     }
+}
+
+/// A typed view of one of the object's maps.
+pub(crate) fn map<'a, T>(dp: &'a mut Datapath, name: &'static str) -> Result<T, KernelError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let m = dp.ebpf.map_mut(name).ok_or(KernelError::MissingMap(name))?;
+    T::try_from(m).map_err(|source| KernelError::Map { name, source })
 }

@@ -6,7 +6,7 @@ use std::{marker::PhantomData, num::NonZeroUsize, os::fd::AsFd, ptr::NonNull};
 use aya::maps::{Map, MapData};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use crate::kernel::loader::DatapathError;
+use crate::kernel::error::KernelError;
 
 /// A shared mapping of the first `entries` elements of a BPF array map.
 pub struct MappedArray<T> {
@@ -31,7 +31,7 @@ impl<T: Copy> MappedArray<T> {
         name: &'static str,
         entries: usize,
         writable: bool,
-    ) -> Result<Self, DatapathError> {
+    ) -> Result<Self, KernelError> {
         const {
             assert!(
                 std::mem::size_of::<T>().is_multiple_of(8),
@@ -40,7 +40,7 @@ impl<T: Copy> MappedArray<T> {
         };
         let data: &MapData = match map {
             Map::Array(d) => d,
-            _ => return Err(DatapathError::MissingMap(name)),
+            _ => return Err(KernelError::MissingMap(name)),
         };
         let bytes = (entries * std::mem::size_of::<T>()).div_ceil(4096).max(1) * 4096;
         let prot = if writable {
@@ -48,10 +48,10 @@ impl<T: Copy> MappedArray<T> {
         } else {
             ProtFlags::PROT_READ
         };
-        let len = NonZeroUsize::new(bytes).ok_or(DatapathError::MissingMap(name))?;
+        let len = NonZeroUsize::new(bytes).ok_or(KernelError::MissingMap(name))?;
         // SAFETY: a fresh shared mapping of a BPF map fd; the kernel checks size and flags.
         let addr = unsafe { mmap(None, len, prot, MapFlags::MAP_SHARED, data.fd().as_fd(), 0) }
-            .map_err(|e| DatapathError::Mmap {
+            .map_err(|e| KernelError::Mmap {
                 name,
                 source: e.into(),
             })?;

@@ -17,13 +17,15 @@ use aya::maps::{Array, HashMap as BpfHash, LpmTrie, MapData, lpm_trie::Key};
 use ipnet::IpNet;
 use quid_common::{
     GENERATIONS, LookupPlan, PrefixTarget, SubscriberCounters, V4Key, V4TrieData, V6Key,
-    V6TrieData, len_gen,
+    V6TrieData, len_gen, map_name,
 };
 
 use crate::{
-    kernel::loader::{Datapath, DatapathError, Sizes},
+    kernel::error::KernelError,
+    kernel::loader::{Datapath, map},
     kernel::lookup_plan::{self as plan, Place},
     kernel::mmap_array::MappedArray,
+    kernel::sizes::{Sizes, pool_region},
     subscribers::table::{Subscriber, Table},
 };
 
@@ -44,7 +46,7 @@ pub enum RegistryError {
         setting: &'static str,
     },
     #[error(transparent)]
-    Datapath(#[from] DatapathError),
+    Datapath(#[from] KernelError),
 }
 
 /// Checks before loading anything that `table` fits the configured kernel tables.
@@ -251,12 +253,12 @@ impl Registry {
         let cap = u64::from(sizes.prefixes) * gens;
         let sum = |f: &dyn Fn(&Entries) -> usize| self.entries.iter().map(|e| f(e) as u64).sum();
         vec![
-            ("SUB_V4", sum(&|e| e.v4.len()), cap),
-            ("SUB_V6", sum(&|e| e.v6.len()), cap),
-            ("SUB_V4_TRIE", sum(&|e| e.t4.len()), cap),
-            ("SUB_V6_TRIE", sum(&|e| e.t6.len()), cap),
+            (map_name::SUB_V4, sum(&|e| e.v4.len()), cap),
+            (map_name::SUB_V6, sum(&|e| e.v6.len()), cap),
+            (map_name::SUB_V4_TRIE, sum(&|e| e.t4.len()), cap),
+            (map_name::SUB_V6_TRIE, sum(&|e| e.t6.len()), cap),
             (
-                "SUB_COUNTERS",
+                map_name::SUB_COUNTERS,
                 self.slots.by_id.len() as u64,
                 u64::from(sizes.subscribers),
             ),
@@ -347,28 +349,22 @@ impl Registry {
     }
 
     /// Brings generation `g` (not the active one) to `table`.
-    fn sync(&mut self, dp: &mut Datapath, g: u32, table: &Table) -> Result<(), DatapathError> {
+    fn sync(&mut self, dp: &mut Datapath, g: u32, table: &Table) -> Result<(), KernelError> {
         let (plan, want, pools) = self.desired(dp.sizes, g, table);
         let have = std::mem::take(&mut self.entries[g as usize]);
         write_pools(dp, &plan, &pools)?;
-        sync_map::<V4Key>(dp, "SUB_V4", &have.v4, &want.v4)?;
-        sync_map::<V6Key>(dp, "SUB_V6", &have.v6, &want.v6)?;
-        sync_trie::<V4TrieData>(dp, "SUB_V4_TRIE", &have.t4, &want.t4)?;
-        sync_trie::<V6TrieData>(dp, "SUB_V6_TRIE", &have.t6, &want.t6)?;
-        let mut plans: Array<&mut MapData, LookupPlan> = map(dp, "LOOKUP_PLAN")?;
+        sync_map::<V4Key>(dp, map_name::SUB_V4, &have.v4, &want.v4)?;
+        sync_map::<V6Key>(dp, map_name::SUB_V6, &have.v6, &want.v6)?;
+        sync_trie::<V4TrieData>(dp, map_name::SUB_V4_TRIE, &have.t4, &want.t4)?;
+        sync_trie::<V6TrieData>(dp, map_name::SUB_V6_TRIE, &have.t6, &want.t6)?;
+        let mut plans: Array<&mut MapData, LookupPlan> = map(dp, map_name::LOOKUP_PLAN)?;
         plans
             .set(g, plan, 0)
-            .map_err(|e| map_err("LOOKUP_PLAN", e))?;
+            .map_err(|e| map_err(map_name::LOOKUP_PLAN, e))?;
         self.plans[g as usize] = plan;
         self.entries[g as usize] = want;
         Ok(())
     }
-}
-
-/// Pool array entries (u32 each) one generation's region takes: even, so regions start on a
-/// whole array element.
-pub fn pool_region(pool_entries: u32) -> u64 {
-    u64::from(pool_entries.div_ceil(2) * 2)
 }
 
 /// A pool entry: (IPv6?, index in the whole array, slot + 1).
@@ -422,21 +418,17 @@ fn entry(
 }
 
 /// Rewrites the pool regions of `plan`'s generation: cleared, then the owners written.
-fn write_pools(
-    dp: &Datapath,
-    plan: &LookupPlan,
-    writes: &[PoolWrite],
-) -> Result<(), DatapathError> {
+fn write_pools(dp: &Datapath, plan: &LookupPlan, writes: &[PoolWrite]) -> Result<(), KernelError> {
     for (v6, name, spec, entries) in [
-        (false, "POOL_V4", plan.v4_pool, dp.sizes.pool_v4),
-        (true, "POOL_V6", plan.v6_pool, dp.sizes.pool_v6),
+        (false, map_name::POOL_V4, plan.v4_pool, dp.sizes.pool_v4),
+        (true, map_name::POOL_V6, plan.v6_pool, dp.sizes.pool_v6),
     ] {
         if entries == 0 {
             continue;
         }
         let region = pool_region(entries);
         let total = region * GENERATIONS as u64;
-        let m = dp.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+        let m = dp.ebpf.map(name).ok_or(KernelError::MissingMap(name))?;
         let mut pool: MappedArray<[u32; 2]> =
             MappedArray::new(m, name, (total / 2) as usize, true)?;
         let base = spec.base;
@@ -463,7 +455,7 @@ fn sync_map<K>(
     name: &'static str,
     have: &HashMap<K, PrefixTarget>,
     want: &HashMap<K, PrefixTarget>,
-) -> Result<(), DatapathError>
+) -> Result<(), KernelError>
 where
     K: aya::Pod + Eq + std::hash::Hash,
 {
@@ -484,7 +476,7 @@ fn sync_trie<D>(
     name: &'static str,
     have: &HashMap<(u32, D), PrefixTarget>,
     want: &HashMap<(u32, D), PrefixTarget>,
-) -> Result<(), DatapathError>
+) -> Result<(), KernelError>
 where
     D: aya::Pod + Eq + std::hash::Hash,
 {
@@ -503,22 +495,24 @@ where
 }
 
 /// Makes generation `g` the one packets use.
-fn flip(dp: &mut Datapath, g: u32) -> Result<(), DatapathError> {
-    let mut active: Array<&mut MapData, u32> = map(dp, "ACTIVE_GEN")?;
-    active.set(0, g, 0).map_err(|e| map_err("ACTIVE_GEN", e))
+fn flip(dp: &mut Datapath, g: u32) -> Result<(), KernelError> {
+    let mut active: Array<&mut MapData, u32> = map(dp, map_name::ACTIVE_GEN)?;
+    active
+        .set(0, g, 0)
+        .map_err(|e| map_err(map_name::ACTIVE_GEN, e))
 }
 
 /// The generation a (possibly adopted) datapath has active.
-pub fn active_generation(dp: &Datapath) -> Result<u32, DatapathError> {
+pub fn active_generation(dp: &Datapath) -> Result<u32, KernelError> {
     let m = dp
         .ebpf
-        .map("ACTIVE_GEN")
-        .ok_or(DatapathError::MissingMap("ACTIVE_GEN"))?;
-    let a: Array<&MapData, u32> = Array::try_from(m).map_err(|source| DatapathError::Map {
-        name: "ACTIVE_GEN",
+        .map(map_name::ACTIVE_GEN)
+        .ok_or(KernelError::MissingMap(map_name::ACTIVE_GEN))?;
+    let a: Array<&MapData, u32> = Array::try_from(m).map_err(|source| KernelError::Map {
+        name: map_name::ACTIVE_GEN,
         source,
     })?;
-    a.get(&0, 0).map_err(|e| map_err("ACTIVE_GEN", e))
+    a.get(&0, 0).map_err(|e| map_err(map_name::ACTIVE_GEN, e))
 }
 
 /// Who was added, removed or changed between two tables.
@@ -555,20 +549,8 @@ pub fn v6_words(octets: &[u8; 16]) -> [u32; 4] {
     })
 }
 
-/// A typed view of one of the object's maps.
-pub(crate) fn map<'a, T>(dp: &'a mut Datapath, name: &'static str) -> Result<T, DatapathError>
-where
-    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let m = dp
-        .ebpf
-        .map_mut(name)
-        .ok_or(DatapathError::MissingMap(name))?;
-    T::try_from(m).map_err(|source| DatapathError::Map { name, source })
-}
-
-fn map_err(name: &'static str, source: aya::maps::MapError) -> DatapathError {
-    DatapathError::Map { name, source }
+fn map_err(name: &'static str, source: aya::maps::MapError) -> KernelError {
+    KernelError::Map { name, source }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use quid_common::SubscriberCounters;
 
 use crate::{
+    clock::{self, Clock, ClockError},
     kernel::subscriber_maps::Slots,
     store::{Record, Status, Store, StoreError, Usage},
     subscribers::table::{Subscriber, Table},
@@ -20,13 +21,9 @@ const LAST_END: &str = "last_interval_end";
 const ALLOWANCE_MONTH: &str = "allowance_month";
 
 /// The calendar month (UTC) of unix time `t`, as YYYYMM.
-fn month_of(t: u64) -> u64 {
-    jiff::Timestamp::from_second(t as i64)
-        .map(|ts| {
-            let d = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
-            d.year() as u64 * 100 + d.month() as u64
-        })
-        .unwrap_or(0)
+fn month_of(t: u64) -> Result<u64, ClockError> {
+    let t = i64::try_from(t).map_err(|_| ClockError::OutOfRange(i64::MAX))?;
+    clock::month_number(t).map(u64::from)
 }
 
 /// Errors of the books.
@@ -41,6 +38,8 @@ pub enum BooksError {
          kernel counters restart from zero)"
     )]
     ForeignMaps { maps: u64, store: String },
+    #[error(transparent)]
+    Clock(#[from] ClockError),
 }
 
 /// The books in memory, mirrored in the store.
@@ -50,6 +49,7 @@ pub struct Books {
     last_end: u64,
     /// Prices usage debits (all zero: no debits).
     pub tariff: crate::ledger::tariff::Tariff,
+    clock: Clock,
 }
 
 /// What one interval added up to.
@@ -71,8 +71,9 @@ impl Books {
         store: Store,
         instance: u64,
         adopted: bool,
-        now: u64,
+        clock: Clock,
     ) -> Result<(Books, Option<(Table, Slots)>), BooksError> {
+        let now = clock.now()?;
         let records: BTreeMap<String, Record> = store
             .records()?
             .into_iter()
@@ -85,6 +86,7 @@ impl Books {
             records,
             last_end,
             tariff: Default::default(),
+            clock,
         };
         if adopted {
             if known != Some(instance) {
@@ -130,13 +132,13 @@ impl Books {
         let mut touched = Vec::new();
         let mut entries = Vec::new();
         // A subscriber who joins after this month's allowances went out gets theirs now.
-        let now = crate::daemon::now();
+        let now = self.clock.now()?;
         let granted = self.tariff.monthly_allowance > 0
-            && self.store.meta(ALLOWANCE_MONTH)? == Some(month_of(now));
+            && self.store.meta(ALLOWANCE_MONTH)? == Some(month_of(now)?);
         for s in &table.subscribers {
             let slot = slots.get(&s.id);
             if granted && !self.records.contains_key(&s.id) {
-                entries.push(self.allowance(&s.id, now));
+                entries.push(self.allowance(&s.id, now)?);
             }
             let r = self.records.entry(s.id.clone()).or_insert_with(|| Record {
                 id: s.id.clone(),
@@ -238,10 +240,10 @@ impl Books {
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
         let rows: Vec<(&str, Usage)> = changed.iter().map(String::as_str).zip(usage).collect();
         let mut meta = vec![(LAST_END, now)];
-        let month = month_of(now);
+        let month = month_of(now)?;
         if self.tariff.monthly_allowance > 0 && self.store.meta(ALLOWANCE_MONTH)? != Some(month) {
             for r in self.records.values().filter(|r| r.status == Status::Active) {
-                entries.push(self.allowance(&r.id, now));
+                entries.push(self.allowance(&r.id, now)?);
             }
             meta.push((ALLOWANCE_MONTH, month));
         }
@@ -263,14 +265,14 @@ impl Books {
     }
 
     /// The monthly allowance entry of subscriber `id` at unix time `now`.
-    fn allowance(&self, id: &str, now: u64) -> crate::ledger::chain::NewEntry {
-        crate::ledger::chain::NewEntry {
-            at: now as i64,
+    fn allowance(&self, id: &str, now: u64) -> Result<crate::ledger::chain::NewEntry, BooksError> {
+        Ok(crate::ledger::chain::NewEntry {
+            at: i64::try_from(now).map_err(|_| ClockError::OutOfRange(i64::MAX))?,
             subscriber: id.to_owned(),
             kind: "allowance",
             amount: i64::try_from(self.tariff.monthly_allowance).unwrap_or(i64::MAX),
-            reference: format!("allowance {}", month_of(now)),
-        }
+            reference: format!("allowance {}", month_of(now)?),
+        })
     }
 
     /// Settles the pending reports the books now cover (see `settle`).
@@ -351,8 +353,13 @@ mod tests {
     fn a_simulated_month_closes_at_the_hand_computed_balance() {
         let (from, to) = month("2026-11").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (mut books, _) =
-            Books::open(Store::open(dir.path()).unwrap(), 1, false, from as u64).unwrap();
+        let (mut books, _) = Books::open(
+            Store::open(dir.path()).unwrap(),
+            1,
+            false,
+            Clock::manual(from),
+        )
+        .unwrap();
         books.tariff = Tariff {
             cpu_core_hour: 20_000,
             download_internet_gb: 10_000,
@@ -437,7 +444,13 @@ mod tests {
     #[test]
     fn a_failed_commit_loses_nothing_the_next_interval_catches_up() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut books, _) = Books::open(Store::open(dir.path()).unwrap(), 1, false, 1000).unwrap();
+        let (mut books, _) = Books::open(
+            Store::open(dir.path()).unwrap(),
+            1,
+            false,
+            Clock::manual(1000),
+        )
+        .unwrap();
         books.tariff = Tariff {
             download_internet_gb: 1_000_000,
             ..Tariff::default()

@@ -20,6 +20,7 @@ use log::warn;
 use serde_json::json;
 
 use crate::{
+    clock::Clock,
     settlement::admission::{self as admit, Admission, History, Limits, Rejection},
     settlement::nodes::Nodes,
     settlement::report::Report,
@@ -54,6 +55,7 @@ pub struct Intake {
     burst: f64,
     buckets: HashMap<String, Bucket>,
     pub counts: Counts,
+    clock: Clock,
 }
 
 impl Intake {
@@ -88,7 +90,14 @@ impl Intake {
             burst,
             buckets: HashMap::new(),
             counts,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same intake reading time from `clock` (tests run it on a manual clock).
+    pub fn with_clock(mut self, clock: Clock) -> Intake {
+        self.clock = clock;
+        self
     }
 
     /// Replaces the registered nodes (a reloaded nodes file); histories are kept.
@@ -221,7 +230,6 @@ async fn receive(
     State(intake): State<Arc<Mutex<Intake>>>,
     body: Bytes,
 ) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let now = crate::daemon::now() as i64;
     // The commit blocks: keep it off the async workers.
     // A poisoned lock or a failed task: nothing was recorded, so the node may retry.
     let unavailable = || {
@@ -231,7 +239,13 @@ async fn receive(
         )
     };
     let answer = tokio::task::spawn_blocking(move || match intake.lock() {
-        Ok(mut i) => i.handle(&body, now),
+        Ok(mut i) => match i.clock.now_i64() {
+            Ok(now) => i.handle(&body, now),
+            Err(e) => {
+                warn!("report intake: {e}");
+                unavailable()
+            }
+        },
         Err(_) => unavailable(),
     })
     .await

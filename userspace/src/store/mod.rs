@@ -212,8 +212,8 @@ impl Store {
 
     /// Commits one small write, to learn whether the store takes writes now (not on a full
     /// disk or a read-only file system) before a change that must reach both kernel and store.
-    pub fn check_writable(&self) -> Result<(), StoreError> {
-        self.set_meta("write_check", crate::daemon::now())
+    pub fn check_writable(&self, now: u64) -> Result<(), StoreError> {
+        self.set_meta("write_check", now)
     }
 
     /// Every subscriber the store knows, active and removed.

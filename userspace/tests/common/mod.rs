@@ -521,7 +521,7 @@ pub fn quid_run_refused(ns: &Netns, config: &Path, wrapper: &[String]) -> (bool,
 
 /// Unix seconds now.
 pub fn now() -> i64 {
-    quid::daemon::now() as i64
+    quid::clock::Clock::system().now_i64().unwrap()
 }
 
 /// A signed one-hour report ending `end_ago` seconds ago.
