@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = report.canonical();
     let history = History::default();
     for h in [None, Some(&history)] {
-        if let Ok(Admission::Accept(p)) = admit::admit(&report, nodes, h, NOW, Limits::default()) {
+        if let Ok(Admission::Accept(p)) = admit::admit(&report, nodes, h, NOW, Limits::default(), Some(0)) {
             // Only a report the node really signed gets through, and its figures are sane.
             assert_eq!(report.verify(&key.verifying_key()), Ok(true));
             assert!(p.end > p.start);

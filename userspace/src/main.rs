@@ -258,16 +258,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balance { subscriber, config } => {
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
-            let balances = store.balances()?;
-            let show =
-                |id: &str, b: i64| println!("{id:<24} {:>18}", quid::ledger::chain::credits(b));
-            match subscriber {
-                Some(id) => show(&id, balances.get(&id).copied().unwrap_or(0)),
+            let balances = store.balances_checked()?;
+            // A balance beyond i64 (only an edited store has one) is named, never wrapped.
+            let show = |id: &str, b: Option<i64>| match b {
+                Some(b) => println!("{id:<24} {:>18}", quid::ledger::chain::credits(b)),
+                None => println!("{id:<24} {:>18}", "out of range"),
+            };
+            let broken = match subscriber {
+                Some(id) => {
+                    let b = balances.get(&id).copied().unwrap_or(Some(0));
+                    show(&id, b);
+                    usize::from(b.is_none())
+                }
                 None => {
                     for (id, b) in &balances {
                         show(id, *b);
                     }
+                    balances.values().filter(|b| b.is_none()).count()
                 }
+            };
+            if broken > 0 {
+                bail!(
+                    "{broken} balance(s) sum beyond ±9,223,372,036,854.775807 credits: the \
+                     ledger was edited outside quid (`quid ledger verify` finds where)"
+                );
             }
             Ok(())
         }
@@ -276,16 +290,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
-            let mut balance = 0i64;
+            // i128: a running sum of i64 amounts that never wraps.
+            let mut balance = 0i128;
             for e in store.entries(Some(&subscriber))? {
-                balance += e.amount;
+                balance += i128::from(e.amount);
                 println!(
                     "{:>8} {} {:<20} {:>16} {:>16}  {}",
                     e.seq,
                     quid::settlement::report::rfc3339(e.at),
                     e.kind,
                     quid::ledger::chain::credits(e.amount),
-                    quid::ledger::chain::credits(balance),
+                    quid::ledger::chain::credits_wide(balance),
                     e.reference
                 );
             }

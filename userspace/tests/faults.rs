@@ -75,6 +75,13 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
     let dir = tempfile::tempdir().unwrap();
     let _disk = Tmpfs::mount(&dir.path().join("state"), "4m");
     let key = common::write_nodes(dir.path(), 3);
+    // The report below covers time before this daemon started: an earlier run metered it.
+    common::metered_since(
+        &dir.path().join("state"),
+        &["alice"],
+        &["pi"],
+        common::now() - 4 * 3600,
+    );
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "native")],

@@ -31,6 +31,13 @@ fn idle_trickling_and_flooding_clients_cannot_starve_reports_or_the_scrape() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let key = common::write_nodes(dir.path(), 3);
+    // The report below covers time before this daemon started: an earlier run metered it.
+    common::metered_since(
+        &dir.path().join("state"),
+        &["alice"],
+        &["pi"],
+        common::now() - 4 * 3600,
+    );
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],

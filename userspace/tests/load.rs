@@ -78,6 +78,16 @@ fn many_nodes_a_scraper_traffic_and_a_flooder_at_once() {
         );
     }
     std::fs::write(dir.path().join("nodes.csv"), nodes).unwrap();
+    // The reports cover the last 30 days, before this daemon started: an earlier run metered
+    // them.
+    let subs: Vec<String> = (0..NODES).map(|i| format!("s{i}")).collect();
+    let ids: Vec<String> = (0..NODES).map(|i| format!("n{i}")).collect();
+    common::metered_since(
+        &dir.path().join("state"),
+        &subs.iter().map(String::as_str).collect::<Vec<_>>(),
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        common::now() - 31 * 86_400,
+    );
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "native")],

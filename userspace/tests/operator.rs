@@ -69,6 +69,13 @@ fn operator_actions_need_the_token_and_metrics_are_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
     let node_key = common::write_nodes(dir.path(), 3);
+    // The report below covers time before this daemon started: an earlier run metered it.
+    common::metered_since(
+        &dir.path().join("state"),
+        &["alice"],
+        &["pi"],
+        common::now() - 4 * 3600,
+    );
     std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
     let token = quid::http::operator::new_token().unwrap();
     let token_file = dir.path().join("operator.token");
@@ -307,4 +314,143 @@ fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
         assert!(!r.has_xdp("acc"));
         assert!(!std::path::Path::new(&common::config_pin_dir(dir.path())).exists());
     }
+}
+
+/// Issue 18, hole 6: an adjustment that would carry a balance beyond i64 is refused with 422
+/// and records nothing (on the old code it answered `200 adjusted` and the balance turned into
+/// a float); `quid balance` and the statement stay exact; a balance row made a float behind
+/// quid's back leaves every other subscriber's metrics updating; a tariff that could overflow
+/// at a node's declared capacity is refused by `quid check`.
+#[test]
+fn balances_never_overflow_and_one_bad_row_stops_nobody_else() {
+    let (r, _s) = common::router_and_sender();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    common::write_nodes(dir.path(), 3);
+    std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
+    let token = quid::http::operator::new_token().unwrap();
+    let token_file = dir.path().join("operator.token");
+    std::fs::write(&token_file, &token).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let sections = format!(
+        "
+[metrics]
+listen = \"127.0.0.1:9464\"
+subscribers = \"all\"
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[operator]
+listen = \"127.0.0.1:9466\"
+token_file = \"operator.token\"
+
+[settlement]
+operator_key = \"operator.key\"
+
+[tls]
+cert = \"{}\"
+key = \"{}\"
+",
+        cert.display(),
+        key.display()
+    );
+    let table = format!("{TABLE}bob,Bob,home,100.64.9.2\n");
+    let config = write_config_sections(dir.path(), &[("acc", "access", "auto")], &table, &sections);
+    let daemon = Daemon::start(&r, &config);
+    let op = "https://127.0.0.1:9466/v1/operator";
+    let adjust = |who: &str, amount: i64| {
+        https(
+            &r,
+            &cert,
+            "POST",
+            &format!("{op}/adjust"),
+            Some(&token),
+            Some(serde_json::json!({"subscriber": who, "amount": amount, "reason": "test"})),
+        )
+    };
+    let (code, body) = adjust("alice", i64::MAX);
+    assert_eq!(
+        (code, body["balance"].as_i64()),
+        (200, Some(i64::MAX)),
+        "{body}"
+    );
+    let (code, body) = adjust("alice", 1);
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["reason"], "balance_out_of_range", "{body}");
+    let (code, body) = adjust("bob", i64::MIN);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = adjust("bob", -1);
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (422, Some("balance_out_of_range"))
+    );
+    adjust("bob", i64::MAX);
+    let state = dir.path().join("state");
+    assert_eq!(
+        Store::open(&state).unwrap().entries(None).unwrap().len(),
+        3,
+        "refused adjustments record nothing"
+    );
+    let (ok, out) = common::quid_cli(&config, &["balance", "alice"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["alice", "9223372036854.775807"]
+    );
+    let period = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let (code, body) = https(
+        &r,
+        &cert,
+        "GET",
+        &format!("{op}/statements/alice/{period}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["statement"]["closing_balance"].as_i64(),
+        Some(i64::MAX)
+    );
+    let (ok, out) = common::quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+
+    // Someone turns alice's balance row into a float behind quid's back: bob's balance still
+    // moves on the metrics, and the bad row is counted.
+    Store::open(&state)
+        .unwrap()
+        .connection()
+        .execute_batch(
+            "DROP TRIGGER balance_integer_update;
+             UPDATE balances SET amount = 1e19 WHERE subscriber = 'alice';",
+        )
+        .unwrap();
+    assert_eq!(adjust("bob", 5).0, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = r.run(|| http_here(9464, "GET", "/metrics", b"").1);
+        if text.contains("quid_subscriber_balance_credits{subscriber=\"bob\"} 0.000004")
+            && text.contains("quid_balances_unreadable 1")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+
+    // A tariff that would credit more than i64 for one report at the node's capacity.
+    let steep = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "auto")],
+        &table,
+        &format!("{sections}\n[tariff]\ncpu_core_hour = 9223372036854775807\n"),
+    );
+    let (ok, out) = common::quid_cli(&steep, &["check"]);
+    assert!(!ok && out.contains("lower the contribution rates"), "{out}");
 }

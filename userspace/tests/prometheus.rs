@@ -183,6 +183,13 @@ fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
     veth(&r, "core", &s, "core-p");
     let dir = tempfile::tempdir().unwrap();
     let node = common::write_nodes(dir.path(), 21);
+    // The report below covers time before this daemon started: an earlier run metered it.
+    common::metered_since(
+        &dir.path().join("state"),
+        &["alice"],
+        &["pi"],
+        common::now() - 3600,
+    );
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],

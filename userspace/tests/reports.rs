@@ -31,6 +31,13 @@ fn every_refusal_is_answered_counted_and_records_nothing_and_acceptance_is_durab
             common::LISTENERS
         ),
     );
+    // Reports below cover time before this daemon started: an earlier run metered it.
+    common::metered_since(
+        &dir.path().join("state"),
+        &["alice"],
+        &["pi", "pi2"],
+        now() - 4 * 3600,
+    );
     let mut daemon = Daemon::start(&r, &config);
     let post = |body: &[u8]| {
         let (code, text) = http(&r, 9465, "POST", "/v1/reports", body);

@@ -1,7 +1,8 @@
 //! Reports matched against the meter: real frames between a subscriber and a grid prefix
 //! cross the router; a node reporting the true grid bytes is matched and earns full credit, one
 //! claiming ten times more is disputed and earns only what the meter supports; the ledger
-//! verifies, and editing one entry breaks it. Needs root.
+//! verifies, and editing one entry breaks it. Time the books never metered earns nothing, and
+//! one subscriber's nodes share its meter. Needs root.
 
 mod common;
 
@@ -48,7 +49,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         dir.path().join("nodes.csv"),
         format!(
             "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n\
-             honest,alice,{},2,1000000000,10\ngreedy,alice,{},2,1000000000,10\n",
+             honest,alice,{},2,1000000000,10\ngreedy,bob,{},2,1000000000,10\n",
             hex::encode(honest.verifying_key().to_bytes()),
             hex::encode(greedy.verifying_key().to_bytes())
         ),
@@ -64,7 +65,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
-        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
+        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\nbob,Bob,home,100.64.9.2\n",
         EXTRA,
     );
     let daemon = Daemon::start(&r, &config);
@@ -78,6 +79,10 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     Injector::new(&s, "acc-p").send(&e.ipv4_udp(alice, grid, 1000), 50); // 50 x 1028
     Injector::new(&s, "core-p").send(&e.ipv4_udp(grid, alice, 500), 50); // 50 x 528
     Injector::new(&s, "core-p").send(&e.ipv4_udp(Ipv4Addr::new(203, 0, 113, 1), alice, 972), 10); // 10 x 1000
+    // Bob's node is the greedy one: the same grid traffic, each subscriber its own meter.
+    let bob = Ipv4Addr::new(100, 64, 9, 2);
+    Injector::new(&s, "acc-p").send(&e.ipv4_udp(bob, grid, 1000), 50);
+    Injector::new(&s, "core-p").send(&e.ipv4_udp(grid, bob, 500), 50);
     let grid_bytes = 50 * 1028 + 50 * 528;
     std::thread::sleep(Duration::from_millis(2200));
     let end = common::now();
@@ -165,20 +170,24 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     );
 
     // 10,000 Internet bytes down at 1,000,000,000 per GB: 10,000 micro-credits debited;
-    // -10,000 + 1,944 + 194 = -7,862.
+    // -10,000 + 1,944 = -8,056 for alice, 194 for bob.
     let (ok, out) = quid_cli(&config, &["balance", "alice"]);
     assert!(ok, "{out}");
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["alice", "-0.007862"]
+        ["alice", "-0.008056"]
+    );
+    let (_, out) = quid_cli(&config, &["balance", "bob"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["bob", "0.000194"]
     );
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(ok && out.contains("hash chain intact"), "{out}");
     let (ok, out) = quid_cli(&config, &["ledger", "show", "alice"]);
-    assert!(
-        ok && out.contains("honest#1 matched") && out.contains("greedy#1 disputed"),
-        "{out}"
-    );
+    assert!(ok && out.contains("honest#1 matched"), "{out}");
+    let (ok, out) = quid_cli(&config, &["ledger", "show", "bob"]);
+    assert!(ok && out.contains("greedy#1 disputed"), "{out}");
 
     // The month's statement, signed by the operator, checks out with the subscriber's tool and
     // closes at the ledger's balance; the month before was issued by the daemon on its own.
@@ -208,12 +217,12 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         ],
     );
     assert!(
-        ok && out.contains("closing balance -0.007862 credits"),
+        ok && out.contains("closing balance -0.008056 credits"),
         "{out}"
     );
     std::fs::write(
         &file,
-        text.replace("\"credits\": 2138", "\"credits\": 21380"),
+        text.replace("\"credits\": 1944", "\"credits\": 19440"),
     )
     .unwrap();
     let (ok, out) = quid_cli(&config, &["statement", "verify", file.to_str().unwrap()]);
@@ -239,7 +248,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     // An operator adjustment needs a reason, lands in the chain and moves the balance.
     let (ok, out) = quid_cli(
         &config,
-        &["ledger", "adjust", "alice", "--amount=7862", "--reason", ""],
+        &["ledger", "adjust", "alice", "--amount=8056", "--reason", ""],
     );
     assert!(!ok && out.contains("needs a --reason"), "{out}");
     let (ok, out) = quid_cli(
@@ -248,7 +257,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
             "ledger",
             "adjust",
             "alice",
-            "--amount=7862",
+            "--amount=8056",
             "--reason",
             "goodwill after the outage of 2026-11-20",
         ],
@@ -286,11 +295,12 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
         "\n[reports]\nlisten = \"127.0.0.1:9465\"\nnodes = \"nodes.csv\"\nrate_per_node = 100000\nburst_per_node = 100000\n\n[tariff]\ncpu_core_hour = 3600000\n",
     );
+    // A bounded client, about 200 reports a second: report k covers second k of an hour two
+    // hours ago and claims 1 core-second (1,000 µcr); an earlier run metered that hour.
+    let base = common::now() - 7200;
+    common::metered_since(&dir.path().join("state"), &["alice"], &["pi"], base - 10);
     let mut daemon = Daemon::start(&r, &config);
 
-    // A bounded client, about 200 reports a second: report k covers second k of an hour two
-    // hours ago and claims 1 core-second (1,000 µcr).
-    let base = common::now() - 7200;
     let body = move |k: u64| {
         let mut rep = quid::settlement::report::Report {
             node: "pi".into(),
@@ -374,4 +384,256 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     assert_eq!(store.balances().unwrap()["alice"], 400 * 1_000);
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(ok, "{out}");
+}
+
+/// Two nodes of alice (`a`, `b`, keys from seeds 31 and 32), alice on 100.64.9.1 and bob on
+/// 100.64.9.2, the grid on 192.0.2.0/25; the daemon running with `settlement`. Returns the
+/// namespaces, the temp dir, the config, the daemon and the node keys.
+fn two_nodes(
+    settlement: &str,
+) -> (
+    (common::Netns, common::Netns),
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Daemon,
+    [SigningKey; 2],
+) {
+    let (r, s) = common::router_and_sender();
+    veth(&r, "core", &s, "core-p");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        SigningKey::from_bytes(&[31u8; 32]),
+        SigningKey::from_bytes(&[32u8; 32]),
+    ];
+    std::fs::write(
+        dir.path().join("nodes.csv"),
+        format!(
+            "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n\
+             a,alice,{},2,1000000000,10\nb,alice,{},2,1000000000,10\n",
+            hex::encode(keys[0].verifying_key().to_bytes()),
+            hex::encode(keys[1].verifying_key().to_bytes())
+        ),
+    )
+    .unwrap();
+    let config = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "auto"), ("core", "core", "auto")],
+        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\nbob,Bob,home,100.64.9.2\n",
+        &format!(
+            "
+[grid]
+prefixes = [\"192.0.2.0/25\"]
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[tariff]
+cpu_core_hour = 1000000
+
+[settlement]
+{settlement}
+"
+        ),
+    );
+    let daemon = Daemon::start(&r, &config);
+    ((r, s), dir, config, daemon, keys)
+}
+
+/// Posts node `node`'s report `seq` for `[from, to)` claiming `grid` bytes and 7 core-seconds:
+/// (status, reason or status text).
+fn post(
+    ns: &common::Netns,
+    key: &SigningKey,
+    node: &str,
+    seq: u64,
+    (from, to): (i64, i64),
+    grid: u64,
+) -> (u16, String) {
+    let mut rep = quid::settlement::report::Report {
+        node: node.into(),
+        seq,
+        period_start: rfc3339(from),
+        period_end: rfc3339(to),
+        cpu_core_seconds: 7.0,
+        storage_byte_seconds: 0.0,
+        energy_joules: 0.0,
+        grid_bytes_sent: grid / 2,
+        grid_bytes_received: grid - grid / 2,
+        signature: String::new(),
+    };
+    rep.sign(key).unwrap();
+    let body = serde_json::to_vec(&rep).unwrap();
+    let (code, text) = ns.run(move || common::http_here(9465, "POST", "/v1/reports", &body));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let why = v["reason"]
+        .as_str()
+        .or(v["status"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    (code, why)
+}
+
+/// Waits until `node#seq` is settled: (outcome, measured, credit).
+fn settled(state: &std::path::Path, node: &str, seq: u64) -> (String, i64, i64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let row: Option<(String, Option<i64>, Option<i64>)> = Store::open(state)
+            .unwrap()
+            .connection()
+            .query_row(
+                "SELECT outcome, measured_grid_bytes, credit FROM reports
+                 WHERE node = ?1 AND seq = ?2",
+                rusqlite::params![node, seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok();
+        if let Some((outcome, measured, credit)) = &row
+            && outcome != "pending"
+        {
+            return (outcome.clone(), measured.unwrap_or(0), credit.unwrap_or(0));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node}#{seq} not settled: {row:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 18, hole 1: periods in 1969, 1970 and 2001, or just before the subscriber was first
+/// metered, are refused at the intake (on the old code they were accepted and settled
+/// `matched` against "metered 0"); a claim of grid bytes with nothing metered is disputed
+/// and earns nothing, whatever `tolerance_bytes`; a period across the daemon's downtime is
+/// `unmetered` and earns nothing.
+#[test]
+fn time_the_books_never_metered_earns_nothing() {
+    let ((r, _s), dir, config, daemon, keys) =
+        two_nodes("tolerance_bytes = 100000\ndisputed = \"capped\"\n");
+    let state = dir.path().join("state");
+    let t = common::now();
+    let mut seq = 0;
+    for (from, to) in [
+        (-86_400, -3_600),          // 1969
+        (0, 86_400),                // 1970
+        (978_307_200, 978_310_800), // 2001
+        (t - 3_600, t - 1_800),     // before the daemon first metered alice
+    ] {
+        seq += 1;
+        assert_eq!(
+            post(&r, &keys[0], "a", seq, (from, to), 0),
+            (422, "unmetered_period".into()),
+            "{from}..{to}"
+        );
+    }
+    assert_eq!(Store::open(&state).unwrap().report_count().unwrap(), 0);
+
+    // After the daemon started: 50,000 grid bytes claimed, none metered (4 s: room for the
+    // 7 core-seconds of 2 cores).
+    let start = common::now();
+    std::thread::sleep(Duration::from_millis(4200));
+    let end = common::now();
+    assert_eq!(
+        post(&r, &keys[0], "a", 10, (start, end), 50_000),
+        (200, "accepted".into())
+    );
+    assert_eq!(settled(&state, "a", 10), ("disputed".into(), 0, 0));
+
+    // A period that spans a restart on fresh maps: the downtime was never metered.
+    let before = common::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    daemon.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    let daemon = Daemon::start(&r, &config);
+    std::thread::sleep(Duration::from_millis(2200));
+    let after = common::now();
+    assert_eq!(
+        post(&r, &keys[0], "a", 11, (before, after), 0),
+        (200, "accepted".into())
+    );
+    assert_eq!(settled(&state, "a", 11), ("unmetered".into(), 0, 0));
+    daemon.stop();
+    let store = Store::open(&state).unwrap();
+    assert!(
+        store
+            .entries(Some("alice"))
+            .unwrap()
+            .iter()
+            .all(|e| e.kind != "contribution_credit"),
+        "no credit for time the books never metered"
+    );
+}
+
+/// Issue 18, hole 2: two nodes of one subscriber each claiming the subscriber's whole metered
+/// grid bytes for the same period share the meter (on the old code both were `matched` and
+/// fully credited), and a late claim on bytes a settled report already holds earns nothing,
+/// whatever the order.
+#[test]
+fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
+    let ((r, s), dir, _config, daemon, keys) =
+        two_nodes("tolerance_percent = 5\ntolerance_bytes = 1000\ndisputed = \"capped\"\n");
+    let state = dir.path().join("state");
+    let e = Ethernet::default();
+    let (alice, grid) = (Ipv4Addr::new(100, 64, 9, 1), Ipv4Addr::new(192, 0, 2, 10));
+    let traffic = || {
+        Injector::new(&s, "acc-p").send(&e.ipv4_udp(alice, grid, 1000), 50);
+        Injector::new(&s, "core-p").send(&e.ipv4_udp(grid, alice, 500), 50);
+    };
+    let metered = 50 * 1028 + 50 * 528;
+    // 7 core-seconds at 1,000,000 per core-hour.
+    let full = 1_944;
+
+    // Both claims arrive before the period ends, so they settle in the same pass.
+    let start = common::now();
+    std::thread::sleep(Duration::from_millis(2200));
+    traffic();
+    std::thread::sleep(Duration::from_millis(1200));
+    let end = common::now() + 2;
+    for (i, node) in ["a", "b"].into_iter().enumerate() {
+        assert_eq!(
+            post(&r, &keys[i], node, 1, (start, end), metered),
+            (200, "accepted".into())
+        );
+    }
+    let (a, b) = (settled(&state, "a", 1), settled(&state, "b", 1));
+    assert_eq!(a.1, metered as i64, "{a:?}");
+    assert!(
+        a.2 + b.2 <= full,
+        "the same metered bytes backed both claims: {a:?} {b:?}"
+    );
+    assert_eq!((a.0.as_str(), b.0.as_str()), ("disputed", "disputed"));
+    assert_eq!((a.2, b.2), (full / 2, full / 2));
+
+    // One node's claim settles first; the other's arrives late for the same bytes.
+    let start = end + 1;
+    while common::now() < start + 1 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    traffic();
+    std::thread::sleep(Duration::from_millis(2200));
+    let end = common::now();
+    assert_eq!(
+        post(&r, &keys[0], "a", 2, (start, end), metered),
+        (200, "accepted".into())
+    );
+    assert_eq!(
+        settled(&state, "a", 2),
+        ("matched".into(), metered as i64, full)
+    );
+    assert_eq!(
+        post(&r, &keys[1], "b", 2, (start, end), metered),
+        (200, "accepted".into())
+    );
+    assert_eq!(
+        settled(&state, "b", 2),
+        ("disputed".into(), metered as i64, 0)
+    );
+    daemon.stop();
+    let (ok, out) = quid_cli(&dir.path().join("quid.toml"), &["balance", "alice"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["alice", &quid::ledger::chain::credits(full / 2 * 2 + full)]
+    );
 }

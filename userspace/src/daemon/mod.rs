@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use log::{error, info, warn};
 use quid_common::{
     BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, DIR_DOWNLOAD, DIR_UPLOAD,
@@ -56,6 +56,20 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
                 .map_err(|e| anyhow!("{e}quid refuses to start on a bad nodes file"))?,
         )
     };
+    let r = &config.reports;
+    if r.max_period_secs <= 0 || r.max_skew_secs < 0 {
+        bail!(
+            "reports.max_period_secs must be above 0 and reports.max_skew_secs at least 0 \
+             (they are {} and {})",
+            r.max_period_secs,
+            r.max_skew_secs
+        );
+    }
+    // Every amount must stay an exact i64: refuse a tariff that could carry one beyond.
+    config
+        .tariff
+        .check(nodes.as_ref(), r.max_period_secs)
+        .map_err(|e| anyhow!("{e}; quid refuses to start on this tariff"))?;
     let tls = config.tls.acceptor()?;
     let token = if config.operator.listen.is_empty() {
         None
@@ -401,7 +415,15 @@ impl State<'_> {
             std::fs::create_dir_all(&tmp)?;
             let mut n = 0;
             for r in self.books.records() {
-                let statement = self.books.store().statement(&r.id, &period)?;
+                // One subscriber whose books cannot be stated (a balance beyond i64 in an
+                // edited store) is logged and left out; everyone else gets theirs.
+                let statement = match self.books.store().statement(&r.id, &period) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        error!("no statement for {} for {period}: {e}", r.id);
+                        continue;
+                    }
+                };
                 let signed = crate::ledger::statement::sign(statement, &key);
                 std::fs::write(
                     tmp.join(format!("{}.json", r.id)),
@@ -439,19 +461,29 @@ impl State<'_> {
             .as_ref()
             .and_then(|i| i.lock().ok().map(|i| i.counts.clone()));
         let store = self.books.store();
-        match (
-            store.running_balances(),
-            store.contributions(),
-            store.plan_contributions(),
-        ) {
-            (Ok(b), Ok(c), Ok(p)) => {
-                self.status.balances = b;
-                self.status.contributions = c;
-                self.status.plan_contributions = p;
+        // Each read stands alone, and a bad balance row skips only its subscriber: one broken
+        // figure never freezes everyone else's.
+        match store.running_balances() {
+            Ok((balances, bad)) => {
+                if !bad.is_empty() && bad.len() != self.status.bad_balances {
+                    error!(
+                        "balances of {} are not exact integers and are left out of the \
+                         metrics: recompute them from the ledger",
+                        bad.join(", ")
+                    );
+                }
+                self.status.bad_balances = bad.len();
+                self.status.balances = balances;
             }
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                error!("cannot read balances for the metrics: {e}")
-            }
+            Err(e) => error!("cannot read balances for the metrics: {e}"),
+        }
+        match store.contributions() {
+            Ok(c) => self.status.contributions = c,
+            Err(e) => error!("cannot read contributions for the metrics: {e}"),
+        }
+        match store.plan_contributions() {
+            Ok(p) => self.status.plan_contributions = p,
+            Err(e) => error!("cannot read plan contributions for the metrics: {e}"),
         }
         let records: Vec<&crate::store::Record> = self.books.records().collect();
         let text = metrics::render(
@@ -538,10 +570,18 @@ impl State<'_> {
         match crate::settlement::nodes::Nodes::load(&self.config.reports.nodes) {
             Ok(nodes) => {
                 let n = nodes.by_id.len();
-                if let Ok(mut i) = intake.lock() {
-                    i.set_nodes(nodes);
+                let max_period = self.config.reports.max_period_secs;
+                if let Err(e) = self.config.tariff.check(Some(&nodes), max_period) {
+                    warn!("nodes file reload refused, the registered nodes are unchanged: {e}");
+                    return;
                 }
-                info!("reloaded the nodes file: {n} nodes");
+                match intake.lock().map(|mut i| i.set_nodes(nodes)) {
+                    Ok(Ok(())) => info!("reloaded the nodes file: {n} nodes"),
+                    Ok(Err(e)) => {
+                        warn!("nodes file reload refused, the registered nodes are unchanged: {e}")
+                    }
+                    Err(_) => warn!("nodes file reload refused: the intake is unavailable"),
+                }
             }
             Err(errors) => {
                 warn!("nodes file reload refused, the registered nodes are unchanged: {errors}")

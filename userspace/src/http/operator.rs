@@ -288,10 +288,21 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
                 amount: a.amount,
                 reference: a.reason.clone(),
             }])
-            .map_err(|e| {
-                // Not recorded: the caller may retry the same adjustment.
-                warn!("operator API: adjustment not recorded: {e}");
-                unavailable("the adjustment was not recorded; retry later".into())
+            .map_err(|e| match e {
+                // The balance would leave i64: nothing recorded, and a retry cannot help.
+                crate::store::StoreError::Ledger(e) => {
+                    warn!("operator API: adjustment refused: {e}");
+                    (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "balance_out_of_range",
+                        e.to_string(),
+                    )
+                }
+                e => {
+                    // Not recorded: the caller may retry the same adjustment.
+                    warn!("operator API: adjustment not recorded: {e}");
+                    unavailable("the adjustment was not recorded; retry later".into())
+                }
             })?;
         info!(
             "operator API: adjusted {} by {} µcr ({})",

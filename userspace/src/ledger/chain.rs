@@ -44,6 +44,11 @@ pub struct Entry {
 
 /// Micro-credits as credits with six decimals (`-1.250000`).
 pub fn credits(micro: i64) -> String {
+    credits_wide(i128::from(micro))
+}
+
+/// [`credits`] for sums of balances, which can exceed i64.
+pub fn credits_wide(micro: i128) -> String {
     let sign = if micro < 0 { "-" } else { "" };
     let m = micro.unsigned_abs();
     format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
@@ -75,11 +80,82 @@ pub fn hash(
     hex::encode(h.finalize())
 }
 
-/// Appends `entries` inside an open transaction, chained to the last entry.
-pub(crate) fn append(tx: &Transaction<'_>, entries: &[NewEntry]) -> rusqlite::Result<()> {
+/// Why entries were not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "subscriber `{subscriber}`: a balance of {} plus {} does not fit in a balance \
+         (at most ±9,223,372,036,854.775807 credits); nothing was recorded. Check the amount",
+        credits(*balance), credits(*amount)
+    )]
+    Overflow {
+        subscriber: String,
+        balance: i64,
+        amount: i64,
+    },
+    #[error(
+        "subscriber `{0}`: the stored balance is not an exact integer (the store was edited or \
+         written by an older quid); nothing was recorded. Recompute it from the ledger"
+    )]
+    BadBalance(String),
+}
+
+impl AppendError {
+    /// As a store error on the store at `path`.
+    pub(crate) fn into_store(self, path: &std::path::Path) -> StoreError {
+        match self {
+            AppendError::Sql(source) => StoreError::Sql {
+                path: path.to_owned(),
+                source,
+            },
+            other => StoreError::Ledger(other),
+        }
+    }
+}
+
+/// The balances `entries` leave, checked: every amount must keep its subscriber's balance an
+/// exact i64 (entries of one subscriber apply in order).
+pub(crate) fn check(conn: &rusqlite::Connection, entries: &[NewEntry]) -> Result<(), AppendError> {
+    let mut after: std::collections::HashMap<&str, i64> = Default::default();
+    for e in entries {
+        let balance = match after.get(e.subscriber.as_str()) {
+            Some(b) => *b,
+            None => {
+                let stored: Option<rusqlite::types::Value> = conn
+                    .query_row(
+                        "SELECT amount FROM balances WHERE subscriber = ?1",
+                        [&e.subscriber],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match stored {
+                    None => 0,
+                    Some(rusqlite::types::Value::Integer(v)) => v,
+                    Some(_) => return Err(AppendError::BadBalance(e.subscriber.clone())),
+                }
+            }
+        };
+        let next = balance
+            .checked_add(e.amount)
+            .ok_or_else(|| AppendError::Overflow {
+                subscriber: e.subscriber.clone(),
+                balance,
+                amount: e.amount,
+            })?;
+        after.insert(&e.subscriber, next);
+    }
+    Ok(())
+}
+
+/// Appends `entries` inside an open transaction, chained to the last entry; refuses them all
+/// if any would take a balance out of i64.
+pub(crate) fn append(tx: &Transaction<'_>, entries: &[NewEntry]) -> Result<(), AppendError> {
     if entries.is_empty() {
         return Ok(());
     }
+    check(tx, entries)?;
     let (mut seq, mut prev): (i64, String) = tx
         .query_row(
             "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1",
@@ -135,7 +211,7 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
-        append(&tx, entries).map_err(sql)?;
+        append(&tx, entries).map_err(|e| e.into_store(&path))?;
         tx.commit().map_err(sql)
     }
 
@@ -165,13 +241,30 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
-    /// Balances by subscriber, derived from every entry.
+    /// Balances by subscriber, derived from every entry; an error naming the first subscriber
+    /// whose entries sum beyond i64 (see [`Store::balances_checked`] to read the others).
     pub fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
-        let mut out = BTreeMap::new();
+        self.balances_checked()?
+            .into_iter()
+            .map(|(id, b)| match b {
+                Some(b) => Ok((id, b)),
+                None => Err(StoreError::Ledger(AppendError::BadBalance(id))),
+            })
+            .collect()
+    }
+
+    /// Balances by subscriber, derived from every entry; `None` for a subscriber whose entries
+    /// sum beyond i64 (which the ledger refuses to record, so only an edited store has one).
+    pub fn balances_checked(&self) -> Result<BTreeMap<String, Option<i64>>, StoreError> {
+        let mut sums: BTreeMap<String, i128> = BTreeMap::new();
         for e in self.entries(None)? {
-            *out.entry(e.subscriber).or_insert(0i64) += e.amount;
+            // i128 holds the sum of any 2^64 i64 amounts exactly.
+            *sums.entry(e.subscriber).or_insert(0) += i128::from(e.amount);
         }
-        Ok(out)
+        Ok(sums
+            .into_iter()
+            .map(|(id, sum)| (id, i64::try_from(sum).ok()))
+            .collect())
     }
 }
 
@@ -180,7 +273,7 @@ pub fn verify(entries: &[Entry]) -> Result<usize, Broken> {
     let mut prev = GENESIS.to_owned();
     for (i, e) in entries.iter().enumerate() {
         let broken = |why: String| Broken { seq: e.seq, why };
-        if e.seq != i as i64 + 1 {
+        if i64::try_from(i).ok().and_then(|i| i.checked_add(1)) != Some(e.seq) {
             return Err(broken(format!("expected sequence number {}", i + 1)));
         }
         if e.prev != prev {

@@ -78,6 +78,14 @@ pub enum StatementError {
     #[error("signed by {found}, not by the operator key you gave ({expected})")]
     WrongKey { found: String, expected: String },
     #[error(
+        "{subscriber}'s {what} is beyond ±9,223,372,036,854.775807 credits: the ledger was edited \
+         outside quid (`quid ledger verify` finds where); no statement can state it"
+    )]
+    OutOfRange {
+        subscriber: String,
+        what: &'static str,
+    },
+    #[error(
         "the arithmetic is wrong: opening {opening} + credits {credits} + debits {debits} is not closing {closing}"
     )]
     Arithmetic {
@@ -112,38 +120,76 @@ impl Store {
         let (from, to) = month(period)?;
         let sql = |e: rusqlite::Error| StatementError::Format(e.to_string());
         let c = &self.conn;
-        let (di, dg, ui, ug): (i64, i64, i64, i64) = c
-            .query_row(
-                "SELECT coalesce(sum(down_bytes), 0), coalesce(sum(down_grid_bytes), 0),
-                        coalesce(sum(up_bytes), 0), coalesce(sum(up_grid_bytes), 0)
-                 FROM usage WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
-                params![subscriber, from, to],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(sql)?;
+        // Sums in Rust, exact in u128/i128: SQLite's sum() fails on an i64 overflow, and one
+        // subscriber's figures must never stop the statement (or anyone else's).
+        let mut bytes = [0u128; 4];
+        {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT down_bytes, down_grid_bytes, up_bytes, up_grid_bytes FROM usage
+                     WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
+                )
+                .map_err(sql)?;
+            let mut rows = stmt.query(params![subscriber, from, to]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    // Counters are stored bit-exact (see `store::flat`).
+                    *b += u128::from(r.get::<_, i64>(i).map_err(sql)?.cast_unsigned());
+                }
+            }
+        }
+        let [di, dg, ui, ug] = bytes.map(|b| u64::try_from(b).unwrap_or(u64::MAX));
         let (cpu, storage, energy, matched, disputed): (f64, f64, f64, i64, i64) = c
             .query_row(
                 "SELECT coalesce(sum(cpu_core_seconds), 0), coalesce(sum(storage_byte_seconds), 0),
                         coalesce(sum(energy_joules), 0),
                         count(*) FILTER (WHERE outcome = 'matched'),
                         count(*) FILTER (WHERE outcome = 'disputed')
-                 FROM reports WHERE subscriber = ?1 AND outcome != 'pending'
+                 FROM reports WHERE subscriber = ?1 AND outcome IN ('matched', 'disputed')
                    AND period_end > ?2 AND period_end <= ?3",
                 params![subscriber, from, to],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .map_err(sql)?;
-        let (opening, credits, debits, entries): (i64, i64, i64, i64) = c
-            .query_row(
-                "SELECT coalesce(sum(amount) FILTER (WHERE at < ?2), 0),
-                        coalesce(sum(amount) FILTER (WHERE at >= ?2 AND at < ?3 AND amount > 0), 0),
-                        coalesce(sum(amount) FILTER (WHERE at >= ?2 AND at < ?3 AND amount < 0), 0),
-                        count(*) FILTER (WHERE at >= ?2 AND at < ?3)
-                 FROM ledger WHERE subscriber = ?1",
-                params![subscriber, from, to],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(sql)?;
+        let (mut opening, mut credits, mut debits, mut entries) = (0i128, 0i128, 0i128, 0u64);
+        {
+            let mut stmt = c
+                .prepare_cached("SELECT at, amount FROM ledger WHERE subscriber = ?1 AND at < ?2")
+                .map_err(sql)?;
+            let mut rows = stmt.query(params![subscriber, to]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let (at, amount): (i64, i64) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
+                let amount = i128::from(amount);
+                if at < from {
+                    opening += amount;
+                } else {
+                    entries += 1;
+                    if amount > 0 {
+                        credits += amount;
+                    } else {
+                        debits += amount;
+                    }
+                }
+            }
+        }
+        let fit = |what: &'static str, v: i128| {
+            i64::try_from(v).map_err(|_| StatementError::OutOfRange {
+                subscriber: subscriber.to_owned(),
+                what,
+            })
+        };
+        let (opening, credits, debits) = (
+            fit("opening balance", opening)?,
+            fit("credits", credits)?,
+            fit("debits", debits)?,
+        );
+        let closing = opening
+            .checked_add(credits)
+            .and_then(|v| v.checked_add(debits))
+            .ok_or_else(|| StatementError::OutOfRange {
+                subscriber: subscriber.to_owned(),
+                what: "closing balance",
+            })?;
         let ledger_hash: String = c
             .query_row(
                 "SELECT hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
@@ -159,23 +205,23 @@ impl Store {
             from,
             to,
             bytes: Bytes {
-                download_internet: di.max(0) as u64,
-                download_grid: dg.max(0) as u64,
-                upload_internet: ui.max(0) as u64,
-                upload_grid: ug.max(0) as u64,
+                download_internet: di,
+                download_grid: dg,
+                upload_internet: ui,
+                upload_grid: ug,
             },
             contributions: Contributions {
                 cpu_core_seconds: whole(cpu),
                 storage_byte_seconds: whole(storage),
                 energy_joules: whole(energy),
-                reports_matched: matched.max(0) as u64,
-                reports_disputed: disputed.max(0) as u64,
+                reports_matched: u64::try_from(matched).unwrap_or(0),
+                reports_disputed: u64::try_from(disputed).unwrap_or(0),
             },
             opening_balance: opening,
             credits,
             debits,
-            closing_balance: opening + credits + debits,
-            entries: entries.max(0) as u64,
+            closing_balance: closing,
+            entries,
             ledger_hash,
         })
     }

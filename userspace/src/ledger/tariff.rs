@@ -49,13 +49,15 @@ impl Tariff {
             (DIR_UPLOAD, CLASS_GRID, self.upload_grid_gb),
         ]
         .iter()
+        // Each product is below 2^128 (u64 × u64); their sum saturates rather than wraps.
         .map(|&(d, k, rate)| u128::from(c.pairs[pair_index(d, k)].bytes) * u128::from(rate) / GB)
-        .sum()
+        .fold(0u128, u128::saturating_add)
     }
 
     /// The (negative) ledger amount for traffic going from `before` to `after` in total.
     pub fn usage_debit(&self, before: &SubscriberCounters, after: &SubscriberCounters) -> i64 {
         let due = self.debit_due(after).saturating_sub(self.debit_due(before));
+        // i64::MIN + 1 at worst: the negation cannot overflow.
         -(i64::try_from(due).unwrap_or(i64::MAX))
     }
 
@@ -66,15 +68,107 @@ impl Tariff {
         storage_byte_seconds: f64,
         energy_joules: f64,
     ) -> i64 {
-        // Admission guarantees finite, non-negative figures; `as` saturates anyway.
+        // Admission guarantees finite, non-negative figures within the node's capacity;
+        // `as` saturates anyway (NaN to 0), and every product and sum below is checked.
         let whole = |f: f64| f.floor().max(0.0) as u128;
-        let cpu = whole(cpu_core_seconds) * u128::from(self.cpu_core_hour) / 3_600;
-        let storage = whole(storage_byte_seconds) * u128::from(self.storage_gib_day)
-            / ((1u128 << 30) * 86_400);
-        let energy = whole(energy_joules) * u128::from(self.energy_kwh) / 3_600_000;
-        i64::try_from(cpu + storage + energy).unwrap_or(i64::MAX)
+        let price = |amount: f64, rate: u64, per: u128| {
+            whole(amount)
+                .checked_mul(u128::from(rate))
+                .map_or(u128::MAX, |x| x / per)
+        };
+        let cpu = price(cpu_core_seconds, self.cpu_core_hour, 3_600);
+        let storage = price(
+            storage_byte_seconds,
+            self.storage_gib_day,
+            (1u128 << 30) * 86_400,
+        );
+        let energy = price(energy_joules, self.energy_kwh, 3_600_000);
+        let total = cpu.saturating_add(storage).saturating_add(energy);
+        i64::try_from(total).unwrap_or(i64::MAX)
+    }
+
+    /// The most one report can earn from a node of this capacity over `max_period_secs`, or
+    /// `None` when it does not fit in an amount (i64 micro-credits).
+    pub fn max_credit(
+        &self,
+        cpu_cores: u32,
+        storage_bytes: u64,
+        max_watts: u32,
+        max_period_secs: i64,
+    ) -> Option<i64> {
+        let secs = u128::try_from(max_period_secs.max(0)).ok()?;
+        let price = |capacity: u128, rate: u64, per: u128| -> Option<u128> {
+            Some(capacity.checked_mul(secs)?.checked_mul(u128::from(rate))? / per)
+        };
+        let cpu = price(u128::from(cpu_cores), self.cpu_core_hour, 3_600)?;
+        let storage = price(
+            u128::from(storage_bytes),
+            self.storage_gib_day,
+            (1u128 << 30) * 86_400,
+        )?;
+        let energy = price(u128::from(max_watts), self.energy_kwh, 3_600_000)?;
+        i64::try_from(cpu.checked_add(storage)?.checked_add(energy)?).ok()
+    }
+
+    /// Refuses a tariff whose amounts could leave i64: a rate or allowance beyond it, or a
+    /// report at a node's declared capacity over the longest period earning more than it.
+    pub fn check(
+        &self,
+        nodes: Option<&crate::settlement::nodes::Nodes>,
+        max_period_secs: i64,
+    ) -> Result<(), TariffError> {
+        for (name, rate) in [
+            ("cpu_core_hour", self.cpu_core_hour),
+            ("storage_gib_day", self.storage_gib_day),
+            ("energy_kwh", self.energy_kwh),
+            ("download_internet_gb", self.download_internet_gb),
+            ("upload_internet_gb", self.upload_internet_gb),
+            ("download_grid_gb", self.download_grid_gb),
+            ("upload_grid_gb", self.upload_grid_gb),
+            ("monthly_allowance", self.monthly_allowance),
+        ] {
+            if i64::try_from(rate).is_err() {
+                return Err(TariffError::Rate { name, rate });
+            }
+        }
+        let mut ids: Vec<&String> = nodes.map(|n| n.by_id.keys().collect()).unwrap_or_default();
+        ids.sort();
+        for id in ids {
+            let Some(n) = nodes.and_then(|all| all.by_id.get(id)) else {
+                continue;
+            };
+            if self
+                .max_credit(n.cpu_cores, n.storage_bytes, n.max_watts, max_period_secs)
+                .is_none()
+            {
+                return Err(TariffError::Capacity {
+                    node: n.id.clone(),
+                    max_period_secs,
+                });
+            }
+        }
+        Ok(())
     }
 }
+
+/// A tariff quid refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TariffError {
+    #[error(
+        "tariff.{name} = {rate} is beyond the largest amount quid records \
+         (9223372036854775807 micro-credits); lower it"
+    )]
+    Rate { name: &'static str, rate: u64 },
+    #[error(
+        "the tariff would credit node `{node}` more than the largest amount quid records \
+         (9223372036854775807 micro-credits) for one report at its declared capacity over \
+         reports.max_period_secs = {max_period_secs}; lower the contribution rates, the node's \
+         capacity or max_period_secs"
+    )]
+    Capacity { node: String, max_period_secs: i64 },
+}
+
+impl Tariff {}
 
 #[cfg(test)]
 mod tests {
@@ -111,5 +205,62 @@ mod tests {
         // 2,880 core-hours x 20,000 + 15,000 GiB-days x 1,000 + 10.8 kWh x 150,000.
         assert_eq!(credit, 57_600_000 + 15_000_000 + 1_620_000);
         assert_eq!(debits + credit, 71_304_000);
+    }
+
+    #[test]
+    fn a_tariff_that_could_overflow_is_refused_and_pricing_never_wraps() {
+        let node = |cores, storage, watts| crate::settlement::nodes::Node {
+            id: "pi".into(),
+            subscriber: "alice".into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]).verifying_key(),
+            cpu_cores: cores,
+            storage_bytes: storage,
+            max_watts: watts,
+        };
+        let nodes = crate::settlement::nodes::Nodes::from_iter([node(4, 1 << 40, 100)]);
+        let sane = Tariff {
+            cpu_core_hour: 20_000,
+            storage_gib_day: 1_000,
+            energy_kwh: 150_000,
+            ..Tariff::default()
+        };
+        assert_eq!(sane.check(Some(&nodes), 86_400), Ok(()));
+        let extreme = Tariff {
+            cpu_core_hour: u64::MAX,
+            ..Tariff::default()
+        };
+        assert!(matches!(
+            extreme.check(None, 86_400),
+            Err(TariffError::Rate {
+                name: "cpu_core_hour",
+                ..
+            })
+        ));
+        let steep = Tariff {
+            cpu_core_hour: i64::MAX as u64,
+            ..Tariff::default()
+        };
+        assert!(matches!(
+            steep.check(Some(&nodes), 86_400),
+            Err(TariffError::Capacity { .. })
+        ));
+        // Pricing saturates, never wraps or panics.
+        assert_eq!(steep.contribution_credit(1e300, 1e300, 1e300), i64::MAX);
+        assert_eq!(steep.contribution_credit(f64::NAN, -1.0, 0.0), 0);
+        let mut c = SubscriberCounters::default();
+        for p in c.pairs.iter_mut() {
+            p.bytes = u64::MAX;
+        }
+        let all = Tariff {
+            download_internet_gb: u64::MAX,
+            upload_internet_gb: u64::MAX,
+            download_grid_gb: u64::MAX,
+            upload_grid_gb: u64::MAX,
+            ..Tariff::default()
+        };
+        assert_eq!(
+            all.usage_debit(&SubscriberCounters::default(), &c),
+            -i64::MAX
+        );
     }
 }

@@ -9,7 +9,7 @@ use quid_common::SubscriberCounters;
 use crate::{
     clock::{self, Clock, ClockError},
     kernel::subscriber_maps::Slots,
-    store::{Record, Status, Store, StoreError, Usage},
+    store::{Changes, Record, Status, Store, StoreError, Usage},
     subscribers::table::{Subscriber, Table},
 };
 
@@ -80,7 +80,12 @@ impl Books {
             .map(|r| (r.id.clone(), r))
             .collect();
         let known = store.meta(INSTANCE)?;
-        let last_end = store.meta(LAST_END)?.unwrap_or(now);
+        // Adopted maps counted while no daemon ran: the next interval covers that time. Fresh
+        // maps start from zero now, so the books resume from now, not from the last interval.
+        let last_end = match store.meta(LAST_END)? {
+            Some(end) if adopted => end,
+            _ => now,
+        };
         let mut books = Books {
             store,
             records,
@@ -107,7 +112,9 @@ impl Books {
             }
             return Ok((books, Some((table, Slots::from_assignments(slots)))));
         }
-        // New maps: no slot holds anything yet.
+        // New maps: no slot holds anything yet, and the meter starts a new span.
+        books.store.begin_meter_span(now)?;
+        books.store.set_meta(LAST_END, now)?;
         let changed: Vec<String> = books.records.keys().cloned().collect();
         for r in books.records.values_mut() {
             r.slot = None;
@@ -127,18 +134,38 @@ impl Books {
         slots: &Slots,
         baselines: &[(String, SubscriberCounters)],
     ) -> Result<(), BooksError> {
+        let now = self.clock.now()?;
+        self.install_at(table, slots, baselines, now)
+    }
+
+    /// [`Books::install`] at unix time `now` (when new subscribers start being metered).
+    pub fn install_at(
+        &mut self,
+        table: &Table,
+        slots: &Slots,
+        baselines: &[(String, SubscriberCounters)],
+        now: u64,
+    ) -> Result<(), BooksError> {
         let baselines: std::collections::HashMap<&str, &SubscriberCounters> =
             baselines.iter().map(|(id, c)| (id.as_str(), c)).collect();
         let mut touched = Vec::new();
         let mut entries = Vec::new();
+        // Subscribers new to the books, or back after a removal: metered from now on.
+        let mut started = Vec::new();
         // A subscriber who joins after this month's allowances went out gets theirs now.
-        let now = self.clock.now()?;
         let granted = self.tariff.monthly_allowance > 0
             && self.store.meta(ALLOWANCE_MONTH)? == Some(month_of(now)?);
         for s in &table.subscribers {
             let slot = slots.get(&s.id);
             if granted && !self.records.contains_key(&s.id) {
                 entries.push(self.allowance(&s.id, now)?);
+            }
+            if self
+                .records
+                .get(&s.id)
+                .is_none_or(|r| r.status == Status::Removed)
+            {
+                started.push(s.id.clone());
             }
             let r = self.records.entry(s.id.clone()).or_insert_with(|| Record {
                 id: s.id.clone(),
@@ -164,7 +191,17 @@ impl Books {
             touched.push(s.id.clone());
         }
         let refs: Vec<&Record> = touched.iter().map(|id| &self.records[id]).collect();
-        self.store.commit_with(&refs, &[], &entries, &[])?;
+        let entries = self.fitting(entries);
+        self.store.commit_with(
+            &refs,
+            &[],
+            &Changes {
+                entries: &entries,
+                started: &started,
+                at: now,
+                ..Changes::default()
+            },
+        )?;
         Ok(())
     }
 
@@ -186,7 +223,15 @@ impl Books {
             }
         }
         let refs: Vec<&Record> = gone.iter().map(|id| &self.records[id]).collect();
-        self.store.commit(&refs, &[])?;
+        self.store.commit_with(
+            &refs,
+            &[],
+            &Changes {
+                stopped: &gone,
+                at: self.clock.now()?,
+                ..Changes::default()
+            },
+        )?;
         Ok(gone)
     }
 
@@ -219,7 +264,7 @@ impl Books {
             let debit = self.tariff.usage_debit(&before, &r.total);
             if debit != 0 {
                 entries.push(crate::ledger::chain::NewEntry {
-                    at: now as i64,
+                    at: crate::store::secs(now),
                     subscriber: r.id.clone(),
                     kind: "usage_debit",
                     amount: debit,
@@ -247,8 +292,15 @@ impl Books {
             }
             meta.push((ALLOWANCE_MONTH, month));
         }
+        let entries = self.fitting(entries);
         // Usage, debits, allowances and the interval's end commit together or not at all.
-        if let Err(e) = self.store.commit_with(&refs, &rows, &entries, &meta) {
+        let changes = Changes {
+            entries: &entries,
+            meta: &meta,
+            metered_until: Some(now),
+            ..Changes::default()
+        };
+        if let Err(e) = self.store.commit_with(&refs, &rows, &changes) {
             // Disk full, store unwritable: the counts stay in the kernel, so forget this read
             // and the next interval covers the whole time since the last commit.
             for (id, (last, total)) in changed.iter().zip(before) {
@@ -264,10 +316,31 @@ impl Books {
         Ok(summary)
     }
 
+    /// The entries the ledger can take: one that would carry its subscriber's balance out of
+    /// i64 is left out (and logged) so that it cannot stop everyone else's books.
+    fn fitting(
+        &self,
+        entries: Vec<crate::ledger::chain::NewEntry>,
+    ) -> Vec<crate::ledger::chain::NewEntry> {
+        entries
+            .into_iter()
+            .filter(|e| {
+                match crate::ledger::chain::check(self.store.connection(), std::slice::from_ref(e))
+                {
+                    Ok(()) => true,
+                    Err(err) => {
+                        log::error!("{} {} not recorded: {err}", e.kind, e.reference);
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// The monthly allowance entry of subscriber `id` at unix time `now`.
     fn allowance(&self, id: &str, now: u64) -> Result<crate::ledger::chain::NewEntry, BooksError> {
         Ok(crate::ledger::chain::NewEntry {
-            at: i64::try_from(now).map_err(|_| ClockError::OutOfRange(i64::MAX))?,
+            at: crate::store::secs(now),
             subscriber: id.to_owned(),
             kind: "allowance",
             amount: i64::try_from(self.tariff.monthly_allowance).unwrap_or(i64::MAX),
@@ -281,7 +354,7 @@ impl Books {
         nodes: &crate::settlement::nodes::Nodes,
         rules: &crate::settlement::matching::SettlementConfig,
     ) -> Result<Vec<crate::settlement::matching::Settled>, BooksError> {
-        let until = self.last_end as i64;
+        let until = crate::store::secs(self.last_end);
         Ok(self
             .store
             .settle(nodes, &self.tariff, rules, until, until)?)
@@ -373,7 +446,8 @@ mod tests {
         )
         .unwrap();
         let slots = Slots::from_assignments([("alice".to_owned(), 0)]);
-        books.install(&table, &slots, &[]).unwrap();
+        books.install_at(&table, &slots, &[], from as u64).unwrap();
+        books.store.nodes_seen(["pi"].into_iter(), from).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
         let nodes = Nodes::from_iter([Node {
             id: "pi".into(),
@@ -418,7 +492,10 @@ mod tests {
                 start,
                 end: start + 86_399,
             };
-            books.store.insert_report(&r, p, start + 86_400).unwrap();
+            books
+                .store
+                .insert_report(&r, p, start + 86_400, "alice")
+                .unwrap();
             let settled = books.settle(&nodes, &rules).unwrap();
             assert_eq!(settled.len(), 1);
             assert_eq!(settled[0].outcome, "matched", "{settled:?}");

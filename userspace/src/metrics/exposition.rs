@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 28] = [
+pub const FAMILIES: [&str; 29] = [
     "quid_subscriber_balance_credits",
     "quid_contribution_cpu_seconds_total",
     "quid_contribution_storage_byte_seconds_total",
@@ -49,6 +49,7 @@ pub const FAMILIES: [&str; 28] = [
     "quid_build_info",
     "quid_xdp_reattachments_total",
     "quid_store_commit_failures_total",
+    "quid_balances_unreadable",
 ];
 
 /// The daemon's state that is not in the books.
@@ -68,6 +69,8 @@ pub struct DaemonStatus {
     pub reports: Option<crate::settlement::intake::Counts>,
     /// Balances in micro-credits.
     pub balances: std::collections::HashMap<String, i64>,
+    /// Subscribers whose balance row is not an exact integer (left out of `balances`).
+    pub bad_balances: usize,
     /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
     pub contributions: std::collections::HashMap<String, [f64; 3]>,
     /// The same summed per plan (by each subscriber's current plan).
@@ -249,9 +252,10 @@ pub fn render(
         })
         .collect();
     let unlisted = listed.len() < records.len();
-    let (mut all_balance, mut all_contrib) = (0i64, [0f64; 3]);
+    // i128: the sum of any number of i64 balances a store can hold is exact.
+    let (mut all_balance, mut all_contrib) = (0i128, [0f64; 3]);
     if unlisted {
-        all_balance = status.balances.values().sum();
+        all_balance = status.balances.values().map(|&b| i128::from(b)).sum();
         for c in status.contributions.values() {
             for (t, v) in all_contrib.iter_mut().zip(c) {
                 *t += v.max(0.0);
@@ -275,11 +279,11 @@ pub fn render(
         );
     }
     if unlisted {
-        let listed_sum: i64 = accounts.iter().map(|a| a.0).sum();
+        let listed_sum: i128 = accounts.iter().map(|a| i128::from(a.0)).sum();
         let _ = writeln!(
             out,
             "quid_subscriber_balance_credits{{subscriber=\"other\"}} {}",
-            crate::ledger::chain::credits(all_balance - listed_sum)
+            crate::ledger::chain::credits_wide(all_balance - listed_sum)
         );
     }
     for (i, name, help) in [
@@ -568,6 +572,16 @@ fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
         c.inc_by(v);
         registry.register(Box::new(c)).expect("registered once");
     }
+    let unreadable = prometheus::IntGauge::new(
+        "quid_balances_unreadable",
+        "Subscribers whose stored balance is not an exact integer (an edited store): left out \
+         of the balance metrics, logged; recompute them from the ledger.",
+    )
+    .expect("valid metric name");
+    unreadable.set(i64::try_from(s.bad_balances).unwrap_or(i64::MAX));
+    registry
+        .register(Box::new(unreadable))
+        .expect("registered once");
     http_metrics(&registry, s);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);

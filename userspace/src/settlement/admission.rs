@@ -92,6 +92,15 @@ pub enum Rejection {
         claimed: f64,
         allowed: f64,
     },
+    #[error("{0} is beyond the largest figure quid records (9223372036854775807 in total)")]
+    OutOfRange(&'static str),
+    #[error(
+        "the period starts at {start}, before the time quid meters for this node (from {}): \
+         a node can only report for time after it was registered and its subscriber's traffic \
+         was metered",
+        from.map_or("never: its subscriber is not in the books".to_owned(), |t| t.to_string())
+    )]
+    UnmeteredPeriod { start: i64, from: Option<i64> },
 }
 
 impl Rejection {
@@ -109,11 +118,13 @@ impl Rejection {
             Rejection::NonFinite(_) => "non_finite",
             Rejection::Negative(_) => "negative",
             Rejection::ExceedsCapacity { .. } => "exceeds_capacity",
+            Rejection::OutOfRange(_) => "out_of_range",
+            Rejection::UnmeteredPeriod { .. } => "unmetered_period",
         }
     }
 
     /// Every reason code, for metrics that must exist before the first rejection.
-    pub const CODES: [&'static str; 11] = [
+    pub const CODES: [&'static str; 13] = [
         "unknown_node",
         "malformed",
         "bad_signature",
@@ -125,6 +136,8 @@ impl Rejection {
         "non_finite",
         "negative",
         "exceeds_capacity",
+        "out_of_range",
+        "unmetered_period",
     ];
 }
 
@@ -137,13 +150,16 @@ pub enum Admission {
     AlreadyRecorded,
 }
 
-/// Applies every rule, in order, to `r` at unix time `now`.
+/// Applies every rule, in order, to `r` at unix time `now`. `metered_from` is the earliest
+/// time the books can back for the node (the later of when quid first saw it registered and
+/// when its subscriber was first metered); `None` when its subscriber was never metered.
 pub fn admit(
     r: &Report,
     nodes: &Nodes,
     history: Option<&History>,
     now: i64,
     limits: Limits,
+    metered_from: Option<i64>,
 ) -> Result<Admission, Rejection> {
     let node = nodes
         .by_id
@@ -178,15 +194,16 @@ pub fn admit(
             max: limits.max_period_secs,
         });
     }
-    if period.end > now + limits.max_skew_secs {
+    if period.end > now.saturating_add(limits.max_skew_secs) {
         return Err(Rejection::FuturePeriod {
-            ahead: period.end - now,
+            ahead: period.end.saturating_sub(now),
             skew: limits.max_skew_secs,
         });
     }
     if history.is_some_and(|h| h.overlaps(period)) {
         return Err(Rejection::OverlappingPeriod);
     }
+    // Exact: a period is at most a few hundred years of seconds, far below 2^53.
     let d = secs as f64;
     for (name, value, capacity) in [
         (
@@ -197,6 +214,7 @@ pub fn admit(
         (
             "storage_byte_seconds",
             r.storage_byte_seconds,
+            // Rounded to the nearest double: the bound is a float comparison anyway.
             node.storage_bytes as f64 * d,
         ),
         (
@@ -218,6 +236,24 @@ pub fn admit(
                 allowed: capacity,
             });
         }
+    }
+    // Grid bytes are stored and summed as i64: a claim beyond it would wrap in the store.
+    if i64::try_from(r.grid_bytes_sent)
+        .ok()
+        .zip(i64::try_from(r.grid_bytes_received).ok())
+        .and_then(|(a, b)| a.checked_add(b))
+        .is_none()
+    {
+        return Err(Rejection::OutOfRange(
+            "grid_bytes_sent + grid_bytes_received",
+        ));
+    }
+    // Last: only a report that is right in every other way learns what the books metered.
+    if metered_from.is_none_or(|from| period.start < from) {
+        return Err(Rejection::UnmeteredPeriod {
+            start: period.start,
+            from: metered_from,
+        });
     }
     Ok(Admission::Accept(period))
 }
@@ -265,8 +301,11 @@ mod tests {
         r
     }
 
+    /// The books have metered the node since a day before NOW.
+    const FROM: i64 = NOW - 86_400;
+
     fn code(r: &Report, nodes: &Nodes, h: Option<&History>) -> &'static str {
-        match admit(r, nodes, h, NOW, Limits::default()) {
+        match admit(r, nodes, h, NOW, Limits::default(), Some(FROM)) {
             Ok(Admission::Accept(_)) => "accept",
             Ok(Admission::AlreadyRecorded) => "already_recorded",
             Err(e) => e.code(),
@@ -332,6 +371,17 @@ mod tests {
                 "exceeds_capacity",
                 report(&key, 6, 0, |r| r.energy_joules = 36_001.0),
             ),
+            (
+                "out_of_range",
+                report(&key, 6, 0, |r| r.grid_bytes_sent = u64::MAX),
+            ),
+            (
+                "out_of_range",
+                report(&key, 6, 0, |r| {
+                    r.grid_bytes_sent = i64::MAX as u64;
+                    r.grid_bytes_received = 1;
+                }),
+            ),
         ];
         for (want, r) in &cases {
             assert_eq!(code(r, &nodes, Some(&h)), *want, "{r:?}");
@@ -347,11 +397,27 @@ mod tests {
             r.energy_joules = 10.0 * 7500.0;
         });
         assert_eq!(code(&edge, &nodes, Some(&h)), "accept");
+        // Before the books metered the node (1969, 1970, a second early): refused, whatever
+        // the node's history.
+        for (start, end) in [(-3600, 0), (0, 3600), (FROM - 1, FROM + 3599)] {
+            let old = report(&key, 6, 0, |r| {
+                r.period_start = rfc3339(start);
+                r.period_end = rfc3339(end);
+            });
+            assert_eq!(code(&old, &nodes, None), "unmetered_period", "{old:?}");
+        }
+        // A subscriber never metered backs no report at all.
+        assert_eq!(
+            admit(&edge, &nodes, Some(&h), NOW, Limits::default(), None)
+                .unwrap_err()
+                .code(),
+            "unmetered_period"
+        );
         let codes: std::collections::BTreeSet<&str> = cases.iter().map(|(c, _)| *c).collect();
         assert_eq!(
-            codes.len(),
+            codes.len() + 1,
             Rejection::CODES.len(),
-            "every reason has a case"
+            "every reason has a case (unmetered_period: below)"
         );
     }
 }

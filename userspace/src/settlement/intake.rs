@@ -67,7 +67,12 @@ impl Intake {
         rate: f64,
         burst: f64,
     ) -> Result<Intake, crate::store::StoreError> {
+        let mut store = store;
         let histories = store.report_histories()?;
+        store.nodes_seen(
+            nodes.by_id.keys().map(String::as_str),
+            Clock::system().now_i64()?,
+        )?;
         let mut counts = Counts::default();
         for outcome in [
             "accepted",
@@ -100,9 +105,26 @@ impl Intake {
         self
     }
 
-    /// Replaces the registered nodes (a reloaded nodes file); histories are kept.
-    pub fn set_nodes(&mut self, nodes: Nodes) {
+    /// Replaces the registered nodes (a reloaded nodes file); histories are kept. A node new
+    /// to the store is recorded as seen now: it cannot report for earlier time.
+    pub fn set_nodes(&mut self, nodes: Nodes) -> Result<(), crate::store::StoreError> {
+        self.store.nodes_seen(
+            nodes.by_id.keys().map(String::as_str),
+            self.clock.now_i64()?,
+        )?;
         self.nodes = Arc::new(nodes);
+        Ok(())
+    }
+
+    /// The earliest time the books back for `node`: the later of when quid first saw it and
+    /// when its subscriber was first metered (`Ok(None)`: never metered or not registered).
+    fn metered_from(&self, node: &str) -> Result<Option<i64>, crate::store::StoreError> {
+        let Some(n) = self.nodes.by_id.get(node) else {
+            return Ok(None);
+        };
+        let seen = self.store.node_first_seen(node)?;
+        let since = self.store.metered_since(&n.subscriber)?;
+        Ok(seen.zip(since).map(|(a, b)| a.max(b)))
     }
 
     /// The registered nodes.
@@ -146,8 +168,19 @@ impl Intake {
                        "message": "too many reports from this node; retry later"}),
             );
         }
+        let metered_from = match self.metered_from(&report.node) {
+            Ok(t) => t,
+            Err(e) => return self.store_unavailable(&report, &e),
+        };
         let history = self.histories.get(&report.node);
-        match admit::admit(&report, &self.nodes, history, now, self.limits) {
+        match admit::admit(
+            &report,
+            &self.nodes,
+            history,
+            now,
+            self.limits,
+            metered_from,
+        ) {
             Err(Rejection::StaleSequence { .. }) if self.recorded(&report) => {
                 self.count("already_recorded");
                 (
@@ -164,15 +197,15 @@ impl Intake {
                 )
             }
             Ok(Admission::Accept(period)) => {
-                if let Err(e) = self.store.insert_report(&report, period, now) {
+                let subscriber = self
+                    .nodes
+                    .by_id
+                    .get(&report.node)
+                    .map(|n| n.subscriber.clone())
+                    .unwrap_or_default();
+                if let Err(e) = self.store.insert_report(&report, period, now, &subscriber) {
                     // Not durable, so not acknowledged: the node retries the same report.
-                    warn!("report {}#{} not recorded: {e}", report.node, report.seq);
-                    self.count("store_error");
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"status": "refused", "reason": "store_unavailable",
-                               "message": "the report could not be recorded; retry later"}),
-                    );
+                    return self.store_unavailable(&report, &e);
                 }
                 self.histories
                     .entry(report.node.clone())
@@ -185,6 +218,21 @@ impl Intake {
                 )
             }
         }
+    }
+
+    /// The answer when the store cannot be read or written: nothing recorded, retry.
+    fn store_unavailable(
+        &mut self,
+        report: &Report,
+        e: &crate::store::StoreError,
+    ) -> (StatusCode, serde_json::Value) {
+        warn!("report {}#{} not recorded: {e}", report.node, report.seq);
+        self.count("store_error");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "refused", "reason": "store_unavailable",
+                   "message": "the report could not be recorded; retry later"}),
+        )
     }
 
     /// Whether exactly this report (an older one, resent) is in the store.

@@ -1,9 +1,32 @@
 //! Matching accepted reports against the meter: once the books cover a report's period, the
-//! grid bytes the node reported are compared with the grid-class bytes the kernel counted for
-//! its subscriber over the same period. Within the tolerance the report is `matched` and earns
-//! full credit; beyond it, `disputed`, and it earns what the policy allows. The outcome, both
-//! figures and the credit are kept with the report, and the credit enters the ledger, in one
-//! transaction.
+//! grid bytes its subscriber's nodes claimed are compared with the grid-class bytes the kernel
+//! counted for that subscriber over the same period. The outcome, both figures, the bytes the
+//! meter backs for the report and the credit are kept with the report, and the credit enters
+//! the ledger, in one transaction.
+//!
+//! The rules, for report R of subscriber S over period P:
+//!
+//! - **Metered time only.** Every second of P must lie in a meter span (the kernel counters
+//!   ran) while S was in the installed table, and after quid first saw R's node. Otherwise R is
+//!   `unmetered` and earns nothing: the meter cannot back time it never measured.
+//! - **One meter, shared.** The meter's bytes over P back all of S's reports together, never
+//!   each one separately. Another report Q of S overlapping P counts in proportion to the
+//!   overlap, `|Q ∩ P| / |Q|` (claims are taken as spread evenly over their period). Reports
+//!   already settled have taken their backed bytes (`allocated_grid_bytes`) out of the meter:
+//!   `available = metered(P) − Σ settled allocated × overlap share`. Reports not yet settled
+//!   (R included) share what is left: `claimed = R's claim + Σ pending claims × overlap share`.
+//!   Reports settled in the same pass see the same state, so the order in which reports arrive
+//!   or are settled cannot let the same bytes back two claims.
+//! - **Tolerance.** R is `matched` (full credit, backed for its whole claim) when `claimed`
+//!   differs from `available` by at most `max(tolerance_percent of available,
+//!   min(tolerance_bytes, available))`: the byte floor covers interval edges but never exceeds
+//!   what was metered, so a claim on zero metered bytes is never matched by tolerance.
+//! - **Disputed.** Otherwise R is `disputed`: with `disputed = "none"` it earns nothing; with
+//!   `"capped"` an over-claim earns its credit scaled by `available / claimed` (and is backed
+//!   for the same share of its claim), an under-claim earns in full.
+//!
+//! Every amount is checked: a credit that would carry a balance out of i64 leaves the report
+//! pending (logged), so it can never wrap or stop the others.
 
 use rusqlite::params;
 use serde::Deserialize;
@@ -69,33 +92,101 @@ pub struct Settled {
     pub node: String,
     pub seq: u64,
     pub subscriber: String,
+    /// `matched`, `disputed` or `unmetered`.
     pub outcome: &'static str,
+    /// Grid bytes the report itself claimed.
     pub reported: u64,
+    /// Grid bytes the meter counted for the subscriber over the period.
     pub measured: u64,
+    /// Grid bytes of the meter this report now holds (others cannot claim them again).
+    pub allocated: u64,
     pub credit: i64,
 }
 
-/// The outcome and credit of one report.
-pub fn judge(
-    reported: u64,
-    measured: u64,
-    full: i64,
-    rules: &SettlementConfig,
-) -> (&'static str, i64) {
-    let allowed = (u128::from(measured) * u128::from(rules.tolerance_percent) / 100)
-        .max(u128::from(rules.tolerance_bytes));
-    if u128::from(reported.abs_diff(measured)) <= allowed {
-        return ("matched", full);
+/// The grid bytes of a subscriber's reports around one period, as the meter shares them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// What the meter counted over the period.
+    pub measured: u64,
+    /// What settled reports already hold of it (their overlapping share).
+    pub taken: u64,
+    /// What the reports still to settle claim over the period, the judged one included.
+    pub claimed: u64,
+    /// The judged report's own claim.
+    pub own: u64,
+}
+
+/// The outcome, credit and backed bytes of one report (see the module docs for the rules).
+pub fn judge(c: Claims, full: i64, rules: &SettlementConfig) -> (&'static str, i64, u64) {
+    let available = c.measured.saturating_sub(c.taken);
+    let percent = u128::from(available) * u128::from(rules.tolerance_percent) / 100;
+    // The byte floor never exceeds the metered bytes: zero metered bytes tolerate nothing.
+    let floor = u128::from(rules.tolerance_bytes.min(available));
+    if u128::from(c.claimed.abs_diff(available)) <= percent.max(floor) {
+        return ("matched", full, c.own);
     }
+    if c.claimed < available {
+        // Claimed less than the meter saw: the node's own figure is the cap.
+        let credit = match rules.disputed {
+            DisputedPolicy::None => 0,
+            DisputedPolicy::Capped => full,
+        };
+        return ("disputed", credit, c.own);
+    }
+    // Over-claimed: the report's share of what is available, in proportion to its claim.
+    let share = |x: u128| x * u128::from(available) / u128::from(c.claimed.max(1));
+    let allocated = u64::try_from(share(u128::from(c.own))).unwrap_or(c.own);
     let credit = match rules.disputed {
         DisputedPolicy::None => 0,
-        DisputedPolicy::Capped if reported > measured => {
-            (i128::from(full) * i128::from(measured) / i128::from(reported.max(1))) as i64
+        DisputedPolicy::Capped => {
+            // full ≥ 0 and available < claimed, so the share fits in i64.
+            let f = u128::try_from(full.max(0)).unwrap_or(0);
+            i64::try_from(share(f)).unwrap_or(0)
         }
-        // Reported less than measured: the node's own figure is the cap.
-        DisputedPolicy::Capped => full,
     };
-    ("disputed", credit)
+    ("disputed", credit, allocated)
+}
+
+/// `bytes × overlap / length`: the part of a claim spread evenly over `[s, e)` that falls in
+/// `[start, end)`.
+fn prorate(bytes: u64, s: i64, e: i64, start: i64, end: i64) -> u128 {
+    let len = i128::from(e) - i128::from(s);
+    let overlap = (i128::from(e.min(end)) - i128::from(s.max(start))).max(0);
+    if len <= 0 {
+        // A one-second read: inside or outside.
+        return if s >= start && s < end {
+            u128::from(bytes)
+        } else {
+            0
+        };
+    }
+    let (overlap, len) = (
+        u128::try_from(overlap).unwrap_or(0),
+        u128::try_from(len).unwrap_or(1),
+    );
+    u128::from(bytes) * overlap.min(len) / len
+}
+
+/// A u128 as u64, saturating (sums of u64 figures).
+fn clamp(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
+}
+
+/// A non-negative i64 read from SQLite as u64 (negative: 0).
+fn unsigned(x: i64) -> u64 {
+    u64::try_from(x).unwrap_or(0)
+}
+
+/// A pending report as settlement reads it.
+struct Pending {
+    node: String,
+    seq: i64,
+    start: i64,
+    end: i64,
+    cpu: f64,
+    storage: f64,
+    energy: f64,
+    claim: u64,
 }
 
 impl Store {
@@ -110,7 +201,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT start, end, up_grid_bytes + down_grid_bytes FROM usage
+                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM usage
                  WHERE subscriber = ?1 AND end >= ?2 AND start <= ?3",
             )
             .map_err(|e| self.sql(e))?;
@@ -120,24 +211,64 @@ impl Store {
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut total = 0u128;
         for row in rows {
-            let (s, e, bytes) = row.map_err(|e| self.sql(e))?;
-            let bytes = bytes.max(0) as u128;
-            if e <= s {
-                // A read within one second: it lies inside the period or outside it.
-                if s >= start && s < end {
-                    total += bytes;
-                }
-                continue;
-            }
-            let overlap = (e.min(end) - s.max(start)).max(0) as u128;
-            total += bytes * overlap / (e - s) as u128;
+            let (s, e, up, down) = row.map_err(|e| self.sql(e))?;
+            // Counters are stored bit-exact (see `store::flat`): read them back as u64.
+            let bytes = up.cast_unsigned().saturating_add(down.cast_unsigned());
+            total += prorate(bytes, s, e, start, end);
         }
-        Ok(total.min(u128::from(u64::MAX)) as u64)
+        Ok(clamp(total))
+    }
+
+    /// The grid bytes `subscriber`'s reports other than `node#seq` hold or claim over
+    /// `[start, end)`: (taken by settled reports, claimed by pending ones).
+    fn others(
+        &self,
+        subscriber: &str,
+        (node, seq): (&str, i64),
+        start: i64,
+        end: i64,
+    ) -> Result<(u128, u128), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT period_start, period_end, outcome, grid_bytes_sent, grid_bytes_received,
+                        allocated_grid_bytes
+                 FROM reports
+                 WHERE subscriber = ?1 AND period_end > ?2 AND period_start < ?3
+                   AND outcome != 'unmetered' AND NOT (node = ?4 AND seq = ?5)",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![subscriber, start, end, node, seq], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let (mut taken, mut claimed) = (0u128, 0u128);
+        for row in rows {
+            let (s, e, outcome, sent, received, allocated) = row.map_err(|e| self.sql(e))?;
+            let claim = unsigned(sent).saturating_add(unsigned(received));
+            if outcome == "pending" {
+                claimed += prorate(claim, s, e, start, end);
+            } else {
+                // Settled by an older quid without a record of its share: its whole claim.
+                let held = allocated.map_or(claim, unsigned);
+                taken += prorate(held, s, e, start, end);
+            }
+        }
+        Ok((taken, claimed))
     }
 
     /// Settles every pending report whose period the books cover up to `metered_until`.
@@ -149,7 +280,15 @@ impl Store {
         metered_until: i64,
         now: i64,
     ) -> Result<Vec<Settled>, StoreError> {
-        type Pending = (String, i64, i64, i64, f64, f64, f64, i64, i64);
+        // Reports recorded by an older quid carry no subscriber: their node's, now.
+        for n in nodes.by_id.values() {
+            self.conn
+                .execute(
+                    "UPDATE reports SET subscriber = ?2 WHERE node = ?1 AND subscriber IS NULL",
+                    params![n.id, n.subscriber],
+                )
+                .map_err(|e| self.sql(e))?;
+        }
         let pending: Vec<Pending> = {
             let mut stmt = self
                 .conn
@@ -163,41 +302,93 @@ impl Store {
                 .map_err(|e| self.sql(e))?;
             let rows = stmt
                 .query_map([metered_until], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
+                    Ok(Pending {
+                        node: r.get(0)?,
+                        seq: r.get(1)?,
+                        start: r.get(2)?,
+                        end: r.get(3)?,
+                        cpu: r.get(4)?,
+                        storage: r.get(5)?,
+                        energy: r.get(6)?,
+                        claim: unsigned(r.get(7)?).saturating_add(unsigned(r.get(8)?)),
+                    })
                 })
                 .map_err(|e| self.sql(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
         };
+        // Every report of this pass is judged against the same state (nothing written yet),
+        // so their order does not matter.
         let mut settled = Vec::new();
-        for (node, seq, start, end, cpu, storage, energy, sent, received) in pending {
+        for p in pending {
             // A node removed from the nodes file keeps its reports pending until it returns.
-            let Some(n) = nodes.by_id.get(&node) else {
+            let Some(n) = nodes.by_id.get(&p.node) else {
                 continue;
             };
-            let measured = self.metered_grid_bytes(&n.subscriber, start, end)?;
-            let reported = (sent.max(0) as u64).saturating_add(received.max(0) as u64);
-            let full = tariff.contribution_credit(cpu, storage, energy);
-            let (outcome, credit) = judge(reported, measured, full, rules);
-            settled.push(Settled {
-                node,
-                seq: seq as u64,
-                subscriber: n.subscriber.clone(),
-                outcome,
-                reported,
+            let subscriber = n.subscriber.clone();
+            let length = p.end.saturating_sub(p.start);
+            let covered = self.metered_seconds(&subscriber, p.start, p.end)?;
+            let seen = self.node_first_seen(&p.node)?;
+            let measured = self.metered_grid_bytes(&subscriber, p.start, p.end)?;
+            let base = Settled {
+                node: p.node.clone(),
+                seq: p.seq.cast_unsigned(),
+                subscriber: subscriber.clone(),
+                outcome: "unmetered",
+                reported: p.claim,
                 measured,
+                allocated: 0,
+                credit: 0,
+            };
+            if length <= 0 || covered < length || seen.is_none_or(|t| p.start < t) {
+                settled.push(base);
+                continue;
+            }
+            let (taken, claimed) = self.others(&subscriber, (&p.node, p.seq), p.start, p.end)?;
+            let claims = Claims {
+                measured,
+                taken: clamp(taken),
+                claimed: clamp(claimed + u128::from(p.claim)),
+                own: p.claim,
+            };
+            let full = tariff.contribution_credit(p.cpu, p.storage, p.energy);
+            let (outcome, credit, allocated) = judge(claims, full, rules);
+            settled.push(Settled {
+                outcome,
+                allocated,
                 credit,
+                ..base
             });
         }
+        // A credit the ledger cannot take (its balance would leave i64) keeps its report
+        // pending, logged, instead of failing everyone's settlement.
+        let mut entries = Vec::new();
+        let mut fits = Vec::new();
+        for s in settled {
+            if s.credit == 0 {
+                fits.push(s);
+                continue;
+            }
+            let entry = NewEntry {
+                at: now,
+                subscriber: s.subscriber.clone(),
+                kind: "contribution_credit",
+                amount: s.credit,
+                reference: format!(
+                    "{}#{} {}: reported {} grid bytes, metered {}",
+                    s.node, s.seq, s.outcome, s.reported, s.measured
+                ),
+            };
+            let mut batch = entries.clone();
+            batch.push(entry.clone());
+            match ledger::check(&self.conn, &batch) {
+                Ok(()) => {
+                    entries.push(entry);
+                    fits.push(s);
+                }
+                Err(e) => log::error!("report {}#{} left pending: {e}", s.node, s.seq),
+            }
+        }
+        let settled = fits;
         if settled.is_empty() {
             return Ok(settled);
         }
@@ -211,37 +402,24 @@ impl Store {
             let mut update = tx
                 .prepare_cached(
                     "UPDATE reports SET outcome = ?3, measured_grid_bytes = ?4, credit = ?5,
-                       subscriber = ?6 WHERE node = ?1 AND seq = ?2",
+                       subscriber = ?6, allocated_grid_bytes = ?7 WHERE node = ?1 AND seq = ?2",
                 )
                 .map_err(sql)?;
             for s in &settled {
                 update
                     .execute(params![
                         s.node,
-                        s.seq as i64,
+                        s.seq.cast_signed(),
                         s.outcome,
-                        s.measured as i64,
+                        i64::try_from(s.measured).unwrap_or(i64::MAX),
                         s.credit,
-                        s.subscriber
+                        s.subscriber,
+                        i64::try_from(s.allocated).unwrap_or(i64::MAX)
                     ])
                     .map_err(sql)?;
             }
         }
-        let entries: Vec<NewEntry> = settled
-            .iter()
-            .filter(|s| s.credit != 0)
-            .map(|s| NewEntry {
-                at: now,
-                subscriber: s.subscriber.clone(),
-                kind: "contribution_credit",
-                amount: s.credit,
-                reference: format!(
-                    "{}#{} {}: reported {} grid bytes, metered {}",
-                    s.node, s.seq, s.outcome, s.reported, s.measured
-                ),
-            })
-            .collect();
-        ledger::append(&tx, &entries).map_err(sql)?;
+        ledger::append(&tx, &entries).map_err(|e| e.into_store(&path))?;
         tx.commit().map_err(sql)?;
         Ok(settled)
     }
@@ -251,6 +429,15 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn c(measured: u64, taken: u64, claimed: u64, own: u64) -> Claims {
+        Claims {
+            measured,
+            taken,
+            claimed,
+            own,
+        }
+    }
+
     #[test]
     fn tolerance_and_policies_decide_outcome_and_credit() {
         let rules = SettlementConfig {
@@ -259,14 +446,52 @@ mod tests {
             disputed: DisputedPolicy::None,
             operator_key: None,
         };
-        assert_eq!(judge(104_000, 100_000, 700, &rules), ("matched", 700));
-        assert_eq!(judge(106_000, 100_000, 700, &rules), ("disputed", 0));
-        assert_eq!(judge(900, 0, 700, &rules), ("matched", 700));
+        let alone = |reported, measured| c(measured, 0, reported, reported);
+        assert_eq!(judge(alone(104_000, 100_000), 700, &rules).0, "matched");
+        assert_eq!(judge(alone(104_000, 100_000), 700, &rules).1, 700);
+        assert_eq!(judge(alone(106_000, 100_000), 700, &rules).1, 0);
+        // Zero metered bytes back nothing, whatever the byte floor.
+        assert_eq!(judge(alone(900, 0), 700, &rules), ("disputed", 0, 0));
+        assert_eq!(judge(alone(0, 0), 700, &rules), ("matched", 700, 0));
+        // The floor never exceeds what was metered: 1 byte metered does not back 1,000.
+        assert_eq!(judge(alone(1_000, 1), 700, &rules).0, "disputed");
+        assert_eq!(judge(alone(2, 1), 700, &rules).0, "matched");
         let capped = SettlementConfig {
             disputed: DisputedPolicy::Capped,
             ..rules.clone()
         };
-        assert_eq!(judge(1_000_000, 100_000, 700, &capped), ("disputed", 70));
-        assert_eq!(judge(10_000, 100_000, 700, &capped), ("disputed", 700));
+        assert_eq!(
+            judge(alone(1_000_000, 100_000), 700, &capped),
+            ("disputed", 70, 100_000)
+        );
+        assert_eq!(judge(alone(10_000, 100_000), 700, &capped).1, 700);
+        // Two reports each claiming the whole meter: each is backed for half.
+        assert_eq!(
+            judge(c(500_000, 0, 1_000_000, 500_000), 700, &capped),
+            ("disputed", 350, 250_000)
+        );
+        // The meter already held by a settled report backs nothing more.
+        assert_eq!(
+            judge(c(500_000, 500_000, 500_000, 500_000), 700, &capped),
+            ("disputed", 0, 0)
+        );
+        assert_eq!(judge(c(500_000, 500_000, 0, 0), 700, &capped).0, "matched");
+        // Extremes do not overflow.
+        assert_eq!(
+            judge(c(u64::MAX, 0, u64::MAX, u64::MAX), i64::MAX, &capped).1,
+            i64::MAX
+        );
+        assert_eq!(judge(c(1, 0, u64::MAX, u64::MAX), i64::MAX, &capped).1, 0);
+    }
+
+    #[test]
+    fn prorating_is_exact_at_the_extremes() {
+        assert_eq!(prorate(100, 0, 10, 0, 5), 50);
+        assert_eq!(prorate(u64::MAX, i64::MIN, i64::MAX, 0, 1), 1);
+        assert_eq!(
+            prorate(u64::MAX, 0, 1, i64::MIN, i64::MAX),
+            u128::from(u64::MAX)
+        );
+        assert_eq!(prorate(7, 3, 3, 0, 5), 7);
     }
 }

@@ -21,6 +21,8 @@ pub const FILE: &str = "quid.db";
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(transparent)]
+    Clock(#[from] crate::clock::ClockError),
     #[error("store {path}: {source}")]
     Sql {
         path: PathBuf,
@@ -31,6 +33,9 @@ pub enum StoreError {
          a backup, or move it away to start with empty books"
     )]
     Corrupt { path: PathBuf, detail: String },
+    /// Ledger entries refused because a balance would leave i64.
+    #[error(transparent)]
+    Ledger(crate::ledger::chain::AppendError),
 }
 
 /// Where a subscriber stands.
@@ -92,7 +97,7 @@ CREATE TABLE IF NOT EXISTS reports (
     grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
     signature TEXT NOT NULL, received_at INTEGER NOT NULL,
     outcome TEXT NOT NULL DEFAULT 'pending',
-    measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT,
+    measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT, allocated_grid_bytes INTEGER,
     PRIMARY KEY (node, seq));
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, subscriber TEXT NOT NULL, kind TEXT NOT NULL,
@@ -100,6 +105,21 @@ CREATE TABLE IF NOT EXISTS ledger (
 -- Running sums kept by triggers in the same transaction as what they sum, so the exporter
 -- reads one row per subscriber instead of aggregating the whole ledger every interval.
 CREATE TABLE IF NOT EXISTS balances (subscriber TEXT PRIMARY KEY, amount INTEGER NOT NULL);
+-- SQLite turns an integer sum that overflows into a REAL: a balance must stay an exact i64, so
+-- a write that would leave anything else aborts (and with it the whole transaction). Rust
+-- checks first and refuses with a clear error; these catch whatever bypasses it.
+CREATE TRIGGER IF NOT EXISTS ledger_amount_integer BEFORE INSERT ON ledger
+WHEN typeof(NEW.amount) != 'integer' BEGIN
+    SELECT RAISE(ABORT, 'quid: ledger amount is not an integer');
+END;
+CREATE TRIGGER IF NOT EXISTS balance_integer_insert BEFORE INSERT ON balances
+WHEN typeof(NEW.amount) != 'integer' BEGIN
+    SELECT RAISE(ABORT, 'quid: balance out of range');
+END;
+CREATE TRIGGER IF NOT EXISTS balance_integer_update BEFORE UPDATE ON balances
+WHEN typeof(NEW.amount) != 'integer' BEGIN
+    SELECT RAISE(ABORT, 'quid: balance out of range');
+END;
 CREATE TRIGGER IF NOT EXISTS ledger_balance AFTER INSERT ON ledger BEGIN
     INSERT INTO balances VALUES (NEW.subscriber, NEW.amount)
     ON CONFLICT(subscriber) DO UPDATE SET amount = amount + NEW.amount;
@@ -116,7 +136,58 @@ WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN
         storage_byte_seconds = storage_byte_seconds + NEW.storage_byte_seconds,
         energy_joules = energy_joules + NEW.energy_joules;
 END;
+-- What the books metered: `meter_spans` are the stretches of time the kernel counters ran
+-- without a break (a new span starts whenever the daemon starts on fresh maps, so downtime is
+-- never covered); `metering` holds when each subscriber was in the installed table (`end`
+-- NULL while it still is). A report can only be backed for time in both.
+CREATE TABLE IF NOT EXISTS meter_spans (start INTEGER PRIMARY KEY, end INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS metering (
+    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER,
+    PRIMARY KEY (subscriber, start));
+-- Settlement looks up a subscriber's reports by period.
+CREATE INDEX IF NOT EXISTS reports_by_subscriber ON reports (subscriber, period_end);
+-- When quid first saw each node in the nodes file: a node cannot report for earlier time.
+CREATE TABLE IF NOT EXISTS nodes_seen (node TEXT PRIMARY KEY, first_seen INTEGER NOT NULL);
 ";
+
+/// The tables a store written by an older quid lacks, and how to fill them from its books:
+/// subscribers metered from their first usage record (or now), the meter running from the
+/// first usage record to the last committed interval, nodes seen from their first report.
+const MIGRATE: &str = "
+INSERT OR IGNORE INTO metering (subscriber, start, end)
+    SELECT s.id, coalesce((SELECT min(start) FROM usage u WHERE u.subscriber = s.id), ?1),
+           CASE WHEN s.removed != 0
+                THEN coalesce((SELECT max(end) FROM usage u WHERE u.subscriber = s.id), ?1)
+           END
+    FROM subscribers s;
+INSERT OR IGNORE INTO meter_spans (start, end)
+    SELECT min(u.start), max(coalesce((SELECT value FROM meta WHERE key = 'last_interval_end'), 0), max(u.end))
+    FROM usage u HAVING count(*) > 0;
+INSERT OR IGNORE INTO nodes_seen (node, first_seen)
+    SELECT node, min(period_start) FROM reports GROUP BY node;
+";
+
+/// What a commit changes besides records and usage (see [`Store::commit_with`]).
+#[derive(Debug, Default)]
+pub struct Changes<'a> {
+    /// Ledger entries to append.
+    pub entries: &'a [crate::ledger::chain::NewEntry],
+    /// Meta values to set.
+    pub meta: &'a [(&'a str, u64)],
+    /// The end the current meter span now reaches (the interval's end).
+    pub metered_until: Option<u64>,
+    /// Subscribers that entered the installed table at `at` (metered from then on).
+    pub started: &'a [String],
+    /// Subscribers that left the installed table at `at`.
+    pub stopped: &'a [String],
+    /// When `started` and `stopped` happened.
+    pub at: u64,
+}
+
+/// Unix seconds as SQLite stores them; times beyond i64 (year 292 billion) are clamped.
+pub fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
 
 impl Store {
     /// Opens (creating if needed) the store in `state_dir`, checking it is intact.
@@ -140,8 +211,48 @@ impl Store {
         }
         conn.execute_batch("PRAGMA journal_mode=WAL;")
             .map_err(sql)?;
+        // A store from before metering was recorded: fill the new tables from its books once.
+        let legacy: bool = conn
+            .query_row(
+                "SELECT count(*) = 0 FROM sqlite_master WHERE name = 'metering'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        // Reports settled by an older quid lack the grid bytes the meter backed for them.
+        let allocated: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('reports')
+                 WHERE name = 'allocated_grid_bytes'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let has_reports: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'reports'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if has_reports && !allocated {
+            conn.execute_batch("ALTER TABLE reports ADD COLUMN allocated_grid_bytes INTEGER;")
+                .map_err(sql)?;
+        }
         conn.execute_batch(SCHEMA)
             .map_err(|e| corrupt(e.to_string()))?;
+        if legacy {
+            let now = crate::clock::Clock::system().now_i64()?;
+            for statement in MIGRATE.split(';').filter(|s| !s.trim().is_empty()) {
+                let mut stmt = conn.prepare(statement).map_err(sql)?;
+                let n = stmt.parameter_count();
+                if n == 0 {
+                    stmt.execute([]).map_err(sql)?;
+                } else {
+                    stmt.execute([now]).map_err(sql)?;
+                }
+            }
+        }
         Store::settings(conn, path)
     }
 
@@ -194,7 +305,7 @@ impl Store {
                 r.get::<_, i64>(0)
             })
             .optional()
-            .map(|v| v.map(|v| v as u64))
+            .map(|v| v.map(i64::cast_unsigned))
             .map_err(|e| self.sql(e))
     }
 
@@ -204,7 +315,7 @@ impl Store {
             .execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value as i64],
+                params![key, value.cast_signed()],
             )
             .map(|_| ())
             .map_err(|e| self.sql(e))
@@ -232,7 +343,10 @@ impl Store {
                     name: r.get(1)?,
                     plan: r.get(2)?,
                     prefixes: r.get(3)?,
-                    slot: r.get::<_, Option<i64>>(4)?.map(|s| s as u32),
+                    // A slot outside u32 is no slot: the subscriber gets a new one.
+                    slot: r
+                        .get::<_, Option<i64>>(4)?
+                        .and_then(|s| u32::try_from(s).ok()),
                     status: if r.get::<_, i64>(5)? != 0 {
                         Status::Removed
                     } else {
@@ -252,18 +366,25 @@ impl Store {
         records: &[&Record],
         usage: &[(&str, Usage)],
     ) -> Result<(), StoreError> {
-        self.commit_with(records, usage, &[], &[])
+        self.commit_with(records, usage, &Changes::default())
     }
 
-    /// Like [`Store::commit`], with ledger entries appended and meta values set in the same
-    /// transaction.
+    /// Like [`Store::commit`], with the ledger entries, meta values and metering changes of
+    /// `changes` in the same transaction.
     pub fn commit_with(
         &mut self,
         records: &[&Record],
         usage: &[(&str, Usage)],
-        entries: &[crate::ledger::chain::NewEntry],
-        meta: &[(&str, u64)],
+        changes: &Changes<'_>,
     ) -> Result<(), StoreError> {
+        let Changes {
+            entries,
+            meta,
+            metered_until,
+            started,
+            stopped,
+            at,
+        } = *changes;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
@@ -287,7 +408,7 @@ impl Store {
                     r.plan,
                     r.prefixes,
                     r.slot.map(i64::from),
-                    (r.status == Status::Removed) as i64,
+                    i64::from(r.status == Status::Removed),
                     encode(&r.last),
                     encode(&r.total),
                 ])
@@ -312,8 +433,8 @@ impl Store {
                 let c = flat(&u.counters);
                 add.execute(params![
                     id,
-                    u.start as i64,
-                    u.end as i64,
+                    secs(u.start),
+                    secs(u.end),
                     c[0],
                     c[1],
                     c[2],
@@ -326,16 +447,150 @@ impl Store {
                 .map_err(sql)?;
             }
         }
-        crate::ledger::chain::append(&tx, entries).map_err(sql)?;
+        crate::ledger::chain::append(&tx, entries).map_err(|e| e.into_store(&path))?;
         for (key, value) in meta {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, *value as i64],
+                params![key, value.cast_signed()],
+            )
+            .map_err(sql)?;
+        }
+        if let Some(until) = metered_until {
+            // The current span is the latest one; it only ever grows forward.
+            tx.execute(
+                "UPDATE meter_spans SET end = max(end, ?1)
+                 WHERE start = (SELECT max(start) FROM meter_spans)",
+                [secs(until)],
+            )
+            .map_err(sql)?;
+        }
+        for id in started {
+            tx.execute(
+                "INSERT INTO metering (subscriber, start, end) VALUES (?1, ?2, NULL)
+                 ON CONFLICT(subscriber, start) DO UPDATE SET end = NULL",
+                params![id, secs(at)],
+            )
+            .map_err(sql)?;
+        }
+        for id in stopped {
+            tx.execute(
+                "UPDATE metering SET end = ?2 WHERE subscriber = ?1 AND end IS NULL",
+                params![id, secs(at)],
             )
             .map_err(sql)?;
         }
         tx.commit().map_err(sql)
+    }
+
+    /// Starts a new meter span at `at`: the kernel counters start from zero now, so nothing
+    /// before is covered by this run (the previous span ends where its last interval did).
+    pub fn begin_meter_span(&self, at: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meter_spans (start, end) VALUES (?1, ?1)
+                 ON CONFLICT(start) DO NOTHING",
+                [secs(at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Seconds of `[start, end)` the books metered for `subscriber`: time within a meter
+    /// span while the subscriber was in the installed table.
+    pub fn metered_seconds(
+        &self,
+        subscriber: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<i64, StoreError> {
+        let spans =
+            |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<(i64, i64)>, StoreError> {
+                let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
+                let rows = stmt
+                    .query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(|e| self.sql(e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+            };
+        let meter = spans(
+            "SELECT max(start, ?1), min(end, ?2) FROM meter_spans WHERE end > ?1 AND start < ?2",
+            &[&start, &end],
+        )?;
+        let active = spans(
+            "SELECT max(start, ?2), min(coalesce(end, ?3), ?3) FROM metering
+             WHERE subscriber = ?1 AND coalesce(end, ?3) > ?2 AND start < ?3",
+            &[&subscriber, &start, &end],
+        )?;
+        // The pairwise overlaps, merged: spans a store holds should not overlap, but time
+        // must never count twice even if they do.
+        let mut pieces: Vec<(i64, i64)> = Vec::new();
+        for &(a, b) in &meter {
+            for &(c, d) in &active {
+                let (s, e) = (a.max(c), b.min(d));
+                if e > s {
+                    pieces.push((s, e));
+                }
+            }
+        }
+        pieces.sort_unstable();
+        let mut covered = 0i64;
+        let mut reached = i64::MIN;
+        for (s, e) in pieces {
+            let s = s.max(reached);
+            if e > s {
+                covered = covered.saturating_add(e.saturating_sub(s));
+                reached = e;
+            }
+        }
+        Ok(covered)
+    }
+
+    /// The earliest time the books metered `subscriber`, if they ever did.
+    pub fn metered_since(&self, subscriber: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT min(start) FROM metering WHERE subscriber = ?1",
+                [subscriber],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Records that quid saw `nodes` registered at `now` (the first time counts).
+    pub fn nodes_seen<'a>(
+        &mut self,
+        nodes: impl Iterator<Item = &'a str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO nodes_seen (node, first_seen) VALUES (?1, ?2)",
+                )
+                .map_err(sql)?;
+            for node in nodes {
+                put.execute(params![node, now]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// When quid first saw `node` registered.
+    pub fn node_first_seen(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT first_seen FROM nodes_seen WHERE node = ?1",
+                [node],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
     }
 
     /// Usage records of `id` that lie within `[from, to)` (unix seconds), oldest first.
@@ -349,14 +604,14 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![id, from as i64, to as i64], |r| {
+            .query_map(params![id, secs(from), secs(to)], |r| {
                 let mut v = [0u64; 8];
                 for (i, x) in v.iter_mut().enumerate() {
-                    *x = r.get::<_, i64>(i + 2)? as u64;
+                    *x = r.get::<_, i64>(i + 2)?.cast_unsigned();
                 }
                 Ok(Usage {
-                    start: r.get::<_, i64>(0)? as u64,
-                    end: r.get::<_, i64>(1)? as u64,
+                    start: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    end: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
                     counters: unflat(&v),
                 })
             })
@@ -367,29 +622,34 @@ impl Store {
 
 impl Store {
     /// Records an admitted report; it is durable when this returns.
+    /// `subscriber` is the node's subscriber now: the meter it is matched against.
     pub fn insert_report(
         &mut self,
         r: &crate::settlement::report::Report,
         p: crate::settlement::report::Period,
         received_at: i64,
+        subscriber: &str,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_seconds,
                    storage_byte_seconds, energy_joules, grid_bytes_sent, grid_bytes_received,
-                   signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                   signature, received_at, subscriber)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     r.node,
-                    r.seq as i64,
+                    r.seq.cast_signed(),
                     p.start,
                     p.end,
                     r.cpu_core_seconds,
                     r.storage_byte_seconds,
                     r.energy_joules,
-                    r.grid_bytes_sent as i64,
-                    r.grid_bytes_received as i64,
+                    // Admission refuses figures beyond i64; saturate rather than wrap anyway.
+                    i64::try_from(r.grid_bytes_sent).unwrap_or(i64::MAX),
+                    i64::try_from(r.grid_bytes_received).unwrap_or(i64::MAX),
                     r.signature,
-                    received_at
+                    received_at,
+                    subscriber
                 ],
             )
             .map(|_| ())
@@ -409,7 +669,7 @@ impl Store {
             .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(1)?.cast_unsigned(),
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
@@ -434,23 +694,38 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT signature FROM reports WHERE node = ?1 AND seq = ?2",
-                params![node, seq as i64],
+                params![node, seq.cast_signed()],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.sql(e))
     }
 
-    /// Every subscriber's balance (micro-credits) as the triggers keep it.
-    pub fn running_balances(&self) -> Result<HashMap<String, i64>, StoreError> {
+    /// Every subscriber's balance (micro-credits) as the triggers keep it, and the subscribers
+    /// whose row is not an exact integer (skipped, so one bad row never hides the others).
+    pub fn running_balances(&self) -> Result<(HashMap<String, i64>, Vec<String>), StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT subscriber, amount FROM balances")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, rusqlite::types::Value>(1)?,
+                ))
+            })
             .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+        let (mut good, mut bad) = (HashMap::new(), Vec::new());
+        for row in rows {
+            match row.map_err(|e| self.sql(e))? {
+                (id, rusqlite::types::Value::Integer(v)) => {
+                    good.insert(id, v);
+                }
+                (id, _) => bad.push(id),
+            }
+        }
+        Ok((good, bad))
     }
 
     /// Whether the books know subscriber `id` (active or removed).
@@ -465,13 +740,14 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Subscriber `id`'s balance (micro-credits), if it has ledger entries.
+    /// Subscriber `id`'s balance (micro-credits), if it has ledger entries; an error if its
+    /// row is not an exact integer.
     pub fn balance(&self, id: &str) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT amount FROM balances WHERE subscriber = ?1",
                 [id],
-                |r| r.get(0),
+                |r| r.get::<_, i64>(0),
             )
             .optional()
             .map_err(|e| self.sql(e))
@@ -516,7 +792,7 @@ impl Store {
     pub fn report_count(&self) -> Result<u64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM reports", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
+            .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(|e| self.sql(e))
     }
 }
@@ -526,8 +802,9 @@ impl Store {
 pub fn flat(c: &SubscriberCounters) -> [i64; 8] {
     let mut out = [0i64; 8];
     for (i, p) in c.pairs.iter().enumerate() {
-        out[2 * i] = p.packets as i64;
-        out[2 * i + 1] = p.bytes as i64;
+        // Bit-exact: a u64 beyond i64::MAX is stored negative and read back by `unflat`.
+        out[2 * i] = p.packets.cast_signed();
+        out[2 * i + 1] = p.bytes.cast_signed();
     }
     out
 }

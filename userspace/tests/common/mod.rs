@@ -577,3 +577,33 @@ pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> std::net::TcpStrea
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
+
+/// Writes into the store in `state_dir` (created if needed) what an earlier daemon run would
+/// have recorded: the meter ran from `since` until now, `subscribers` were metered throughout,
+/// and `nodes` were registered at `since`. Tests that report for time before their daemon
+/// started call it first, as quid refuses reports for time it never metered.
+pub fn metered_since(state_dir: &Path, subscribers: &[&str], nodes: &[&str], since: i64) {
+    std::fs::create_dir_all(state_dir).unwrap();
+    let store = quid::store::Store::open(state_dir).unwrap();
+    let c = store.connection();
+    let until = now();
+    c.execute(
+        "INSERT INTO meter_spans (start, end) VALUES (?1, ?2)",
+        [since, until],
+    )
+    .unwrap();
+    for s in subscribers {
+        c.execute(
+            "INSERT INTO metering (subscriber, start, end) VALUES (?1, ?2, ?3)",
+            rusqlite::params![s, since, until],
+        )
+        .unwrap();
+    }
+    for n in nodes {
+        c.execute(
+            "INSERT INTO nodes_seen (node, first_seen) VALUES (?1, ?2)",
+            rusqlite::params![n, since],
+        )
+        .unwrap();
+    }
+}
