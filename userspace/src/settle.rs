@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::{
     ledger::{self, NewEntry},
     nodes::Nodes,
-    store::{Store, StoreError},
+    store::{Store, StoreError, from_sql, to_sql},
     tariff::Tariff,
 };
 
@@ -98,6 +98,22 @@ pub fn judge(
     ("disputed", credit)
 }
 
+/// The credit a report's figures earn in full (micro-credits), priced exactly from the
+/// integers the node signed: core-microseconds, byte-seconds and microjoules.
+pub fn contribution_credit(
+    tariff: &Tariff,
+    cpu_core_micros: u64,
+    storage_byte_seconds: u64,
+    energy_microjoules: u64,
+) -> i64 {
+    // u64 x u64 fits a u128; each rate is per hour, GiB-day or kWh.
+    let cpu = u128::from(cpu_core_micros) * u128::from(tariff.cpu_core_hour) / 3_600_000_000;
+    let storage = u128::from(storage_byte_seconds) * u128::from(tariff.storage_gib_day)
+        / ((1u128 << 30) * 86_400);
+    let energy = u128::from(energy_microjoules) * u128::from(tariff.energy_kwh) / 3_600_000_000_000;
+    i64::try_from(cpu + storage + energy).unwrap_or(i64::MAX)
+}
+
 impl Store {
     /// Grid-class bytes (both directions) counted for `subscriber` over `[start, end)`; an
     /// interval that straddles an edge counts in proportion to its overlap.
@@ -149,13 +165,13 @@ impl Store {
         metered_until: i64,
         now: i64,
     ) -> Result<Vec<Settled>, StoreError> {
-        type Pending = (String, i64, i64, i64, f64, f64, f64, i64, i64);
+        type Pending = (String, u64, i64, i64, u64, u64, u64, u64, u64);
         let pending: Vec<Pending> = {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT node, seq, period_start, period_end, cpu_core_seconds,
-                            storage_byte_seconds, energy_joules, grid_bytes_sent,
+                    "SELECT node, seq, period_start, period_end, cpu_core_micros,
+                            storage_byte_seconds, energy_microjoules, grid_bytes_sent,
                             grid_bytes_received
                      FROM reports WHERE outcome = 'pending' AND period_end <= ?1
                      ORDER BY received_at, node, seq",
@@ -163,16 +179,17 @@ impl Store {
                 .map_err(|e| self.sql(e))?;
             let rows = stmt
                 .query_map([metered_until], |r| {
+                    // Integers as stored (never wrapped: a negative value is an error).
                     Ok((
                         r.get(0)?,
-                        r.get(1)?,
+                        from_sql(r, 1)?,
                         r.get(2)?,
                         r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
+                        from_sql(r, 4)?,
+                        from_sql(r, 5)?,
+                        from_sql(r, 6)?,
+                        from_sql(r, 7)?,
+                        from_sql(r, 8)?,
                     ))
                 })
                 .map_err(|e| self.sql(e))?;
@@ -185,12 +202,12 @@ impl Store {
                 continue;
             };
             let measured = self.metered_grid_bytes(&n.subscriber, start, end)?;
-            let reported = (sent.max(0) as u64).saturating_add(received.max(0) as u64);
-            let full = tariff.contribution_credit(cpu, storage, energy);
+            let reported = sent.saturating_add(received);
+            let full = contribution_credit(tariff, cpu, storage, energy);
             let (outcome, credit) = judge(reported, measured, full, rules);
             settled.push(Settled {
                 node,
-                seq: seq as u64,
+                seq,
                 subscriber: n.subscriber.clone(),
                 outcome,
                 reported,
@@ -218,9 +235,9 @@ impl Store {
                 update
                     .execute(params![
                         s.node,
-                        s.seq as i64,
+                        to_sql("seq", s.seq).map_err(sql)?,
                         s.outcome,
-                        s.measured as i64,
+                        to_sql("measured_grid_bytes", s.measured).map_err(sql)?,
                         s.credit,
                         s.subscriber
                     ])

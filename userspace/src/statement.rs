@@ -22,7 +22,7 @@ pub struct Bytes {
     pub upload_grid: u64,
 }
 
-/// Contributions of settled reports (floored to whole units).
+/// Contributions of settled reports (summed exactly, then floored to whole units).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contributions {
@@ -78,6 +78,10 @@ pub enum StatementError {
     #[error("signed by {found}, not by the operator key you gave ({expected})")]
     WrongKey { found: String, expected: String },
     #[error(
+        "`{0}` is not an operator public key: give the 64 hex digits the ISP published (`quid operator key` prints them)"
+    )]
+    Key(String),
+    #[error(
         "the arithmetic is wrong: opening {opening} + credits {credits} + debits {debits} is not closing {closing}"
     )]
     Arithmetic {
@@ -121,18 +125,39 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(sql)?;
-        let (cpu, storage, energy, matched, disputed): (f64, f64, f64, i64, i64) = c
-            .query_row(
-                "SELECT coalesce(sum(cpu_core_seconds), 0), coalesce(sum(storage_byte_seconds), 0),
-                        coalesce(sum(energy_joules), 0),
-                        count(*) FILTER (WHERE outcome = 'matched'),
-                        count(*) FILTER (WHERE outcome = 'disputed')
-                 FROM reports WHERE subscriber = ?1 AND outcome != 'pending'
-                   AND period_end > ?2 AND period_end <= ?3",
-                params![subscriber, from, to],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(sql)?;
+        // Summed here in u128, exactly: SQLite's sum() of many i64 figures could overflow.
+        let (mut cpu, mut storage, mut energy, mut matched, mut disputed) =
+            (0u128, 0u128, 0u128, 0u64, 0u64);
+        {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT cpu_core_micros, storage_byte_seconds, energy_microjoules, outcome
+                     FROM reports WHERE subscriber = ?1 AND outcome != 'pending'
+                       AND period_end > ?2 AND period_end <= ?3",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![subscriber, from, to], |r| {
+                    Ok((
+                        crate::store::from_sql(r, 0)?,
+                        crate::store::from_sql(r, 1)?,
+                        crate::store::from_sql(r, 2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(sql)?;
+            for row in rows {
+                let (c, s, e, outcome) = row.map_err(sql)?;
+                cpu += u128::from(c);
+                storage += u128::from(s);
+                energy += u128::from(e);
+                match outcome.as_str() {
+                    "matched" => matched += 1,
+                    "disputed" => disputed += 1,
+                    _ => {}
+                }
+            }
+        }
         let (opening, credits, debits, entries): (i64, i64, i64, i64) = c
             .query_row(
                 "SELECT coalesce(sum(amount) FILTER (WHERE at < ?2), 0),
@@ -151,7 +176,18 @@ impl Store {
                 |r| r.get(0),
             )
             .unwrap_or_else(|_| crate::ledger::GENESIS.to_owned());
-        let whole = |f: f64| f.floor().max(0.0) as u64;
+        let too_big = |what: &str| StatementError::Format(format!("{what} does not fit a u64"));
+        // Whole units, floored (the statement format keeps core-seconds and joules).
+        let whole =
+            |v: u128, unit: u128, what: &str| u64::try_from(v / unit).map_err(|_| too_big(what));
+        let count = |v: i64, what: &str| {
+            u64::try_from(v)
+                .map_err(|_| StatementError::Format(format!("{what} is negative in the store")))
+        };
+        let closing = opening
+            .checked_add(credits)
+            .and_then(|v| v.checked_add(debits))
+            .ok_or_else(|| StatementError::Format("the closing balance overflows".into()))?;
         Ok(Statement {
             version: 1,
             subscriber: subscriber.to_owned(),
@@ -159,23 +195,23 @@ impl Store {
             from,
             to,
             bytes: Bytes {
-                download_internet: di.max(0) as u64,
-                download_grid: dg.max(0) as u64,
-                upload_internet: ui.max(0) as u64,
-                upload_grid: ug.max(0) as u64,
+                download_internet: count(di, "download bytes")?,
+                download_grid: count(dg, "download grid bytes")?,
+                upload_internet: count(ui, "upload bytes")?,
+                upload_grid: count(ug, "upload grid bytes")?,
             },
             contributions: Contributions {
-                cpu_core_seconds: whole(cpu),
-                storage_byte_seconds: whole(storage),
-                energy_joules: whole(energy),
-                reports_matched: matched.max(0) as u64,
-                reports_disputed: disputed.max(0) as u64,
+                cpu_core_seconds: whole(cpu, 1_000_000, "cpu core-seconds")?,
+                storage_byte_seconds: whole(storage, 1, "storage byte-seconds")?,
+                energy_joules: whole(energy, 1_000_000, "joules")?,
+                reports_matched: matched,
+                reports_disputed: disputed,
             },
             opening_balance: opening,
             credits,
             debits,
-            closing_balance: opening + credits + debits,
-            entries: entries.max(0) as u64,
+            closing_balance: closing,
+            entries: count(entries, "entries")?,
             ledger_hash,
         })
     }
@@ -183,7 +219,8 @@ impl Store {
 
 /// Signs a statement with the operator's key.
 pub fn sign(statement: Statement, key: &SigningKey) -> Signed {
-    let bytes = serde_json::to_vec(&statement).expect("statements serialize");
+    // Integers and strings only: serializing cannot fail.
+    let bytes = serde_json::to_vec(&statement).unwrap_or_default();
     Signed {
         operator_key: hex::encode(key.verifying_key().to_bytes()),
         signature: hex::encode(key.sign(&bytes).to_bytes()),
@@ -191,31 +228,57 @@ pub fn sign(statement: Statement, key: &SigningKey) -> Signed {
     }
 }
 
-/// Checks a signed statement's signature (against `expected_key` when given) and arithmetic.
-pub fn verify(text: &str, expected_key: Option<&str>) -> Result<Statement, StatementError> {
-    let signed: Signed =
-        serde_json::from_str(text).map_err(|e| StatementError::Format(e.to_string()))?;
-    if let Some(expected) = expected_key
-        && !expected.eq_ignore_ascii_case(&signed.operator_key)
-    {
-        return Err(StatementError::WrongKey {
-            found: signed.operator_key,
-            expected: expected.to_owned(),
-        });
-    }
+/// Reads an operator public key: 64 hex digits (either case), alone or as the only text of
+/// the file `quid operator key` writes.
+pub fn parse_key(text: &str) -> Result<VerifyingKey, StatementError> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| StatementError::Key(crate::report::quote(text.trim())))
+}
+
+/// What [`verify`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The statement, its signature and arithmetic checked.
+    pub statement: Statement,
+    /// The key the statement names and verifies with (hex).
+    pub signer: String,
+    /// Whether that key is the operator key the caller gave; false means only that the
+    /// statement is consistent and signed by the key it names, which anyone can make.
+    pub authenticated: bool,
+}
+
+/// Checks a signed statement's signature and arithmetic, and that it is signed by
+/// `operator_key`; without one the signer is not authenticated (see [`Verified`]).
+pub fn verify(text: &str, operator_key: Option<&VerifyingKey>) -> Result<Verified, StatementError> {
+    let signed: Signed = serde_json::from_str(text)
+        .map_err(|e| StatementError::Format(crate::report::quote_n(&e.to_string(), 256)))?;
     let key = hex::decode(&signed.operator_key)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .and_then(|b| VerifyingKey::from_bytes(&b).ok())
         .ok_or_else(|| StatementError::Format("operator_key is not an ed25519 key".into()))?;
+    let signer = hex::encode(key.to_bytes());
+    // Compared as keys, not as hex text.
+    if let Some(expected) = operator_key
+        && expected != &key
+    {
+        return Err(StatementError::WrongKey {
+            found: signer,
+            expected: hex::encode(expected.to_bytes()),
+        });
+    }
     let sig = hex::decode(&signed.signature)
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| Signature::from_bytes(&b))
         .ok_or_else(|| StatementError::Format("signature is not 128 hex digits".into()))?;
-    let bytes = serde_json::to_vec(&signed.statement).expect("statements serialize");
+    let bytes =
+        serde_json::to_vec(&signed.statement).map_err(|e| StatementError::Format(e.to_string()))?;
     key.verify_strict(&bytes, &sig)
-        .map_err(|_| StatementError::Signature(signed.operator_key.clone()))?;
+        .map_err(|_| StatementError::Signature(signer.clone()))?;
     let s = signed.statement;
     if s.opening_balance
         .checked_add(s.credits)
@@ -229,7 +292,11 @@ pub fn verify(text: &str, expected_key: Option<&str>) -> Result<Statement, State
             closing: s.closing_balance,
         });
     }
-    Ok(s)
+    Ok(Verified {
+        statement: s,
+        signer,
+        authenticated: operator_key.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -310,11 +377,15 @@ mod tests {
         let key = SigningKey::from_bytes(&[42u8; 32]);
         let signed = sign(s, &key);
         let text = serde_json::to_string_pretty(&signed).unwrap();
-        let pubkey = hex::encode(key.verifying_key().to_bytes());
-        assert_eq!(
-            verify(&text, Some(&pubkey)).unwrap().closing_balance,
-            23_500
-        );
+        let pubkey = key.verifying_key();
+        let ok = verify(&text, Some(&pubkey)).unwrap();
+        assert_eq!(ok.statement.closing_balance, 23_500);
+        assert!(ok.authenticated);
+        // Without the operator's key, the signer is reported as not authenticated.
+        assert!(!verify(&text, None).unwrap().authenticated);
+        let upper = hex::encode(pubkey.to_bytes()).to_uppercase();
+        assert_eq!(parse_key(&format!("{upper}\n")).unwrap(), pubkey);
+        assert!(matches!(parse_key("abc"), Err(StatementError::Key(_))));
         // The ISP cannot change a figure after signing, nor sign with another key unnoticed.
         let edited = text.replace("\"credits\": 20000", "\"credits\": 2000");
         assert!(matches!(
