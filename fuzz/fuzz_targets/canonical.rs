@@ -21,7 +21,7 @@ struct Input {
     len: i64,
     /// Use these texts instead of formatted times, to reach odd RFC 3339 forms.
     raw_times: Option<(String, String)>,
-    floats: [f64; 3],
+    figures: [u64; 3],
     grid: [u64; 2],
     flip: u16,
 }
@@ -30,22 +30,21 @@ struct Input {
 fn decode(b: &[u8]) -> Option<(String, u64, i64, i64, [u64; 3], [u64; 2])> {
     let rest = b.strip_prefix(MAGIC.as_slice())?;
     let (len, rest) = rest.split_at_checked(2)?;
-    let len = u16::from_be_bytes(len.try_into().ok()?) as usize;
+    let len = usize::from(u16::from_be_bytes(len.try_into().ok()?));
     let (id, rest) = rest.split_at_checked(len)?;
-    let mut words = rest
-        .chunks_exact(8)
-        .map(|c| u64::from_be_bytes(c.try_into().unwrap()));
     if rest.len() != 8 * 8 {
         return None;
     }
-    let mut w = || words.next().unwrap();
+    let mut words = rest.chunks_exact(8).map(|c| <[u8; 8]>::try_from(c).ok());
+    let mut next = || words.next().flatten();
+    let (seq, start, end) = (next()?, next()?, next()?);
     Some((
         String::from_utf8(id.to_vec()).ok()?,
-        w(),
-        w() as i64,
-        w() as i64,
-        [w(), w(), w()],
-        [w(), w()],
+        u64::from_be_bytes(seq),
+        i64::from_be_bytes(start),
+        i64::from_be_bytes(end),
+        [next()?, next()?, next()?].map(u64::from_be_bytes),
+        [next()?, next()?].map(u64::from_be_bytes),
     ))
 }
 
@@ -61,9 +60,9 @@ fuzz_target!(|input: Input| {
         seq: input.seq,
         period_start,
         period_end,
-        cpu_core_seconds: input.floats[0],
-        storage_byte_seconds: input.floats[1],
-        energy_joules: input.floats[2],
+        cpu_core_micros: input.figures[0],
+        storage_byte_seconds: input.figures[1],
+        energy_microjoules: input.figures[2],
         grid_bytes_sent: input.grid[0],
         grid_bytes_received: input.grid[1],
         signature: String::new(),
@@ -81,9 +80,9 @@ fuzz_target!(|input: Input| {
             period.start,
             period.end,
             [
-                report.cpu_core_seconds.to_bits(),
-                report.storage_byte_seconds.to_bits(),
-                report.energy_joules.to_bits()
+                report.cpu_core_micros,
+                report.storage_byte_seconds,
+                report.energy_microjoules
             ],
             [report.grid_bytes_sent, report.grid_bytes_received],
         )
@@ -96,7 +95,7 @@ fuzz_target!(|input: Input| {
     match input.flip % 4 {
         0 => altered.seq = altered.seq.wrapping_add(1),
         1 => altered.grid_bytes_sent ^= 1,
-        2 => altered.cpu_core_seconds = f64::from_bits(altered.cpu_core_seconds.to_bits() ^ 1),
+        2 => altered.cpu_core_micros ^= 1,
         _ => altered.node.push('x'),
     }
     assert_ne!(altered.verify(&key.verifying_key()), Ok(true));

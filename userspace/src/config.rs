@@ -78,6 +78,13 @@ pub struct ReportsConfig {
     pub rate_per_node: f64,
     #[serde(default = "default_burst")]
     pub burst_per_node: f64,
+    /// Requests per second per source address (an IPv6 /64 is one) that fail before a node
+    /// is authenticated (unknown node, unreadable, bad signature), and the burst allowed:
+    /// charged to the sender, never to the node a forgery names.
+    #[serde(default = "default_source_rate")]
+    pub rate_per_source: f64,
+    #[serde(default = "default_source_burst")]
+    pub burst_per_source: f64,
 }
 
 impl Default for ReportsConfig {
@@ -90,6 +97,8 @@ impl Default for ReportsConfig {
             max_body_bytes: default_body(),
             rate_per_node: default_rate(),
             burst_per_node: default_burst(),
+            rate_per_source: default_source_rate(),
+            burst_per_source: default_source_burst(),
         }
     }
 }
@@ -111,6 +120,14 @@ fn default_rate() -> f64 {
 }
 
 fn default_burst() -> f64 {
+    20.0
+}
+
+fn default_source_rate() -> f64 {
+    5.0
+}
+
+fn default_source_burst() -> f64 {
     20.0
 }
 

@@ -103,12 +103,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StatementAction {
-    /// Check a statement's signature and arithmetic: what a subscriber runs.
+    /// Check a statement's signature and arithmetic against the ISP's published operator
+    /// key: what a subscriber runs.
     Verify {
         file: PathBuf,
-        /// The ISP's public key (hex); without it, the statement's own key is reported.
+        /// The ISP's published public key: 64 hex digits, or a file holding them (as
+        /// `quid operator key` writes). Required unless --unauthenticated.
         #[arg(long)]
         operator_key: Option<String>,
+        /// Check only that the statement is consistent and signed by the key it names,
+        /// without knowing whose key that is (anyone can make such a statement).
+        #[arg(long, conflicts_with = "operator_key")]
+        unauthenticated: bool,
     },
 }
 
@@ -138,6 +144,8 @@ enum LedgerAction {
     },
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum NodeAction {
     /// Make a node key: the secret goes to FILE (mode 0600), the public key to stdout for the
@@ -163,12 +171,21 @@ enum NodeAction {
         from: String,
         #[arg(long)]
         to: String,
-        #[arg(long, default_value_t = 0.0)]
-        cpu_core_seconds: f64,
-        #[arg(long, default_value_t = 0.0)]
-        storage_byte_seconds: f64,
-        #[arg(long, default_value_t = 0.0)]
-        energy_joules: f64,
+        /// CPU supplied in core-microseconds (cgroup v2 `cpu.stat` `usage_usec` delta).
+        #[arg(long, conflicts_with = "cpu_core_seconds")]
+        cpu_core_micros: Option<u64>,
+        /// CPU supplied in core-seconds, a decimal with at most 6 places (exact, no rounding).
+        #[arg(long)]
+        cpu_core_seconds: Option<String>,
+        /// Storage supplied in byte-seconds.
+        #[arg(long, default_value_t = 0)]
+        storage_byte_seconds: u64,
+        /// Energy supplied in microjoules (RAPL `energy_uj` delta).
+        #[arg(long, conflicts_with = "energy_joules")]
+        energy_microjoules: Option<u64>,
+        /// Energy supplied in joules, a decimal with at most 6 places (exact, no rounding).
+        #[arg(long)]
+        energy_joules: Option<String>,
         #[arg(long, default_value_t = 0)]
         grid_bytes_sent: u64,
         #[arg(long, default_value_t = 0)]
@@ -187,6 +204,15 @@ enum OperatorAction {
     Token {
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Print the public key of the operator's statement signing key, for subscribers to
+    /// verify statements with (`--out` also writes it to a new file to publish).
+    Key {
+        /// The operator's secret key file (`[settlement] operator_key`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -346,20 +372,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Statement {
-            action: Some(StatementAction::Verify { file, operator_key }),
+            action:
+                Some(StatementAction::Verify {
+                    file,
+                    operator_key,
+                    unauthenticated,
+                }),
             ..
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let s = quid::ledger::statement::verify(&text, operator_key.as_deref())?;
-            let signer: serde_json::Value = serde_json::from_str(&text)?;
-            println!(
-                "statement ok: {} {}, closing balance {} credits; signed by {}",
-                s.subscriber,
-                s.period,
-                quid::ledger::chain::credits(s.closing_balance),
-                signer["operator_key"].as_str().unwrap_or("?")
-            );
+            let key = match &operator_key {
+                Some(k) => Some(operator_public_key(k)?),
+                None if unauthenticated => None,
+                // A statement names its own key: checking it against itself proves nothing
+                // about who signed it, so that is never the silent default.
+                None => bail!(
+                    "{}: whose signature this is cannot be checked without the ISP's published \
+                     operator key: give --operator-key KEY (64 hex digits, or the file the ISP \
+                     published), or --unauthenticated to check only the arithmetic and that it is \
+                     signed by the key it names",
+                    file.display()
+                ),
+            };
+            let v = quid::ledger::statement::verify(&text, key.as_ref())?;
+            let s = &v.statement;
+            if v.authenticated {
+                println!(
+                    "statement ok: {} {}, closing balance {} credits; signature, operator key {} \
+                     and arithmetic verified",
+                    s.subscriber,
+                    s.period,
+                    quid::ledger::chain::credits(s.closing_balance),
+                    v.signer
+                );
+            } else {
+                println!(
+                    "statement consistent: {} {}, closing balance {} credits; arithmetic and \
+                     signature verified for the key it names, {}\nNOT verified: that this key is \
+                     the ISP's. Anyone can make such a statement; check it with --operator-key",
+                    s.subscriber,
+                    s.period,
+                    quid::ledger::chain::credits(s.closing_balance),
+                    v.signer
+                );
+            }
             Ok(())
         }
         Command::Statement {
@@ -389,6 +446,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operator {
+            action: OperatorAction::Key { key, out },
+        } => {
+            let key = quid::settlement::node_client::read_key(&key)?;
+            let public = hex::encode(key.verifying_key().to_bytes());
+            if let Some(out) = out {
+                write_secret(&out, 0o644, &public)?;
+                eprintln!(
+                    "wrote the operator public key to {}; publish it for subscribers",
+                    out.display()
+                );
+            }
+            println!("{public}");
+            Ok(())
+        }
+        Command::Operator {
             action: OperatorAction::Token { out },
         } => {
             let token = quid::http::operator::new_token()
@@ -410,8 +482,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     seq,
                     from,
                     to,
+                    cpu_core_micros,
                     cpu_core_seconds,
                     storage_byte_seconds,
+                    energy_microjoules,
                     energy_joules,
                     grid_bytes_sent,
                     grid_bytes_received,
@@ -420,14 +494,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let key = quid::settlement::node_client::read_key(&key)?;
+            let micros =
+                |exact: Option<u64>, decimal: Option<String>, flag: &str| match (exact, decimal) {
+                    (Some(v), _) => Ok(v),
+                    (None, Some(d)) => quid::settlement::node_client::decimal_micros(&d)
+                        .with_context(|| {
+                            format!("--{flag} {}", quid::settlement::report::quote(&d))
+                        }),
+                    (None, None) => Ok(0),
+                };
             let report = quid::settlement::report::Report {
                 node,
                 seq,
                 period_start: from,
                 period_end: to,
-                cpu_core_seconds,
+                cpu_core_micros: micros(cpu_core_micros, cpu_core_seconds, "cpu-core-seconds")?,
                 storage_byte_seconds,
-                energy_joules,
+                energy_microjoules: micros(energy_microjoules, energy_joules, "energy-joules")?,
                 grid_bytes_sent,
                 grid_bytes_received,
                 signature: String::new(),
@@ -453,10 +536,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The operator public key given as 64 hex digits or as a file holding them.
+fn operator_public_key(arg: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let trimmed = arg.trim();
+    if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(quid::ledger::statement::parse_key(trimmed)?);
+    }
+    let text = std::fs::read_to_string(arg).with_context(|| {
+        format!(
+            "--operator-key {}: neither 64 hex digits nor a readable key file",
+            quid::settlement::report::quote(arg)
+        )
+    })?;
+    quid::ledger::statement::parse_key(&text).with_context(|| format!("in {arg}"))
+}
+
 /// The pid of a daemon running with this config's state directory, if one is.
 fn running_daemon(config: &Config) -> Option<i32> {
     let snap = Snapshot::read(&config.daemon.state_dir).ok()?;
-    let pid = snap.pid as i32;
+    let pid = i32::try_from(snap.pid).ok()?;
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     (snap.state == "running" && alive).then_some(pid)
 }

@@ -180,7 +180,9 @@ key = \"{}\"
     let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
     let (code, v) = with_token("GET", &format!("/statements/alice/{month}"), None);
     assert_eq!(code, 200, "{v}");
-    let signed = quid::ledger::statement::verify(&v.to_string(), None).unwrap();
+    let signed = quid::ledger::statement::verify(&v.to_string(), None)
+        .unwrap()
+        .statement;
     assert_eq!(signed.closing_balance, 5_000_000);
 
     std::fs::write(
@@ -453,4 +455,101 @@ key = \"{}\"
     );
     let (ok, out) = common::quid_cli(&steep, &["check"]);
     assert!(!ok && out.contains("lower the contribution rates"), "{out}");
+}
+
+/// Issue 18, hole 9: `quid statement verify` without `--operator-key` accepted a statement
+/// signed by anyone. Now it refuses to vouch for the signer unless given the operator's
+/// published key (`quid operator key` prints it), and `--unauthenticated` says plainly what
+/// was not checked.
+#[test]
+fn statement_verify_needs_the_operator_key_to_vouch_for_the_signer() {
+    let dir = tempfile::tempdir().unwrap();
+    let quid = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quid"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // The operator's key, and a forger's statement signed with a key of its own.
+    let operator = ed25519_dalek::SigningKey::from_bytes(&[21u8; 32]);
+    std::fs::write(path("operator.key"), hex::encode(operator.to_bytes())).unwrap();
+    let (ok, published) = quid(&[
+        "operator",
+        "key",
+        "--key",
+        &path("operator.key"),
+        "--out",
+        &path("operator.pub"),
+    ]);
+    assert!(ok, "{published}");
+    let published = hex::encode(operator.verifying_key().to_bytes());
+    assert_eq!(
+        std::fs::read_to_string(path("operator.pub"))
+            .unwrap()
+            .trim(),
+        published
+    );
+    let statement = quid::ledger::statement::Statement {
+        version: 1,
+        subscriber: "alice".into(),
+        period: "2026-11".into(),
+        from: 1_793_491_200,
+        to: 1_796_083_200,
+        bytes: Default::default(),
+        contributions: Default::default(),
+        opening_balance: 0,
+        credits: 999_000_000,
+        debits: 0,
+        closing_balance: 999_000_000,
+        entries: 1,
+        ledger_hash: "00".repeat(32),
+    };
+    let forged = quid::ledger::statement::sign(
+        statement.clone(),
+        &ed25519_dalek::SigningKey::from_bytes(&[66u8; 32]),
+    );
+    std::fs::write(path("forged.json"), serde_json::to_string(&forged).unwrap()).unwrap();
+    let genuine = quid::ledger::statement::sign(statement, &operator);
+    std::fs::write(
+        path("genuine.json"),
+        serde_json::to_string(&genuine).unwrap(),
+    )
+    .unwrap();
+
+    let (ok, out) = quid(&["statement", "verify", &path("forged.json")]);
+    assert!(!ok && out.contains("--operator-key"), "{out}");
+    let (ok, out) = quid(&[
+        "statement",
+        "verify",
+        &path("forged.json"),
+        "--unauthenticated",
+    ]);
+    assert!(ok && out.contains("NOT verified"), "{out}");
+    let (ok, out) = quid(&[
+        "statement",
+        "verify",
+        &path("forged.json"),
+        "--operator-key",
+        &path("operator.pub"),
+    ]);
+    assert!(
+        !ok && out.contains("not by the operator key you gave"),
+        "{out}"
+    );
+    for key in [path("operator.pub"), published.to_uppercase()] {
+        let (ok, out) = quid(&[
+            "statement",
+            "verify",
+            &path("genuine.json"),
+            "--operator-key",
+            &key,
+        ]);
+        assert!(ok && out.contains("statement ok: alice 2026-11"), "{out}");
+    }
 }

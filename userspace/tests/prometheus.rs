@@ -212,16 +212,16 @@ download_internet_gb = 1000000000
         seq: 1,
         period_start: quid::settlement::report::rfc3339(now - 600),
         period_end: quid::settlement::report::rfc3339(now - 300),
-        cpu_core_seconds: 300.0,
-        storage_byte_seconds: 1e9,
-        energy_joules: 1500.0,
+        cpu_core_micros: 300_000_000,
+        storage_byte_seconds: 1_000_000_000,
+        energy_microjoules: 1_500_000_000,
         grid_bytes_sent: 0,
         grid_bytes_received: 0,
         signature: String::new(),
     };
     report.sign(&node).unwrap();
     let good = serde_json::to_vec(&report).unwrap();
-    report.cpu_core_seconds = 600.0;
+    report.cpu_core_micros = 600_000_000;
     let forged = serde_json::to_vec(&report).unwrap();
     let answers =
         r.run(move || [good, forged].map(|b| common::http_here(9465, "POST", "/v1/reports", &b).0));

@@ -225,7 +225,16 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         text.replace("\"credits\": 1944", "\"credits\": 19440"),
     )
     .unwrap();
-    let (ok, out) = quid_cli(&config, &["statement", "verify", file.to_str().unwrap()]);
+    let (ok, out) = quid_cli(
+        &config,
+        &[
+            "statement",
+            "verify",
+            file.to_str().unwrap(),
+            "--operator-key",
+            &operator_pub,
+        ],
+    );
     assert!(!ok && out.contains("signature does not verify"), "{out}");
     let issued = std::fs::read_dir(state.join("statements"))
         .unwrap()
@@ -307,9 +316,9 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
             seq: k,
             period_start: rfc3339(base + k as i64),
             period_end: rfc3339(base + k as i64 + 1),
-            cpu_core_seconds: 1.0,
-            storage_byte_seconds: 0.0,
-            energy_joules: 0.0,
+            cpu_core_micros: 1_000_000,
+            storage_byte_seconds: 0,
+            energy_microjoules: 0,
             grid_bytes_sent: 0,
             grid_bytes_received: 0,
             signature: String::new(),
@@ -455,9 +464,9 @@ fn post(
         seq,
         period_start: rfc3339(from),
         period_end: rfc3339(to),
-        cpu_core_seconds: 7.0,
-        storage_byte_seconds: 0.0,
-        energy_joules: 0.0,
+        cpu_core_micros: 7_000_000,
+        storage_byte_seconds: 0,
+        energy_microjoules: 0,
         grid_bytes_sent: grid / 2,
         grid_bytes_received: grid - grid / 2,
         signature: String::new(),

@@ -380,9 +380,9 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
                     seq: k + 1,
                     period_start: rfc3339(start),
                     period_end: rfc3339(start + 60),
-                    cpu_core_seconds: 60.0,
-                    storage_byte_seconds: 1e9,
-                    energy_joules: 600.0,
+                    cpu_core_micros: 60_000_000,
+                    storage_byte_seconds: 1_000_000_000,
+                    energy_microjoules: 600_000_000,
                     grid_bytes_sent: 1000,
                     grid_bytes_received: 2000,
                     signature: String::new(),
@@ -396,7 +396,11 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
             max_skew_secs: 300,
         };
         // No rate limit in the way: the benchmark measures the intake itself.
-        let intake = Intake::new(nodes, Store::open(&dir)?, limits, 1e9, 1e9)?;
+        let unlimited = quid::settlement::intake::Budget {
+            rate: 1e9,
+            burst: 1e9,
+        };
+        let intake = Intake::new(nodes, Store::open(&dir)?, limits, unlimited, unlimited)?;
         let app = router(Arc::new(Mutex::new(intake)), 16 * 1024);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

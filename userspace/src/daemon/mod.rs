@@ -203,9 +203,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 nodes,
                 Store::connect(state_dir)?,
                 limits,
-                r.rate_per_node,
-                r.burst_per_node,
-            )?,
+                crate::settlement::intake::Budget {
+                    rate: r.rate_per_node,
+                    burst: r.burst_per_node,
+                },
+                crate::settlement::intake::Budget {
+                    rate: r.rate_per_source,
+                    burst: r.burst_per_source,
+                },
+            )?
+            .with_clock(clock.clone()),
         ));
         let app = crate::settlement::intake::router(intake.clone(), r.max_body_bytes);
         listen(

@@ -165,10 +165,10 @@ pub async fn serve(
         tokio::spawn(async move {
             let header = Duration::from_secs(limits.header_timeout_secs);
             match tls {
-                None => connection(stream, app, limits, &stats).await,
+                None => connection(stream, peer, app, limits, &stats).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(s, app, limits, &stats).await,
+                        Ok(Ok(s)) => connection(s, peer, app, limits, &stats).await,
                         Ok(Err(e)) => {
                             stats.tls_failed.fetch_add(1, Ordering::Relaxed);
                             debug!("{name}: TLS handshake with {peer} failed: {e}");
@@ -187,9 +187,15 @@ pub async fn serve(
 }
 
 /// One HTTP/1.1 connection: the head must arrive within the header timeout, each request
-/// must be answered within the request timeout.
-async fn connection<S>(io: S, app: Router, limits: HttpLimits, stats: &Arc<ListenerStats>)
-where
+/// must be answered within the request timeout. Each request carries the peer's address
+/// (`ConnectInfo`), which the report intake charges unauthenticated work to.
+async fn connection<S>(
+    io: S,
+    peer: std::net::SocketAddr,
+    app: Router,
+    limits: HttpLimits,
+    stats: &Arc<ListenerStats>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request_timeout = Duration::from_secs(limits.request_timeout_secs);
@@ -198,7 +204,10 @@ where
         let mut app = app.clone();
         let stats = stats.clone();
         async move {
-            let call = tower::Service::call(&mut app, req.map(Body::new));
+            let mut req = req.map(Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let call = tower::Service::call(&mut app, req);
             match tokio::time::timeout(request_timeout, call).await {
                 Ok(Ok(response)) => Ok::<_, Infallible>(response),
                 Ok(Err(never)) => match never {},

@@ -22,7 +22,7 @@ pub struct Bytes {
     pub upload_grid: u64,
 }
 
-/// Contributions of settled reports (floored to whole units).
+/// Contributions of settled reports (summed exactly, then floored to whole units).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contributions {
@@ -86,6 +86,10 @@ pub enum StatementError {
         what: &'static str,
     },
     #[error(
+        "`{0}` is not an operator public key: give the 64 hex digits the ISP published (`quid operator key` prints them)"
+    )]
+    Key(String),
+    #[error(
         "the arithmetic is wrong: opening {opening} + credits {credits} + debits {debits} is not closing {closing}"
     )]
     Arithmetic {
@@ -139,18 +143,38 @@ impl Store {
             }
         }
         let [di, dg, ui, ug] = bytes.map(|b| u64::try_from(b).unwrap_or(u64::MAX));
-        let (cpu, storage, energy, matched, disputed): (f64, f64, f64, i64, i64) = c
-            .query_row(
-                "SELECT coalesce(sum(cpu_core_seconds), 0), coalesce(sum(storage_byte_seconds), 0),
-                        coalesce(sum(energy_joules), 0),
-                        count(*) FILTER (WHERE outcome = 'matched'),
-                        count(*) FILTER (WHERE outcome = 'disputed')
-                 FROM reports WHERE subscriber = ?1 AND outcome IN ('matched', 'disputed')
-                   AND period_end > ?2 AND period_end <= ?3",
-                params![subscriber, from, to],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(sql)?;
+        let (mut cpu, mut storage, mut energy, mut matched, mut disputed) =
+            (0u128, 0u128, 0u128, 0u64, 0u64);
+        {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT cpu_core_micros, storage_byte_seconds, energy_microjoules, outcome
+                     FROM reports WHERE subscriber = ?1 AND outcome IN ('matched', 'disputed')
+                       AND period_end > ?2 AND period_end <= ?3",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![subscriber, from, to], |r| {
+                    Ok((
+                        crate::store::from_sql(r, 0)?,
+                        crate::store::from_sql(r, 1)?,
+                        crate::store::from_sql(r, 2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(sql)?;
+            for row in rows {
+                let (c, s, e, outcome) = row.map_err(sql)?;
+                cpu += u128::from(c);
+                storage += u128::from(s);
+                energy += u128::from(e);
+                match outcome.as_str() {
+                    "matched" => matched += 1,
+                    "disputed" => disputed += 1,
+                    _ => {}
+                }
+            }
+        }
         let (mut opening, mut credits, mut debits, mut entries) = (0i128, 0i128, 0i128, 0u64);
         {
             let mut stmt = c
@@ -197,7 +221,8 @@ impl Store {
                 |r| r.get(0),
             )
             .unwrap_or_else(|_| crate::ledger::chain::GENESIS.to_owned());
-        let whole = |f: f64| f.floor().max(0.0) as u64;
+        // Whole units, floored (the statement format keeps core-seconds and joules).
+        let whole = |v: u128, unit: u128| u64::try_from(v / unit).unwrap_or(u64::MAX);
         Ok(Statement {
             version: 1,
             subscriber: subscriber.to_owned(),
@@ -211,11 +236,11 @@ impl Store {
                 upload_grid: ug,
             },
             contributions: Contributions {
-                cpu_core_seconds: whole(cpu),
-                storage_byte_seconds: whole(storage),
-                energy_joules: whole(energy),
-                reports_matched: u64::try_from(matched).unwrap_or(0),
-                reports_disputed: u64::try_from(disputed).unwrap_or(0),
+                cpu_core_seconds: whole(cpu, 1_000_000),
+                storage_byte_seconds: whole(storage, 1),
+                energy_joules: whole(energy, 1_000_000),
+                reports_matched: matched,
+                reports_disputed: disputed,
             },
             opening_balance: opening,
             credits,
@@ -229,7 +254,8 @@ impl Store {
 
 /// Signs a statement with the operator's key.
 pub fn sign(statement: Statement, key: &SigningKey) -> Signed {
-    let bytes = serde_json::to_vec(&statement).expect("statements serialize");
+    // Integers and strings only: serializing cannot fail.
+    let bytes = serde_json::to_vec(&statement).unwrap_or_default();
     Signed {
         operator_key: hex::encode(key.verifying_key().to_bytes()),
         signature: hex::encode(key.sign(&bytes).to_bytes()),
@@ -237,31 +263,58 @@ pub fn sign(statement: Statement, key: &SigningKey) -> Signed {
     }
 }
 
-/// Checks a signed statement's signature (against `expected_key` when given) and arithmetic.
-pub fn verify(text: &str, expected_key: Option<&str>) -> Result<Statement, StatementError> {
-    let signed: Signed =
-        serde_json::from_str(text).map_err(|e| StatementError::Format(e.to_string()))?;
-    if let Some(expected) = expected_key
-        && !expected.eq_ignore_ascii_case(&signed.operator_key)
-    {
-        return Err(StatementError::WrongKey {
-            found: signed.operator_key,
-            expected: expected.to_owned(),
-        });
-    }
+/// Reads an operator public key: 64 hex digits (either case), alone or as the only text of
+/// the file `quid operator key` writes.
+pub fn parse_key(text: &str) -> Result<VerifyingKey, StatementError> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| StatementError::Key(crate::settlement::report::quote(text.trim())))
+}
+
+/// What [`verify`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The statement, its signature and arithmetic checked.
+    pub statement: Statement,
+    /// The key the statement names and verifies with (hex).
+    pub signer: String,
+    /// Whether that key is the operator key the caller gave; false means only that the
+    /// statement is consistent and signed by the key it names, which anyone can make.
+    pub authenticated: bool,
+}
+
+/// Checks a signed statement's signature and arithmetic, and that it is signed by
+/// `operator_key`; without one the signer is not authenticated (see [`Verified`]).
+pub fn verify(text: &str, operator_key: Option<&VerifyingKey>) -> Result<Verified, StatementError> {
+    let signed: Signed = serde_json::from_str(text).map_err(|e| {
+        StatementError::Format(crate::settlement::report::quote_n(&e.to_string(), 256))
+    })?;
     let key = hex::decode(&signed.operator_key)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .and_then(|b| VerifyingKey::from_bytes(&b).ok())
         .ok_or_else(|| StatementError::Format("operator_key is not an ed25519 key".into()))?;
+    let signer = hex::encode(key.to_bytes());
+    // Compared as keys, not as hex text.
+    if let Some(expected) = operator_key
+        && expected != &key
+    {
+        return Err(StatementError::WrongKey {
+            found: signer,
+            expected: hex::encode(expected.to_bytes()),
+        });
+    }
     let sig = hex::decode(&signed.signature)
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| Signature::from_bytes(&b))
         .ok_or_else(|| StatementError::Format("signature is not 128 hex digits".into()))?;
-    let bytes = serde_json::to_vec(&signed.statement).expect("statements serialize");
+    let bytes =
+        serde_json::to_vec(&signed.statement).map_err(|e| StatementError::Format(e.to_string()))?;
     key.verify_strict(&bytes, &sig)
-        .map_err(|_| StatementError::Signature(signed.operator_key.clone()))?;
+        .map_err(|_| StatementError::Signature(signer.clone()))?;
     let s = signed.statement;
     if s.opening_balance
         .checked_add(s.credits)
@@ -275,7 +328,11 @@ pub fn verify(text: &str, expected_key: Option<&str>) -> Result<Statement, State
             closing: s.closing_balance,
         });
     }
-    Ok(s)
+    Ok(Verified {
+        statement: s,
+        signer,
+        authenticated: operator_key.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -356,11 +413,15 @@ mod tests {
         let key = SigningKey::from_bytes(&[42u8; 32]);
         let signed = sign(s, &key);
         let text = serde_json::to_string_pretty(&signed).unwrap();
-        let pubkey = hex::encode(key.verifying_key().to_bytes());
-        assert_eq!(
-            verify(&text, Some(&pubkey)).unwrap().closing_balance,
-            23_500
-        );
+        let pubkey = key.verifying_key();
+        let ok = verify(&text, Some(&pubkey)).unwrap();
+        assert_eq!(ok.statement.closing_balance, 23_500);
+        assert!(ok.authenticated);
+        // Without the operator's key, the signer is reported as not authenticated.
+        assert!(!verify(&text, None).unwrap().authenticated);
+        let upper = hex::encode(pubkey.to_bytes()).to_uppercase();
+        assert_eq!(parse_key(&format!("{upper}\n")).unwrap(), pubkey);
+        assert!(matches!(parse_key("abc"), Err(StatementError::Key(_))));
         // The ISP cannot change a figure after signing, nor sign with another key unnoticed.
         let edited = text.replace("\"credits\": 20000", "\"credits\": 2000");
         assert!(matches!(

@@ -61,28 +61,25 @@ impl Tariff {
         -(i64::try_from(due).unwrap_or(i64::MAX))
     }
 
-    /// The credit a report's figures earn in full.
+    /// The credit a report's figures earn in full (micro-credits), priced exactly from the
+    /// integers the node signed: core-microseconds, byte-seconds and microjoules. Products
+    /// are taken in u128 (u64 x u64 always fits) and the sum saturates at i64::MAX, which
+    /// `Tariff::check` keeps out of reach at declared capacities.
     pub fn contribution_credit(
         &self,
-        cpu_core_seconds: f64,
-        storage_byte_seconds: f64,
-        energy_joules: f64,
+        cpu_core_micros: u64,
+        storage_byte_seconds: u64,
+        energy_microjoules: u64,
     ) -> i64 {
-        // Admission guarantees finite, non-negative figures within the node's capacity;
-        // `as` saturates anyway (NaN to 0), and every product and sum below is checked.
-        let whole = |f: f64| f.floor().max(0.0) as u128;
-        let price = |amount: f64, rate: u64, per: u128| {
-            whole(amount)
-                .checked_mul(u128::from(rate))
-                .map_or(u128::MAX, |x| x / per)
-        };
-        let cpu = price(cpu_core_seconds, self.cpu_core_hour, 3_600);
+        let price = |amount: u64, rate: u64, per: u128| u128::from(amount) * u128::from(rate) / per;
+        // Rates are per core-hour, GiB-day and kWh.
+        let cpu = price(cpu_core_micros, self.cpu_core_hour, 3_600_000_000);
         let storage = price(
             storage_byte_seconds,
             self.storage_gib_day,
             (1u128 << 30) * 86_400,
         );
-        let energy = price(energy_joules, self.energy_kwh, 3_600_000);
+        let energy = price(energy_microjoules, self.energy_kwh, 3_600_000_000_000);
         let total = cpu.saturating_add(storage).saturating_add(energy);
         i64::try_from(total).unwrap_or(i64::MAX)
     }
@@ -199,9 +196,12 @@ mod tests {
         // 259.2 GB down x 10,000 + 64.8 GB up x 5,000, grid free: no rounding loss.
         assert_eq!(debits, -(2_592_000 + 324_000));
         // A month of one node: 4 cores always on, 500 GiB stored, 15 W continuously.
-        let secs = 30.0 * 86_400.0;
-        let credit =
-            t.contribution_credit(4.0 * secs, 500.0 * (1u64 << 30) as f64 * secs, 15.0 * secs);
+        let secs: u64 = 30 * 86_400;
+        let credit = t.contribution_credit(
+            4 * secs * 1_000_000,
+            500 * (1u64 << 30) * secs,
+            15 * secs * 1_000_000,
+        );
         // 2,880 core-hours x 20,000 + 15,000 GiB-days x 1,000 + 10.8 kWh x 150,000.
         assert_eq!(credit, 57_600_000 + 15_000_000 + 1_620_000);
         assert_eq!(debits + credit, 71_304_000);
@@ -245,8 +245,11 @@ mod tests {
             Err(TariffError::Capacity { .. })
         ));
         // Pricing saturates, never wraps or panics.
-        assert_eq!(steep.contribution_credit(1e300, 1e300, 1e300), i64::MAX);
-        assert_eq!(steep.contribution_credit(f64::NAN, -1.0, 0.0), 0);
+        assert_eq!(
+            steep.contribution_credit(u64::MAX, u64::MAX, u64::MAX),
+            i64::MAX
+        );
+        assert_eq!(steep.contribution_credit(0, 0, 0), 0);
         let mut c = SubscriberCounters::default();
         for p in c.pairs.iter_mut() {
             p.bytes = u64::MAX;

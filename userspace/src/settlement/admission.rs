@@ -3,8 +3,8 @@
 //! tested on its own and the HTTP layer only maps the outcome to a status.
 
 use crate::{
-    settlement::nodes::Nodes,
-    settlement::report::{Period, Report},
+    settlement::nodes::{Node, Nodes},
+    settlement::report::{MAX_FIGURE, Period, Report, quote},
 };
 
 /// Limits from the config.
@@ -29,10 +29,12 @@ impl Default for Limits {
 /// it has sent (the store holds the reports themselves).
 #[derive(Debug, Clone, Default)]
 pub struct History {
+    /// The highest sequence number accepted.
     pub last_seq: Option<u64>,
-    /// Signature of the last accepted report, so its resubmission is recognised without a
-    /// look-up (older ones are looked up in the store).
-    pub last_signature: String,
+    /// Signature bytes of the last accepted report, so its resubmission is recognised without
+    /// a look-up (older ones are looked up in the store). Bytes, not hex text: a copy with a
+    /// letter's case changed is the same report.
+    pub last_signature: Option<[u8; 64]>,
     /// End of the latest accepted period: a node reports in time order, so a new period may
     /// not start before it.
     pub last_end: Option<i64>,
@@ -45,12 +47,12 @@ impl History {
 
     /// Records an accepted report (in memory; the store holds the durable copy).
     pub fn accept(&mut self, r: &Report, p: Period) {
-        self.record(r.seq, r.signature.clone(), p);
+        self.record(r.seq, r.signature_bytes().ok(), p);
     }
 
     /// Records an accepted report by its sequence number, signature and period (also what
     /// the store replays after a restart).
-    pub fn record(&mut self, seq: u64, signature: String, p: Period) {
+    pub fn record(&mut self, seq: u64, signature: Option<[u8; 64]>, p: Period) {
         if self.last_seq.is_none_or(|last| seq > last) {
             self.last_seq = Some(seq);
             self.last_signature = signature;
@@ -59,41 +61,48 @@ impl History {
     }
 }
 
-/// Why a report was refused; `code` is what the HTTP answer and the metrics carry.
+/// Why a report was refused; `code` is what the HTTP answer and the metrics carry. Text from
+/// the request is quoted short ([`crate::settlement::report::quote`]) before it gets here.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
+    /// No node of that id is registered.
     #[error("node `{0}` is not registered")]
     UnknownNode(String),
+    /// The body is not a readable version 2 report.
     #[error("the report cannot be read: {0}")]
     Malformed(String),
+    /// The signature is not the node's over the canonical bytes.
     #[error("the signature does not verify with the node's registered key")]
     BadSignature,
+    /// The sequence number does not rise.
     #[error("sequence number {got} is not above the last accepted, {last}")]
     StaleSequence { got: u64, last: u64 },
+    /// The period is empty or reversed.
     #[error("the period ends before it starts, or is empty")]
     EmptyPeriod,
+    /// The period is longer than allowed.
     #[error("the period lasts {secs} s, longer than the {max} s allowed")]
     PeriodTooLong { secs: i64, max: i64 },
+    /// The period ends too far in the future.
     #[error("the period ends {ahead} s in the future (at most {skew} s of clock skew allowed)")]
     FuturePeriod { ahead: i64, skew: i64 },
+    /// The period overlaps the node's last accepted one.
     #[error(
         "the period starts before the end of this node's last accepted period (reports must come in time order, without overlap)"
     )]
     OverlappingPeriod,
-    #[error("{0} is not a finite number")]
-    NonFinite(&'static str),
-    #[error("{0} is negative")]
-    Negative(&'static str),
+    /// An integer the store cannot hold exactly (SQLite INTEGER is an i64).
+    #[error("{field} of {value} is above {max}, the largest figure the books can hold exactly", max = MAX_FIGURE)]
+    OutOfRange { field: &'static str, value: u64 },
+    /// More than the node's declared capacity could supply in the period.
     #[error(
         "{resource} of {claimed} exceeds the node's declared capacity for the period ({allowed})"
     )]
     ExceedsCapacity {
         resource: &'static str,
-        claimed: f64,
-        allowed: f64,
+        claimed: u64,
+        allowed: u128,
     },
-    #[error("{0} is beyond the largest figure quid records (9223372036854775807 in total)")]
-    OutOfRange(&'static str),
     #[error(
         "the period starts at {start}, before the time quid meters for this node (from {}): \
          a node can only report for time after it was registered and its subscriber's traffic \
@@ -115,16 +124,14 @@ impl Rejection {
             Rejection::PeriodTooLong { .. } => "period_too_long",
             Rejection::FuturePeriod { .. } => "future_period",
             Rejection::OverlappingPeriod => "overlapping_period",
-            Rejection::NonFinite(_) => "non_finite",
-            Rejection::Negative(_) => "negative",
+            Rejection::OutOfRange { .. } => "out_of_range",
             Rejection::ExceedsCapacity { .. } => "exceeds_capacity",
-            Rejection::OutOfRange(_) => "out_of_range",
             Rejection::UnmeteredPeriod { .. } => "unmetered_period",
         }
     }
 
     /// Every reason code, for metrics that must exist before the first rejection.
-    pub const CODES: [&'static str; 13] = [
+    pub const CODES: [&'static str; 11] = [
         "unknown_node",
         "malformed",
         "bad_signature",
@@ -133,10 +140,8 @@ impl Rejection {
         "period_too_long",
         "future_period",
         "overlapping_period",
-        "non_finite",
-        "negative",
-        "exceeds_capacity",
         "out_of_range",
+        "exceeds_capacity",
         "unmetered_period",
     ];
 }
@@ -150,21 +155,13 @@ pub enum Admission {
     AlreadyRecorded,
 }
 
-/// Applies every rule, in order, to `r` at unix time `now`. `metered_from` is the earliest
-/// time the books can back for the node (the later of when quid first saw it registered and
-/// when its subscriber was first metered); `None` when its subscriber was never metered.
-pub fn admit(
-    r: &Report,
-    nodes: &Nodes,
-    history: Option<&History>,
-    now: i64,
-    limits: Limits,
-    metered_from: Option<i64>,
-) -> Result<Admission, Rejection> {
+/// The first rules: the node is registered, the report readable and signed by the node's key.
+/// Only what passes here may cost the node anything (its rate budget, a store look-up).
+pub fn authenticate<'a>(r: &Report, nodes: &'a Nodes) -> Result<(&'a Node, Period), Rejection> {
     let node = nodes
         .by_id
         .get(&r.node)
-        .ok_or_else(|| Rejection::UnknownNode(r.node.clone()))?;
+        .ok_or_else(|| Rejection::UnknownNode(quote(&r.node)))?;
     let period = r
         .period()
         .map_err(|e| Rejection::Malformed(e.to_string()))?;
@@ -174,14 +171,37 @@ pub fn admit(
     if !verified {
         return Err(Rejection::BadSignature);
     }
+    Ok((node, period))
+}
+
+/// The rules for an authenticated report of `node`, at unix time `now`. `metered_from` is
+/// the earliest time the books can back for the node (the later of when quid first saw it
+/// registered and when its subscriber was first metered); `None` when its subscriber was
+/// never metered.
+pub fn check(
+    r: &Report,
+    node: &Node,
+    period: Period,
+    history: Option<&History>,
+    now: i64,
+    limits: Limits,
+    metered_from: Option<i64>,
+) -> Result<Admission, Rejection> {
     if let Some(h) = history {
-        if h.last_seq == Some(r.seq) && h.last_signature == r.signature {
+        if h.last_seq == Some(r.seq) && h.last_signature == r.signature_bytes().ok() {
             return Ok(Admission::AlreadyRecorded);
         }
         if let Some(last) = h.last_seq
             && r.seq <= last
         {
             return Err(Rejection::StaleSequence { got: r.seq, last });
+        }
+    }
+    // Checked before anything reads a figure as a number of the books: a u64 above i64::MAX
+    // would be stored wrapped (u64::MAX as -1) and settle as if nothing had been claimed.
+    for (field, value) in r.figures() {
+        if value > MAX_FIGURE {
+            return Err(Rejection::OutOfRange { field, value });
         }
     }
     let secs = period.seconds();
@@ -203,37 +223,31 @@ pub fn admit(
     if history.is_some_and(|h| h.overlaps(period)) {
         return Err(Rejection::OverlappingPeriod);
     }
-    // Exact: a period is at most a few hundred years of seconds, far below 2^53.
-    let d = secs as f64;
-    for (name, value, capacity) in [
+    // Exact integer bounds: u32 x i64 x 10^6 and u64 x i64 both fit a u128.
+    let d = u128::try_from(secs).map_err(|_| Rejection::EmptyPeriod)?;
+    const MICRO: u128 = 1_000_000;
+    for (resource, claimed, allowed) in [
         (
-            "cpu_core_seconds",
-            r.cpu_core_seconds,
-            f64::from(node.cpu_cores) * d,
+            "cpu_core_micros",
+            r.cpu_core_micros,
+            u128::from(node.cpu_cores) * d * MICRO,
         ),
         (
             "storage_byte_seconds",
             r.storage_byte_seconds,
-            // Rounded to the nearest double: the bound is a float comparison anyway.
-            node.storage_bytes as f64 * d,
+            u128::from(node.storage_bytes) * d,
         ),
         (
-            "energy_joules",
-            r.energy_joules,
-            f64::from(node.max_watts) * d,
+            "energy_microjoules",
+            r.energy_microjoules,
+            u128::from(node.max_watts) * d * MICRO,
         ),
     ] {
-        if !value.is_finite() {
-            return Err(Rejection::NonFinite(name));
-        }
-        if value < 0.0 {
-            return Err(Rejection::Negative(name));
-        }
-        if value > capacity {
+        if u128::from(claimed) > allowed {
             return Err(Rejection::ExceedsCapacity {
-                resource: name,
-                claimed: value,
-                allowed: capacity,
+                resource,
+                claimed,
+                allowed,
             });
         }
     }
@@ -244,9 +258,10 @@ pub fn admit(
         .and_then(|(a, b)| a.checked_add(b))
         .is_none()
     {
-        return Err(Rejection::OutOfRange(
-            "grid_bytes_sent + grid_bytes_received",
-        ));
+        return Err(Rejection::OutOfRange {
+            field: "grid_bytes_sent + grid_bytes_received",
+            value: r.grid_bytes_sent.saturating_add(r.grid_bytes_received),
+        });
     }
     // Last: only a report that is right in every other way learns what the books metered.
     if metered_from.is_none_or(|from| period.start < from) {
@@ -256,6 +271,19 @@ pub fn admit(
         });
     }
     Ok(Admission::Accept(period))
+}
+
+/// Applies every rule, in order, to `r` at unix time `now` (see [`check`] for `metered_from`).
+pub fn admit(
+    r: &Report,
+    nodes: &Nodes,
+    history: Option<&History>,
+    now: i64,
+    limits: Limits,
+    metered_from: Option<i64>,
+) -> Result<Admission, Rejection> {
+    let (node, period) = authenticate(r, nodes)?;
+    check(r, node, period, history, now, limits, metered_from)
 }
 
 #[cfg(test)]
@@ -286,9 +314,9 @@ mod tests {
             seq,
             period_start: rfc3339(NOW - end_ago - 3600),
             period_end: rfc3339(NOW - end_ago),
-            cpu_core_seconds: 3600.0,
-            storage_byte_seconds: 1_000.0 * 3600.0,
-            energy_joules: 36_000.0,
+            cpu_core_micros: 3_600_000_000,
+            storage_byte_seconds: 1_000 * 3600,
+            energy_microjoules: 36_000_000_000,
             grid_bytes_sent: 10,
             grid_bytes_received: 20,
             signature: String::new(),
@@ -328,7 +356,7 @@ mod tests {
             ),
             ("bad_signature", {
                 let mut r = report(&key, 6, 0, |_| {});
-                r.energy_joules = 1.0;
+                r.energy_microjoules = 1;
                 r
             }),
             (
@@ -352,24 +380,21 @@ mod tests {
             ("future_period", report(&key, 6, -3600, |_| {})),
             ("overlapping_period", report(&key, 6, 5400, |_| {})),
             (
-                "non_finite",
-                report(&key, 6, 0, |r| r.cpu_core_seconds = f64::NAN),
+                "out_of_range",
+                report(&key, 6, 0, |r| r.grid_bytes_sent = u64::MAX),
             ),
             (
-                "non_finite",
-                report(&key, 6, 0, |r| r.energy_joules = f64::INFINITY),
+                "out_of_range",
+                report(&key, 6, 0, |r| r.grid_bytes_received = 1 << 63),
             ),
+            ("out_of_range", report(&key, 1 << 63, 0, |_| {})),
             (
-                "negative",
-                report(&key, 6, 0, |r| r.storage_byte_seconds = -1.0),
+                "exceeds_capacity",
+                report(&key, 6, 0, |r| r.cpu_core_micros = 4 * 3_600_000_000 + 1),
             ),
             (
                 "exceeds_capacity",
-                report(&key, 6, 0, |r| r.cpu_core_seconds = 4.0 * 3600.0 + 1.0),
-            ),
-            (
-                "exceeds_capacity",
-                report(&key, 6, 0, |r| r.energy_joules = 36_001.0),
+                report(&key, 6, 0, |r| r.energy_microjoules = 36_000_000_001),
             ),
             (
                 "out_of_range",
@@ -389,12 +414,14 @@ mod tests {
         // Right at the limits is fine: full capacity, a period ending within the skew, and a
         // period that starts exactly where the accepted one ended.
         let edge = report(&key, 6, -300, |r| {
-            r.cpu_core_seconds = 4.0 * 3600.0;
             r.period_start = rfc3339(NOW - 7200);
             r.period_end = rfc3339(NOW + 300);
-            r.cpu_core_seconds = 4.0 * 7500.0;
-            r.storage_byte_seconds = 1_000.0 * 7500.0;
-            r.energy_joules = 10.0 * 7500.0;
+            r.cpu_core_micros = 4 * 7500 * 1_000_000;
+            r.storage_byte_seconds = 1_000 * 7500;
+            r.energy_microjoules = 10 * 7500 * 1_000_000;
+            // The grid figures must fit the books together, too.
+            r.grid_bytes_sent = MAX_FIGURE;
+            r.grid_bytes_received = 0;
         });
         assert_eq!(code(&edge, &nodes, Some(&h)), "accept");
         // Before the books metered the node (1969, 1970, a second early): refused, whatever
@@ -413,6 +440,10 @@ mod tests {
                 .code(),
             "unmetered_period"
         );
+        // A copy of the accepted report with its signature in capitals is the same report.
+        let mut shouted = first.clone();
+        shouted.signature = first.signature.to_uppercase();
+        assert_eq!(code(&shouted, &nodes, Some(&h)), "already_recorded");
         let codes: std::collections::BTreeSet<&str> = cases.iter().map(|(c, _)| *c).collect();
         assert_eq!(
             codes.len() + 1,

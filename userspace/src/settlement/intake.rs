@@ -1,19 +1,25 @@
 //! `POST /v1/reports`: the report intake. Each request is size-limited (by the HTTP layer),
-//! rate-limited per node, put through the admission rules, and acknowledged only once the
-//! report is durable in the store. Refusals answer 4xx with a machine-readable reason, are
-//! counted per reason and logged, and change nothing.
+//! put through the admission rules, and acknowledged only once the report is durable in the
+//! store. Refusals answer 4xx with a machine-readable reason, are counted per reason and
+//! logged (briefly, and at most a few lines a second), and change nothing.
+//!
+//! Two budgets, so that nobody can spend another's: work for a request that does not
+//! authenticate (unknown node, unreadable, bad signature) is charged to its source address
+//! (an IPv6 /64 counts as one address); a node's own budget is charged only once its
+//! signature verifies, so forgeries naming a node cannot lock the node out.
 
 use std::{
     collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
-    http::StatusCode,
+    extract::{ConnectInfo, DefaultBodyLimit, State},
+    http::{Extensions, StatusCode},
     routing::post,
 };
 use log::warn;
@@ -23,7 +29,7 @@ use crate::{
     clock::Clock,
     settlement::admission::{self as admit, Admission, History, Limits, Rejection},
     settlement::nodes::Nodes,
-    settlement::report::Report,
+    settlement::report::{Report, quote},
     store::Store,
 };
 
@@ -36,11 +42,95 @@ pub struct Counts {
     pub rejections: BTreeMap<&'static str, u64>,
 }
 
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+/// A rate budget: `rate` requests a second sustained, `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Tokens added per second.
+    pub rate: f64,
+    /// Most tokens saved up.
+    pub burst: f64,
+}
+
+/// A token bucket of a [`Budget`].
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    /// Tokens now, after refilling since the last use.
+    fn refill(&mut self, budget: Budget, now: Instant) -> f64 {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * budget.rate)
+            .min(budget.burst);
+        self.at = now;
+        self.tokens
+    }
+}
+
+/// Most source addresses with a bucket: beyond it, new addresses share one overflow bucket,
+/// so a spray of addresses cannot grow the table.
+const MAX_SOURCES: usize = 4096;
+
+/// Refusal log lines written per second at most; the rest are counted and summarised.
+const LOG_LINES_PER_SEC: u32 = 10;
+
+/// Where unauthenticated work is charged: the address, or its /64 for IPv6 (one subscriber
+/// line usually holds a whole /64).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Refusal logging with a ceiling: at most [`LOG_LINES_PER_SEC`] lines a second, then one
+/// line saying how many were suppressed.
+#[derive(Debug)]
+struct LogLimit {
+    window: Instant,
+    written: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    fn new() -> LogLimit {
+        LogLimit {
+            window: Instant::now(),
+            written: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether a line may be written now (a summary of suppressed lines goes first).
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                warn!(
+                    "{} more report refusal log lines suppressed (at most {LOG_LINES_PER_SEC} a second); \
+                     quid_report_rejections_total counts every refusal",
+                    self.suppressed
+                );
+            }
+            self.window = now;
+            self.written = 0;
+            self.suppressed = 0;
+        }
+        if self.written < LOG_LINES_PER_SEC {
+            self.written += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 /// Everything the intake needs; shared behind a mutex (admission and the durable insert of one
@@ -51,9 +141,13 @@ pub struct Intake {
     histories: HashMap<String, History>,
     store: Store,
     limits: Limits,
-    rate: f64,
-    burst: f64,
+    per_node: Budget,
+    per_source: Budget,
     buckets: HashMap<String, Bucket>,
+    /// Unauthenticated work per source; `None` is the overflow bucket.
+    sources: HashMap<Option<IpAddr>, Bucket>,
+    log: LogLimit,
+    /// Outcomes and rejection reasons so far.
     pub counts: Counts,
     clock: Clock,
 }
@@ -64,8 +158,8 @@ impl Intake {
         nodes: Nodes,
         store: Store,
         limits: Limits,
-        rate: f64,
-        burst: f64,
+        per_node: Budget,
+        per_source: Budget,
     ) -> Result<Intake, crate::store::StoreError> {
         let mut store = store;
         let histories = store.report_histories()?;
@@ -91,9 +185,11 @@ impl Intake {
             histories,
             store,
             limits,
-            rate,
-            burst,
+            per_node,
+            per_source,
             buckets: HashMap::new(),
+            sources: HashMap::new(),
+            log: LogLimit::new(),
             counts,
             clock: Clock::system(),
         })
@@ -136,16 +232,16 @@ impl Intake {
         *self.counts.outcomes.entry(outcome).or_default() += 1;
     }
 
-    fn allow(&mut self, node: &str) -> bool {
+    /// Takes a token from a registered node's bucket (only after its signature verified:
+    /// only registered nodes get a bucket, so random ids cannot grow the table).
+    fn allow_node(&mut self, node: &str) -> bool {
         let now = Instant::now();
-        let (rate, burst) = (self.rate, self.burst);
+        let budget = self.per_node;
         let b = self.buckets.entry(node.to_owned()).or_insert(Bucket {
-            tokens: burst,
+            tokens: budget.burst,
             at: now,
         });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
+        if b.refill(budget, now) >= 1.0 {
             b.tokens -= 1.0;
             true
         } else {
@@ -153,29 +249,93 @@ impl Intake {
         }
     }
 
-    /// Handles one request body at unix time `now`: the status and the JSON answer.
-    pub fn handle(&mut self, body: &[u8], now: i64) -> (StatusCode, serde_json::Value) {
-        let report: Report = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => return self.reject(None, Rejection::Malformed(e.to_string())),
-        };
-        // Only registered nodes get a bucket: random ids cannot grow the table.
-        if self.nodes.by_id.contains_key(&report.node) && !self.allow(&report.node) {
-            self.count("rate_limited");
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"status": "refused", "reason": "rate_limited",
-                       "message": "too many reports from this node; retry later"}),
+    /// The bucket key for `source`: its own while the table has room, else the overflow one.
+    fn source_slot(&mut self, source: IpAddr) -> Option<IpAddr> {
+        let key = Some(source_key(source));
+        if self.sources.contains_key(&key) || self.sources.len() < MAX_SOURCES {
+            return key;
+        }
+        // Full: forget addresses whose bucket has refilled (they are owed nothing).
+        let (budget, now) = (self.per_source, Instant::now());
+        self.sources
+            .retain(|k, b| k.is_none() || b.refill(budget, now) < budget.burst);
+        if self.sources.len() < MAX_SOURCES {
+            key
+        } else {
+            None
+        }
+    }
+
+    /// Whether `source` has budget left for unauthenticated work (nothing is taken).
+    fn source_has_budget(&mut self, source: IpAddr) -> bool {
+        let slot = self.source_slot(source);
+        let (budget, now) = (self.per_source, Instant::now());
+        self.sources
+            .get_mut(&slot)
+            .is_none_or(|b| b.refill(budget, now) >= 1.0)
+    }
+
+    /// Charges one unauthenticated request to `source`.
+    fn charge_source(&mut self, source: IpAddr) {
+        let slot = self.source_slot(source);
+        let (budget, now) = (self.per_source, Instant::now());
+        let b = self.sources.entry(slot).or_insert(Bucket {
+            tokens: budget.burst,
+            at: now,
+        });
+        b.refill(budget, now);
+        b.tokens = (b.tokens - 1.0).max(0.0);
+    }
+
+    fn rate_limited(&mut self, message: &str) -> (StatusCode, serde_json::Value) {
+        self.count("rate_limited");
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"status": "refused", "reason": "rate_limited", "message": message}),
+        )
+    }
+
+    /// Handles one request body from `source` at unix time `now`: the status and the JSON
+    /// answer.
+    pub fn handle(
+        &mut self,
+        body: &[u8],
+        now: i64,
+        source: IpAddr,
+    ) -> (StatusCode, serde_json::Value) {
+        // A source that keeps sending what does not authenticate is refused before any
+        // parsing or signature check: its flood costs little and costs nobody else.
+        if !self.source_has_budget(source) {
+            return self.rate_limited(
+                "too many unauthenticated or refused requests from this address; retry later",
             );
+        }
+        let report = match crate::settlement::report::parse(body) {
+            Ok(r) => r,
+            Err(e) => {
+                self.charge_source(source);
+                return self.reject(None, Rejection::Malformed(e.to_string()));
+            }
+        };
+        let (node, period) = match admit::authenticate(&report, &self.nodes) {
+            Ok((node, period)) => (node.clone(), period),
+            Err(rejection) => {
+                self.charge_source(source);
+                return self.reject(Some(&report), rejection);
+            }
+        };
+        if !self.allow_node(&report.node) {
+            return self.rate_limited("too many reports from this node; retry later");
         }
         let metered_from = match self.metered_from(&report.node) {
             Ok(t) => t,
             Err(e) => return self.store_unavailable(&report, &e),
         };
         let history = self.histories.get(&report.node);
-        match admit::admit(
+        match admit::check(
             &report,
-            &self.nodes,
+            &node,
+            period,
             history,
             now,
             self.limits,
@@ -226,7 +386,11 @@ impl Intake {
         report: &Report,
         e: &crate::store::StoreError,
     ) -> (StatusCode, serde_json::Value) {
-        warn!("report {}#{} not recorded: {e}", report.node, report.seq);
+        warn!(
+            "report {}#{} not recorded: {e}",
+            quote(&report.node),
+            report.seq
+        );
         self.count("store_error");
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -235,11 +399,15 @@ impl Intake {
         )
     }
 
-    /// Whether exactly this report (an older one, resent) is in the store.
+    /// Whether exactly this report (an older one, resent) is in the store: the same
+    /// signature bytes, whatever the case of its hex letters.
     fn recorded(&self, report: &Report) -> bool {
+        let Ok(mine) = report.signature_bytes() else {
+            return false;
+        };
         self.store
             .report_signature(&report.node, report.seq)
-            .is_ok_and(|s| s.as_deref() == Some(report.signature.as_str()))
+            .is_ok_and(|s| s == Some(mine))
     }
 
     fn reject(
@@ -250,8 +418,11 @@ impl Intake {
         let code = rejection.code();
         self.count("rejected");
         *self.counts.rejections.entry(code).or_default() += 1;
-        let who = report.map_or("?".to_owned(), |r| format!("{}#{}", r.node, r.seq));
-        warn!("report {who} refused ({code}): {rejection}");
+        if self.log.allow() {
+            // The id is quoted short: a hostile body must not write more log than it sent.
+            let who = report.map_or("?".to_owned(), |r| format!("{}#{}", quote(&r.node), r.seq));
+            warn!("report {who} refused ({code}): {rejection}");
+        }
         let status = match rejection {
             Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,
@@ -276,8 +447,14 @@ pub fn router(intake: Arc<Mutex<Intake>>, max_body_bytes: usize) -> Router {
 
 async fn receive(
     State(intake): State<Arc<Mutex<Intake>>>,
+    extensions: Extensions,
     body: Bytes,
 ) -> (StatusCode, axum::Json<serde_json::Value>) {
+    // serve.rs puts the peer address on every request; without one (a router used on its
+    // own), all requests share the unspecified address's budget.
+    let source = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
     // The commit blocks: keep it off the async workers.
     // A poisoned lock or a failed task: nothing was recorded, so the node may retry.
     let unavailable = || {
@@ -288,7 +465,7 @@ async fn receive(
     };
     let answer = tokio::task::spawn_blocking(move || match intake.lock() {
         Ok(mut i) => match i.clock.now_i64() {
-            Ok(now) => i.handle(&body, now),
+            Ok(now) => i.handle(&body, now, source),
             Err(e) => {
                 warn!("report intake: {e}");
                 unavailable()

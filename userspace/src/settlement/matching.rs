@@ -35,7 +35,7 @@ use crate::{
     ledger::chain::{self as ledger, NewEntry},
     ledger::tariff::Tariff,
     settlement::nodes::Nodes,
-    store::{Store, StoreError},
+    store::{Store, StoreError, from_sql},
 };
 
 /// What a disputed report earns.
@@ -180,12 +180,12 @@ fn unsigned(x: i64) -> u64 {
 /// A pending report as settlement reads it.
 struct Pending {
     node: String,
-    seq: i64,
+    seq: u64,
     start: i64,
     end: i64,
-    cpu: f64,
-    storage: f64,
-    energy: f64,
+    cpu: u64,
+    storage: u64,
+    energy: u64,
     claim: u64,
 }
 
@@ -293,8 +293,8 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT node, seq, period_start, period_end, cpu_core_seconds,
-                            storage_byte_seconds, energy_joules, grid_bytes_sent,
+                    "SELECT node, seq, period_start, period_end, cpu_core_micros,
+                            storage_byte_seconds, energy_microjoules, grid_bytes_sent,
                             grid_bytes_received
                      FROM reports WHERE outcome = 'pending' AND period_end <= ?1
                      ORDER BY received_at, node, seq",
@@ -304,13 +304,14 @@ impl Store {
                 .query_map([metered_until], |r| {
                     Ok(Pending {
                         node: r.get(0)?,
-                        seq: r.get(1)?,
+                        // Integers as stored (never wrapped: a negative value is an error).
+                        seq: from_sql(r, 1)?,
                         start: r.get(2)?,
                         end: r.get(3)?,
-                        cpu: r.get(4)?,
-                        storage: r.get(5)?,
-                        energy: r.get(6)?,
-                        claim: unsigned(r.get(7)?).saturating_add(unsigned(r.get(8)?)),
+                        cpu: from_sql(r, 4)?,
+                        storage: from_sql(r, 5)?,
+                        energy: from_sql(r, 6)?,
+                        claim: from_sql(r, 7)?.saturating_add(from_sql(r, 8)?),
                     })
                 })
                 .map_err(|e| self.sql(e))?;
@@ -331,7 +332,7 @@ impl Store {
             let measured = self.metered_grid_bytes(&subscriber, p.start, p.end)?;
             let base = Settled {
                 node: p.node.clone(),
-                seq: p.seq.cast_unsigned(),
+                seq: p.seq,
                 subscriber: subscriber.clone(),
                 outcome: "unmetered",
                 reported: p.claim,
@@ -343,7 +344,13 @@ impl Store {
                 settled.push(base);
                 continue;
             }
-            let (taken, claimed) = self.others(&subscriber, (&p.node, p.seq), p.start, p.end)?;
+            let (taken, claimed) = self.others(
+                &subscriber,
+                // Read from an i64 column above, so it fits.
+                (&p.node, i64::try_from(p.seq).unwrap_or(i64::MAX)),
+                p.start,
+                p.end,
+            )?;
             let claims = Claims {
                 measured,
                 taken: clamp(taken),

@@ -90,10 +90,12 @@ CREATE TABLE IF NOT EXISTS usage (
     down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
     down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
     PRIMARY KEY (subscriber, start));
+-- Report figures are integers in base units, exactly as signed (version 2 reports).
 CREATE TABLE IF NOT EXISTS reports (
     node TEXT NOT NULL, seq INTEGER NOT NULL,
     period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
-    cpu_core_seconds REAL NOT NULL, storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL,
+    cpu_core_micros INTEGER NOT NULL, storage_byte_seconds INTEGER NOT NULL,
+    energy_microjoules INTEGER NOT NULL,
     grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
     signature TEXT NOT NULL, received_at INTEGER NOT NULL,
     outcome TEXT NOT NULL DEFAULT 'pending',
@@ -124,17 +126,19 @@ CREATE TRIGGER IF NOT EXISTS ledger_balance AFTER INSERT ON ledger BEGIN
     INSERT INTO balances VALUES (NEW.subscriber, NEW.amount)
     ON CONFLICT(subscriber) DO UPDATE SET amount = amount + NEW.amount;
 END;
+-- Settled contributions for the metrics (float gauges, in seconds and joules): the books'
+-- exact figures are the reports' integers, which statements sum exactly.
 CREATE TABLE IF NOT EXISTS contributions (
     subscriber TEXT PRIMARY KEY, cpu_core_seconds REAL NOT NULL,
     storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL);
-CREATE TRIGGER IF NOT EXISTS report_settled AFTER UPDATE OF outcome ON reports
+CREATE TRIGGER IF NOT EXISTS report_settled_v2 AFTER UPDATE OF outcome ON reports
 WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN
-    INSERT INTO contributions VALUES (NEW.subscriber, NEW.cpu_core_seconds,
-        NEW.storage_byte_seconds, NEW.energy_joules)
+    INSERT INTO contributions VALUES (NEW.subscriber, NEW.cpu_core_micros / 1e6,
+        NEW.storage_byte_seconds * 1.0, NEW.energy_microjoules / 1e6)
     ON CONFLICT(subscriber) DO UPDATE SET
-        cpu_core_seconds = cpu_core_seconds + NEW.cpu_core_seconds,
-        storage_byte_seconds = storage_byte_seconds + NEW.storage_byte_seconds,
-        energy_joules = energy_joules + NEW.energy_joules;
+        cpu_core_seconds = cpu_core_seconds + NEW.cpu_core_micros / 1e6,
+        storage_byte_seconds = storage_byte_seconds + NEW.storage_byte_seconds * 1.0,
+        energy_joules = energy_joules + NEW.energy_microjoules / 1e6;
 END;
 -- What the books metered: `meter_spans` are the stretches of time the kernel counters ran
 -- without a break (a new span starts whenever the daemon starts on fresh maps, so downtime is
@@ -189,6 +193,59 @@ pub fn secs(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
+/// Moves a store written before version 2 reports to integer figures, in one transaction:
+/// the REAL columns `cpu_core_seconds`, `storage_byte_seconds` and `energy_joules` become
+/// INTEGER `cpu_core_micros`, `storage_byte_seconds` and `energy_microjoules`, rounded to
+/// the base unit (admission had kept them finite, non-negative and within capacity; anything
+/// else is clamped into 0..=i64::MAX rather than wrapped), and signatures become lowercase.
+const MIGRATE_REPORTS_V2: &str = "
+DROP TRIGGER IF EXISTS report_settled;
+ALTER TABLE reports RENAME TO reports_v1;
+CREATE TABLE reports (
+    node TEXT NOT NULL, seq INTEGER NOT NULL,
+    period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
+    cpu_core_micros INTEGER NOT NULL, storage_byte_seconds INTEGER NOT NULL,
+    energy_microjoules INTEGER NOT NULL,
+    grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
+    signature TEXT NOT NULL, received_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'pending',
+    measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT,
+    PRIMARY KEY (node, seq));
+INSERT INTO reports SELECT node, seq, period_start, period_end,
+    CAST(max(0, min(round(coalesce(cpu_core_seconds, 0) * 1e6), 9.2e18)) AS INTEGER),
+    CAST(max(0, min(round(coalesce(storage_byte_seconds, 0)), 9.2e18)) AS INTEGER),
+    CAST(max(0, min(round(coalesce(energy_joules, 0) * 1e6), 9.2e18)) AS INTEGER),
+    -- A grid figure of 2^63 or more was stored wrapped (negative) by older versions: it is
+    -- read as the largest claim, so it can never settle as matching an idle meter.
+    CASE WHEN grid_bytes_sent < 0 THEN 9223372036854775807 ELSE grid_bytes_sent END,
+    CASE WHEN grid_bytes_received < 0 THEN 9223372036854775807 ELSE grid_bytes_received END,
+    lower(signature), received_at, outcome,
+    measured_grid_bytes, credit, subscriber
+  FROM reports_v1;
+DROP TABLE reports_v1;
+";
+
+/// Brings a store written by an older quid to the current schema (nothing to do for a new
+/// or current one).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |column: &str| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('reports') WHERE name = ?1",
+            [column],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    if has("cpu_core_seconds")? && !has("cpu_core_micros")? {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {MIGRATE_REPORTS_V2} COMMIT;"))
+            .inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK;");
+            })?;
+        log::info!("store: report figures migrated to integers in base units (version 2)");
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `state_dir`, checking it is intact.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
@@ -211,6 +268,8 @@ impl Store {
         }
         conn.execute_batch("PRAGMA journal_mode=WAL;")
             .map_err(sql)?;
+        // Reports with float figures (before version 2) become integers in base units first.
+        migrate(&conn).map_err(sql)?;
         // A store from before metering was recorded: fill the new tables from its books once.
         let legacy: bool = conn
             .query_row(
@@ -311,11 +370,12 @@ impl Store {
 
     /// Keeps a number under `key`.
     pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        let value = meta_to_sql(value);
         self.conn
             .execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value.cast_signed()],
+                params![key, value],
             )
             .map(|_| ())
             .map_err(|e| self.sql(e))
@@ -430,7 +490,7 @@ impl Store {
                 )
                 .map_err(sql)?;
             for (id, u) in usage {
-                let c = flat(&u.counters);
+                let c = flat(&u.counters).map_err(sql)?;
                 add.execute(params![
                     id,
                     secs(u.start),
@@ -603,6 +663,7 @@ impl Store {
                  FROM usage WHERE subscriber = ?1 AND start >= ?2 AND end <= ?3 ORDER BY start",
             )
             .map_err(|e| self.sql(e))?;
+        // Bounds past i64::MAX mean "to the end of time": the query saturates, not wraps.
         let rows = stmt
             .query_map(params![id, secs(from), secs(to)], |r| {
                 let mut v = [0u64; 8];
@@ -621,8 +682,9 @@ impl Store {
 }
 
 impl Store {
-    /// Records an admitted report; it is durable when this returns.
-    /// `subscriber` is the node's subscriber now: the meter it is matched against.
+    /// Records an admitted report; it is durable when this returns. `subscriber` is the
+    /// node's subscriber now: the meter it is matched against. Every integer must fit
+    /// SQLite's i64 (admission refuses larger ones; this refuses rather than wraps).
     pub fn insert_report(
         &mut self,
         r: &crate::settlement::report::Report,
@@ -630,24 +692,29 @@ impl Store {
         received_at: i64,
         subscriber: &str,
     ) -> Result<(), StoreError> {
+        let [seq, cpu, storage, energy, sent, received] =
+            r.figures().map(|(field, v)| to_sql(field, v));
+        let signature = r
+            .signature_bytes()
+            .map_err(|e| self.sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         self.conn
             .execute(
-                "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_seconds,
-                   storage_byte_seconds, energy_joules, grid_bytes_sent, grid_bytes_received,
+                "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_micros,
+                   storage_byte_seconds, energy_microjoules, grid_bytes_sent, grid_bytes_received,
                    signature, received_at, subscriber)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     r.node,
-                    r.seq.cast_signed(),
+                    seq.map_err(|e| self.sql(e))?,
                     p.start,
                     p.end,
-                    r.cpu_core_seconds,
-                    r.storage_byte_seconds,
-                    r.energy_joules,
-                    // Admission refuses figures beyond i64; saturate rather than wrap anyway.
-                    i64::try_from(r.grid_bytes_sent).unwrap_or(i64::MAX),
-                    i64::try_from(r.grid_bytes_received).unwrap_or(i64::MAX),
-                    r.signature,
+                    cpu.map_err(|e| self.sql(e))?,
+                    storage.map_err(|e| self.sql(e))?,
+                    energy.map_err(|e| self.sql(e))?,
+                    sent.map_err(|e| self.sql(e))?,
+                    received.map_err(|e| self.sql(e))?,
+                    // Canonical lowercase: one report, one text, whatever case the node sent.
+                    hex::encode(signature),
                     received_at,
                     subscriber
                 ],
@@ -669,7 +736,7 @@ impl Store {
             .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?.cast_unsigned(),
+                    from_sql(r, 1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
@@ -682,22 +749,27 @@ impl Store {
             let (node, seq, start, end, sig) = row.map_err(|e| self.sql(e))?;
             out.entry(node).or_default().record(
                 seq,
-                sig,
+                signature_bytes(&sig),
                 crate::settlement::report::Period { start, end },
             );
         }
         Ok(out)
     }
 
-    /// The signature of report `seq` of `node`, if it is recorded.
-    pub fn report_signature(&self, node: &str, seq: u64) -> Result<Option<String>, StoreError> {
+    /// The signature bytes of report `seq` of `node`, if it is recorded.
+    pub fn report_signature(&self, node: &str, seq: u64) -> Result<Option<[u8; 64]>, StoreError> {
+        let Ok(seq) = i64::try_from(seq) else {
+            // Never admitted, so never recorded.
+            return Ok(None);
+        };
         self.conn
             .query_row(
                 "SELECT signature FROM reports WHERE node = ?1 AND seq = ?2",
-                params![node, seq.cast_signed()],
-                |r| r.get(0),
+                params![node, seq],
+                |r| r.get::<_, String>(0),
             )
             .optional()
+            .map(|s| s.and_then(|s| signature_bytes(&s)))
             .map_err(|e| self.sql(e))
     }
 
@@ -791,22 +863,51 @@ impl Store {
     /// How many reports are recorded.
     pub fn report_count(&self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT count(*) FROM reports", [], |r| r.get::<_, i64>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0))
+            .query_row("SELECT count(*) FROM reports", [], |r| from_sql(r, 0))
             .map_err(|e| self.sql(e))
     }
 }
 
+/// A report figure as SQLite's i64, or an error naming it (never a wrapped value).
+pub(crate) fn to_sql(field: &'static str, value: u64) -> rusqlite::Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        rusqlite::Error::ToSqlConversionFailure(
+            format!("{field} of {value} does not fit the store's i64").into(),
+        )
+    })
+}
+
+/// Column `i` of a row as the u64 it was stored from, or an error naming the column (a
+/// negative value was never written by this version).
+pub(crate) fn from_sql(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(i)?;
+    u64::try_from(v).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+/// A meta value as the i64 with the same 64 bits. Meta values are opaque u64s (a random
+/// instance id, times, a month): never compared or summed in SQL, only read back whole, so
+/// the bit pattern is the exact way to hold all of them (and the one older versions wrote).
+fn meta_to_sql(value: u64) -> i64 {
+    i64::from_be_bytes(value.to_be_bytes())
+}
+
+/// A stored signature's bytes (hex of either case, as older versions kept what nodes sent).
+fn signature_bytes(text: &str) -> Option<[u8; 64]> {
+    hex::decode(text).ok().and_then(|b| b.try_into().ok())
+}
+
 /// The counters as eight numbers: (packets, bytes) per (direction, class) pair, in
-/// `pair_index` order.
-pub fn flat(c: &SubscriberCounters) -> [i64; 8] {
+/// `pair_index` order; a counter past i64::MAX is an error, never a wrapped value.
+pub fn flat(c: &SubscriberCounters) -> rusqlite::Result<[i64; 8]> {
     let mut out = [0i64; 8];
     for (i, p) in c.pairs.iter().enumerate() {
         // Bit-exact: a u64 beyond i64::MAX is stored negative and read back by `unflat`.
         out[2 * i] = p.packets.cast_signed();
         out[2 * i + 1] = p.bytes.cast_signed();
     }
-    out
+    Ok(out)
 }
 
 fn unflat(v: &[u64; 8]) -> SubscriberCounters {
@@ -874,6 +975,97 @@ mod tests {
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].counters, counters(3));
         assert!(s.usage("alice", 101, 200).unwrap().is_empty());
+    }
+
+    /// The reports schema before version 2 reports, as older quid created it.
+    const V1_REPORTS: &str = "
+        CREATE TABLE reports (
+            node TEXT NOT NULL, seq INTEGER NOT NULL,
+            period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
+            cpu_core_seconds REAL NOT NULL, storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL,
+            grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
+            signature TEXT NOT NULL, received_at INTEGER NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'pending',
+            measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT,
+            PRIMARY KEY (node, seq));
+        CREATE TABLE contributions (
+            subscriber TEXT PRIMARY KEY, cpu_core_seconds REAL NOT NULL,
+            storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL);
+        CREATE TRIGGER report_settled AFTER UPDATE OF outcome ON reports
+        WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN
+            INSERT INTO contributions VALUES (NEW.subscriber, NEW.cpu_core_seconds,
+                NEW.storage_byte_seconds, NEW.energy_joules)
+            ON CONFLICT(subscriber) DO UPDATE SET
+                cpu_core_seconds = cpu_core_seconds + NEW.cpu_core_seconds,
+                storage_byte_seconds = storage_byte_seconds + NEW.storage_byte_seconds,
+                energy_joules = energy_joules + NEW.energy_joules;
+        END;
+        INSERT INTO reports (node, seq, period_start, period_end, cpu_core_seconds,
+            storage_byte_seconds, energy_joules, grid_bytes_sent, grid_bytes_received,
+            signature, received_at)
+          VALUES ('pi', 1, 100, 200, 7200.5, 3.6e12, 90000.000001, 5, -1, 'AB', 300),
+                 ('pi', 2, 200, 300, 0.1, 0.0, 0.0, -9223372036854775808, 7, 'cd', 400);
+    ";
+
+    #[test]
+    fn a_store_from_before_version_2_reports_opens_with_exact_integer_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch(V1_REPORTS)
+            .unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let rows: Vec<(i64, i64, i64, i64, i64, String)> = s
+            .connection()
+            .prepare(
+                "SELECT cpu_core_micros, storage_byte_seconds, energy_microjoules,
+                        grid_bytes_sent, grid_bytes_received, signature FROM reports ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                // Wrapped grid figures (u64 >= 2^63 stored negative) read as the largest claim.
+                (
+                    7_200_500_000,
+                    3_600_000_000_000,
+                    90_000_000_001,
+                    5,
+                    i64::MAX,
+                    "ab".into()
+                ),
+                (100_000, 0, 0, i64::MAX, 7, "cd".into()),
+            ]
+        );
+        // Resumed admission still knows the node; the migrated trigger sums in seconds.
+        assert_eq!(s.report_histories().unwrap()["pi"].last_seq, Some(2));
+        s.connection()
+            .execute(
+                "UPDATE reports SET outcome = 'matched', subscriber = 'alice' WHERE seq = 1",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            s.contributions().unwrap()["alice"],
+            [7200.5, 3.6e12, 90_000.000001]
+        );
+        // Opening again changes nothing.
+        drop(s);
+        s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.report_count().unwrap(), 2);
     }
 
     #[test]
