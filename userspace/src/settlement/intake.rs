@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::{
     clock::Clock,
-    settlement::admission::{self as admit, Admission, History, Limits, Rejection},
+    settlement::admission::{self as admit, Admission, History, Limits, Reason, Rejection},
     settlement::nodes::Nodes,
     settlement::report::{Report, quote},
     store::Store,
@@ -177,7 +177,7 @@ impl Intake {
         ] {
             counts.outcomes.insert(outcome, 0);
         }
-        for code in Rejection::CODES {
+        for code in Reason::ALL.map(Reason::as_str) {
             counts.rejections.insert(code, 0);
         }
         Ok(Intake {
