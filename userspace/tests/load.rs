@@ -291,7 +291,7 @@ max_connections_per_ip = 32
         "rss_kb": { "warm": warm, "end": end, "samples": rss },
     });
     let out = std::env::var("QUID_LOAD_OUT")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/load.json").to_owned());
+        .unwrap_or_else(|_| concat!(env!("CARGO_TARGET_TMPDIR"), "/load.json").to_owned());
     std::fs::write(&out, serde_json::to_string_pretty(&figures).unwrap() + "\n").unwrap();
     println!("load test figures in {out}:\n{figures:#}");
 

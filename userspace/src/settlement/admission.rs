@@ -487,8 +487,7 @@ mod tests {
         assert_eq!(code(&shouted, &nodes, Some(&h)), "already_recorded");
         // Every reason the intake registers is one a real refusal above produced, by name:
         // a code spelt differently in the list and in the rule would show here.
-        let mut reached: std::collections::BTreeSet<&str> =
-            cases.iter().map(|(c, _)| *c).collect();
+        let mut reached: std::collections::BTreeSet<&str> = cases.iter().map(|(c, _)| *c).collect();
         reached.insert("unmetered_period");
         let registered: std::collections::BTreeSet<&str> =
             Reason::ALL.iter().map(|r| r.as_str()).collect();
