@@ -9,6 +9,11 @@ pub enum KernelError {
         "loading the XDP object failed: {0} (quid needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON)"
     )]
     Load(#[from] aya::EbpfError),
+    #[error(
+        "this quid was built without its XDP programs (bpf-linker was missing at build time): \
+         run scripts/bootstrap.sh, then rebuild"
+    )]
+    NoObject,
     #[error("program {name}: {source}")]
     Program {
         name: String,

@@ -298,6 +298,9 @@ impl Datapath {
         programs: &[&str],
         pins: &[(&str, PathBuf)],
     ) -> Result<Datapath, KernelError> {
+        if object.is_empty() {
+            return Err(KernelError::NoObject);
+        }
         let level = kernel_log.aya_level();
         let mut loader = EbpfLoader::new();
         let quid_maps = sizes.map_sizes()?;
