@@ -315,12 +315,12 @@ fn intake_daemon(
         "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
         &format!("{}{extra}", common::LISTENERS),
     );
-    // The reports these tests send cover the last hours: an earlier run metered them.
+    // The reports these tests send cover the last five hours: an earlier run metered them.
     common::metered_since(
         &dir.path().join("state"),
         &["alice"],
         &["pi"],
-        now() - 4 * 3600,
+        now() - 6 * 3600,
     );
     let daemon = Daemon::start(&r, &config);
     (r, s, dir, key, daemon)
