@@ -424,9 +424,7 @@ key = \"{}\"
 
     // Someone turns alice's balance row into a float behind quid's back: bob's balance still
     // moves on the metrics, and the bad row is counted.
-    Store::open(&state)
-        .unwrap()
-        .connection()
+    common::sqlite(&state)
         .execute_batch(
             "DROP TRIGGER balance_integer_update;
              UPDATE balances SET amount = 1e19 WHERE subscriber = 'alice';",
