@@ -642,3 +642,45 @@ fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
         ["alice", &quid::ledger::chain::credits(full / 2 * 2 + full)]
     );
 }
+
+/// Issue 11: the `balances` table is the balance everyone reads, so `quid ledger verify`
+/// checks every row against the sum of its subscriber's entries: a row edited or removed
+/// behind quid's back is named, and verify fails.
+#[test]
+fn a_balance_edited_behind_quids_back_fails_ledger_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config_sections(
+        dir.path(),
+        &[("acc", "access", "auto")],
+        "id,name,plan,prefixes\nalice,A,home,100.64.0.1\nbob,B,home,100.64.0.2\n",
+        "",
+    );
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let adjustment = |who: &str, amount: i64| {
+        quid::ledger::chain::NewEntry::adjustment(who, 1_795_000_000, amount, "test".into())
+    };
+    Store::open(&state)
+        .unwrap()
+        .append(&[adjustment("alice", 300), adjustment("bob", -70)])
+        .unwrap();
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+    let sql = |batch: &str| common::sqlite(&state).execute_batch(batch).unwrap();
+    sql("UPDATE balances SET amount = amount + 1 WHERE subscriber = 'bob';");
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(!ok && out.contains("`bob`"), "{out}");
+    // What `quid balance` shows is that row: the one the metrics and the API read.
+    let (_, out) = quid_cli(&config, &["balance", "bob"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["bob", "-0.000069"]
+    );
+    sql("UPDATE balances SET amount = amount - 1 WHERE subscriber = 'bob';");
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+    // A row removed is caught too.
+    sql("DELETE FROM balances WHERE subscriber = 'alice';");
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(!ok && out.contains("`alice`"), "{out}");
+}
