@@ -284,11 +284,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balance { subscriber, config } => {
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
+            // The balances table: the balance the metrics and the operator API read too.
             let balances = store.balances_checked()?;
-            // A balance beyond i64 (only an edited store has one) is named, never wrapped.
+            // A row that is not an exact integer (only an edited store has one) is named,
+            // never wrapped.
             let show = |id: &str, b: Option<i64>| match b {
                 Some(b) => println!("{id:<24} {:>18}", quid::ledger::chain::credits(b)),
-                None => println!("{id:<24} {:>18}", "out of range"),
+                None => println!("{id:<24} {:>18}", "unreadable"),
             };
             let broken = match subscriber {
                 Some(id) => {
@@ -305,8 +307,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             if broken > 0 {
                 bail!(
-                    "{broken} balance(s) sum beyond ±9,223,372,036,854.775807 credits: the \
-                     ledger was edited outside quid (`quid ledger verify` finds where)"
+                    "{broken} balance(s) are not exact integers: the store was edited outside \
+                     quid (`quid ledger verify` names what differs)"
                 );
             }
             Ok(())
@@ -349,13 +351,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--amount 0 changes nothing; give micro-credits, negative to debit");
             }
             let mut store = Store::open(&config.daemon.state_dir)?;
-            store.append(&[quid::ledger::chain::NewEntry {
-                at: quid::clock::Clock::system().now_i64()?,
-                subscriber: subscriber.clone(),
-                kind: "adjustment",
+            store.append(&[quid::ledger::chain::NewEntry::adjustment(
+                &subscriber,
+                quid::clock::Clock::system().now_i64()?,
                 amount,
-                reference: reason,
-            }])?;
+                reason,
+            )])?;
             println!(
                 "adjusted {subscriber} by {} credits",
                 quid::ledger::chain::credits(amount)
@@ -367,8 +368,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let store = Store::open(&config.daemon.state_dir)?;
-            let n = quid::ledger::chain::verify(&store.entries(None)?)?;
-            println!("ledger ok: {n} entries, hash chain intact");
+            // Entries and balances of one moment: the daemon may be writing.
+            let books = store.ledger_snapshot()?;
+            let n = quid::ledger::chain::verify(&books.entries)?;
+            let b = quid::ledger::chain::verify_balances(&books.entries, &books.balances)?;
+            println!(
+                "ledger ok: {n} entries, hash chain intact; {b} balances, each the sum of its \
+                 entries"
+            );
             Ok(())
         }
         Command::Statement {

@@ -424,9 +424,7 @@ key = \"{}\"
 
     // Someone turns alice's balance row into a float behind quid's back: bob's balance still
     // moves on the metrics, and the bad row is counted.
-    Store::open(&state)
-        .unwrap()
-        .connection()
+    common::sqlite(&state)
         .execute_batch(
             "DROP TRIGGER balance_integer_update;
              UPDATE balances SET amount = 1e19 WHERE subscriber = 'alice';",
@@ -444,6 +442,43 @@ key = \"{}\"
         assert!(std::time::Instant::now() < deadline, "{text}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // `quid ledger verify` checks every balance row against the entries: alice's is named.
+    let (ok, out) = common::quid_cli(&config, &["ledger", "verify"]);
+    assert!(!ok && out.contains("`alice`"), "{out}");
+    // A store that cannot be read is the server's fault (503), never the request's (400).
+    // One plain connection throughout: opening the store would recreate the table.
+    let sql = common::sqlite(&state);
+    sql.execute_batch("ALTER TABLE ledger RENAME TO ledger_away;")
+        .unwrap();
+    let (code, body) = https(
+        &r,
+        &cert,
+        "GET",
+        &format!("{op}/statements/bob/{period}"),
+        Some(&token),
+        None,
+    );
+    sql.execute_batch("ALTER TABLE ledger_away RENAME TO ledger;")
+        .unwrap();
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    // Books that disagree with themselves are not stated either (alice's row was edited).
+    let (code, body) = https(
+        &r,
+        &cert,
+        "GET",
+        &format!("{op}/statements/alice/{period}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (500, Some("books_inconsistent")),
+        "{body}"
+    );
     daemon.stop();
 
     // A tariff that would credit more than i64 for one report at the node's capacity.

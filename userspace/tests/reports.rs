@@ -381,12 +381,11 @@ fn figures_beyond_what_the_store_holds_are_refused_not_wrapped() {
         r.grid_bytes_received = 0;
     });
     assert_eq!(post(&top), (200, "accepted".into(), "".into()));
-    let store = Store::open(&dir.path().join("state")).unwrap();
-    let stored: i64 = store
-        .connection()
+    let stored: i64 = common::sqlite(&dir.path().join("state"))
         .query_row("SELECT grid_bytes_sent FROM reports", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, i64::MAX);
+    let store = Store::open(&dir.path().join("state")).unwrap();
     assert_eq!(store.report_count().unwrap(), 1);
     daemon.stop();
 }
@@ -458,9 +457,7 @@ fn honest_figures_of_every_magnitude_verify() {
         .concat(),
     );
     assert_eq!((ok, text.as_str()), (true, "accepted"));
-    let store = Store::open(&dir.path().join("state")).unwrap();
-    let (cpu, energy): (i64, i64) = store
-        .connection()
+    let (cpu, energy): (i64, i64) = common::sqlite(&dir.path().join("state"))
         .query_row(
             "SELECT cpu_core_micros, energy_microjoules FROM reports WHERE seq = 41",
             [],
@@ -624,9 +621,7 @@ fn a_copy_with_the_signature_case_changed_is_the_same_report() {
     // And once it is no longer the last: recognised from the store.
     assert_eq!(cli(2, t + 600), (true, "accepted".to_owned()));
     assert_eq!(cli(1, t), (true, "already_recorded".to_owned()));
-    let stored: String = Store::open(&dir.path().join("state"))
-        .unwrap()
-        .connection()
+    let stored: String = common::sqlite(&dir.path().join("state"))
         .query_row("SELECT signature FROM reports WHERE seq = 1", [], |r| {
             r.get(0)
         })

@@ -14,7 +14,10 @@ use std::{
 
 use common::{Daemon, Injector, quid_cli, veth, write_config_sections};
 use ed25519_dalek::SigningKey;
-use quid::{kernel::test_frames::Ethernet, settlement::report::rfc3339, store::Store};
+use quid::{
+    kernel::test_frames::Ethernet, ledger::chain::EntryKind, settlement::report::rfc3339,
+    store::Store,
+};
 
 /// Grid, intake, tariff and settlement for the test.
 const EXTRA: &str = "
@@ -133,9 +136,8 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     let state = dir.path().join("state");
     let deadline = Instant::now() + Duration::from_secs(15);
     let outcomes = loop {
-        let store = Store::open(&state).unwrap();
-        let mut stmt = store
-            .connection()
+        let sql = common::sqlite(&state);
+        let mut stmt = sql
             .prepare("SELECT node, outcome, measured_grid_bytes, credit FROM reports ORDER BY node")
             .unwrap();
         let rows: Vec<(String, String, Option<i64>, Option<i64>)> = stmt
@@ -281,9 +283,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     assert!(ok, "{out}");
 
     // Someone edits the books behind quid's back: verify names the entry and fails.
-    let store = Store::open(&state).unwrap();
-    store
-        .connection()
+    common::sqlite(&state)
         .execute(
             "UPDATE ledger SET amount = amount + 1000000 WHERE kind = 'usage_debit'",
             [],
@@ -364,9 +364,7 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     let state = dir.path().join("state");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        let pending: i64 = Store::open(&state)
-            .unwrap()
-            .connection()
+        let pending: i64 = common::sqlite(&state)
             .query_row(
                 "SELECT count(*) FROM reports WHERE outcome = 'pending'",
                 [],
@@ -384,7 +382,7 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
         .entries(Some("alice"))
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == "contribution_credit")
+        .filter(|e| e.kind == EntryKind::ContributionCredit)
         .map(|e| e.reference.split_whitespace().next().unwrap().to_owned())
         .collect();
     let unique: std::collections::BTreeSet<&String> = credits.iter().collect();
@@ -487,9 +485,7 @@ fn post(
 fn settled(state: &std::path::Path, node: &str, seq: u64) -> (String, i64, i64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let row: Option<(String, Option<i64>, Option<i64>)> = Store::open(state)
-            .unwrap()
-            .connection()
+        let row: Option<(String, Option<i64>, Option<i64>)> = common::sqlite(state)
             .query_row(
                 "SELECT outcome, measured_grid_bytes, credit FROM reports
                  WHERE node = ?1 AND seq = ?2",
@@ -568,7 +564,7 @@ fn time_the_books_never_metered_earns_nothing() {
             .entries(Some("alice"))
             .unwrap()
             .iter()
-            .all(|e| e.kind != "contribution_credit"),
+            .all(|e| e.kind != EntryKind::ContributionCredit),
         "no credit for time the books never metered"
     );
 }
@@ -645,4 +641,46 @@ fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
         out.split_whitespace().collect::<Vec<_>>(),
         ["alice", &quid::ledger::chain::credits(full / 2 * 2 + full)]
     );
+}
+
+/// Issue 11: the `balances` table is the balance everyone reads, so `quid ledger verify`
+/// checks every row against the sum of its subscriber's entries: a row edited or removed
+/// behind quid's back is named, and verify fails.
+#[test]
+fn a_balance_edited_behind_quids_back_fails_ledger_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config_sections(
+        dir.path(),
+        &[("acc", "access", "auto")],
+        "id,name,plan,prefixes\nalice,A,home,100.64.0.1\nbob,B,home,100.64.0.2\n",
+        "",
+    );
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let adjustment = |who: &str, amount: i64| {
+        quid::ledger::chain::NewEntry::adjustment(who, 1_795_000_000, amount, "test".into())
+    };
+    Store::open(&state)
+        .unwrap()
+        .append(&[adjustment("alice", 300), adjustment("bob", -70)])
+        .unwrap();
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+    let sql = |batch: &str| common::sqlite(&state).execute_batch(batch).unwrap();
+    sql("UPDATE balances SET amount = amount + 1 WHERE subscriber = 'bob';");
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(!ok && out.contains("`bob`"), "{out}");
+    // What `quid balance` shows is that row: the one the metrics and the API read.
+    let (_, out) = quid_cli(&config, &["balance", "bob"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["bob", "-0.000069"]
+    );
+    sql("UPDATE balances SET amount = amount - 1 WHERE subscriber = 'bob';");
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(ok, "{out}");
+    // A row removed is caught too.
+    sql("DELETE FROM balances WHERE subscriber = 'alice';");
+    let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
+    assert!(!ok && out.contains("`alice`"), "{out}");
 }

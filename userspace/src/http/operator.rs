@@ -31,7 +31,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ledger::chain::NewEntry, store::Store, subscribers::reload_result::ReloadResult};
+use crate::{
+    ledger::{chain::NewEntry, statement::StatementError},
+    store::Store,
+    subscribers::reload_result::ReloadResult,
+};
 
 /// `[operator]`: the operator API (off unless `listen` is set).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -281,13 +285,12 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
             )
         })?;
         store
-            .append(&[NewEntry {
+            .append(&[NewEntry::adjustment(
+                &a.subscriber,
                 at,
-                subscriber: a.subscriber.clone(),
-                kind: "adjustment",
-                amount: a.amount,
-                reference: a.reason.clone(),
-            }])
+                a.amount,
+                a.reason.clone(),
+            )])
             .map_err(|e| match e {
                 // The balance would leave i64: nothing recorded, and a retry cannot help.
                 crate::store::StoreError::Ledger(e) => {
@@ -337,7 +340,7 @@ async fn statement(
         known(store, &subscriber)?;
         let s = store
             .statement(&subscriber, &period)
-            .map_err(|e| (StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+            .map_err(|e| statement_refusal(&subscriber, e))?;
         let key = crate::settlement::node_client::read_key(&key_path).map_err(|e| {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -352,6 +355,27 @@ async fn statement(
 
 /// Why an action was refused: status, reason, message.
 type Refusal = (StatusCode, &'static str, String);
+
+/// The answer to a statement that could not be made: a bad period is the request's fault
+/// (400); a store that cannot be read is the server's (503, retry), as are books that cannot
+/// be stated (500: edited outside quid; `quid ledger verify` says where).
+fn statement_refusal(subscriber: &str, e: StatementError) -> Refusal {
+    match e {
+        StatementError::Store(_) => {
+            warn!("operator API: no statement for {subscriber}: {e}");
+            unavailable(format!("{e}"))
+        }
+        StatementError::OutOfRange { .. } | StatementError::BalanceDisagrees { .. } => {
+            warn!("operator API: no statement for {subscriber}: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "books_inconsistent",
+                e.to_string(),
+            )
+        }
+        e => (StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    }
+}
 
 fn unavailable(message: String) -> Refusal {
     (
@@ -423,6 +447,31 @@ mod tests {
             Token::load(Path::new("")),
             Err(TokenError::NotSet)
         ));
+    }
+
+    #[test]
+    fn a_store_fault_is_a_503_and_only_a_bad_period_a_400() {
+        let status = |e| statement_refusal("alice", e).0;
+        let fault = std::io::Error::other("disk I/O error");
+        assert_eq!(
+            status(StatementError::Store(Box::new(fault))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            statement_refusal("alice", StatementError::Store("x".into())).1,
+            "store_unavailable"
+        );
+        assert_eq!(
+            status(StatementError::Period("2026-13".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(StatementError::OutOfRange {
+                subscriber: "alice".into(),
+                what: "credits"
+            }),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -1,32 +1,149 @@
 //! The ledger: append-only entries in micro-credits (exact integers, never floats), each
 //! carrying the SHA-256 of the previous one, so `quid ledger verify` finds any edited, removed
-//! or inserted entry. Balances are derived from the entries, never stored.
+//! or inserted entry. The store keeps each subscriber's balance in the `balances` table, in
+//! the same transaction as every entry that moves it: that row is the balance everyone reads
+//! (CLI, metrics, operator API), and `quid ledger verify` checks it against the entries
+//! ([`verify_balances`]).
 //!
 //! Entry hash = SHA-256 over the previous entry's hash (hex) and the entry's fields, each
 //! followed by a newline: `prev`, `seq`, `at`, `subscriber`, `kind`, `amount`, `reference`.
+//! The kind is hashed as its text (`usage_debit`, …), which is also how the store keeps it.
+//!
+//! Pure: the store (`store/ledger.rs`) reads and writes entries and calls in here.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, str::FromStr};
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use crate::store::{Store, StoreError};
 
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// An entry to append.
+/// What a ledger entry is for. Kept in the store, and hashed, as the text of [`Self::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Traffic priced by the tariff (negative).
+    UsageDebit,
+    /// A settled report's credit (positive).
+    ContributionCredit,
+    /// The tariff's monthly allowance (positive).
+    Allowance,
+    /// An operator's correction, either sign, with a reason.
+    Adjustment,
+}
+
+impl EntryKind {
+    /// Every kind, in no particular order.
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::UsageDebit,
+        EntryKind::ContributionCredit,
+        EntryKind::Allowance,
+        EntryKind::Adjustment,
+    ];
+
+    /// The kind's text, as stored and hashed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::UsageDebit => "usage_debit",
+            EntryKind::ContributionCredit => "contribution_credit",
+            EntryKind::Allowance => "allowance",
+            EntryKind::Adjustment => "adjustment",
+        }
+    }
+}
+
+impl fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so widths and alignment in format strings apply.
+        f.pad(self.as_str())
+    }
+}
+
+/// A kind text quid does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a ledger entry kind (usage_debit, contribution_credit, allowance, \
+     adjustment): the store was edited outside quid or written by a newer quid"
+)]
+pub struct UnknownKind(pub String);
+
+impl FromStr for EntryKind {
+    type Err = UnknownKind;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        EntryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| UnknownKind(crate::settlement::report::quote(text)))
+    }
+}
+
+/// An entry to append; made by one constructor per kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEntry {
     pub at: i64,
     pub subscriber: String,
-    /// `usage_debit`, `contribution_credit` or `adjustment`.
-    pub kind: &'static str,
+    pub kind: EntryKind,
     /// Micro-credits: positive credits the subscriber, negative debits.
     pub amount: i64,
     /// What it is for: the interval, the report (`node#seq`), or the operator's reason.
     pub reference: String,
+}
+
+impl NewEntry {
+    /// The debit for `subscriber`'s traffic over `[start, end)` (unix seconds).
+    pub fn usage_debit(subscriber: &str, at: i64, amount: i64, start: u64, end: u64) -> NewEntry {
+        NewEntry::new(
+            EntryKind::UsageDebit,
+            subscriber,
+            at,
+            amount,
+            format!("usage {start}..{end}"),
+        )
+    }
+
+    /// The credit of a settled report; `reference` names the report and its figures.
+    pub fn contribution_credit(
+        subscriber: &str,
+        at: i64,
+        amount: i64,
+        reference: String,
+    ) -> NewEntry {
+        NewEntry::new(
+            EntryKind::ContributionCredit,
+            subscriber,
+            at,
+            amount,
+            reference,
+        )
+    }
+
+    /// The monthly allowance for `month` (as the clock numbers months).
+    pub fn allowance(subscriber: &str, at: i64, amount: i64, month: u64) -> NewEntry {
+        NewEntry::new(
+            EntryKind::Allowance,
+            subscriber,
+            at,
+            amount,
+            format!("allowance {month}"),
+        )
+    }
+
+    /// An operator's adjustment, kept with its reason for both sides.
+    pub fn adjustment(subscriber: &str, at: i64, amount: i64, reason: String) -> NewEntry {
+        NewEntry::new(EntryKind::Adjustment, subscriber, at, amount, reason)
+    }
+
+    fn new(kind: EntryKind, subscriber: &str, at: i64, amount: i64, reference: String) -> NewEntry {
+        NewEntry {
+            at,
+            subscriber: subscriber.to_owned(),
+            kind,
+            amount,
+            reference,
+        }
+    }
 }
 
 /// A recorded entry.
@@ -35,7 +152,7 @@ pub struct Entry {
     pub seq: i64,
     pub at: i64,
     pub subscriber: String,
-    pub kind: String,
+    pub kind: EntryKind,
     pub amount: i64,
     pub reference: String,
     pub prev: String,
@@ -60,7 +177,7 @@ pub fn hash(
     seq: i64,
     at: i64,
     subscriber: &str,
-    kind: &str,
+    kind: EntryKind,
     amount: i64,
     reference: &str,
 ) -> String {
@@ -70,7 +187,7 @@ pub fn hash(
         &seq.to_string(),
         &at.to_string(),
         subscriber,
-        kind,
+        kind.as_str(),
         &amount.to_string(),
         reference,
     ] {
@@ -83,8 +200,6 @@ pub fn hash(
 /// Why entries were not appended.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
     #[error(
         "subscriber `{subscriber}`: a balance of {} plus {} does not fit in a balance \
          (at most ±9,223,372,036,854.775807 credits); nothing was recorded. Check the amount",
@@ -97,175 +212,30 @@ pub enum AppendError {
     },
     #[error(
         "subscriber `{0}`: the stored balance is not an exact integer (the store was edited or \
-         written by an older quid); nothing was recorded. Recompute it from the ledger"
+         written by an older quid); nothing was recorded. `quid ledger verify` shows the \
+         difference; restore the store from a backup"
     )]
     BadBalance(String),
 }
 
-impl AppendError {
-    /// As a store error on the store at `path`.
-    pub(crate) fn into_store(self, path: &std::path::Path) -> StoreError {
-        match self {
-            AppendError::Sql(source) => StoreError::Sql {
-                path: path.to_owned(),
-                source,
-            },
-            other => StoreError::Ledger(other),
-        }
-    }
+/// The balance `entry` leaves when its subscriber's balance is `balance`, or why it cannot
+/// be recorded (it would leave i64).
+pub fn next_balance(balance: i64, entry: &NewEntry) -> Result<i64, AppendError> {
+    balance
+        .checked_add(entry.amount)
+        .ok_or_else(|| AppendError::Overflow {
+            subscriber: entry.subscriber.clone(),
+            balance,
+            amount: entry.amount,
+        })
 }
 
-/// The balances `entries` leave, checked: every amount must keep its subscriber's balance an
-/// exact i64 (entries of one subscriber apply in order).
-pub(crate) fn check(conn: &rusqlite::Connection, entries: &[NewEntry]) -> Result<(), AppendError> {
-    let mut after: std::collections::HashMap<&str, i64> = Default::default();
-    for e in entries {
-        let balance = match after.get(e.subscriber.as_str()) {
-            Some(b) => *b,
-            None => {
-                let stored: Option<rusqlite::types::Value> = conn
-                    .query_row(
-                        "SELECT amount FROM balances WHERE subscriber = ?1",
-                        [&e.subscriber],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                match stored {
-                    None => 0,
-                    Some(rusqlite::types::Value::Integer(v)) => v,
-                    Some(_) => return Err(AppendError::BadBalance(e.subscriber.clone())),
-                }
-            }
-        };
-        let next = balance
-            .checked_add(e.amount)
-            .ok_or_else(|| AppendError::Overflow {
-                subscriber: e.subscriber.clone(),
-                balance,
-                amount: e.amount,
-            })?;
-        after.insert(&e.subscriber, next);
-    }
-    Ok(())
-}
-
-/// Appends `entries` inside an open transaction, chained to the last entry; refuses them all
-/// if any would take a balance out of i64.
-pub(crate) fn append(tx: &Transaction<'_>, entries: &[NewEntry]) -> Result<(), AppendError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    check(tx, entries)?;
-    let (mut seq, mut prev): (i64, String) = tx
-        .query_row(
-            "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .unwrap_or((0, GENESIS.to_owned()));
-    let mut put = tx.prepare_cached(
-        "INSERT INTO ledger (seq, at, subscriber, kind, amount, reference, prev, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for e in entries {
-        seq += 1;
-        let h = hash(
-            &prev,
-            seq,
-            e.at,
-            &e.subscriber,
-            e.kind,
-            e.amount,
-            &e.reference,
-        );
-        put.execute(params![
-            seq,
-            e.at,
-            e.subscriber,
-            e.kind,
-            e.amount,
-            e.reference,
-            prev,
-            h
-        ])?;
-        prev = h;
-    }
-    Ok(())
-}
-
-/// What `quid ledger verify` found wrong.
+/// What `quid ledger verify` found wrong in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ledger entry {seq}: {why}; the ledger has been altered after it was written")]
 pub struct Broken {
     pub seq: i64,
     pub why: String,
-}
-
-impl Store {
-    /// Appends entries in a transaction of their own (operator adjustments).
-    pub fn append(&mut self, entries: &[NewEntry]) -> Result<(), StoreError> {
-        let path = self.path().to_owned();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
-        append(&tx, entries).map_err(|e| e.into_store(&path))?;
-        tx.commit().map_err(sql)
-    }
-
-    /// Every entry, oldest first, or those of one subscriber.
-    pub fn entries(&self, subscriber: Option<&str>) -> Result<Vec<Entry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, at, subscriber, kind, amount, reference, prev, hash FROM ledger
-                 WHERE ?1 IS NULL OR subscriber = ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([subscriber], |r| {
-                Ok(Entry {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    subscriber: r.get(2)?,
-                    kind: r.get(3)?,
-                    amount: r.get(4)?,
-                    reference: r.get(5)?,
-                    prev: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            })
-            .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
-    }
-
-    /// Balances by subscriber, derived from every entry; an error naming the first subscriber
-    /// whose entries sum beyond i64 (see [`Store::balances_checked`] to read the others).
-    pub fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
-        self.balances_checked()?
-            .into_iter()
-            .map(|(id, b)| match b {
-                Some(b) => Ok((id, b)),
-                None => Err(StoreError::Ledger(AppendError::BadBalance(id))),
-            })
-            .collect()
-    }
-
-    /// Balances by subscriber, derived from every entry; `None` for a subscriber whose entries
-    /// sum beyond i64 (which the ledger refuses to record, so only an edited store has one).
-    pub fn balances_checked(&self) -> Result<BTreeMap<String, Option<i64>>, StoreError> {
-        let mut sums: BTreeMap<String, i128> = BTreeMap::new();
-        for e in self.entries(None)? {
-            // i128 holds the sum of any 2^64 i64 amounts exactly.
-            *sums.entry(e.subscriber).or_insert(0) += i128::from(e.amount);
-        }
-        Ok(sums
-            .into_iter()
-            .map(|(id, sum)| (id, i64::try_from(sum).ok()))
-            .collect())
-    }
 }
 
 /// Recomputes the chain; returns how many entries it holds.
@@ -286,7 +256,7 @@ pub fn verify(entries: &[Entry]) -> Result<usize, Broken> {
             e.seq,
             e.at,
             &e.subscriber,
-            &e.kind,
+            e.kind,
             e.amount,
             &e.reference,
         ) != e.hash
@@ -298,52 +268,143 @@ pub fn verify(entries: &[Entry]) -> Result<usize, Broken> {
     Ok(entries.len())
 }
 
+/// Each subscriber's entries summed (i128 holds the sum of any 2^64 i64 amounts exactly).
+pub fn sums(entries: &[Entry]) -> BTreeMap<String, i128> {
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    for e in entries {
+        *sums.entry(e.subscriber.clone()).or_insert(0) += i128::from(e.amount);
+    }
+    sums
+}
+
+/// A stored balance that is not the sum of its subscriber's entries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "subscriber `{subscriber}`: the stored balance is {stored} but its ledger entries sum to \
+     {entries} credits; the balances table has been altered after it was written (quid keeps \
+     it in the same transaction as every entry). Restore the store from a backup"
+)]
+pub struct BalanceMismatch {
+    pub subscriber: String,
+    /// The stored row: `N credits`, `missing` or `not an exact integer`.
+    pub stored: String,
+    /// The entries' sum as credits.
+    pub entries: String,
+}
+
+/// Checks every stored balance (`None`: a row that is not an exact integer) against the sum of
+/// its subscriber's entries, and that every subscriber with entries has a row; returns how many
+/// balances agree, or the first subscriber (by id) whose do not.
+pub fn verify_balances(
+    entries: &[Entry],
+    stored: &BTreeMap<String, Option<i64>>,
+) -> Result<usize, BalanceMismatch> {
+    let sums = sums(entries);
+    let ids: std::collections::BTreeSet<&String> = sums.keys().chain(stored.keys()).collect();
+    for id in &ids {
+        let sum = sums.get(*id).copied().unwrap_or(0);
+        let row = stored.get(*id);
+        let agrees = match row {
+            Some(Some(b)) => i128::from(*b) == sum,
+            // No row is right only for a subscriber without entries.
+            None => !sums.contains_key(*id),
+            Some(None) => false,
+        };
+        if !agrees {
+            return Err(BalanceMismatch {
+                subscriber: (*id).clone(),
+                stored: match row {
+                    Some(Some(b)) => format!("{} credits", credits(*b)),
+                    Some(None) => "not an exact integer".into(),
+                    None => "missing".into(),
+                },
+                entries: credits_wide(sum),
+            });
+        }
+    }
+    Ok(ids.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(sub: &str, kind: &'static str, amount: i64) -> NewEntry {
-        NewEntry {
-            at: 1_795_000_000,
-            subscriber: sub.into(),
-            kind,
-            amount,
-            reference: "t".into(),
+    fn chain(amounts: &[(&str, i64)]) -> Vec<Entry> {
+        let mut prev = GENESIS.to_owned();
+        let mut out = Vec::new();
+        for (seq, (who, amount)) in (1..).zip(amounts) {
+            let kind = EntryKind::Adjustment;
+            let hash = hash(&prev, seq, 7, who, kind, *amount, "t");
+            out.push(Entry {
+                seq,
+                at: 7,
+                subscriber: (*who).into(),
+                kind,
+                amount: *amount,
+                reference: "t".into(),
+                prev: prev.clone(),
+                hash: hash.clone(),
+            });
+            prev = hash;
         }
+        out
     }
 
     #[test]
-    fn balances_are_derived_and_any_edit_breaks_the_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
-        s.append(&[
-            entry("a", "usage_debit", -300),
-            entry("b", "contribution_credit", 1_000),
-        ])
-        .unwrap();
-        s.append(&[entry("a", "contribution_credit", 500)]).unwrap();
-        let all = s.entries(None).unwrap();
-        assert_eq!(verify(&all), Ok(3));
+    fn kinds_read_back_as_written_and_unknown_text_is_an_error() {
+        for k in EntryKind::ALL {
+            assert_eq!(k.as_str().parse::<EntryKind>(), Ok(k));
+        }
+        assert_eq!(format!("{:<12}|", EntryKind::Allowance), "allowance   |");
+        let err = "gift".parse::<EntryKind>().unwrap_err().to_string();
+        assert!(err.contains("`gift` is not a ledger entry kind"), "{err}");
+        let e = NewEntry::usage_debit("a", 5, -3, 100, 110);
         assert_eq!(
-            s.balances().unwrap(),
-            BTreeMap::from([("a".into(), 200), ("b".into(), 1_000)])
+            (e.kind, e.reference.as_str()),
+            (EntryKind::UsageDebit, "usage 100..110")
         );
+        assert_eq!(
+            NewEntry::allowance("a", 5, 3, 677).reference,
+            "allowance 677"
+        );
+    }
 
-        // An operator with sqlite3 turns a debit into a credit: verify names the entry.
-        s.conn
-            .execute("UPDATE ledger SET amount = 300 WHERE seq = 1", [])
-            .unwrap();
-        let err = verify(&s.entries(None).unwrap()).unwrap_err();
-        assert_eq!(err.seq, 1);
-        assert!(err.to_string().contains("do not match its hash"), "{err}");
-        s.conn
-            .execute("UPDATE ledger SET amount = -300 WHERE seq = 1", [])
-            .unwrap();
-        assert_eq!(verify(&s.entries(None).unwrap()), Ok(3));
-        // Removing an entry breaks the chain too.
-        s.conn
-            .execute("DELETE FROM ledger WHERE seq = 2", [])
-            .unwrap();
-        assert_eq!(verify(&s.entries(None).unwrap()).unwrap_err().seq, 3);
+    #[test]
+    fn the_hash_covers_the_kind_text_as_older_quid_wrote_it() {
+        // The chain of stores written before kinds were an enum must still verify.
+        let h = hash(GENESIS, 1, 7, "a", EntryKind::UsageDebit, -3, "t");
+        let mut old = Sha256::new();
+        for f in [GENESIS, "1", "7", "a", "usage_debit", "-3", "t"] {
+            old.update(f.as_bytes());
+            old.update(b"\n");
+        }
+        assert_eq!(h, hex::encode(old.finalize()));
+    }
+
+    #[test]
+    fn a_balance_that_is_not_the_sum_of_its_entries_is_named() {
+        let entries = chain(&[("a", -300), ("b", 1_000), ("a", 500)]);
+        assert_eq!(verify(&entries), Ok(3));
+        let good = BTreeMap::from([("a".to_owned(), Some(200)), ("b".to_owned(), Some(1_000))]);
+        assert_eq!(verify_balances(&entries, &good), Ok(2));
+        let cases = [
+            ("a", Some(Some(201)), "0.000201 credits"),
+            ("a", Some(None), "not an exact integer"),
+            ("a", None, "missing"),
+            ("c", Some(Some(5)), "0.000005 credits"),
+        ];
+        for (who, row, stored) in cases {
+            let mut edited = good.clone();
+            match row {
+                Some(row) => edited.insert(who.to_owned(), row),
+                None => edited.remove(who),
+            };
+            let err = verify_balances(&entries, &edited).unwrap_err();
+            assert_eq!(
+                (err.subscriber.as_str(), err.stored.as_str()),
+                (who, stored)
+            );
+            assert!(err.to_string().contains(&format!("`{who}`")), "{err}");
+        }
     }
 }

@@ -5,12 +5,12 @@
 //! The signature covers the statement serialized as compact JSON in field order (integers and
 //! strings only, so every reader re-serializes the same bytes). The statement names the hash of
 //! the last ledger entry it includes, tying it to the hash chain.
+//!
+//! Pure: the store reads the [`Figures`] (`store/statements.rs`); this module states, signs
+//! and verifies them.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
-
-use crate::store::Store;
 
 /// Bytes by direction and class.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +66,24 @@ pub struct Signed {
     pub signature: String,
 }
 
-/// Why a statement does not check out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a statement cannot be made or does not check out.
+#[derive(Debug, thiserror::Error)]
 pub enum StatementError {
+    /// The books could not be read: the server's fault, not the request's.
+    #[error(
+        "the books cannot be read ({0}); no statement was made: retry when the store is readable"
+    )]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(
+        "{subscriber}'s stored balance ({stored}) is not the sum of the ledger entries \
+         ({entries} credits): the books were edited outside quid (`quid ledger verify` names \
+         what differs); no statement can state it"
+    )]
+    BalanceDisagrees {
+        subscriber: String,
+        stored: String,
+        entries: String,
+    },
     #[error("`{0}` is not a month: use YYYY-MM, like 2026-11")]
     Period(String),
     #[error("the statement is not readable: {0}")]
@@ -118,84 +133,43 @@ pub fn month(period: &str) -> Result<(i64, i64), StatementError> {
     Ok((ts(start)?, ts(end)?))
 }
 
-impl Store {
-    /// Builds `subscriber`'s statement for `period` (`YYYY-MM`) from the books.
-    pub fn statement(&self, subscriber: &str, period: &str) -> Result<Statement, StatementError> {
-        let (from, to) = month(period)?;
-        let sql = |e: rusqlite::Error| StatementError::Format(e.to_string());
-        let c = &self.conn;
-        // Sums in Rust, exact in u128/i128: SQLite's sum() fails on an i64 overflow, and one
-        // subscriber's figures must never stop the statement (or anyone else's).
-        let mut bytes = [0u128; 4];
-        {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT down_bytes, down_grid_bytes, up_bytes, up_grid_bytes FROM usage
-                     WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
-                )
-                .map_err(sql)?;
-            let mut rows = stmt.query(params![subscriber, from, to]).map_err(sql)?;
-            while let Some(r) = rows.next().map_err(sql)? {
-                for (i, b) in bytes.iter_mut().enumerate() {
-                    // Counters are stored bit-exact (see `store::flat`).
-                    *b += u128::from(r.get::<_, i64>(i).map_err(sql)?.cast_unsigned());
-                }
-            }
-        }
-        let [di, dg, ui, ug] = bytes.map(|b| u64::try_from(b).unwrap_or(u64::MAX));
-        let (mut cpu, mut storage, mut energy, mut matched, mut disputed) =
-            (0u128, 0u128, 0u128, 0u64, 0u64);
-        {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT cpu_core_micros, storage_byte_seconds, energy_microjoules, outcome
-                     FROM reports WHERE subscriber = ?1 AND outcome IN ('matched', 'disputed')
-                       AND period_end > ?2 AND period_end <= ?3",
-                )
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map(params![subscriber, from, to], |r| {
-                    Ok((
-                        crate::store::from_sql(r, 0)?,
-                        crate::store::from_sql(r, 1)?,
-                        crate::store::from_sql(r, 2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .map_err(sql)?;
-            for row in rows {
-                let (c, s, e, outcome) = row.map_err(sql)?;
-                cpu += u128::from(c);
-                storage += u128::from(s);
-                energy += u128::from(e);
-                match outcome.as_str() {
-                    "matched" => matched += 1,
-                    "disputed" => disputed += 1,
-                    _ => {}
-                }
-            }
-        }
-        let (mut opening, mut credits, mut debits, mut entries) = (0i128, 0i128, 0i128, 0u64);
-        {
-            let mut stmt = c
-                .prepare_cached("SELECT at, amount FROM ledger WHERE subscriber = ?1 AND at < ?2")
-                .map_err(sql)?;
-            let mut rows = stmt.query(params![subscriber, to]).map_err(sql)?;
-            while let Some(r) = rows.next().map_err(sql)? {
-                let (at, amount): (i64, i64) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
-                let amount = i128::from(amount);
-                if at < from {
-                    opening += amount;
-                } else {
-                    entries += 1;
-                    if amount > 0 {
-                        credits += amount;
-                    } else {
-                        debits += amount;
-                    }
-                }
-            }
-        }
+/// What the books hold for one subscriber and month, as the store reads them; sums are exact
+/// (u128/i128), so no figure of one subscriber can stop a statement by overflowing on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Usage bytes in the month: download internet, download grid, upload internet, upload grid.
+    pub bytes: [u128; 4],
+    /// Matched and disputed reports ending in the month: cpu core-micros, storage
+    /// byte-seconds, energy microjoules.
+    pub contributed: [u128; 3],
+    pub reports_matched: u64,
+    pub reports_disputed: u64,
+    /// The subscriber's entries dated before the month.
+    pub opening: i128,
+    /// The subscriber's entries in the month: positive, negative, and how many.
+    pub credits: i128,
+    pub debits: i128,
+    pub entries: u64,
+    /// The subscriber's entries dated after the month.
+    pub later: i128,
+    /// The subscriber's stored balance: `None` without a row, `Some(None)` for a row that is
+    /// not an exact integer.
+    pub balance: Option<Option<i64>>,
+    /// The hash of the last entry (of any subscriber) dated before the month's end; `None`
+    /// only when there is none.
+    pub ledger_hash: Option<String>,
+}
+
+impl Statement {
+    /// `subscriber`'s statement for `period` (`YYYY-MM`, the month `[from, to)`) from the
+    /// figures the books hold; refused when a figure leaves i64 or the entries do not add up
+    /// to the stored balance (both only in a store edited outside quid).
+    pub fn from_figures(
+        subscriber: &str,
+        period: &str,
+        (from, to): (i64, i64),
+        f: Figures,
+    ) -> Result<Statement, StatementError> {
         let fit = |what: &'static str, v: i128| {
             i64::try_from(v).map_err(|_| StatementError::OutOfRange {
                 subscriber: subscriber.to_owned(),
@@ -203,9 +177,9 @@ impl Store {
             })
         };
         let (opening, credits, debits) = (
-            fit("opening balance", opening)?,
-            fit("credits", credits)?,
-            fit("debits", debits)?,
+            fit("opening balance", f.opening)?,
+            fit("credits", f.credits)?,
+            fit("debits", f.debits)?,
         );
         let closing = opening
             .checked_add(credits)
@@ -214,13 +188,27 @@ impl Store {
                 subscriber: subscriber.to_owned(),
                 what: "closing balance",
             })?;
-        let ledger_hash: String = c
-            .query_row(
-                "SELECT hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
-                [to],
-                |r| r.get(0),
-            )
-            .unwrap_or_else(|_| crate::ledger::chain::GENESIS.to_owned());
+        // The closing balance and what came after must be the balance everyone else reads.
+        let all = f.opening + f.credits + f.debits + f.later;
+        let agrees = match f.balance {
+            Some(Some(b)) => i128::from(b) == all,
+            // No row: no entries yet.
+            None => all == 0,
+            Some(None) => false,
+        };
+        if !agrees {
+            return Err(StatementError::BalanceDisagrees {
+                subscriber: subscriber.to_owned(),
+                stored: match f.balance {
+                    Some(Some(b)) => format!("{} credits", crate::ledger::chain::credits(b)),
+                    Some(None) => "not an exact integer".into(),
+                    None => "missing".into(),
+                },
+                entries: crate::ledger::chain::credits_wide(all),
+            });
+        }
+        let [di, dg, ui, ug] = f.bytes.map(|b| u64::try_from(b).unwrap_or(u64::MAX));
+        let [cpu, storage, energy] = f.contributed;
         // Whole units, floored (the statement format keeps core-seconds and joules).
         let whole = |v: u128, unit: u128| u64::try_from(v / unit).unwrap_or(u64::MAX);
         Ok(Statement {
@@ -239,15 +227,18 @@ impl Store {
                 cpu_core_seconds: whole(cpu, 1_000_000),
                 storage_byte_seconds: whole(storage, 1),
                 energy_joules: whole(energy, 1_000_000),
-                reports_matched: matched,
-                reports_disputed: disputed,
+                reports_matched: f.reports_matched,
+                reports_disputed: f.reports_disputed,
             },
             opening_balance: opening,
             credits,
             debits,
             closing_balance: closing,
-            entries,
-            ledger_hash,
+            entries: f.entries,
+            // Only a ledger with no entry before the month's end starts from the genesis hash.
+            ledger_hash: f
+                .ledger_hash
+                .unwrap_or_else(|| crate::ledger::chain::GENESIS.to_owned()),
         })
     }
 }
@@ -338,10 +329,6 @@ pub fn verify(text: &str, operator_key: Option<&VerifyingKey>) -> Result<Verifie
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ledger::chain::NewEntry, store::Usage};
-    use quid_common::{
-        CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
-    };
 
     #[test]
     fn months_are_utc_calendar_months() {
@@ -358,92 +345,40 @@ mod tests {
     }
 
     #[test]
-    fn a_month_gives_a_statement_that_verifies_and_any_edit_is_caught() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+    fn a_statement_agrees_with_the_stored_balance_or_is_refused() {
         let (from, to) = month("2026-11").unwrap();
-        let entry = |at: i64, kind: &'static str, amount: i64| NewEntry {
-            at,
-            subscriber: "alice".into(),
-            kind,
-            amount,
-            reference: "t".into(),
+        let figures = Figures {
+            opening: 5_000,
+            credits: 20_000,
+            debits: -1_500,
+            entries: 3,
+            later: -300,
+            balance: Some(Some(23_200)),
+            ledger_hash: None,
+            ..Figures::default()
         };
-        // October leaves alice at +5,000; November: two debits, one credit; December is not
-        // November's business.
-        store
-            .append(&[
-                entry(from - 100, "contribution_credit", 5_000),
-                entry(from + 10, "usage_debit", -1_200),
-                entry(from + 86_400, "contribution_credit", 20_000),
-                entry(to - 1, "usage_debit", -300),
-                entry(to, "usage_debit", -999_999),
-            ])
-            .unwrap();
-        let mut c = SubscriberCounters::default();
-        c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = 7_000;
-        c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)].bytes = 900;
-        store
-            .commit(
-                &[],
-                &[(
-                    "alice",
-                    Usage {
-                        start: from as u64,
-                        end: from as u64 + 10,
-                        counters: c,
-                    },
-                )],
+        let s = Statement::from_figures("alice", "2026-11", (from, to), figures.clone()).unwrap();
+        assert_eq!(s.closing_balance, 23_500);
+        // No entry before the month's end: the genesis hash, and only then.
+        assert_eq!(s.ledger_hash, crate::ledger::chain::GENESIS);
+        for balance in [Some(Some(23_201)), Some(None), None] {
+            let err = Statement::from_figures(
+                "alice",
+                "2026-11",
+                (from, to),
+                Figures {
+                    balance,
+                    ..figures.clone()
+                },
             )
-            .unwrap();
-        let s = store.statement("alice", "2026-11").unwrap();
-        assert_eq!(
-            (
-                s.opening_balance,
-                s.credits,
-                s.debits,
-                s.closing_balance,
-                s.entries
-            ),
-            (5_000, 20_000, -1_500, 23_500, 3)
-        );
-        assert_eq!(s.bytes.download_internet, 7_000);
-        assert_eq!(s.bytes.upload_grid, 900);
-
-        let key = SigningKey::from_bytes(&[42u8; 32]);
-        let signed = sign(s, &key);
-        let text = serde_json::to_string_pretty(&signed).unwrap();
-        let pubkey = key.verifying_key();
-        let ok = verify(&text, Some(&pubkey)).unwrap();
-        assert_eq!(ok.statement.closing_balance, 23_500);
-        assert!(ok.authenticated);
-        // Without the operator's key, the signer is reported as not authenticated.
-        assert!(!verify(&text, None).unwrap().authenticated);
-        let upper = hex::encode(pubkey.to_bytes()).to_uppercase();
-        assert_eq!(parse_key(&format!("{upper}\n")).unwrap(), pubkey);
-        assert!(matches!(parse_key("abc"), Err(StatementError::Key(_))));
-        // The ISP cannot change a figure after signing, nor sign with another key unnoticed.
-        let edited = text.replace("\"credits\": 20000", "\"credits\": 2000");
-        assert!(matches!(
-            verify(&edited, None),
-            Err(StatementError::Signature(_))
-        ));
-        let other = sign(
-            signed.statement.clone(),
-            &SigningKey::from_bytes(&[1u8; 32]),
-        );
-        let other = serde_json::to_string(&other).unwrap();
-        assert!(matches!(
-            verify(&other, Some(&pubkey)),
-            Err(StatementError::WrongKey { .. })
-        ));
-        // A correctly signed statement with wrong arithmetic is caught too.
-        let mut bad = signed.statement.clone();
-        bad.closing_balance += 1;
-        let bad = serde_json::to_string(&sign(bad, &key)).unwrap();
-        assert!(matches!(
-            verify(&bad, None),
-            Err(StatementError::Arithmetic { .. })
-        ));
+            .unwrap_err();
+            assert!(
+                matches!(err, StatementError::BalanceDisagrees { .. }),
+                "{err}"
+            );
+        }
+        // A subscriber without entries has no balance row, and a statement of zeros.
+        let empty = Statement::from_figures("bob", "2026-11", (from, to), Figures::default());
+        assert_eq!(empty.unwrap().closing_balance, 0);
     }
 }

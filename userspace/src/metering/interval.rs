@@ -9,6 +9,8 @@ use quid_common::SubscriberCounters;
 use crate::{
     clock::{self, Clock, ClockError},
     kernel::subscriber_maps::Slots,
+    ledger::chain::NewEntry,
+    settlement::matching,
     store::{Changes, Record, Status, Store, StoreError, Usage},
     subscribers::table::{Subscriber, Table},
 };
@@ -263,13 +265,13 @@ impl Books {
             add(&mut r.total, &delta);
             let debit = self.tariff.usage_debit(&before, &r.total);
             if debit != 0 {
-                entries.push(crate::ledger::chain::NewEntry {
-                    at: crate::store::secs(now),
-                    subscriber: r.id.clone(),
-                    kind: "usage_debit",
-                    amount: debit,
-                    reference: format!("usage {start}..{now}"),
-                });
+                entries.push(NewEntry::usage_debit(
+                    &r.id,
+                    crate::store::secs(now),
+                    debit,
+                    start,
+                    now,
+                ));
             }
             add(&mut summary.delta, &delta);
             summary.active += 1;
@@ -318,46 +320,54 @@ impl Books {
 
     /// The entries the ledger can take: one that would carry its subscriber's balance out of
     /// i64 is left out (and logged) so that it cannot stop everyone else's books.
-    fn fitting(
-        &self,
-        entries: Vec<crate::ledger::chain::NewEntry>,
-    ) -> Vec<crate::ledger::chain::NewEntry> {
+    fn fitting(&self, entries: Vec<NewEntry>) -> Vec<NewEntry> {
+        let refusals = match self.store.refusals(&entries) {
+            Ok(r) => r,
+            Err(e) => {
+                // The commit checks again, and fails whole (keeping the counts) if it must.
+                log::warn!("balances unread before the commit: {e}");
+                return entries;
+            }
+        };
         entries
             .into_iter()
-            .filter(|e| {
-                match crate::ledger::chain::check(self.store.connection(), std::slice::from_ref(e))
-                {
-                    Ok(()) => true,
-                    Err(err) => {
-                        log::error!("{} {} not recorded: {err}", e.kind, e.reference);
-                        false
-                    }
+            .zip(refusals)
+            .filter_map(|(e, refused)| match refused {
+                None => Some(e),
+                Some(err) => {
+                    log::error!("{} {} not recorded: {err}", e.kind, e.reference);
+                    None
                 }
             })
             .collect()
     }
 
     /// The monthly allowance entry of subscriber `id` at unix time `now`.
-    fn allowance(&self, id: &str, now: u64) -> Result<crate::ledger::chain::NewEntry, BooksError> {
-        Ok(crate::ledger::chain::NewEntry {
-            at: crate::store::secs(now),
-            subscriber: id.to_owned(),
-            kind: "allowance",
-            amount: i64::try_from(self.tariff.monthly_allowance).unwrap_or(i64::MAX),
-            reference: format!("allowance {}", month_of(now)?),
-        })
+    fn allowance(&self, id: &str, now: u64) -> Result<NewEntry, BooksError> {
+        Ok(NewEntry::allowance(
+            id,
+            crate::store::secs(now),
+            i64::try_from(self.tariff.monthly_allowance).unwrap_or(i64::MAX),
+            month_of(now)?,
+        ))
     }
 
-    /// Settles the pending reports the books now cover (see `settle`).
+    /// Settles the pending reports the books now cover (see `settlement::matching`).
     pub fn settle(
         &mut self,
         nodes: &crate::settlement::nodes::Nodes,
         rules: &crate::settlement::matching::SettlementConfig,
     ) -> Result<Vec<crate::settlement::matching::Settled>, BooksError> {
         let until = crate::store::secs(self.last_end);
-        Ok(self
-            .store
-            .settle(nodes, &self.tariff, rules, until, until)?)
+        let tariff = &self.tariff;
+        // The store reads and records in one transaction; the rules judge in between.
+        Ok(self.store.settle_pending(
+            until,
+            |node| nodes.by_id.get(node).map(|n| n.subscriber.clone()),
+            |report, subscriber, evidence| {
+                matching::decide(report, subscriber, evidence, tariff, rules, until)
+            },
+        )?)
     }
 
     /// The store behind the books (for reading).
@@ -498,7 +508,11 @@ mod tests {
                 .unwrap();
             let settled = books.settle(&nodes, &rules).unwrap();
             assert_eq!(settled.len(), 1);
-            assert_eq!(settled[0].outcome, "matched", "{settled:?}");
+            assert_eq!(
+                settled[0].outcome,
+                crate::settlement::outcome::Outcome::Matched,
+                "{settled:?}"
+            );
         }
         let s = books.store().statement("alice", "2026-11").unwrap();
         // Allowance 1,000,000. Debits: 720 h x 0.36 GB = 259.2 GB x 10,000 = 2,592,000 and
@@ -554,8 +568,7 @@ mod tests {
         let ro = |books: &Books, on: bool| {
             books
                 .store
-                .connection()
-                .execute_batch(&format!("PRAGMA query_only = {}", on as i32))
+                .execute_unchecked_for_tests(&format!("PRAGMA query_only = {}", i32::from(on)))
                 .unwrap()
         };
         ro(&books, true);

@@ -4,6 +4,10 @@
 //! meter backs for the report and the credit are kept with the report, and the credit enters
 //! the ledger, in one transaction.
 //!
+//! Pure: the store (`Store::settle_pending`) reads each pending report with the [`Evidence`]
+//! the books hold for it, asks [`decide`] for the [`Verdict`], and records every verdict and
+//! its credit in the one transaction it read them in.
+//!
 //! The rules, for report R of subscriber S over period P:
 //!
 //! - **Metered time only.** Every second of P must lie in a meter span (the kernel counters
@@ -28,15 +32,9 @@
 //! Every amount is checked: a credit that would carry a balance out of i64 leaves the report
 //! pending (logged), so it can never wrap or stop the others.
 
-use rusqlite::params;
 use serde::Deserialize;
 
-use crate::{
-    ledger::chain::{self as ledger, NewEntry},
-    ledger::tariff::Tariff,
-    settlement::nodes::Nodes,
-    store::{Store, StoreError, from_sql},
-};
+use crate::{ledger::chain::NewEntry, ledger::tariff::Tariff, settlement::outcome::Outcome};
 
 /// What a disputed report earns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -92,8 +90,8 @@ pub struct Settled {
     pub node: String,
     pub seq: u64,
     pub subscriber: String,
-    /// `matched`, `disputed` or `unmetered`.
-    pub outcome: &'static str,
+    /// Matched, disputed or unmetered.
+    pub outcome: Outcome,
     /// Grid bytes the report itself claimed.
     pub reported: u64,
     /// Grid bytes the meter counted for the subscriber over the period.
@@ -117,13 +115,13 @@ pub struct Claims {
 }
 
 /// The outcome, credit and backed bytes of one report (see the module docs for the rules).
-pub fn judge(c: Claims, full: i64, rules: &SettlementConfig) -> (&'static str, i64, u64) {
+pub fn judge(c: Claims, full: i64, rules: &SettlementConfig) -> (Outcome, i64, u64) {
     let available = c.measured.saturating_sub(c.taken);
     let percent = u128::from(available) * u128::from(rules.tolerance_percent) / 100;
     // The byte floor never exceeds the metered bytes: zero metered bytes tolerate nothing.
     let floor = u128::from(rules.tolerance_bytes.min(available));
     if u128::from(c.claimed.abs_diff(available)) <= percent.max(floor) {
-        return ("matched", full, c.own);
+        return (Outcome::Matched, full, c.own);
     }
     if c.claimed < available {
         // Claimed less than the meter saw: the node's own figure is the cap.
@@ -131,7 +129,7 @@ pub fn judge(c: Claims, full: i64, rules: &SettlementConfig) -> (&'static str, i
             DisputedPolicy::None => 0,
             DisputedPolicy::Capped => full,
         };
-        return ("disputed", credit, c.own);
+        return (Outcome::Disputed, credit, c.own);
     }
     // Over-claimed: the report's share of what is available, in proportion to its claim.
     let share = |x: u128| x * u128::from(available) / u128::from(c.claimed.max(1));
@@ -144,12 +142,12 @@ pub fn judge(c: Claims, full: i64, rules: &SettlementConfig) -> (&'static str, i
             i64::try_from(share(f)).unwrap_or(0)
         }
     };
-    ("disputed", credit, allocated)
+    (Outcome::Disputed, credit, allocated)
 }
 
 /// `bytes × overlap / length`: the part of a claim spread evenly over `[s, e)` that falls in
 /// `[start, end)`.
-fn prorate(bytes: u64, s: i64, e: i64, start: i64, end: i64) -> u128 {
+pub fn prorate(bytes: u64, s: i64, e: i64, start: i64, end: i64) -> u128 {
     let len = i128::from(e) - i128::from(s);
     let overlap = (i128::from(e.min(end)) - i128::from(s.max(start))).max(0);
     if len <= 0 {
@@ -168,273 +166,117 @@ fn prorate(bytes: u64, s: i64, e: i64, start: i64, end: i64) -> u128 {
 }
 
 /// A u128 as u64, saturating (sums of u64 figures).
-fn clamp(x: u128) -> u64 {
+pub fn clamp(x: u128) -> u64 {
     u64::try_from(x).unwrap_or(u64::MAX)
 }
 
-/// A non-negative i64 read from SQLite as u64 (negative: 0).
-fn unsigned(x: i64) -> u64 {
-    u64::try_from(x).unwrap_or(0)
+/// A pending report as the store hands it to settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReport {
+    pub node: String,
+    pub seq: u64,
+    /// Its period, `[start, end)` in unix seconds.
+    pub start: i64,
+    pub end: i64,
+    pub cpu_core_micros: u64,
+    pub storage_byte_seconds: u64,
+    pub energy_microjoules: u64,
+    /// Grid bytes sent plus received (saturating).
+    pub claim: u64,
 }
 
-/// A pending report as settlement reads it.
-struct Pending {
-    node: String,
-    seq: u64,
-    start: i64,
-    end: i64,
-    cpu: u64,
-    storage: u64,
-    energy: u64,
-    claim: u64,
+/// What the books hold about a pending report's period, for its subscriber.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Seconds of the period within a meter span while the subscriber was metered.
+    pub metered_seconds: i64,
+    /// When quid first saw the report's node registered, if ever.
+    pub node_first_seen: Option<i64>,
+    /// Grid bytes the meter counted for the subscriber over the period.
+    pub measured: u64,
+    /// Grid bytes of the period the subscriber's settled reports hold (their overlap share).
+    pub taken: u128,
+    /// Grid bytes of the period the subscriber's other pending reports claim (overlap share).
+    pub others_claimed: u128,
 }
 
-impl Store {
-    /// Grid-class bytes (both directions) counted for `subscriber` over `[start, end)`; an
-    /// interval that straddles an edge counts in proportion to its overlap.
-    pub fn metered_grid_bytes(
-        &self,
-        subscriber: &str,
-        start: i64,
-        end: i64,
-    ) -> Result<u64, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM usage
-                 WHERE subscriber = ?1 AND end >= ?2 AND start <= ?3",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![subscriber, start, end], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(|e| self.sql(e))?;
-        let mut total = 0u128;
-        for row in rows {
-            let (s, e, up, down) = row.map_err(|e| self.sql(e))?;
-            // Counters are stored bit-exact (see `store::flat`): read them back as u64.
-            let bytes = up.cast_unsigned().saturating_add(down.cast_unsigned());
-            total += prorate(bytes, s, e, start, end);
-        }
-        Ok(clamp(total))
-    }
+/// How one report settles, and the ledger entry of its credit (none when it earns nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub settled: Settled,
+    pub credit: Option<NewEntry>,
+}
 
-    /// The grid bytes `subscriber`'s reports other than `node#seq` hold or claim over
-    /// `[start, end)`: (taken by settled reports, claimed by pending ones).
-    fn others(
-        &self,
-        subscriber: &str,
-        (node, seq): (&str, i64),
-        start: i64,
-        end: i64,
-    ) -> Result<(u128, u128), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT period_start, period_end, outcome, grid_bytes_sent, grid_bytes_received,
-                        allocated_grid_bytes
-                 FROM reports
-                 WHERE subscriber = ?1 AND period_end > ?2 AND period_start < ?3
-                   AND outcome != 'unmetered' AND NOT (node = ?4 AND seq = ?5)",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![subscriber, start, end, node, seq], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            })
-            .map_err(|e| self.sql(e))?;
-        let (mut taken, mut claimed) = (0u128, 0u128);
-        for row in rows {
-            let (s, e, outcome, sent, received, allocated) = row.map_err(|e| self.sql(e))?;
-            let claim = unsigned(sent).saturating_add(unsigned(received));
-            if outcome == "pending" {
-                claimed += prorate(claim, s, e, start, end);
-            } else {
-                // Settled by an older quid without a record of its share: its whole claim.
-                let held = allocated.map_or(claim, unsigned);
-                taken += prorate(held, s, e, start, end);
-            }
-        }
-        Ok((taken, claimed))
-    }
-
-    /// Settles every pending report whose period the books cover up to `metered_until`.
-    pub fn settle(
-        &mut self,
-        nodes: &Nodes,
-        tariff: &Tariff,
-        rules: &SettlementConfig,
-        metered_until: i64,
-        now: i64,
-    ) -> Result<Vec<Settled>, StoreError> {
-        // Reports recorded by an older quid carry no subscriber: their node's, now.
-        for n in nodes.by_id.values() {
-            self.conn
-                .execute(
-                    "UPDATE reports SET subscriber = ?2 WHERE node = ?1 AND subscriber IS NULL",
-                    params![n.id, n.subscriber],
-                )
-                .map_err(|e| self.sql(e))?;
-        }
-        let pending: Vec<Pending> = {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT node, seq, period_start, period_end, cpu_core_micros,
-                            storage_byte_seconds, energy_microjoules, grid_bytes_sent,
-                            grid_bytes_received
-                     FROM reports WHERE outcome = 'pending' AND period_end <= ?1
-                     ORDER BY received_at, node, seq",
-                )
-                .map_err(|e| self.sql(e))?;
-            let rows = stmt
-                .query_map([metered_until], |r| {
-                    Ok(Pending {
-                        node: r.get(0)?,
-                        // Integers as stored (never wrapped: a negative value is an error).
-                        seq: from_sql(r, 1)?,
-                        start: r.get(2)?,
-                        end: r.get(3)?,
-                        cpu: from_sql(r, 4)?,
-                        storage: from_sql(r, 5)?,
-                        energy: from_sql(r, 6)?,
-                        claim: from_sql(r, 7)?.saturating_add(from_sql(r, 8)?),
-                    })
-                })
-                .map_err(|e| self.sql(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+/// The verdict on `report` of `subscriber` given the `evidence` (see the module docs for the
+/// rules); its credit is priced by `tariff` and dated `now`.
+pub fn decide(
+    report: &PendingReport,
+    subscriber: &str,
+    evidence: &Evidence,
+    tariff: &Tariff,
+    rules: &SettlementConfig,
+    now: i64,
+) -> Verdict {
+    let base = Settled {
+        node: report.node.clone(),
+        seq: report.seq,
+        subscriber: subscriber.to_owned(),
+        outcome: Outcome::Unmetered,
+        reported: report.claim,
+        measured: evidence.measured,
+        allocated: 0,
+        credit: 0,
+    };
+    let length = report.end.saturating_sub(report.start);
+    if length <= 0
+        || evidence.metered_seconds < length
+        || evidence.node_first_seen.is_none_or(|t| report.start < t)
+    {
+        return Verdict {
+            settled: base,
+            credit: None,
         };
-        // Every report of this pass is judged against the same state (nothing written yet),
-        // so their order does not matter.
-        let mut settled = Vec::new();
-        for p in pending {
-            // A node removed from the nodes file keeps its reports pending until it returns.
-            let Some(n) = nodes.by_id.get(&p.node) else {
-                continue;
-            };
-            let subscriber = n.subscriber.clone();
-            let length = p.end.saturating_sub(p.start);
-            let covered = self.metered_seconds(&subscriber, p.start, p.end)?;
-            let seen = self.node_first_seen(&p.node)?;
-            let measured = self.metered_grid_bytes(&subscriber, p.start, p.end)?;
-            let base = Settled {
-                node: p.node.clone(),
-                seq: p.seq,
-                subscriber: subscriber.clone(),
-                outcome: "unmetered",
-                reported: p.claim,
-                measured,
-                allocated: 0,
-                credit: 0,
-            };
-            if length <= 0 || covered < length || seen.is_none_or(|t| p.start < t) {
-                settled.push(base);
-                continue;
-            }
-            let (taken, claimed) = self.others(
-                &subscriber,
-                // Read from an i64 column above, so it fits.
-                (&p.node, i64::try_from(p.seq).unwrap_or(i64::MAX)),
-                p.start,
-                p.end,
-            )?;
-            let claims = Claims {
-                measured,
-                taken: clamp(taken),
-                claimed: clamp(claimed + u128::from(p.claim)),
-                own: p.claim,
-            };
-            let full = tariff.contribution_credit(p.cpu, p.storage, p.energy);
-            let (outcome, credit, allocated) = judge(claims, full, rules);
-            settled.push(Settled {
-                outcome,
-                allocated,
-                credit,
-                ..base
-            });
-        }
-        // A credit the ledger cannot take (its balance would leave i64) keeps its report
-        // pending, logged, instead of failing everyone's settlement.
-        let mut entries = Vec::new();
-        let mut fits = Vec::new();
-        for s in settled {
-            if s.credit == 0 {
-                fits.push(s);
-                continue;
-            }
-            let entry = NewEntry {
-                at: now,
-                subscriber: s.subscriber.clone(),
-                kind: "contribution_credit",
-                amount: s.credit,
-                reference: format!(
-                    "{}#{} {}: reported {} grid bytes, metered {}",
-                    s.node, s.seq, s.outcome, s.reported, s.measured
-                ),
-            };
-            let mut batch = entries.clone();
-            batch.push(entry.clone());
-            match ledger::check(&self.conn, &batch) {
-                Ok(()) => {
-                    entries.push(entry);
-                    fits.push(s);
-                }
-                Err(e) => log::error!("report {}#{} left pending: {e}", s.node, s.seq),
-            }
-        }
-        let settled = fits;
-        if settled.is_empty() {
-            return Ok(settled);
-        }
-        let path = self.path().to_owned();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
-        {
-            let mut update = tx
-                .prepare_cached(
-                    "UPDATE reports SET outcome = ?3, measured_grid_bytes = ?4, credit = ?5,
-                       subscriber = ?6, allocated_grid_bytes = ?7 WHERE node = ?1 AND seq = ?2",
-                )
-                .map_err(sql)?;
-            for s in &settled {
-                update
-                    .execute(params![
-                        s.node,
-                        s.seq.cast_signed(),
-                        s.outcome,
-                        i64::try_from(s.measured).unwrap_or(i64::MAX),
-                        s.credit,
-                        s.subscriber,
-                        i64::try_from(s.allocated).unwrap_or(i64::MAX)
-                    ])
-                    .map_err(sql)?;
-            }
-        }
-        ledger::append(&tx, &entries).map_err(|e| e.into_store(&path))?;
-        tx.commit().map_err(sql)?;
-        Ok(settled)
     }
+    let claims = Claims {
+        measured: evidence.measured,
+        taken: clamp(evidence.taken),
+        claimed: clamp(
+            evidence
+                .others_claimed
+                .saturating_add(u128::from(report.claim)),
+        ),
+        own: report.claim,
+    };
+    let full = tariff.contribution_credit(
+        report.cpu_core_micros,
+        report.storage_byte_seconds,
+        report.energy_microjoules,
+    );
+    let (outcome, credit, allocated) = judge(claims, full, rules);
+    let settled = Settled {
+        outcome,
+        allocated,
+        credit,
+        ..base
+    };
+    let credit = (credit != 0).then(|| {
+        NewEntry::contribution_credit(
+            subscriber,
+            now,
+            credit,
+            format!(
+                "{}#{} {}: reported {} grid bytes, metered {}",
+                settled.node, settled.seq, settled.outcome, settled.reported, settled.measured
+            ),
+        )
+    });
+    Verdict { settled, credit }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::chain::EntryKind;
 
     fn c(measured: u64, taken: u64, claimed: u64, own: u64) -> Claims {
         Claims {
@@ -454,41 +296,106 @@ mod tests {
             operator_key: None,
         };
         let alone = |reported, measured| c(measured, 0, reported, reported);
-        assert_eq!(judge(alone(104_000, 100_000), 700, &rules).0, "matched");
+        assert_eq!(
+            judge(alone(104_000, 100_000), 700, &rules).0,
+            Outcome::Matched
+        );
         assert_eq!(judge(alone(104_000, 100_000), 700, &rules).1, 700);
         assert_eq!(judge(alone(106_000, 100_000), 700, &rules).1, 0);
         // Zero metered bytes back nothing, whatever the byte floor.
-        assert_eq!(judge(alone(900, 0), 700, &rules), ("disputed", 0, 0));
-        assert_eq!(judge(alone(0, 0), 700, &rules), ("matched", 700, 0));
+        assert_eq!(judge(alone(900, 0), 700, &rules), (Outcome::Disputed, 0, 0));
+        assert_eq!(judge(alone(0, 0), 700, &rules), (Outcome::Matched, 700, 0));
         // The floor never exceeds what was metered: 1 byte metered does not back 1,000.
-        assert_eq!(judge(alone(1_000, 1), 700, &rules).0, "disputed");
-        assert_eq!(judge(alone(2, 1), 700, &rules).0, "matched");
+        assert_eq!(judge(alone(1_000, 1), 700, &rules).0, Outcome::Disputed);
+        assert_eq!(judge(alone(2, 1), 700, &rules).0, Outcome::Matched);
         let capped = SettlementConfig {
             disputed: DisputedPolicy::Capped,
             ..rules.clone()
         };
         assert_eq!(
             judge(alone(1_000_000, 100_000), 700, &capped),
-            ("disputed", 70, 100_000)
+            (Outcome::Disputed, 70, 100_000)
         );
         assert_eq!(judge(alone(10_000, 100_000), 700, &capped).1, 700);
         // Two reports each claiming the whole meter: each is backed for half.
         assert_eq!(
             judge(c(500_000, 0, 1_000_000, 500_000), 700, &capped),
-            ("disputed", 350, 250_000)
+            (Outcome::Disputed, 350, 250_000)
         );
         // The meter already held by a settled report backs nothing more.
         assert_eq!(
             judge(c(500_000, 500_000, 500_000, 500_000), 700, &capped),
-            ("disputed", 0, 0)
+            (Outcome::Disputed, 0, 0)
         );
-        assert_eq!(judge(c(500_000, 500_000, 0, 0), 700, &capped).0, "matched");
+        assert_eq!(
+            judge(c(500_000, 500_000, 0, 0), 700, &capped).0,
+            Outcome::Matched
+        );
         // Extremes do not overflow.
         assert_eq!(
             judge(c(u64::MAX, 0, u64::MAX, u64::MAX), i64::MAX, &capped).1,
             i64::MAX
         );
         assert_eq!(judge(c(1, 0, u64::MAX, u64::MAX), i64::MAX, &capped).1, 0);
+    }
+
+    #[test]
+    fn only_metered_time_earns_and_a_credit_is_one_contribution_entry() {
+        let report = PendingReport {
+            node: "pi".into(),
+            seq: 7,
+            start: 100,
+            end: 200,
+            cpu_core_micros: 3_600_000_000,
+            storage_byte_seconds: 0,
+            energy_microjoules: 0,
+            claim: 50_000,
+        };
+        let tariff = Tariff {
+            cpu_core_hour: 1_000,
+            ..Tariff::default()
+        };
+        let rules = SettlementConfig::default();
+        let metered = Evidence {
+            metered_seconds: 100,
+            node_first_seen: Some(100),
+            measured: 50_000,
+            ..Evidence::default()
+        };
+        let v = decide(&report, "alice", &metered, &tariff, &rules, 300);
+        assert_eq!(
+            (v.settled.outcome, v.settled.credit),
+            (Outcome::Matched, 1_000)
+        );
+        let credit = v.credit.unwrap();
+        assert_eq!(
+            (
+                credit.kind,
+                credit.amount,
+                credit.at,
+                credit.reference.as_str()
+            ),
+            (
+                EntryKind::ContributionCredit,
+                1_000,
+                300,
+                "pi#7 matched: reported 50000 grid bytes, metered 50000"
+            )
+        );
+        // One second short of the period, or a node seen after it began: nothing earned.
+        for evidence in [
+            Evidence {
+                metered_seconds: 99,
+                ..metered
+            },
+            Evidence {
+                node_first_seen: Some(101),
+                ..metered
+            },
+        ] {
+            let v = decide(&report, "alice", &evidence, &tariff, &rules, 300);
+            assert_eq!((v.settled.outcome, v.credit), (Outcome::Unmetered, None));
+        }
     }
 
     #[test]

@@ -6,4 +6,5 @@ pub mod intake;
 pub mod matching;
 pub mod node_client;
 pub mod nodes;
+pub mod outcome;
 pub mod report;

@@ -578,14 +578,23 @@ pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> std::net::TcpStrea
     s
 }
 
+/// A plain SQLite connection to the store in `state_dir` (opened by quid first, so it exists
+/// with the current schema), for tests that read the tables directly or edit them behind
+/// quid's back: quid itself keeps its connection to itself.
+pub fn sqlite(state_dir: &Path) -> rusqlite::Connection {
+    std::fs::create_dir_all(state_dir).unwrap();
+    drop(quid::store::Store::open(state_dir).unwrap());
+    let c = rusqlite::Connection::open(state_dir.join(quid::store::FILE)).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
 /// Writes into the store in `state_dir` (created if needed) what an earlier daemon run would
 /// have recorded: the meter ran from `since` until now, `subscribers` were metered throughout,
 /// and `nodes` were registered at `since`. Tests that report for time before their daemon
 /// started call it first, as quid refuses reports for time it never metered.
 pub fn metered_since(state_dir: &Path, subscribers: &[&str], nodes: &[&str], since: i64) {
-    std::fs::create_dir_all(state_dir).unwrap();
-    let store = quid::store::Store::open(state_dir).unwrap();
-    let c = store.connection();
+    let c = sqlite(state_dir);
     let until = now();
     c.execute(
         "INSERT INTO meter_spans (start, end) VALUES (?1, ?2)",

@@ -1,0 +1,142 @@
+//! One interval's commit: changed subscriber records, usage rows, the ledger entries that price
+//! them, meta values and metering changes, in one transaction: all of it is on disk, or none.
+
+use rusqlite::params;
+
+use super::{Record, Store, StoreError, Usage, ledger, secs, set_meta_on, subscribers, usage};
+use crate::ledger::chain::NewEntry;
+
+/// What a commit changes besides records and usage (see [`Store::commit_with`]).
+#[derive(Debug, Default)]
+pub struct Changes<'a> {
+    /// Ledger entries to append.
+    pub entries: &'a [NewEntry],
+    /// Meta values to set.
+    pub meta: &'a [(&'a str, u64)],
+    /// The end the current meter span now reaches (the interval's end).
+    pub metered_until: Option<u64>,
+    /// Subscribers that entered the installed table at `at` (metered from then on).
+    pub started: &'a [String],
+    /// Subscribers that left the installed table at `at`.
+    pub stopped: &'a [String],
+    /// When `started` and `stopped` happened.
+    pub at: u64,
+}
+
+impl Store {
+    /// Writes changed records and the interval's usage rows in one transaction.
+    pub fn commit(
+        &mut self,
+        records: &[&Record],
+        usage: &[(&str, Usage)],
+    ) -> Result<(), StoreError> {
+        self.commit_with(records, usage, &Changes::default())
+    }
+
+    /// Like [`Store::commit`], with the ledger entries, meta values and metering changes of
+    /// `changes` in the same transaction.
+    pub fn commit_with(
+        &mut self,
+        records: &[&Record],
+        usage: &[(&str, Usage)],
+        changes: &Changes<'_>,
+    ) -> Result<(), StoreError> {
+        let Changes {
+            entries,
+            meta,
+            metered_until,
+            started,
+            stopped,
+            at,
+        } = *changes;
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        subscribers::put(&tx, records).map_err(sql)?;
+        usage::add(&tx, usage).map_err(sql)?;
+        ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;
+        for (key, value) in meta {
+            set_meta_on(&tx, key, *value).map_err(sql)?;
+        }
+        if let Some(until) = metered_until {
+            // The current span is the latest one; it only ever grows forward.
+            tx.execute(
+                "UPDATE meter_spans SET end = max(end, ?1)
+                 WHERE start = (SELECT max(start) FROM meter_spans)",
+                [secs(until)],
+            )
+            .map_err(sql)?;
+        }
+        for id in started {
+            tx.execute(
+                "INSERT INTO metering (subscriber, start, end) VALUES (?1, ?2, NULL)
+                 ON CONFLICT(subscriber, start) DO UPDATE SET end = NULL",
+                params![id, secs(at)],
+            )
+            .map_err(sql)?;
+        }
+        for id in stopped {
+            tx.execute(
+                "UPDATE metering SET end = ?2 WHERE subscriber = ?1 AND end IS NULL",
+                params![id, secs(at)],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quid_common::{Counter, SubscriberCounters};
+
+    use super::*;
+    use crate::store::Status;
+
+    fn counters(seed: u64) -> SubscriberCounters {
+        let mut c = SubscriberCounters::default();
+        for (i, p) in c.pairs.iter_mut().enumerate() {
+            let i = u64::try_from(i).unwrap();
+            *p = Counter {
+                packets: seed * 10 + 2 * i,
+                bytes: seed * 10 + 2 * i + 1,
+            };
+        }
+        c
+    }
+
+    #[test]
+    fn records_and_usage_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Record {
+            id: "alice".into(),
+            name: "Alice".into(),
+            plan: "home".into(),
+            prefixes: "100.64.0.1/32".into(),
+            slot: Some(3),
+            status: Status::Active,
+            last: counters(1),
+            total: counters(2),
+        };
+        {
+            let mut s = Store::open(dir.path()).unwrap();
+            s.set_meta("instance", 42).unwrap();
+            let u = Usage {
+                start: 100,
+                end: 110,
+                counters: counters(3),
+            };
+            s.commit(&[&rec], &[("alice", u)]).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.meta("instance").unwrap(), Some(42));
+        assert_eq!(s.records().unwrap(), [rec]);
+        let u = s.usage("alice", 100, 110).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].counters, counters(3));
+        assert!(s.usage("alice", 101, 200).unwrap().is_empty());
+    }
+}

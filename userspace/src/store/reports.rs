@@ -1,0 +1,246 @@
+//! The `reports` table: admitted node reports as signed, what admission must remember of each
+//! node, and the settled contributions the metrics show (the settlement transaction is in
+//! `settlement.rs`).
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, from_sql, to_sql};
+use crate::settlement::{
+    admission::History,
+    report::{Period, Report},
+};
+
+impl Store {
+    /// Records an admitted report; it is durable when this returns. `subscriber` is the
+    /// node's subscriber now: the meter it is matched against. Every integer must fit
+    /// SQLite's i64 (admission refuses larger ones; this refuses rather than wraps).
+    pub fn insert_report(
+        &mut self,
+        r: &Report,
+        p: Period,
+        received_at: i64,
+        subscriber: &str,
+    ) -> Result<(), StoreError> {
+        let [seq, cpu, storage, energy, sent, received] =
+            r.figures().map(|(field, v)| to_sql(field, v));
+        let signature = r
+            .signature_bytes()
+            .map_err(|e| self.sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        self.conn
+            .execute(
+                "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_micros,
+                   storage_byte_seconds, energy_microjoules, grid_bytes_sent, grid_bytes_received,
+                   signature, received_at, subscriber)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    r.node,
+                    seq.map_err(|e| self.sql(e))?,
+                    p.start,
+                    p.end,
+                    cpu.map_err(|e| self.sql(e))?,
+                    storage.map_err(|e| self.sql(e))?,
+                    energy.map_err(|e| self.sql(e))?,
+                    sent.map_err(|e| self.sql(e))?,
+                    received.map_err(|e| self.sql(e))?,
+                    // Canonical lowercase: one report, one text, whatever case the node sent.
+                    hex::encode(signature),
+                    received_at,
+                    subscriber
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// What every node had accepted, to resume admission after a restart.
+    pub fn report_histories(&self) -> Result<HashMap<String, History>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node, seq, period_start, period_end, signature FROM reports")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    from_sql(r, 1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out: HashMap<String, History> = HashMap::new();
+        for row in rows {
+            let (node, seq, start, end, sig) = row.map_err(|e| self.sql(e))?;
+            out.entry(node)
+                .or_default()
+                .record(seq, signature_bytes(&sig), Period { start, end });
+        }
+        Ok(out)
+    }
+
+    /// The signature bytes of report `seq` of `node`, if it is recorded.
+    pub fn report_signature(&self, node: &str, seq: u64) -> Result<Option<[u8; 64]>, StoreError> {
+        let Ok(seq) = i64::try_from(seq) else {
+            // Never admitted, so never recorded.
+            return Ok(None);
+        };
+        self.conn
+            .query_row(
+                "SELECT signature FROM reports WHERE node = ?1 AND seq = ?2",
+                params![node, seq],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|s| s.and_then(|s| signature_bytes(&s)))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Every subscriber's settled contributions: cpu core-seconds, storage byte-seconds, joules.
+    pub fn contributions(&self) -> Result<HashMap<String, [f64; 3]>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT subscriber, cpu_core_seconds, storage_byte_seconds, energy_joules
+                 FROM contributions",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Settled contributions summed per plan (each subscriber's current plan): cpu
+    /// core-seconds, storage byte-seconds, joules.
+    pub fn plan_contributions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, [f64; 3]>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.plan, sum(c.cpu_core_seconds), sum(c.storage_byte_seconds),
+                        sum(c.energy_joules)
+                 FROM contributions c JOIN subscribers s ON s.id = c.subscriber
+                 GROUP BY s.plan",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// How many reports are recorded.
+    pub fn report_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM reports", [], |r| from_sql(r, 0))
+            .map_err(|e| self.sql(e))
+    }
+}
+
+/// A stored signature's bytes (hex of either case, as older versions kept what nodes sent).
+fn signature_bytes(text: &str) -> Option<[u8; 64]> {
+    hex::decode(text).ok().and_then(|b| b.try_into().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::store::FILE;
+
+    /// The reports schema before version 2 reports, as older quid created it.
+    const V1_REPORTS: &str = "
+        CREATE TABLE reports (
+            node TEXT NOT NULL, seq INTEGER NOT NULL,
+            period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
+            cpu_core_seconds REAL NOT NULL, storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL,
+            grid_bytes_sent INTEGER NOT NULL, grid_bytes_received INTEGER NOT NULL,
+            signature TEXT NOT NULL, received_at INTEGER NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'pending',
+            measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT,
+            PRIMARY KEY (node, seq));
+        CREATE TABLE contributions (
+            subscriber TEXT PRIMARY KEY, cpu_core_seconds REAL NOT NULL,
+            storage_byte_seconds REAL NOT NULL, energy_joules REAL NOT NULL);
+        CREATE TRIGGER report_settled AFTER UPDATE OF outcome ON reports
+        WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN
+            INSERT INTO contributions VALUES (NEW.subscriber, NEW.cpu_core_seconds,
+                NEW.storage_byte_seconds, NEW.energy_joules)
+            ON CONFLICT(subscriber) DO UPDATE SET
+                cpu_core_seconds = cpu_core_seconds + NEW.cpu_core_seconds,
+                storage_byte_seconds = storage_byte_seconds + NEW.storage_byte_seconds,
+                energy_joules = energy_joules + NEW.energy_joules;
+        END;
+        INSERT INTO reports (node, seq, period_start, period_end, cpu_core_seconds,
+            storage_byte_seconds, energy_joules, grid_bytes_sent, grid_bytes_received,
+            signature, received_at)
+          VALUES ('pi', 1, 100, 200, 7200.5, 3.6e12, 90000.000001, 5, -1, 'AB', 300),
+                 ('pi', 2, 200, 300, 0.1, 0.0, 0.0, -9223372036854775808, 7, 'cd', 400);
+    ";
+
+    #[test]
+    fn a_store_from_before_version_2_reports_opens_with_exact_integer_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch(V1_REPORTS)
+            .unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let rows: Vec<(i64, i64, i64, i64, i64, String)> = s
+            .conn
+            .prepare(
+                "SELECT cpu_core_micros, storage_byte_seconds, energy_microjoules,
+                        grid_bytes_sent, grid_bytes_received, signature FROM reports ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                // Wrapped grid figures (u64 >= 2^63 stored negative) read as the largest claim.
+                (
+                    7_200_500_000,
+                    3_600_000_000_000,
+                    90_000_000_001,
+                    5,
+                    i64::MAX,
+                    "ab".into()
+                ),
+                (100_000, 0, 0, i64::MAX, 7, "cd".into()),
+            ]
+        );
+        // Resumed admission still knows the node; the migrated trigger sums in seconds.
+        assert_eq!(s.report_histories().unwrap()["pi"].last_seq, Some(2));
+        s.conn
+            .execute(
+                "UPDATE reports SET outcome = 'matched', subscriber = 'alice' WHERE seq = 1",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            s.contributions().unwrap()["alice"],
+            [7200.5, 3.6e12, 90_000.000001]
+        );
+        // Opening again changes nothing.
+        drop(s);
+        s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.report_count().unwrap(), 2);
+    }
+}
