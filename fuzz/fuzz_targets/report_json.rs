@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use quid::{
     settlement::admission::{self as admit, Admission, History, Limits},
     settlement::nodes::{Node, Nodes},
-    settlement::report::{MAX_FIGURE, Report},
+    settlement::report::MAX_FIGURE,
 };
 
 const NOW: i64 = 1_795_600_000;
