@@ -148,12 +148,6 @@ fn pairs(out: &mut String, name: &str, labels: &str, counters: &SubscriberCounte
     }
 }
 
-fn add(total: &mut SubscriberCounters, c: &SubscriberCounters) {
-    for (t, x) in total.pairs.iter_mut().zip(c.pairs.iter()) {
-        t.add(x);
-    }
-}
-
 fn volume(c: &SubscriberCounters) -> u64 {
     c.pairs.iter().map(|p| p.bytes).sum()
 }
@@ -176,7 +170,7 @@ pub fn render(
         by_volume.reserve(records.len());
     }
     for r in records {
-        add(&mut all, &r.total);
+        all.add(&r.total);
         if top.is_some() {
             by_volume.push((std::cmp::Reverse(volume(&r.total)), *r));
         }
@@ -197,21 +191,14 @@ pub fn render(
     };
     // About 12 series of 80 bytes per listed subscriber, plus the fixed families.
     let mut out = String::with_capacity(16 * 1024 + listed.len() * 12 * 80);
-    let mut other = SubscriberCounters::default();
+    // The unlisted subscribers' counts: the aggregate less the listed ones.
+    let mut in_list = SubscriberCounters::default();
     if listed.len() < records.len() {
-        let mut in_list = SubscriberCounters::default();
         for r in &listed {
-            add(&mut in_list, &r.total);
-        }
-        for (o, (a, l)) in other
-            .pairs
-            .iter_mut()
-            .zip(all.pairs.iter().zip(in_list.pairs.iter()))
-        {
-            o.packets = a.packets.wrapping_sub(l.packets);
-            o.bytes = a.bytes.wrapping_sub(l.bytes);
+            in_list.add(&r.total);
         }
     }
+    let other = all.wrapping_sub(&in_list);
     for (name, bytes, help) in [
         (
             "quid_subscriber_bytes_total",
@@ -326,20 +313,20 @@ pub fn render(
             && let Some((p, v)) = current.take()
         {
             let e = by_plan.entry(p).or_default();
-            add(&mut e.0, &v.0);
+            e.0.add(&v.0);
             e.1 += v.1;
         }
         let e = &mut current
             .get_or_insert_with(|| (r.plan.as_str(), Default::default()))
             .1;
-        add(&mut e.0, &r.total);
+        e.0.add(&r.total);
         if r.status == Status::Active {
             e.1 += 1;
         }
     }
     if let Some((p, v)) = current {
         let e = by_plan.entry(p).or_default();
-        add(&mut e.0, &v.0);
+        e.0.add(&v.0);
         e.1 += v.1;
     }
     let plans: BTreeMap<&str, (SubscriberCounters, u64)> = by_plan.into_iter().collect();
