@@ -27,7 +27,8 @@ use crate::{
     kernel::subscriber_maps::{self as registry, Registry},
     metering::interval::{self as books, Books},
     metering::snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
-    metrics::exposition::{self as metrics, DaemonStatus},
+    metrics::exposition::{DaemonStatus, Exposition},
+    metrics::route::{self as metrics_route, Published},
     store::{Status, Store},
     subscribers::reload_result::ReloadResult,
     subscribers::table::Table,
@@ -142,12 +143,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => Registry::new(config.subscribers.hash_lengths),
     };
-    let exposition = Arc::new(RwLock::new(String::new()));
+    let published = Published::default();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut http = Listeners::new();
     if !config.metrics.listen.is_empty() {
         // Plain HTTP: read-only, and Prometheus scrapes it from the management side.
-        let app = metrics_router(exposition.clone());
+        let app = metrics_route::router(published.clone());
         let addr = &config.metrics.listen;
         listen(
             &mut http,
@@ -235,7 +236,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = State {
         intake,
-        exposition,
+        exposition: Exposition::new(),
+        published,
         status: DaemonStatus {
             http,
             operator: operator_counts,
@@ -330,8 +332,10 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 struct State<'a> {
     /// The report intake, when it runs.
     intake: Option<Arc<std::sync::Mutex<crate::settlement::intake::Intake>>>,
+    /// Renders the exposition; kept for the daemon's life, so its counters are too.
+    exposition: Exposition,
     /// The exposition `/metrics` serves, rendered once per interval.
-    exposition: Arc<RwLock<String>>,
+    published: Published,
     /// The operator API's token, when the API runs (reloaded on SIGHUP).
     token: Option<Arc<RwLock<crate::http::operator::Token>>>,
     /// A table change waiting for the store to take writes again.
@@ -493,13 +497,13 @@ impl State<'_> {
             Err(e) => error!("cannot read plan contributions for the metrics: {e}"),
         }
         let records: Vec<&crate::store::Record> = self.books.records().collect();
-        let text = metrics::render(
+        let text = self.exposition.render(
             &records,
             &snap.interfaces,
             &self.status,
             self.config.metrics.subscribers,
         );
-        if let Ok(mut e) = self.exposition.write() {
+        if let Ok(mut e) = self.published.write() {
             *e = text;
         }
     }
@@ -792,18 +796,6 @@ async fn listen(
     listeners.push((name, Arc::clone(&stats)));
     tokio::spawn(serve::serve(name, listener, app, limits, tls, stats));
     Ok(())
-}
-
-/// `GET /metrics`, read-only: every other method is answered 405.
-fn metrics_router(exposition: Arc<RwLock<String>>) -> axum::Router {
-    use axum::{http::header, routing::get};
-    axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let text = exposition.read().map(|e| e.clone()).unwrap_or_default();
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
-        }),
-    )
 }
 
 async fn readable<T: std::os::fd::AsRawFd>(
