@@ -25,6 +25,7 @@ use crate::{
     kernel::counters,
     kernel::loader::Datapath,
     kernel::subscriber_maps::{self as registry, Registry},
+    ledger::statement_issue::{self, IssueError},
     metering::interval::{self as books, Books},
     metering::snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
     metrics::exposition::{DaemonStatus, Exposition},
@@ -403,52 +404,28 @@ impl State<'_> {
         let Some(key_path) = &self.config.settlement.operator_key else {
             return;
         };
-        let period = match self.clock.now_i64().and_then(crate::clock::previous_month) {
-            Ok(period) => period,
-            Err(e) => {
-                error!("statements not issued: {e}");
-                return;
-            }
-        };
-        let dir = self
-            .config
-            .daemon
-            .state_dir
-            .join("statements")
-            .join(&period);
-        if dir.exists() {
-            return;
-        }
-        let issue = || -> anyhow::Result<usize> {
-            let key = crate::settlement::node_client::read_key(key_path)?;
-            let tmp = dir.with_extension("partial");
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp)?;
-            let mut n = 0;
-            for r in self.books.records() {
-                // One subscriber whose books cannot be stated (a balance beyond i64 in an
-                // edited store) is logged and left out; everyone else gets theirs.
-                let statement = match self.books.store().statement(&r.id, &period) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        error!("no statement for {} for {period}: {e}", r.id);
-                        continue;
-                    }
-                };
-                let signed = crate::ledger::statement::sign(statement, &key);
-                std::fs::write(
-                    tmp.join(format!("{}.json", r.id)),
-                    serde_json::to_string_pretty(&signed)? + "\n",
-                )?;
-                n += 1;
-            }
-            // All of the month's statements appear at once, or none.
-            std::fs::rename(&tmp, &dir)?;
-            Ok(n)
-        };
-        match issue() {
-            Ok(n) => info!("issued {n} statements for {period} in {}", dir.display()),
-            Err(e) => error!("issuing the statements for {period} failed (will retry): {e:#}"),
+        let issued = self
+            .clock
+            .now_i64()
+            .map_err(IssueError::from)
+            .and_then(|now| {
+                statement_issue::issue_due(
+                    self.books.store(),
+                    self.books.records().map(|r| r.id.as_str()),
+                    key_path,
+                    &self.config.daemon.state_dir,
+                    now,
+                )
+            });
+        match issued {
+            Ok(None) => {}
+            Ok(Some(i)) => info!(
+                "issued {} statements for {} in {}",
+                i.count,
+                i.period,
+                i.dir.display()
+            ),
+            Err(e) => error!("{e}"),
         }
     }
 
