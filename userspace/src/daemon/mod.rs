@@ -792,18 +792,3 @@ fn log_summary(s: &books::IntervalSummary, secs: u64) {
         s.active, up.packets, up.bytes, down.packets, down.bytes
     );
 }
-
-/// `quid subscribers`: the current totals as a table (or JSON).
-pub fn print_subscribers(state_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let snap = Snapshot::read(state_dir)
-        .context("no totals yet: is `quid run` running with this state_dir?")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&snap)?);
-    } else {
-        if snap.state != "running" {
-            println!("(daemon stopped; these are its final totals)");
-        }
-        print!("{}", snap.render_table());
-    }
-    Ok(())
-}
