@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use quid::{config::Config, daemon::preflight};
+use quid::{config::Config, daemon::preflight::preflight};
 
 /// Checks the config at `path` and says what it holds.
 pub fn check(path: &Path) -> anyhow::Result<()> {
