@@ -67,11 +67,22 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+// Counter arithmetic lives here, once: the kernel's counters are free-running `u64`s that
+// wrap, so every sum and every difference wraps with them (a delta across a wrap is still
+// right). Nothing here allocates: this crate is shared with the `no_std` XDP programs.
 impl Counter {
     /// Adds another counter to this one (wrapping, as the kernel's counters do).
     pub fn add(&mut self, other: &Counter) {
         self.packets = self.packets.wrapping_add(other.packets);
         self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+
+    /// What was counted since `earlier` (wrapping, as the kernel's counters do).
+    pub fn wrapping_sub(&self, earlier: &Counter) -> Counter {
+        Counter {
+            packets: self.packets.wrapping_sub(earlier.packets),
+            bytes: self.bytes.wrapping_sub(earlier.bytes),
+        }
     }
 }
 
@@ -85,12 +96,43 @@ pub struct SubscriberCounters {
     pub pairs: [Counter; DIR_CLASS_PAIRS],
 }
 
+impl SubscriberCounters {
+    /// Adds every (direction, class) pair of `other` to this one's.
+    pub fn add(&mut self, other: &SubscriberCounters) {
+        for (total, c) in self.pairs.iter_mut().zip(other.pairs.iter()) {
+            total.add(c);
+        }
+    }
+
+    /// Every pair's count since `earlier` (wrapping, as the kernel's counters do).
+    pub fn wrapping_sub(&self, earlier: &SubscriberCounters) -> SubscriberCounters {
+        let mut out = SubscriberCounters::default();
+        for (o, (now, then)) in out
+            .pairs
+            .iter_mut()
+            .zip(self.pairs.iter().zip(earlier.pairs.iter()))
+        {
+            *o = now.wrapping_sub(then);
+        }
+        out
+    }
+}
+
 /// Value of map `IFACE_COUNTERS` (per-CPU array indexed by ingress ifindex).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceCounters {
     /// Indexed by the `BUCKET_*` constants.
     pub buckets: [Counter; BUCKETS],
+}
+
+impl IfaceCounters {
+    /// Adds every bucket of `other` to this one's.
+    pub fn add(&mut self, other: &IfaceCounters) {
+        for (total, c) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            total.add(c);
+        }
+    }
 }
 
 /// Key of map `SUB_V4`: an IPv4 prefix with its host bits cleared, in one generation.
@@ -306,6 +348,66 @@ mod tests {
         assert_eq!(m[0], u32::MAX);
         assert_eq!(m[1].to_ne_bytes(), [255, 255, 255, 0]);
         assert_eq!((m[2], m[3]), (0, 0));
+    }
+
+    #[test]
+    fn counters_add_and_subtract_pair_by_pair_wrapping() {
+        let mut a = SubscriberCounters::default();
+        a.pairs[0] = Counter {
+            packets: 2,
+            bytes: 300,
+        };
+        a.pairs[3] = Counter {
+            packets: u64::MAX,
+            bytes: 10,
+        };
+        let mut b = SubscriberCounters::default();
+        b.pairs[0] = Counter {
+            packets: 1,
+            bytes: 100,
+        };
+        b.pairs[3] = Counter {
+            packets: 2,
+            bytes: 5,
+        };
+        let before = a;
+        a.add(&b);
+        assert_eq!(
+            a.pairs[0],
+            Counter {
+                packets: 3,
+                bytes: 400
+            }
+        );
+        // The kernel's counters wrap, and a sum wraps with them.
+        assert_eq!(
+            a.pairs[3],
+            Counter {
+                packets: 1,
+                bytes: 15
+            }
+        );
+        assert_eq!(a.pairs[1], Counter::default());
+        // ... so the difference across the wrap is still what was counted.
+        assert_eq!(a.wrapping_sub(&before), b);
+        assert_eq!(a.wrapping_sub(&b), before);
+
+        let mut i = IfaceCounters::default();
+        let mut j = IfaceCounters::default();
+        j.buckets[BUCKET_UNKNOWN] = Counter {
+            packets: 4,
+            bytes: 40,
+        };
+        i.add(&j);
+        i.add(&j);
+        assert_eq!(
+            i.buckets[BUCKET_UNKNOWN],
+            Counter {
+                packets: 8,
+                bytes: 80
+            }
+        );
+        assert_eq!(i.buckets[BUCKET_ATTRIBUTED], Counter::default());
     }
 
     #[test]

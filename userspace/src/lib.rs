@@ -2,7 +2,8 @@
 //!
 //! One folder per step of the two data paths (see ARCHITECTURE.md at the repository root):
 //! a packet goes `kernel` → `metering` → `store` → `ledger` → `metrics`; a node report goes
-//! `http` → `settlement` → `store` → `ledger`. `daemon` composes them; nothing imports it.
+//! `http` → `settlement` → `store` → `ledger`. `daemon` composes them; nothing imports it but
+//! the `quid` binary, whose command bodies are in `cli/` (modules of `main.rs`).
 
 pub mod clock;
 pub mod config;

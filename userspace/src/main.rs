@@ -1,13 +1,12 @@
-//! The `quid` command line.
+//! The `quid` command line: parsing and dispatch; the command bodies are in `cli/`.
 
-use std::{path::PathBuf, time::Duration};
+mod cli;
 
-use anyhow::{Context as _, anyhow, bail};
+use std::path::PathBuf;
+
+use anyhow::bail;
 use clap::{Parser, Subcommand};
-use quid::{
-    config::Config, daemon, kernel::loader as datapath, metering::snapshot::Snapshot,
-    metering::usage_query as usage, store::Store, subscribers::reload_result::ReloadResult,
-};
+use quid::{config::Config, daemon};
 
 #[derive(Parser)]
 #[command(
@@ -248,8 +247,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             match action {
-                None => daemon::print_subscribers(&config.daemon.state_dir, json),
-                Some(SubscribersAction::Reload) => reload(&config),
+                None => cli::subscribers::print_subscribers(&config.daemon.state_dir, json),
+                Some(SubscribersAction::Reload) => cli::subscribers::reload(&config),
             }
         }
         Command::Usage {
@@ -258,82 +257,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             config,
             json,
-        } => {
-            let config = Config::load(&config)?;
-            let (from, to) = (usage::parse_time(&from)?, usage::parse_time(&to)?);
-            if to <= from {
-                bail!("--to must be after --from");
-            }
-            let store = Store::open(&config.daemon.state_dir)?;
-            let rows = store.usage(&subscriber, from, to)?;
-            print!("{}", usage::render(&subscriber, &rows, json)?);
-            Ok(())
-        }
-        Command::Detach { config } => {
-            let config = Config::load(&config)?;
-            if let Some(pid) = running_daemon(&config) {
-                bail!("quid is running (pid {pid}) with this config: stop it first");
-            }
-            let n = datapath::remove_pins(&config.daemon.pin_dir)?;
-            println!(
-                "removed {n} pins from {}; quid's programs are detached",
-                config.daemon.pin_dir.display()
-            );
-            Ok(())
-        }
+        } => cli::usage::print_usage(&Config::load(&config)?, &subscriber, &from, &to, json),
+        Command::Detach { config } => cli::detach::detach(&Config::load(&config)?),
         Command::Balance { subscriber, config } => {
-            let config = Config::load(&config)?;
-            let store = Store::open(&config.daemon.state_dir)?;
-            // The balances table: the balance the metrics and the operator API read too.
-            let balances = store.balances_checked()?;
-            // A row that is not an exact integer (only an edited store has one) is named,
-            // never wrapped.
-            let show = |id: &str, b: Option<i64>| match b {
-                Some(b) => println!("{id:<24} {:>18}", quid::ledger::chain::credits(b)),
-                None => println!("{id:<24} {:>18}", "unreadable"),
-            };
-            let broken = match subscriber {
-                Some(id) => {
-                    let b = balances.get(&id).copied().unwrap_or(Some(0));
-                    show(&id, b);
-                    usize::from(b.is_none())
-                }
-                None => {
-                    for (id, b) in &balances {
-                        show(id, *b);
-                    }
-                    balances.values().filter(|b| b.is_none()).count()
-                }
-            };
-            if broken > 0 {
-                bail!(
-                    "{broken} balance(s) are not exact integers: the store was edited outside \
-                     quid (`quid ledger verify` names what differs)"
-                );
-            }
-            Ok(())
+            cli::ledger::balance(&Config::load(&config)?, subscriber)
         }
         Command::Ledger {
             action: LedgerAction::Show { subscriber, config },
-        } => {
-            let config = Config::load(&config)?;
-            let store = Store::open(&config.daemon.state_dir)?;
-            // i128: a running sum of i64 amounts that never wraps.
-            let mut balance = 0i128;
-            for e in store.entries(Some(&subscriber))? {
-                balance += i128::from(e.amount);
-                println!(
-                    "{:>8} {} {:<20} {:>16} {:>16}  {}",
-                    e.seq,
-                    quid::settlement::report::rfc3339(e.at),
-                    e.kind,
-                    quid::ledger::chain::credits(e.amount),
-                    quid::ledger::chain::credits_wide(balance),
-                    e.reference
-                );
-            }
-            Ok(())
-        }
+        } => cli::ledger::show(&Config::load(&config)?, &subscriber),
         Command::Ledger {
             action:
                 LedgerAction::Adjust {
@@ -342,42 +273,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     reason,
                     config,
                 },
-        } => {
-            let config = Config::load(&config)?;
-            if reason.trim().is_empty() {
-                bail!("an adjustment needs a --reason: the ledger keeps it for both sides");
-            }
-            if amount == 0 {
-                bail!("--amount 0 changes nothing; give micro-credits, negative to debit");
-            }
-            let mut store = Store::open(&config.daemon.state_dir)?;
-            store.append(&[quid::ledger::chain::NewEntry::adjustment(
-                &subscriber,
-                quid::clock::Clock::system().now_i64()?,
-                amount,
-                reason,
-            )])?;
-            println!(
-                "adjusted {subscriber} by {} credits",
-                quid::ledger::chain::credits(amount)
-            );
-            Ok(())
-        }
+        } => cli::ledger::adjust(&Config::load(&config)?, subscriber, amount, reason),
         Command::Ledger {
             action: LedgerAction::Verify { config },
-        } => {
-            let config = Config::load(&config)?;
-            let store = Store::open(&config.daemon.state_dir)?;
-            // Entries and balances of one moment: the daemon may be writing.
-            let books = store.ledger_snapshot()?;
-            let n = quid::ledger::chain::verify(&books.entries)?;
-            let b = quid::ledger::chain::verify_balances(&books.entries, &books.balances)?;
-            println!(
-                "ledger ok: {n} entries, hash chain intact; {b} balances, each the sum of its \
-                 entries"
-            );
-            Ok(())
-        }
+        } => cli::ledger::verify(&Config::load(&config)?),
         Command::Statement {
             action:
                 Some(StatementAction::Verify {
@@ -386,46 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     unauthenticated,
                 }),
             ..
-        } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let key = match &operator_key {
-                Some(k) => Some(operator_public_key(k)?),
-                None if unauthenticated => None,
-                // A statement names its own key: checking it against itself proves nothing
-                // about who signed it, so that is never the silent default.
-                None => bail!(
-                    "{}: whose signature this is cannot be checked without the ISP's published \
-                     operator key: give --operator-key KEY (64 hex digits, or the file the ISP \
-                     published), or --unauthenticated to check only the arithmetic and that it is \
-                     signed by the key it names",
-                    file.display()
-                ),
-            };
-            let v = quid::ledger::statement::verify(&text, key.as_ref())?;
-            let s = &v.statement;
-            if v.authenticated {
-                println!(
-                    "statement ok: {} {}, closing balance {} credits; signature, operator key {} \
-                     and arithmetic verified",
-                    s.subscriber,
-                    s.period,
-                    quid::ledger::chain::credits(s.closing_balance),
-                    v.signer
-                );
-            } else {
-                println!(
-                    "statement consistent: {} {}, closing balance {} credits; arithmetic and \
-                     signature verified for the key it names, {}\nNOT verified: that this key is \
-                     the ISP's. Anyone can make such a statement; check it with --operator-key",
-                    s.subscriber,
-                    s.period,
-                    quid::ledger::chain::credits(s.closing_balance),
-                    v.signer
-                );
-            }
-            Ok(())
-        }
+        } => cli::statement::verify(&file, operator_key.as_deref(), unauthenticated),
         Command::Statement {
             action: None,
             subscriber,
@@ -436,50 +296,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (Some(subscriber), Some(period), Some(key)) = (subscriber, period, key) else {
                 bail!("usage: quid statement SUBSCRIBER --period YYYY-MM --key OPERATOR_KEY");
             };
-            let config = Config::load(&config)?;
-            let store = Store::open(&config.daemon.state_dir)?;
-            let key = quid::settlement::node_client::read_key(&key)?;
-            let signed =
-                quid::ledger::statement::sign(store.statement(&subscriber, &period)?, &key);
-            println!("{}", serde_json::to_string_pretty(&signed)?);
-            Ok(())
+            cli::statement::issue(&Config::load(&config)?, &subscriber, &period, &key)
         }
         Command::Node {
             action: NodeAction::Keygen { out },
-        } => {
-            let key = quid::settlement::report::keygen()?;
-            write_secret(&out, 0o600, &hex::encode(key.to_bytes()))?;
-            println!("{}", hex::encode(key.verifying_key().to_bytes()));
-            Ok(())
-        }
+        } => cli::node::keygen(&out),
         Command::Operator {
             action: OperatorAction::Key { key, out },
-        } => {
-            let key = quid::settlement::node_client::read_key(&key)?;
-            let public = hex::encode(key.verifying_key().to_bytes());
-            if let Some(out) = out {
-                write_secret(&out, 0o644, &public)?;
-                eprintln!(
-                    "wrote the operator public key to {}; publish it for subscribers",
-                    out.display()
-                );
-            }
-            println!("{public}");
-            Ok(())
-        }
+        } => cli::operator::key(&key, out.as_deref()),
         Command::Operator {
             action: OperatorAction::Token { out },
-        } => {
-            let token = quid::http::operator::new_token()
-                .map_err(|e| anyhow!("no randomness for the token: {e}"))?;
-            // 0640: the daemon's group reads it (chgrp quid), nobody else.
-            write_secret(&out, 0o640, &token)?;
-            println!(
-                "wrote a new operator token to {}; set operator.token_file to it",
-                out.display()
-            );
-            Ok(())
-        }
+        } => cli::operator::token(&out),
         Command::Node {
             action:
                 NodeAction::Report {
@@ -499,115 +326,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     attempts,
                     ca,
                 },
-        } => {
-            let key = quid::settlement::node_client::read_key(&key)?;
-            let micros =
-                |exact: Option<u64>, decimal: Option<String>, flag: &str| match (exact, decimal) {
-                    (Some(v), _) => Ok(v),
-                    (None, Some(d)) => quid::settlement::node_client::decimal_micros(&d)
-                        .with_context(|| {
-                            format!("--{flag} {}", quid::settlement::report::quote(&d))
-                        }),
-                    (None, None) => Ok(0),
-                };
-            let report = quid::settlement::report::Report {
-                node,
-                seq,
-                period_start: from,
-                period_end: to,
-                cpu_core_micros: micros(cpu_core_micros, cpu_core_seconds, "cpu-core-seconds")?,
-                storage_byte_seconds,
-                energy_microjoules: micros(energy_microjoules, energy_joules, "energy-joules")?,
-                grid_bytes_sent,
-                grid_bytes_received,
-                signature: String::new(),
-            };
-            let status =
-                quid::settlement::node_client::submit(report, &key, &url, attempts, ca.as_deref())?;
-            println!("{status}");
-            Ok(())
-        }
-        Command::Check { config } => {
-            let cfg = Config::load(&config)?;
-            // Everything `quid run` would refuse before touching the kernel.
-            let table = daemon::preflight(&cfg)?.table;
-            let (v4, v6) = table.prefix_counts();
-            println!(
-                "{}: ok; {} subscribers, {v4} IPv4 and {v6} IPv6 prefixes, {} interfaces",
-                config.display(),
-                table.subscribers.len(),
-                cfg.interfaces.len()
-            );
-            Ok(())
-        }
+        } => cli::node::submit(cli::node::ReportArgs {
+            url,
+            key,
+            node,
+            seq,
+            from,
+            to,
+            cpu_core_micros,
+            cpu_core_seconds,
+            storage_byte_seconds,
+            energy_microjoules,
+            energy_joules,
+            grid_bytes_sent,
+            grid_bytes_received,
+            attempts,
+            ca,
+        }),
+        Command::Check { config } => cli::check::check(&config),
     }
-}
-
-/// The operator public key given as 64 hex digits or as a file holding them.
-fn operator_public_key(arg: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
-    let trimmed = arg.trim();
-    if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(quid::ledger::statement::parse_key(trimmed)?);
-    }
-    let text = std::fs::read_to_string(arg).with_context(|| {
-        format!(
-            "--operator-key {}: neither 64 hex digits nor a readable key file",
-            quid::settlement::report::quote(arg)
-        )
-    })?;
-    quid::ledger::statement::parse_key(&text).with_context(|| format!("in {arg}"))
-}
-
-/// The pid of a daemon running with this config's state directory, if one is.
-fn running_daemon(config: &Config) -> Option<i32> {
-    let snap = Snapshot::read(&config.daemon.state_dir).ok()?;
-    let pid = i32::try_from(snap.pid).ok()?;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-    (snap.state == "running" && alive).then_some(pid)
-}
-
-/// `quid subscribers reload`: SIGHUP, then wait for the daemon's answer.
-fn reload(config: &Config) -> anyhow::Result<()> {
-    let pid = running_daemon(config).context("no quid is running with this config")?;
-    let before = ReloadResult::read(&config.daemon.state_dir).map(|r| r.seq);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .with_context(|| format!("cannot signal quid (pid {pid})"))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if let Some(r) = ReloadResult::read(&config.daemon.state_dir)
-            && Some(r.seq) != before
-        {
-            if r.ok {
-                println!(
-                    "reloaded: {} added, {} removed, {} changed",
-                    r.change.added.len(),
-                    r.change.removed.len(),
-                    r.change.changed.len()
-                );
-                return Ok(());
-            }
-            bail!(
-                "reload refused, the running table is unchanged:\n  {}",
-                r.errors.join("\n  ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("quid (pid {pid}) did not answer the reload within 60 s")
-}
-
-/// Writes `text` to a new file `path` with `mode` (refusing to overwrite one).
-fn write_secret(path: &std::path::Path, mode: u32, text: &str) -> anyhow::Result<()> {
-    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    writeln!(f, "{text}")?;
-    Ok(())
 }

@@ -32,9 +32,7 @@ impl CounterView {
         }
         for cpu in 0..self.cpus {
             if let Some(c) = self.array.get(cpu * self.capacity + slot) {
-                for (total, p) in sum.pairs.iter_mut().zip(c.pairs.iter()) {
-                    total.add(p);
-                }
+                sum.add(&c);
             }
         }
         sum

@@ -28,9 +28,7 @@ pub fn interface(dp: &Datapath, ifindex: u32) -> Result<IfaceCounters, KernelErr
     })?;
     let mut sum = IfaceCounters::default();
     for cpu in per_cpu.iter() {
-        for (total, c) in sum.buckets.iter_mut().zip(cpu.buckets.iter()) {
-            total.add(c);
-        }
+        sum.add(cpu);
     }
     Ok(sum)
 }

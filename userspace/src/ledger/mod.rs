@@ -3,4 +3,5 @@
 
 pub mod chain;
 pub mod statement;
+pub mod statement_issue;
 pub mod tariff;

@@ -255,14 +255,14 @@ impl Books {
         for r in self.records.values_mut() {
             let Some(slot) = r.slot else { continue };
             let current = counters(slot as usize);
-            let delta = sub(&current, &r.last);
+            let delta = current.wrapping_sub(&r.last);
             if delta == SubscriberCounters::default() {
                 continue;
             }
             before.push((r.last, r.total));
             r.last = current;
             let before = r.total;
-            add(&mut r.total, &delta);
+            r.total.add(&delta);
             let debit = self.tariff.usage_debit(&before, &r.total);
             if debit != 0 {
                 entries.push(NewEntry::usage_debit(
@@ -273,7 +273,7 @@ impl Books {
                     now,
                 ));
             }
-            add(&mut summary.delta, &delta);
+            summary.delta.add(&delta);
             summary.active += 1;
             changed.push(r.id.clone());
             usage.push(Usage {
@@ -399,21 +399,6 @@ fn subscriber_of(r: &Record) -> Subscriber {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect(),
-    }
-}
-
-fn sub(a: &SubscriberCounters, b: &SubscriberCounters) -> SubscriberCounters {
-    let mut out = SubscriberCounters::default();
-    for i in 0..out.pairs.len() {
-        out.pairs[i].packets = a.pairs[i].packets.wrapping_sub(b.pairs[i].packets);
-        out.pairs[i].bytes = a.pairs[i].bytes.wrapping_sub(b.pairs[i].bytes);
-    }
-    out
-}
-
-fn add(total: &mut SubscriberCounters, d: &SubscriberCounters) {
-    for (t, x) in total.pairs.iter_mut().zip(d.pairs.iter()) {
-        t.add(x);
     }
 }
 

@@ -28,9 +28,7 @@ pub fn parse_time(text: &str) -> anyhow::Result<u64> {
 pub fn sum(rows: &[Usage]) -> SubscriberCounters {
     let mut total = SubscriberCounters::default();
     for r in rows {
-        for (t, c) in total.pairs.iter_mut().zip(r.counters.pairs.iter()) {
-            t.add(c);
-        }
+        total.add(&r.counters);
     }
     total
 }

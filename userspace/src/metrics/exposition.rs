@@ -4,11 +4,11 @@
 //! Per-subscriber and per-plan series are written straight into the text: with a million
 //! subscribers, building a client-library metric object per series would cost more than the
 //! whole scrape may. The daemon's own metrics go through the `prometheus` crate's registry and
-//! text encoder. Every name is in base units and counters end in `_total`.
+//! text encoder ([`crate::metrics::health`]), made once with the [`Exposition`]. Every name is
+//! in base units and counters end in `_total`.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use quid_common::{
     CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
 };
@@ -16,6 +16,7 @@ use quid_common::{
 use crate::{
     config::SubscriberSeries,
     metering::snapshot::InterfaceTotals,
+    metrics::health::HealthMetrics,
     store::{Record, Status},
 };
 
@@ -148,18 +149,39 @@ fn pairs(out: &mut String, name: &str, labels: &str, counters: &SubscriberCounte
     }
 }
 
-fn add(total: &mut SubscriberCounters, c: &SubscriberCounters) {
-    for (t, x) in total.pairs.iter_mut().zip(c.pairs.iter()) {
-        t.add(x);
-    }
-}
-
 fn volume(c: &SubscriberCounters) -> u64 {
     c.pairs.iter().map(|p| p.bytes).sum()
 }
 
-/// Renders the whole exposition.
-pub fn render(
+/// The exposition's renderer: made once when the daemon starts, so the daemon's own metrics
+/// keep one registry (and their counters their values) for the life of the process.
+#[derive(Default)]
+pub struct Exposition {
+    health: HealthMetrics,
+}
+
+impl Exposition {
+    /// A renderer with the daemon's own metrics registered and nothing counted yet.
+    pub fn new() -> Exposition {
+        Exposition::default()
+    }
+
+    /// Renders the whole exposition from the books, the interfaces' buckets and `status`.
+    pub fn render(
+        &mut self,
+        records: &[&Record],
+        interfaces: &[InterfaceTotals],
+        status: &DaemonStatus,
+        series: SubscriberSeries,
+    ) -> String {
+        let mut out = render_books(records, interfaces, status, series);
+        out.push_str(&self.health.render(records, status));
+        out
+    }
+}
+
+/// The per-subscriber, per-plan and per-interface families, written straight into the text.
+fn render_books(
     records: &[&Record],
     interfaces: &[InterfaceTotals],
     status: &DaemonStatus,
@@ -176,7 +198,7 @@ pub fn render(
         by_volume.reserve(records.len());
     }
     for r in records {
-        add(&mut all, &r.total);
+        all.add(&r.total);
         if top.is_some() {
             by_volume.push((std::cmp::Reverse(volume(&r.total)), *r));
         }
@@ -197,21 +219,14 @@ pub fn render(
     };
     // About 12 series of 80 bytes per listed subscriber, plus the fixed families.
     let mut out = String::with_capacity(16 * 1024 + listed.len() * 12 * 80);
-    let mut other = SubscriberCounters::default();
+    // The unlisted subscribers' counts: the aggregate less the listed ones.
+    let mut in_list = SubscriberCounters::default();
     if listed.len() < records.len() {
-        let mut in_list = SubscriberCounters::default();
         for r in &listed {
-            add(&mut in_list, &r.total);
-        }
-        for (o, (a, l)) in other
-            .pairs
-            .iter_mut()
-            .zip(all.pairs.iter().zip(in_list.pairs.iter()))
-        {
-            o.packets = a.packets.wrapping_sub(l.packets);
-            o.bytes = a.bytes.wrapping_sub(l.bytes);
+            in_list.add(&r.total);
         }
     }
+    let other = all.wrapping_sub(&in_list);
     for (name, bytes, help) in [
         (
             "quid_subscriber_bytes_total",
@@ -326,20 +341,20 @@ pub fn render(
             && let Some((p, v)) = current.take()
         {
             let e = by_plan.entry(p).or_default();
-            add(&mut e.0, &v.0);
+            e.0.add(&v.0);
             e.1 += v.1;
         }
         let e = &mut current
             .get_or_insert_with(|| (r.plan.as_str(), Default::default()))
             .1;
-        add(&mut e.0, &r.total);
+        e.0.add(&r.total);
         if r.status == Status::Active {
             e.1 += 1;
         }
     }
     if let Some((p, v)) = current {
         let e = by_plan.entry(p).or_default();
-        add(&mut e.0, &v.0);
+        e.0.add(&v.0);
         e.1 += v.1;
     }
     let plans: BTreeMap<&str, (SubscriberCounters, u64)> = by_plan.into_iter().collect();
@@ -443,232 +458,7 @@ pub fn render(
             }
         }
     }
-    out.push_str(&daemon_metrics(records, status));
     out
-}
-
-/// The daemon's own metrics, through the prometheus crate.
-fn daemon_metrics(records: &[&Record], s: &DaemonStatus) -> String {
-    let registry = Registry::new();
-    let gauge = |name: &str, help: &str, v: f64| {
-        let g = prometheus::Gauge::new(name, help).expect("valid metric name");
-        g.set(v);
-        registry.register(Box::new(g)).expect("registered once");
-    };
-    gauge(
-        "quid_read_duration_seconds",
-        "Time the last interval took to read every counter.",
-        s.read_seconds,
-    );
-    gauge(
-        "quid_commit_duration_seconds",
-        "Time the last interval took to commit its usage records.",
-        s.write_seconds,
-    );
-    let int_gauge = |name: &str, help: &str, v: i64| {
-        let g = IntGauge::new(name, help).expect("valid metric name");
-        g.set(v);
-        registry.register(Box::new(g)).expect("registered once");
-    };
-    int_gauge(
-        "quid_table_generation",
-        "Lookup generation packets use (flips on every table change).",
-        i64::from(s.generation),
-    );
-    int_gauge(
-        "quid_table_last_reload_success",
-        "1 if the last table reload was applied, 0 if it was refused.",
-        i64::from(s.last_reload_ok),
-    );
-    let vec = |name: &str, help: &str, labels: &[&str]| gauge_vec(&registry, name, help, labels);
-    let entries = vec(
-        "quid_map_entries",
-        "Entries in use per kernel map.",
-        &["map"],
-    );
-    let capacity = vec("quid_map_capacity", "Capacity per kernel map.", &["map"]);
-    for (map, used, cap) in &s.maps {
-        entries.with_label_values(&[*map]).set(*used as i64);
-        capacity.with_label_values(&[*map]).set(*cap as i64);
-    }
-    let reloads = counter_vec(
-        &registry,
-        "quid_table_reloads_total",
-        "Table reloads by result.",
-        &["result"],
-    );
-    reloads.with_label_values(&["ok"]).inc_by(s.reloads_ok);
-    reloads
-        .with_label_values(&["error"])
-        .inc_by(s.reloads_failed);
-    let attached = vec(
-        "quid_xdp_attached",
-        "1 while quid's program is attached to the interface.",
-        &["interface", "role", "mode"],
-    );
-    for (iface, role, mode, up) in &s.attachments {
-        attached
-            .with_label_values(&[iface.as_str(), role.as_str(), mode.as_str()])
-            .set(i64::from(*up));
-    }
-    let subs = vec(
-        "quid_subscribers",
-        "Subscribers in the books by state.",
-        &["state"],
-    );
-    let active = records
-        .iter()
-        .filter(|r| r.status == Status::Active)
-        .count();
-    subs.with_label_values(&["active"]).set(active as i64);
-    subs.with_label_values(&["removed"])
-        .set((records.len() - active) as i64);
-    let build = vec(
-        "quid_build_info",
-        "Always 1; the labels say which quid runs.",
-        &["version", "layout"],
-    );
-    build
-        .with_label_values(&[
-            env!("CARGO_PKG_VERSION"),
-            &quid_common::LAYOUT_VERSION.to_string(),
-        ])
-        .set(1);
-    if let Some(c) = &s.reports {
-        for (name, help, label, map) in [
-            (
-                "quid_reports_total",
-                "Node reports by outcome.",
-                "outcome",
-                &c.outcomes,
-            ),
-            (
-                "quid_report_rejections_total",
-                "Refused node reports by reason.",
-                "reason",
-                &c.rejections,
-            ),
-        ] {
-            let v = counter_vec(&registry, name, help, &[label]);
-            for (k, n) in map {
-                v.with_label_values(&[*k]).inc_by(*n);
-            }
-        }
-    }
-    for (name, help, v) in [
-        (
-            "quid_xdp_reattachments_total",
-            "Interfaces re-attached after they were deleted and created again.",
-            s.reattachments,
-        ),
-        (
-            "quid_store_commit_failures_total",
-            "Interval commits that failed (disk full, store unwritable); the kernel kept \
-             counting and the next good commit caught up.",
-            s.commit_failures,
-        ),
-    ] {
-        let c = prometheus::IntCounter::new(name, help).expect("valid metric name");
-        c.inc_by(v);
-        registry.register(Box::new(c)).expect("registered once");
-    }
-    let unreadable = prometheus::IntGauge::new(
-        "quid_balances_unreadable",
-        "Subscribers whose stored balance is not an exact integer (an edited store): left out \
-         of the balance metrics, logged; recompute them from the ledger.",
-    )
-    .expect("valid metric name");
-    unreadable.set(i64::try_from(s.bad_balances).unwrap_or(i64::MAX));
-    registry
-        .register(Box::new(unreadable))
-        .expect("registered once");
-    http_metrics(&registry, s);
-    let mut buf = Vec::new();
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
-    String::from_utf8(buf).unwrap_or_default()
-}
-
-/// A gauge family registered in `registry` (names are ours, so they are valid and unique).
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(v.clone()))
-        .expect("registered once");
-    v
-}
-
-/// A counter family registered in `registry`.
-fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::IntCounterVec {
-    let v = prometheus::IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(v.clone()))
-        .expect("registered once");
-    v
-}
-
-/// The listeners' connection counts and the operator API's requests.
-fn http_metrics(registry: &Registry, s: &DaemonStatus) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let counter =
-        |name: &str, help: &str, labels: &[&str]| counter_vec(registry, name, help, labels);
-    if !s.http.is_empty() {
-        let open = gauge_vec(
-            registry,
-            "quid_http_connections_open",
-            "Connections open now per listener.",
-            &["listener"],
-        );
-        let conns = counter(
-            "quid_http_connections_total",
-            "Connections per listener by outcome: accepted, or closed at once (listener full, \
-             too many from one address, failed TLS handshake).",
-            &["listener", "outcome"],
-        );
-        let timed_out = counter(
-            "quid_http_requests_timed_out_total",
-            "Requests answered 408 because they took longer than http.request_timeout_secs.",
-            &["listener"],
-        );
-        for (name, st) in &s.http {
-            open.with_label_values(&[*name])
-                .set(st.open.load(Relaxed) as i64);
-            for (outcome, n) in [
-                ("accepted", &st.accepted),
-                ("refused_full", &st.refused_full),
-                ("refused_per_ip", &st.refused_per_ip),
-                ("tls_failed", &st.tls_failed),
-            ] {
-                conns
-                    .with_label_values(&[*name, outcome])
-                    .inc_by(n.load(Relaxed));
-            }
-            timed_out
-                .with_label_values(&[*name])
-                .inc_by(st.timed_out.load(Relaxed));
-        }
-    }
-    if let Some(counts) = &s.operator {
-        let v = counter(
-            "quid_operator_requests_total",
-            "Operator API requests by action and outcome (missing_credential and \
-             bad_credential are refused logins).",
-            &["action", "outcome"],
-        );
-        // Present from the start, so a rate() over refused logins has a series to work on.
-        for outcome in ["ok", "missing_credential", "bad_credential"] {
-            v.with_label_values(&["reload", outcome]);
-        }
-        if let Ok(c) = counts.lock() {
-            for ((action, outcome), n) in c.iter() {
-                v.with_label_values(&[*action, *outcome]).inc_by(*n);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -701,13 +491,75 @@ mod tests {
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     }
 
+    /// A status with every optional part present and non-zero.
+    fn busy_status() -> DaemonStatus {
+        use std::sync::{Arc, atomic::Ordering::Relaxed};
+        let http = Arc::new(crate::http::serve::ListenerStats::default());
+        http.open.store(2, Relaxed);
+        http.accepted.store(40, Relaxed);
+        http.tls_failed.store(3, Relaxed);
+        http.timed_out.store(1, Relaxed);
+        let operator = crate::http::operator::Counts::default();
+        operator.lock().unwrap().insert(("reload", "ok"), 5);
+        let mut reports = crate::settlement::intake::Counts::default();
+        reports.outcomes.insert("accepted", 7);
+        reports.rejections.insert("bad_signature", 2);
+        DaemonStatus {
+            read_seconds: 0.25,
+            write_seconds: 0.5,
+            maps: vec![("SUB_V4", 10, 100), ("SUB_V6", 3, 50)],
+            generation: 1,
+            reloads_ok: 4,
+            reloads_failed: 1,
+            last_reload_ok: true,
+            attachments: vec![("eth0".into(), "downstream".into(), "native".into(), true)],
+            reports: Some(reports),
+            balances: [("s1".to_string(), -1_500_000)].into(),
+            bad_balances: 1,
+            contributions: [("s1".to_string(), [1.5, 2.0, 3.0])].into(),
+            plan_contributions: [("home".to_string(), [1.5, 2.0, 3.0])].into(),
+            reattachments: 2,
+            commit_failures: 3,
+            http: vec![("metrics", http)],
+            operator: Some(operator),
+        }
+    }
+
+    #[test]
+    fn the_renderer_kept_for_the_daemons_life_renders_the_same_books_the_same() {
+        let recs: Vec<Record> = (1..=4)
+            .map(|i| record(&format!("s{i}"), "home", i * 1000))
+            .collect();
+        let refs: Vec<&Record> = recs.iter().collect();
+        let status = busy_status();
+        let mut exposition = Exposition::new();
+        let first = exposition.render(&refs, &[], &status, SubscriberSeries::Top(2));
+        // Counters are brought to their totals, never counted twice.
+        assert_eq!(
+            exposition.render(&refs, &[], &status, SubscriberSeries::Top(2)),
+            first
+        );
+        assert_eq!(
+            Exposition::new().render(&refs, &[], &status, SubscriberSeries::Top(2)),
+            first
+        );
+        for series in [
+            "quid_reports_total{outcome=\"accepted\"} 7",
+            "quid_http_connections_total{listener=\"metrics\",outcome=\"accepted\"} 40",
+            "quid_operator_requests_total{action=\"reload\",outcome=\"ok\"} 5",
+            "quid_table_reloads_total{result=\"ok\"} 4",
+        ] {
+            assert!(first.contains(series), "no {series} in\n{first}");
+        }
+    }
+
     #[test]
     fn contributions_are_summed_per_plan_in_whole_units() {
         let mut status = DaemonStatus::default();
         status
             .plan_contributions
             .insert("home".into(), [3600.9, 2e9, 7.5]);
-        let text = render(&[], &[], &status, SubscriberSeries::All);
+        let text = Exposition::new().render(&[], &[], &status, SubscriberSeries::All);
         for (series, v) in [
             (
                 "quid_plan_contribution_cpu_seconds_total{plan=\"home\"}",
@@ -732,7 +584,7 @@ mod tests {
             .map(|i| record(&format!("s{i}"), "home", i * 1000))
             .collect();
         let refs: Vec<&Record> = recs.iter().collect();
-        let text = render(
+        let text = Exposition::new().render(
             &refs,
             &[],
             &DaemonStatus::default(),
@@ -762,7 +614,8 @@ mod tests {
     fn label_values_are_escaped_and_never_become_names() {
         let recs = [record("a", "home \"gold\"\\\nplan", 5)];
         let refs: Vec<&Record> = recs.iter().collect();
-        let text = render(&refs, &[], &DaemonStatus::default(), SubscriberSeries::All);
+        let text =
+            Exposition::new().render(&refs, &[], &DaemonStatus::default(), SubscriberSeries::All);
         assert!(
             text.contains("quid_plan_subscribers{plan=\"home \\\"gold\\\"\\\\\\nplan\"} 1"),
             "{text}"

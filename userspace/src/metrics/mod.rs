@@ -1,3 +1,6 @@
-//! The Prometheus exposition of counters, balances and the daemon's own health.
+//! The Prometheus exposition of counters, balances and the daemon's own health, and the
+//! `/metrics` route that serves it.
 
 pub mod exposition;
+pub mod health;
+pub mod route;

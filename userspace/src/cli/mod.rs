@@ -1,0 +1,14 @@
+//! The `quid` command bodies: `main.rs` parses the command line and calls one of these. Each
+//! prints exactly what the command prints (tests and scripts parse it); the daemon itself is
+//! `quid::daemon`.
+
+pub mod check;
+pub mod detach;
+pub mod ledger;
+pub mod node;
+pub mod operator;
+pub mod running_daemon;
+pub mod secret_file;
+pub mod statement;
+pub mod subscribers;
+pub mod usage;

@@ -1,0 +1,102 @@
+//! What the daemon does once per interval, in order: read the counters into the books, retry
+//! a postponed table change, settle the reports the books now cover, issue last month's
+//! statements, then write the totals snapshot and render the exposition from it.
+
+use log::{error, info};
+use quid_common::{DIR_DOWNLOAD, DIR_UPLOAD};
+
+use crate::{
+    kernel::counters,
+    ledger::statement_issue::{self, IssueError},
+    metering::interval::IntervalSummary,
+};
+
+use super::state::State;
+
+impl State<'_> {
+    /// One interval's work; every step's failure is logged and retried next interval.
+    pub fn on_interval(&mut self) {
+        let secs = self.config.daemon.interval_secs;
+        match self.read_interval() {
+            Ok(summary) => {
+                log_summary(&summary, secs);
+                if self.reload_pending {
+                    self.reload("postponed until the store took writes again");
+                }
+            }
+            Err(e) => error!(
+                "reading the counters failed (the kernel keeps them; will retry next interval): {e:#}"
+            ),
+        }
+        self.settle();
+        self.issue_statements();
+        match self.snapshot("running") {
+            Ok(snap) => {
+                if let Err(e) = snap.write(&self.config.daemon.state_dir) {
+                    error!("cannot write the totals snapshot: {e}");
+                }
+                self.publish(&snap);
+            }
+            Err(e) => error!("cannot read the interface counters: {e:#}"),
+        }
+    }
+
+    /// Settles the reports the books now cover.
+    fn settle(&mut self) {
+        let Some(intake) = &self.intake else { return };
+        let Ok(nodes) = intake.lock().map(|i| i.nodes()) else {
+            return;
+        };
+        match self.books.settle(&nodes, &self.config.settlement) {
+            Ok(settled) => {
+                for s in settled {
+                    info!(
+                        "report {}#{} of {} {}: reported {} grid bytes, metered {}; credit {} µcr",
+                        s.node, s.seq, s.subscriber, s.outcome, s.reported, s.measured, s.credit
+                    );
+                }
+            }
+            Err(e) => error!("settling reports failed (will retry next interval): {e:#}"),
+        }
+    }
+
+    /// Issues the statements of the month just ended, once (with an operator key).
+    fn issue_statements(&mut self) {
+        let Some(key_path) = &self.config.settlement.operator_key else {
+            return;
+        };
+        let issued = self
+            .clock
+            .now_i64()
+            .map_err(IssueError::from)
+            .and_then(|now| {
+                statement_issue::issue_due(
+                    self.books.store(),
+                    self.books.records().map(|r| r.id.as_str()),
+                    key_path,
+                    &self.config.daemon.state_dir,
+                    now,
+                )
+            });
+        match issued {
+            Ok(None) => {}
+            Ok(Some(i)) => info!(
+                "issued {} statements for {} in {}",
+                i.count,
+                i.period,
+                i.dir.display()
+            ),
+            Err(e) => error!("{e}"),
+        }
+    }
+}
+
+/// Logs what the interval counted.
+fn log_summary(s: &IntervalSummary, secs: u64) {
+    let up = counters::direction(&s.delta, DIR_UPLOAD);
+    let down = counters::direction(&s.delta, DIR_DOWNLOAD);
+    info!(
+        "last {secs}s: {} active subscribers; upload {} pkts {} B, download {} pkts {} B",
+        s.active, up.packets, up.bytes, down.packets, down.bytes
+    );
+}

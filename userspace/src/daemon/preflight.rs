@@ -1,0 +1,62 @@
+//! What `quid run` and `quid check` both refuse before the kernel is touched: a bad table,
+//! nodes file, report limits, tariff, TLS certificate or operator token. One function, so the
+//! two commands can never disagree.
+
+use anyhow::{anyhow, bail};
+
+use crate::{config::Config, subscribers::table::Table};
+
+/// The files `quid run` reads and checks before it touches the kernel.
+pub struct Preflight {
+    /// The subscriber table to install.
+    pub table: Table,
+    /// The registered nodes, when the report intake runs.
+    pub nodes: Option<crate::settlement::nodes::Nodes>,
+    /// The TLS acceptor for the intake and operator API, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The operator token, when the operator API runs.
+    pub token: Option<crate::http::operator::Token>,
+}
+
+/// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
+/// file, the TLS certificate and key, the operator token (`quid check` runs the same).
+pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
+    let table = Table::load(&config.subscribers.file)
+        .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
+    let nodes = if config.reports.listen.is_empty() {
+        None
+    } else {
+        Some(
+            crate::settlement::nodes::Nodes::load(&config.reports.nodes)
+                .map_err(|e| anyhow!("{e}quid refuses to start on a bad nodes file"))?,
+        )
+    };
+    let r = &config.reports;
+    if r.max_period_secs <= 0 || r.max_skew_secs < 0 {
+        bail!(
+            "reports.max_period_secs must be above 0 and reports.max_skew_secs at least 0 \
+             (they are {} and {})",
+            r.max_period_secs,
+            r.max_skew_secs
+        );
+    }
+    // Every amount must stay an exact i64: refuse a tariff that could carry one beyond.
+    config
+        .tariff
+        .check(nodes.as_ref(), r.max_period_secs)
+        .map_err(|e| anyhow!("{e}; quid refuses to start on this tariff"))?;
+    let tls = config.tls.acceptor()?;
+    let token = if config.operator.listen.is_empty() {
+        None
+    } else {
+        Some(crate::http::operator::Token::load(
+            &config.operator.token_file,
+        )?)
+    };
+    Ok(Preflight {
+        table,
+        nodes,
+        tls,
+        token,
+    })
+}

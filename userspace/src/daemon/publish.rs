@@ -1,0 +1,67 @@
+//! Rendering the exposition once per interval: gathers the daemon's state (lookup generation,
+//! map usage, attachments, intake counts, balances and contributions from the store) and puts
+//! the rendered text where `/metrics` serves it.
+
+use log::error;
+
+use crate::metering::snapshot::Snapshot;
+
+use super::state::State;
+
+impl State<'_> {
+    /// Renders the exposition from the books and `snap` for the next scrapes.
+    pub fn publish(&mut self, snap: &Snapshot) {
+        self.status.generation = self.registry.active();
+        self.status.maps = self.registry.map_usage(self.dp.sizes);
+        self.status.attachments = self
+            .dp
+            .attachments
+            .iter()
+            .map(|a| {
+                // Attached means the kernel has the link on the interface of that name now.
+                let attached = nix::net::if_::if_nametoindex(a.name.as_str())
+                    .is_ok_and(|i| self.dp.attached_to(&a.name, i));
+                (a.name.clone(), a.role.to_string(), a.mode.clone(), attached)
+            })
+            .collect();
+        self.status.reports = self
+            .intake
+            .as_ref()
+            .and_then(|i| i.lock().ok().map(|i| i.counts.clone()));
+        let store = self.books.store();
+        // Each read stands alone, and a bad balance row skips only its subscriber: one broken
+        // figure never freezes everyone else's.
+        match store.running_balances() {
+            Ok((balances, bad)) => {
+                if !bad.is_empty() && bad.len() != self.status.bad_balances {
+                    error!(
+                        "balances of {} are not exact integers and are left out of the \
+                         metrics: recompute them from the ledger",
+                        bad.join(", ")
+                    );
+                }
+                self.status.bad_balances = bad.len();
+                self.status.balances = balances;
+            }
+            Err(e) => error!("cannot read balances for the metrics: {e}"),
+        }
+        match store.contributions() {
+            Ok(c) => self.status.contributions = c,
+            Err(e) => error!("cannot read contributions for the metrics: {e}"),
+        }
+        match store.plan_contributions() {
+            Ok(p) => self.status.plan_contributions = p,
+            Err(e) => error!("cannot read plan contributions for the metrics: {e}"),
+        }
+        let records: Vec<&crate::store::Record> = self.books.records().collect();
+        let text = self.exposition.render(
+            &records,
+            &snap.interfaces,
+            &self.status,
+            self.config.metrics.subscribers,
+        );
+        if let Ok(mut e) = self.published.write() {
+            *e = text;
+        }
+    }
+}

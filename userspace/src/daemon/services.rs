@@ -1,0 +1,167 @@
+//! The daemon's HTTP services: binds each configured listener and starts `/metrics`, the
+//! operator API and the report intake on it, before anything is attached, so a taken port
+//! stops `quid run` at once.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context as _;
+use log::info;
+use tokio::sync::mpsc;
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    http::{
+        operator::{self, Control, Token},
+        serve,
+    },
+    metrics::route::{self as metrics_route, Published},
+    settlement::{admission::Limits, intake, nodes::Nodes},
+    store::Store,
+};
+
+/// Each HTTP listener's name and counts, for the metrics.
+pub(super) type Listeners = Vec<(&'static str, Arc<serve::ListenerStats>)>;
+
+/// What the running services share with the main loop.
+pub(super) struct Services {
+    /// Every listener's counts.
+    pub http: Listeners,
+    /// The operator API's request counts, when it runs.
+    pub operator_counts: Option<operator::Counts>,
+    /// The operator API's token, when it runs (the main loop reloads it on SIGHUP).
+    pub token: Option<Arc<RwLock<Token>>>,
+    /// Requests from the operator API.
+    pub control: mpsc::Receiver<Control>,
+    /// The report intake, when it runs.
+    pub intake: Option<Arc<Mutex<intake::Intake>>>,
+}
+
+/// Starts every configured service; `published` is what `/metrics` serves.
+pub(super) async fn start(
+    config: &Config,
+    nodes: Option<Nodes>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    token: Option<Token>,
+    published: Published,
+    clock: &Clock,
+) -> anyhow::Result<Services> {
+    let state_dir = &config.daemon.state_dir;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = Listeners::new();
+    if !config.metrics.listen.is_empty() {
+        // Plain HTTP: read-only, and Prometheus scrapes it from the management side.
+        let app = metrics_route::router(published);
+        let addr = &config.metrics.listen;
+        listen(
+            &mut http,
+            "metrics",
+            "metrics.listen",
+            addr,
+            app,
+            config.http,
+            None,
+        )
+        .await?;
+        info!("serving /metrics on http://{addr}");
+    }
+    let (control_tx, control) = mpsc::channel(4);
+    let mut operator_counts = None;
+    let token = token.map(|t| Arc::new(RwLock::new(t)));
+    if let Some(token) = token.clone() {
+        let counts = operator::Counts::default();
+        operator_counts = Some(counts.clone());
+        let api = operator::Api {
+            token,
+            control: control_tx.clone(),
+            store: Arc::new(Mutex::new(Store::connect(state_dir)?)),
+            operator_key: config.settlement.operator_key.clone(),
+            counts,
+            clock: clock.clone(),
+        };
+        let app = operator::router(api);
+        let addr = &config.operator.listen;
+        listen(
+            &mut http,
+            "operator",
+            "operator.listen",
+            addr,
+            app,
+            config.http,
+            tls.clone(),
+        )
+        .await?;
+        info!(
+            "operator API on {scheme}://{addr}/v1/operator/ (token from {})",
+            config.operator.token_file.display()
+        );
+    }
+    let intake = if let Some(nodes) = nodes {
+        let r = &config.reports;
+        let limits = Limits {
+            max_period_secs: r.max_period_secs,
+            max_skew_secs: r.max_skew_secs,
+        };
+        let intake = Arc::new(Mutex::new(
+            intake::Intake::new(
+                nodes,
+                Store::connect(state_dir)?,
+                limits,
+                intake::Budget {
+                    rate: r.rate_per_node,
+                    burst: r.burst_per_node,
+                },
+                intake::Budget {
+                    rate: r.rate_per_source,
+                    burst: r.burst_per_source,
+                },
+            )?
+            .with_clock(clock.clone()),
+        ));
+        let app = intake::router(intake.clone(), r.max_body_bytes);
+        listen(
+            &mut http,
+            "reports",
+            "reports.listen",
+            &r.listen,
+            app,
+            config.http,
+            tls.clone(),
+        )
+        .await?;
+        info!(
+            "accepting node reports on {scheme}://{}/v1/reports",
+            r.listen
+        );
+        Some(intake)
+    } else {
+        None
+    };
+    Ok(Services {
+        http,
+        operator_counts,
+        token,
+        control,
+        intake,
+    })
+}
+
+/// Binds `addr` (configured as `key`) and serves `app` there under the `[http]` limits; the
+/// listener's counts join `listeners`.
+async fn listen(
+    listeners: &mut Listeners,
+    name: &'static str,
+    key: &str,
+    addr: &str,
+    app: axum::Router,
+    limits: serve::HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} = {addr}"))?;
+    let stats = Arc::default();
+    listeners.push((name, Arc::clone(&stats)));
+    tokio::spawn(serve::serve(name, listener, app, limits, tls, stats));
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Stopping: a final read so every counted packet is in the books, then, as `on_stop` says,
+//! leave the programs attached and counting into the pinned maps, or detach and unpin them.
+
+use log::info;
+
+use crate::config::OnStop;
+
+use super::state::State;
+
+impl State<'_> {
+    /// Makes the final read and snapshot, then keeps or detaches the programs.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let state_dir = &self.config.daemon.state_dir;
+        match self.config.daemon.on_stop {
+            OnStop::Keep => {
+                self.read_interval()?;
+                self.snapshot("stopped")?.write(state_dir)?;
+                info!(
+                    "stopped; the programs stay attached and keep counting into the maps pinned in {} (`quid detach` removes them)",
+                    self.config.daemon.pin_dir.display()
+                );
+            }
+            OnStop::Detach => {
+                // Detach first, then read: every packet the programs saw is in the final totals.
+                self.dp.detach_all()?;
+                self.read_interval()?;
+                self.snapshot("stopped")?.write(state_dir)?;
+                self.dp.unpin_all()?;
+                info!(
+                    "detached from {} interfaces and removed the pins; final totals in {}",
+                    self.dp.attachments.len(),
+                    state_dir.join(crate::metering::snapshot::FILE).display()
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,385 @@
+//! The daemon's own metrics (durations, maps, reloads, attachments, intake, HTTP listeners,
+//! operator API) through the `prometheus` crate: one registry and its metric handles, made
+//! once when the daemon starts and brought up to date on every render.
+//!
+//! A registry made per render would throw every counter away each interval; kept, a counter
+//! series lives as long as the process, and is only ever advanced: the sources are running
+//! totals, and a source that went back (it never should) leaves the counter where it was
+//! rather than making it go down. Gauge families are cleared before each render, so a label
+//! set that is gone (an interface no longer attached) leaves the exposition as it did before.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use prometheus::{
+    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::{
+    metrics::exposition::DaemonStatus,
+    store::{Record, Status},
+};
+
+/// The registry of the daemon's own metrics and a handle on each of them.
+pub struct HealthMetrics {
+    registry: Registry,
+    read_seconds: Gauge,
+    commit_seconds: Gauge,
+    generation: IntGauge,
+    last_reload_ok: IntGauge,
+    map_entries: IntGaugeVec,
+    map_capacity: IntGaugeVec,
+    reloads: IntCounterVec,
+    attached: IntGaugeVec,
+    subscribers: IntGaugeVec,
+    reattachments: IntCounter,
+    commit_failures: IntCounter,
+    balances_unreadable: IntGauge,
+    /// Registered the first time the report intake's counts are there.
+    reports: Option<ReportMetrics>,
+    /// Registered the first time there are HTTP listeners.
+    http: Option<HttpMetrics>,
+    /// Registered the first time the operator API's counts are there.
+    operator: Option<IntCounterVec>,
+}
+
+/// The report intake's families.
+struct ReportMetrics {
+    outcomes: IntCounterVec,
+    rejections: IntCounterVec,
+}
+
+/// The HTTP listeners' families.
+struct HttpMetrics {
+    open: IntGaugeVec,
+    connections: IntCounterVec,
+    timed_out: IntCounterVec,
+}
+
+impl Default for HealthMetrics {
+    fn default() -> Self {
+        HealthMetrics::new()
+    }
+}
+
+impl HealthMetrics {
+    /// Registers the families every daemon has; the intake's, the listeners' and the operator
+    /// API's join the first time their counts are there.
+    pub fn new() -> HealthMetrics {
+        let registry = Registry::new();
+        let build = gauge_vec(
+            &registry,
+            "quid_build_info",
+            "Always 1; the labels say which quid runs.",
+            &["version", "layout"],
+        );
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &quid_common::LAYOUT_VERSION.to_string(),
+            ])
+            .set(1);
+        HealthMetrics {
+            read_seconds: register(
+                &registry,
+                Gauge::new(
+                    "quid_read_duration_seconds",
+                    "Time the last interval took to read every counter.",
+                ),
+            ),
+            commit_seconds: register(
+                &registry,
+                Gauge::new(
+                    "quid_commit_duration_seconds",
+                    "Time the last interval took to commit its usage records.",
+                ),
+            ),
+            generation: register(
+                &registry,
+                IntGauge::new(
+                    "quid_table_generation",
+                    "Lookup generation packets use (flips on every table change).",
+                ),
+            ),
+            last_reload_ok: register(
+                &registry,
+                IntGauge::new(
+                    "quid_table_last_reload_success",
+                    "1 if the last table reload was applied, 0 if it was refused.",
+                ),
+            ),
+            map_entries: gauge_vec(
+                &registry,
+                "quid_map_entries",
+                "Entries in use per kernel map.",
+                &["map"],
+            ),
+            map_capacity: gauge_vec(
+                &registry,
+                "quid_map_capacity",
+                "Capacity per kernel map.",
+                &["map"],
+            ),
+            reloads: counter_vec(
+                &registry,
+                "quid_table_reloads_total",
+                "Table reloads by result.",
+                &["result"],
+            ),
+            attached: gauge_vec(
+                &registry,
+                "quid_xdp_attached",
+                "1 while quid's program is attached to the interface.",
+                &["interface", "role", "mode"],
+            ),
+            subscribers: gauge_vec(
+                &registry,
+                "quid_subscribers",
+                "Subscribers in the books by state.",
+                &["state"],
+            ),
+            reattachments: register(
+                &registry,
+                IntCounter::new(
+                    "quid_xdp_reattachments_total",
+                    "Interfaces re-attached after they were deleted and created again.",
+                ),
+            ),
+            commit_failures: register(
+                &registry,
+                IntCounter::new(
+                    "quid_store_commit_failures_total",
+                    "Interval commits that failed (disk full, store unwritable); the kernel kept \
+                     counting and the next good commit caught up.",
+                ),
+            ),
+            balances_unreadable: register(
+                &registry,
+                IntGauge::new(
+                    "quid_balances_unreadable",
+                    "Subscribers whose stored balance is not an exact integer (an edited store): \
+                     left out of the balance metrics, logged; recompute them from the ledger.",
+                ),
+            ),
+            reports: None,
+            http: None,
+            operator: None,
+            registry,
+        }
+    }
+
+    /// Brings every metric up to date with `status` and the books, and encodes the registry.
+    pub fn render(&mut self, records: &[&Record], s: &DaemonStatus) -> String {
+        self.read_seconds.set(s.read_seconds);
+        self.commit_seconds.set(s.write_seconds);
+        self.generation.set(i64::from(s.generation));
+        self.last_reload_ok.set(i64::from(s.last_reload_ok));
+        self.map_entries.reset();
+        self.map_capacity.reset();
+        for (map, used, cap) in &s.maps {
+            self.map_entries
+                .with_label_values(&[*map])
+                .set(*used as i64);
+            self.map_capacity
+                .with_label_values(&[*map])
+                .set(*cap as i64);
+        }
+        advance(&self.reloads.with_label_values(&["ok"]), s.reloads_ok);
+        advance(
+            &self.reloads.with_label_values(&["error"]),
+            s.reloads_failed,
+        );
+        self.attached.reset();
+        for (iface, role, mode, up) in &s.attachments {
+            self.attached
+                .with_label_values(&[iface.as_str(), role.as_str(), mode.as_str()])
+                .set(i64::from(*up));
+        }
+        let active = records
+            .iter()
+            .filter(|r| r.status == Status::Active)
+            .count();
+        self.subscribers
+            .with_label_values(&["active"])
+            .set(active as i64);
+        self.subscribers
+            .with_label_values(&["removed"])
+            .set((records.len() - active) as i64);
+        advance(&self.reattachments, s.reattachments);
+        advance(&self.commit_failures, s.commit_failures);
+        self.balances_unreadable
+            .set(i64::try_from(s.bad_balances).unwrap_or(i64::MAX));
+        if let Some(c) = &s.reports {
+            let registry = &self.registry;
+            let m = self.reports.get_or_insert_with(|| ReportMetrics {
+                outcomes: counter_vec(
+                    registry,
+                    "quid_reports_total",
+                    "Node reports by outcome.",
+                    &["outcome"],
+                ),
+                rejections: counter_vec(
+                    registry,
+                    "quid_report_rejections_total",
+                    "Refused node reports by reason.",
+                    &["reason"],
+                ),
+            });
+            for (v, map) in [(&m.outcomes, &c.outcomes), (&m.rejections, &c.rejections)] {
+                for (k, n) in map {
+                    advance(&v.with_label_values(&[*k]), *n);
+                }
+            }
+        }
+        self.render_http(s);
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The listeners' connection counts and the operator API's requests.
+    fn render_http(&mut self, s: &DaemonStatus) {
+        let registry = &self.registry;
+        if !s.http.is_empty() {
+            let m = self.http.get_or_insert_with(|| HttpMetrics {
+                open: gauge_vec(
+                    registry,
+                    "quid_http_connections_open",
+                    "Connections open now per listener.",
+                    &["listener"],
+                ),
+                connections: counter_vec(
+                    registry,
+                    "quid_http_connections_total",
+                    "Connections per listener by outcome: accepted, or closed at once (listener \
+                     full, too many from one address, failed TLS handshake).",
+                    &["listener", "outcome"],
+                ),
+                timed_out: counter_vec(
+                    registry,
+                    "quid_http_requests_timed_out_total",
+                    "Requests answered 408 because they took longer than \
+                     http.request_timeout_secs.",
+                    &["listener"],
+                ),
+            });
+            m.open.reset();
+            for (name, st) in &s.http {
+                m.open
+                    .with_label_values(&[*name])
+                    .set(st.open.load(Relaxed) as i64);
+                for (outcome, n) in [
+                    ("accepted", &st.accepted),
+                    ("refused_full", &st.refused_full),
+                    ("refused_per_ip", &st.refused_per_ip),
+                    ("tls_failed", &st.tls_failed),
+                ] {
+                    advance(
+                        &m.connections.with_label_values(&[*name, outcome]),
+                        n.load(Relaxed),
+                    );
+                }
+                advance(
+                    &m.timed_out.with_label_values(&[*name]),
+                    st.timed_out.load(Relaxed),
+                );
+            }
+        }
+        if let Some(counts) = &s.operator {
+            let v = self.operator.get_or_insert_with(|| {
+                counter_vec(
+                    registry,
+                    "quid_operator_requests_total",
+                    "Operator API requests by action and outcome (missing_credential and \
+                     bad_credential are refused logins).",
+                    &["action", "outcome"],
+                )
+            });
+            // Present from the start, so a rate() over refused logins has a series to work on.
+            for outcome in ["ok", "missing_credential", "bad_credential"] {
+                v.with_label_values(&["reload", outcome]);
+            }
+            if let Ok(c) = counts.lock() {
+                for ((action, outcome), n) in c.iter() {
+                    advance(&v.with_label_values(&[*action, *outcome]), *n);
+                }
+            }
+        }
+    }
+}
+
+/// Raises `counter` to the running total `to`; never lowers it (a counter never goes down).
+fn advance(counter: &IntCounter, to: u64) {
+    let now = counter.get();
+    if to > now {
+        counter.inc_by(to - now);
+    }
+}
+
+/// Registers one metric in `registry` (names are ours, so they are valid and unique).
+fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let m = metric.expect("valid metric name");
+    registry
+        .register(Box::new(m.clone()))
+        .expect("registered once");
+    m
+}
+
+/// A gauge family registered in `registry`.
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A counter family registered in `registry`.
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn one_registry_counters_follow_their_totals_and_never_go_down() {
+        let mut m = HealthMetrics::new();
+        let mut s = DaemonStatus {
+            reloads_ok: 3,
+            commit_failures: 2,
+            attachments: vec![("eth0".into(), "downstream".into(), "native".into(), true)],
+            ..DaemonStatus::default()
+        };
+        let first = m.render(&[], &s);
+        assert_eq!(
+            value(&first, "quid_table_reloads_total{result=\"ok\"}"),
+            3.0
+        );
+        assert!(
+            first.contains("quid_xdp_attached{interface=\"eth0\""),
+            "{first}"
+        );
+        // Rendering the same status again gives the same text: nothing is counted twice.
+        assert_eq!(m.render(&[], &s), first);
+        s.reloads_ok = 5;
+        s.attachments.clear();
+        let second = m.render(&[], &s);
+        assert_eq!(
+            value(&second, "quid_table_reloads_total{result=\"ok\"}"),
+            5.0
+        );
+        // A gauge's label set that is gone leaves the exposition.
+        assert!(!second.contains("quid_xdp_attached{"), "{second}");
+        // A total that went back leaves the counter where it was.
+        s.commit_failures = 1;
+        let third = m.render(&[], &s);
+        assert_eq!(value(&third, "quid_store_commit_failures_total"), 2.0);
+    }
+}
