@@ -258,7 +258,7 @@ struct MetricsRow {
 fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
     use quid::{
         config::SubscriberSeries,
-        metrics::exposition::{DaemonStatus, Exposition},
+        metrics::{exposition::Exposition, status::DaemonStatus},
         store::{Record, Status},
     };
     use quid_common::SubscriberCounters;

@@ -23,10 +23,7 @@ use crate::{
     kernel::subscriber_maps::{self as registry, Registry},
     metering::interval::{self as books, Books},
     metering::snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
-    metrics::{
-        exposition::{DaemonStatus, Exposition},
-        route::Published,
-    },
+    metrics::{exposition::Exposition, route::Published, status::DaemonStatus},
     settlement::intake::Intake,
     store::Status,
     subscribers::{reload_result::ReloadResult, table::Table},

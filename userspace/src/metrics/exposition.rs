@@ -16,7 +16,7 @@ use quid_common::{
 use crate::{
     config::SubscriberSeries,
     metering::snapshot::InterfaceTotals,
-    metrics::health::HealthMetrics,
+    metrics::{health::HealthMetrics, status::DaemonStatus},
     store::{Record, Status},
 };
 
@@ -52,42 +52,6 @@ pub const FAMILIES: [&str; 29] = [
     "quid_store_commit_failures_total",
     "quid_balances_unreadable",
 ];
-
-/// The daemon's state that is not in the books.
-#[derive(Debug, Clone, Default)]
-pub struct DaemonStatus {
-    pub read_seconds: f64,
-    pub write_seconds: f64,
-    /// (map, entries in use, capacity).
-    pub maps: Vec<(&'static str, u64, u64)>,
-    pub generation: u32,
-    pub reloads_ok: u64,
-    pub reloads_failed: u64,
-    pub last_reload_ok: bool,
-    /// (interface, role, mode, attached).
-    pub attachments: Vec<(String, String, String, bool)>,
-    /// The report intake's counts, when it runs.
-    pub reports: Option<crate::settlement::intake::Counts>,
-    /// Balances in micro-credits.
-    pub balances: std::collections::HashMap<String, i64>,
-    /// Subscribers whose balance row is not an exact integer (left out of `balances`).
-    pub bad_balances: usize,
-    /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
-    pub contributions: std::collections::HashMap<String, [f64; 3]>,
-    /// The same summed per plan (by each subscriber's current plan).
-    pub plan_contributions: std::collections::BTreeMap<String, [f64; 3]>,
-    /// Interfaces re-attached after they were deleted and created again.
-    pub reattachments: u64,
-    /// Interval commits that failed (disk full, store unwritable); counting went on.
-    pub commit_failures: u64,
-    /// Each running HTTP listener's connection counts.
-    pub http: Vec<(
-        &'static str,
-        std::sync::Arc<crate::http::serve::ListenerStats>,
-    )>,
-    /// The operator API's requests per (action, outcome), when it runs.
-    pub operator: Option<crate::http::operator::Counts>,
-}
 
 /// Families emitted for the HTTP listeners (metrics, reports, operator API).
 pub const HTTP_FAMILIES: [&str; 3] = [

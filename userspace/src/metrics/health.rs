@@ -16,7 +16,7 @@ use prometheus::{
 };
 
 use crate::{
-    metrics::exposition::DaemonStatus,
+    metrics::status::DaemonStatus,
     store::{Record, Status},
 };
 

@@ -4,3 +4,4 @@
 pub mod exposition;
 pub mod health;
 pub mod route;
+pub mod status;
