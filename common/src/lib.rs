@@ -257,8 +257,8 @@ pub const fn v4_mask(prefix_len: u32) -> u32 {
 pub const fn v6_mask(prefix_len: u32) -> [u32; 4] {
     let mut out = [0u32; 4];
     let mut i = 0;
+    let mut start = 0u32;
     while i < 4 {
-        let start = (i as u32) * 32;
         let bits = if prefix_len <= start {
             0
         } else if prefix_len - start >= 32 {
@@ -268,6 +268,7 @@ pub const fn v6_mask(prefix_len: u32) -> [u32; 4] {
         };
         out[i] = v4_mask(bits);
         i += 1;
+        start += 32;
     }
     out
 }
@@ -322,17 +323,26 @@ pub struct BenchSpread {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all of these are repr(C), contain only integers and have no padding.
-    unsafe impl aya::Pod for Counter {}
-    unsafe impl aya::Pod for SubscriberCounters {}
-    unsafe impl aya::Pod for IfaceCounters {}
-    unsafe impl aya::Pod for V4Key {}
-    unsafe impl aya::Pod for V6Key {}
-    unsafe impl aya::Pod for PrefixTarget {}
-    unsafe impl aya::Pod for LookupPlan {}
-    unsafe impl aya::Pod for Meta {}
-    unsafe impl aya::Pod for GridSet {}
-    unsafe impl aya::Pod for BenchSpread {}
+    /// Marks map keys and values as plain old data for aya.
+    macro_rules! pod {
+        ($($t:ty),*) => {$(
+            // SAFETY: every one of these is repr(C), holds only integers and arrays of
+            // integers, and has no padding, so any bit pattern is a valid value.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+    pod!(
+        Counter,
+        SubscriberCounters,
+        IfaceCounters,
+        V4Key,
+        V6Key,
+        PrefixTarget,
+        LookupPlan,
+        Meta,
+        GridSet,
+        BenchSpread
+    );
 }
 
 #[cfg(test)]

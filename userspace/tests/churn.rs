@@ -131,6 +131,7 @@ fn wait_reload(state: &Path, after: u64) -> ReloadResult {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_reload() {
     let (r, s) = common::router_and_sender();
     let pins = pin_dir();
@@ -300,6 +301,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn pinned_maps_of_another_layout_are_refused_and_left_intact() {
     let (r, _s) = common::router_and_sender();
     let pins = pin_dir();

@@ -121,6 +121,7 @@ fn v6(s: &str) -> Ipv6Addr {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn every_subscriber_and_bucket_is_counted_exactly_on_access_core_and_stick_interfaces() {
     let (r, s) = common::router_and_sender();
     veth(&r, "core", &s, "core-p");
@@ -491,6 +492,7 @@ fn udp_flow(from: &Netns, at: &Netns, to: SocketAddr, n: usize, size: usize) -> 
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn routed_udp_through_the_kernel_stack_is_counted_both_ways() {
     let (sub, rtr, up) = routed_topology();
     let dir = tempfile::tempdir().unwrap();
@@ -552,6 +554,7 @@ fn quid(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_bad_table_stops_the_daemon_before_it_touches_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -591,6 +594,7 @@ fn a_bad_config_names_file_line_and_field() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_table_larger_than_the_kernel_tables_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
     let mut table = String::from("id,name,plan,prefixes\n");
@@ -604,6 +608,7 @@ fn a_table_larger_than_the_kernel_tables_is_refused_up_front() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn quid_subscribers_prints_the_totals() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,7 @@ fn alice_up(s: &Snapshot) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -168,6 +169,7 @@ fn a_full_disk_refuses_reports_retryably_and_loses_no_count() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn an_interface_deleted_and_created_again_is_reattached() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +211,7 @@ fn an_interface_deleted_and_created_again_is_reattached() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_damaged_store_stops_the_start_and_is_left_as_it_is() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -238,6 +241,7 @@ fn a_damaged_store_stops_the_start_and_is_left_as_it_is() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn an_interface_recreated_while_quid_was_stopped_is_attached_afresh_at_start() {
     let (r, s) = common::router_and_sender();
     let pins = common::pin_dir();

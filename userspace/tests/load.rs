@@ -64,6 +64,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn many_nodes_a_scraper_traffic_and_a_flooder_at_once() {
     let secs = env_u64("QUID_LOAD_SECS", 6);
     let (r, s) = common::router_and_sender();

@@ -64,6 +64,7 @@ fn https(
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn operator_actions_need_the_token_and_metrics_are_read_only() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -282,6 +283,7 @@ key = \"{}\"
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -324,6 +326,7 @@ fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
 /// quid's back leaves every other subscriber's metrics updating; a tariff that could overflow
 /// at a node's declared capacity is refused by `quid check`.
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn balances_never_overflow_and_one_bad_row_stops_nobody_else() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();

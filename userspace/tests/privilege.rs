@@ -69,6 +69,7 @@ fn uid_of(pid: u32) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn nobody_with_only_bpf_net_admin_and_perfmon_counts_exactly() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -101,6 +102,7 @@ fn nobody_with_only_bpf_net_admin_and_perfmon_counts_exactly() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn each_missing_capability_is_named_and_nothing_is_touched() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
@@ -147,6 +149,7 @@ fn without_bpffs(wrapper: &[String]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn missing_bpffs_is_mounted_as_root_and_named_without_cap_sys_admin() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();

@@ -178,6 +178,7 @@ impl Drop for Prometheus {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_real_prometheus_gets_data_for_every_panel_and_recording_rule() {
     let (r, s) = common::router_and_sender();
     veth(&r, "core", &s, "core-p");

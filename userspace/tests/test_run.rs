@@ -107,6 +107,7 @@ const HOME6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0x42, 0, 0, 0, 1);
 const NET6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ipv4_upload_counts_ip_total_length() {
     let mut h = Harness::new(TABLE, 8);
     h.access(&Ethernet::default().ipv4_udp(HOME4, NET4, 100));
@@ -116,6 +117,7 @@ fn ipv4_upload_counts_ip_total_length() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ethernet_padding_is_not_counted() {
     let mut h = Harness::new(TABLE, 8);
     let mut f = Ethernet::default().ipv4_udp(HOME4, NET4, 0);
@@ -125,6 +127,7 @@ fn ethernet_padding_is_not_counted() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ipv6_counts_payload_length_plus_40() {
     let mut h = Harness::new(TABLE, 8);
     h.access(&Ethernet::default().ipv6_udp(HOME6, NET6, 1000));
@@ -133,6 +136,7 @@ fn ipv6_counts_payload_length_plus_40() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn core_role_counts_the_destination_as_download() {
     let mut h = Harness::new(TABLE, 8);
     h.run("quid_core", &Ethernet::default().ipv4_udp(NET4, HOME4, 10));
@@ -145,6 +149,7 @@ fn core_role_counts_the_destination_as_download() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn both_role_counts_source_and_destination() {
     let mut h = Harness::new(TABLE, 8);
     let biz = Ipv4Addr::new(198, 51, 100, 9);
@@ -156,6 +161,7 @@ fn both_role_counts_source_and_destination() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn most_specific_prefix_wins_in_pool_hash_and_trie() {
     // hash_lengths 8: every length probed; 1: only the most populated length per family is
     // probed and the rest falls back to the trie. With and without direct pools. Every
@@ -182,6 +188,7 @@ fn most_specific_prefix_wins_in_pool_hash_and_trie() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn vlan_and_qinq_tags_are_parsed() {
     let mut h = Harness::new(TABLE, 8);
     h.access(
@@ -205,6 +212,7 @@ fn vlan_and_qinq_tags_are_parsed() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_third_vlan_tag_is_not_ip() {
     let mut h = Harness::new(TABLE, 8);
     let f = Ethernet::default()
@@ -218,6 +226,7 @@ fn a_third_vlan_tag_is_not_ip() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn arp_is_not_ip_and_counts_frame_bytes() {
     let mut h = Harness::new(TABLE, 8);
     let f = Ethernet::default().frame(ETH_P_ARP, &[0u8; 28]);
@@ -226,6 +235,7 @@ fn arp_is_not_ip_and_counts_frame_bytes() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn unknown_sources_land_in_their_own_bucket() {
     let mut h = Harness::new(TABLE, 8);
     h.access(&Ethernet::default().ipv4_udp(NET4, HOME4, 2));
@@ -238,6 +248,7 @@ fn unknown_sources_land_in_their_own_bucket() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ipv4_with_options_counts_the_total_length() {
     let mut h = Harness::new(TABLE, 8);
     // 40 bytes of options (IHL 15, the maximum): NOPs ended by End of Options.
@@ -250,6 +261,7 @@ fn ipv4_with_options_counts_the_total_length() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ipv6_extension_headers_do_not_change_the_count() {
     let mut h = Harness::new(TABLE, 8);
     // Hop-by-hop (8 bytes, PadN) then a destination-options header (8 bytes), then UDP.
@@ -262,6 +274,7 @@ fn ipv6_extension_headers_do_not_change_the_count() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn zero_length_payloads_are_counted() {
     let mut h = Harness::new(TABLE, 8);
     // An IPv4 header alone (total length 20) and an IPv6 header alone (payload length 0).
@@ -279,6 +292,7 @@ fn assert_malformed(frame: &[u8]) {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn truncated_headers_at_every_layer_are_malformed() {
     let eth = Ethernet::default();
     let v4 = eth.ipv4_udp(HOME4, NET4, 0);
@@ -300,6 +314,7 @@ fn truncated_headers_at_every_layer_are_malformed() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn inconsistent_ipv4_headers_are_malformed() {
     let eth = Ethernet::default();
     let good = eth.ipv4_udp(HOME4, NET4, 8);
@@ -326,6 +341,7 @@ fn inconsistent_ipv4_headers_are_malformed() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ipv6_with_a_wrong_version_is_malformed() {
     let mut f = Ethernet::default().ipv6_udp(HOME6, NET6, 0);
     f[14] = 0x45;
@@ -333,6 +349,7 @@ fn ipv6_with_a_wrong_version_is_malformed() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn ip_layer_bytes_add_up_over_many_runs() {
     let mut h = Harness::new(TABLE, 8);
     let f = Ethernet::default().ipv6_udp(HOME6, NET6, 1452);
@@ -349,6 +366,7 @@ fn ip_layer_bytes_add_up_over_many_runs() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn pool_entries_at_any_offset_are_found() {
     let table = "id,name,plan,prefixes\na,A,home,100.64.0.1\nb,B,home,100.64.0.6 2001:db8:0:5::/64\nc,C,home,100.64.0.200 2001:db8::/64\n";
     let mut h = Harness::with_pools(table, 8, 256);
@@ -364,6 +382,7 @@ fn pool_entries_at_any_offset_are_found() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn traffic_to_and_from_grid_prefixes_is_class_grid_and_the_rest_internet() {
     use quid_common::{CLASS_GRID, CLASS_INTERNET, pair_index};
     let mut h = Harness::new(TABLE, 8);
@@ -498,6 +517,7 @@ fn all_counts(h: &Harness) -> Vec<[Counter; 2]> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn random_and_mutated_frames_always_pass_and_land_in_exactly_one_bucket() {
     let seed = std::env::var("QUID_PROPERTY_SEED")
         .ok()

@@ -84,7 +84,8 @@ fn main() -> anyhow::Result<()> {
                 ],
             )?;
             // Default members only: the eBPF crate builds for its own target (via build.rs).
-            run(&root, "cargo", &["test"])?;
+            // The tests that need root are `#[ignore]`d for a plain `cargo test`; run them all.
+            run(&root, "cargo", &["test", "--", "--include-ignored"])?;
             // Short, bounded fuzzing of every target; `cargo xtask fuzz` runs longer.
             fuzz::run(&root, 15, &root.join("target/fuzz.json"))?;
             dist(&root)
@@ -170,7 +171,8 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
 fn release_test(root: &Path, test: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut args = vec!["test", "--release", "--test"];
     args.extend_from_slice(test);
-    args.extend(["--", "--nocapture"]);
+    // The benchmark tests need root, so a plain `cargo test` skips them (`#[ignore]`).
+    args.extend(["--", "--include-ignored", "--nocapture"]);
     run_with(root, "cargo", &args, envs)
 }
 
