@@ -9,7 +9,10 @@ pub const LAYOUT_VERSION: u32 = 3;
 
 /// Lookup generations: the daemon rewrites the inactive one, then flips `ACTIVE_GEN`, so every
 /// packet sees either the whole old table or the whole new one.
-pub const GENERATIONS: usize = 2;
+pub const GENERATIONS: usize = GENERATIONS_U32 as usize;
+/// [`GENERATIONS`] as the `u32` that map sizes and generation numbers use (widening to
+/// `usize` above is lossless, so the two always agree).
+pub const GENERATIONS_U32: u32 = 2;
 
 /// The hash keys' `len_gen` field: prefix length in the low byte, generation above it.
 #[inline(always)]
@@ -20,7 +23,9 @@ pub const fn len_gen(prefix_len: u32, generation: u32) -> u32 {
 /// How many prefix lengths per family the kernel probes in its exact-match hash.
 ///
 /// Lengths beyond this (the least populated ones) go to the LPM trie fallback.
-pub const MAX_HASH_LENGTHS: usize = 8;
+pub const MAX_HASH_LENGTHS: usize = MAX_HASH_LENGTHS_U32 as usize;
+/// [`MAX_HASH_LENGTHS`] as the `u32` that the config and the lookup plan count probes in.
+pub const MAX_HASH_LENGTHS_U32: u32 = 8;
 
 /// Interface indexes at or above this cannot be attached (their counters would have no slot).
 pub const MAX_IFINDEX: u32 = 4096;

@@ -16,6 +16,10 @@ use crate::{
 
 /// Accounts one frame for an interface with the given `ROLE_*` bits. Always passes it on.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "ingress_ifindex() widens the kernel's u32 xdp_md field to usize: narrowing it back is exact"
+)]
 pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     let ifindex = ctx.ingress_ifindex() as u32;
@@ -78,12 +82,16 @@ fn subscriber(slot: u32, direction: usize, class: usize, ip_len: u32) -> bool {
         // Cannot happen with a table the daemon installed; never spill into another region.
         return true;
     }
+    // SAFETY: the helper takes no arguments and is always callable from an XDP program.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if let Some(counters) = SUB_COUNTERS.get_ptr_mut(cpu * capacity + slot) {
         // This CPU's own region: no other CPU writes it, so plain adds are exact.
+        // SAFETY: `get_ptr_mut` returned a bounds-checked, aligned pointer to a live map value;
+        // only this CPU writes its region and nothing else borrows it during this call, and
+        // `pair_index` of a direction and `class & 1` is below DIR_CLASS_PAIRS.
         let pair = unsafe { &mut (*counters).pairs[pair_index(direction, class & 1)] };
         pair.packets += 1;
-        pair.bytes += ip_len as u64;
+        pair.bytes += u64::from(ip_len);
     }
     true
 }
@@ -95,7 +103,7 @@ fn ip_bucket(ifindex: u32, attributed: bool, ip_len: u32) {
     } else {
         BUCKET_UNKNOWN
     };
-    bucket(ifindex, which, ip_len as u64);
+    bucket(ifindex, which, u64::from(ip_len));
 }
 
 #[inline(always)]
@@ -103,6 +111,9 @@ fn bucket(ifindex: u32, which: usize, bytes: u64) {
     // ifindex 0 is never a real interface: it collects the (refused at attach) overflow.
     let index = if ifindex < MAX_IFINDEX { ifindex } else { 0 };
     if let Some(counters) = IFACE_COUNTERS.get_ptr_mut(index) {
+        // SAFETY: `get_ptr_mut` returned a bounds-checked, aligned pointer to this CPU's own
+        // copy of a live per-CPU map value, not borrowed elsewhere during this call; `which`
+        // is one of the BUCKET_* constants, below BUCKETS.
         let counter = unsafe { &mut (*counters).buckets[which] };
         counter.packets += 1;
         counter.bytes += bytes;

@@ -19,6 +19,11 @@ pub const NO_SLOT: u32 = u32::MAX;
 
 /// The owner of `unit` in a pool, or [`NO_SLOT`].
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "offset < units: base + offset lies inside the pool array (u32 max_entries, two halves \
+              each) as the daemon lays it out, so the element index fits a u32"
+)]
 fn pool(map: &Array<[u32; 2]>, spec: &PoolSpec, unit: u64) -> u32 {
     let offset = unit.wrapping_sub(spec.first);
     if offset >= spec.units {
@@ -35,6 +40,10 @@ fn pool(map: &Array<[u32; 2]>, spec: &PoolSpec, unit: u64) -> u32 {
 
 /// The slot of the subscriber owning IPv4 `addr` (most specific prefix wins), or [`NO_SLOT`].
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the probe index counts below MAX_HASH_LENGTHS (8), so it fits a u32"
+)]
 pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
     let mut slot = NO_SLOT;
     let mut best_len = 0;
@@ -48,13 +57,15 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
             slot = pool(
                 &POOL_V4,
                 spec,
-                (u32::from_be(addr) >> (spec.shift & 31)) as u64,
+                u64::from(u32::from_be(addr) >> (spec.shift & 31)),
             );
         } else {
             let key = V4Key {
                 len_gen: len_gen(probe.prefix_len, plan.generation),
                 addr: addr & probe.mask,
             };
+            // SAFETY: SUB_V4 is BPF_F_NO_PREALLOC, so an entry the daemon removes meanwhile is
+            // freed only after this program (RCU), never reused under us; we only read it.
             if let Some(target) = unsafe { SUB_V4.get(key) } {
                 slot = target.slot;
             }
@@ -75,6 +86,10 @@ pub fn v4(plan: &LookupPlan, addr: u32) -> u32 {
 
 /// The slot of the subscriber owning IPv6 `addr` (most specific prefix wins), or [`NO_SLOT`].
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the probe index counts below MAX_HASH_LENGTHS (8), so it fits a u32"
+)]
 pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
     let mut slot = NO_SLOT;
     let mut best_len = 0;
@@ -85,7 +100,7 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
         let probe = &plan.v6[i];
         if probe.kind == PROBE_POOL {
             let spec = &plan.v6_pool;
-            let top = ((u32::from_be(addr[0]) as u64) << 32) | u32::from_be(addr[1]) as u64;
+            let top = (u64::from(u32::from_be(addr[0])) << 32) | u64::from(u32::from_be(addr[1]));
             slot = pool(&POOL_V6, spec, top >> (spec.shift & 63));
         } else {
             let key = V6Key {
@@ -97,6 +112,8 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
                     addr[3] & probe.mask[3],
                 ],
             };
+            // SAFETY: SUB_V6 is BPF_F_NO_PREALLOC, so an entry the daemon removes meanwhile is
+            // freed only after this program (RCU), never reused under us; we only read it.
             if let Some(target) = unsafe { SUB_V6.get(key) } {
                 slot = target.slot;
             }
@@ -120,6 +137,10 @@ pub fn v6(plan: &LookupPlan, addr: &[u32; 4]) -> u32 {
 
 /// The class of traffic whose other endpoint is IPv4 `addr`: grid if a grid prefix holds it.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the prefix index counts below MAX_GRID_PREFIXES (16), so it fits a u32"
+)]
 pub fn v4_class(grid: &GridSet, addr: u32) -> usize {
     for i in 0..MAX_GRID_PREFIXES {
         if i as u32 >= grid.v4_count {
@@ -135,6 +156,10 @@ pub fn v4_class(grid: &GridSet, addr: u32) -> usize {
 
 /// The class of traffic whose other endpoint is IPv6 `addr`.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the prefix index counts below MAX_GRID_PREFIXES (16), so it fits a u32"
+)]
 pub fn v6_class(grid: &GridSet, addr: &[u32; 4]) -> usize {
     for i in 0..MAX_GRID_PREFIXES {
         if i as u32 >= grid.v6_count {

@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
 use quid_common::{
-    GENERATIONS, GridSet, IfaceCounters, LookupPlan, MAX_IFINDEX, Meta, PrefixTarget,
+    GENERATIONS_U32, GridSet, IfaceCounters, LookupPlan, MAX_IFINDEX, Meta, PrefixTarget,
     SubscriberCounters, V4Key, V4TrieData, V6Key, V6TrieData,
 };
 
@@ -68,7 +68,7 @@ pub static IFACE_COUNTERS: PerCpuArray<IfaceCounters> =
 /// The lookup plans, one per generation: which prefix lengths to probe, and when to ask the
 /// trie.
 #[map]
-pub static LOOKUP_PLAN: Array<LookupPlan> = Array::with_max_entries(GENERATIONS as u32, 0);
+pub static LOOKUP_PLAN: Array<LookupPlan> = Array::with_max_entries(GENERATIONS_U32, 0);
 
 /// The generation packets use (entry 0). One aligned 4-byte word, so flipping it is atomic.
 #[map]

@@ -8,7 +8,7 @@ use aya_ebpf::programs::XdpContext;
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
+const IPV6_HLEN: u16 = 40;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -78,13 +78,17 @@ struct Ipv6Hdr {
 /// `None` when a tag is cut short.
 #[inline(always)]
 pub fn l3(ctx: &XdpContext) -> Option<(u16, usize)> {
+    // SAFETY: `at` checked that the u16 lies inside [data, data_end), which
+    // stays readable for the whole program run; BPF packet loads have no alignment trap.
     let mut proto = u16::from_be(unsafe { *at::<u16>(ctx, 12)? });
     let mut offset = ETH_HLEN;
     // Unrolled by hand: two tags at most (QinQ); a third leaves `proto` a VLAN type -> NonIp.
     if is_vlan(proto) {
+        // SAFETY: as above, `at` bounds-checked the read.
         proto = u16::from_be(unsafe { *at::<u16>(ctx, offset + 2)? });
         offset += VLAN_HLEN;
         if is_vlan(proto) {
+            // SAFETY: as above, `at` bounds-checked the read.
             proto = u16::from_be(unsafe { *at::<u16>(ctx, offset + 2)? });
             offset += VLAN_HLEN;
         }
@@ -116,22 +120,25 @@ fn ipv4(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
     let Some(hdr) = at::<Ipv4Hdr>(ctx, offset) else {
         return Frame::Malformed;
     };
+    // SAFETY: `at` checked that the whole header lies inside the packet, readable for the
+    // program run and never written by it; fields are only read by value (BPF packet loads
+    // have no alignment trap).
     let hdr = unsafe { &*hdr };
-    let header_len = ((hdr.version_ihl & 0x0f) as usize) * 4;
-    let total_len = u16::from_be(hdr.total_len) as usize;
+    let header_len = usize::from(hdr.version_ihl & 0x0f) * 4;
+    let total_len = u16::from_be(hdr.total_len);
     // Version must be 4, the header at least 20 bytes and inside the total length, and the
     // total length inside the frame (a frame may be longer: Ethernet pads short packets).
     if hdr.version_ihl >> 4 != 4
         || header_len < IPV4_MIN_HLEN
-        || total_len < header_len
-        || total_len > available
+        || usize::from(total_len) < header_len
+        || usize::from(total_len) > available
     {
         return Frame::Malformed;
     }
     Frame::V4 {
         src: hdr.src,
         dst: hdr.dst,
-        ip_len: total_len as u32,
+        ip_len: u32::from(total_len),
     }
 }
 
@@ -140,14 +147,16 @@ fn ipv6(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
     let Some(hdr) = at::<Ipv6Hdr>(ctx, offset) else {
         return Frame::Malformed;
     };
+    // SAFETY: as in `ipv4`, `at` checked that the whole header lies inside the packet.
     let hdr = unsafe { &*hdr };
-    let ip_len = u16::from_be(hdr.payload_len) as usize + IPV6_HLEN;
+    let payload_len = u16::from_be(hdr.payload_len);
+    let ip_len = usize::from(payload_len) + usize::from(IPV6_HLEN);
     if (u32::from_be(hdr.version_class_flow) >> 28) != 6 || ip_len > available {
         return Frame::Malformed;
     }
     Frame::V6 {
         src: hdr.src,
         dst: hdr.dst,
-        ip_len: ip_len as u32,
+        ip_len: u32::from(payload_len) + u32::from(IPV6_HLEN),
     }
 }

@@ -331,7 +331,7 @@ fn default_prefix_capacity() -> u32 {
 }
 
 fn default_hash_lengths() -> u32 {
-    quid_common::MAX_HASH_LENGTHS as u32
+    quid_common::MAX_HASH_LENGTHS_U32
 }
 
 fn capacity<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -346,7 +346,7 @@ fn capacity<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 fn hash_lengths<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
-    let max = quid_common::MAX_HASH_LENGTHS as u32;
+    let max = quid_common::MAX_HASH_LENGTHS_U32;
     if !(1..=max).contains(&v) {
         return Err(de::Error::custom(format!(
             "must be between 1 and {max}, got {v}"

@@ -1,6 +1,10 @@
 //! Counting stays exact while the subscriber table changes and the daemon restarts, under
 //! continuous traffic; and pinned maps of another layout are refused, untouched. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{

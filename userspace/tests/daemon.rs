@@ -1,6 +1,10 @@
 //! The real `quid` daemon attached to veth interfaces in namespaces the test creates, with
 //! real frames sent through them: exact per-subscriber and per-interface counts. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{
@@ -53,7 +57,7 @@ impl Expected {
         bucket: &'static str,
         bucket_bytes: u64,
     ) {
-        inj.send(frame, n as usize);
+        inj.send(frame, usize::try_from(n).unwrap());
         for &(sub, dir) in charges {
             Self::add(
                 self.subscribers.entry((sub.into(), dir)).or_default(),

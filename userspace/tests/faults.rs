@@ -2,6 +2,10 @@
 //! status and loses no count, and the books catch up when space returns; an interface that is
 //! deleted and created again is re-attached and counting carries on. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{

@@ -3,6 +3,10 @@
 //! one address cannot hold more than its share, a full listener refuses new connections at
 //! once, and the scrape has a listener of its own. Needs root (namespaces).
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{

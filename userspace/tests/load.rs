@@ -8,6 +8,10 @@
 //! QUID_LOAD_OUT=bench/load.json and QUID_LOAD_TARGETS=1, which also checks the latency and
 //! memory targets. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{
@@ -56,11 +60,12 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `pct`-th percentile (nearest rank, rounded half up) of `sorted`.
+fn percentile(sorted: &[f64], pct: usize) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    sorted[((sorted.len() - 1) * pct + 50) / 100]
 }
 
 #[test]
@@ -203,7 +208,7 @@ max_connections_per_ip = 32
                         if Instant::now() >= deadline {
                             break 'outer;
                         }
-                        let start = base + seq as i64 * 60;
+                        let start = base + i64::try_from(seq).unwrap() * 60;
                         let mut report = quid::settlement::report::Report {
                             node: format!("n{n}"),
                             seq,
@@ -280,13 +285,13 @@ max_connections_per_ip = 32
         "success_rate": accepted as f64 / attempts.max(1) as f64,
         "reports_per_second": accepted as f64 / elapsed,
         "report_latency_ms": {
-            "p50": percentile(&latencies, 0.5) * 1e3,
-            "p99": percentile(&latencies, 0.99) * 1e3,
+            "p50": percentile(&latencies, 50) * 1e3,
+            "p99": percentile(&latencies, 99) * 1e3,
             "max": latencies.last().copied().unwrap_or(0.0) * 1e3,
         },
         "scrapes": scrapes.len(),
         "scrapes_failed": scrape_failed,
-        "scrape_latency_ms_p99": percentile(&scrapes, 0.99) * 1e3,
+        "scrape_latency_ms_p99": percentile(&scrapes, 99) * 1e3,
         "frames_sent": sent,
         "frames_counted": final_counted,
         "rss_kb": { "warm": warm, "end": end, "samples": rss },
@@ -306,7 +311,7 @@ max_connections_per_ip = 32
     assert!(counted <= sent);
     assert_eq!(final_counted, sent, "frames lost under load");
     if std::env::var("QUID_LOAD_TARGETS").is_ok() {
-        let p99 = percentile(&latencies, 0.99) * 1e3;
+        let p99 = percentile(&latencies, 99) * 1e3;
         assert!(p99 < 100.0, "report p99 {p99:.1} ms (target < 100 ms)");
         assert!(
             end as f64 <= warm as f64 * 1.2,

@@ -2,6 +2,10 @@
 //! changes nothing, then reloads, adjusts and issues statements with the right one; nodes
 //! report over TLS with their signatures alone; `/metrics` is read-only. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{
@@ -202,7 +206,7 @@ key = \"{}\"
     let rotated = quid::http::operator::new_token().unwrap();
     std::fs::write(&token_file, &rotated).unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::unistd::Pid::from_raw(i32::try_from(daemon.pid()).unwrap()),
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();

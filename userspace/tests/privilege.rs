@@ -2,6 +2,10 @@
 //! `setpriv`: it counts exactly; without any one of them it names the missing one and touches
 //! nothing; without bpffs it mounts one, or says what to do when it may not. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{net::Ipv4Addr, path::Path};

@@ -2,6 +2,10 @@
 //! bounded traffic in namespaces, Prometheus scrapes it, and every dashboard query and
 //! recording rule must return data. Needs root and Debian's `prometheus` package (promtool).
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{

@@ -2,6 +2,10 @@
 //! in the metrics and records nothing; an accepted report is durable across a restart. Needs
 //! root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,10 @@
 //! verifies, and editing one entry breaks it. Time the books never metered earns nothing, and
 //! one subscriber's nodes share its meter. Needs root.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 mod common;
 
 use std::{
@@ -160,13 +164,13 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
             (
                 "greedy".into(),
                 "disputed".into(),
-                Some(grid_bytes as i64),
+                Some(i64::try_from(grid_bytes).unwrap()),
                 Some(194)
             ),
             (
                 "honest".into(),
                 "matched".into(),
-                Some(grid_bytes as i64),
+                Some(i64::try_from(grid_bytes).unwrap()),
                 Some(1_944)
             ),
         ]
@@ -316,8 +320,8 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
         let mut rep = quid::settlement::report::Report {
             node: "pi".into(),
             seq: k,
-            period_start: rfc3339(base + k as i64),
-            period_end: rfc3339(base + k as i64 + 1),
+            period_start: rfc3339(base + i64::try_from(k).unwrap()),
+            period_end: rfc3339(base + i64::try_from(k).unwrap() + 1),
             cpu_core_micros: 1_000_000,
             storage_byte_seconds: 0,
             energy_microjoules: 0,
@@ -491,7 +495,7 @@ fn settled(state: &std::path::Path, node: &str, seq: u64) -> (String, i64, i64) 
             .query_row(
                 "SELECT outcome, measured_grid_bytes, credit FROM reports
                  WHERE node = ?1 AND seq = ?2",
-                rusqlite::params![node, seq as i64],
+                rusqlite::params![node, i64::try_from(seq).unwrap()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .ok();
@@ -605,7 +609,7 @@ fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
         );
     }
     let (a, b) = (settled(&state, "a", 1), settled(&state, "b", 1));
-    assert_eq!(a.1, metered as i64, "{a:?}");
+    assert_eq!(a.1, i64::try_from(metered).unwrap(), "{a:?}");
     assert!(
         a.2 + b.2 <= full,
         "the same metered bytes backed both claims: {a:?} {b:?}"
@@ -628,7 +632,7 @@ fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
     );
     assert_eq!(
         settled(&state, "a", 2),
-        ("matched".into(), metered as i64, full)
+        ("matched".into(), i64::try_from(metered).unwrap(), full)
     );
     assert_eq!(
         post(&r, &keys[1], "b", 2, (start, end), metered),
@@ -636,7 +640,7 @@ fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
     );
     assert_eq!(
         settled(&state, "b", 2),
-        ("disputed".into(), metered as i64, 0)
+        ("disputed".into(), i64::try_from(metered).unwrap(), 0)
     );
     daemon.stop();
     let (ok, out) = quid_cli(&dir.path().join("quid.toml"), &["balance", "alice"]);

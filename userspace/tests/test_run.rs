@@ -2,6 +2,10 @@
 //! not send. Each must land in the right bucket (or subscriber counter) with exact bytes, and
 //! the program must always return XDP_PASS. Needs root (CAP_BPF).
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
@@ -430,7 +434,13 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        let n = u64::try_from(n.max(1)).unwrap();
+        usize::try_from(self.next() % n).unwrap()
+    }
+
+    /// The low byte of the next number.
+    fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
     }
 }
 
@@ -474,11 +484,11 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
         0 => {
             for _ in 0..1 + rng.below(8) {
                 let i = rng.below(f.len());
-                f[i] = rng.next() as u8;
+                f[i] = rng.byte();
             }
         }
         1 => f.truncate(14 + rng.below(f.len() - 13)),
-        2 => f.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+        2 => f.extend((0..rng.below(64)).map(|_| rng.byte())),
         3 => {
             let types = [ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD, ETH_P_ARP];
             let at = 12 + 4 * rng.below(3);
@@ -490,12 +500,12 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
             // The IP header's first byte (version and IHL) after 0, 1 or 2 tags.
             let at = 14 + 4 * rng.below(3);
             if at < f.len() {
-                f[at] = rng.next() as u8;
+                f[at] = rng.byte();
             }
         }
         _ => {
             let len = 14 + rng.below(200);
-            f = (0..len).map(|_| rng.next() as u8).collect();
+            f = (0..len).map(|_| rng.byte()).collect();
         }
     }
     f

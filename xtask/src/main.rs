@@ -53,7 +53,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let root = root();
+    let root = root()?;
     match cli.command {
         Cmd::Setup => setup(&root),
         Cmd::Dashboards { check } => dashboards::generate(&root, check),
@@ -152,11 +152,11 @@ fn dist(root: &Path) -> anyhow::Result<()> {
     dist::verify(&deb)
 }
 
-fn root() -> PathBuf {
+fn root() -> anyhow::Result<PathBuf> {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("xtask lives in the workspace")
-        .to_owned()
+        .map(Path::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("xtask should live in the workspace"))
 }
 
 fn setup(root: &Path) -> anyhow::Result<()> {

@@ -50,6 +50,7 @@ fn spread(ctx: &XdpContext) {
     if cfg.entries == 0 {
         return;
     }
+    // SAFETY: the helper takes no arguments and is always callable from an XDP program.
     let i = unsafe { bpf_get_prandom_u32() } % cfg.entries;
     let Some((proto, offset)) = parse::l3(ctx) else {
         return;
@@ -58,8 +59,11 @@ fn spread(ctx: &XdpContext) {
         return;
     };
     if proto == ETH_P_IP {
+        // SAFETY: `at_mut` checked that the word lies inside the frame, which XDP may rewrite
+        // (here BPF_PROG_TEST_RUN's own copy); no reference to it is held.
         unsafe { *word = (V4_BASE + i).to_be() };
     } else if proto == ETH_P_IPV6 {
+        // SAFETY: as above.
         unsafe { *word = (i << 8).to_be() };
     }
 }
@@ -69,9 +73,11 @@ fn count(slot: Option<&u32>, ip_len: u32) {
     if let Some(&slot) = slot
         && let Some(c) = BENCH_COUNTERS.get_ptr_mut(slot)
     {
+        // SAFETY: `get_ptr_mut` returned a bounds-checked pointer to this CPU's own copy of a
+        // live per-CPU map value, not borrowed elsewhere during this call.
         unsafe {
             (*c).packets += 1;
-            (*c).bytes += ip_len as u64;
+            (*c).bytes += u64::from(ip_len);
         }
     }
 }
@@ -79,9 +85,12 @@ fn count(slot: Option<&u32>, ip_len: u32) {
 #[inline(always)]
 fn one_hash(ctx: &XdpContext) -> u32 {
     match parse::frame(ctx) {
+        // SAFETY: the benchmark fills its tables before the runs and never updates them while
+        // the programs run, so no removed entry can be aliased under us.
         Frame::V4 { src, ip_len, .. } => count(unsafe { BENCH_HASH_V4.get(src) }, ip_len),
         Frame::V6 { src, ip_len, .. } => {
             let key = [src[0] & V6_56[0], src[1] & V6_56[1], 0, 0];
+            // SAFETY: as for BENCH_HASH_V4 above.
             count(unsafe { BENCH_HASH_V6.get(key) }, ip_len)
         }
         _ => {}

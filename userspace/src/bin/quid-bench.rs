@@ -163,11 +163,10 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
         pool_v4: n + n / 50,
         pool_v6: n + n / 50,
     };
-    let t = table(n);
+    let t = table(n)?;
     let started = Instant::now();
     let mut dp = Datapath::load(sizes, KernelLog::Off)?;
-    let mut reg =
-        quid::kernel::subscriber_maps::Registry::new(quid_common::MAX_HASH_LENGTHS as u32);
+    let mut reg = quid::kernel::subscriber_maps::Registry::new(quid_common::MAX_HASH_LENGTHS_U32);
     let (_, baselines) = reg.apply(&mut dp, &t)?;
     row("load", "generations", started.elapsed().as_secs_f64());
 
@@ -176,7 +175,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     let mut t2 = t.clone();
     t2.subscribers.drain(..(change / 2) as usize);
     t2.subscribers
-        .extend(table(n + change / 2).subscribers.drain(n as usize..));
+        .extend(table(n + change / 2)?.subscribers.drain(n as usize..));
     let started = Instant::now();
     reg.apply(&mut dp, &t2)?;
     row("apply_1pct", "diff_flip", started.elapsed().as_secs_f64());
@@ -203,7 +202,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
         let m = dp.ebpf.map("SUB_COUNTERS").context("SUB_COUNTERS")?;
         let a: Array<&MapData, SubscriberCounters> = Array::try_from(m)?;
         for slot in 0..n {
-            for cpu in 0..cpus as u32 {
+            for cpu in 0..u32::try_from(cpus)? {
                 sum.add(&a.get(&(cpu * sizes.subscribers + slot), 0)?);
             }
         }
@@ -247,7 +246,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
 #[derive(Serialize)]
 struct MetricsRow {
     scenario: String,
-    subscribers: usize,
+    subscribers: u32,
     series: usize,
     seconds: f64,
     bytes: usize,
@@ -264,23 +263,23 @@ fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
     use quid_common::SubscriberCounters;
     let mut rows = Vec::new();
     for (scenario, n, series) in [
-        ("full", 10_000usize, SubscriberSeries::All),
+        ("full", 10_000u32, SubscriberSeries::All),
         ("full", 100_000, SubscriberSeries::All),
         ("top100", 1_000_000, SubscriberSeries::Top(100)),
     ] {
         let records: Vec<Record> = (0..n)
             .map(|i| {
                 let mut total = SubscriberCounters::default();
-                for (j, p) in total.pairs.iter_mut().enumerate() {
-                    p.packets = (i * 7 + j) as u64;
-                    p.bytes = (i * 1500 + j * 40) as u64 * 1000;
+                for (j, p) in (0u64..).zip(total.pairs.iter_mut()) {
+                    p.packets = u64::from(i) * 7 + j;
+                    p.bytes = (u64::from(i) * 1500 + j * 40) * 1000;
                 }
                 Record {
                     id: format!("sub-{i:07}"),
                     name: String::new(),
                     plan: format!("plan-{}", i % 8),
                     prefixes: String::new(),
-                    slot: Some(i as u32),
+                    slot: Some(i),
                     status: Status::Active,
                     last: SubscriberCounters::default(),
                     total,
@@ -378,9 +377,9 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
         let base = quid::clock::Clock::system().now_i64()? - 30 * 86_400;
         let per_node = total.div_ceil(nodes_n);
         let bodies: Vec<Vec<u8>> = (0..total)
-            .map(|j| {
+            .map(|j| -> anyhow::Result<Vec<u8>> {
                 let (n, k) = (j % nodes_n, j / nodes_n);
-                let start = base + (k as i64) * 60;
+                let start = base + i64::try_from(k)? * 60;
                 let mut r = Report {
                     node: format!("n{n}"),
                     seq: k + 1,
@@ -393,10 +392,10 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
                     grid_bytes_received: 2000,
                     signature: String::new(),
                 };
-                r.sign(&keys[n as usize]).expect("valid report");
-                serde_json::to_vec(&r).expect("serializes")
+                r.sign(&keys[usize::try_from(n)?])?;
+                Ok(serde_json::to_vec(&r)?)
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let limits = Limits {
             max_period_secs: 86_400,
             max_skew_secs: 300,
@@ -490,19 +489,21 @@ fn v6_of(i: u32) -> Ipv6Addr {
     Ipv6Addr::from(((0x2001_0db8u128) << 96) | (u128::from(i << 8) << 64))
 }
 
-fn table(n: u32) -> Table {
+fn table(n: u32) -> anyhow::Result<Table> {
     let subscribers = (0..n)
-        .map(|i| Subscriber {
-            id: format!("s{i}"),
-            name: String::new(),
-            plan: "bench".into(),
-            prefixes: vec![
-                IpNet::V4(Ipv4Net::new(v4_of(i), 32).unwrap()),
-                IpNet::V6(Ipv6Net::new(v6_of(i), 56).unwrap()),
-            ],
+        .map(|i| {
+            Ok(Subscriber {
+                id: format!("s{i}"),
+                name: String::new(),
+                plan: "bench".into(),
+                prefixes: vec![
+                    IpNet::V4(Ipv4Net::new(v4_of(i), 32)?),
+                    IpNet::V6(Ipv6Net::new(v6_of(i), 56)?),
+                ],
+            })
         })
-        .collect();
-    Table { subscribers }
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Table { subscribers })
 }
 
 fn xdp(out: PathBuf, sizes: Vec<u32>, repeat: u32, trials: usize) -> anyhow::Result<()> {
@@ -596,7 +597,7 @@ fn load(n: u32) -> anyhow::Result<Datapath> {
     .map(|m| (m, n));
     let mut dp = Datapath::load_object(BENCH_OBJECT, sizes, &maps, KernelLog::Off, &programs)
         .context("loading the benchmark object")?;
-    registry::install(&mut dp, &table(n), quid_common::MAX_HASH_LENGTHS as u32)?;
+    registry::install(&mut dp, &table(n)?, quid_common::MAX_HASH_LENGTHS_U32)?;
     let mask = v6_mask(56);
     {
         let mut h4: HashMap<&mut MapData, u32, u32> =

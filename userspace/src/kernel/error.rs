@@ -42,6 +42,8 @@ pub enum KernelError {
     },
     #[error("cannot count the possible CPUs ({0})")]
     Cpus(String),
+    #[error("map {name} would need {entries} entries, more than a kernel map holds (u32)")]
+    MapTooLarge { name: &'static str, entries: u64 },
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,

@@ -68,12 +68,18 @@ pub fn ifindex(pin: &Path) -> std::io::Result<u32> {
     };
     // SAFETY: a valid BPF_OBJ_GET attr whose path outlives the call.
     let fd = unsafe { bpf(BPF_OBJ_GET, &mut get) }?;
+    let fd = i32::try_from(fd).map_err(|_| {
+        std::io::Error::other(format!("BPF_OBJ_GET returned {fd}, not a file descriptor"))
+    })?;
     // SAFETY: the kernel just returned this descriptor to us.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut info = LinkInfo::default();
+    let info_len = u32::try_from(std::mem::size_of::<LinkInfo>())
+        .map_err(|_| std::io::Error::other("bpf_link_info head larger than u32"))?;
     let mut attr = GetInfo {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<LinkInfo>() as u32,
+        // The kernel's attr holds the (non-negative) descriptor as a __u32: same bits.
+        bpf_fd: fd.as_raw_fd().cast_unsigned(),
+        info_len,
         info: &mut info as *mut LinkInfo as u64,
     };
     // SAFETY: a valid attr pointing at a LinkInfo as long as info_len says.

@@ -20,7 +20,7 @@ use crate::kernel::{
     attach_settings::{KernelLog, Role, XdpModeSetting},
     counter_view::CounterView,
     error::KernelError,
-    sizes::{Sizes, possible_cpus},
+    sizes::{Sizes, possible_cpus, possible_cpus_u32},
 };
 
 /// quid's XDP object, built from `ebpf/` by `build.rs` and embedded so one binary suffices.
@@ -150,7 +150,8 @@ fn random_u64() -> u64 {
     }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        // u64 nanoseconds since the epoch last until 2554; saturating is fine for an instance.
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(1)
 }
 
@@ -196,7 +197,7 @@ impl Datapath {
         kernel_log: KernelLog,
         pin_dir: Option<&Path>,
     ) -> Result<Datapath, KernelError> {
-        let cpus = possible_cpus()? as u32;
+        let cpus = possible_cpus_u32()?;
         let mut wanted = Meta {
             layout_version: LAYOUT_VERSION,
             slot_capacity: sizes.subscribers,
@@ -394,13 +395,14 @@ impl Datapath {
                     source,
                 })?;
             self.links.push((name.into(), program_name, id));
+            let index = self.attachments.len();
             self.attachments.push(Attachment {
                 name: name.into(),
                 ifindex,
                 role,
                 mode: "adopted".into(),
             });
-            return Ok(self.attachments.last().expect("just pushed"));
+            return Ok(&self.attachments[index]);
         }
         let program = self.program(program_name)?;
         let attach = |program: &mut Xdp, mode: XdpMode, label: &'static str| {
@@ -446,13 +448,14 @@ impl Datapath {
         } else {
             self.links.push((name.into(), program_name, link));
         }
+        let index = self.attachments.len();
         self.attachments.push(Attachment {
             name: name.into(),
             ifindex,
             role,
             mode: mode.into(),
         });
-        Ok(self.attachments.last().expect("just pushed"))
+        Ok(&self.attachments[index])
     }
 
     /// Removes link pins for interfaces no longer configured (their programs detach).

@@ -61,28 +61,29 @@ pub fn build<'a>(
     let f4 = family(&v4, k, pools.v4, 32);
     let f6 = family(&v6, k, pools.v6, 64);
     let mut plan = LookupPlan {
-        v4_probes: f4.probes.len() as u32,
-        v6_probes: f6.probes.len() as u32,
         v4_trie_max: f4.trie_max,
         v6_trie_max: f6.trie_max,
         v4_pool: f4.pool,
         v6_pool: f6.pool,
         ..Default::default()
     };
-    for (i, &(len, kind)) in f4.probes.iter().enumerate() {
-        plan.v4[i] = V4Probe {
+    // `*_probes` count the probes as they are written (at most k, below MAX_HASH_LENGTHS).
+    for (probe, &(len, kind)) in plan.v4.iter_mut().zip(&f4.probes) {
+        *probe = V4Probe {
             prefix_len: len,
             mask: v4_mask(len),
             kind,
             _pad: 0,
         };
+        plan.v4_probes += 1;
     }
-    for (i, &(len, kind)) in f6.probes.iter().enumerate() {
-        plan.v6[i] = V6Probe {
+    for (probe, &(len, kind)) in plan.v6.iter_mut().zip(&f6.probes) {
+        *probe = V6Probe {
             prefix_len: len,
             kind,
             mask: v6_mask(len),
         };
+        plan.v6_probes += 1;
     }
     plan
 }

@@ -19,6 +19,8 @@ pub struct MappedArray<T> {
 // SAFETY: the mapping lives until drop; concurrent kernel access is to plain integers, read and
 // written with volatile accesses.
 unsafe impl<T> Send for MappedArray<T> {}
+// SAFETY: through `&MappedArray` elements are only read, by value with volatile reads (writes
+// take `&mut self`), so sharing it between threads races no more than the kernel already does.
 unsafe impl<T> Sync for MappedArray<T> {}
 
 impl<T: Copy> MappedArray<T> {

@@ -16,8 +16,8 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHash, LpmTrie, MapData, lpm_trie::Key};
 use ipnet::IpNet;
 use quid_common::{
-    GENERATIONS, LookupPlan, PrefixTarget, SubscriberCounters, V4Key, V4TrieData, V6Key,
-    V6TrieData, len_gen, map_name,
+    GENERATIONS, GENERATIONS_U32, LookupPlan, PrefixTarget, SubscriberCounters, V4Key, V4TrieData,
+    V6Key, V6TrieData, len_gen, map_name,
 };
 
 use crate::{
@@ -211,7 +211,7 @@ impl Registry {
             plans: Default::default(),
             installed: true,
         };
-        for g in 0..GENERATIONS as u32 {
+        for g in 0..GENERATIONS_U32 {
             let (plan, entries, _) = r.desired(dp.sizes, g, &r.table);
             r.plans[g as usize] = plan;
             r.entries[g as usize] = entries;
@@ -429,11 +429,16 @@ fn write_pools(dp: &Datapath, plan: &LookupPlan, writes: &[PoolWrite]) -> Result
         let region = pool_region(entries);
         let total = region * GENERATIONS as u64;
         let m = dp.ebpf.map(name).ok_or(KernelError::MissingMap(name))?;
-        let mut pool: MappedArray<[u32; 2]> =
-            MappedArray::new(m, name, (total / 2) as usize, true)?;
+        let elements = |n: u64| {
+            usize::try_from(n / 2).map_err(|_| KernelError::MapTooLarge {
+                name,
+                entries: n / 2,
+            })
+        };
+        let mut pool: MappedArray<[u32; 2]> = MappedArray::new(m, name, elements(total)?, true)?;
         let base = spec.base;
-        for i in (base / 2)..((base + region) / 2) {
-            pool.set(i as usize, [0, 0]);
+        for i in elements(base)?..elements(base + region)? {
+            pool.set(i, [0, 0]);
         }
         for &(is_v6, index, value) in writes {
             if is_v6 != v6 {

@@ -1,6 +1,7 @@
 //! Building Ethernet frames byte by byte, for tests that inject them (AF_PACKET or
 //! BPF_PROG_TEST_RUN) and for the benchmark. Lengths are exact, so tests can assert exact
-//! byte counts.
+//! byte counts. A length beyond its 16-bit header field (the frames built here stay far below)
+//! saturates there: the frame is then visibly inconsistent rather than silently wrapped.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -74,13 +75,13 @@ impl Ethernet {
 
 /// A UDP header (checksum 0, "none") and `payload_len` zero bytes.
 pub fn udp(payload_len: usize) -> Vec<u8> {
-    let len = (8 + payload_len) as u16;
-    let mut u = Vec::with_capacity(len as usize);
+    let len = len16(8 + payload_len);
+    let mut u = Vec::with_capacity(8 + payload_len);
     u.extend_from_slice(&40000u16.to_be_bytes());
     u.extend_from_slice(&9u16.to_be_bytes()); // discard
     u.extend_from_slice(&len.to_be_bytes());
     u.extend_from_slice(&[0, 0]);
-    u.resize(len as usize, 0);
+    u.resize(8 + payload_len, 0);
     u
 }
 
@@ -93,9 +94,10 @@ pub fn ipv4_packet(
     body: &[u8],
 ) -> Vec<u8> {
     let header_len = 20 + options.len();
-    let total = (header_len + body.len()) as u16;
-    let mut h = Vec::with_capacity(total as usize);
-    h.push(0x40 | (header_len / 4) as u8);
+    let total = len16(header_len + body.len());
+    let mut h = Vec::with_capacity(header_len + body.len());
+    // The IHL field counts 4-byte words in 4 bits.
+    h.push(0x40 | u8::try_from((header_len / 4).min(0x0f)).unwrap_or(0x0f));
     h.push(0);
     h.extend_from_slice(&total.to_be_bytes());
     h.extend_from_slice(&[0, 0, 0x40, 0]); // id, don't fragment
@@ -115,7 +117,7 @@ pub fn ipv4_packet(
 pub fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, next: u8, body: &[u8]) -> Vec<u8> {
     let mut h = Vec::with_capacity(40 + body.len());
     h.extend_from_slice(&0x6000_0000u32.to_be_bytes());
-    h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    h.extend_from_slice(&len16(body.len()).to_be_bytes());
     h.push(next);
     h.push(64);
     h.extend_from_slice(&src.octets());
@@ -133,7 +135,14 @@ pub fn checksum(bytes: &[u8]) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    // Folded to 16 bits: the low two bytes are the whole sum.
+    let [_, _, hi, lo] = sum.to_be_bytes();
+    !u16::from_be_bytes([hi, lo])
+}
+
+/// `n` for a 16-bit length field, saturated (see the module docs).
+fn len16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
 #[cfg(test)]

@@ -441,7 +441,8 @@ mod tests {
         )
         .unwrap();
         let slots = Slots::from_assignments([("alice".to_owned(), 0)]);
-        books.install_at(&table, &slots, &[], from as u64).unwrap();
+        let from_secs = u64::try_from(from).unwrap();
+        books.install_at(&table, &slots, &[], from_secs).unwrap();
         books.store.nodes_seen(["pi"].into_iter(), from).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
         let nodes = Nodes::from_iter([Node {
@@ -465,11 +466,11 @@ mod tests {
             for hour in 1..=24u64 {
                 let k = day * 24 + hour;
                 books
-                    .interval(|_| hourly(k), from as u64 + 3600 * k - 1)
+                    .interval(|_| hourly(k), from_secs + 3600 * k - 1)
                     .unwrap();
             }
             // The node reports its day: 4 cores busy, the grid bytes it saw.
-            let start = from + day as i64 * 86_400;
+            let start = from + i64::try_from(day).unwrap() * 86_400;
             let mut r = Report {
                 node: "pi".into(),
                 seq: day + 1,

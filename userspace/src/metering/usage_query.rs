@@ -61,10 +61,13 @@ pub fn render(id: &str, rows: &[Usage], json: bool) -> anyhow::Result<String> {
         "{:<22} {:<22} {:>12} {:>16} {:>12} {:>16}\n",
         "START", "END", "UP_PACKETS", "UP_BYTES", "DOWN_PACKETS", "DOWN_BYTES"
     );
+    // A second no timestamp can hold (beyond i64 or jiff's range) is shown as the number.
     let when = |s: u64| {
-        jiff::Timestamp::from_second(s as i64)
+        i64::try_from(s)
+            .ok()
+            .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|_| s.to_string())
+            .unwrap_or_else(|| s.to_string())
     };
     for r in rows {
         let [up, ub, dp, db] = line(&r.counters);

@@ -113,6 +113,17 @@ fn pairs(out: &mut String, name: &str, labels: &str, counters: &SubscriberCounte
     }
 }
 
+/// A settled contribution as the whole units the exposition writes: the fraction floored,
+/// negatives and NaN as 0, anything beyond `u64::MAX` as `u64::MAX`.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "clamped at 0 first; `as` then floors and saturates at u64::MAX, the rendering wanted"
+)]
+fn whole(v: f64) -> u64 {
+    v.max(0.0) as u64
+}
+
 fn volume(c: &SubscriberCounters) -> u64 {
     c.pairs.iter().map(|p| p.bytes).sum()
 }
@@ -226,7 +237,7 @@ fn render_books(
             let c = status.contributions.get(&r.id).copied().unwrap_or_default();
             (
                 status.balances.get(&r.id).copied().unwrap_or(0),
-                c.map(|v| v.max(0.0) as u64),
+                c.map(whole),
             )
         })
         .collect();
@@ -290,7 +301,7 @@ fn render_books(
         }
         if unlisted {
             let listed_sum: u64 = accounts.iter().map(|a| a.1[i]).sum();
-            let other = (all_contrib[i] as u64).saturating_sub(listed_sum);
+            let other = whole(all_contrib[i]).saturating_sub(listed_sum);
             let _ = writeln!(out, "{name}{{subscriber=\"other\"}} {other}");
         }
     }
@@ -374,7 +385,7 @@ fn render_books(
         for (plan, c) in &status.plan_contributions {
             let mut labels = String::new();
             escape(plan, &mut labels);
-            let _ = writeln!(out, "{name}{{plan=\"{labels}\"}} {}", c[i].max(0.0) as u64);
+            let _ = writeln!(out, "{name}{{plan=\"{labels}\"}} {}", whole(c[i]));
         }
     }
     for (name, bytes, help) in [

@@ -176,13 +176,14 @@ impl HealthMetrics {
         self.last_reload_ok.set(i64::from(s.last_reload_ok));
         self.map_entries.reset();
         self.map_capacity.reset();
+        // Gauges are i64: a figure beyond it (never a real map) shows as i64::MAX.
         for (map, used, cap) in &s.maps {
             self.map_entries
                 .with_label_values(&[*map])
-                .set(*used as i64);
+                .set(i64::try_from(*used).unwrap_or(i64::MAX));
             self.map_capacity
                 .with_label_values(&[*map])
-                .set(*cap as i64);
+                .set(i64::try_from(*cap).unwrap_or(i64::MAX));
         }
         advance(&self.reloads.with_label_values(&["ok"]), s.reloads_ok);
         advance(
@@ -201,10 +202,10 @@ impl HealthMetrics {
             .count();
         self.subscribers
             .with_label_values(&["active"])
-            .set(active as i64);
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
         self.subscribers
             .with_label_values(&["removed"])
-            .set((records.len() - active) as i64);
+            .set(i64::try_from(records.len() - active).unwrap_or(i64::MAX));
         advance(&self.reattachments, s.reattachments);
         advance(&self.commit_failures, s.commit_failures);
         self.balances_unreadable
@@ -267,7 +268,7 @@ impl HealthMetrics {
             for (name, st) in &s.http {
                 m.open
                     .with_label_values(&[*name])
-                    .set(st.open.load(Relaxed) as i64);
+                    .set(i64::try_from(st.open.load(Relaxed)).unwrap_or(i64::MAX));
                 for (outcome, n) in [
                     ("accepted", &st.accepted),
                     ("refused_full", &st.refused_full),
@@ -317,6 +318,11 @@ fn advance(counter: &IntCounter, to: u64) {
 }
 
 /// Registers one metric in `registry` (names are ours, so they are valid and unique).
+#[expect(
+    clippy::expect_used,
+    reason = "static names, help texts and labels, each registered once: valid and unique, as the \
+              test every_family_registers checks by registering every family"
+)]
 fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
 where
     M: prometheus::core::Collector + Clone + 'static,
@@ -346,6 +352,28 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn every_family_registers() {
+        // The families registered later (intake, listeners, operator API) join too: a bad or
+        // duplicate name anywhere would panic here rather than in a daemon.
+        let mut m = HealthMetrics::new();
+        let s = DaemonStatus {
+            reports: Some(crate::settlement::intake::Counts::default()),
+            http: vec![("metrics", std::sync::Arc::default())],
+            operator: Some(crate::http::operator::Counts::default()),
+            maps: vec![("SUB_V4", u64::MAX, u64::MAX)],
+            ..DaemonStatus::default()
+        };
+        let text = m.render(&[], &s);
+        assert!(m.reports.is_some() && m.http.is_some() && m.operator.is_some());
+        assert!(text.contains("quid_operator_requests_total{"), "{text}");
+        // A figure beyond a gauge's i64 saturates at i64::MAX instead of wrapping to -1.
+        assert!(
+            value(&text, "quid_map_entries{map=\"SUB_V4\"}") > 9.2e18,
+            "{text}"
+        );
     }
 
     #[test]

@@ -156,9 +156,9 @@ impl Nodes {
                 id: id.to_owned(),
                 subscriber: record[1].to_owned(),
                 key,
-                cpu_cores: cores.min(u64::from(u32::MAX)) as u32,
+                cpu_cores: u32::try_from(cores).unwrap_or(u32::MAX),
                 storage_bytes: storage,
-                max_watts: watts.min(u64::from(u32::MAX)) as u32,
+                max_watts: u32::try_from(watts).unwrap_or(u32::MAX),
             });
         }
         if errors.is_empty() {

@@ -175,9 +175,10 @@ pub struct Injector {
 
 impl Injector {
     pub fn new(ns: &Netns, ifname: &str) -> Injector {
-        let ifindex = ns.ifindex(ifname) as i32;
+        let ifindex = i32::try_from(ns.ifindex(ifname)).unwrap();
         let raw = ns.run(move || {
             // Protocol 0: send only, so the socket never queues received frames.
+            // SAFETY: socket(2) takes no pointers; a negative result is checked below.
             let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
             assert!(
                 fd >= 0,
@@ -187,6 +188,7 @@ impl Injector {
             fd
         });
         Injector {
+            // SAFETY: `raw` is the fresh, checked socket above, owned by nothing else.
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
             ifindex,
         }
@@ -194,12 +196,15 @@ impl Injector {
 
     /// Sends `frame` `count` times.
     pub fn send(&self, frame: &[u8], count: usize) {
+        // SAFETY: sockaddr_ll is plain integers, for which all zeroes is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
         addr.sll_ifindex = self.ifindex;
         addr.sll_halen = 6;
         addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let addr_len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap();
         for _ in 0..count {
+            // SAFETY: the frame and the address are valid for reads of the lengths passed.
             let n = unsafe {
                 libc::sendto(
                     self.fd.as_raw_fd(),
@@ -207,12 +212,12 @@ impl Injector {
                     frame.len(),
                     0,
                     (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    addr_len,
                 )
             };
             assert_eq!(
-                n,
-                frame.len() as isize,
+                usize::try_from(n).ok(),
+                Some(frame.len()),
                 "sendto: {}",
                 std::io::Error::last_os_error()
             );
@@ -448,7 +453,7 @@ impl Daemon {
         let mut child = self.child.take().unwrap();
         // nsenter execs quid, so the child pid is quid's.
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
