@@ -154,47 +154,7 @@ enum NodeAction {
         out: PathBuf,
     },
     /// Sign a contribution report with the node's key and submit it (retrying safely).
-    Report {
-        /// The daemon's report intake, e.g. http://192.0.2.1:9465.
-        #[arg(long)]
-        url: String,
-        /// The node's secret key file (from `quid node keygen`).
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long)]
-        node: String,
-        #[arg(long)]
-        seq: u64,
-        /// Period start and end, RFC 3339 UTC (2026-11-24T10:00:00Z).
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        to: String,
-        /// CPU supplied in core-microseconds (cgroup v2 `cpu.stat` `usage_usec` delta).
-        #[arg(long, conflicts_with = "cpu_core_seconds")]
-        cpu_core_micros: Option<u64>,
-        /// CPU supplied in core-seconds, a decimal with at most 6 places (exact, no rounding).
-        #[arg(long)]
-        cpu_core_seconds: Option<String>,
-        /// Storage supplied in byte-seconds.
-        #[arg(long, default_value_t = 0)]
-        storage_byte_seconds: u64,
-        /// Energy supplied in microjoules (RAPL `energy_uj` delta).
-        #[arg(long, conflicts_with = "energy_joules")]
-        energy_microjoules: Option<u64>,
-        /// Energy supplied in joules, a decimal with at most 6 places (exact, no rounding).
-        #[arg(long)]
-        energy_joules: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        grid_bytes_sent: u64,
-        #[arg(long, default_value_t = 0)]
-        grid_bytes_received: u64,
-        #[arg(long, default_value_t = 5)]
-        attempts: u32,
-        /// Trust the certificates in this PEM file (a router with a private certificate).
-        #[arg(long)]
-        ca: Option<PathBuf>,
-    },
+    Report(cli::node::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -308,41 +268,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: OperatorAction::Token { out },
         } => cli::operator::token(&out),
         Command::Node {
-            action:
-                NodeAction::Report {
-                    url,
-                    key,
-                    node,
-                    seq,
-                    from,
-                    to,
-                    cpu_core_micros,
-                    cpu_core_seconds,
-                    storage_byte_seconds,
-                    energy_microjoules,
-                    energy_joules,
-                    grid_bytes_sent,
-                    grid_bytes_received,
-                    attempts,
-                    ca,
-                },
-        } => cli::node::submit(cli::node::ReportArgs {
-            url,
-            key,
-            node,
-            seq,
-            from,
-            to,
-            cpu_core_micros,
-            cpu_core_seconds,
-            storage_byte_seconds,
-            energy_microjoules,
-            energy_joules,
-            grid_bytes_sent,
-            grid_bytes_received,
-            attempts,
-            ca,
-        }),
+            action: NodeAction::Report(args),
+        } => cli::node::submit(args),
         Command::Check { config } => cli::check::check(&config),
     }
 }

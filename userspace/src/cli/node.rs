@@ -17,21 +17,46 @@ pub fn keygen(out: &Path) -> anyhow::Result<()> {
 }
 
 /// One `quid node report` as given on the command line.
+#[derive(clap::Args)]
 pub struct ReportArgs {
+    /// The daemon's report intake, e.g. http://192.0.2.1:9465.
+    #[arg(long)]
     pub url: String,
+    /// The node's secret key file (from `quid node keygen`).
+    #[arg(long)]
     pub key: PathBuf,
+    #[arg(long)]
     pub node: String,
+    #[arg(long)]
     pub seq: u64,
+    /// Period start and end, RFC 3339 UTC (2026-11-24T10:00:00Z).
+    #[arg(long)]
     pub from: String,
+    #[arg(long)]
     pub to: String,
+    /// CPU supplied in core-microseconds (cgroup v2 `cpu.stat` `usage_usec` delta).
+    #[arg(long, conflicts_with = "cpu_core_seconds")]
     pub cpu_core_micros: Option<u64>,
+    /// CPU supplied in core-seconds, a decimal with at most 6 places (exact, no rounding).
+    #[arg(long)]
     pub cpu_core_seconds: Option<String>,
+    /// Storage supplied in byte-seconds.
+    #[arg(long, default_value_t = 0)]
     pub storage_byte_seconds: u64,
+    /// Energy supplied in microjoules (RAPL `energy_uj` delta).
+    #[arg(long, conflicts_with = "energy_joules")]
     pub energy_microjoules: Option<u64>,
+    /// Energy supplied in joules, a decimal with at most 6 places (exact, no rounding).
+    #[arg(long)]
     pub energy_joules: Option<String>,
+    #[arg(long, default_value_t = 0)]
     pub grid_bytes_sent: u64,
+    #[arg(long, default_value_t = 0)]
     pub grid_bytes_received: u64,
+    #[arg(long, default_value_t = 5)]
     pub attempts: u32,
+    /// Trust the certificates in this PEM file (a router with a private certificate).
+    #[arg(long)]
     pub ca: Option<PathBuf>,
 }
 

@@ -117,20 +117,7 @@ pub enum StatementError {
 
 /// `[from, to)` of a `YYYY-MM` month in UTC.
 pub fn month(period: &str) -> Result<(i64, i64), StatementError> {
-    let bad = || StatementError::Period(period.to_owned());
-    let start: jiff::civil::Date = format!("{period}-01").parse().map_err(|_| bad())?;
-    if period.len() != 7 {
-        return Err(bad());
-    }
-    let end = start
-        .checked_add(jiff::Span::new().months(1))
-        .map_err(|_| bad())?;
-    let ts = |d: jiff::civil::Date| {
-        d.to_zoned(jiff::tz::TimeZone::UTC)
-            .map(|z| z.timestamp().as_second())
-            .map_err(|_| bad())
-    };
-    Ok((ts(start)?, ts(end)?))
+    crate::clock::month_bounds(period).map_err(|_| StatementError::Period(period.to_owned()))
 }
 
 /// What the books hold for one subscriber and month, as the store reads them; sums are exact
