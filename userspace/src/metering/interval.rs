@@ -516,6 +516,16 @@ mod tests {
             crate::ledger::chain::verify(&books.store().entries(None).unwrap()).unwrap(),
             720 + 1 + 30
         );
+        // `QUID_WRITE_FIXTURE=DIR` keeps this month's store: the fixture a newer quid's
+        // migration is tested against (userspace/tests/fixtures/).
+        drop(books);
+        if let Ok(out) = std::env::var("QUID_WRITE_FIXTURE") {
+            std::fs::copy(
+                dir.path().join(crate::store::FILE),
+                std::path::Path::new(&out).join(crate::store::FILE),
+            )
+            .unwrap();
+        }
     }
 
     #[test]
