@@ -10,16 +10,33 @@ use quid::{
     store::Store,
 };
 
-/// `quid balance`: one subscriber's balance, or everyone's; fails naming any out of range.
+/// `quid balance`: one subscriber's balance, or everyone's, with the usage debit pending until
+/// the period settles and the balance after it (the columns: id, balance, pending debit,
+/// balance after pending); fails naming any out of range.
 pub fn balance(config: &Config, subscriber: Option<String>) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
     // The balances table: the balance the metrics and the operator API read too.
     let balances = store.balances_checked()?;
+    let pending = store.pending_debits()?;
     // A row that is not an exact integer (only an edited store has one) is named, never
     // wrapped.
-    let show = |id: &str, b: Option<i64>| match b {
-        Some(b) => println!("{id:<24} {:>18}", chain::credits(b)),
-        None => println!("{id:<24} {:>18}", "unreadable"),
+    let show = |id: &str, b: Option<i64>| {
+        let p = pending.get(id).copied().unwrap_or(0);
+        match b {
+            Some(b) => println!(
+                "{id:<24} {:>18} {:>18} {:>18}",
+                chain::credits(b),
+                chain::credits(p),
+                // i128: the sum of two i64 amounts never wraps.
+                chain::credits_wide(i128::from(b) + i128::from(p))
+            ),
+            None => println!(
+                "{id:<24} {:>18} {:>18} {:>18}",
+                "unreadable",
+                chain::credits(p),
+                "unreadable"
+            ),
+        }
     };
     let broken = match subscriber {
         Some(id) => {

@@ -47,6 +47,7 @@ pub(super) fn open(config: &Config, store: Store, clock: Clock) -> anyhow::Resul
     crate::kernel::grid_prefixes::install(&mut dp, &config.grid.nets())?;
     let (mut books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, clock)?;
     books.tariff = config.tariff.clone();
+    books.period = config.settlement.period;
     let registry = match adopted {
         Some((installed, slots)) => {
             info!(

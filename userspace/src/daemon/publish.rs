@@ -45,6 +45,10 @@ impl State<'_> {
             }
             Err(e) => error!("cannot read balances for the metrics: {e}"),
         }
+        match store.pending_debits() {
+            Ok(p) => self.status.pending = p,
+            Err(e) => error!("cannot read pending debits for the metrics: {e}"),
+        }
         match store.contributions() {
             Ok(c) => self.status.contributions = c,
             Err(e) => error!("cannot read contributions for the metrics: {e}"),

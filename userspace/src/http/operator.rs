@@ -317,7 +317,18 @@ async fn adjust(State(api): State<Api>, body: axum::body::Bytes) -> Response {
             .inspect_err(|e| warn!("operator API: balance after the adjustment unread: {e}"))
             .ok()
             .flatten();
-        Ok(json!({"status": "adjusted", "balance": balance}))
+        // The usage debit not yet settled, so the answer shows what the subscriber will owe.
+        let pending = store
+            .pending_debit(&a.subscriber)
+            .inspect_err(|e| warn!("operator API: pending debit unread: {e}"))
+            .unwrap_or(0);
+        let after = balance.and_then(|b| b.checked_add(pending));
+        Ok(json!({
+            "status": "adjusted",
+            "balance": balance,
+            "pending_debit": pending,
+            "balance_after_pending": after,
+        }))
     })
     .await
 }

@@ -2,14 +2,14 @@
 //! keeping them: each subscriber's running total and one usage record per interval, committed
 //! together with the counter values they were computed from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use quid_common::SubscriberCounters;
 
 use crate::{
     clock::{self, Clock, ClockError},
     kernel::subscriber_maps::Slots,
-    ledger::chain::NewEntry,
+    ledger::{chain::NewEntry, period::SettlementPeriod},
     settlement::matching,
     store::{Changes, Record, Status, Store, StoreError, Usage},
     subscribers::table::{Subscriber, Table},
@@ -21,6 +21,8 @@ const INSTANCE: &str = "maps_instance";
 const LAST_END: &str = "last_interval_end";
 /// Store meta key: the month (YYYYMM) whose allowance every active subscriber has received.
 const ALLOWANCE_MONTH: &str = "allowance_month";
+/// Store meta key: start of the settlement period whose traffic is pending (unix seconds).
+const PENDING_PERIOD: &str = "usage_pending_period";
 
 /// The calendar month (UTC) of unix time `t`, as YYYYMM.
 fn month_of(t: u64) -> Result<u64, ClockError> {
@@ -51,6 +53,12 @@ pub struct Books {
     last_end: u64,
     /// Prices usage debits (all zero: no debits).
     pub tariff: crate::ledger::tariff::Tariff,
+    /// How often usage debits enter the ledger.
+    pub period: SettlementPeriod,
+    /// Each subscriber's cumulative counters already debited (absent: none).
+    settled: HashMap<String, SubscriberCounters>,
+    /// Start of the settlement period whose traffic is pending (none before the first commit).
+    pending_period: Option<u64>,
     clock: Clock,
 }
 
@@ -88,11 +96,16 @@ impl Books {
             Some(end) if adopted => end,
             _ => now,
         };
+        let settled = store.settled_usage()?;
+        let pending_period = store.meta(PENDING_PERIOD)?;
         let mut books = Books {
             store,
             records,
             last_end,
             tariff: Default::default(),
+            period: SettlementPeriod::default(),
+            settled,
+            pending_period,
             clock,
         };
         if adopted {
@@ -252,6 +265,29 @@ impl Books {
         let mut entries = Vec::new();
         // What each changed record held before, to put back if the commit fails.
         let mut before = Vec::new();
+        // The period this interval's traffic belongs to: the one holding its last second.
+        let period = self.period.bounds(now.saturating_sub(1))?.0;
+        // A boundary passed since the pending traffic was counted: settle it, in this commit,
+        // before this interval's traffic is added (see `ledger::period`).
+        let mut settled_now: HashMap<String, SubscriberCounters> = HashMap::new();
+        if let Some(pending) = self.pending_period.filter(|&p| p < period) {
+            // The pending period's end, or the current period's start if the configured
+            // period changed to a longer one: the debit stays dated inside its own month.
+            let end = self.period.bounds(pending)?.1.min(period);
+            let at = crate::store::secs(end.saturating_sub(1));
+            for r in self.records.values() {
+                let settled = self.settled.get(&r.id).copied().unwrap_or_default();
+                if settled == r.total {
+                    continue;
+                }
+                // The cumulative rule: what is due for the total, minus what was debited.
+                let debit = self.tariff.usage_debit(&settled, &r.total);
+                if debit != 0 {
+                    entries.push(NewEntry::usage_debit(&r.id, at, debit, pending, end));
+                }
+                settled_now.insert(r.id.clone(), r.total);
+            }
+        }
         for r in self.records.values_mut() {
             let Some(slot) = r.slot else { continue };
             let current = counters(slot as usize);
@@ -261,18 +297,7 @@ impl Books {
             }
             before.push((r.last, r.total));
             r.last = current;
-            let before = r.total;
             r.total.add(&delta);
-            let debit = self.tariff.usage_debit(&before, &r.total);
-            if debit != 0 {
-                entries.push(NewEntry::usage_debit(
-                    &r.id,
-                    crate::store::secs(now),
-                    debit,
-                    start,
-                    now,
-                ));
-            }
             summary.delta.add(&delta);
             summary.active += 1;
             changed.push(r.id.clone());
@@ -286,7 +311,26 @@ impl Books {
         let began = std::time::Instant::now();
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
         let rows: Vec<(&str, Usage)> = changed.iter().map(String::as_str).zip(usage).collect();
+        // Each changed subscriber's pending debit, priced by the cumulative rule.
+        let mut pending_ids: Vec<&String> = settled_now.keys().collect();
+        pending_ids.extend(changed.iter().filter(|id| !settled_now.contains_key(*id)));
+        let pending: Vec<(&str, SubscriberCounters, i64)> = pending_ids
+            .into_iter()
+            .filter_map(|id| {
+                let total = self.records.get(id)?.total;
+                let settled = settled_now
+                    .get(id)
+                    .or_else(|| self.settled.get(id))
+                    .copied()
+                    .unwrap_or_default();
+                Some((id.as_str(), settled, self.tariff.usage_debit(&settled, &total)))
+            })
+            .collect();
         let mut meta = vec![(LAST_END, now)];
+        let pending_period = self.pending_period.map_or(period, |p| p.max(period));
+        if self.pending_period != Some(pending_period) {
+            meta.push((PENDING_PERIOD, pending_period));
+        }
         let month = month_of(now)?;
         if self.tariff.monthly_allowance > 0 && self.store.meta(ALLOWANCE_MONTH)? != Some(month) {
             for r in self.records.values().filter(|r| r.status == Status::Active) {
@@ -295,11 +339,13 @@ impl Books {
             meta.push((ALLOWANCE_MONTH, month));
         }
         let entries = self.fitting(entries);
-        // Usage, debits, allowances and the interval's end commit together or not at all.
+        // Usage, debits, allowances, pending usage and the interval's end commit together or
+        // not at all.
         let changes = Changes {
             entries: &entries,
             meta: &meta,
             metered_until: Some(now),
+            pending: &pending,
             ..Changes::default()
         };
         if let Err(e) = self.store.commit_with(&refs, &rows, &changes) {
@@ -313,6 +359,9 @@ impl Books {
             }
             return Err(e.into());
         }
+        drop(pending);
+        self.settled.extend(settled_now);
+        self.pending_period = Some(pending_period);
         self.last_end = now;
         summary.write_seconds = began.elapsed().as_secs_f64();
         Ok(summary)

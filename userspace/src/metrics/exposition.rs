@@ -21,8 +21,9 @@ use crate::{
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 29] = [
+pub const FAMILIES: [&str; 30] = [
     "quid_subscriber_balance_credits",
+    "quid_subscriber_pending_debit_credits",
     "quid_contribution_cpu_seconds_total",
     "quid_contribution_storage_byte_seconds_total",
     "quid_contribution_energy_joules_total",
@@ -274,6 +275,33 @@ fn render_books(
             out,
             "quid_subscriber_balance_credits{{subscriber=\"other\"}} {}",
             crate::ledger::chain::credits_wide(all_balance - listed_sum)
+        );
+    }
+    header(
+        &mut out,
+        "quid_subscriber_pending_debit_credits",
+        "gauge",
+        "Usage debit not yet settled into the ledger (zero or negative; balance plus this is \
+         the balance after the next settlement).",
+    );
+    let pending = |id: &str| status.pending.get(id).copied().unwrap_or(0);
+    for r in &listed {
+        label.clear();
+        escape(&r.id, &mut label);
+        let _ = writeln!(
+            out,
+            "quid_subscriber_pending_debit_credits{{subscriber=\"{label}\"}} {}",
+            crate::ledger::chain::credits(pending(&r.id))
+        );
+    }
+    if unlisted {
+        // i128: exact whatever the number of subscribers.
+        let all: i128 = status.pending.values().map(|&p| i128::from(p)).sum();
+        let listed_sum: i128 = listed.iter().map(|r| i128::from(pending(&r.id))).sum();
+        let _ = writeln!(
+            out,
+            "quid_subscriber_pending_debit_credits{{subscriber=\"other\"}} {}",
+            crate::ledger::chain::credits_wide(all - listed_sum)
         );
     }
     for (i, name, help) in [

@@ -18,6 +18,8 @@ pub struct DaemonStatus {
     pub reports: Option<crate::settlement::intake::Counts>,
     /// Balances in micro-credits.
     pub balances: std::collections::HashMap<String, i64>,
+    /// Pending (unsettled) usage debits in micro-credits.
+    pub pending: std::collections::HashMap<String, i64>,
     /// Subscribers whose balance row is not an exact integer (left out of `balances`).
     pub bad_balances: usize,
     /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.

@@ -63,6 +63,9 @@ pub struct SettlementConfig {
     /// for the month just ended into `STATE_DIR/statements/YYYY-MM/`.
     #[serde(default)]
     pub operator_key: Option<std::path::PathBuf>,
+    /// How often usage debits enter the ledger (`hourly`, `daily`, `monthly`; UTC).
+    #[serde(default)]
+    pub period: crate::ledger::period::SettlementPeriod,
 }
 
 impl Default for SettlementConfig {
@@ -72,6 +75,7 @@ impl Default for SettlementConfig {
             tolerance_bytes: default_bytes(),
             disputed: DisputedPolicy::default(),
             operator_key: None,
+            period: crate::ledger::period::SettlementPeriod::default(),
         }
     }
 }
@@ -294,6 +298,7 @@ mod tests {
             tolerance_bytes: 1000,
             disputed: DisputedPolicy::None,
             operator_key: None,
+            ..SettlementConfig::default()
         };
         let alone = |reported, measured| c(measured, 0, reported, reported);
         assert_eq!(

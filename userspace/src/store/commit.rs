@@ -21,6 +21,8 @@ pub struct Changes<'a> {
     pub stopped: &'a [String],
     /// When `started` and `stopped` happened.
     pub at: u64,
+    /// Subscribers' unsettled usage: (id, cumulative counters already debited, pending debit).
+    pub pending: &'a [(&'a str, quid_common::SubscriberCounters, i64)],
 }
 
 impl Store {
@@ -48,6 +50,7 @@ impl Store {
             started,
             stopped,
             at,
+            pending,
         } = *changes;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -58,6 +61,7 @@ impl Store {
         subscribers::put(&tx, records).map_err(sql)?;
         usage::add(&tx, usage).map_err(sql)?;
         ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;
+        super::pending::put(&tx, pending).map_err(sql)?;
         for (key, value) in meta {
             set_meta_on(&tx, key, *value).map_err(sql)?;
         }

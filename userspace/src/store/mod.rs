@@ -13,6 +13,7 @@
 mod commit;
 mod ledger;
 mod metering;
+mod pending;
 mod reports;
 mod schema;
 mod settlement;

@@ -104,7 +104,7 @@ pub(super) fn put(tx: &Transaction<'_>, records: &[&Record]) -> rusqlite::Result
 }
 
 /// Counters as the blob the table keeps: each (packets, bytes) pair little-endian.
-fn encode(c: &SubscriberCounters) -> Vec<u8> {
+pub(super) fn encode(c: &SubscriberCounters) -> Vec<u8> {
     c.pairs
         .iter()
         .flat_map(|p| [p.packets, p.bytes])
@@ -113,7 +113,7 @@ fn encode(c: &SubscriberCounters) -> Vec<u8> {
 }
 
 /// The counters of a blob [`encode`] wrote (missing bytes read as zero).
-fn decode(b: &[u8]) -> SubscriberCounters {
+pub(super) fn decode(b: &[u8]) -> SubscriberCounters {
     let mut v = [0u64; 2 * DIR_CLASS_PAIRS];
     for (i, chunk) in b.chunks_exact(8).take(v.len()).enumerate() {
         v[i] = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
