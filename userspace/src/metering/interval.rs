@@ -323,7 +323,11 @@ impl Books {
                     .or_else(|| self.settled.get(id))
                     .copied()
                     .unwrap_or_default();
-                Some((id.as_str(), settled, self.tariff.usage_debit(&settled, &total)))
+                Some((
+                    id.as_str(),
+                    settled,
+                    self.tariff.usage_debit(&settled, &total),
+                ))
             })
             .collect();
         let mut meta = vec![(LAST_END, now)];
@@ -511,12 +515,21 @@ mod tests {
             c
         };
         let rules = SettlementConfig::default();
+        // What the previous release debited, one interval at a time, for the same traffic.
+        let mut per_interval = 0i64;
         for day in 0..30u64 {
             for hour in 1..=24u64 {
                 let k = day * 24 + hour;
+                per_interval += books.tariff.usage_debit(&hourly(k - 1), &hourly(k));
                 books
                     .interval(|_| hourly(k), from_secs + 3600 * k - 1)
                     .unwrap();
+                if k == 12 {
+                    // Mid-day: nothing debited yet, half a day pending (12 x 3,600 + 12 x
+                    // 450), and the balance after it is what the subscriber owes.
+                    assert_eq!(books.store().balances().unwrap()["alice"], 1_000_000);
+                    assert_eq!(books.store().pending_debit("alice").unwrap(), -48_600);
+                }
             }
             // The node reports its day: 4 cores busy, the grid bytes it saw.
             let start = from + i64::try_from(day).unwrap() * 86_400;
@@ -549,6 +562,26 @@ mod tests {
                 "{settled:?}"
             );
         }
+        // The first interval of December (no traffic) settles November 30th, dated inside it.
+        assert_eq!(books.store().pending_debit("alice").unwrap(), -97_200);
+        books
+            .interval(|_| hourly(720), u64::try_from(to).unwrap() + 9)
+            .unwrap();
+        assert_eq!(books.store().pending_debit("alice").unwrap(), 0);
+        let debits: Vec<_> = books
+            .store()
+            .entries(Some("alice"))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == crate::ledger::chain::EntryKind::UsageDebit)
+            .collect();
+        // Exactly one debit a day, each dated on its own day, adding up to the old total.
+        let days: std::collections::BTreeSet<i64> =
+            debits.iter().map(|e| (e.at - from) / 86_400).collect();
+        assert_eq!(days, (0..30).collect());
+        assert_eq!(debits.len(), 30);
+        assert_eq!(debits.iter().map(|e| e.amount).sum::<i64>(), per_interval);
+        assert_eq!(per_interval, -(2_592_000 + 324_000));
         let s = books.store().statement("alice", "2026-11").unwrap();
         // Allowance 1,000,000. Debits: 720 h x 0.36 GB = 259.2 GB x 10,000 = 2,592,000 and
         // 64.8 GB x 5,000 = 324,000. Credits: 30 reports of 4 x 86,399 core-seconds
@@ -559,11 +592,16 @@ mod tests {
         assert_eq!(s.closing_balance, 55_683_310);
         assert_eq!(s.bytes.download_internet, 259_200_000_000);
         assert_eq!(s.contributions.reports_matched, 30);
-        assert_eq!(books.store().balances().unwrap()["alice"], 55_683_310);
+        // December's allowance came with the commit that settled November 30th.
+        assert_eq!(
+            books.store().balances().unwrap()["alice"],
+            55_683_310 + 1_000_000
+        );
         assert!(to > from);
+        // 30 daily debits (the previous release wrote 720), 2 allowances, 30 credits.
         assert_eq!(
             crate::ledger::chain::verify(&books.store().entries(None).unwrap()).unwrap(),
-            720 + 1 + 30
+            30 + 2 + 30
         );
         // `QUID_WRITE_FIXTURE=DIR` keeps this month's store: the fixture a newer quid's
         // migration is tested against (userspace/tests/fixtures/).
@@ -575,6 +613,132 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    fn down_gb(gb: u64) -> SubscriberCounters {
+        let mut c = SubscriberCounters::default();
+        c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = gb * 1_000_000_000;
+        c
+    }
+
+    fn alice() -> (Table, Slots) {
+        let table = Table::parse(
+            b"id,name,plan,prefixes\nalice,A,home,100.64.0.1\n",
+            "t.csv".as_ref(),
+        )
+        .unwrap();
+        (table, Slots::from_assignments([("alice".to_owned(), 0)]))
+    }
+
+    fn usage_debits(books: &Books) -> Vec<(i64, i64)> {
+        books
+            .store()
+            .entries(Some("alice"))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == crate::ledger::chain::EntryKind::UsageDebit)
+            .map(|e| (e.at, e.amount))
+            .collect()
+    }
+
+    /// The daemon stops on day 0 with usage pending and starts on fresh maps on day 3: its
+    /// first commit settles day 0 once (dated on day 0), and the traffic read after the gap
+    /// is pending in day 3.
+    #[test]
+    fn a_restart_across_boundaries_settles_the_missed_period_once() {
+        let (nov, _) = month("2026-11").unwrap();
+        let day0 = u64::try_from(nov).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tariff = Tariff {
+            download_internet_gb: 1_000_000,
+            ..Tariff::default()
+        };
+        let (table, slots) = alice();
+        {
+            let clock = Clock::manual(nov);
+            let (mut books, _) =
+                Books::open(Store::open(dir.path()).unwrap(), 1, false, clock).unwrap();
+            books.tariff = tariff.clone();
+            books.install_at(&table, &slots, &[], day0).unwrap();
+            books.interval(|_| down_gb(2), day0 + 36_000).unwrap();
+            books.interval(|_| down_gb(5), day0 + 72_000).unwrap();
+            assert!(usage_debits(&books).is_empty());
+            assert_eq!(books.store().pending_debit("alice").unwrap(), -5_000_000);
+        }
+        let day3 = day0 + 3 * 86_400;
+        let clock = Clock::manual(i64::try_from(day3 + 3_600).unwrap());
+        let (mut books, _) =
+            Books::open(Store::open(dir.path()).unwrap(), 2, false, clock).unwrap();
+        books.tariff = tariff;
+        books.install_at(&table, &slots, &[], day3 + 3_600).unwrap();
+        // Pending survived the restart (it is in the store, not in memory).
+        assert_eq!(books.store().pending_debit("alice").unwrap(), -5_000_000);
+        books.interval(|_| down_gb(1), day3 + 7_200).unwrap();
+        let day0_end = i64::try_from(day0 + 86_399).unwrap();
+        assert_eq!(usage_debits(&books), [(day0_end, -5_000_000)]);
+        assert_eq!(books.store().pending_debit("alice").unwrap(), -1_000_000);
+        books.interval(|_| down_gb(1), day3 + 86_400 + 10).unwrap();
+        let day3_end = i64::try_from(day3 + 86_399).unwrap();
+        assert_eq!(
+            usage_debits(&books),
+            [(day0_end, -5_000_000), (day3_end, -1_000_000)]
+        );
+        assert_eq!(books.store().balances().unwrap()["alice"], -6_000_000);
+        assert_eq!(books.store().pending_debit("alice").unwrap(), 0);
+    }
+
+    /// The store written by the previous release (a debit every interval) opens in place and
+    /// goes on with daily debits: November, already debited, is not debited again.
+    #[test]
+    fn the_previous_releases_store_migrates_and_settles_daily_without_double_debits() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/store-2026-11")
+                .join(crate::store::FILE),
+            dir.path().join(crate::store::FILE),
+        )
+        .unwrap();
+        let (dec, _) = month("2026-12").unwrap();
+        let dec1 = u64::try_from(dec).unwrap();
+        let clock = Clock::manual(dec + 60);
+        let (mut books, _) =
+            Books::open(Store::open(dir.path()).unwrap(), 7, false, clock).unwrap();
+        books.tariff = Tariff {
+            download_internet_gb: 10_000,
+            upload_internet_gb: 5_000,
+            ..Tariff::default()
+        };
+        let november = books.store().statement("alice", "2026-11").unwrap();
+        assert_eq!(november.closing_balance, 55_683_310);
+        assert_eq!(books.store().pending_debit("alice").unwrap(), 0);
+        let (table, slots) = alice();
+        books.install_at(&table, &slots, &[], dec1 + 60).unwrap();
+        // December 1st: 100 GB down (1,000,000 µcr), pending until the day ends.
+        books.interval(|_| down_gb(100), dec1 + 3_600).unwrap();
+        assert_eq!(books.store().pending_debit("alice").unwrap(), -1_000_000);
+        assert_eq!(books.store().balances().unwrap()["alice"], 55_683_310);
+        books.interval(|_| down_gb(100), dec1 + 86_410).unwrap();
+        assert_eq!(books.store().balances().unwrap()["alice"], 54_683_310);
+        let entries = books.store().entries(None).unwrap();
+        assert_eq!(crate::ledger::chain::verify(&entries).unwrap(), 751 + 1);
+        let last = entries.last().unwrap();
+        assert_eq!(
+            (last.amount, last.reference.as_str()),
+            (-1_000_000, &*format!("usage {}..{}", dec1, dec1 + 86_400))
+        );
+        // November's statement is unchanged; December's holds the one daily debit.
+        assert_eq!(
+            books.store().statement("alice", "2026-11").unwrap(),
+            november
+        );
+        let december = books.store().statement("alice", "2026-12").unwrap();
+        assert_eq!((december.debits, december.entries), (-1_000_000, 1));
+        // Opening again migrates nothing twice.
+        drop(books);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.balances().unwrap()["alice"], 54_683_310);
+        assert_eq!(store.pending_debit("alice").unwrap(), 0);
     }
 
     #[test]
@@ -632,6 +796,7 @@ mod tests {
             bytes, 6_000_000_000,
             "every byte the kernel counted is in the books"
         );
-        assert_eq!(books.store().balances().unwrap()["alice"], -6_000_000);
+        // Every byte is priced too: pending until the day settles.
+        assert_eq!(books.store().pending_debit("alice").unwrap(), -6_000_000);
     }
 }

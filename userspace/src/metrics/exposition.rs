@@ -518,6 +518,7 @@ mod tests {
             attachments: vec![("eth0".into(), "downstream".into(), "native".into(), true)],
             reports: Some(reports),
             balances: [("s1".to_string(), -1_500_000)].into(),
+            pending: [("s1".to_string(), -250_000)].into(),
             bad_balances: 1,
             contributions: [("s1".to_string(), [1.5, 2.0, 3.0])].into(),
             plan_contributions: [("home".to_string(), [1.5, 2.0, 3.0])].into(),
