@@ -410,7 +410,12 @@ key = \"{}\"
     assert!(ok, "{out}");
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["alice", "9223372036854.775807"]
+        [
+            "alice",
+            "9223372036854.775807",
+            "0.000000",
+            "9223372036854.775807"
+        ]
     );
     let period = jiff::Timestamp::now().strftime("%Y-%m").to_string();
     let (code, body) = https(

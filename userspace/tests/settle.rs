@@ -176,18 +176,19 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
         ]
     );
 
-    // 10,000 Internet bytes down at 1,000,000,000 per GB: 10,000 micro-credits debited;
-    // -10,000 + 1,944 = -8,056 for alice, 194 for bob.
+    // 10,000 Internet bytes down at 1,000,000,000 per GB: 10,000 micro-credits pending until
+    // the day settles; balance, pending and after pending: 1,944 - 10,000 = -8,056 for alice,
+    // 194 for bob.
     let (ok, out) = quid_cli(&config, &["balance", "alice"]);
     assert!(ok, "{out}");
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["alice", "-0.008056"]
+        ["alice", "0.001944", "-0.010000", "-0.008056"]
     );
     let (_, out) = quid_cli(&config, &["balance", "bob"]);
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["bob", "0.000194"]
+        ["bob", "0.000194", "0.000000", "0.000194"]
     );
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(ok && out.contains("hash chain intact"), "{out}");
@@ -223,8 +224,9 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
             &operator_pub,
         ],
     );
+    // The statement holds the settled ledger: the day's usage is not debited yet.
     assert!(
-        ok && out.contains("closing balance -0.008056 credits"),
+        ok && out.contains("closing balance 0.001944 credits"),
         "{out}"
     );
     std::fs::write(
@@ -282,7 +284,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     let (_, out) = quid_cli(&config, &["balance", "alice"]);
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["alice", "0.000000"]
+        ["alice", "0.010000", "-0.010000", "0.000000"]
     );
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(ok, "{out}");
@@ -290,7 +292,7 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     // Someone edits the books behind quid's back: verify names the entry and fails.
     common::sqlite(&state)
         .execute(
-            "UPDATE ledger SET amount = amount + 1000000 WHERE kind = 'usage_debit'",
+            "UPDATE ledger SET amount = amount + 1000000 WHERE kind = 'contribution_credit'",
             [],
         )
         .unwrap();
@@ -645,9 +647,11 @@ fn one_subscribers_nodes_share_its_meter_whatever_the_order() {
     daemon.stop();
     let (ok, out) = quid_cli(&dir.path().join("quid.toml"), &["balance", "alice"]);
     assert!(ok, "{out}");
+    let balance = quid::ledger::chain::credits(full / 2 * 2 + full);
+    // Grid traffic is free under this tariff: nothing pending.
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["alice", &quid::ledger::chain::credits(full / 2 * 2 + full)]
+        ["alice", &balance, "0.000000", &balance]
     );
 }
 
@@ -683,7 +687,7 @@ fn a_balance_edited_behind_quids_back_fails_ledger_verify() {
     let (_, out) = quid_cli(&config, &["balance", "bob"]);
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["bob", "-0.000069"]
+        ["bob", "-0.000069", "0.000000", "-0.000069"]
     );
     sql("UPDATE balances SET amount = amount - 1 WHERE subscriber = 'bob';");
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);

@@ -65,6 +65,17 @@ impl State<'_> {
         let Some(key_path) = &self.config.settlement.operator_key else {
             return;
         };
+        // A month's statements hold its last period's debit, which the first interval commit
+        // after the boundary writes: wait for it (a failed read delays it to the next one).
+        let month_start = self
+            .clock
+            .now()
+            .and_then(|now| crate::ledger::period::SettlementPeriod::Monthly.bounds(now));
+        if let (Ok((start, _)), Some(pending)) = (month_start, self.books.pending_period())
+            && pending < start
+        {
+            return;
+        }
         let issued = self
             .clock
             .now_i64()

@@ -423,6 +423,12 @@ impl Books {
         )?)
     }
 
+    /// Start of the settlement period whose usage is pending: every period before it is in
+    /// the ledger (none before the first interval commit).
+    pub fn pending_period(&self) -> Option<u64> {
+        self.pending_period
+    }
+
     /// The store behind the books (for reading).
     pub fn store(&self) -> &Store {
         &self.store
