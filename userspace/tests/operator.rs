@@ -175,6 +175,14 @@ key = \"{}\"
     let (code, v) = with_token("POST", "/adjust", Some(adjustment));
     assert_eq!((code, v["status"].as_str()), (200, Some("adjusted")), "{v}");
     assert_eq!(v["balance"], 5_000_000);
+    // No Internet traffic priced here: nothing pending, the balance after it is the balance.
+    assert_eq!(
+        (
+            v["pending_debit"].as_i64(),
+            v["balance_after_pending"].as_i64()
+        ),
+        (Some(0), Some(5_000_000))
+    );
     assert_eq!(ledger_len(), entries + 1);
     let unknown = serde_json::json!({"subscriber": "mallory", "amount": 1, "reason": "x"});
     let (code, v) = with_token("POST", "/adjust", Some(unknown));

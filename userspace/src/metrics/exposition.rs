@@ -552,6 +552,9 @@ mod tests {
             "quid_http_connections_total{listener=\"metrics\",outcome=\"accepted\"} 40",
             "quid_operator_requests_total{action=\"reload\",outcome=\"ok\"} 5",
             "quid_table_reloads_total{result=\"ok\"} 4",
+            // s1 is outside the top 2: its pending debit is in `other`.
+            "quid_subscriber_pending_debit_credits{subscriber=\"other\"} -0.250000",
+            "quid_subscriber_pending_debit_credits{subscriber=\"s4\"} 0.000000",
         ] {
             assert!(first.contains(series), "no {series} in\n{first}");
         }
