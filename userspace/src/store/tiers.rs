@@ -433,10 +433,10 @@ impl Store {
         let mut lag = 0i64;
         for tier in Tier::ALL {
             let cutoff = self.cutoff(tier, now, keep)?;
-            if let Some(oldest) = self.oldest(tier)? {
-                if oldest < cutoff {
-                    lag = lag.max(cutoff.saturating_sub(oldest));
-                }
+            if let Some(oldest) = self.oldest(tier)?
+                && oldest < cutoff
+            {
+                lag = lag.max(cutoff.saturating_sub(oldest));
             }
         }
         Ok(lag)
