@@ -52,6 +52,9 @@ pub struct Config {
     pub tls: crate::http::tls::TlsConfig,
     #[serde(default)]
     pub http: crate::http::serve::HttpLimits,
+    /// The usage tiers' retention (`[store]`).
+    #[serde(default)]
+    pub store: crate::store::Retention,
 }
 
 /// `[reports]`: the node report intake (off unless `listen` is set).

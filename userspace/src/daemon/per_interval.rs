@@ -30,6 +30,7 @@ impl State<'_> {
         }
         self.settle();
         self.issue_statements();
+        self.roll_up();
         match self.snapshot("running") {
             Ok(snap) => {
                 if let Err(e) = snap.write(&self.config.daemon.state_dir) {
@@ -57,6 +58,20 @@ impl State<'_> {
                 }
             }
             Err(e) => error!("settling reports failed (will retry next interval): {e:#}"),
+        }
+    }
+
+    /// Rolls usage up into the coarser tiers after settlement, one bounded batch per interval
+    /// (a backlog, e.g. after a migration, is worked off over the following intervals).
+    fn roll_up(&mut self) {
+        match self.books.roll_up(&self.config.store) {
+            Ok(p) if p.rows > 0 => info!(
+                "rolled up {} usage rows{}",
+                p.rows,
+                if p.done { "" } else { " (more next interval)" }
+            ),
+            Ok(_) => {}
+            Err(e) => error!("rolling usage up failed (will retry next interval): {e:#}"),
         }
     }
 

@@ -40,6 +40,15 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
             r.max_skew_secs
         );
     }
+    // Interval rows must outlive every report that may still arrive for them.
+    let window = r
+        .max_period_secs
+        .saturating_add(r.max_skew_secs)
+        .saturating_add(i64::try_from(config.daemon.interval_secs).unwrap_or(i64::MAX));
+    config
+        .store
+        .check(window)
+        .map_err(|e| anyhow!("{e}; quid refuses to start with this [store] section"))?;
     // Every amount must stay an exact i64: refuse a tariff that could carry one beyond.
     config
         .tariff

@@ -429,6 +429,15 @@ impl Books {
         self.pending_period
     }
 
+    /// Rolls usage up into the coarser tiers, one bounded batch (see `Store::roll_up`).
+    pub fn roll_up(
+        &mut self,
+        keep: &crate::store::Retention,
+    ) -> Result<crate::store::RollupProgress, BooksError> {
+        let now = self.clock.now_i64()?;
+        Ok(self.store.roll_up(now, keep)?)
+    }
+
     /// The store behind the books (for reading).
     pub fn store(&self) -> &Store {
         &self.store

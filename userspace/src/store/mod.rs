@@ -19,6 +19,7 @@ mod schema;
 mod settlement;
 mod statements;
 mod subscribers;
+mod tiers;
 mod usage;
 mod values;
 
@@ -29,6 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use commit::Changes;
 pub use ledger::LedgerSnapshot;
 pub use subscribers::{Record, Status};
+pub use tiers::{Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum};
 pub use usage::Usage;
 
 /// File name of the store inside the state directory.
@@ -59,6 +61,8 @@ pub struct Store {
     /// Private to the store: every statement on it is in this module's files.
     conn: Connection,
     path: PathBuf,
+    /// Where the roll-up continues next call.
+    rollup: tiers::RollupCursor,
 }
 
 /// Unix seconds as SQLite stores them; times beyond i64 (year 292 billion) are clamped.
@@ -114,11 +118,17 @@ impl Store {
             path: path.clone(),
             source,
         };
-        conn.execute_batch("PRAGMA synchronous=FULL;")
+        // The WAL is truncated back to 64 MiB after a checkpoint (a long roll-up or a burst of
+        // commits could otherwise leave it as large as the biggest it ever grew).
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864;")
             .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn,
+            path,
+            rollup: tiers::RollupCursor::default(),
+        })
     }
 
     /// The store's file.

@@ -234,5 +234,7 @@ pub(super) fn bring_up_to_date(
             }
         }
     }
+    // Resolution tiers and incremental vacuum (idempotent).
+    super::tiers::migrate(conn)?;
     Ok(())
 }

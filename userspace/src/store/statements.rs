@@ -55,7 +55,7 @@ fn figures_on(c: &Connection, subscriber: &str, from: i64, to: i64) -> rusqlite:
     let mut f = Figures::default();
     {
         let mut stmt = c.prepare_cached(
-            "SELECT down_bytes, down_grid_bytes, up_bytes, up_grid_bytes FROM usage
+            "SELECT down_bytes, down_grid_bytes, up_bytes, up_grid_bytes FROM usage_all
              WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
         )?;
         let mut rows = stmt.query(params![subscriber, from, to])?;

@@ -44,7 +44,10 @@ impl Store {
     }
 
     /// Grid-class bytes (both directions) counted for `subscriber` over `[start, end)`; an
-    /// interval that straddles an edge counts in proportion to its overlap.
+    /// interval that straddles an edge counts in proportion to its overlap. Reads every tier:
+    /// the roll-up keeps the interval rows of pending reports, so an hourly or daily row is
+    /// prorated only for a report settled after its rows aged out (`quid check` refuses an
+    /// interval retention that allows it).
     pub fn metered_grid_bytes(
         &self,
         subscriber: &str,
@@ -54,7 +57,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM usage
+                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM usage_all
                  WHERE subscriber = ?1 AND end >= ?2 AND start <= ?3",
             )
             .map_err(|e| self.sql(e))?;

@@ -1,0 +1,932 @@
+//! Resolution tiers for usage: interval rows (`usage`) are rolled up into hourly rows
+//! (`usage_hourly`), hourly rows into daily rows (`usage_daily`), and daily rows are dropped
+//! when they leave their retention. Each tier covers a time window; `usage_all` is their union.
+//!
+//! A row belongs to the bucket of its `start`: the roll-up adds every finer row whose start lies
+//! in `[bucket, bucket + width)` into the coarser row of that bucket, and deletes those finer
+//! rows in the same transaction. So the sum over any range whose edges are whole coarser
+//! buckets is the same before and after, a crash leaves each batch either undone or done, and
+//! finer rows are gone only once their coarser row is committed. Batches are one subscriber's
+//! rows at a time and the caller bounds the rows per call, so an interval commit or a scrape
+//! waits at most one small batch.
+
+use quid_common::{DIR_CLASS_PAIRS, SubscriberCounters};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, StoreError, usage::unflat};
+use crate::settlement::outcome::Outcome;
+
+/// Seconds in an hour-tier bucket.
+pub const HOUR: i64 = 3_600;
+/// Seconds in a day-tier bucket.
+pub const DAY: i64 = 86_400;
+
+/// A resolution the usage is kept at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// One row per subscriber and interval, as committed.
+    Interval,
+    /// One row per subscriber and UTC hour.
+    Hourly,
+    /// One row per subscriber and UTC day.
+    Daily,
+}
+
+impl Tier {
+    /// Every tier, finest first.
+    pub const ALL: [Tier; 3] = [Tier::Interval, Tier::Hourly, Tier::Daily];
+
+    /// The tier's table.
+    fn table(self) -> &'static str {
+        match self {
+            Tier::Interval => "usage",
+            Tier::Hourly => "usage_hourly",
+            Tier::Daily => "usage_daily",
+        }
+    }
+
+    /// The tier's name, as metrics labels and `quid usage` show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Interval => "interval",
+            Tier::Hourly => "hourly",
+            Tier::Daily => "daily",
+        }
+    }
+
+    /// Bucket width in seconds (`None`: interval rows have their own edges).
+    pub fn width(self) -> Option<i64> {
+        match self {
+            Tier::Interval => None,
+            Tier::Hourly => Some(HOUR),
+            Tier::Daily => Some(DAY),
+        }
+    }
+
+    /// The next coarser tier, which this one rolls up into.
+    fn coarser(self) -> Option<Tier> {
+        match self {
+            Tier::Interval => Some(Tier::Hourly),
+            Tier::Hourly => Some(Tier::Daily),
+            Tier::Daily => None,
+        }
+    }
+}
+
+/// How long each tier keeps its rows, in seconds (the `[store]` section of the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Interval rows older than this are rolled up into hourly rows (default 2 days: enough
+    /// for the longest report window of one day plus its settlement, at 10 s about 17,300
+    /// rows per active subscriber).
+    #[serde(default = "default_intervals")]
+    pub interval_secs: i64,
+    /// Hourly rows older than this are rolled up into daily rows (default 90 days: a billing
+    /// quarter of hourly detail, about 2,160 rows per subscriber).
+    #[serde(default = "default_hourly")]
+    pub hourly_secs: i64,
+    /// Daily rows older than this are deleted (default 3 years: statements can be re-checked
+    /// that long, about 1,100 rows per subscriber).
+    #[serde(default = "default_daily")]
+    pub daily_secs: i64,
+    /// The most finer rows one roll-up call moves (it continues at the next interval).
+    #[serde(default = "default_batch")]
+    pub rollup_batch_rows: usize,
+}
+
+fn default_intervals() -> i64 {
+    2 * DAY
+}
+
+fn default_hourly() -> i64 {
+    90 * DAY
+}
+
+fn default_daily() -> i64 {
+    3 * 366 * DAY
+}
+
+fn default_batch() -> usize {
+    50_000
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            interval_secs: default_intervals(),
+            hourly_secs: default_hourly(),
+            daily_secs: default_daily(),
+            rollup_batch_rows: default_batch(),
+        }
+    }
+}
+
+/// Why a retention cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetentionError {
+    /// Tiers must each keep at least their own bucket and be ordered.
+    #[error(
+        "store retention must satisfy interval_secs >= 3600, hourly_secs >= interval_secs + \
+         86400 and daily_secs >= hourly_secs (they are {0}, {1}, {2}); raise the shorter ones"
+    )]
+    Order(i64, i64, i64),
+    /// Rows a report may still need would be rolled up before it is settled.
+    #[error(
+        "store.interval_secs ({retention} s) is shorter than the longest report window plus its \
+         settlement delay ({needed} s = reports.max_period_secs + reports.max_skew_secs + one \
+         interval): node reports would be matched against rolled-up hours. Raise \
+         store.interval_secs to at least {needed}"
+    )]
+    TooShortForReports { retention: i64, needed: i64 },
+    /// A batch of zero rows would never roll up anything.
+    #[error("store.rollup_batch_rows must be at least 1")]
+    Batch,
+}
+
+impl Retention {
+    /// Checks the tiers are ordered and the interval tier outlives every report window
+    /// (`report_window`: max period + skew + one interval, in seconds).
+    pub fn check(&self, report_window: i64) -> Result<(), RetentionError> {
+        let (i, h, d) = (self.interval_secs, self.hourly_secs, self.daily_secs);
+        if i < HOUR || h < i.saturating_add(DAY) || d < h {
+            return Err(RetentionError::Order(i, h, d));
+        }
+        if i < report_window {
+            return Err(RetentionError::TooShortForReports {
+                retention: i,
+                needed: report_window,
+            });
+        }
+        if self.rollup_batch_rows == 0 {
+            return Err(RetentionError::Batch);
+        }
+        Ok(())
+    }
+
+    /// How long `tier` keeps its rows.
+    pub fn of(&self, tier: Tier) -> i64 {
+        match tier {
+            Tier::Interval => self.interval_secs,
+            Tier::Hourly => self.hourly_secs,
+            Tier::Daily => self.daily_secs,
+        }
+    }
+}
+
+/// Where an interrupted roll-up continues: the tier being rolled and the last subscriber done.
+/// Only an optimisation: starting over is always correct.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct RollupCursor {
+    tier: usize,
+    after: String,
+}
+
+/// What one roll-up call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupProgress {
+    /// Finer rows folded into coarser ones (or dropped, for the daily tier).
+    pub rows: u64,
+    /// Whether every tier is within its retention now (nothing left to roll up).
+    pub done: bool,
+}
+
+/// Rows, bytes and the oldest start of one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierStats {
+    pub tier: Tier,
+    pub rows: u64,
+    /// Bytes of the table and its indexes (SQLite's `dbstat`).
+    pub bytes: u64,
+    /// The oldest row's start, if any.
+    pub oldest: Option<i64>,
+}
+
+/// What `quid store stats` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The store file's size (pages in use and free).
+    pub file_bytes: u64,
+    /// Pages free inside the file (given back by the next incremental vacuum).
+    pub free_bytes: u64,
+    /// Each usage tier.
+    pub tiers: Vec<TierStats>,
+    /// Bytes per table (and its indexes), largest first.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// Usage summed over whole buckets of its resolution (see [`Store::usage_finest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierSum {
+    /// The resolution of the answer: the coarsest tier the range reached.
+    pub tier: Tier,
+    /// The range the figures cover: the asked range widened to whole buckets of `tier`.
+    pub from: i64,
+    pub to: i64,
+    /// Rows summed.
+    pub rows: u64,
+    pub counters: SubscriberCounters,
+}
+
+/// Tables and the one view of the tiers; `WITHOUT ROWID` since the key is the row.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS usage_hourly (
+    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    up_packets INTEGER NOT NULL, up_bytes INTEGER NOT NULL,
+    up_grid_packets INTEGER NOT NULL, up_grid_bytes INTEGER NOT NULL,
+    down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+    down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
+    PRIMARY KEY (subscriber, start)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_daily (
+    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    up_packets INTEGER NOT NULL, up_bytes INTEGER NOT NULL,
+    up_grid_packets INTEGER NOT NULL, up_grid_bytes INTEGER NOT NULL,
+    down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
+    down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
+    PRIMARY KEY (subscriber, start)) WITHOUT ROWID;
+-- Every tier at once: each row is in exactly one tier, so sums over the view are exact.
+CREATE VIEW IF NOT EXISTS usage_all AS
+    SELECT * FROM usage UNION ALL SELECT * FROM usage_hourly UNION ALL SELECT * FROM usage_daily;
+";
+
+/// The counter columns, in `usage::flat` order.
+const COUNTERS: [&str; 2 * DIR_CLASS_PAIRS] = [
+    "up_packets",
+    "up_bytes",
+    "up_grid_packets",
+    "up_grid_bytes",
+    "down_packets",
+    "down_bytes",
+    "down_grid_packets",
+    "down_grid_bytes",
+];
+
+/// Adds the tier tables and gives the file incremental vacuum (idempotent: a store already
+/// migrated is left as it is). A file written before tiers has `auto_vacuum = NONE`, which
+/// SQLite can change only by rewriting it once with VACUUM (needs free disk space of about
+/// the file's size; done at the first open, before the daemon writes).
+pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode != 2 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+        log::info!("store: incremental vacuum enabled (the file was rewritten once)");
+    }
+    Ok(())
+}
+
+/// `tier`'s start of the bucket holding `t` (floor, also for negative times).
+fn bucket(t: i64, width: i64) -> i64 {
+    t.div_euclid(width).saturating_mul(width)
+}
+
+impl Store {
+    /// Rolls usage up, at most `keep.rollup_batch_rows` finer rows per call, each subscriber's
+    /// batch in its own transaction: interval rows older than their retention into hours,
+    /// hours into days, and daily rows past theirs are deleted. Interval rows a pending report
+    /// still covers stay (matching reads them). Call again (next interval) while `done` is
+    /// false; the store remembers where it stopped.
+    pub fn roll_up(&mut self, now: i64, keep: &Retention) -> Result<RollupProgress, StoreError> {
+        self.roll_up_inner(now, keep, &mut |_| Ok(()))
+    }
+
+    /// [`Store::roll_up`] with `between` called after each committed batch (its error stops
+    /// the roll-up there): how tests interrupt a roll-up at a batch boundary.
+    pub fn roll_up_inner(
+        &mut self,
+        now: i64,
+        keep: &Retention,
+        between: &mut dyn FnMut(u64) -> Result<(), StoreError>,
+    ) -> Result<RollupProgress, StoreError> {
+        let mut cursor = std::mem::take(&mut self.rollup);
+        let result = self.roll_up_from(now, keep, &mut cursor, between);
+        self.rollup = cursor;
+        result
+    }
+
+    /// [`Store::roll_up_inner`] from `cursor`, which it moves on.
+    fn roll_up_from(
+        &mut self,
+        now: i64,
+        keep: &Retention,
+        cursor: &mut RollupCursor,
+        between: &mut dyn FnMut(u64) -> Result<(), StoreError>,
+    ) -> Result<RollupProgress, StoreError> {
+        let mut progress = RollupProgress::default();
+        let budget = u64::try_from(keep.rollup_batch_rows).unwrap_or(u64::MAX);
+        while let Some(&tier) = Tier::ALL.get(cursor.tier) {
+            let cutoff = self.cutoff(tier, now, keep)?;
+            loop {
+                if progress.rows >= budget {
+                    return Ok(progress);
+                }
+                let next: Option<String> = self
+                    .conn
+                    .query_row(
+                        &format!(
+                            "SELECT subscriber FROM {} WHERE subscriber > ?1 \
+                             ORDER BY subscriber LIMIT 1",
+                            tier.table()
+                        ),
+                        [&cursor.after],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| self.sql(e))?;
+                let Some(subscriber) = next else { break };
+                let moved = self.roll_subscriber(tier, &subscriber, cutoff)?;
+                cursor.after = subscriber;
+                if moved > 0 {
+                    progress.rows += moved;
+                    between(progress.rows)?;
+                }
+            }
+            cursor.tier += 1;
+            cursor.after.clear();
+        }
+        *cursor = RollupCursor::default();
+        progress.done = true;
+        if progress.rows > 0 {
+            // Hand the freed pages back to the file system (auto_vacuum = INCREMENTAL).
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum;")
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(progress)
+    }
+
+    /// The start before which `tier`'s rows leave it now: a whole bucket of the coarser tier,
+    /// and for interval rows never after the start of a pending report's period.
+    fn cutoff(&self, tier: Tier, now: i64, keep: &Retention) -> Result<i64, StoreError> {
+        let edge = now.saturating_sub(keep.of(tier));
+        let Some(coarser) = tier.coarser() else {
+            return Ok(edge);
+        };
+        let mut cutoff = bucket(edge, coarser.width().unwrap_or(DAY));
+        if tier == Tier::Interval {
+            let pending: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT min(period_start) FROM reports WHERE outcome = ?1",
+                    [Outcome::Pending],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.sql(e))?;
+            if let Some(p) = pending {
+                cutoff = cutoff.min(bucket(p, HOUR));
+            }
+        }
+        Ok(cutoff)
+    }
+
+    /// Folds `subscriber`'s rows of `tier` starting before `cutoff` into the coarser tier (or
+    /// drops them from the coarsest), in one transaction; returns how many rows left `tier`.
+    fn roll_subscriber(
+        &mut self,
+        tier: Tier,
+        subscriber: &str,
+        cutoff: i64,
+    ) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        if let Some(coarser) = tier.coarser() {
+            let w = coarser.width().unwrap_or(DAY);
+            let sums: Vec<String> = COUNTERS.iter().map(|c| format!("sum({c})")).collect();
+            let adds: Vec<String> = COUNTERS
+                .iter()
+                .map(|c| format!("{c} = {c} + excluded.{c}"))
+                .collect();
+            // Integer sums in SQLite fail on i64 overflow rather than wrap; counters are kept
+            // bit-exact, so totals beyond 2^63 per bucket are refused (never reached: 2^63
+            // bytes is 9 EB in one day).
+            tx.prepare_cached(&format!(
+                "INSERT INTO {to} SELECT subscriber, start - (start % {w}) AS b,
+                        max(max(end), start - (start % {w}) + {w}), {sums}
+                 FROM {from} WHERE subscriber = ?1 AND start < ?2 GROUP BY b
+                 ON CONFLICT(subscriber, start) DO UPDATE SET end = max(end, excluded.end), {adds}",
+                to = coarser.table(),
+                from = tier.table(),
+                sums = sums.join(", "),
+                adds = adds.join(", "),
+            ))
+            .and_then(|mut s| s.execute(params![subscriber, cutoff]))
+            .map_err(sql)?;
+        }
+        let moved = tx
+            .prepare_cached(&format!(
+                "DELETE FROM {} WHERE subscriber = ?1 AND start < ?2",
+                tier.table()
+            ))
+            .and_then(|mut s| s.execute(params![subscriber, cutoff]))
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(u64::try_from(moved).unwrap_or(u64::MAX))
+    }
+
+    /// How far the roll-up is behind: seconds since the oldest row of any tier should have
+    /// left it (0 when every tier is within its retention).
+    pub fn rollup_lag(&self, now: i64, keep: &Retention) -> Result<i64, StoreError> {
+        let mut lag = 0i64;
+        for tier in Tier::ALL {
+            let cutoff = self.cutoff(tier, now, keep)?;
+            if let Some(oldest) = self.oldest(tier)?
+                && oldest < cutoff
+            {
+                lag = lag.max(cutoff.saturating_sub(oldest));
+            }
+        }
+        Ok(lag)
+    }
+
+    /// The oldest start held in `tier`.
+    fn oldest(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT min(start) FROM {}", tier.table()),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Rows in `tier`.
+    pub fn tier_rows(&self, tier: Tier) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {}", tier.table()), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The store file's size in bytes (pages times page size).
+    pub fn file_bytes(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Sizes per tier and table, rows and oldest rows (`quid store stats`).
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let free_bytes = self
+            .conn
+            .query_row(
+                "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.sql(e))?;
+        // dbstat names indexes separately: count each under its table.
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT coalesce(m.tbl_name, d.name), sum(d.pgsize) FROM dbstat d
+                 LEFT JOIN sqlite_master m ON m.name = d.name
+                 GROUP BY 1 ORDER BY 2 DESC",
+            )
+            .map_err(|e| self.sql(e))?;
+        let tables: Vec<(String, u64)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                ))
+            })
+            .map_err(|e| self.sql(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sql(e))?;
+        let mut tiers = Vec::new();
+        for tier in Tier::ALL {
+            let bytes = tables
+                .iter()
+                .find(|(t, _)| t == tier.table())
+                .map_or(0, |(_, b)| *b);
+            tiers.push(TierStats {
+                tier,
+                rows: self.tier_rows(tier)?,
+                bytes,
+                oldest: self.oldest(tier)?,
+            });
+        }
+        Ok(StoreStats {
+            file_bytes: self.file_bytes()?,
+            free_bytes,
+            tiers,
+            tables,
+        })
+    }
+
+    /// `subscriber`'s usage over `[from, to)` at the finest resolution the books still hold
+    /// for all of it. The rule: the coarsest tier holding a row of the range decides; the range
+    /// is widened to whole buckets of that tier (whole UTC hours or days that overlap it) and
+    /// every tier is summed over the widened range. Exact: a bucket's rows are always all in
+    /// one tier (roll-up cutoffs are whole buckets), and each row is in exactly one tier.
+    /// Interval rows count in the range their start lies in.
+    pub fn usage_finest(
+        &self,
+        subscriber: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<TierSum, StoreError> {
+        let mut tier = Tier::Interval;
+        for coarser in [Tier::Daily, Tier::Hourly] {
+            let w = coarser.width().unwrap_or(DAY);
+            let held: bool = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM {} WHERE subscriber = ?1 AND start >= ?2 \
+                         AND start < ?3)",
+                        coarser.table()
+                    ),
+                    params![subscriber, bucket(from, w), to],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.sql(e))?;
+            if held {
+                tier = coarser;
+                break;
+            }
+        }
+        let (from, to) = match tier.width() {
+            None => (from, to),
+            Some(w) => (bucket(from, w), bucket(to.saturating_add(w - 1), w)),
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM usage_all WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
+                COUNTERS.join(", ")
+            ))
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt
+            .query(params![subscriber, from, to])
+            .map_err(|e| self.sql(e))?;
+        let mut total = SubscriberCounters::default();
+        let mut n = 0u64;
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let mut v = [0u64; 2 * DIR_CLASS_PAIRS];
+            for (i, x) in v.iter_mut().enumerate() {
+                // Counters are stored bit-exact (see `usage::flat`).
+                *x = r.get::<_, i64>(i).map_err(|e| self.sql(e))?.cast_unsigned();
+            }
+            total.add(&unflat(&v));
+            n += 1;
+        }
+        Ok(TierSum {
+            tier,
+            from,
+            to,
+            rows: n,
+            counters: total,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use quid_common::{CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, pair_index};
+
+    use super::*;
+    use crate::{
+        clock::Clock, kernel::subscriber_maps::Slots, metering::interval::Books,
+        subscribers::table::Table,
+    };
+
+    /// A number from the environment, or `default`.
+    fn env(name: &str, default: u64) -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Download internet and upload grid bytes of `c`.
+    fn figures(c: &SubscriberCounters) -> (u64, u64) {
+        (
+            c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes,
+            c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)].bytes,
+        )
+    }
+
+    /// 2026-01-01T00:00:00Z.
+    const T0: i64 = 1_767_225_600;
+
+    /// 400 simulated days (QUID_SIM_DAYS) for 200 subscribers (QUID_SIM_SUBSCRIBERS) through the
+    /// real books, with 50-minute intervals that straddle hour edges and subscribers idle on
+    /// different days, rolled up every day in small batches: every whole day and hour the tiers
+    /// still hold sums to the independent running total, byte for byte, whichever tier holds
+    /// it; and the file stops growing once every tier is full.
+    #[test]
+    fn four_hundred_days_roll_up_exactly_and_the_store_stops_growing() {
+        let days = env("QUID_SIM_DAYS", 400);
+        // 20 subscribers keep the default run short; QUID_SIM_SUBSCRIBERS=200 is the full run.
+        let n = usize::try_from(env("QUID_SIM_SUBSCRIBERS", 20)).unwrap();
+        let step: i64 = 3_000;
+        // Scaled retention so that every tier fills within the run.
+        let keep = Retention {
+            interval_secs: 2 * DAY,
+            hourly_secs: 30 * DAY,
+            daily_secs: 200 * DAY,
+            rollup_batch_rows: 5_000,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let (mut books, _) =
+            Books::open(Store::open(dir.path()).unwrap(), 1, false, clock.clone()).unwrap();
+        let ids: Vec<String> = (0..n).map(|i| format!("s{i:03}")).collect();
+        let mut csv = String::from("id,name,plan,prefixes\n");
+        for (i, id) in ids.iter().enumerate() {
+            csv += &format!("{id},{id},home,100.64.{}.{}\n", i / 250, i % 250 + 1);
+        }
+        let table = Table::parse(csv.as_bytes(), "t.csv".as_ref()).unwrap();
+        let slots = Slots::from_assignments(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), u32::try_from(i).unwrap())),
+        );
+        books
+            .install_at(&table, &slots, &[], u64::try_from(T0).unwrap())
+            .unwrap();
+        // The independent running totals: kernel-style cumulative counters per slot, and what
+        // each subscriber used per hour (by its interval's start), both directions checked.
+        let mut cumulative = vec![SubscriberCounters::default(); n];
+        let mut per_hour: BTreeMap<(usize, i64), (u64, u64)> = BTreeMap::new();
+        let mut sizes = BTreeMap::new();
+        let mut last = T0;
+        let end = T0 + i64::try_from(days).unwrap() * DAY;
+        let mut checked = 0u64;
+        while last + step <= end {
+            let now = last + step;
+            let k = u64::try_from((now - T0) / step).unwrap();
+            for (slot, c) in cumulative.iter_mut().enumerate() {
+                let s = u64::try_from(slot).unwrap();
+                // Varying activity: idle one day in (s % 7 + 2), busier for higher slots.
+                let day = k * u64::try_from(step).unwrap() / 86_400;
+                if day % (s % 7 + 2) == 0 {
+                    continue;
+                }
+                let down = (k % 97 + 1) * (s + 1) * 1_000_003;
+                let up_grid = (k % 13) * (s % 5) * 7_919;
+                c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes += down;
+                c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].packets += down / 1_000;
+                c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)].bytes += up_grid;
+                let e = per_hour.entry((slot, bucket(last, HOUR))).or_default();
+                e.0 += down;
+                e.1 += up_grid;
+            }
+            clock.set(now);
+            books
+                .interval(|slot| cumulative[slot], u64::try_from(now).unwrap())
+                .unwrap();
+            last = now;
+            if bucket(now, DAY) != bucket(now - step, DAY) {
+                loop {
+                    if books.roll_up(&keep).unwrap().done {
+                        break;
+                    }
+                }
+                let day = (now - T0) / DAY;
+                sizes.insert(day, books.store().file_bytes().unwrap());
+                if day % 25 == 0 || last + step > end {
+                    checked += check_sums(books.store(), &ids, &per_hour, now, &keep);
+                }
+            }
+        }
+        assert!(checked > 0);
+        let store = books.store();
+        assert_eq!(store.rollup_lag(last, &keep).unwrap(), 0);
+        if days >= 300 {
+            // Every tier is full from day 232: the file stays within 5 % of its day-250 size.
+            let at = |d: i64| sizes[&d];
+            let (full, late) = (at(250), at(i64::try_from(days).unwrap() - 1));
+            assert!(
+                late <= full + full / 20,
+                "store grew from {full} B on day 250 to {late} B"
+            );
+            let counts: Vec<u64> = Tier::ALL
+                .iter()
+                .map(|t| store.tier_rows(*t).unwrap())
+                .collect();
+            assert!(counts.iter().all(|c| *c > 0), "{counts:?}");
+        }
+    }
+
+    /// Checks whole days, whole hours and whole-interval ranges the books still hold against
+    /// the running totals; returns how many ranges it compared.
+    fn check_sums(
+        store: &Store,
+        ids: &[String],
+        per_hour: &BTreeMap<(usize, i64), (u64, u64)>,
+        now: i64,
+        keep: &Retention,
+    ) -> u64 {
+        let expect = |slot: usize, from: i64, to: i64| {
+            per_hour
+                .range((slot, from)..(slot, to))
+                .fold((0u64, 0u64), |a, (_, v)| (a.0 + v.0, a.1 + v.1))
+        };
+        let oldest = bucket(now - keep.daily_secs, DAY) + DAY;
+        let mut n = 0;
+        for slot in (0..ids.len()).step_by(7) {
+            // Every day still held (daily, hourly or interval tier), and the whole span.
+            let mut day = oldest.max(T0);
+            while day + DAY <= bucket(now, DAY) {
+                let got = store.usage_finest(&ids[slot], day, day + DAY).unwrap();
+                assert_eq!((got.from, got.to), (day, day + DAY));
+                assert_eq!(
+                    figures(&got.counters),
+                    expect(slot, day, day + DAY),
+                    "day {day}"
+                );
+                day += DAY;
+                n += 1;
+            }
+            let all = store
+                .usage_finest(&ids[slot], oldest.max(T0), bucket(now, DAY))
+                .unwrap();
+            assert_eq!(
+                figures(&all.counters),
+                expect(slot, oldest.max(T0), bucket(now, DAY))
+            );
+            // Hours in the hourly tier and the interval tier: answered at hourly resolution.
+            let mut hour = bucket(now - keep.hourly_secs, DAY) + DAY;
+            while hour + HOUR <= bucket(now, HOUR) {
+                let got = store.usage_finest(&ids[slot], hour, hour + HOUR).unwrap();
+                assert_eq!(figures(&got.counters), expect(slot, hour, hour + HOUR));
+                assert_ne!(got.tier, Tier::Daily);
+                hour += 7 * HOUR;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Commits `hours` of 10-minute intervals for alice from `T0`.
+    fn books_with(hours: i64) -> (tempfile::TempDir, Books, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let (mut books, _) =
+            Books::open(Store::open(dir.path()).unwrap(), 1, false, clock.clone()).unwrap();
+        let table = Table::parse(
+            b"id,name,plan,prefixes\nalice,A,home,100.64.0.1\nbob,B,home,100.64.0.2\n",
+            "t.csv".as_ref(),
+        )
+        .unwrap();
+        let slots = Slots::from_assignments([("alice".to_owned(), 0), ("bob".to_owned(), 1)]);
+        books
+            .install_at(&table, &slots, &[], u64::try_from(T0).unwrap())
+            .unwrap();
+        let mut total = 0u64;
+        for k in 1..=hours * 6 {
+            let now = T0 + k * 600;
+            total += u64::try_from(k).unwrap() * 1_000;
+            let mut c = SubscriberCounters::default();
+            c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = total;
+            clock.set(now);
+            books.interval(|_| c, u64::try_from(now).unwrap()).unwrap();
+        }
+        (dir, books, total)
+    }
+
+    /// A roll-up stopped by an error after its second batch (as a crash between two
+    /// transactions would leave it) loses nothing and counts nothing twice; the next roll-up
+    /// finishes the job with the same totals.
+    #[test]
+    fn a_roll_up_interrupted_between_batches_loses_and_doubles_nothing() {
+        let (dir, mut books, total) = books_with(24 * 5);
+        let keep = Retention {
+            interval_secs: HOUR,
+            hourly_secs: DAY + HOUR,
+            daily_secs: 30 * DAY,
+            rollup_batch_rows: 100_000,
+        };
+        let mut store = Store::open(dir.path()).unwrap();
+        let now = T0 + 5 * DAY;
+        let sum = |s: &Store| figures(&s.usage_finest("alice", T0, now).unwrap().counters).0;
+        assert_eq!(sum(&store), total);
+        let mut batches = 0;
+        let err = store
+            .roll_up_inner(now, &keep, &mut |_| {
+                batches += 1;
+                if batches == 2 {
+                    return Err(StoreError::Corrupt {
+                        path: "injected".into(),
+                        detail: "crash".into(),
+                    });
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("crash"));
+        // A fresh connection: what is on disk, as after a restart.
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(sum(&reopened), total);
+        assert!(reopened.tier_rows(Tier::Hourly).unwrap() > 0);
+        assert!(reopened.tier_rows(Tier::Interval).unwrap() > 0);
+        let mut fresh = reopened;
+        while !fresh.roll_up(now, &keep).unwrap().done {}
+        assert_eq!(sum(&fresh), total);
+        assert_eq!(fresh.rollup_lag(now, &keep).unwrap(), 0);
+        // Days before the hourly retention are daily rows now; the last hour is intervals.
+        assert!(fresh.tier_rows(Tier::Daily).unwrap() > 0);
+        let _ = books.roll_up(&keep);
+    }
+
+    /// A range starting inside a rolled-up hour is answered over the whole hours it overlaps,
+    /// and says so; a range inside the interval tier is exact.
+    #[test]
+    fn a_range_inside_a_rolled_up_hour_widens_to_whole_hours() {
+        let (dir, books, _) = books_with(6);
+        drop(books);
+        let mut store = Store::open(dir.path()).unwrap();
+        let keep = Retention {
+            interval_secs: 2 * HOUR,
+            hourly_secs: 2 * DAY,
+            daily_secs: 30 * DAY,
+            rollup_batch_rows: 1_000,
+        };
+        let now = T0 + 6 * HOUR;
+        let before = store.usage_finest("alice", T0 + 600, T0 + 1_800).unwrap();
+        assert_eq!(before.tier, Tier::Interval);
+        // Intervals starting at 600 and 1200: (2 + 3) * 1000 bytes.
+        assert_eq!(figures(&before.counters).0, 5_000);
+        while !store.roll_up(now, &keep).unwrap().done {}
+        let after = store.usage_finest("alice", T0 + 600, T0 + 1_800).unwrap();
+        assert_eq!(after.tier, Tier::Hourly);
+        assert_eq!((after.from, after.to), (T0, T0 + HOUR));
+        assert_eq!(figures(&after.counters).0, (1..=6).sum::<u64>() * 1_000);
+        let recent = store.usage_finest("alice", T0 + 5 * HOUR, now).unwrap();
+        assert_eq!(recent.tier, Tier::Interval);
+        assert_eq!(recent.rows, 6);
+    }
+
+    /// The store written by the previous release opens in place with tiers and incremental
+    /// vacuum, and gives the same totals and statement figures before and after a roll-up of
+    /// all of it into hourly and daily rows.
+    #[test]
+    fn the_previous_release_store_migrates_and_rolls_up_with_the_same_totals() {
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-2026-11");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixture.join(super::super::FILE),
+            dir.path().join(super::super::FILE),
+        )
+        .unwrap();
+        let (from, to) = crate::ledger::statement::month("2026-11").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mode: i64 = store
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2);
+        let month = |s: &Store| s.usage_finest("alice", from, to).unwrap();
+        let c = month(&store).counters;
+        let get = |c: &SubscriberCounters, d, k| c.pairs[pair_index(d, k)].bytes;
+        let expected = [259_200_000_000, 64_800_000_000, 36_000_000_000];
+        let actual = |c: &SubscriberCounters| {
+            [
+                get(c, DIR_DOWNLOAD, CLASS_INTERNET),
+                get(c, DIR_UPLOAD, CLASS_INTERNET),
+                get(c, DIR_DOWNLOAD, CLASS_GRID),
+            ]
+        };
+        assert_eq!(actual(&c), expected);
+        assert_eq!(store.tier_rows(Tier::Interval).unwrap(), 720);
+        let figures_before = format!("{:?}", store.statement_figures("alice", from, to).unwrap());
+        let grid_before = store.metered_grid_bytes("alice", from, to).unwrap();
+        // Opening again is a no-op (idempotent migration).
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        let keep = Retention::default();
+        let later = to + 100 * DAY;
+        while !store.roll_up(later, &keep).unwrap().done {}
+        assert_eq!(store.tier_rows(Tier::Interval).unwrap(), 0);
+        assert_eq!(store.tier_rows(Tier::Hourly).unwrap(), 0);
+        assert_eq!(store.tier_rows(Tier::Daily).unwrap(), 30);
+        let after = month(&store);
+        assert_eq!(after.tier, Tier::Daily);
+        assert_eq!(actual(&after.counters), expected);
+        assert_eq!(
+            format!("{:?}", store.statement_figures("alice", from, to).unwrap()),
+            figures_before
+        );
+        assert_eq!(
+            store.metered_grid_bytes("alice", from, to).unwrap(),
+            grid_before
+        );
+    }
+}
