@@ -325,6 +325,146 @@ pub fn verify_balances(
     Ok(ids.len())
 }
 
+/// One stored entry as the store streams it past (borrowed, so a month of entries is checked
+/// without holding it in memory).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub subscriber: &'a str,
+    /// The kind as stored (and hashed).
+    pub kind: &'a str,
+    pub amount: i64,
+    pub reference: &'a str,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+/// Why a streamed ledger does not verify: the chain itself, or against the checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Broken(#[from] Broken),
+    #[error(transparent)]
+    Kind(#[from] UnknownKind),
+    #[error(transparent)]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
+}
+
+/// Checks the chain entry by entry as the store streams it ([`Verifier::push`]), against the
+/// checkpoints' signed heads as it goes, summing each subscriber's entries for
+/// [`verify_balances`]. The same rules as [`verify`], about twice as fast and in constant
+/// memory per subscriber: no hex decoding, no allocation per entry.
+pub struct Verifier<'h> {
+    prev: [u8; 64],
+    seq: i64,
+    sums: std::collections::HashMap<String, i128>,
+    heads: &'h super::checkpoint::Heads,
+    digits: itoa::Buffer,
+}
+
+impl<'h> Verifier<'h> {
+    /// A verifier from the genesis hash, checking against `heads`.
+    pub fn new(heads: &'h super::checkpoint::Heads) -> Verifier<'h> {
+        let mut prev = [0u8; 64];
+        prev.copy_from_slice(GENESIS.as_bytes());
+        Verifier {
+            prev,
+            seq: 0,
+            sums: std::collections::HashMap::new(),
+            heads,
+            digits: itoa::Buffer::new(),
+        }
+    }
+
+    /// Checks the next entry.
+    pub fn push(&mut self, e: EntryRef<'_>) -> Result<(), StreamError> {
+        let broken = |why: &str| Broken {
+            seq: e.seq,
+            why: why.to_owned(),
+        };
+        let expected = self.seq.saturating_add(1);
+        if e.seq != expected {
+            return Err(broken(&format!("expected sequence number {expected}")).into());
+        }
+        if e.prev.as_bytes() != self.prev {
+            return Err(broken("its link to the previous entry does not match").into());
+        }
+        // The kind must be one quid knows (its text is what was hashed).
+        let kind: EntryKind = e.kind.parse()?;
+        let mut h = Sha256::new();
+        h.update(self.prev);
+        h.update(b"\n");
+        h.update(self.digits.format(e.seq).as_bytes());
+        h.update(b"\n");
+        h.update(self.digits.format(e.at).as_bytes());
+        h.update(b"\n");
+        h.update(e.subscriber.as_bytes());
+        h.update(b"\n");
+        h.update(kind.as_str().as_bytes());
+        h.update(b"\n");
+        h.update(self.digits.format(e.amount).as_bytes());
+        h.update(b"\n");
+        h.update(e.reference.as_bytes());
+        h.update(b"\n");
+        let mut hash = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(h.finalize(), &mut hash);
+        if e.hash.as_bytes() != hash {
+            return Err(broken("its contents do not match its hash").into());
+        }
+        if self.heads.names(e.seq).is_some() {
+            self.heads.check(e.seq, e.hash)?;
+        }
+        self.prev = hash;
+        self.seq = e.seq;
+        match self.sums.get_mut(e.subscriber) {
+            Some(sum) => *sum += i128::from(e.amount),
+            None => {
+                self.sums
+                    .insert(e.subscriber.to_owned(), i128::from(e.amount));
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last entry: checks no checkpoint names an entry beyond it (a truncated
+    /// ledger); returns how many entries were checked and each subscriber's sum.
+    pub fn finish(self) -> Result<(i64, std::collections::HashMap<String, i128>), StreamError> {
+        self.heads.check_end(self.seq)?;
+        Ok((self.seq, self.sums))
+    }
+}
+
+/// [`verify_balances`] for the sums a [`Verifier`] kept.
+pub fn verify_sums(
+    sums: &std::collections::HashMap<String, i128>,
+    stored: &BTreeMap<String, Option<i64>>,
+) -> Result<usize, BalanceMismatch> {
+    let ids: std::collections::BTreeSet<&String> = sums.keys().chain(stored.keys()).collect();
+    for id in &ids {
+        let sum = sums.get(*id).copied().unwrap_or(0);
+        let row = stored.get(*id);
+        let agrees = match row {
+            Some(Some(b)) => i128::from(*b) == sum,
+            None => !sums.contains_key(*id),
+            Some(None) => false,
+        };
+        if !agrees {
+            return Err(BalanceMismatch {
+                subscriber: (*id).clone(),
+                stored: match row {
+                    Some(Some(b)) => format!("{} credits", credits(*b)),
+                    Some(None) => "not an exact integer".into(),
+                    None => "missing".into(),
+                },
+                entries: credits_wide(sum),
+            });
+        }
+    }
+    Ok(ids.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +546,55 @@ mod tests {
             );
             assert!(err.to_string().contains(&format!("`{who}`")), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn the_streaming_verifier_agrees_with_verify_and_names_the_same_entry() {
+        let mut prev = GENESIS.to_owned();
+        let mut entries = Vec::new();
+        for seq in 1..=5 {
+            let h = hash(&prev, seq, 7, "a", EntryKind::Adjustment, -seq, "t");
+            entries.push(Entry {
+                seq,
+                at: 7,
+                subscriber: "a".into(),
+                kind: EntryKind::Adjustment,
+                amount: -seq,
+                reference: "t".into(),
+                prev: prev.clone(),
+                hash: h.clone(),
+            });
+            prev = h;
+        }
+        let run = |entries: &[Entry]| {
+            let heads = super::super::checkpoint::Heads::default();
+            let mut v = Verifier::new(&heads);
+            for e in entries {
+                v.push(EntryRef {
+                    seq: e.seq,
+                    at: e.at,
+                    subscriber: &e.subscriber,
+                    kind: e.kind.as_str(),
+                    amount: e.amount,
+                    reference: &e.reference,
+                    prev: &e.prev,
+                    hash: &e.hash,
+                })?;
+            }
+            v.finish()
+        };
+        let (n, sums) = run(&entries).unwrap();
+        assert_eq!((n, sums.get("a").copied()), (5, Some(-15)));
+        assert_eq!(verify(&entries), Ok(5));
+        entries[2].amount = 3;
+        let StreamError::Broken(b) = run(&entries).unwrap_err() else {
+            panic!("not a broken chain")
+        };
+        assert_eq!(b, verify(&entries).unwrap_err());
     }
 }

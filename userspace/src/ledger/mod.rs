@@ -2,6 +2,7 @@
 //! traffic and contributions, and signed monthly statements.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod statement;
 pub mod statement_issue;
 pub mod tariff;

@@ -63,6 +63,14 @@ pub struct SettlementConfig {
     /// for the month just ended into `STATE_DIR/statements/YYYY-MM/`.
     #[serde(default)]
     pub operator_key: Option<std::path::PathBuf>,
+    /// With an operator key, the daemon signs a checkpoint of the ledger's head this often
+    /// (seconds) when it moved, and at every statement issue (`quid ledger checkpoints`).
+    #[serde(default = "default_checkpoint_seconds")]
+    pub checkpoint_seconds: u64,
+}
+
+fn default_checkpoint_seconds() -> u64 {
+    3600
 }
 
 impl Default for SettlementConfig {
@@ -72,6 +80,7 @@ impl Default for SettlementConfig {
             tolerance_bytes: default_bytes(),
             disputed: DisputedPolicy::default(),
             operator_key: None,
+            checkpoint_seconds: default_checkpoint_seconds(),
         }
     }
 }

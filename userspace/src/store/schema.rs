@@ -207,6 +207,8 @@ pub(super) fn bring_up_to_date(
         conn.execute_batch("ALTER TABLE reports ADD COLUMN allocated_grid_bytes INTEGER;")?;
     }
     conn.execute_batch(SCHEMA).map_err(SchemaError::Corrupt)?;
+    // The signed checkpoints of the ledger (an older store's chain is sealed, not rewritten).
+    super::checkpoints::migrate(conn)?;
     // A store from before balances were kept (entries, no balance rows; every entry makes a
     // row since): fill them from its ledger, once.
     let unbalanced: bool = conn.query_row(
