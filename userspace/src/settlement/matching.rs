@@ -303,6 +303,7 @@ mod tests {
             tolerance_bytes: 1000,
             disputed: DisputedPolicy::None,
             operator_key: None,
+            ..SettlementConfig::default()
         };
         let alone = |reported, measured| c(measured, 0, reported, reported);
         assert_eq!(
