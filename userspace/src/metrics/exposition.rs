@@ -53,6 +53,13 @@ pub const FAMILIES: [&str; 29] = [
     "quid_balances_unreadable",
 ];
 
+/// Families of the anchored ledger: its head and the newest signed checkpoint.
+pub const LEDGER_FAMILIES: [&str; 3] = [
+    "quid_ledger_head_seq",
+    "quid_ledger_checkpoint_seq",
+    "quid_ledger_checkpoint_timestamp_seconds",
+];
+
 /// Families emitted for the HTTP listeners (metrics, reports, operator API).
 pub const HTTP_FAMILIES: [&str; 3] = [
     "quid_http_connections_open",
@@ -497,6 +504,10 @@ mod tests {
             commit_failures: 3,
             http: vec![("metrics", http)],
             operator: Some(operator),
+            anchor: crate::metrics::status::LedgerAnchor {
+                head_seq: 751,
+                checkpoint: Some((700, 1_796_000_000)),
+            },
         }
     }
 
@@ -523,6 +534,9 @@ mod tests {
             "quid_http_connections_total{listener=\"metrics\",outcome=\"accepted\"} 40",
             "quid_operator_requests_total{action=\"reload\",outcome=\"ok\"} 5",
             "quid_table_reloads_total{result=\"ok\"} 4",
+            "quid_ledger_head_seq 751",
+            "quid_ledger_checkpoint_seq 700",
+            "quid_ledger_checkpoint_timestamp_seconds 1796000000",
         ] {
             assert!(first.contains(series), "no {series} in\n{first}");
         }
