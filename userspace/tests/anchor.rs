@@ -3,6 +3,10 @@
 //! exported checkpoints), and `quid statement verify --against` tells an honest pair of
 //! statements from one whose history was rewritten in between. No root needed.
 
+// Integration-test crates are test code throughout: `cfg(test)` lets clippy.toml's
+// allow-unwrap/expect-in-tests apply to their helpers too.
+#![cfg(test)]
+
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -120,7 +124,10 @@ fn ledger_verify_finds_an_edit_a_truncated_tail_and_a_consistent_rewrite() {
     assert!(ok, "{out}");
     assert!(out.contains("no checkpoints"), "{out}");
     let (ok, out) = quid(&["ledger", "checkpoint", "--config", cfg.to_str().unwrap()]);
-    assert!(ok && out.contains("checkpoint 1 signed: ledger entry 10"), "{out}");
+    assert!(
+        ok && out.contains("checkpoint 1 signed: ledger entry 10"),
+        "{out}"
+    );
     let exported = base.path().join("checkpoints.jsonl");
     let (ok, out) = quid(&[
         "ledger",
@@ -144,7 +151,10 @@ fn ledger_verify_finds_an_edit_a_truncated_tail_and_a_consistent_rewrite() {
         .execute("UPDATE ledger SET amount = 9 WHERE seq = 3", [])
         .unwrap();
     let (ok, out) = verify(&edited.path().join("quid.toml"), &[]);
-    assert!(!ok && out.contains("ledger entry 3: its contents do not match its hash"), "{out}");
+    assert!(
+        !ok && out.contains("ledger entry 3: its contents do not match its hash"),
+        "{out}"
+    );
 
     // The newest entries deleted (balances made to agree): the chain alone is intact, the
     // checkpoint is not.
@@ -188,7 +198,10 @@ fn ledger_verify_finds_an_edit_a_truncated_tail_and_a_consistent_rewrite() {
     // Checkpoints signed by another key are not the operator's.
     let (ok, out) = verify(
         &cfg,
-        &["--operator-key", &hex::encode(SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes())],
+        &[
+            "--operator-key",
+            &hex::encode(SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes()),
+        ],
     );
     assert!(!ok && out.contains("not by the operator key"), "{out}");
 }
@@ -252,10 +265,7 @@ fn statement_verify_against_accepts_an_honest_pair_and_rejects_a_rewritten_histo
     // October's history rewritten with recomputed hashes, then November issued again from it:
     // each statement verifies alone, the pair does not.
     db(base.path())
-        .execute(
-            "UPDATE ledger SET amount = 20000 WHERE seq = 1",
-            [],
-        )
+        .execute("UPDATE ledger SET amount = 20000 WHERE seq = 1", [])
         .unwrap();
     rewrite_consistently(&db(base.path()));
     std::fs::remove_dir_all(statements.join("2026-11")).unwrap();

@@ -111,8 +111,8 @@ pub fn verify(
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let exported = checkpoint::parse_lines(&text)
-                .with_context(|| file.display().to_string())?;
+            let exported =
+                checkpoint::parse_lines(&text).with_context(|| file.display().to_string())?;
             checkpoint::verify_chain(&exported, key.as_ref())
                 .with_context(|| file.display().to_string())?;
             all.extend(exported.iter().cloned());
@@ -134,7 +134,11 @@ pub fn verify(
             stored.len(),
             exported.map_or(String::new(), |e| format!(" and {e} exported")),
             last.operator_key,
-            if key.is_some() { " (the operator key)" } else { " (NOT checked against the operator key: give --operator-key)" },
+            if key.is_some() {
+                " (the operator key)"
+            } else {
+                " (NOT checked against the operator key: give --operator-key)"
+            },
             last.checkpoint.ledger_seq,
             rfc3339(last.checkpoint.at),
         ),

@@ -68,9 +68,15 @@ pub fn issue(config: &Config, subscriber: &str, period: &str, key: &Path) -> any
 /// `quid statement verify NEWER --against OLDER --operator-key KEY`: both statements verified
 /// against the operator key, then that the ledger NEWER was computed from extends, unchanged,
 /// the one OLDER was computed from.
-pub fn verify_against(newer: &Path, older: &Path, operator_key: Option<&str>) -> anyhow::Result<()> {
+pub fn verify_against(
+    newer: &Path,
+    older: &Path,
+    operator_key: Option<&str>,
+) -> anyhow::Result<()> {
     let Some(key) = operator_key else {
-        bail!("--against needs --operator-key: only the ISP's key makes the comparison mean anything");
+        bail!(
+            "--against needs --operator-key: only the ISP's key makes the comparison mean anything"
+        );
     };
     let key = operator_public_key(key)?;
     let read = |file: &Path| -> anyhow::Result<statement::Verified> {

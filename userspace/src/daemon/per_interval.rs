@@ -102,7 +102,11 @@ impl State<'_> {
         };
         let every = crate::store::secs(self.config.settlement.checkpoint_seconds);
         let store = self.books.store();
-        let due = match (self.clock.now_i64(), store.last_checkpoint(), store.ledger_head()) {
+        let due = match (
+            self.clock.now_i64(),
+            store.last_checkpoint(),
+            store.ledger_head(),
+        ) {
             (Ok(now), Ok(last), Ok((head, _))) => match last {
                 None => Some(now),
                 Some(c) => (c.checkpoint.ledger_seq != head

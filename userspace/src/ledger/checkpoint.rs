@@ -341,7 +341,11 @@ mod tests {
         assert_eq!(heads.check(4, "anything"), Ok(()));
         assert!(matches!(
             heads.check(5, "bc"),
-            Err(CheckpointError::Rewritten { number: 2, seq: 5, .. })
+            Err(CheckpointError::Rewritten {
+                number: 2,
+                seq: 5,
+                ..
+            })
         ));
         assert_eq!(heads.check_end(5), Ok(()));
         assert!(matches!(

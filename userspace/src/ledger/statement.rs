@@ -484,4 +484,21 @@ mod tests {
         let empty = Statement::from_figures("bob", "2026-11", (from, to), Figures::default());
         assert_eq!(empty.unwrap().closing_balance, 0);
     }
+
+    #[test]
+    fn a_version_1_statement_signed_before_anchors_still_verifies() {
+        // As the previous release wrote it: no `ledger_seq`, no `anchors` in the signed bytes.
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let v1 = r#"{"version":1,"subscriber":"alice","period":"2026-11","from":1793491200,"to":1796083200,"bytes":{"download_internet":0,"download_grid":0,"upload_internet":0,"upload_grid":0},"contributions":{"cpu_core_seconds":0,"storage_byte_seconds":0,"energy_joules":0,"reports_matched":0,"reports_disputed":0},"opening_balance":0,"credits":5,"debits":0,"closing_balance":5,"entries":1,"ledger_hash":"ab"}"#;
+        let signed = format!(
+            r#"{{"statement":{v1},"operator_key":"{}","signature":"{}"}}"#,
+            hex::encode(key.verifying_key().to_bytes()),
+            hex::encode(key.sign(v1.as_bytes()).to_bytes())
+        );
+        let v = verify(&signed, Some(&key.verifying_key())).unwrap();
+        assert_eq!(
+            (v.statement.ledger_seq, v.statement.anchors.len()),
+            (None, 0)
+        );
+    }
 }

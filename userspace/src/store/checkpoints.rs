@@ -110,7 +110,9 @@ impl Store {
     pub fn checkpoints(&self) -> Result<Vec<Signed>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM checkpoints ORDER BY number"))
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM checkpoints ORDER BY number"
+            ))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], checkpoint_row)
@@ -347,7 +349,10 @@ mod tests {
         );
         assert_eq!(month.checkpoint.prev, now.checkpoint.id());
         // Issuing again signs nothing new.
-        assert_eq!(s.write_checkpoint(&key, 42, Some(("m", 20))).unwrap(), month);
+        assert_eq!(
+            s.write_checkpoint(&key, 42, Some(("m", 20))).unwrap(),
+            month
+        );
         assert_eq!(s.checkpoints().unwrap(), vec![now, month.clone()]);
         assert_eq!(s.last_checkpoint().unwrap(), Some(month));
         let anchors = s.anchors_before("n").unwrap();
