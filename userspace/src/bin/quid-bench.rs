@@ -796,7 +796,7 @@ fn ledger_bench(
     scratch: &std::path::Path,
 ) -> anyhow::Result<()> {
     use quid::{
-        ledger::{chain, checkpoint, chain::NewEntry},
+        ledger::{chain, chain::NewEntry, checkpoint},
         store::Store,
     };
     let dir = scratch.join(format!("quid-ledger-bench-{}", std::process::id()));
