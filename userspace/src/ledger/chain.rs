@@ -612,7 +612,7 @@ mod stream_tests {
 
     #[test]
     fn verify_sums_names_the_same_subscriber_as_verify_balances() {
-        let entries = vec![("a", 200i128), ("b", 1_000)];
+        let entries = [("a", 200i128), ("b", 1_000)];
         let sums: std::collections::HashMap<String, i128> =
             entries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
         let good = BTreeMap::from([("a".to_owned(), Some(200)), ("b".to_owned(), Some(1_000))]);
