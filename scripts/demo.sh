@@ -200,7 +200,7 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 echo
-echo "== alice's ledger (quid ledger show alice): usage debits every interval, the matched report's credit"
+echo "== alice's ledger (quid ledger show alice): the matched report's credit (usage is debited once a day; until then it shows as pending)"
 "$QUID" ledger show alice --config "$WORK/quid.toml" | sed 's/^/   /'
 echo "== balances (quid balance), and the hash chain (quid ledger verify)"
 "$QUID" balance --config "$WORK/quid.toml" | sed 's/^/   /'

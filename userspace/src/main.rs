@@ -114,6 +114,10 @@ enum StatementAction {
         /// without knowing whose key that is (anyone can make such a statement).
         #[arg(long, conflicts_with = "operator_key")]
         unauthenticated: bool,
+        /// An older statement of the same subscriber: also check that the ledger this one was
+        /// computed from extends, unchanged, the one the older one was computed from.
+        #[arg(long, requires = "operator_key")]
+        against: Option<PathBuf>,
     },
 }
 
@@ -136,10 +140,33 @@ enum LedgerAction {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
     },
-    /// Recompute the hash chain: fails, naming the entry, if anything was edited.
+    /// Recompute the hash chain and check it against the signed checkpoints: fails, naming
+    /// the entry, if anything was edited, deleted from the end, or rewritten.
     Verify {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Check against checkpoints exported earlier (`quid ledger checkpoints --export`),
+        /// kept off the router, as well as the stored ones.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The operator public key the checkpoints must be signed with: 64 hex digits or a
+        /// file holding them (default: the key of `[settlement] operator_key`).
+        #[arg(long)]
+        operator_key: Option<String>,
+    },
+    /// Sign a checkpoint of the ledger's head now with `[settlement] operator_key` (the daemon
+    /// writes them on its own; this seals a store before the daemon next starts).
+    Checkpoint {
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+    },
+    /// Print the signed checkpoints as JSON lines, or write them to FILE to keep off the
+    /// router (for `quid ledger verify --checkpoints FILE`).
+    Checkpoints {
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        export: Option<PathBuf>,
     },
 }
 
@@ -235,17 +262,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => cli::ledger::adjust(&Config::load(&config)?, subscriber, amount, reason),
         Command::Ledger {
-            action: LedgerAction::Verify { config },
-        } => cli::ledger::verify(&Config::load(&config)?),
+            action:
+                LedgerAction::Verify {
+                    config,
+                    checkpoints,
+                    operator_key,
+                },
+        } => cli::ledger::verify(
+            &Config::load(&config)?,
+            checkpoints.as_deref(),
+            operator_key.as_deref(),
+        ),
+        Command::Ledger {
+            action: LedgerAction::Checkpoint { config },
+        } => cli::checkpoints::checkpoint(&Config::load(&config)?),
+        Command::Ledger {
+            action: LedgerAction::Checkpoints { config, export },
+        } => cli::checkpoints::export(&Config::load(&config)?, export.as_deref()),
         Command::Statement {
             action:
                 Some(StatementAction::Verify {
                     file,
                     operator_key,
                     unauthenticated,
+                    against,
                 }),
             ..
-        } => cli::statement::verify(&file, operator_key.as_deref(), unauthenticated),
+        } => match against {
+            Some(older) => cli::statement::verify_against(&file, &older, operator_key.as_deref()),
+            None => cli::statement::verify(&file, operator_key.as_deref(), unauthenticated),
+        },
         Command::Statement {
             action: None,
             subscriber,

@@ -564,6 +564,8 @@ fn statement_verify_needs_the_operator_key_to_vouch_for_the_signer() {
         closing_balance: 999_000_000,
         entries: 1,
         ledger_hash: "00".repeat(32),
+        ledger_seq: None,
+        anchors: Vec::new(),
     };
     let forged = quid::ledger::statement::sign(
         statement.clone(),

@@ -129,6 +129,7 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
         for name in metric_names(&expr) {
             let known = quid::metrics::exposition::FAMILIES.contains(&name.as_str())
                 || quid::metrics::exposition::REPORT_FAMILIES.contains(&name.as_str())
+                || quid::metrics::exposition::LEDGER_FAMILIES.contains(&name.as_str())
                 || quid::metrics::exposition::HTTP_FAMILIES.contains(&name.as_str())
                 || rules.contains(&name);
             assert!(
@@ -319,6 +320,7 @@ download_internet_gb = 1000000000
     for family in quid::metrics::exposition::FAMILIES
         .iter()
         .chain(&quid::metrics::exposition::REPORT_FAMILIES)
+        .chain(&quid::metrics::exposition::LEDGER_FAMILIES)
         .chain(&quid::metrics::exposition::HTTP_FAMILIES)
     {
         assert!(

@@ -7,7 +7,14 @@ use std::{path::Path, process::Command};
 use anyhow::{Context as _, bail};
 
 /// The targets in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 5] = ["report_json", "canonical", "config", "subscribers", "nodes"];
+pub const TARGETS: [&str; 6] = [
+    "report_json",
+    "canonical",
+    "config",
+    "subscribers",
+    "nodes",
+    "statement_pair",
+];
 
 /// libFuzzer's last status line: `#RUNS DONE cov: C ft: F corp: N/B ... exec/s: E ...`.
 fn figures(target: &str, secs: u64, log: &str) -> serde_json::Value {

@@ -68,6 +68,22 @@ enum Command {
         #[arg(long, default_value = "bench")]
         out: PathBuf,
     },
+    /// `quid ledger verify` on a ledger of daily settlement debits: seconds per entry, and
+    /// projected to a month at 1,000,000 subscribers (rows merged into books.json).
+    Ledger {
+        /// Directory for books.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        /// Subscribers, each with one debit per day.
+        #[arg(long, default_value_t = 1_000_000)]
+        subscribers: u64,
+        /// Days of debits to write and verify (the month is projected from them).
+        #[arg(long, default_value_t = 3)]
+        days: u64,
+        /// Where to build the store (a directory with room for about 200 bytes per entry).
+        #[arg(long, default_value = "/var/tmp")]
+        scratch: PathBuf,
+    },
     /// Loading, changing and reading a large subscriber table, and writing an interval.
     Registry {
         /// Directory for registry.json.
@@ -118,6 +134,12 @@ fn main() -> anyhow::Result<()> {
         Command::Registry { out, subscribers } => registry_bench(out, subscribers),
         Command::Metrics { out } => metrics_bench(out),
         Command::Reports { out, reports } => reports_bench(out, reports),
+        Command::Ledger {
+            out,
+            subscribers,
+            days,
+            scratch,
+        } => ledger_bench(&out, subscribers, days, &scratch),
     }
 }
 
@@ -733,4 +755,111 @@ fn markdown(r: &Report) -> String {
     }
     md += "\nTargets at 1M spread subscribers: quid / one_hash <= 1.5, trie / quid >= 3.\n";
     md
+}
+
+/// One row of books.json.
+#[derive(Serialize, serde::Deserialize)]
+struct BooksRow {
+    measure: String,
+    subscribers: u64,
+    value: f64,
+    unit: String,
+}
+
+/// Merges `rows` into `out/books.json`, replacing rows of the same measure and subscribers
+/// (other parts of the books benchmark write their rows into the same file).
+fn merge_books(out: &std::path::Path, rows: Vec<BooksRow>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let path = out.join("books.json");
+    let mut all: Vec<BooksRow> = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a list of rows", path.display()))?,
+        Err(_) => Vec::new(),
+    };
+    all.retain(|r| {
+        !rows
+            .iter()
+            .any(|n| n.measure == r.measure && n.subscribers == r.subscribers)
+    });
+    all.extend(rows);
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    Ok(())
+}
+
+/// Writes `days` daily debits for `subscribers` into a fresh store, signs a checkpoint, then
+/// times what `quid ledger verify` does (open with the integrity check, stream the chain
+/// against the checkpoints, check every balance).
+fn ledger_bench(
+    out: &std::path::Path,
+    subscribers: u64,
+    days: u64,
+    scratch: &std::path::Path,
+) -> anyhow::Result<()> {
+    use quid::{
+        ledger::{chain, chain::NewEntry, checkpoint},
+        store::Store,
+    };
+    let dir = scratch.join(format!("quid-ledger-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| -> anyhow::Result<(u64, f64, f64)> {
+        let day0: u64 = 1_796_083_200;
+        {
+            let mut store = Store::open(&dir)?;
+            let ids: Vec<String> = (0..subscribers).map(|i| format!("s{i:07}")).collect();
+            for day in 0..days {
+                let start = day0 + day * 86_400;
+                let at = quid::store::secs(start + 86_400);
+                for chunk in ids.chunks(100_000) {
+                    let batch: Vec<NewEntry> = chunk
+                        .iter()
+                        .map(|id| NewEntry::usage_debit(id, at, -2_916, start, start + 86_400))
+                        .collect();
+                    store.append(&batch)?;
+                }
+            }
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            store.write_checkpoint(&key, quid::store::secs(day0 + days * 86_400), None)?;
+        }
+        let started = Instant::now();
+        let store = Store::open(&dir)?;
+        let opened = started.elapsed().as_secs_f64();
+        let stored = store.checkpoints()?;
+        checkpoint::verify_chain(&stored, None)?;
+        let books = store.verify_ledger(&checkpoint::Heads::of(&stored))??;
+        chain::verify_sums(&books.sums, &books.balances)?;
+        let total = started.elapsed().as_secs_f64();
+        Ok((u64::try_from(books.entries)?, opened, total))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (entries, opened, total) = result?;
+    let per_entry = total / as_f64(entries);
+    // A month of daily settlement: one debit per subscriber per day, 30 days.
+    let month = per_entry * as_f64(subscribers.saturating_mul(30));
+    println!(
+        "ledger verify: {entries} entries in {total:.2} s (open and integrity check {opened:.2} \
+         s): {:.3} µs per entry; a month at {subscribers} subscribers: {month:.0} s",
+        per_entry * 1e6
+    );
+    merge_books(
+        out,
+        vec![
+            BooksRow {
+                measure: "ledger_verify_seconds_per_month".into(),
+                subscribers,
+                value: month,
+                unit: "s".into(),
+            },
+            BooksRow {
+                measure: "ledger_verify_microseconds_per_entry".into(),
+                subscribers,
+                value: per_entry * 1e6,
+                unit: "µs".into(),
+            },
+        ],
+    )
+}
+
+/// A count as f64 for a rate (clamped at u32::MAX, beyond any count measured here).
+fn as_f64(n: u64) -> f64 {
+    u32::try_from(n).map_or_else(|_| f64::from(u32::MAX), f64::from)
 }

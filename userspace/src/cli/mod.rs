@@ -3,6 +3,7 @@
 //! `quid::daemon`.
 
 pub mod check;
+pub mod checkpoints;
 pub mod detach;
 pub mod ledger;
 pub mod node;

@@ -65,8 +65,44 @@ pub fn issue(config: &Config, subscriber: &str, period: &str, key: &Path) -> any
     Ok(())
 }
 
+/// `quid statement verify NEWER --against OLDER --operator-key KEY`: both statements verified
+/// against the operator key, then that the ledger NEWER was computed from extends, unchanged,
+/// the one OLDER was computed from.
+pub fn verify_against(
+    newer: &Path,
+    older: &Path,
+    operator_key: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(key) = operator_key else {
+        bail!(
+            "--against needs --operator-key: only the ISP's key makes the comparison mean anything"
+        );
+    };
+    let key = operator_public_key(key)?;
+    let read = |file: &Path| -> anyhow::Result<statement::Verified> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        statement::verify(&text, Some(&key)).with_context(|| file.display().to_string())
+    };
+    let (n, o) = (read(newer)?, read(older)?);
+    let c = statement::check_against(&n, &o)?;
+    println!(
+        "statements ok: {} {} and {} {} verified with operator key {}; the ledger of {} extends, \
+         unchanged, the ledger {} was computed from (entries 1..={} hash the same in both)",
+        n.statement.subscriber,
+        c.newer_period,
+        o.statement.subscriber,
+        c.older_period,
+        n.signer,
+        c.newer_period,
+        c.older_period,
+        c.older_seq.unwrap_or(0)
+    );
+    Ok(())
+}
+
 /// The operator public key given as 64 hex digits or as a file holding them.
-fn operator_public_key(arg: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+pub(crate) fn operator_public_key(arg: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
     let trimmed = arg.trim();
     if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(statement::parse_key(trimmed)?);

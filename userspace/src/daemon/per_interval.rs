@@ -31,6 +31,7 @@ impl State<'_> {
         self.settle();
         self.issue_statements();
         self.roll_up();
+        self.checkpoint();
         match self.snapshot("running") {
             Ok(snap) => {
                 if let Err(e) = snap.write(&self.config.daemon.state_dir) {
@@ -113,6 +114,45 @@ impl State<'_> {
                 i.dir.display()
             ),
             Err(e) => error!("{e}"),
+        }
+    }
+}
+
+impl State<'_> {
+    /// Signs a checkpoint of the ledger's head when none was signed for
+    /// `[settlement] checkpoint_seconds` and the head moved since, or there is none yet (which
+    /// seals the chain of a store written by an older quid on the first start with a key).
+    fn checkpoint(&mut self) {
+        let Some(key_path) = &self.config.settlement.operator_key else {
+            return;
+        };
+        let every = crate::store::secs(self.config.settlement.checkpoint_seconds);
+        let store = self.books.store();
+        let due = match (
+            self.clock.now_i64(),
+            store.last_checkpoint(),
+            store.ledger_head(),
+        ) {
+            (Ok(now), Ok(last), Ok((head, _))) => match last {
+                None => Some(now),
+                Some(c) => (c.checkpoint.ledger_seq != head
+                    && now.saturating_sub(c.checkpoint.at) >= every)
+                    .then_some(now),
+            },
+            (Err(e), _, _) => return error!("no checkpoint: {e}"),
+            (_, Err(e), _) | (_, _, Err(e)) => {
+                return error!("no checkpoint (will retry next interval): {e}");
+            }
+        };
+        let Some(now) = due else { return };
+        let signed = crate::settlement::node_client::read_key(key_path)
+            .and_then(|key| Ok(store.write_checkpoint(&key, now, None)?));
+        match signed {
+            Ok(s) => info!(
+                "checkpoint {} signed: ledger entry {}",
+                s.checkpoint.number, s.checkpoint.ledger_seq
+            ),
+            Err(e) => error!("no checkpoint (will retry next interval): {e:#}"),
         }
     }
 }

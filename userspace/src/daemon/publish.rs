@@ -49,6 +49,17 @@ impl State<'_> {
             Ok(p) => self.status.pending = p,
             Err(e) => error!("cannot read pending debits for the metrics: {e}"),
         }
+        match (store.ledger_head(), store.last_checkpoint()) {
+            (Ok((head_seq, _)), Ok(last)) => {
+                self.status.anchor = crate::metrics::status::LedgerAnchor {
+                    head_seq,
+                    checkpoint: last.map(|c| (c.checkpoint.ledger_seq, c.checkpoint.at)),
+                };
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                error!("cannot read the ledger head for the metrics: {e}");
+            }
+        }
         match store.contributions() {
             Ok(c) => self.status.contributions = c,
             Err(e) => error!("cannot read contributions for the metrics: {e}"),

@@ -325,6 +325,158 @@ pub fn verify_balances(
     Ok(ids.len())
 }
 
+/// One stored entry as the store streams it past (borrowed, so a month of entries is checked
+/// without holding it in memory).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub subscriber: &'a str,
+    /// The kind as stored (and hashed).
+    pub kind: &'a str,
+    pub amount: i64,
+    pub reference: &'a str,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+/// Why a streamed ledger does not verify: the chain itself, or against the checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Broken(#[from] Broken),
+    #[error(transparent)]
+    Kind(#[from] UnknownKind),
+    #[error(transparent)]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
+}
+
+/// Checks the chain entry by entry as the store streams it ([`Verifier::push`]), against the
+/// checkpoints' signed heads as it goes, summing each subscriber's entries for
+/// [`verify_balances`]. The same rules as [`verify`], about twice as fast and in constant
+/// memory per subscriber: no hex decoding, no allocation per entry.
+pub struct Verifier<'h> {
+    prev: [u8; 64],
+    seq: i64,
+    sums: std::collections::HashMap<String, i128>,
+    heads: &'h super::checkpoint::Heads,
+    digits: itoa::Buffer,
+}
+
+impl<'h> Verifier<'h> {
+    /// A verifier from the genesis hash, checking against `heads`.
+    pub fn new(heads: &'h super::checkpoint::Heads) -> Verifier<'h> {
+        let mut prev = [0u8; 64];
+        prev.copy_from_slice(GENESIS.as_bytes());
+        Verifier {
+            prev,
+            seq: 0,
+            sums: std::collections::HashMap::new(),
+            heads,
+            digits: itoa::Buffer::new(),
+        }
+    }
+
+    /// Checks the next entry.
+    pub fn push(&mut self, e: EntryRef<'_>) -> Result<(), StreamError> {
+        let broken = |why: &str| Broken {
+            seq: e.seq,
+            why: why.to_owned(),
+        };
+        let expected = self.seq.saturating_add(1);
+        if e.seq != expected {
+            return Err(broken(&format!("expected sequence number {expected}")).into());
+        }
+        if e.prev.as_bytes() != self.prev {
+            return Err(broken("its link to the previous entry does not match").into());
+        }
+        // The kind must be one quid knows (its text is what was hashed).
+        let kind: EntryKind = e.kind.parse()?;
+        let mut h = Sha256::new();
+        h.update(self.prev);
+        h.update(b"\n");
+        h.update(self.digits.format(e.seq).as_bytes());
+        h.update(b"\n");
+        h.update(self.digits.format(e.at).as_bytes());
+        h.update(b"\n");
+        h.update(e.subscriber.as_bytes());
+        h.update(b"\n");
+        h.update(kind.as_str().as_bytes());
+        h.update(b"\n");
+        h.update(self.digits.format(e.amount).as_bytes());
+        h.update(b"\n");
+        h.update(e.reference.as_bytes());
+        h.update(b"\n");
+        let mut hash = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(h.finalize(), &mut hash);
+        if e.hash.as_bytes() != hash {
+            return Err(broken("its contents do not match its hash").into());
+        }
+        if self.heads.names(e.seq).is_some() {
+            self.heads.check(e.seq, e.hash)?;
+        }
+        self.prev = hash;
+        self.seq = e.seq;
+        match self.sums.get_mut(e.subscriber) {
+            Some(sum) => *sum += i128::from(e.amount),
+            None => {
+                self.sums
+                    .insert(e.subscriber.to_owned(), i128::from(e.amount));
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last entry: checks no checkpoint names an entry beyond it (a truncated
+    /// ledger); returns how many entries were checked and each subscriber's sum.
+    pub fn finish(self) -> Result<(i64, std::collections::HashMap<String, i128>), StreamError> {
+        self.heads.check_end(self.seq)?;
+        Ok((self.seq, self.sums))
+    }
+}
+
+/// [`verify_balances`] for the sums a [`Verifier`] kept: one lookup per stored row, then one
+/// per subscriber with entries (no merged set of every id, which costs more than the rest at
+/// a million subscribers). The first mismatch by id is named, as [`verify_balances`] does.
+pub fn verify_sums(
+    sums: &std::collections::HashMap<String, i128>,
+    stored: &BTreeMap<String, Option<i64>>,
+) -> Result<usize, BalanceMismatch> {
+    let mut first: Option<(&str, Option<&Option<i64>>, i128)> = None;
+    for (id, row) in stored {
+        let sum = sums.get(id).copied().unwrap_or(0);
+        let agrees = match row {
+            Some(b) => i128::from(*b) == sum,
+            None => false,
+        };
+        if !agrees && first.is_none_or(|f| id.as_str() < f.0) {
+            first = Some((id, Some(row), sum));
+        }
+    }
+    let mut missing = 0usize;
+    for (id, sum) in sums {
+        if !stored.contains_key(id) {
+            missing += 1;
+            if first.is_none_or(|f| id.as_str() < f.0) {
+                first = Some((id, None, *sum));
+            }
+        }
+    }
+    match first {
+        None => Ok(stored.len() + missing),
+        Some((id, row, sum)) => Err(BalanceMismatch {
+            subscriber: id.to_owned(),
+            stored: match row {
+                Some(Some(b)) => format!("{} credits", credits(*b)),
+                Some(None) => "not an exact integer".into(),
+                None => "missing".into(),
+            },
+            entries: credits_wide(sum),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +557,82 @@ mod tests {
                 (who, stored)
             );
             assert!(err.to_string().contains(&format!("`{who}`")), "{err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn the_streaming_verifier_agrees_with_verify_and_names_the_same_entry() {
+        let mut prev = GENESIS.to_owned();
+        let mut entries = Vec::new();
+        for seq in 1..=5 {
+            let h = hash(&prev, seq, 7, "a", EntryKind::Adjustment, -seq, "t");
+            entries.push(Entry {
+                seq,
+                at: 7,
+                subscriber: "a".into(),
+                kind: EntryKind::Adjustment,
+                amount: -seq,
+                reference: "t".into(),
+                prev: prev.clone(),
+                hash: h.clone(),
+            });
+            prev = h;
+        }
+        let run = |entries: &[Entry]| {
+            let heads = super::super::checkpoint::Heads::default();
+            let mut v = Verifier::new(&heads);
+            for e in entries {
+                v.push(EntryRef {
+                    seq: e.seq,
+                    at: e.at,
+                    subscriber: &e.subscriber,
+                    kind: e.kind.as_str(),
+                    amount: e.amount,
+                    reference: &e.reference,
+                    prev: &e.prev,
+                    hash: &e.hash,
+                })?;
+            }
+            v.finish()
+        };
+        let (n, sums) = run(&entries).unwrap();
+        assert_eq!((n, sums.get("a").copied()), (5, Some(-15)));
+        assert_eq!(verify(&entries), Ok(5));
+        entries[2].amount = 3;
+        let StreamError::Broken(b) = run(&entries).unwrap_err() else {
+            panic!("not a broken chain")
+        };
+        assert_eq!(b, verify(&entries).unwrap_err());
+    }
+
+    #[test]
+    fn verify_sums_names_the_same_subscriber_as_verify_balances() {
+        let entries = [("a", 200i128), ("b", 1_000)];
+        let sums: std::collections::HashMap<String, i128> =
+            entries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let good = BTreeMap::from([("a".to_owned(), Some(200)), ("b".to_owned(), Some(1_000))]);
+        assert_eq!(verify_sums(&sums, &good), Ok(2));
+        for (who, row, stored) in [
+            ("a", Some(Some(201)), "0.000201 credits"),
+            ("b", Some(None), "not an exact integer"),
+            ("a", None, "missing"),
+            ("c", Some(Some(5)), "0.000005 credits"),
+        ] {
+            let mut edited = good.clone();
+            match row {
+                Some(row) => edited.insert(who.to_owned(), row),
+                None => edited.remove(who),
+            };
+            let err = verify_sums(&sums, &edited).unwrap_err();
+            assert_eq!(
+                (err.subscriber.as_str(), err.stored.as_str()),
+                (who, stored)
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod period;
+pub mod checkpoint;
 pub mod statement;
 pub mod statement_issue;
 pub mod tariff;

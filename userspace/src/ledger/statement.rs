@@ -55,7 +55,31 @@ pub struct Statement {
     /// the statement counts (of any subscriber).
     pub entries: u64,
     pub ledger_hash: String,
+    /// The sequence number of the entry `ledger_hash` is the hash of (version 2; 0 for an
+    /// empty ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_seq: Option<i64>,
+    /// Version 2: the heads every earlier month's statements were computed from, each with
+    /// the hash this statement's ledger holds for that entry, so a subscriber holding an older
+    /// statement can check that its history was not rewritten since
+    /// ([`check_against`]). Left out of version 1 statements, which re-serialize as signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<Anchor>,
 }
+
+/// The ledger head a month's statements were computed from, as a later statement's ledger
+/// holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anchor {
+    /// `YYYY-MM`.
+    pub period: String,
+    pub ledger_seq: i64,
+    pub ledger_hash: String,
+}
+
+/// The statement format this quid writes: 2 adds `ledger_seq` and `anchors`.
+pub const VERSION: u32 = 2;
 
 /// A statement with the operator's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +129,19 @@ pub enum StatementError {
     )]
     Key(String),
     #[error(
+        "the statements of {period} were computed from ledger entry {seq}, which the ledger no \
+         longer holds: entries were deleted from its end (`quid ledger verify` names what); \
+         no statement can be computed from it. Restore the store from a backup"
+    )]
+    AnchorGone { period: String, seq: i64 },
+    #[error(
+        "the history between the two statements was rewritten: {0}. The ISP's ledger no longer \
+         holds what the older statement was computed from; keep both files as evidence"
+    )]
+    Rewritten(String),
+    #[error("cannot compare the two statements: {0}")]
+    NotComparable(String),
+    #[error(
         "the arithmetic is wrong: opening {opening} + credits {credits} + debits {debits} is not closing {closing}"
     )]
     Arithmetic {
@@ -145,6 +182,8 @@ pub struct Figures {
     /// The hash of the last entry (of any subscriber) dated before the month's end; `None`
     /// only when there is none.
     pub ledger_hash: Option<String>,
+    /// The sequence number of that entry (`None` with `ledger_hash`).
+    pub ledger_seq: Option<i64>,
 }
 
 impl Statement {
@@ -199,7 +238,7 @@ impl Statement {
         // Whole units, floored (the statement format keeps core-seconds and joules).
         let whole = |v: u128, unit: u128| u64::try_from(v / unit).unwrap_or(u64::MAX);
         Ok(Statement {
-            version: 1,
+            version: VERSION,
             subscriber: subscriber.to_owned(),
             period: period.to_owned(),
             from,
@@ -226,6 +265,8 @@ impl Statement {
             ledger_hash: f
                 .ledger_hash
                 .unwrap_or_else(|| crate::ledger::chain::GENESIS.to_owned()),
+            ledger_seq: Some(f.ledger_seq.unwrap_or(0)),
+            anchors: Vec::new(),
         })
     }
 }
@@ -313,6 +354,81 @@ pub fn verify(text: &str, operator_key: Option<&VerifyingKey>) -> Result<Verifie
     })
 }
 
+/// What [`check_against`] established about a newer statement and an older one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuity {
+    /// The older statement's month and head.
+    pub older_period: String,
+    pub older_seq: Option<i64>,
+    /// The newer statement's month and head.
+    pub newer_period: String,
+    pub newer_seq: Option<i64>,
+}
+
+/// Checks that the ledger `newer` was computed from extends, unchanged, the ledger `older` was
+/// computed from: `newer` carries the hash its ledger holds for `older`'s head entry, which
+/// must be `older`'s. Entry hashes chain, so equal hashes at that entry mean every entry up to
+/// it is the same in both. Both must be verified (signature, key) first, by the same key.
+pub fn check_against(newer: &Verified, older: &Verified) -> Result<Continuity, StatementError> {
+    let (n, o) = (&newer.statement, &older.statement);
+    if newer.signer != older.signer {
+        return Err(StatementError::NotComparable(format!(
+            "signed by different keys ({} and {})",
+            newer.signer, older.signer
+        )));
+    }
+    if o.period >= n.period {
+        return Err(StatementError::NotComparable(format!(
+            "the older statement ({}) is not of an earlier month than the newer one ({}): give \
+             the newer statement first and the older one with --against",
+            o.period, n.period
+        )));
+    }
+    if n.version < 2 {
+        return Err(StatementError::NotComparable(format!(
+            "the newer statement is version {}, issued before statements carried the ledger's \
+             earlier heads",
+            n.version
+        )));
+    }
+    let Some(anchor) = n.anchors.iter().find(|a| a.period == o.period) else {
+        return Err(StatementError::NotComparable(format!(
+            "the newer statement carries no head for {}: that month's statements were issued \
+             before quid anchored them (by an older release, or by hand)",
+            o.period
+        )));
+    };
+    if let Some(seq) = o.ledger_seq
+        && seq != anchor.ledger_seq
+    {
+        return Err(StatementError::Rewritten(format!(
+            "the older statement was computed from ledger entry {seq}, the newer one says \
+             {}'s statements were computed from entry {}",
+            o.period, anchor.ledger_seq
+        )));
+    }
+    if anchor.ledger_hash != o.ledger_hash {
+        return Err(StatementError::Rewritten(format!(
+            "the older statement's ledger entry {} hashed to {}, the newer statement's ledger \
+             holds {} for it",
+            anchor.ledger_seq, o.ledger_hash, anchor.ledger_hash
+        )));
+    }
+    if n.ledger_seq.is_some_and(|s| s < anchor.ledger_seq) {
+        return Err(StatementError::Rewritten(format!(
+            "the newer statement's ledger ends at entry {}, before the older one's head {}",
+            n.ledger_seq.unwrap_or(0),
+            anchor.ledger_seq
+        )));
+    }
+    Ok(Continuity {
+        older_period: o.period.clone(),
+        older_seq: Some(anchor.ledger_seq),
+        newer_period: n.period.clone(),
+        newer_seq: n.ledger_seq,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +483,22 @@ mod tests {
         // A subscriber without entries has no balance row, and a statement of zeros.
         let empty = Statement::from_figures("bob", "2026-11", (from, to), Figures::default());
         assert_eq!(empty.unwrap().closing_balance, 0);
+    }
+
+    #[test]
+    fn a_version_1_statement_signed_before_anchors_still_verifies() {
+        // As the previous release wrote it: no `ledger_seq`, no `anchors` in the signed bytes.
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let v1 = r#"{"version":1,"subscriber":"alice","period":"2026-11","from":1793491200,"to":1796083200,"bytes":{"download_internet":0,"download_grid":0,"upload_internet":0,"upload_grid":0},"contributions":{"cpu_core_seconds":0,"storage_byte_seconds":0,"energy_joules":0,"reports_matched":0,"reports_disputed":0},"opening_balance":0,"credits":5,"debits":0,"closing_balance":5,"entries":1,"ledger_hash":"ab"}"#;
+        let signed = format!(
+            r#"{{"statement":{v1},"operator_key":"{}","signature":"{}"}}"#,
+            hex::encode(key.verifying_key().to_bytes()),
+            hex::encode(key.sign(v1.as_bytes()).to_bytes())
+        );
+        let v = verify(&signed, Some(&key.verifying_key())).unwrap();
+        assert_eq!(
+            (v.statement.ledger_seq, v.statement.anchors.len()),
+            (None, 0)
+        );
     }
 }

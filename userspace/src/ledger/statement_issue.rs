@@ -42,6 +42,11 @@ pub enum WriteError {
     Key(anyhow::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The month's head could not be signed into the checkpoints.
+    #[error("cannot sign the checkpoint of the month's ledger head: {0}")]
+    Checkpoint(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
 }
@@ -63,7 +68,7 @@ pub fn issue_due<'a>(
     if dir.exists() {
         return Ok(None);
     }
-    match write_month(store, subscribers, key_path, &dir, &period) {
+    match write_month(store, subscribers, key_path, &dir, &period, now) {
         Ok(count) => Ok(Some(Issued { period, dir, count })),
         Err(source) => Err(IssueError::Write { period, source }),
     }
@@ -76,8 +81,13 @@ fn write_month<'a>(
     key_path: &Path,
     dir: &Path,
     period: &str,
+    now: i64,
 ) -> Result<usize, WriteError> {
     let key = crate::settlement::node_client::read_key(key_path).map_err(WriteError::Key)?;
+    // The head the month's statements are computed from is signed first: the statements of
+    // later months carry the hash their ledger holds for it, for subscribers to compare.
+    let (_, to) = crate::clock::month_bounds(period)?;
+    store.write_checkpoint(&key, now, Some((period, to)))?;
     let tmp = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;

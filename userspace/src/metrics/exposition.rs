@@ -54,6 +54,13 @@ pub const FAMILIES: [&str; 30] = [
     "quid_balances_unreadable",
 ];
 
+/// Families of the anchored ledger: its head and the newest signed checkpoint.
+pub const LEDGER_FAMILIES: [&str; 3] = [
+    "quid_ledger_head_seq",
+    "quid_ledger_checkpoint_seq",
+    "quid_ledger_checkpoint_timestamp_seconds",
+];
+
 /// Families emitted for the HTTP listeners (metrics, reports, operator API).
 pub const HTTP_FAMILIES: [&str; 3] = [
     "quid_http_connections_open",
@@ -526,6 +533,10 @@ mod tests {
             commit_failures: 3,
             http: vec![("metrics", http)],
             operator: Some(operator),
+            anchor: crate::metrics::status::LedgerAnchor {
+                head_seq: 751,
+                checkpoint: Some((700, 1_796_000_000)),
+            },
         }
     }
 
@@ -555,6 +566,9 @@ mod tests {
             // s1 is outside the top 2: its pending debit is in `other`.
             "quid_subscriber_pending_debit_credits{subscriber=\"other\"} -0.250000",
             "quid_subscriber_pending_debit_credits{subscriber=\"s4\"} 0.000000",
+            "quid_ledger_head_seq 751",
+            "quid_ledger_checkpoint_seq 700",
+            "quid_ledger_checkpoint_timestamp_seconds 1796000000",
         ] {
             assert!(first.contains(series), "no {series} in\n{first}");
         }

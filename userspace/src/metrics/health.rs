@@ -35,6 +35,9 @@ pub struct HealthMetrics {
     reattachments: IntCounter,
     commit_failures: IntCounter,
     balances_unreadable: IntGauge,
+    ledger_head_seq: IntGauge,
+    checkpoint_seq: IntGauge,
+    checkpoint_time: IntGauge,
     /// Registered the first time the report intake's counts are there.
     reports: Option<ReportMetrics>,
     /// Registered the first time there are HTTP listeners.
@@ -161,6 +164,28 @@ impl HealthMetrics {
                      left out of the balance metrics, logged; recompute them from the ledger.",
                 ),
             ),
+            ledger_head_seq: register(
+                &registry,
+                IntGauge::new(
+                    "quid_ledger_head_seq",
+                    "Sequence number of the ledger's newest entry: compare with a copy of the \
+                     checkpoints kept off the router (it never goes down).",
+                ),
+            ),
+            checkpoint_seq: register(
+                &registry,
+                IntGauge::new(
+                    "quid_ledger_checkpoint_seq",
+                    "Ledger sequence number the newest signed checkpoint covers (0: none yet).",
+                ),
+            ),
+            checkpoint_time: register(
+                &registry,
+                IntGauge::new(
+                    "quid_ledger_checkpoint_timestamp_seconds",
+                    "When the newest checkpoint was signed (unix seconds; 0: none yet).",
+                ),
+            ),
             reports: None,
             http: None,
             operator: None,
@@ -210,6 +235,10 @@ impl HealthMetrics {
         advance(&self.commit_failures, s.commit_failures);
         self.balances_unreadable
             .set(i64::try_from(s.bad_balances).unwrap_or(i64::MAX));
+        self.ledger_head_seq.set(s.anchor.head_seq);
+        let (cp_seq, cp_at) = s.anchor.checkpoint.unwrap_or((0, 0));
+        self.checkpoint_seq.set(cp_seq);
+        self.checkpoint_time.set(cp_at);
         if let Some(c) = &s.reports {
             let registry = &self.registry;
             let m = self.reports.get_or_insert_with(|| ReportMetrics {

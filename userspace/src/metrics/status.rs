@@ -37,4 +37,15 @@ pub struct DaemonStatus {
     )>,
     /// The operator API's requests per (action, outcome), when it runs.
     pub operator: Option<crate::http::operator::Counts>,
+    /// The ledger's head and its newest signed checkpoint.
+    pub anchor: LedgerAnchor,
+}
+
+/// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an
+/// operator keep checkpoints off the router (and alert when they stop).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerAnchor {
+    pub head_seq: i64,
+    /// The newest checkpoint's ledger sequence number and signing time (unix seconds).
+    pub checkpoint: Option<(i64, i64)>,
 }

@@ -66,6 +66,14 @@ pub struct SettlementConfig {
     /// How often usage debits enter the ledger (`hourly`, `daily`, `monthly`; UTC).
     #[serde(default)]
     pub period: crate::ledger::period::SettlementPeriod,
+    /// With an operator key, the daemon signs a checkpoint of the ledger's head this often
+    /// (seconds) when it moved, and at every statement issue (`quid ledger checkpoints`).
+    #[serde(default = "default_checkpoint_seconds")]
+    pub checkpoint_seconds: u64,
+}
+
+fn default_checkpoint_seconds() -> u64 {
+    3600
 }
 
 impl Default for SettlementConfig {
@@ -76,6 +84,7 @@ impl Default for SettlementConfig {
             disputed: DisputedPolicy::default(),
             operator_key: None,
             period: crate::ledger::period::SettlementPeriod::default(),
+            checkpoint_seconds: default_checkpoint_seconds(),
         }
     }
 }

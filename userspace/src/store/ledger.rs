@@ -243,7 +243,7 @@ fn entries_on(conn: &Connection, subscriber: Option<&str>) -> rusqlite::Result<V
 }
 
 /// Every balance row on `conn`; `None` for one that is not an exact integer.
-fn balances_on(conn: &Connection) -> rusqlite::Result<BTreeMap<String, Option<i64>>> {
+pub(super) fn balances_on(conn: &Connection) -> rusqlite::Result<BTreeMap<String, Option<i64>>> {
     let mut stmt = conn.prepare_cached("SELECT subscriber, amount FROM balances")?;
     let rows = stmt.query_map([], |r| {
         Ok((

@@ -10,6 +10,7 @@
 //! values they were computed from consistent: after a crash the daemon resumes from the last
 //! committed values, and the pinned kernel counters still hold the rest.
 
+mod checkpoints;
 mod commit;
 mod ledger;
 mod metering;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use checkpoints::StreamVerified;
 pub use commit::Changes;
 pub use ledger::LedgerSnapshot;
 pub use subscribers::{Record, Status};

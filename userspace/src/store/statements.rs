@@ -24,7 +24,9 @@ impl Store {
     pub fn statement(&self, subscriber: &str, period: &str) -> Result<Statement, StatementError> {
         let (from, to) = month(period)?;
         let figures = self.statement_figures(subscriber, from, to)?;
-        Statement::from_figures(subscriber, period, (from, to), figures)
+        let mut statement = Statement::from_figures(subscriber, period, (from, to), figures)?;
+        statement.anchors = self.statement_anchors(period)?;
+        Ok(statement)
     }
 
     /// What the books hold for `subscriber` over `[from, to)`.
@@ -123,13 +125,15 @@ fn figures_on(c: &Connection, subscriber: &str, from: i64, to: i64) -> rusqlite:
         });
     // An error here is an error: only a ledger without an entry before `to` starts from the
     // genesis hash.
-    f.ledger_hash = c
+    let head: Option<(i64, String)> = c
         .query_row(
-            "SELECT hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
             [to],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
+    f.ledger_seq = head.as_ref().map(|h| h.0);
+    f.ledger_hash = head.map(|h| h.1);
     Ok(f)
 }
 
