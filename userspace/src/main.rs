@@ -36,7 +36,8 @@ enum Command {
         #[command(subcommand)]
         action: Option<SubscribersAction>,
     },
-    /// A subscriber's usage records between two times, with their sum.
+    /// A subscriber's usage between two times at the finest resolution still held, with the
+    /// interval records.
     Usage {
         /// Subscriber id.
         subscriber: String,
@@ -51,6 +52,11 @@ enum Command {
         /// Print the records as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The store file: its size per usage tier and table.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Detach quid's programs and remove everything it pinned (the store keeps the totals).
     Detach {
@@ -97,6 +103,19 @@ enum Command {
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Size per tier and table, rows, oldest row per tier, free pages, roll-up lag and the
+    /// size the file settles at, at the current rate, once every tier holds its retention.
+    Stats {
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -245,6 +264,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => cli::usage::print_usage(&Config::load(&config)?, &subscriber, &from, &to, json),
+        Command::Store {
+            action: StoreAction::Stats { config, json },
+        } => cli::store_stats::print_stats(&Config::load(&config)?, json),
         Command::Detach { config } => cli::detach::detach(&Config::load(&config)?),
         Command::Balance { subscriber, config } => {
             cli::ledger::balance(&Config::load(&config)?, subscriber)

@@ -44,7 +44,7 @@ pub const RECORDING: [(&str, &str); 8] = [
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 11] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 12] = [
     (
         "QuidReportRejectionsHigh",
         "sum by (instance) (rate(quid_report_rejections_total[10m])) > 0.1",
@@ -93,6 +93,13 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 11] = [
         "5m",
         "critical",
         "quid on {{ $labels.instance }} cannot write its store (disk full or unwritable): counts wait in the kernel, reports are refused",
+    ),
+    (
+        "QuidStoreDiskFilling",
+        "quid_rollup_lag_seconds > 3600 or (predict_linear(quid_store_bytes[1d], 7 * 86400) > 2 * quid_store_bytes and on (instance, job) quid_store_rows{tier=\"hourly\"} > 0)",
+        "30m",
+        "warning",
+        "quid's store on {{ $labels.instance }} keeps growing: the usage roll-up is over an hour behind, or the file would double within a week at its rate of the last day",
     ),
     (
         "QuidOperatorLoginFailures",
@@ -323,6 +330,21 @@ fn noc() -> Value {
                     "sum(increase(quid_store_commit_failures_total[1h]))",
                     "failures",
                 )],
+            ),
+            ts(
+                "Store file size",
+                "bytes",
+                vec![("quid_store_bytes", "{{instance}}")],
+            ),
+            ts(
+                "Usage rows by tier",
+                "short",
+                vec![("quid_store_rows", "{{instance}} {{tier}}")],
+            ),
+            ts(
+                "Usage roll-up lag",
+                "s",
+                vec![("quid_rollup_lag_seconds", "{{instance}}")],
             ),
         ],
     )

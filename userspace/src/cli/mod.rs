@@ -11,5 +11,6 @@ pub mod operator;
 pub mod running_daemon;
 pub mod secret_file;
 pub mod statement;
+pub mod store_stats;
 pub mod subscribers;
 pub mod usage;

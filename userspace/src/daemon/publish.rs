@@ -68,6 +68,27 @@ impl State<'_> {
             Ok(p) => self.status.plan_contributions = p,
             Err(e) => error!("cannot read plan contributions for the metrics: {e}"),
         }
+        // The store's size, rows per tier and roll-up lag: one page-count pragma and a count
+        // per tier (the interval tier's scan is the most of it; it holds two days by default).
+        match store.file_bytes() {
+            Ok(b) => self.status.store_bytes = b,
+            Err(e) => error!("cannot read the store's size for the metrics: {e}"),
+        }
+        let mut rows = Vec::new();
+        for tier in crate::store::Tier::ALL {
+            match store.tier_rows(tier) {
+                Ok(n) => rows.push((tier.as_str(), n)),
+                Err(e) => error!("cannot count the {} usage rows: {e}", tier.as_str()),
+            }
+        }
+        self.status.store_rows = rows;
+        match self.clock.now_i64() {
+            Ok(now) => match store.rollup_lag(now, &self.config.store) {
+                Ok(lag) => self.status.rollup_lag = lag,
+                Err(e) => error!("cannot read the roll-up lag for the metrics: {e}"),
+            },
+            Err(e) => error!("cannot read the clock for the roll-up lag: {e}"),
+        }
         let records: Vec<&crate::store::Record> = self.books.records().collect();
         let text = self.exposition.render(
             &records,

@@ -1,9 +1,13 @@
-//! `quid usage`: a subscriber's interval records over a time range, and their sum.
+//! `quid usage`: a subscriber's usage over a time range at the finest resolution the books still
+//! hold for it (see `Store::usage_finest`), with the interval records still held in it.
 
 use anyhow::{Context as _, bail};
 use quid_common::{DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters};
 
-use crate::{kernel::counters, store::Usage};
+use crate::{
+    kernel::counters,
+    store::{Tier, TierSum, Usage},
+};
 
 /// A time as unix seconds: RFC 3339 (`2026-11-01T00:00:00Z`), a UTC date (`2026-11-01`), or
 /// plain unix seconds.
@@ -33,8 +37,29 @@ pub fn sum(rows: &[Usage]) -> SubscriberCounters {
     total
 }
 
-/// The records as a table (or JSON) with their sum.
-pub fn render(id: &str, rows: &[Usage], json: bool) -> anyhow::Result<String> {
+/// A second as RFC 3339 UTC; one no timestamp can hold (beyond jiff's range) as the number.
+fn when(s: i64) -> String {
+    jiff::Timestamp::from_second(s)
+        .ok()
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// `when` of unsigned seconds (beyond i64: shown as the number).
+fn when_u(s: u64) -> String {
+    i64::try_from(s).map_or_else(|_| s.to_string(), when)
+}
+
+/// The answer: `sum` (from `Store::usage_finest` over the asked `[from, to)`) as the total, its
+/// resolution and, when the range was widened to whole hours or days, the widened range; and
+/// the interval `rows` still held in that range, as a table (or JSON).
+pub fn render(
+    id: &str,
+    rows: &[Usage],
+    sum: &TierSum,
+    asked: (i64, i64),
+    json: bool,
+) -> anyhow::Result<String> {
     let line = |c: &SubscriberCounters| {
         let (u, d) = (
             counters::direction(c, DIR_UPLOAD),
@@ -42,7 +67,7 @@ pub fn render(id: &str, rows: &[Usage], json: bool) -> anyhow::Result<String> {
         );
         [u.packets, u.bytes, d.packets, d.bytes]
     };
-    let total = sum(rows);
+    let widened = (sum.from, sum.to) != asked;
     if json {
         let records: Vec<serde_json::Value> = rows
             .iter()
@@ -52,35 +77,49 @@ pub fn render(id: &str, rows: &[Usage], json: bool) -> anyhow::Result<String> {
                     "up_bytes": ub, "down_packets": dp, "down_bytes": db})
             })
             .collect();
-        let [up, ub, dp, db] = line(&total);
-        let doc = serde_json::json!({"subscriber": id, "records": records, "total":
+        let [up, ub, dp, db] = line(&sum.counters);
+        let doc = serde_json::json!({"subscriber": id, "resolution": sum.tier.as_str(),
+            "from": asked.0, "to": asked.1, "widened": widened,
+            "covered_from": sum.from, "covered_to": sum.to, "rows_summed": sum.rows,
+            "records": records, "total":
             {"up_packets": up, "up_bytes": ub, "down_packets": dp, "down_bytes": db}});
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
-    let mut out = format!(
-        "{:<22} {:<22} {:>12} {:>16} {:>12} {:>16}\n",
+    let mut out = format!("resolution: {}", sum.tier.as_str());
+    if widened {
+        let unit = if sum.tier == Tier::Daily {
+            "days"
+        } else {
+            "hours"
+        };
+        out += &format!(
+            " (widened to whole UTC {unit}: {} to {})",
+            when(sum.from),
+            when(sum.to)
+        );
+    }
+    if sum.tier != Tier::Interval {
+        out += &format!(
+            "; the total sums {} rows, the records below are the interval rows still held",
+            sum.rows
+        );
+    }
+    out += &format!(
+        "\n{:<22} {:<22} {:>12} {:>16} {:>12} {:>16}\n",
         "START", "END", "UP_PACKETS", "UP_BYTES", "DOWN_PACKETS", "DOWN_BYTES"
     );
-    // A second no timestamp can hold (beyond i64 or jiff's range) is shown as the number.
-    let when = |s: u64| {
-        i64::try_from(s)
-            .ok()
-            .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| s.to_string())
-    };
     for r in rows {
         let [up, ub, dp, db] = line(&r.counters);
         out += &format!(
             "{:<22} {:<22} {up:>12} {ub:>16} {dp:>12} {db:>16}\n",
-            when(r.start),
-            when(r.end)
+            when_u(r.start),
+            when_u(r.end)
         );
     }
-    let [up, ub, dp, db] = line(&total);
+    let [up, ub, dp, db] = line(&sum.counters);
     out += &format!(
         "{:<45} {up:>12} {ub:>16} {dp:>12} {db:>16}\n",
-        format!("TOTAL ({} records)", rows.len())
+        format!("TOTAL ({} records)", sum.rows)
     );
     Ok(out)
 }
@@ -100,5 +139,52 @@ mod tests {
                 .to_string()
                 .contains("is not a time")
         );
+    }
+
+    #[test]
+    fn a_widened_range_says_its_resolution_and_the_whole_hours_it_covers() {
+        let mut counters = SubscriberCounters::default();
+        counters.pairs[quid_common::pair_index(DIR_DOWNLOAD, quid_common::CLASS_INTERNET)] =
+            quid_common::Counter {
+                packets: 3,
+                bytes: 4_500,
+            };
+        // Asked 00:30 to 01:30; the books hold hours there: 00:00 to 02:00.
+        let (from, to) = (1_793_491_200, 1_793_491_200 + 7_200);
+        let sum = TierSum {
+            tier: Tier::Hourly,
+            from,
+            to,
+            rows: 2,
+            counters,
+        };
+        let table = render("a", &[], &sum, (from + 1_800, to - 1_800), false).unwrap();
+        let first = table.lines().next().unwrap();
+        assert!(first.starts_with("resolution: hourly"), "{table}");
+        assert!(
+            first.contains("2026-11-01T00:00:00Z to 2026-11-01T02:00:00Z"),
+            "{table}"
+        );
+        let total: Vec<&str> = table.lines().last().unwrap().split_whitespace().collect();
+        assert_eq!(total[total.len() - 4..], ["0", "0", "3", "4500"]);
+
+        let doc: serde_json::Value = serde_json::from_str(
+            &render("a", &[], &sum, (from + 1_800, to - 1_800), true).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(doc["resolution"], "hourly");
+        assert_eq!(doc["widened"], true);
+        assert_eq!(doc["from"], from + 1_800);
+        assert_eq!(doc["covered_from"], from);
+        assert_eq!(doc["covered_to"], to);
+        assert_eq!(doc["total"]["down_bytes"], 4_500);
+
+        // Interval resolution: nothing widened, nothing said about it.
+        let exact = TierSum {
+            tier: Tier::Interval,
+            ..sum
+        };
+        let table = render("a", &[], &exact, (from, to), false).unwrap();
+        assert_eq!(table.lines().next().unwrap(), "resolution: interval");
     }
 }

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 30] = [
+pub const FAMILIES: [&str; 33] = [
     "quid_subscriber_balance_credits",
     "quid_subscriber_pending_debit_credits",
     "quid_contribution_cpu_seconds_total",
@@ -52,6 +52,9 @@ pub const FAMILIES: [&str; 30] = [
     "quid_xdp_reattachments_total",
     "quid_store_commit_failures_total",
     "quid_balances_unreadable",
+    "quid_store_bytes",
+    "quid_store_rows",
+    "quid_rollup_lag_seconds",
 ];
 
 /// Families of the anchored ledger: its head and the newest signed checkpoint.
@@ -531,6 +534,9 @@ mod tests {
             plan_contributions: [("home".to_string(), [1.5, 2.0, 3.0])].into(),
             reattachments: 2,
             commit_failures: 3,
+            store_bytes: 8192,
+            store_rows: vec![("interval", 5), ("hourly", 1), ("daily", 0)],
+            rollup_lag: 0,
             http: vec![("metrics", http)],
             operator: Some(operator),
             anchor: crate::metrics::status::LedgerAnchor {

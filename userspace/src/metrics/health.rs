@@ -1,5 +1,5 @@
-//! The daemon's own metrics (durations, maps, reloads, attachments, intake, HTTP listeners,
-//! operator API) through the `prometheus` crate: one registry and its metric handles, made
+//! The daemon's own metrics (durations, maps, reloads, attachments, store size and tiers,
+//! intake, HTTP listeners, operator API) through the `prometheus` crate: one registry and its metric handles, made
 //! once when the daemon starts and brought up to date on every render.
 //!
 //! A registry made per render would throw every counter away each interval; kept, a counter
@@ -38,6 +38,9 @@ pub struct HealthMetrics {
     ledger_head_seq: IntGauge,
     checkpoint_seq: IntGauge,
     checkpoint_time: IntGauge,
+    store_bytes: IntGauge,
+    store_rows: IntGaugeVec,
+    rollup_lag: IntGauge,
     /// Registered the first time the report intake's counts are there.
     reports: Option<ReportMetrics>,
     /// Registered the first time there are HTTP listeners.
@@ -186,6 +189,27 @@ impl HealthMetrics {
                     "When the newest checkpoint was signed (unix seconds; 0: none yet).",
                 ),
             ),
+            store_bytes: register(
+                &registry,
+                IntGauge::new(
+                    "quid_store_bytes",
+                    "Size of the store file in bytes (pages in use and free).",
+                ),
+            ),
+            store_rows: gauge_vec(
+                &registry,
+                "quid_store_rows",
+                "Usage rows per resolution tier (interval, hourly, daily).",
+                &["tier"],
+            ),
+            rollup_lag: register(
+                &registry,
+                IntGauge::new(
+                    "quid_rollup_lag_seconds",
+                    "How far the usage roll-up is behind: seconds since the oldest row of any \
+                     tier should have left it (0 when every tier is within its retention).",
+                ),
+            ),
             reports: None,
             http: None,
             operator: None,
@@ -239,6 +263,15 @@ impl HealthMetrics {
         let (cp_seq, cp_at) = s.anchor.checkpoint.unwrap_or((0, 0));
         self.checkpoint_seq.set(cp_seq);
         self.checkpoint_time.set(cp_at);
+        self.store_bytes
+            .set(i64::try_from(s.store_bytes).unwrap_or(i64::MAX));
+        self.store_rows.reset();
+        for (tier, rows) in &s.store_rows {
+            self.store_rows
+                .with_label_values(&[*tier])
+                .set(i64::try_from(*rows).unwrap_or(i64::MAX));
+        }
+        self.rollup_lag.set(s.rollup_lag);
         if let Some(c) = &s.reports {
             let registry = &self.registry;
             let m = self.reports.get_or_insert_with(|| ReportMetrics {
@@ -438,5 +471,15 @@ mod tests {
         s.commit_failures = 1;
         let third = m.render(&[], &s);
         assert_eq!(value(&third, "quid_store_commit_failures_total"), 2.0);
+        // The store's gauges follow their figures both ways.
+        s.store_bytes = 4096;
+        s.store_rows = vec![("interval", 7), ("hourly", 2)];
+        s.rollup_lag = 90;
+        let fourth = m.render(&[], &s);
+        assert_eq!(value(&fourth, "quid_store_bytes"), 4096.0);
+        assert_eq!(value(&fourth, "quid_store_rows{tier=\"hourly\"}"), 2.0);
+        assert_eq!(value(&fourth, "quid_rollup_lag_seconds"), 90.0);
+        s.rollup_lag = 0;
+        assert_eq!(value(&m.render(&[], &s), "quid_rollup_lag_seconds"), 0.0);
     }
 }

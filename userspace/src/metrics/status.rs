@@ -30,6 +30,12 @@ pub struct DaemonStatus {
     pub reattachments: u64,
     /// Interval commits that failed (disk full, store unwritable); counting went on.
     pub commit_failures: u64,
+    /// The store file's size in bytes (pages in use and free).
+    pub store_bytes: u64,
+    /// Rows per usage tier (tier name, rows).
+    pub store_rows: Vec<(&'static str, u64)>,
+    /// Seconds the usage roll-up is behind its retention (0: every tier within it).
+    pub rollup_lag: i64,
     /// Each running HTTP listener's connection counts.
     pub http: Vec<(
         &'static str,

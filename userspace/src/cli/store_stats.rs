@@ -1,0 +1,217 @@
+//! `quid store stats`: how big the store is, per usage tier and per table, and where it is
+//! heading.
+//!
+//! The projection is the size the file settles at once every tier holds its full retention,
+//! if traffic goes on as now: the interval tier's rows over the time they span (at least one
+//! interval, at most the tier's retention) are the rows arriving per second, and times the
+//! interval the subscribers with traffic; each of those adds one hourly row an hour and one
+//! daily row a day. A tier's projected rows are its arrival rate times its retention, at the
+//! tier's own bytes per row now (the interval tier's while it is still empty). Every other
+//! table is counted as it is now, and free pages as none (incremental vacuum returns them).
+
+use anyhow::Context as _;
+use quid::{
+    clock::Clock,
+    config::Config,
+    store::{Retention, Store, StoreStats, Tier},
+};
+
+/// Prints the store's sizes, rows, oldest rows and projection (or all of it as JSON).
+pub fn print_stats(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = Store::open(&config.daemon.state_dir)?;
+    let stats = store.stats()?;
+    let now = Clock::system().now_i64().context("reading the clock")?;
+    let lag = store.rollup_lag(now, &config.store)?;
+    let interval = i64::try_from(config.daemon.interval_secs).unwrap_or(i64::MAX);
+    let projected = project(&stats, &config.store, now, interval);
+    print!("{}", render(&stats, projected.as_ref(), lag, json)?);
+    Ok(())
+}
+
+/// Projected rows and bytes per tier, and the file's projected bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    /// (tier, rows, bytes) once each tier holds its retention.
+    pub tiers: Vec<(Tier, u64, u64)>,
+    /// The file: the tiers' projected bytes plus every other table as it is now.
+    pub file_bytes: u64,
+}
+
+/// The steady-state size at the current rate (see the module doc); `None` without interval
+/// rows (no rate to project from).
+pub fn project(
+    stats: &StoreStats,
+    keep: &Retention,
+    now: i64,
+    interval: i64,
+) -> Option<Projection> {
+    let of = |t: Tier| stats.tiers.iter().find(|s| s.tier == t);
+    let fine = of(Tier::Interval)?;
+    let oldest = fine.oldest?;
+    if fine.rows == 0 {
+        return None;
+    }
+    let interval = interval.max(1);
+    let span = now
+        .saturating_sub(oldest)
+        .clamp(interval, keep.interval_secs.max(interval));
+    let wide = |n: i64| u128::from(u64::try_from(n).unwrap_or(0));
+    let (rows, span, interval) = (u128::from(fine.rows), wide(span), wide(interval));
+    let per_row = |t: Tier| {
+        of(t)
+            .filter(|s| s.rows > 0)
+            .map_or((u128::from(fine.bytes), u128::from(fine.rows)), |s| {
+                (u128::from(s.bytes), u128::from(s.rows))
+            })
+    };
+    let mut tiers = Vec::new();
+    let mut file = 0u128;
+    for tier in Tier::ALL {
+        let keep_secs = wide(keep.of(tier));
+        // rows / span per second arrive in the interval tier; rows * interval / span
+        // subscribers each add one row per bucket of the coarser tiers.
+        let projected = match tier.width() {
+            None => rows * keep_secs / span,
+            Some(w) => rows * interval * keep_secs / (span * wide(w)),
+        };
+        let (bytes, n) = per_row(tier);
+        let bytes = projected * bytes / n.max(1);
+        file += bytes;
+        let clip = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+        tiers.push((tier, clip(projected), clip(bytes)));
+    }
+    let tier_tables = ["usage", "usage_hourly", "usage_daily"];
+    for (table, bytes) in &stats.tables {
+        if !tier_tables.contains(&table.as_str()) {
+            file += u128::from(*bytes);
+        }
+    }
+    Some(Projection {
+        tiers,
+        file_bytes: u64::try_from(file).unwrap_or(u64::MAX),
+    })
+}
+
+/// Seconds as RFC 3339 UTC (or the number, beyond jiff's range).
+fn when(s: i64) -> String {
+    jiff::Timestamp::from_second(s)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// The table (or JSON) `quid store stats` prints.
+pub fn render(
+    stats: &StoreStats,
+    projected: Option<&Projection>,
+    lag: i64,
+    json: bool,
+) -> anyhow::Result<String> {
+    let projected_of =
+        |t: Tier| projected.and_then(|p| p.tiers.iter().find(|(x, _, _)| *x == t).copied());
+    if json {
+        let tiers: Vec<serde_json::Value> = stats
+            .tiers
+            .iter()
+            .map(|t| {
+                let p = projected_of(t.tier);
+                serde_json::json!({"tier": t.tier.as_str(), "rows": t.rows, "bytes": t.bytes,
+                    "oldest": t.oldest, "projected_rows": p.map(|p| p.1),
+                    "projected_bytes": p.map(|p| p.2)})
+            })
+            .collect();
+        let tables: Vec<serde_json::Value> = stats
+            .tables
+            .iter()
+            .map(|(name, bytes)| serde_json::json!({"table": name, "bytes": bytes}))
+            .collect();
+        let doc = serde_json::json!({"file_bytes": stats.file_bytes,
+            "free_bytes": stats.free_bytes, "rollup_lag_seconds": lag,
+            "projected_file_bytes": projected.map(|p| p.file_bytes),
+            "tiers": tiers, "tables": tables});
+        return Ok(serde_json::to_string_pretty(&doc)? + "\n");
+    }
+    let mut out = format!(
+        "file {} bytes, {} free (returned by incremental vacuum); roll-up lag {lag} s\n",
+        stats.file_bytes, stats.free_bytes
+    );
+    out += &match projected {
+        Some(p) => format!(
+            "projected {} bytes once every tier holds its retention at the current rate\n",
+            p.file_bytes
+        ),
+        None => "projected: no interval rows, no rate to project from\n".to_string(),
+    };
+    out += &format!(
+        "\n{:<10} {:>14} {:>16} {:<22} {:>14} {:>16}\n",
+        "TIER", "ROWS", "BYTES", "OLDEST", "PROJ_ROWS", "PROJ_BYTES"
+    );
+    for t in &stats.tiers {
+        let (pr, pb) = projected_of(t.tier).map_or(("-".into(), "-".into()), |p| {
+            (p.1.to_string(), p.2.to_string())
+        });
+        out += &format!(
+            "{:<10} {:>14} {:>16} {:<22} {pr:>14} {pb:>16}\n",
+            t.tier.as_str(),
+            t.rows,
+            t.bytes,
+            t.oldest.map_or_else(|| "-".to_string(), when)
+        );
+    }
+    out += &format!("\n{:<24} {:>16}\n", "TABLE", "BYTES");
+    for (name, bytes) in &stats.tables {
+        out += &format!("{name:<24} {bytes:>16}\n");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use quid::store::TierStats;
+
+    use super::*;
+
+    #[test]
+    fn the_projection_scales_each_tier_to_its_retention() {
+        // One day of 10 s rows for 10 subscribers, 100 bytes a row; nothing rolled up yet.
+        let day = 86_400;
+        let stats = StoreStats {
+            file_bytes: 1_000_000,
+            free_bytes: 0,
+            tiers: vec![
+                TierStats {
+                    tier: Tier::Interval,
+                    rows: 86_400,
+                    bytes: 8_640_000,
+                    oldest: Some(0),
+                },
+                TierStats {
+                    tier: Tier::Hourly,
+                    rows: 0,
+                    bytes: 0,
+                    oldest: None,
+                },
+                TierStats {
+                    tier: Tier::Daily,
+                    rows: 0,
+                    bytes: 0,
+                    oldest: None,
+                },
+            ],
+            tables: vec![("usage".into(), 8_640_000), ("ledger".into(), 5_000)],
+        };
+        let keep = Retention::default();
+        let p = project(&stats, &keep, day, 10).unwrap();
+        assert_eq!(p.tiers[0], (Tier::Interval, 172_800, 17_280_000));
+        assert_eq!(p.tiers[1].1, 10 * 24 * 90);
+        assert_eq!(p.tiers[2].1, 10 * 3 * 366);
+        let tiers: u64 = p.tiers.iter().map(|t| t.2).sum();
+        assert_eq!(p.file_bytes, tiers + 5_000);
+        let text = render(&stats, Some(&p), 0, false).unwrap();
+        assert!(text.contains("projected"), "{text}");
+        let empty = StoreStats {
+            tiers: vec![],
+            ..stats
+        };
+        assert_eq!(project(&empty, &keep, day, 10), None);
+    }
+}
