@@ -2,8 +2,8 @@
 //! traffic and contributions, and signed monthly statements.
 
 pub mod chain;
-pub mod period;
 pub mod checkpoint;
+pub mod period;
 pub mod statement;
 pub mod statement_issue;
 pub mod tariff;
