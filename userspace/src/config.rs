@@ -602,6 +602,25 @@ xdp_mode = "generic"
     }
 
     #[test]
+    fn a_checkpoint_interval_outside_a_minute_to_a_month_is_refused() {
+        for bad in ["0", "59", "2678401"] {
+            let err = parse(&format!(
+                "{GOOD}\n[settlement]\ncheckpoint_seconds = {bad}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains("settlement.checkpoint_seconds: must be between 60 seconds"),
+                "{err}"
+            );
+        }
+        let ok = parse(&format!(
+            "{GOOD}\n[settlement]\ncheckpoint_seconds = 86400\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.settlement.checkpoint_seconds, 86_400);
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_not_ignored() {
         let err =
             parse(&GOOD.replace("capacity = 1000", "capacity = 1000\ncapasity = 5")).unwrap_err();

@@ -5,7 +5,9 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, bail};
 use quid::{
-    config::Config, metering::snapshot::Snapshot, subscribers::reload_result::ReloadResult,
+    config::Config,
+    metering::snapshot::{DaemonState, Snapshot},
+    subscribers::reload_result::ReloadResult,
 };
 
 use super::running_daemon::running_daemon;
@@ -17,7 +19,7 @@ pub fn print_subscribers(state_dir: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
     } else {
-        if snap.state != "running" {
+        if snap.state != DaemonState::Running {
             println!("(daemon stopped; these are its final totals)");
         }
         print!("{}", snap.render_table());

@@ -8,7 +8,7 @@ use quid_common::{DIR_DOWNLOAD, DIR_UPLOAD};
 use crate::{
     kernel::counters,
     ledger::statement_issue::{self, IssueError},
-    metering::interval::IntervalSummary,
+    metering::{interval::IntervalSummary, snapshot::DaemonState},
 };
 
 use super::state::State;
@@ -32,7 +32,7 @@ impl State<'_> {
         self.issue_statements();
         self.roll_up();
         self.checkpoint();
-        match self.snapshot("running") {
+        match self.snapshot(DaemonState::Running) {
             Ok(snap) => {
                 if let Err(e) = snap.write(&self.config.daemon.state_dir) {
                     error!("cannot write the totals snapshot: {e}");

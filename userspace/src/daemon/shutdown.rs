@@ -3,7 +3,7 @@
 
 use log::info;
 
-use crate::config::OnStop;
+use crate::{config::OnStop, metering::snapshot::DaemonState};
 
 use super::state::State;
 
@@ -14,7 +14,7 @@ impl State<'_> {
         match self.config.daemon.on_stop {
             OnStop::Keep => {
                 self.read_interval()?;
-                self.snapshot("stopped")?.write(state_dir)?;
+                self.snapshot(DaemonState::Stopped)?.write(state_dir)?;
                 info!(
                     "stopped; the programs stay attached and keep counting into the maps pinned in {} (`quid detach` removes them)",
                     self.config.daemon.pin_dir.display()
@@ -24,7 +24,7 @@ impl State<'_> {
                 // Detach first, then read: every packet the programs saw is in the final totals.
                 self.dp.detach_all()?;
                 self.read_interval()?;
-                self.snapshot("stopped")?.write(state_dir)?;
+                self.snapshot(DaemonState::Stopped)?.write(state_dir)?;
                 self.dp.unpin_all()?;
                 info!(
                     "detached from {} interfaces and removed the pins; final totals in {}",

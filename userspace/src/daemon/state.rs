@@ -22,7 +22,7 @@ use crate::{
     kernel::loader::Datapath,
     kernel::subscriber_maps::{self as registry, Registry},
     metering::interval::{self as books, Books},
-    metering::snapshot::{InterfaceTotals, Snapshot, SubscriberTotals},
+    metering::snapshot::{DaemonState, InterfaceTotals, Snapshot, SubscriberTotals},
     metrics::{exposition::Exposition, route::Published, status::DaemonStatus},
     settlement::intake::Intake,
     store::Status,
@@ -154,7 +154,7 @@ impl<'a> State<'a> {
     }
 
     /// The books' totals and the interfaces' buckets.
-    pub fn snapshot(&self, state: &str) -> anyhow::Result<Snapshot> {
+    pub fn snapshot(&self, state: DaemonState) -> anyhow::Result<Snapshot> {
         let subscribers = self
             .books
             .records()
@@ -183,7 +183,7 @@ impl<'a> State<'a> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Snapshot {
-            state: state.into(),
+            state,
             pid: std::process::id(),
             taken_at_unix: self.clock.now()?,
             interval_secs: self.config.daemon.interval_secs,

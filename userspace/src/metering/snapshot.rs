@@ -53,11 +53,21 @@ pub struct InterfaceTotals {
     pub malformed: Count,
 }
 
+/// Whether the daemon that wrote a snapshot was still counting (`totals.json`'s `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonState {
+    /// Written every interval while the daemon counts.
+    Running,
+    /// Written once at a clean stop: the final totals.
+    Stopped,
+}
+
 /// Everything the daemon knows at the end of an interval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// `running` while the daemon counts, `stopped` once it has detached.
-    pub state: String,
+    /// `running` while the daemon counts, `stopped` once it has stopped.
+    pub state: DaemonState,
     pub pid: u32,
     pub taken_at_unix: u64,
     pub interval_secs: u64,
@@ -168,5 +178,22 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_owned()
     } else {
         s.chars().take(n - 1).chain(['…']).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_is_written_and_read_as_the_words_older_snapshots_hold() {
+        for (state, text) in [
+            (DaemonState::Running, "\"running\""),
+            (DaemonState::Stopped, "\"stopped\""),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), text);
+            assert_eq!(serde_json::from_str::<DaemonState>(text).unwrap(), state);
+        }
+        assert!(serde_json::from_str::<DaemonState>("\"paused\"").is_err());
     }
 }

@@ -68,12 +68,29 @@ pub struct SettlementConfig {
     pub period: crate::ledger::period::SettlementPeriod,
     /// With an operator key, the daemon signs a checkpoint of the ledger's head this often
     /// (seconds) when it moved, and at every statement issue (`quid ledger checkpoints`).
-    #[serde(default = "default_checkpoint_seconds")]
+    #[serde(
+        default = "default_checkpoint_seconds",
+        deserialize_with = "checkpoint_seconds"
+    )]
     pub checkpoint_seconds: u64,
 }
 
 fn default_checkpoint_seconds() -> u64 {
     3600
+}
+
+/// The longest gap between checkpoints: a month, so every statement period has at least one.
+const MAX_CHECKPOINT_SECONDS: u64 = 31 * 86_400;
+
+fn checkpoint_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if !(60..=MAX_CHECKPOINT_SECONDS).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "must be between 60 seconds and {MAX_CHECKPOINT_SECONDS} (31 days), got {v}: \
+             checkpoints anchor the ledger, one a minute is plenty and one a month the least"
+        )));
+    }
+    Ok(v)
 }
 
 impl Default for SettlementConfig {

@@ -391,7 +391,7 @@ impl Daemon {
             // This daemon's own snapshot: a killed predecessor's may still say "running".
             let pid = d.child.as_ref().unwrap().id();
             if let Ok(s) = Snapshot::read(&d.state_dir)
-                && s.state == "running"
+                && s.state == quid::metering::snapshot::DaemonState::Running
                 && s.pid == pid
             {
                 return d;
@@ -471,7 +471,7 @@ impl Daemon {
         };
         assert!(status.success(), "quid failed ({status}):\n{}", self.log());
         let snap = Snapshot::read(&self.state_dir).unwrap();
-        assert_eq!(snap.state, "stopped");
+        assert_eq!(snap.state, quid::metering::snapshot::DaemonState::Stopped);
         snap
     }
 }
