@@ -44,7 +44,7 @@ pub const RECORDING: [(&str, &str); 8] = [
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 12] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 13] = [
     (
         "QuidReportRejectionsHigh",
         "sum by (instance) (rate(quid_report_rejections_total[10m])) > 0.1",
@@ -100,6 +100,13 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 12] = [
         "30m",
         "warning",
         "quid's store on {{ $labels.instance }} keeps growing: the usage roll-up is over an hour behind, or the file would double within a week at its rate of the last day",
+    ),
+    (
+        "QuidLedgerCheckpointStale",
+        "quid_ledger_checkpoint_timestamp_seconds > 0 and time() - quid_ledger_checkpoint_timestamp_seconds > 86400 and quid_ledger_head_seq > quid_ledger_checkpoint_seq",
+        "30m",
+        "warning",
+        "quid on {{ $labels.instance }} has signed no ledger checkpoint for a day although the ledger moved: new entries are not anchored",
     ),
     (
         "QuidOperatorLoginFailures",
@@ -406,10 +413,20 @@ fn subscriber() -> Value {
             ts(
                 "Balance",
                 "none",
-                vec![(
-                    "quid_subscriber_balance_credits{subscriber=\"$subscriber\"}",
-                    "credits",
-                )],
+                vec![
+                    (
+                        "quid_subscriber_balance_credits{subscriber=\"$subscriber\"}",
+                        "balance",
+                    ),
+                    (
+                        "quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"}",
+                        "pending debit (settles at the period's end)",
+                    ),
+                    (
+                        "quid_subscriber_balance_credits{subscriber=\"$subscriber\"} + quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"}",
+                        "balance after pending",
+                    ),
+                ],
             ),
         ],
     )
