@@ -142,15 +142,8 @@ impl Store {
         at: i64,
         period: Option<(&str, i64)>,
     ) -> Result<Signed, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        // Unchecked: `&self`, so statements can be issued beside the daemon's other reads; no
-        // other transaction is open on this connection outside a method of the store.
-        let tx =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        let sql = |e| self.sql(e);
+        let tx = self.begin(TransactionBehavior::Immediate)?;
         let existing = |tx: &Transaction<'_>, period: &str| {
             tx.query_row(
                 &format!("SELECT {COLUMNS} FROM checkpoints WHERE period = ?1"),
@@ -263,15 +256,8 @@ impl Store {
         &self,
         heads: &Heads,
     ) -> Result<Result<StreamVerified, StreamError>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        // Unchecked: `&self`, for a read; no other transaction is open on this connection
-        // outside a method of the store.
-        let tx =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred).map_err(sql)?;
+        let sql = |e| self.sql(e);
+        let tx = self.begin(TransactionBehavior::Deferred)?;
         let mut verifier = Verifier::new(heads);
         let checked = {
             let mut stmt = tx

@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{
-    Connection, OptionalExtension, Transaction, TransactionBehavior, params, types::Value,
-};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, types::Value};
 
 use super::{Store, StoreError};
 use crate::ledger::chain::{self, AppendError, Entry, GENESIS, NewEntry};
@@ -203,15 +201,8 @@ impl Store {
     /// Every entry and every balance as of one moment (one read transaction), for `quid
     /// ledger verify` to check them against each other while the daemon writes.
     pub fn ledger_snapshot(&self) -> Result<LedgerSnapshot, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        // Unchecked: `&self`, for a read; no other transaction is open on this connection
-        // outside a method of the store.
-        let tx =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred).map_err(sql)?;
+        let sql = |e| self.sql(e);
+        let tx = self.begin(TransactionBehavior::Deferred)?;
         let snapshot = LedgerSnapshot {
             entries: entries_on(&tx, None).map_err(sql)?,
             balances: balances_on(&tx).map_err(sql)?,

@@ -26,7 +26,7 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub use checkpoints::StreamVerified;
 pub use commit::Changes;
@@ -144,6 +144,14 @@ impl Store {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// A transaction opened from a `&self` method, so reads (and writes kept to this module)
+    /// can run beside the daemon's other work on the one connection. Unchecked because
+    /// rusqlite's checked `transaction()` needs `&mut`; it is sound here because no other
+    /// transaction is open on this connection outside a method of the store.
+    fn begin(&self, behavior: TransactionBehavior) -> Result<Transaction<'_>, StoreError> {
+        Transaction::new_unchecked(&self.conn, behavior).map_err(|e| self.sql(e))
     }
 
     /// A number kept under `key`.

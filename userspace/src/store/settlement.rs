@@ -3,7 +3,7 @@
 //! ledger credit, all in one transaction. The write lock is taken first (`BEGIN IMMEDIATE`), so
 //! what was judged is exactly what is recorded: no other writer can change it in between.
 
-use rusqlite::{Transaction, TransactionBehavior, params};
+use rusqlite::{TransactionBehavior, params};
 
 use super::{Store, StoreError, from_sql, ledger, to_sql};
 use crate::settlement::{
@@ -24,14 +24,8 @@ impl Store {
         subscriber_of: impl Fn(&str) -> Option<String>,
         mut decide: impl FnMut(&PendingReport, &str, &Evidence) -> Verdict,
     ) -> Result<Vec<Settled>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        // Unchecked: the store's own methods read on the same connection, inside it.
-        let tx =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        let sql = |e| self.sql(e);
+        let tx = self.begin(TransactionBehavior::Immediate)?;
         self.assign_legacy_reports(&subscriber_of)?;
         let mut verdicts = Vec::new();
         for report in self.pending_reports(until)? {
@@ -85,7 +79,7 @@ impl Store {
                     .map_err(sql)?;
             }
         }
-        ledger::append_on(&tx, &entries).map_err(|e| e.into_store(&path))?;
+        ledger::append_on(&tx, &entries).map_err(|e| e.into_store(&self.path))?;
         tx.commit().map_err(sql)?;
         Ok(settled)
     }

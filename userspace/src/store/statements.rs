@@ -2,9 +2,7 @@
 //! reports, entries, balance and hash are of one moment); `ledger::statement` states and signs
 //! them.
 
-use rusqlite::{
-    Connection, OptionalExtension, Transaction, TransactionBehavior, params, types::Value,
-};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, types::Value};
 
 use super::{Store, StoreError, from_sql};
 use crate::{
@@ -36,15 +34,8 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Figures, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        // Unchecked: `&self`, as statements are read beside the daemon's other work; no other
-        // transaction is open on this connection outside a method of the store.
-        let tx =
-            Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred).map_err(sql)?;
+        let sql = |e| self.sql(e);
+        let tx = self.begin(TransactionBehavior::Deferred)?;
         let figures = figures_on(&tx, subscriber, from, to).map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(figures)
