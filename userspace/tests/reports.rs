@@ -265,24 +265,12 @@ fn post_from(ns: &Netns, source: [u8; 4], body: &[u8]) -> (u16, String) {
 
 /// [`post_from`] on a thread already inside the namespace.
 fn post_here(source: [u8; 4], body: &[u8]) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = common::connect_from(source.into(), 9465);
-    let head = format!(
-        "POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
-        return (0, String::new());
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    common::http_on(
+        common::connect_from(source.into(), 9465),
+        "POST",
+        "/v1/reports",
+        body,
+    )
 }
 
 /// `(status, reason)` of an answer body.

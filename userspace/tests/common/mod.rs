@@ -304,11 +304,16 @@ pub fn write_nodes(dir: &Path, seed: u8) -> ed25519_dalek::SigningKey {
 /// One HTTP/1.1 request to 127.0.0.1:`port` of the calling thread's namespace: (status, body);
 /// status 0 when nothing answered.
 pub fn http_here(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    http_on(s, method, path, body)
+}
+
+/// One HTTP/1.1 request on an open connection: (status, body); status 0 when nothing answered.
+pub fn http_on(mut s: std::net::TcpStream, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
