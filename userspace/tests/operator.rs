@@ -20,6 +20,46 @@ use serde_json::Value;
 
 const TABLE: &str = "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n";
 
+/// Writes what the operator API needs into `dir`: a TLS certificate, the operator's statement
+/// key and a token file only the group may read. Returns the token, the certificate and the
+/// config sections of the three listeners; `metrics` adds lines to `[metrics]`.
+fn operator_setup(dir: &Path, metrics: &str) -> (String, PathBuf, String) {
+    let (cert, key) = certificate(dir);
+    std::fs::write(dir.join("operator.key"), hex::encode([7u8; 32])).unwrap();
+    let token = quid::http::operator::new_token().unwrap();
+    let token_file = dir.join("operator.token");
+    std::fs::write(&token_file, &token).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let sections = format!(
+        "
+[metrics]
+listen = \"127.0.0.1:9464\"{metrics}
+
+[reports]
+listen = \"127.0.0.1:9465\"
+nodes = \"nodes.csv\"
+
+[operator]
+listen = \"127.0.0.1:9466\"
+token_file = \"operator.token\"
+
+[settlement]
+operator_key = \"operator.key\"
+
+[tls]
+cert = \"{cert}\"
+key = \"{key}\"
+",
+        cert = cert.display(),
+        key = key.display()
+    );
+    (token, cert, sections)
+}
+
 /// A self-signed certificate for 127.0.0.1 and localhost: (cert path, key path).
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let c =
@@ -72,7 +112,6 @@ fn https(
 fn operator_actions_need_the_token_and_metrics_are_read_only() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
     let node_key = common::write_nodes(dir.path(), 3);
     // The report below covers time before this daemon started: an earlier run metered it.
     common::metered_since(
@@ -81,43 +120,9 @@ fn operator_actions_need_the_token_and_metrics_are_read_only() {
         &["pi"],
         common::now() - 4 * 3600,
     );
-    std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
-    let token = quid::http::operator::new_token().unwrap();
+    let (token, cert, sections) = operator_setup(dir.path(), "");
     let token_file = dir.path().join("operator.token");
-    std::fs::write(&token_file, &token).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .unwrap();
-    let config = write_config_sections(
-        dir.path(),
-        &[("acc", "access", "auto")],
-        TABLE,
-        &format!(
-            "
-[metrics]
-listen = \"127.0.0.1:9464\"
-
-[reports]
-listen = \"127.0.0.1:9465\"
-nodes = \"nodes.csv\"
-
-[operator]
-listen = \"127.0.0.1:9466\"
-token_file = \"operator.token\"
-
-[settlement]
-operator_key = \"operator.key\"
-
-[tls]
-cert = \"{}\"
-key = \"{}\"
-",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let config = write_config_sections(dir.path(), &[("acc", "access", "auto")], TABLE, &sections);
     let daemon = Daemon::start(&r, &config);
     let op = "https://127.0.0.1:9466/v1/operator";
     let state = dir.path().join("state");
@@ -342,41 +347,8 @@ fn a_world_readable_token_or_a_broken_certificate_stops_the_start() {
 fn balances_never_overflow_and_one_bad_row_stops_nobody_else() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
     common::write_nodes(dir.path(), 3);
-    std::fs::write(dir.path().join("operator.key"), hex::encode([7u8; 32])).unwrap();
-    let token = quid::http::operator::new_token().unwrap();
-    let token_file = dir.path().join("operator.token");
-    std::fs::write(&token_file, &token).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .unwrap();
-    let sections = format!(
-        "
-[metrics]
-listen = \"127.0.0.1:9464\"
-subscribers = \"all\"
-
-[reports]
-listen = \"127.0.0.1:9465\"
-nodes = \"nodes.csv\"
-
-[operator]
-listen = \"127.0.0.1:9466\"
-token_file = \"operator.token\"
-
-[settlement]
-operator_key = \"operator.key\"
-
-[tls]
-cert = \"{}\"
-key = \"{}\"
-",
-        cert.display(),
-        key.display()
-    );
+    let (token, cert, sections) = operator_setup(dir.path(), "\nsubscribers = \"all\"");
     let table = format!("{TABLE}bob,Bob,home,100.64.9.2\n");
     let config = write_config_sections(dir.path(), &[("acc", "access", "auto")], &table, &sections);
     let daemon = Daemon::start(&r, &config);
