@@ -319,31 +319,9 @@ fn intake_daemon(
     (r, s, dir, key, daemon)
 }
 
-/// `quid node report` for node `pi` inside `ns`: (success, stdout and stderr).
+/// `quid node report` for node `pi` inside `ns`, two attempts: (success, stdout and stderr).
 fn node_report(ns: &Netns, key_file: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", ns.name))
-        .arg(env!("CARGO_BIN_EXE_quid"))
-        .args([
-            "node",
-            "report",
-            "--url",
-            "http://127.0.0.1:9465",
-            "--node",
-            "pi",
-            "--attempts",
-            "2",
-        ])
-        .arg("--key")
-        .arg(key_file)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            + &String::from_utf8_lossy(&out.stderr),
-    )
+    common::node_report(ns, "pi", key_file, &[&["--attempts", "2"], args].concat())
 }
 
 /// Issue 18, hole 3: a figure of 2^63 or more was stored wrapped (u64::MAX as -1) and settled

@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     net::Ipv4Addr,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -98,41 +97,26 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
     let submit = |key: &SigningKey, node: &str, claimed: u64| {
         let key_file = dir.path().join(format!("{node}.key"));
         std::fs::write(&key_file, hex::encode(key.to_bytes())).unwrap();
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", r.name))
-            .arg(env!("CARGO_BIN_EXE_quid"))
-            .args([
-                "node",
-                "report",
-                "--url",
-                "http://127.0.0.1:9465",
-                "--node",
-                node,
+        let (ok, out) = common::node_report(
+            &r,
+            node,
+            &key_file,
+            &[
                 "--seq",
                 "1",
-            ])
-            .arg("--key")
-            .arg(&key_file)
-            .args([
                 "--from",
                 &rfc3339(start),
                 "--to",
                 &rfc3339(end),
                 "--cpu-core-seconds",
                 "7",
-            ])
-            .args(["--grid-bytes-sent", &(claimed / 2).to_string()])
-            .args([
+                "--grid-bytes-sent",
+                &(claimed / 2).to_string(),
                 "--grid-bytes-received",
                 &(claimed - claimed / 2).to_string(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
+        assert!(ok, "{out}");
     };
     submit(&honest, "honest", grid_bytes);
     submit(&greedy, "greedy", 10 * grid_bytes);

@@ -332,6 +332,32 @@ pub fn http_on(mut s: std::net::TcpStream, method: &str, path: &str, body: &[u8]
     (code, body)
 }
 
+/// `quid node report` for `node` from inside `ns`, to the intake on 127.0.0.1:9465, signed
+/// with `key_file`, plus `args`: (success, stdout and stderr).
+pub fn node_report(ns: &Netns, node: &str, key_file: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name))
+        .arg(env!("CARGO_BIN_EXE_quid"))
+        .args([
+            "node",
+            "report",
+            "--url",
+            "http://127.0.0.1:9465",
+            "--node",
+            node,
+        ])
+        .arg("--key")
+        .arg(key_file)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// Runs `quid ARGS --config CONFIG` on the host: (success, stdout and stderr).
 pub fn quid_cli(config: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_quid"))
