@@ -91,7 +91,7 @@ fn rewrite_consistently(conn: &Connection) {
         let kind: EntryKind = kind.parse().unwrap();
         let h = chain::hash(&prev, seq, at, &sub, kind, amount, &reference);
         conn.execute(
-            "UPDATE ledger SET prev = ?1, hash = ?2 WHERE seq = ?3",
+            "UPDATE ledger SET prev = unhex(?1), hash = unhex(?2) WHERE seq = ?3",
             rusqlite::params![prev, h, seq],
         )
         .unwrap();

@@ -45,10 +45,7 @@ impl State<'_> {
             }
             Err(e) => error!("cannot read balances for the metrics: {e}"),
         }
-        match store.pending_debits() {
-            Ok(p) => self.status.pending = p,
-            Err(e) => error!("cannot read pending debits for the metrics: {e}"),
-        }
+        self.status.pending = self.books.pending_debits();
         match (store.ledger_head(), store.last_checkpoint()) {
             (Ok((head_seq, _)), Ok(last)) => {
                 self.status.anchor = crate::metrics::status::LedgerAnchor {
@@ -68,8 +65,8 @@ impl State<'_> {
             Ok(p) => self.status.plan_contributions = p,
             Err(e) => error!("cannot read plan contributions for the metrics: {e}"),
         }
-        // The store's size, rows per tier and roll-up lag: one page-count pragma and a count
-        // per tier (the interval tier's scan is the most of it; it holds two days by default).
+        // The store's size, rows per tier and roll-up lag: one page-count pragma, the counts
+        // the commits keep, and each tier's oldest row.
         match store.file_bytes() {
             Ok(b) => self.status.store_bytes = b,
             Err(e) => error!("cannot read the store's size for the metrics: {e}"),

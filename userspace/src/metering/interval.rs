@@ -1,6 +1,7 @@
 //! Turning the kernel's running counters into per-subscriber deltas, every interval, and
-//! keeping them: each subscriber's running total and one usage record per interval, committed
-//! together with the counter values they were computed from.
+//! keeping them: each delta is added into the subscriber's row of the current hour, which with
+//! the subscriber's stored base gives back the running total and the counter values it was
+//! computed from (see `store::Base`), so one small write per active subscriber keeps all of it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,7 +12,7 @@ use crate::{
     kernel::subscriber_maps::Slots,
     ledger::{chain::NewEntry, period::SettlementPeriod},
     settlement::matching,
-    store::{Changes, Record, Status, Store, StoreError, Usage},
+    store::{Base, Changes, IntervalRow, Record, Status, Store, StoreError, Usage},
     subscribers::table::{Subscriber, Table},
 };
 
@@ -23,6 +24,29 @@ const LAST_END: &str = "last_interval_end";
 const ALLOWANCE_MONTH: &str = "allowance_month";
 /// Store meta key: start of the settlement period whose traffic is pending (unix seconds).
 const PENDING_PERIOD: &str = "usage_pending_period";
+
+/// Seconds in an hour: the bucket an interval's counts are added into.
+const HOUR: i64 = 3_600;
+/// A base older than this moves at the subscriber's next hour (its hour of the day is spread
+/// by key, so about 1/24 of subscribers move at each hour's first commit).
+const REBASE_AFTER: i64 = 24 * HOUR;
+
+/// The start of the hour holding unix time `t`.
+fn hour_of(t: u64) -> i64 {
+    let t = crate::store::secs(t);
+    t - t.rem_euclid(HOUR)
+}
+
+/// Whether `r`'s base should move to hour `h` now: the subscriber has rows since its base
+/// (which the roll-up keeps until the base passes them) but none in `h` yet (a base can only
+/// start an hour whose rows all come after it), and the base is a day old in the subscriber's
+/// hour of the day, or two days old whatever the hour.
+fn rebase_due(r: &Record, h: i64) -> bool {
+    let age = h.saturating_sub(r.base.based);
+    let phase = (h / HOUR).wrapping_add(r.base.key).rem_euclid(24) == 0;
+    r.base.row_hour.is_some_and(|last| last < h)
+        && (age >= 2 * REBASE_AFTER || (age >= REBASE_AFTER && phase))
+}
 
 /// The calendar month (UTC) of unix time `t`, as YYYYMM.
 fn month_of(t: u64) -> Result<u64, ClockError> {
@@ -59,6 +83,10 @@ pub struct Books {
     settled: HashMap<String, SubscriberCounters>,
     /// Start of the settlement period whose traffic is pending (none before the first commit).
     pending_period: Option<u64>,
+    /// The key the next new subscriber gets.
+    next_key: i64,
+    /// The usage rates last written to the store (for the CLI's pending debits).
+    rates_written: Option<[u64; 4]>,
     clock: Clock,
 }
 
@@ -98,6 +126,11 @@ impl Books {
         };
         let settled = store.settled_usage()?;
         let pending_period = store.meta(PENDING_PERIOD)?;
+        let next_key = records
+            .values()
+            .map(|r| r.base.key)
+            .max()
+            .map_or(1, |k| k.saturating_add(1));
         let mut books = Books {
             store,
             records,
@@ -106,6 +139,8 @@ impl Books {
             period: SettlementPeriod::default(),
             settled,
             pending_period,
+            next_key,
+            rates_written: None,
             clock,
         };
         if adopted {
@@ -182,15 +217,27 @@ impl Books {
             {
                 started.push(s.id.clone());
             }
-            let r = self.records.entry(s.id.clone()).or_insert_with(|| Record {
-                id: s.id.clone(),
-                name: String::new(),
-                plan: String::new(),
-                prefixes: String::new(),
-                slot: None,
-                status: Status::Active,
-                last: SubscriberCounters::default(),
-                total: SubscriberCounters::default(),
+            let based = hour_of(self.last_end);
+            let next_key = &mut self.next_key;
+            let r = self.records.entry(s.id.clone()).or_insert_with(|| {
+                let key = *next_key;
+                *next_key = key.saturating_add(1);
+                Record {
+                    id: s.id.clone(),
+                    name: String::new(),
+                    plan: String::new(),
+                    prefixes: String::new(),
+                    slot: None,
+                    status: Status::Active,
+                    last: SubscriberCounters::default(),
+                    total: SubscriberCounters::default(),
+                    // Its rows start with the next interval's hour.
+                    base: Base {
+                        key,
+                        based,
+                        ..Base::default()
+                    },
+                }
             });
             r.name = s.name.clone();
             r.plan = s.plan.clone();
@@ -250,8 +297,9 @@ impl Books {
         Ok(gone)
     }
 
-    /// Reads every slot in use (`counters(slot)`: summed over CPUs), turns what it counted since the last read into a usage record
-    /// for `[last end, now)`, and commits records and usage in one transaction.
+    /// Reads every slot in use (`counters(slot)`: summed over CPUs), adds what each counted
+    /// since the last read (over `[last end, now)`) into its hourly row, and commits usage,
+    /// moved bases, settlement debits and the interval's end in one transaction.
     pub fn interval(
         &mut self,
         counters: impl Fn(usize) -> SubscriberCounters,
@@ -261,7 +309,6 @@ impl Books {
         let began = std::time::Instant::now();
         let mut summary = IntervalSummary::default();
         let mut changed = Vec::new();
-        let mut usage = Vec::new();
         let mut entries = Vec::new();
         // What each changed record held before, to put back if the commit fails.
         let mut before = Vec::new();
@@ -288,49 +335,59 @@ impl Books {
                 settled_now.insert(r.id.clone(), r.total);
             }
         }
+        // The hour this interval's counts go into: the one holding its start.
+        let hour = hour_of(start);
+        let mut rows = Vec::new();
+        let mut new_hour_rows = 0u64;
         for r in self.records.values_mut() {
-            let Some(slot) = r.slot else { continue };
-            let current = counters(slot as usize);
-            let delta = current.wrapping_sub(&r.last);
-            if delta == SubscriberCounters::default() {
+            let current = r.slot.map(|slot| counters(slot as usize));
+            let delta = current.map(|c| c.wrapping_sub(&r.last)).unwrap_or_default();
+            let active = delta != SubscriberCounters::default();
+            let rebase = rebase_due(r, hour);
+            if !active && !rebase {
                 continue;
             }
-            before.push((r.last, r.total));
-            r.last = current;
+            before.push((r.id.clone(), r.last, r.total, r.base));
+            if rebase {
+                // The stored counters become the current ones; rows from this hour on add up.
+                r.base.based = hour;
+                r.base.since = SubscriberCounters::default();
+                r.base.row_hour = None;
+                changed.push(r.id.clone());
+            }
+            if !active {
+                continue;
+            }
+            if r.base.row_hour != Some(hour) {
+                new_hour_rows += 1;
+            }
+            r.last = current.unwrap_or(r.last);
             r.total.add(&delta);
+            r.base.since.add(&delta);
+            r.base.row_hour = Some(hour);
             summary.delta.add(&delta);
             summary.active += 1;
-            changed.push(r.id.clone());
-            usage.push(Usage {
-                start,
-                end: now,
-                counters: delta,
+            rows.push(IntervalRow {
+                key: r.base.key,
+                usage: Usage {
+                    start,
+                    end: now,
+                    counters: delta,
+                },
             });
         }
         summary.read_seconds = began.elapsed().as_secs_f64();
         let began = std::time::Instant::now();
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
-        let rows: Vec<(&str, Usage)> = changed.iter().map(String::as_str).zip(usage).collect();
-        // Each changed subscriber's pending debit, priced by the cumulative rule.
-        let mut pending_ids: Vec<&String> = settled_now.keys().collect();
-        pending_ids.extend(changed.iter().filter(|id| !settled_now.contains_key(*id)));
-        let pending: Vec<(&str, SubscriberCounters, i64)> = pending_ids
-            .into_iter()
-            .filter_map(|id| {
-                let total = self.records.get(id)?.total;
-                let settled = settled_now
-                    .get(id)
-                    .or_else(|| self.settled.get(id))
-                    .copied()
-                    .unwrap_or_default();
-                Some((
-                    id.as_str(),
-                    settled,
-                    self.tariff.usage_debit(&settled, &total),
-                ))
-            })
+        let settled: Vec<(&str, SubscriberCounters)> = settled_now
+            .iter()
+            .map(|(id, c)| (id.as_str(), *c))
             .collect();
         let mut meta = vec![(LAST_END, now)];
+        let rates = crate::store::usage_rates(&self.tariff);
+        if self.rates_written != Some(rates) {
+            meta.extend(crate::store::RATE_KEYS.into_iter().zip(rates));
+        }
         let pending_period = self.pending_period.map_or(period, |p| p.max(period));
         if self.pending_period != Some(pending_period) {
             meta.push((PENDING_PERIOD, pending_period));
@@ -349,21 +406,26 @@ impl Books {
             entries: &entries,
             meta: &meta,
             metered_until: Some(now),
-            pending: &pending,
+            settled: &settled,
+            new_hour_rows,
             ..Changes::default()
         };
         if let Err(e) = self.store.commit_with(&refs, &rows, &changes) {
             // Disk full, store unwritable: the counts stay in the kernel, so forget this read
             // and the next interval covers the whole time since the last commit.
-            for (id, (last, total)) in changed.iter().zip(before) {
-                if let Some(r) = self.records.get_mut(id) {
+            drop(refs);
+            for (id, last, total, base) in before {
+                if let Some(r) = self.records.get_mut(&id) {
                     r.last = last;
                     r.total = total;
+                    r.base = base;
                 }
             }
             return Err(e.into());
         }
-        drop(pending);
+        drop(refs);
+        drop(settled);
+        self.rates_written = Some(rates);
         self.settled.extend(settled_now);
         self.pending_period = Some(pending_period);
         self.last_end = now;
@@ -436,6 +498,19 @@ impl Books {
     ) -> Result<crate::store::RollupProgress, BooksError> {
         let now = self.clock.now_i64()?;
         Ok(self.store.roll_up(now, keep)?)
+    }
+
+    /// Each subscriber's pending usage debit (negative; absent when zero): its running total
+    /// less what was settled, at the current tariff (what the next settlement will debit).
+    pub fn pending_debits(&self) -> HashMap<String, i64> {
+        self.records
+            .values()
+            .filter_map(|r| {
+                let settled = self.settled.get(&r.id).copied().unwrap_or_default();
+                let debit = self.tariff.usage_debit(&settled, &r.total);
+                (debit != 0).then(|| (r.id.clone(), debit))
+            })
+            .collect()
     }
 
     /// The store behind the books (for reading).
@@ -802,7 +877,7 @@ mod tests {
         books.interval(|_| down(6), 1040).unwrap();
         let usage = books.store().usage("alice", 0, 2000).unwrap();
         let spans: Vec<(u64, u64)> = usage.iter().map(|u| (u.start, u.end)).collect();
-        assert_eq!(spans, [(1000, 1010), (1010, 1040)]);
+        assert_eq!(spans, [(0, 3_600)], "one hourly row");
         let bytes: u64 = usage
             .iter()
             .map(|u| u.counters.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes)

@@ -495,6 +495,7 @@ mod tests {
             status: Status::Active,
             last: SubscriberCounters::default(),
             total,
+            base: crate::store::Base::default(),
         }
     }
 

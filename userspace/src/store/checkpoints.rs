@@ -63,7 +63,7 @@ pub struct StreamVerified {
 fn head_on(conn: &Connection) -> rusqlite::Result<(i64, String)> {
     Ok(conn
         .query_row(
-            "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, lower(hex(hash)) FROM ledger ORDER BY seq DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -75,7 +75,7 @@ fn head_on(conn: &Connection) -> rusqlite::Result<(i64, String)> {
 fn month_head_on(conn: &Connection, to: i64) -> rusqlite::Result<(i64, String)> {
     Ok(conn
         .query_row(
-            "SELECT seq, hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, lower(hex(hash)) FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
             [to],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -262,7 +262,7 @@ impl Store {
         let checked = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT seq, at, subscriber, kind, amount, reference, prev, hash FROM ledger
+                    "SELECT seq, at, subscriber, kind, amount, reference, lower(hex(prev)), lower(hex(hash)) FROM ledger
                      ORDER BY seq",
                 )
                 .map_err(sql)?;

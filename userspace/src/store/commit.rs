@@ -1,9 +1,13 @@
-//! One interval's commit: changed subscriber records, usage rows, the ledger entries that price
-//! them, meta values and metering changes, in one transaction: all of it is on disk, or none.
+//! One interval's commit: changed subscriber records, the counts added into the current hour's
+//! rows, the ledger entries that price them, meta values and metering changes, in one
+//! transaction: all of it is on disk, or none.
 
 use rusqlite::params;
 
-use super::{Record, Store, StoreError, Usage, ledger, secs, set_meta_on, subscribers, usage};
+use super::{
+    IntervalRow, Record, Store, StoreError, Usage, ledger, secs, set_meta_on, subscribers,
+    tier_counts, tiers::Tier, usage,
+};
 use crate::ledger::chain::NewEntry;
 
 /// What a commit changes besides records and usage (see [`Store::commit_with`]).
@@ -21,26 +25,49 @@ pub struct Changes<'a> {
     pub stopped: &'a [String],
     /// When `started` and `stopped` happened.
     pub at: u64,
-    /// Subscribers' unsettled usage: (id, cumulative counters already debited, pending debit).
-    pub pending: &'a [(&'a str, quid_common::SubscriberCounters, i64)],
+    /// Subscribers whose settled usage changed: (id, cumulative counters now debited).
+    pub settled: &'a [(&'a str, quid_common::SubscriberCounters)],
+    /// How many of the interval's rows start a new hourly row (the caller knows which
+    /// subscribers already have a row this hour; the tier's row count follows it).
+    pub new_hour_rows: u64,
 }
 
 impl Store {
-    /// Writes changed records and the interval's usage rows in one transaction.
+    /// Writes changed records and usage of subscribers known by id (each in `records` or the
+    /// store already) in one transaction: for tools and tests; the daemon's books use
+    /// [`Store::commit_with`].
     pub fn commit(
         &mut self,
         records: &[&Record],
         usage: &[(&str, Usage)],
     ) -> Result<(), StoreError> {
-        self.commit_with(records, usage, &Changes::default())
+        let mut rows = Vec::new();
+        for (id, u) in usage {
+            let key = match records.iter().find(|r| r.id == *id) {
+                Some(r) => r.base.key,
+                None => self.key_of(id)?.ok_or_else(|| StoreError::Sql {
+                    path: self.path.clone(),
+                    source: rusqlite::Error::ToSqlConversionFailure(
+                        format!("usage of {id}, a subscriber the store does not know").into(),
+                    ),
+                })?,
+            };
+            rows.push(IntervalRow { key, usage: *u });
+        }
+        // Counted for real: the caller does not track which hours have rows.
+        let before = tier_counts::counted(&self.conn, Tier::Hourly).map_err(|e| self.sql(e))?;
+        self.commit_with(records, &rows, &Changes::default())?;
+        let after = tier_counts::counted(&self.conn, Tier::Hourly).map_err(|e| self.sql(e))?;
+        let fresh = i64::try_from(after.saturating_sub(before)).unwrap_or(i64::MAX);
+        tier_counts::add(&self.conn, Tier::Hourly, fresh).map_err(|e| self.sql(e))
     }
 
-    /// Like [`Store::commit`], with the ledger entries, meta values and metering changes of
-    /// `changes` in the same transaction.
+    /// Like [`Store::commit`], with interval rows keyed by number, and the ledger entries,
+    /// meta values and metering changes of `changes` in the same transaction.
     pub fn commit_with(
         &mut self,
         records: &[&Record],
-        usage: &[(&str, Usage)],
+        usage: &[IntervalRow],
         changes: &Changes<'_>,
     ) -> Result<(), StoreError> {
         let Changes {
@@ -50,7 +77,8 @@ impl Store {
             started,
             stopped,
             at,
-            pending,
+            settled,
+            new_hour_rows,
         } = *changes;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -59,9 +87,16 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         subscribers::put(&tx, records).map_err(sql)?;
-        usage::add(&tx, usage).map_err(sql)?;
+        let journal = usage::add(&tx, usage).map_err(sql)?;
+        tier_counts::add(
+            &tx,
+            Tier::Hourly,
+            i64::try_from(new_hour_rows).unwrap_or(i64::MAX),
+        )
+        .map_err(sql)?;
+        tier_counts::add(&tx, Tier::Interval, journal).map_err(sql)?;
         ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;
-        super::pending::put(&tx, pending).map_err(sql)?;
+        super::pending::put(&tx, settled).map_err(sql)?;
         for (key, value) in meta {
             set_meta_on(&tx, key, *value).map_err(sql)?;
         }
@@ -124,6 +159,11 @@ mod tests {
             status: Status::Active,
             last: counters(1),
             total: counters(2),
+            base: crate::store::Base {
+                key: 7,
+                based: 3_600,
+                ..Default::default()
+            },
         };
         {
             let mut s = Store::open(dir.path()).unwrap();
@@ -138,9 +178,11 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.meta("instance").unwrap(), Some(42));
         assert_eq!(s.records().unwrap(), [rec]);
-        let u = s.usage("alice", 100, 110).unwrap();
-        assert_eq!(u.len(), 1);
+        // The interval's counts are alice's row of hour 0 (before her base hour, so they are
+        // not added to her stored counters).
+        let u = s.usage("alice", 0, 3_600).unwrap();
+        assert_eq!((u.len(), u[0].start, u[0].end), (1, 0, 3_600));
         assert_eq!(u[0].counters, counters(3));
-        assert!(s.usage("alice", 101, 200).unwrap().is_empty());
+        assert!(s.usage("alice", 1, 7_200).unwrap().is_empty());
     }
 }

@@ -91,7 +91,7 @@ pub(super) fn append_on(conn: &Connection, entries: &[NewEntry]) -> Result<(), A
     }
     let (mut seq, mut prev): (i64, String) = conn
         .query_row(
-            "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, lower(hex(hash)) FROM ledger ORDER BY seq DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -99,7 +99,7 @@ pub(super) fn append_on(conn: &Connection, entries: &[NewEntry]) -> Result<(), A
         .unwrap_or((0, GENESIS.to_owned()));
     let mut put = conn.prepare_cached(
         "INSERT INTO ledger (seq, at, subscriber, kind, amount, reference, prev, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, unhex(?7), unhex(?8))",
     )?;
     for e in entries {
         seq += 1;
@@ -215,7 +215,7 @@ impl Store {
 /// Every entry on `conn`, oldest first, or those of one subscriber.
 fn entries_on(conn: &Connection, subscriber: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = conn.prepare(
-        "SELECT seq, at, subscriber, kind, amount, reference, prev, hash FROM ledger
+        "SELECT seq, at, subscriber, kind, amount, reference, lower(hex(prev)), lower(hex(hash)) FROM ledger
          WHERE ?1 IS NULL OR subscriber = ?1 ORDER BY seq",
     )?;
     let rows = stmt.query_map([subscriber], |r| {

@@ -1,5 +1,5 @@
 //! The durable store on local disk: subscribers with their counter slots and running totals,
-//! usage per subscriber and interval, what was metered, node reports and their settlement, the
+//! usage per subscriber and hour (rolled up into days), the grid journal, what was metered, node reports and their settlement, the
 //! hash-chained ledger with each subscriber's balance, and the figures statements need. All of
 //! quid's SQL is here, one file per group of tables; the domain modules it serves (ledger,
 //! settlement) stay pure and never reach the store.
@@ -12,14 +12,17 @@
 
 mod checkpoints;
 mod commit;
+mod compact;
 mod ledger;
 mod metering;
 mod pending;
 mod reports;
+mod rollup;
 mod schema;
 mod settlement;
 mod statements;
 mod subscribers;
+mod tier_counts;
 mod tiers;
 mod usage;
 mod values;
@@ -31,9 +34,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 pub use checkpoints::StreamVerified;
 pub use commit::Changes;
 pub use ledger::LedgerSnapshot;
-pub use subscribers::{Record, Status};
+pub use pending::{RATE_KEYS, usage_rates};
+pub use subscribers::{Base, Record, Status};
 pub use tiers::{Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum};
-pub use usage::Usage;
+pub use usage::{IntervalRow, Usage};
 
 /// File name of the store inside the state directory.
 pub const FILE: &str = "quid.db";
@@ -64,7 +68,7 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     /// Where the roll-up continues next call.
-    rollup: tiers::RollupCursor,
+    rollup: rollup::RollupCursor,
 }
 
 /// Unix seconds as SQLite stores them; times beyond i64 (year 292 billion) are clamped.
@@ -129,7 +133,7 @@ impl Store {
         Ok(Store {
             conn,
             path,
-            rollup: tiers::RollupCursor::default(),
+            rollup: rollup::RollupCursor::default(),
         })
     }
 

@@ -1,7 +1,8 @@
 //! Unsettled usage (see `ledger::period`): per subscriber, the cumulative counters the ledger
-//! has debited so far and the debit pending for the rest, written in the interval's commit.
-//! The pending debit is kept as a figure (priced by the daemon's tariff when committed) so the
-//! CLI, metrics and operator API show it without knowing the tariff.
+//! has debited so far, written when a period settles. The pending debit is the tariff's price
+//! of the rest (the running total less what was settled), computed when asked with the usage
+//! rates the daemon keeps in `meta`, so the CLI and the operator API show it without the
+//! daemon's config and the interval commit writes nothing for it.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use quid_common::SubscriberCounters;
 use rusqlite::{Connection, Transaction, params};
 
 use super::{Store, StoreError, subscribers};
+use crate::ledger::tariff::Tariff;
 
 /// Meta key: the version of the settlement-period schema this store has.
 const VERSION_KEY: &str = "schema_settlement_periods";
@@ -48,20 +50,39 @@ pub(super) fn migrate_settlement_periods(conn: &Connection) -> rusqlite::Result<
     Ok(())
 }
 
-/// Writes subscribers' unsettled usage inside an open transaction.
+/// Meta keys of the tariff's usage rates, in micro-credits per GB: download and upload of
+/// Internet and grid traffic.
+pub const RATE_KEYS: [&str; 4] = [
+    "tariff_download_internet_gb",
+    "tariff_upload_internet_gb",
+    "tariff_download_grid_gb",
+    "tariff_upload_grid_gb",
+];
+
+/// The usage rates of `t`, in [`RATE_KEYS`] order.
+pub fn usage_rates(t: &Tariff) -> [u64; 4] {
+    [
+        t.download_internet_gb,
+        t.upload_internet_gb,
+        t.download_grid_gb,
+        t.upload_grid_gb,
+    ]
+}
+
+/// Writes subscribers' settled usage inside an open transaction.
 pub(super) fn put(
     tx: &Transaction<'_>,
-    pending: &[(&str, SubscriberCounters, i64)],
+    settled: &[(&str, SubscriberCounters)],
 ) -> rusqlite::Result<()> {
-    if pending.is_empty() {
+    if settled.is_empty() {
         return Ok(());
     }
     let mut put = tx.prepare_cached(
-        "INSERT INTO usage_pending (subscriber, settled, debit) VALUES (?1, ?2, ?3)
-         ON CONFLICT(subscriber) DO UPDATE SET settled = excluded.settled, debit = excluded.debit",
+        "INSERT INTO usage_pending (subscriber, settled, debit) VALUES (?1, ?2, 0)
+         ON CONFLICT(subscriber) DO UPDATE SET settled = excluded.settled",
     )?;
-    for (id, settled, debit) in pending {
-        put.execute(params![id, subscribers::encode(settled), debit])?;
+    for (id, settled) in settled {
+        put.execute(params![id, subscribers::encode(settled)])?;
     }
     Ok(())
 }
@@ -83,26 +104,39 @@ impl Store {
         .map_err(|e| self.sql(e))
     }
 
-    /// Each subscriber's pending usage debit (micro-credits, zero or negative): the traffic
-    /// not yet settled into the ledger, priced as the next settlement will debit it.
+    /// The tariff the daemon priced usage with last (only its usage rates are kept).
+    pub fn usage_tariff(&self) -> Result<Tariff, StoreError> {
+        let mut r = [0u64; 4];
+        for (x, key) in r.iter_mut().zip(RATE_KEYS) {
+            *x = self.meta(key)?.unwrap_or(0);
+        }
+        Ok(Tariff {
+            download_internet_gb: r[0],
+            upload_internet_gb: r[1],
+            download_grid_gb: r[2],
+            upload_grid_gb: r[3],
+            ..Tariff::default()
+        })
+    }
+
+    /// Each subscriber's pending usage debit (micro-credits, negative; absent when zero): the
+    /// traffic not yet settled into the ledger, priced as the next settlement will debit it.
     pub fn pending_debits(&self) -> Result<HashMap<String, i64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT subscriber, debit FROM usage_pending WHERE debit != 0")
-            .map_err(|e| self.sql(e))?;
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.sql(e))
+        let tariff = self.usage_tariff()?;
+        let settled = self.settled_usage()?;
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter_map(|r| {
+                let s = settled.get(&r.id).copied().unwrap_or_default();
+                let debit = tariff.usage_debit(&s, &r.total);
+                (debit != 0).then_some((r.id, debit))
+            })
+            .collect())
     }
 
     /// `subscriber`'s pending usage debit (zero when nothing is pending).
     pub fn pending_debit(&self, subscriber: &str) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT coalesce((SELECT debit FROM usage_pending WHERE subscriber = ?1), 0)",
-                [subscriber],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.sql(e))
+        Ok(self.pending_debits()?.get(subscriber).copied().unwrap_or(0))
     }
 }

@@ -25,16 +25,12 @@ impl From<rusqlite::Error> for SchemaError {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- `key` numbers the subscriber's usage rows; `last` and `total` are as at the start of hour
+-- `based` (see `subscribers::Base`).
 CREATE TABLE IF NOT EXISTS subscribers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL, prefixes TEXT NOT NULL,
-    slot INTEGER, removed INTEGER NOT NULL, last BLOB NOT NULL, total BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS usage (
-    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-    up_packets INTEGER NOT NULL, up_bytes INTEGER NOT NULL,
-    up_grid_packets INTEGER NOT NULL, up_grid_bytes INTEGER NOT NULL,
-    down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
-    down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
-    PRIMARY KEY (subscriber, start));
+    slot INTEGER, removed INTEGER NOT NULL, last BLOB NOT NULL, total BLOB NOT NULL,
+    key INTEGER, based INTEGER NOT NULL DEFAULT 0);
 -- Report figures are integers in base units, exactly as signed (version 2 reports).
 CREATE TABLE IF NOT EXISTS reports (
     node TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -46,9 +42,10 @@ CREATE TABLE IF NOT EXISTS reports (
     outcome TEXT NOT NULL DEFAULT 'pending',
     measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT, allocated_grid_bytes INTEGER,
     PRIMARY KEY (node, seq));
+-- `prev` and `hash` are the 32-byte SHA-256 values (hex in statements, checkpoints and the CLI).
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, subscriber TEXT NOT NULL, kind TEXT NOT NULL,
-    amount INTEGER NOT NULL, reference TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+    amount INTEGER NOT NULL, reference TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL);
 -- Each subscriber's balance, kept by a trigger in the same transaction as every ledger entry:
 -- THE balance (CLI, metrics, operator API read this row; one row per subscriber instead of the
 -- whole ledger every interval). `quid ledger verify` checks each row against the entries.
@@ -195,7 +192,7 @@ pub(super) fn bring_up_to_date(
     // Reports with float figures (before version 2) become integers in base units first.
     migrate_reports_v2(conn)?;
     // A store from before metering was recorded: fill the new tables from its books once.
-    let legacy = !has(conn, "metering")?;
+    let legacy = !has(conn, "metering")? && has(conn, "usage")?;
     // Reports settled by an older quid lack the grid bytes the meter backed for them.
     let allocated: bool = conn.query_row(
         "SELECT count(*) > 0 FROM pragma_table_info('reports')
@@ -236,7 +233,9 @@ pub(super) fn bring_up_to_date(
             }
         }
     }
-    // Resolution tiers and incremental vacuum (idempotent).
-    super::tiers::migrate(conn)?;
+    // The compact books: integer keys, hourly rows written in place, the grid journal.
+    super::compact::migrate(conn, now()?)?;
+    super::tiers::incremental_vacuum(conn)?;
+    super::tier_counts::init(conn)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! reports, entries, balance and hash are of one moment); `ledger::statement` states and signs
 //! them.
 
+use quid_common::{CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, pair_index};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, types::Value};
 
 use super::{Store, StoreError, from_sql};
@@ -46,16 +47,24 @@ impl Store {
 /// fails on an i64 overflow, and one subscriber's figures must never stop the statement.
 fn figures_on(c: &Connection, subscriber: &str, from: i64, to: i64) -> rusqlite::Result<Figures> {
     let mut f = Figures::default();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT down_bytes, down_grid_bytes, up_bytes, up_grid_bytes FROM usage_all
-             WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
-        )?;
-        let mut rows = stmt.query(params![subscriber, from, to])?;
-        while let Some(r) = rows.next()? {
-            for (i, b) in f.bytes.iter_mut().enumerate() {
-                // Counters are stored bit-exact (see `usage::flat`).
-                *b += u128::from(r.get::<_, i64>(i)?.cast_unsigned());
+    let key: Option<i64> = c
+        .query_row(
+            "SELECT key FROM subscribers WHERE id = ?1",
+            [subscriber],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(key) = key {
+        for (_, _, _, counters) in super::tiers::rows_of(c, key, from, to)? {
+            let pick = |d, k| u128::from(counters.pairs[pair_index(d, k)].bytes);
+            let got = [
+                pick(DIR_DOWNLOAD, CLASS_INTERNET),
+                pick(DIR_DOWNLOAD, CLASS_GRID),
+                pick(DIR_UPLOAD, CLASS_INTERNET),
+                pick(DIR_UPLOAD, CLASS_GRID),
+            ];
+            for (b, g) in f.bytes.iter_mut().zip(got) {
+                *b += g;
             }
         }
     }
@@ -118,7 +127,7 @@ fn figures_on(c: &Connection, subscriber: &str, from: i64, to: i64) -> rusqlite:
     // genesis hash.
     let head: Option<(i64, String)> = c
         .query_row(
-            "SELECT seq, hash FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, lower(hex(hash)) FROM ledger WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
             [to],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -195,9 +204,20 @@ mod tests {
         let mut c = SubscriberCounters::default();
         c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes = 7_000;
         c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)].bytes = 900;
+        let alice = crate::store::Record {
+            id: "alice".into(),
+            name: "Alice".into(),
+            plan: "home".into(),
+            prefixes: "100.64.0.1/32".into(),
+            slot: None,
+            status: crate::store::Status::Active,
+            last: SubscriberCounters::default(),
+            total: SubscriberCounters::default(),
+            base: crate::store::Base::default(),
+        };
         store
             .commit(
-                &[],
+                &[&alice],
                 &[(
                     "alice",
                     Usage {

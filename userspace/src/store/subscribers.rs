@@ -1,5 +1,10 @@
-//! The `subscribers` table: each subscriber's name, plan, prefixes, counter slot and the
-//! kernel counters it was last read at and has counted in all.
+//! The `subscribers` table: each subscriber's name, plan, prefixes, counter slot, integer key,
+//! and the base its counters are kept from.
+//!
+//! The interval commit writes only the current hour's usage row, not this table: a row holds
+//! `last` and `total` as they stood at the start of hour `based`, and the subscriber's hourly
+//! rows from `based` on add up to everything counted since (see [`Base`]). The base is moved
+//! forward about once a day per subscriber and whenever the record itself changes.
 
 use quid_common::{DIR_CLASS_PAIRS, SubscriberCounters};
 use rusqlite::{Transaction, params};
@@ -30,40 +35,101 @@ pub struct Record {
     pub last: SubscriberCounters,
     /// Everything counted for this subscriber, across restarts.
     pub total: SubscriberCounters,
+    /// Where the stored counters stand against the hourly rows.
+    pub base: Base,
+}
+
+/// How a record's current counters are kept on disk: `last` and `total` as stored plus
+/// `since`, the sum of the subscriber's hourly rows starting at or after `based`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Base {
+    /// The integer key of the subscriber's usage rows (unique, never reused).
+    pub key: i64,
+    /// Start of the first hour whose rows are not in the stored counters.
+    pub based: i64,
+    /// The sum of the subscriber's hourly rows from `based` on.
+    pub since: SubscriberCounters,
+    /// The newest hour holding a row of this subscriber at or after `based`, if known (the
+    /// base can move to a new hour only before the subscriber has a row in it).
+    pub row_hour: Option<i64>,
 }
 
 impl Store {
-    /// Every subscriber the store knows, active and removed.
+    /// Every subscriber the store knows, active and removed, with its current counters (the
+    /// stored base plus its hourly rows since).
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        let mut records: Vec<Record> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT id, name, plan, prefixes, slot, removed, last, total, key, based
+                     FROM subscribers ORDER BY id",
+                )
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Record {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        plan: r.get(2)?,
+                        prefixes: r.get(3)?,
+                        // A slot outside u32 is no slot: the subscriber gets a new one.
+                        slot: r
+                            .get::<_, Option<i64>>(4)?
+                            .and_then(|s| u32::try_from(s).ok()),
+                        status: if r.get::<_, i64>(5)? != 0 {
+                            Status::Removed
+                        } else {
+                            Status::Active
+                        },
+                        last: decode(&r.get::<_, Vec<u8>>(6)?),
+                        total: decode(&r.get::<_, Vec<u8>>(7)?),
+                        base: Base {
+                            key: r.get(8)?,
+                            based: r.get(9)?,
+                            ..Base::default()
+                        },
+                    })
+                })
+                .map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+        };
+        // One pass over the hours since the oldest base (a day or two of rows), not a query
+        // per subscriber: the hourly rows are keyed by time first.
+        let by_key: std::collections::HashMap<i64, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.base.key, i))
+            .collect();
+        let Some(oldest) = records.iter().map(|r| r.base.based).min() else {
+            return Ok(records);
+        };
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, name, plan, prefixes, slot, removed, last, total FROM subscribers
-                 ORDER BY id",
-            )
+            .prepare(&format!(
+                "SELECT key, start, {} FROM usage_hour WHERE start >= ?1",
+                super::tiers::COUNTERS.join(", ")
+            ))
             .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Record {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    plan: r.get(2)?,
-                    prefixes: r.get(3)?,
-                    // A slot outside u32 is no slot: the subscriber gets a new one.
-                    slot: r
-                        .get::<_, Option<i64>>(4)?
-                        .and_then(|s| u32::try_from(s).ok()),
-                    status: if r.get::<_, i64>(5)? != 0 {
-                        Status::Removed
-                    } else {
-                        Status::Active
-                    },
-                    last: decode(&r.get::<_, Vec<u8>>(6)?),
-                    total: decode(&r.get::<_, Vec<u8>>(7)?),
-                })
-            })
-            .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+        let mut rows = stmt.query([oldest]).map_err(|e| self.sql(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
+            let key: i64 = row.get(0).map_err(|e| self.sql(e))?;
+            let start: i64 = row.get(1).map_err(|e| self.sql(e))?;
+            let Some(r) = by_key.get(&key).map(|&i| &mut records[i]) else {
+                continue;
+            };
+            if start < r.base.based {
+                continue;
+            }
+            let c = super::usage::counters_at(row, 2).map_err(|e| self.sql(e))?;
+            r.base.since.add(&c);
+            r.base.row_hour = r.base.row_hour.max(Some(start));
+        }
+        for r in &mut records {
+            r.last.add(&r.base.since);
+            r.total.add(&r.base.since);
+        }
+        Ok(records)
     }
 
     /// Whether the books know subscriber `id` (active or removed).
@@ -82,13 +148,15 @@ impl Store {
 /// Writes `records` (new or changed) inside an open transaction.
 pub(super) fn put(tx: &Transaction<'_>, records: &[&Record]) -> rusqlite::Result<()> {
     let mut put = tx.prepare_cached(
-        "INSERT INTO subscribers (id, name, plan, prefixes, slot, removed, last, total)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO subscribers (id, name, plan, prefixes, slot, removed, last, total, key, based)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(id) DO UPDATE SET name = excluded.name, plan = excluded.plan,
            prefixes = excluded.prefixes, slot = excluded.slot,
-           removed = excluded.removed, last = excluded.last, total = excluded.total",
+           removed = excluded.removed, last = excluded.last, total = excluded.total,
+           key = excluded.key, based = excluded.based",
     )?;
     for r in records {
+        // The stored counters leave out what the hourly rows from `based` on hold.
         put.execute(params![
             r.id,
             r.name,
@@ -96,8 +164,10 @@ pub(super) fn put(tx: &Transaction<'_>, records: &[&Record]) -> rusqlite::Result
             r.prefixes,
             r.slot.map(i64::from),
             i64::from(r.status == Status::Removed),
-            encode(&r.last),
-            encode(&r.total),
+            encode(&r.last.wrapping_sub(&r.base.since)),
+            encode(&r.total.wrapping_sub(&r.base.since)),
+            r.base.key,
+            r.base.based,
         ])?;
     }
     Ok(())

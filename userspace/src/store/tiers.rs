@@ -1,20 +1,20 @@
-//! Resolution tiers for usage: interval rows (`usage`) are rolled up into hourly rows
-//! (`usage_hourly`), hourly rows into daily rows (`usage_daily`), and daily rows are dropped
-//! when they leave their retention. Each tier covers a time window; `usage_all` is their union.
+//! Resolution tiers for usage. The interval commit adds each subscriber's counts into the row
+//! of the current hour (`usage_hour`); hourly rows older than their retention are rolled up
+//! into daily rows (`usage_day`); daily rows are dropped when they leave theirs. Beside them,
+//! the grid journal (`grid_journal`) keeps the grid bytes of every interval for as long as a
+//! node report may still be matched against them (the meter's evidence at its own resolution;
+//! the same bytes are in the hourly rows, so usage sums never read the journal).
 //!
-//! A row belongs to the bucket of its `start`: the roll-up adds every finer row whose start lies
-//! in `[bucket, bucket + width)` into the coarser row of that bucket, and deletes those finer
-//! rows in the same transaction. So the sum over any range whose edges are whole coarser
-//! buckets is the same before and after, a crash leaves each batch either undone or done, and
-//! finer rows are gone only once their coarser row is committed. Batches are one subscriber's
-//! rows at a time and the caller bounds the rows per call, so an interval commit or a scrape
-//! waits at most one small batch.
+//! Hourly and daily rows are keyed (start, subscriber key), `WITHOUT ROWID`: an interval commit
+//! and a roll-up touch only the newest and the oldest pages, and one subscriber's range is read
+//! as one point lookup per bucket. A row belongs to the bucket of its start; roll-up cutoffs are
+//! whole buckets, so the sum over any range whose edges are whole coarser buckets is the same
+//! before and after, and a crash leaves each batch either undone or done (see `rollup`).
 
-use quid_common::{DIR_CLASS_PAIRS, SubscriberCounters};
-use rusqlite::{Connection, OptionalExtension, params};
+use quid_common::SubscriberCounters;
+use rusqlite::{Connection, params};
 
-use super::{Store, StoreError, usage::unflat};
-use crate::settlement::outcome::Outcome;
+use super::{Store, StoreError};
 
 /// Seconds in an hour-tier bucket.
 pub const HOUR: i64 = 3_600;
@@ -24,7 +24,7 @@ pub const DAY: i64 = 86_400;
 /// A resolution the usage is kept at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
-    /// One row per subscriber and interval, as committed.
+    /// The grid journal: grid bytes per subscriber and interval, as committed.
     Interval,
     /// One row per subscriber and UTC hour.
     Hourly,
@@ -37,11 +37,11 @@ impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Interval, Tier::Hourly, Tier::Daily];
 
     /// The tier's table.
-    fn table(self) -> &'static str {
+    pub fn table(self) -> &'static str {
         match self {
-            Tier::Interval => "usage",
-            Tier::Hourly => "usage_hourly",
-            Tier::Daily => "usage_daily",
+            Tier::Interval => "grid_journal",
+            Tier::Hourly => "usage_hour",
+            Tier::Daily => "usage_day",
         }
     }
 
@@ -62,24 +62,14 @@ impl Tier {
             Tier::Daily => Some(DAY),
         }
     }
-
-    /// The next coarser tier, which this one rolls up into.
-    fn coarser(self) -> Option<Tier> {
-        match self {
-            Tier::Interval => Some(Tier::Hourly),
-            Tier::Hourly => Some(Tier::Daily),
-            Tier::Daily => None,
-        }
-    }
 }
 
 /// How long each tier keeps its rows, in seconds (the `[store]` section of the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
-    /// Interval rows older than this are rolled up into hourly rows (default 2 days: enough
-    /// for the longest report window of one day plus its settlement, at 10 s about 17,300
-    /// rows per active subscriber).
+    /// Grid journal rows older than this are dropped (their bytes stay in the hourly rows).
+    /// Default 2 days: the longest report window of one day plus its settlement.
     #[serde(default = "default_intervals")]
     pub interval_secs: i64,
     /// Hourly rows older than this are rolled up into daily rows (default 90 days: a billing
@@ -90,7 +80,7 @@ pub struct Retention {
     /// that long, about 1,100 rows per subscriber).
     #[serde(default = "default_daily")]
     pub daily_secs: i64,
-    /// The most finer rows one roll-up call moves (it continues at the next interval).
+    /// The most rows one roll-up call moves or drops (it continues at the next interval).
     #[serde(default = "default_batch")]
     pub rollup_batch_rows: usize,
 }
@@ -174,14 +164,6 @@ impl Retention {
     }
 }
 
-/// Where an interrupted roll-up continues: the tier being rolled and the last subscriber done.
-/// Only an optimisation: starting over is always correct.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct RollupCursor {
-    tier: usize,
-    after: String,
-}
-
 /// What one roll-up call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollupProgress {
@@ -228,29 +210,33 @@ pub struct TierSum {
     pub counters: SubscriberCounters,
 }
 
-/// Tables and the one view of the tiers; `WITHOUT ROWID` since the key is the row.
+/// The tier tables. Counter columns are bit-exact u64s (see `usage::flat`); an hourly row
+/// covers `[start, start + 3600)`, a daily row `[start, start + 86400)`.
 pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS usage_hourly (
-    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS usage_hour (
+    start INTEGER NOT NULL, key INTEGER NOT NULL,
     up_packets INTEGER NOT NULL, up_bytes INTEGER NOT NULL,
     up_grid_packets INTEGER NOT NULL, up_grid_bytes INTEGER NOT NULL,
     down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
     down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
-    PRIMARY KEY (subscriber, start)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS usage_daily (
-    subscriber TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    PRIMARY KEY (start, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_day (
+    start INTEGER NOT NULL, key INTEGER NOT NULL,
     up_packets INTEGER NOT NULL, up_bytes INTEGER NOT NULL,
     up_grid_packets INTEGER NOT NULL, up_grid_bytes INTEGER NOT NULL,
     down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
     down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
-    PRIMARY KEY (subscriber, start)) WITHOUT ROWID;
--- Every tier at once: each row is in exactly one tier, so sums over the view are exact.
-CREATE VIEW IF NOT EXISTS usage_all AS
-    SELECT * FROM usage UNION ALL SELECT * FROM usage_hourly UNION ALL SELECT * FROM usage_daily;
+    PRIMARY KEY (start, key)) WITHOUT ROWID;
+-- Only intervals with grid bytes have a row; keyed by subscriber first, since settlement reads
+-- one subscriber's report window.
+CREATE TABLE IF NOT EXISTS grid_journal (
+    key INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    up_grid_bytes INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
+    PRIMARY KEY (key, start)) WITHOUT ROWID;
 ";
 
 /// The counter columns, in `usage::flat` order.
-const COUNTERS: [&str; 2 * DIR_CLASS_PAIRS] = [
+pub(super) const COUNTERS: [&str; 8] = [
     "up_packets",
     "up_bytes",
     "up_grid_packets",
@@ -261,12 +247,10 @@ const COUNTERS: [&str; 2 * DIR_CLASS_PAIRS] = [
     "down_grid_bytes",
 ];
 
-/// Adds the tier tables and gives the file incremental vacuum (idempotent: a store already
-/// migrated is left as it is). A file written before tiers has `auto_vacuum = NONE`, which
-/// SQLite can change only by rewriting it once with VACUUM (needs free disk space of about
-/// the file's size; done at the first open, before the daemon writes).
-pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
+/// Gives the file incremental vacuum (idempotent). A file written before tiers has
+/// `auto_vacuum = NONE`, which SQLite can change only by rewriting it once with VACUUM (needs
+/// free disk space of about the file's size; done at the first open, before the daemon writes).
+pub(super) fn incremental_vacuum(conn: &Connection) -> rusqlite::Result<()> {
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
     if mode != 2 {
         conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
@@ -275,191 +259,76 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// `tier`'s start of the bucket holding `t` (floor, also for negative times).
-fn bucket(t: i64, width: i64) -> i64 {
+/// The start of the bucket of `width` holding `t` (floor, also for negative times).
+pub(super) fn bucket(t: i64, width: i64) -> i64 {
     t.div_euclid(width).saturating_mul(width)
 }
 
+/// Subscriber `key`'s hourly and daily rows whose start lies in `[from, to)`: (tier, start,
+/// end, counters). One point lookup per bucket within the span each tier holds, so the cost
+/// follows the range, not the table.
+pub(super) fn rows_of(
+    conn: &Connection,
+    key: i64,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<(Tier, i64, i64, SubscriberCounters)>> {
+    let mut out = Vec::new();
+    for tier in [Tier::Hourly, Tier::Daily] {
+        let w = tier.width().unwrap_or(DAY);
+        // Two queries: SQLite answers a lone min() or max() from the key's first or last
+        // entry, but both in one query by scanning the table.
+        let end = |f: &str| -> rusqlite::Result<Option<i64>> {
+            conn.query_row(
+                &format!("SELECT {f}(start) FROM {}", tier.table()),
+                [],
+                |r| r.get(0),
+            )
+        };
+        let (lo, hi) = (end("min")?, end("max")?);
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            continue;
+        };
+        // The first bucket start at or after `from`, within what the tier holds.
+        let first = bucket(from.saturating_add(w - 1), w).max(lo);
+        let last = to.min(hi.saturating_add(1));
+        if first >= last {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "WITH RECURSIVE b(s) AS (SELECT ?2 UNION ALL SELECT s + {w} FROM b WHERE s + {w} < ?3)
+             SELECT u.start, {} FROM b CROSS JOIN {} u ON u.start = b.s AND u.key = ?1",
+            COUNTERS.join(", "),
+            tier.table()
+        ))?;
+        let mut rows = stmt.query(params![key, first, last])?;
+        while let Some(r) = rows.next()? {
+            let start: i64 = r.get(0)?;
+            out.push((
+                tier,
+                start,
+                start.saturating_add(w),
+                super::usage::counters_at(r, 1)?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 impl Store {
-    /// Rolls usage up, at most `keep.rollup_batch_rows` finer rows per call, each subscriber's
-    /// batch in its own transaction: interval rows older than their retention into hours,
-    /// hours into days, and daily rows past theirs are deleted. Interval rows a pending report
-    /// still covers stay (matching reads them). Call again (next interval) while `done` is
-    /// false; the store remembers where it stopped.
-    pub fn roll_up(&mut self, now: i64, keep: &Retention) -> Result<RollupProgress, StoreError> {
-        self.roll_up_inner(now, keep, &mut |_| Ok(()))
+    /// Rows held in `tier`.
+    pub fn tier_rows(&self, tier: Tier) -> Result<u64, StoreError> {
+        super::tier_counts::rows(&self.conn, tier).map_err(|e| self.sql(e))
     }
 
-    /// [`Store::roll_up`] with `between` called after each committed batch (its error stops
-    /// the roll-up there): how tests interrupt a roll-up at a batch boundary.
-    pub fn roll_up_inner(
-        &mut self,
-        now: i64,
-        keep: &Retention,
-        between: &mut dyn FnMut(u64) -> Result<(), StoreError>,
-    ) -> Result<RollupProgress, StoreError> {
-        let mut cursor = std::mem::take(&mut self.rollup);
-        let result = self.roll_up_from(now, keep, &mut cursor, between);
-        self.rollup = cursor;
-        result
-    }
-
-    /// [`Store::roll_up_inner`] from `cursor`, which it moves on.
-    fn roll_up_from(
-        &mut self,
-        now: i64,
-        keep: &Retention,
-        cursor: &mut RollupCursor,
-        between: &mut dyn FnMut(u64) -> Result<(), StoreError>,
-    ) -> Result<RollupProgress, StoreError> {
-        let mut progress = RollupProgress::default();
-        let budget = u64::try_from(keep.rollup_batch_rows).unwrap_or(u64::MAX);
-        while let Some(&tier) = Tier::ALL.get(cursor.tier) {
-            let cutoff = self.cutoff(tier, now, keep)?;
-            loop {
-                if progress.rows >= budget {
-                    return Ok(progress);
-                }
-                let next: Option<String> = self
-                    .conn
-                    .query_row(
-                        &format!(
-                            "SELECT subscriber FROM {} WHERE subscriber > ?1 \
-                             ORDER BY subscriber LIMIT 1",
-                            tier.table()
-                        ),
-                        [&cursor.after],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(|e| self.sql(e))?;
-                let Some(subscriber) = next else { break };
-                let moved = self.roll_subscriber(tier, &subscriber, cutoff)?;
-                cursor.after = subscriber;
-                if moved > 0 {
-                    progress.rows += moved;
-                    between(progress.rows)?;
-                }
-            }
-            cursor.tier += 1;
-            cursor.after.clear();
-        }
-        *cursor = RollupCursor::default();
-        progress.done = true;
-        if progress.rows > 0 {
-            // Hand the freed pages back to the file system (auto_vacuum = INCREMENTAL).
-            self.conn
-                .execute_batch("PRAGMA incremental_vacuum;")
-                .map_err(|e| self.sql(e))?;
-        }
-        Ok(progress)
-    }
-
-    /// The start before which `tier`'s rows leave it now: a whole bucket of the coarser tier,
-    /// and for interval rows never after the start of a pending report's period.
-    fn cutoff(&self, tier: Tier, now: i64, keep: &Retention) -> Result<i64, StoreError> {
-        let edge = now.saturating_sub(keep.of(tier));
-        let Some(coarser) = tier.coarser() else {
-            return Ok(edge);
-        };
-        let mut cutoff = bucket(edge, coarser.width().unwrap_or(DAY));
-        if tier == Tier::Interval {
-            let pending: Option<i64> = self
-                .conn
-                .query_row(
-                    "SELECT min(period_start) FROM reports WHERE outcome = ?1",
-                    [Outcome::Pending],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.sql(e))?;
-            if let Some(p) = pending {
-                cutoff = cutoff.min(bucket(p, HOUR));
-            }
-        }
-        Ok(cutoff)
-    }
-
-    /// Folds `subscriber`'s rows of `tier` starting before `cutoff` into the coarser tier (or
-    /// drops them from the coarsest), in one transaction; returns how many rows left `tier`.
-    fn roll_subscriber(
-        &mut self,
-        tier: Tier,
-        subscriber: &str,
-        cutoff: i64,
-    ) -> Result<u64, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
-        if let Some(coarser) = tier.coarser() {
-            let w = coarser.width().unwrap_or(DAY);
-            let sums: Vec<String> = COUNTERS.iter().map(|c| format!("sum({c})")).collect();
-            let adds: Vec<String> = COUNTERS
-                .iter()
-                .map(|c| format!("{c} = {c} + excluded.{c}"))
-                .collect();
-            // Integer sums in SQLite fail on i64 overflow rather than wrap; counters are kept
-            // bit-exact, so totals beyond 2^63 per bucket are refused (never reached: 2^63
-            // bytes is 9 EB in one day).
-            tx.prepare_cached(&format!(
-                "INSERT INTO {to} SELECT subscriber, start - (start % {w}) AS b,
-                        max(max(end), start - (start % {w}) + {w}), {sums}
-                 FROM {from} WHERE subscriber = ?1 AND start < ?2 GROUP BY b
-                 ON CONFLICT(subscriber, start) DO UPDATE SET end = max(end, excluded.end), {adds}",
-                to = coarser.table(),
-                from = tier.table(),
-                sums = sums.join(", "),
-                adds = adds.join(", "),
-            ))
-            .and_then(|mut s| s.execute(params![subscriber, cutoff]))
-            .map_err(sql)?;
-        }
-        let moved = tx
-            .prepare_cached(&format!(
-                "DELETE FROM {} WHERE subscriber = ?1 AND start < ?2",
-                tier.table()
-            ))
-            .and_then(|mut s| s.execute(params![subscriber, cutoff]))
-            .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(u64::try_from(moved).unwrap_or(u64::MAX))
-    }
-
-    /// How far the roll-up is behind: seconds since the oldest row of any tier should have
-    /// left it (0 when every tier is within its retention).
-    pub fn rollup_lag(&self, now: i64, keep: &Retention) -> Result<i64, StoreError> {
-        let mut lag = 0i64;
-        for tier in Tier::ALL {
-            let cutoff = self.cutoff(tier, now, keep)?;
-            if let Some(oldest) = self.oldest(tier)?
-                && oldest < cutoff
-            {
-                lag = lag.max(cutoff.saturating_sub(oldest));
-            }
-        }
-        Ok(lag)
-    }
-
-    /// The oldest start held in `tier`.
-    fn oldest(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
+    /// The oldest start held in `tier` (the time-keyed tiers answer from their first key).
+    pub(super) fn oldest(&self, tier: Tier) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT min(start) FROM {}", tier.table()),
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| self.sql(e))
-    }
-
-    /// Rows in `tier`.
-    pub fn tier_rows(&self, tier: Tier) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(&format!("SELECT count(*) FROM {}", tier.table()), [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(|e| self.sql(e))
     }
 
@@ -527,60 +396,36 @@ impl Store {
     }
 
     /// `subscriber`'s usage over `[from, to)` at the finest resolution the books still hold
-    /// for all of it. The rule: the coarsest tier holding a row of the range decides; the range
-    /// is widened to whole buckets of that tier (whole UTC hours or days that overlap it) and
-    /// every tier is summed over the widened range. Exact: a bucket's rows are always all in
-    /// one tier (roll-up cutoffs are whole buckets), and each row is in exactly one tier.
-    /// Interval rows count in the range their start lies in.
+    /// for all of it. The rule: hourly at best (the interval commit adds into the current
+    /// hour's row); where the range reaches a day already rolled up, daily. The range is
+    /// widened to whole buckets of that resolution (whole UTC hours or days that overlap it)
+    /// and every tier is summed over the widened range. Exact: a bucket's rows are always all
+    /// in one tier (roll-up cutoffs are whole buckets), and each row is in exactly one tier.
     pub fn usage_finest(
         &self,
         subscriber: &str,
         from: i64,
         to: i64,
     ) -> Result<TierSum, StoreError> {
-        let mut tier = Tier::Interval;
-        for coarser in [Tier::Daily, Tier::Hourly] {
-            let w = coarser.width().unwrap_or(DAY);
-            let held: bool = self
-                .conn
-                .query_row(
-                    &format!(
-                        "SELECT EXISTS (SELECT 1 FROM {} WHERE subscriber = ?1 AND start >= ?2 \
-                         AND start < ?3)",
-                        coarser.table()
-                    ),
-                    params![subscriber, bucket(from, w), to],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.sql(e))?;
-            if held {
-                tier = coarser;
-                break;
-            }
-        }
-        let (from, to) = match tier.width() {
-            None => (from, to),
-            Some(w) => (bucket(from, w), bucket(to.saturating_add(w - 1), w)),
-        };
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM usage_all WHERE subscriber = ?1 AND start >= ?2 AND start < ?3",
-                COUNTERS.join(", ")
-            ))
-            .map_err(|e| self.sql(e))?;
-        let mut rows = stmt
-            .query(params![subscriber, from, to])
-            .map_err(|e| self.sql(e))?;
+        let key = self.key_of(subscriber)?;
+        let held =
+            |f: i64, t: i64| -> Result<Vec<(Tier, i64, i64, SubscriberCounters)>, StoreError> {
+                match key {
+                    Some(k) => rows_of(&self.conn, k, f, t).map_err(|e| self.sql(e)),
+                    None => Ok(Vec::new()),
+                }
+            };
+        // Daily rows overlapping the range decide: widen to whole days.
+        let daily = held(bucket(from, DAY), to)?
+            .iter()
+            .any(|(t, s, e, _)| *t == Tier::Daily && *e > from && *s < to);
+        let tier = if daily { Tier::Daily } else { Tier::Hourly };
+        let w = tier.width().unwrap_or(HOUR);
+        let (from, to) = (bucket(from, w), bucket(to.saturating_add(w - 1), w));
         let mut total = SubscriberCounters::default();
         let mut n = 0u64;
-        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
-            let mut v = [0u64; 2 * DIR_CLASS_PAIRS];
-            for (i, x) in v.iter_mut().enumerate() {
-                // Counters are stored bit-exact (see `usage::flat`).
-                *x = r.get::<_, i64>(i).map_err(|e| self.sql(e))?.cast_unsigned();
-            }
-            total.add(&unflat(&v));
+        for (_, _, _, c) in held(from, to)? {
+            total.add(&c);
             n += 1;
         }
         Ok(TierSum {
@@ -834,43 +679,92 @@ mod tests {
         // A fresh connection: what is on disk, as after a restart.
         let reopened = Store::open(dir.path()).unwrap();
         assert_eq!(sum(&reopened), total);
+        // Two batches (two hours of alice and bob) became the first day's two rows.
+        assert_eq!(reopened.tier_rows(Tier::Daily).unwrap(), 2);
         assert!(reopened.tier_rows(Tier::Hourly).unwrap() > 0);
-        assert!(reopened.tier_rows(Tier::Interval).unwrap() > 0);
         let mut fresh = reopened;
         while !fresh.roll_up(now, &keep).unwrap().done {}
         assert_eq!(sum(&fresh), total);
-        assert_eq!(fresh.rollup_lag(now, &keep).unwrap(), 0);
-        // Days before the hourly retention are daily rows now; the last hour is intervals.
-        assert!(fresh.tier_rows(Tier::Daily).unwrap() > 0);
+        // Days before the hourly retention are daily rows now, except the hours the
+        // subscribers' running totals still stand on (their base hour and after).
+        assert!(fresh.tier_rows(Tier::Daily).unwrap() >= 6);
+        for tier in Tier::ALL {
+            assert_eq!(
+                fresh.tier_rows(tier).unwrap(),
+                crate::store::tier_counts::counted(&fresh.conn, tier).unwrap(),
+                "kept count of {tier:?}"
+            );
+        }
         let _ = books.roll_up(&keep);
     }
 
-    /// A range starting inside a rolled-up hour is answered over the whole hours it overlaps,
-    /// and says so; a range inside the interval tier is exact.
+    /// A range starting inside an hour is answered over the whole hours it overlaps, and
+    /// inside a rolled-up day over whole days, and says so; hours a running total stands on
+    /// stay hourly until its base moves past them.
     #[test]
-    fn a_range_inside_a_rolled_up_hour_widens_to_whole_hours() {
-        let (dir, books, _) = books_with(6);
+    fn a_range_widens_to_whole_buckets_and_based_hours_stay() {
+        let (dir, books, total) = books_with(49);
+        let totals =
+            |b: &Books| -> Vec<SubscriberCounters> { b.records().map(|r| r.total).collect() };
+        let before_totals = totals(&books);
         drop(books);
         let mut store = Store::open(dir.path()).unwrap();
         let keep = Retention {
             interval_secs: 2 * HOUR,
-            hourly_secs: 2 * DAY,
+            hourly_secs: DAY + HOUR,
             daily_secs: 30 * DAY,
             rollup_batch_rows: 1_000,
         };
-        let now = T0 + 6 * HOUR;
         let before = store.usage_finest("alice", T0 + 600, T0 + 1_800).unwrap();
-        assert_eq!(before.tier, Tier::Interval);
-        // Intervals starting at 600 and 1200: (2 + 3) * 1000 bytes.
-        assert_eq!(figures(&before.counters).0, 5_000);
-        while !store.roll_up(now, &keep).unwrap().done {}
+        assert_eq!(before.tier, Tier::Hourly);
+        assert_eq!((before.from, before.to), (T0, T0 + HOUR));
+        // Intervals starting in the first hour: k = 1..=6, k * 1000 bytes each.
+        assert_eq!(figures(&before.counters).0, 21_000);
+        while !store.roll_up(T0 + 2 * DAY + 2 * HOUR, &keep).unwrap().done {}
         let after = store.usage_finest("alice", T0 + 600, T0 + 1_800).unwrap();
-        assert_eq!(after.tier, Tier::Hourly);
-        assert_eq!((after.from, after.to), (T0, T0 + HOUR));
-        assert_eq!(figures(&after.counters).0, (1..=6).sum::<u64>() * 1_000);
-        let recent = store.usage_finest("alice", T0 + 5 * HOUR, now).unwrap();
-        assert_eq!(recent.tier, Tier::Interval);
-        assert_eq!(recent.rows, 6);
+        assert_eq!(after.tier, Tier::Daily);
+        assert_eq!((after.from, after.to), (T0, T0 + DAY));
+        assert_eq!(figures(&after.counters).0, (1..=144).sum::<u64>() * 1_000);
+        let recent = store
+            .usage_finest("alice", T0 + 2 * DAY, T0 + 2 * DAY + HOUR)
+            .unwrap();
+        assert_eq!((recent.tier, recent.rows), (Tier::Hourly, 1));
+        // Much later: alice's base is at 23:00 of day 2 (bob's at 22:00), so those hours and
+        // after stay hourly and the roll-up reports the lag instead of moving them.
+        let later = T0 + 10 * DAY;
+        while !store.roll_up(later, &keep).unwrap().done {}
+        let held = store
+            .usage(
+                "alice",
+                u64::try_from(T0 + 47 * HOUR).unwrap(),
+                u64::try_from(T0 + 48 * HOUR).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].end - held[0].start, 3_600, "still an hourly row");
+        // Its day is answered at daily resolution, whole.
+        let day = store
+            .usage_finest("alice", T0 + 47 * HOUR, T0 + 48 * HOUR)
+            .unwrap();
+        assert_eq!(
+            (day.tier, day.from, day.to),
+            (Tier::Daily, T0 + DAY, T0 + 2 * DAY)
+        );
+        assert_eq!(figures(&day.counters).0, (145..=288).sum::<u64>() * 1_000);
+        assert!(store.rollup_lag(later, &keep).unwrap() > 0);
+        assert_eq!(
+            figures(&store.usage_finest("alice", T0, later).unwrap().counters).0,
+            total
+        );
+        // The running totals read back whole.
+        let (reopened, _) = Books::open(
+            Store::open(dir.path()).unwrap(),
+            1,
+            true,
+            Clock::manual(later),
+        )
+        .unwrap();
+        assert_eq!(totals(&reopened), before_totals);
     }
 
     /// The store written by the previous release opens in place with tiers and incremental

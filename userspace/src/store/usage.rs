@@ -1,13 +1,19 @@
-//! The `usage` table: what the meter counted per subscriber and interval, by direction and
-//! class, and the grid bytes settlement compares reports with.
+//! Usage as the interval commit writes it and settlement reads it: each subscriber's counts
+//! added into the row of the current hour (`usage_hour`, keyed by time first so a commit
+//! touches only the newest pages), and the grid bytes of every interval in the grid journal
+//! (`grid_journal`, the meter's evidence for node reports, kept only as long as a report may
+//! still need it).
 
-use quid_common::{Counter, DIR_CLASS_PAIRS, SubscriberCounters};
-use rusqlite::{Transaction, params};
+use quid_common::{
+    CLASS_GRID, Counter, DIR_CLASS_PAIRS, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
+};
+use rusqlite::{Transaction, params, params_from_iter, types::Value};
 
-use super::{Store, StoreError, secs};
+use super::{Store, StoreError, secs, tiers};
 use crate::settlement::matching::{clamp, prorate};
 
-/// One interval's counts for one subscriber.
+/// One stretch of counts for one subscriber: an interval as committed, or an hourly or daily
+/// row as read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     pub start: u64,
@@ -15,54 +21,71 @@ pub struct Usage {
     pub counters: SubscriberCounters,
 }
 
+/// Meta key: the hour from which the grid journal holds every interval (older grid bytes are
+/// read from the hourly and daily rows).
+pub(super) const JOURNAL_FROM: &str = "grid_journal_from";
+
+/// Rows per multi-row UPSERT: one statement per hundred subscribers instead of one each.
+const BATCH: usize = 100;
+
 impl Store {
-    /// Usage records of `id` that lie within `[from, to)` (unix seconds), oldest first.
+    /// `id`'s usage rows (hourly, then daily where the hours were rolled up) whose start lies
+    /// in `[from, to)` (unix seconds), oldest first; an unknown subscriber has none.
     pub fn usage(&self, id: &str, from: u64, to: u64) -> Result<Vec<Usage>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT start, end, up_packets, up_bytes, up_grid_packets, up_grid_bytes,
-                        down_packets, down_bytes, down_grid_packets, down_grid_bytes
-                 FROM usage WHERE subscriber = ?1 AND start >= ?2 AND end <= ?3 ORDER BY start",
-            )
-            .map_err(|e| self.sql(e))?;
+        let Some(key) = self.key_of(id)? else {
+            return Ok(Vec::new());
+        };
         // Bounds past i64::MAX mean "to the end of time": the query saturates, not wraps.
-        let rows = stmt
-            .query_map(params![id, secs(from), secs(to)], |r| {
-                let mut v = [0u64; 2 * DIR_CLASS_PAIRS];
-                for (i, x) in v.iter_mut().enumerate() {
-                    *x = r.get::<_, i64>(i + 2)?.cast_unsigned();
-                }
-                Ok(Usage {
-                    start: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                    end: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                    counters: unflat(&v),
-                })
+        let mut rows: Vec<Usage> = tiers::rows_of(&self.conn, key, secs(from), secs(to))
+            .map_err(|e| self.sql(e))?
+            .into_iter()
+            .map(|(_, start, end, counters)| Usage {
+                start: u64::try_from(start).unwrap_or(0),
+                end: u64::try_from(end).unwrap_or(0),
+                counters,
             })
-            .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+            .collect();
+        rows.sort_by_key(|u| u.start);
+        Ok(rows)
     }
 
-    /// Grid-class bytes (both directions) counted for `subscriber` over `[start, end)`; an
-    /// interval that straddles an edge counts in proportion to its overlap. Reads every tier:
-    /// the roll-up keeps the interval rows of pending reports, so an hourly or daily row is
-    /// prorated only for a report settled after its rows aged out (`quid check` refuses an
-    /// interval retention that allows it).
+    /// The integer key of subscriber `id`'s usage rows.
+    pub(super) fn key_of(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row("SELECT key FROM subscribers WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Grid-class bytes (both directions) counted for `subscriber` over `[start, end)`. From
+    /// the grid journal where it reaches (interval resolution: an interval that straddles an
+    /// edge counts in proportion to its overlap); before the journal's first hour, from the
+    /// hourly and daily rows, prorated the same way (`quid check` refuses a journal retention
+    /// shorter than a report window, so only a report settled late reads those).
     pub fn metered_grid_bytes(
         &self,
         subscriber: &str,
         start: i64,
         end: i64,
     ) -> Result<u64, StoreError> {
+        let Some(key) = self.key_of(subscriber)? else {
+            return Ok(0);
+        };
+        let from = self
+            .meta(JOURNAL_FROM)?
+            .map_or(0, |v| i64::try_from(v).unwrap_or(0));
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM usage_all
-                 WHERE subscriber = ?1 AND end >= ?2 AND start <= ?3",
+                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM grid_journal
+                 WHERE key = ?1 AND start < ?3 AND end > ?2",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![subscriber, start, end], |r| {
+            .query_map(params![key, start.max(from), end], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -78,49 +101,105 @@ impl Store {
             let bytes = up.cast_unsigned().saturating_add(down.cast_unsigned());
             total += prorate(bytes, s, e, start, end);
         }
+        if start < from {
+            let before = end.min(from);
+            // Rows whose bucket overlaps the range: from the bucket holding `start`.
+            let first = tiers::bucket(start, tiers::DAY);
+            for (_, s, e, c) in
+                tiers::rows_of(&self.conn, key, first, before).map_err(|e| self.sql(e))?
+            {
+                let grid = c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)]
+                    .bytes
+                    .saturating_add(c.pairs[pair_index(DIR_DOWNLOAD, CLASS_GRID)].bytes);
+                total += prorate(grid, s, e, start, before);
+            }
+        }
         Ok(clamp(total))
     }
 }
 
-/// Adds one interval's usage rows inside an open transaction.
-pub(super) fn add(tx: &Transaction<'_>, rows: &[(&str, Usage)]) -> rusqlite::Result<()> {
-    let mut add = tx
-        // Two reads within one second share a start second: their counts add up.
-        .prepare_cached(
-            "INSERT INTO usage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(subscriber, start) DO UPDATE SET end = max(end, excluded.end),
-               up_packets = up_packets + excluded.up_packets,
-               up_bytes = up_bytes + excluded.up_bytes,
-               up_grid_packets = up_grid_packets + excluded.up_grid_packets,
-               up_grid_bytes = up_grid_bytes + excluded.up_grid_bytes,
-               down_packets = down_packets + excluded.down_packets,
-               down_bytes = down_bytes + excluded.down_bytes,
-               down_grid_packets = down_grid_packets + excluded.down_grid_packets,
-               down_grid_bytes = down_grid_bytes + excluded.down_grid_bytes",
-        )?;
-    for (id, u) in rows {
-        let c = flat(&u.counters);
-        add.execute(params![
-            id,
-            secs(u.start),
-            secs(u.end),
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-            c[5],
-            c[6],
-            c[7]
+/// What one interval adds for one subscriber: its key, the interval, and the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntervalRow {
+    pub key: i64,
+    pub usage: Usage,
+}
+
+/// Adds one interval's counts into each subscriber's row of the hour holding the interval's
+/// start, and its grid bytes (if any) into the grid journal, inside an open transaction;
+/// returns how many journal rows it wrote.
+pub(super) fn add(tx: &Transaction<'_>, rows: &[IntervalRow]) -> rusqlite::Result<i64> {
+    let values = |n: usize, width: usize| -> String {
+        (0..n)
+            .map(|j| {
+                let cols: Vec<String> =
+                    (1..=width).map(|c| format!("?{}", j * width + c)).collect();
+                format!("({})", cols.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let adds: Vec<String> = tiers::COUNTERS
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
+    let hour_sql = |n: usize| {
+        format!(
+            "INSERT INTO usage_hour VALUES {} ON CONFLICT(start, key) DO UPDATE SET {}",
+            values(n, 2 + 2 * DIR_CLASS_PAIRS),
+            adds.join(", ")
+        )
+    };
+    for chunk in rows.chunks(BATCH) {
+        let mut stmt = tx.prepare_cached(&hour_sql(chunk.len()))?;
+        let mut p: Vec<Value> = Vec::with_capacity(chunk.len() * (2 + 2 * DIR_CLASS_PAIRS));
+        for r in chunk {
+            p.push(Value::Integer(tiers::bucket(
+                secs(r.usage.start),
+                tiers::HOUR,
+            )));
+            p.push(Value::Integer(r.key));
+            p.extend(flat(&r.usage.counters).map(Value::Integer));
+        }
+        stmt.execute(params_from_iter(p))?;
+    }
+    // Two commits within one second share a start second: their counts add up.
+    let mut journal = tx.prepare_cached(
+        "INSERT INTO grid_journal VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(key, start) DO UPDATE SET end = max(end, excluded.end),
+           up_grid_bytes = up_grid_bytes + excluded.up_grid_bytes,
+           down_grid_bytes = down_grid_bytes + excluded.down_grid_bytes",
+    )?;
+    let mut written = 0i64;
+    for r in rows {
+        let (up, down) = grid_bytes(&r.usage.counters);
+        if up == 0 && down == 0 {
+            continue;
+        }
+        written += 1;
+        journal.execute(params![
+            r.key,
+            secs(r.usage.start),
+            secs(r.usage.end),
+            up.cast_signed(),
+            down.cast_signed()
         ])?;
     }
-    Ok(())
+    Ok(written)
+}
+
+/// Upload and download grid bytes of `c`.
+pub(super) fn grid_bytes(c: &SubscriberCounters) -> (u64, u64) {
+    (
+        c.pairs[pair_index(DIR_UPLOAD, CLASS_GRID)].bytes,
+        c.pairs[pair_index(DIR_DOWNLOAD, CLASS_GRID)].bytes,
+    )
 }
 
 /// The counters as eight numbers: (packets, bytes) per (direction, class) pair, in
 /// `pair_index` order, bit-exact (a counter past i64::MAX is kept as the negative i64 with the
 /// same bits, and read back whole).
-fn flat(c: &SubscriberCounters) -> [i64; 2 * DIR_CLASS_PAIRS] {
+pub(super) fn flat(c: &SubscriberCounters) -> [i64; 2 * DIR_CLASS_PAIRS] {
     let mut out = [0i64; 2 * DIR_CLASS_PAIRS];
     for (i, p) in c.pairs.iter().enumerate() {
         // Bit-exact: a u64 beyond i64::MAX is stored negative and read back by `unflat`.
@@ -140,4 +219,17 @@ pub(super) fn unflat(v: &[u64; 2 * DIR_CLASS_PAIRS]) -> SubscriberCounters {
         };
     }
     c
+}
+
+/// The eight counter columns of `row` starting at column `first`, in [`flat`]'s order.
+pub(super) fn counters_at(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<SubscriberCounters> {
+    let mut v = [0u64; 2 * DIR_CLASS_PAIRS];
+    for (i, x) in v.iter_mut().enumerate() {
+        // Counters are stored bit-exact (see `flat`).
+        *x = row.get::<_, i64>(first + i)?.cast_unsigned();
+    }
+    Ok(unflat(&v))
 }

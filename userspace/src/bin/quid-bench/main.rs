@@ -9,6 +9,8 @@ use std::{
     time::Instant,
 };
 
+mod books;
+
 use anyhow::{Context as _, bail};
 use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
@@ -84,6 +86,31 @@ enum Command {
         #[arg(long, default_value = "/var/tmp")]
         scratch: PathBuf,
     },
+    /// The books: interval commits, a simulated year, one subscriber's month (rows merged
+    /// into books.json).
+    Books {
+        /// Directory for books.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        /// Active subscribers of the commit and the query benchmarks.
+        #[arg(long, default_value_t = 1_000_000)]
+        subscribers: u32,
+        /// Subscribers of the simulated year.
+        #[arg(long, default_value_t = 1_000)]
+        sim_subscribers: u32,
+        /// Days simulated.
+        #[arg(long, default_value_t = 365)]
+        sim_days: u64,
+        /// Seconds between the simulated intervals.
+        #[arg(long, default_value_t = 1_800)]
+        sim_interval: u64,
+        /// Hours of hourly rows per subscriber in the query benchmark's store.
+        #[arg(long, default_value_t = 720)]
+        query_hours: u64,
+        /// Where to build the stores (the query store needs about 32 bytes per row).
+        #[arg(long, default_value = "/var/tmp")]
+        scratch: PathBuf,
+    },
     /// Loading, changing and reading a large subscriber table, and writing an interval.
     Registry {
         /// Directory for registry.json.
@@ -140,6 +167,24 @@ fn main() -> anyhow::Result<()> {
             days,
             scratch,
         } => ledger_bench(&out, subscribers, days, &scratch),
+        Command::Books {
+            out,
+            subscribers,
+            sim_subscribers,
+            sim_days,
+            sim_interval,
+            query_hours,
+            scratch,
+        } => {
+            let sizes = books::Sizes {
+                subscribers,
+                sim_subscribers,
+                sim_days,
+                sim_interval,
+                query_hours,
+            };
+            merge_books(&out, books::run(&sizes, &scratch)?)
+        }
     }
 }
 
@@ -305,6 +350,7 @@ fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
                     status: Status::Active,
                     last: SubscriberCounters::default(),
                     total,
+                    base: quid::store::Base::default(),
                 }
             })
             .collect();
