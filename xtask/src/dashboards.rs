@@ -96,7 +96,7 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 13] = [
     ),
     (
         "QuidStoreDiskFilling",
-        "quid_rollup_lag_seconds > 3600 or (predict_linear(quid_store_bytes[1d], 7 * 86400) > 2 * quid_store_bytes and on (instance, job) quid_store_rows{tier=\"hourly\"} > 0)",
+        "quid_rollup_lag_seconds > 3600 or (predict_linear(quid_store_bytes[1d], 7 * 86400) > 2 * quid_store_bytes and on (instance, job) quid_store_rows{tier=\"daily\"} > 0)",
         "30m",
         "warning",
         "quid's store on {{ $labels.instance }} keeps growing: the usage roll-up is over an hour behind, or the file would double within a week at its rate of the last day",

@@ -2,12 +2,12 @@
 //! heading.
 //!
 //! The projection is the size the file settles at once every tier holds its full retention,
-//! if traffic goes on as now: the interval tier's rows over the time they span (at least one
-//! interval, at most the tier's retention) are the rows arriving per second, and times the
-//! interval the subscribers with traffic; each of those adds one hourly row an hour and one
-//! daily row a day. A tier's projected rows are its arrival rate times its retention, at the
-//! tier's own bytes per row now (the interval tier's while it is still empty). Every other
-//! table is counted as it is now, and free pages as none (incremental vacuum returns them).
+//! if traffic goes on as now: the hourly tier's rows over the hours they span (at least one,
+//! at most the tier's retention) are the subscribers with traffic in an hour, each adding one
+//! hourly row an hour and one daily row a day; the grid journal's rows over the time they span
+//! are its arrival rate. A tier's projected rows are its rate times its retention, at the
+//! tier's own bytes per row now (the hourly tier's for an empty daily tier). Every other table
+//! is counted as it is now, and free pages as none (incremental vacuum returns them).
 
 use anyhow::Context as _;
 use quid::{
@@ -37,7 +37,7 @@ pub struct Projection {
     pub file_bytes: u64,
 }
 
-/// The steady-state size at the current rate (see the module doc); `None` without interval
+/// The steady-state size at the current rate (see the module doc); `None` without hourly
 /// rows (no rate to project from).
 pub fn project(
     stats: &StoreStats,
@@ -46,41 +46,52 @@ pub fn project(
     interval: i64,
 ) -> Option<Projection> {
     let of = |t: Tier| stats.tiers.iter().find(|s| s.tier == t);
-    let fine = of(Tier::Interval)?;
-    let oldest = fine.oldest?;
-    if fine.rows == 0 {
+    let hourly = of(Tier::Hourly)?;
+    if hourly.rows == 0 {
         return None;
     }
-    let interval = interval.max(1);
-    let span = now
-        .saturating_sub(oldest)
-        .clamp(interval, keep.interval_secs.max(interval));
     let wide = |n: i64| u128::from(u64::try_from(n).unwrap_or(0));
-    let (rows, span, interval) = (u128::from(fine.rows), wide(span), wide(interval));
-    let per_row = |t: Tier| {
+    let hour = 3_600i64;
+    // Hours the hourly tier spans, counting the current one.
+    let hours = wide(
+        now.saturating_sub(hourly.oldest?)
+            .saturating_add(hour)
+            .clamp(hour, keep.hourly_secs.max(hour))
+            / hour,
+    );
+    let per_hour = u128::from(hourly.rows) / hours.max(1);
+    let bytes_per = |t: Tier| {
         of(t)
             .filter(|s| s.rows > 0)
-            .map_or((u128::from(fine.bytes), u128::from(fine.rows)), |s| {
-                (u128::from(s.bytes), u128::from(s.rows))
-            })
+            .or(Some(hourly))
+            .map_or((0, 1), |s| (u128::from(s.bytes), u128::from(s.rows)))
     };
     let mut tiers = Vec::new();
     let mut file = 0u128;
     for tier in Tier::ALL {
         let keep_secs = wide(keep.of(tier));
-        // rows / span per second arrive in the interval tier; rows * interval / span
-        // subscribers each add one row per bucket of the coarser tiers.
-        let projected = match tier.width() {
-            None => rows * keep_secs / span,
-            Some(w) => rows * interval * keep_secs / (span * wide(w)),
+        let projected = match tier {
+            Tier::Interval => {
+                let Some(j) = of(tier).filter(|j| j.rows > 0) else {
+                    tiers.push((tier, 0, 0));
+                    continue;
+                };
+                let span = wide(
+                    now.saturating_sub(j.oldest.unwrap_or(now))
+                        .clamp(interval.max(1), keep.interval_secs.max(1)),
+                );
+                u128::from(j.rows) * keep_secs / span.max(1)
+            }
+            Tier::Hourly => per_hour * keep_secs / 3_600,
+            Tier::Daily => per_hour * keep_secs / 86_400,
         };
-        let (bytes, n) = per_row(tier);
+        let (bytes, n) = bytes_per(tier);
         let bytes = projected * bytes / n.max(1);
         file += bytes;
         let clip = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
         tiers.push((tier, clip(projected), clip(bytes)));
     }
-    let tier_tables = ["usage", "usage_hourly", "usage_daily"];
+    let tier_tables = Tier::ALL.map(Tier::table);
     for (table, bytes) in &stats.tables {
         if !tier_tables.contains(&table.as_str()) {
             file += u128::from(*bytes);
@@ -139,7 +150,7 @@ pub fn render(
             "projected {} bytes once every tier holds its retention at the current rate\n",
             p.file_bytes
         ),
-        None => "projected: no interval rows, no rate to project from\n".to_string(),
+        None => "projected: no hourly rows, no rate to project from\n".to_string(),
     };
     out += &format!(
         "\n{:<10} {:>14} {:>16} {:<22} {:>14} {:>16}\n",
@@ -172,7 +183,8 @@ mod tests {
 
     #[test]
     fn the_projection_scales_each_tier_to_its_retention() {
-        // One day of 10 s rows for 10 subscribers, 100 bytes a row; nothing rolled up yet.
+        // One day of hourly rows for 10 subscribers at 40 bytes a row, and a day of grid
+        // journal for one of them at 10 s; nothing rolled up yet.
         let day = 86_400;
         let stats = StoreStats {
             file_bytes: 1_000_000,
@@ -180,15 +192,15 @@ mod tests {
             tiers: vec![
                 TierStats {
                     tier: Tier::Interval,
-                    rows: 86_400,
-                    bytes: 8_640_000,
+                    rows: 8_640,
+                    bytes: 345_600,
                     oldest: Some(0),
                 },
                 TierStats {
                     tier: Tier::Hourly,
-                    rows: 0,
-                    bytes: 0,
-                    oldest: None,
+                    rows: 240,
+                    bytes: 9_600,
+                    oldest: Some(0),
                 },
                 TierStats {
                     tier: Tier::Daily,
@@ -197,13 +209,18 @@ mod tests {
                     oldest: None,
                 },
             ],
-            tables: vec![("usage".into(), 8_640_000), ("ledger".into(), 5_000)],
+            tables: vec![
+                ("usage_hour".into(), 9_600),
+                ("grid_journal".into(), 345_600),
+                ("ledger".into(), 5_000),
+            ],
         };
         let keep = Retention::default();
         let p = project(&stats, &keep, day, 10).unwrap();
-        assert_eq!(p.tiers[0], (Tier::Interval, 172_800, 17_280_000));
-        assert_eq!(p.tiers[1].1, 10 * 24 * 90);
-        assert_eq!(p.tiers[2].1, 10 * 3 * 366);
+        // 25 hours spanned (the current one counts): 9 subscribers an hour, rounding down.
+        assert_eq!(p.tiers[0], (Tier::Interval, 17_280, 691_200));
+        assert_eq!(p.tiers[1], (Tier::Hourly, 9 * 24 * 90, 9 * 24 * 90 * 40));
+        assert_eq!(p.tiers[2].1, 9 * 3 * 366);
         let tiers: u64 = p.tiers.iter().map(|t| t.2).sum();
         assert_eq!(p.file_bytes, tiers + 5_000);
         let text = render(&stats, Some(&p), 0, false).unwrap();

@@ -100,7 +100,7 @@ pub fn render(
     }
     if sum.tier != Tier::Interval {
         out += &format!(
-            "; the total sums {} rows, the records below are the interval rows still held",
+            "; the total sums the {} hourly and daily rows listed below",
             sum.rows
         );
     }

@@ -206,7 +206,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT c.period, c.ledger_seq, CASE WHEN c.ledger_seq = 0 THEN ?2 ELSE l.hash END
+                "SELECT c.period, c.ledger_seq, CASE WHEN c.ledger_seq = 0 THEN ?2 ELSE lower(hex(l.hash)) END
                  FROM checkpoints c LEFT JOIN ledger l ON l.seq = c.ledger_seq
                  WHERE c.period IS NOT NULL AND c.period < ?1 ORDER BY c.period",
             )
