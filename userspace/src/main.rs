@@ -205,10 +205,15 @@ enum NodeAction {
 
 #[derive(Subcommand)]
 enum OperatorAction {
-    /// Write a new operator API token to FILE (mode 0640); point operator.token_file at it.
+    /// Write a new operator API token to FILE (mode 0640, group of the daemon user `quid`);
+    /// point operator.token_file at it.
     Token {
         #[arg(long)]
         out: PathBuf,
+        /// The group that may read the token (default: the primary group of user `quid`; on a
+        /// host without that user, the file keeps the caller's group and a warning says so).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Print the public key of the operator's statement signing key, for subscribers to
     /// verify statements with (`--out` also writes it to a new file to publish).
@@ -229,9 +234,27 @@ enum SubscribersAction {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Rust starts with SIGPIPE ignored, so `quid subscribers | head -1` would see EPIPE and
+    // print! would panic. A read command dies of SIGPIPE instead, quietly, as `cat` does (the
+    // shell reports 141). The daemon keeps it ignored: a scraper that hangs up must cost it
+    // one failed write, not its life.
+    if !matches!(cli.command, Command::Run { .. }) {
+        default_sigpipe();
+    }
+    if let Err(e) = run(cli) {
         eprintln!("quid: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Restores the default action of SIGPIPE (terminate), which the Rust runtime set to ignore.
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler of ours, so nothing can run in signal context; this
+    // runs before any other thread is started.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        log::debug!("cannot restore SIGPIPE's default action: {e}");
     }
 }
 
@@ -333,8 +356,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: OperatorAction::Key { key, out },
         } => cli::operator::key(&key, out.as_deref()),
         Command::Operator {
-            action: OperatorAction::Token { out },
-        } => cli::operator::token(&out),
+            action: OperatorAction::Token { out, group },
+        } => cli::operator::token(&out, group.as_deref()),
         Command::Node {
             action: NodeAction::Report(args),
         } => cli::node::submit(args),
