@@ -99,10 +99,14 @@ enum Command {
         #[command(subcommand)]
         action: OperatorAction,
     },
-    /// Check a config and its subscriber table without touching the kernel.
+    /// Check a config and its subscriber table without touching the kernel, and that this
+    /// host's interfaces exist and can carry XDP (saying what `xdp_mode` would attach).
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Check only the files, not this host's interfaces (a config meant for another host).
+        #[arg(long)]
+        files_only: bool,
     },
 }
 
@@ -361,6 +365,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node {
             action: NodeAction::Report(args),
         } => cli::node::submit(args),
-        Command::Check { config } => cli::check::check(&config),
+        Command::Check { config, files_only } => cli::check::check(&config, files_only),
     }
 }

@@ -274,3 +274,80 @@ fn an_operator_token_goes_to_the_group_given() {
         (0o640, nogroup.gid.as_raw())
     );
 }
+
+/// `quid check` on a config whose interface does not exist fails, naming it; on `lo` it says
+/// what `auto` would attach; `--files-only` checks a config meant for another host; a table
+/// with no subscribers is refused unless allowed.
+#[test]
+fn check_looks_at_this_hosts_interfaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = "id,name,plan,prefixes\nalice,A,home,192.0.2.1\n";
+    let config = common::write_config(
+        dir.path(),
+        &[("lo", "access", "auto"), ("qt-none0", "core", "auto")],
+        table,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "quid: {}: interface `qt-none0` does not exist on this host (`ip -br link` lists \
+             them)\n(`quid check --files-only` checks a config meant for another host)\n",
+            config.display()
+        )
+    );
+    let (ok, out) = quid_cli(&config, &["check", "--files-only"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "{}: ok; 1 subscribers, 1 IPv4 and 0 IPv6 prefixes, 2 interfaces (not checked on \
+             this host)\n",
+            config.display()
+        )
+    );
+    let config = common::write_config(dir.path(), &[("lo", "access", "auto")], table);
+    let (ok, out) = quid_cli(&config, &["check"]);
+    assert!(ok, "{out}");
+    // The loopback driver has no native XDP (a kernel before 6.3 cannot say).
+    let no_native = "no native XDP in the driver; auto attaches generic (slower, counts the same)";
+    let unknown = "the kernel does not say whether the driver runs XDP natively; tries native, \
+                   then (auto only) generic";
+    let head = format!(
+        "{}: ok; 1 subscribers, 1 IPv4 and 0 IPv6 prefixes, 1 interfaces\n  lo: ifindex 1, \
+         xdp_mode auto: ",
+        config.display()
+    );
+    assert!(
+        out == format!("{head}{no_native}\n") || out == format!("{head}{unknown}\n"),
+        "{out}"
+    );
+    let config = common::write_config(
+        dir.path(),
+        &[("lo", "access", "auto")],
+        "id,name,plan,prefixes\n",
+    );
+    let (ok, out) = quid_cli(&config, &["check"]);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            ":0: table: no subscribers: quid would count nothing; add them, or set \
+                      `allow_empty = true` under [subscribers] to run with none on purpose"
+        ),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[subscribers]\n", "[subscribers]\nallow_empty = true\n"),
+    )
+    .unwrap();
+    let (ok, out) = quid_cli(&config, &["check"]);
+    assert!(ok && out.contains("ok; 0 subscribers"), "{out}");
+}

@@ -229,6 +229,8 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
         quid_s,
         &[
             "check",
+            // The example names interfaces of a router, not of the build host.
+            "--files-only",
             "--config",
             config.to_str().context("non-UTF-8 path")?,
         ],
