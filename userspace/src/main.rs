@@ -237,17 +237,18 @@ enum SubscribersAction {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let journal = cli::logging::stderr_is_journal();
+    cli::logging::init(journal);
+    let args = Cli::parse();
     // Rust starts with SIGPIPE ignored, so `quid subscribers | head -1` would see EPIPE and
     // print! would panic. A read command dies of SIGPIPE instead, quietly, as `cat` does (the
     // shell reports 141). The daemon keeps it ignored: a scraper that hangs up must cost it
     // one failed write, not its life.
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(args.command, Command::Run { .. }) {
         default_sigpipe();
     }
-    if let Err(e) = run(cli) {
-        eprintln!("quid: {e:#}");
+    if let Err(e) = run(args) {
+        cli::logging::report_error(journal, &e);
         std::process::exit(1);
     }
 }

@@ -351,3 +351,61 @@ fn check_looks_at_this_hosts_interfaces() {
     let (ok, out) = quid_cli(&config, &["check"]);
     assert!(ok && out.contains("ok; 0 subscribers"), "{out}");
 }
+
+/// Under systemd (stderr is the stream `JOURNAL_STREAM` names) every log line and the final
+/// error are one line each with a `<N>` priority and no timestamp; elsewhere, plain text.
+#[test]
+fn under_journald_each_event_is_one_prioritised_line() {
+    use std::{io::Read as _, os::unix::fs::MetadataExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(
+        dir.path(),
+        &[("lo", "access", "auto")],
+        "id,name,plan,prefixes\n",
+    );
+    let run = |journal: bool, args: &[&str]| {
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let stream = {
+            let fd = std::os::fd::OwnedFd::from(writer.try_clone().unwrap());
+            let m = std::fs::File::from(fd).metadata().unwrap();
+            format!("{}:{}", m.dev(), m.ino())
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quid"));
+        cmd.args(args).arg("--config").arg(&config).stderr(writer);
+        if journal {
+            cmd.env("JOURNAL_STREAM", stream);
+        } else {
+            cmd.env_remove("JOURNAL_STREAM");
+        }
+        let status = cmd.status().unwrap();
+        drop(cmd);
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        (status.code(), text)
+    };
+    let table = dir.path().join("subscribers.csv");
+    let message = format!(
+        "1 error in the subscriber table: | {}:0: table: no subscribers: quid would count \
+         nothing; add them, or set `allow_empty = true` under [subscribers] to run with none on \
+         purpose | quid refuses to start on a bad table",
+        table.display()
+    );
+    assert_eq!(
+        run(true, &["check"]),
+        (Some(1), format!("<3>quid: {message}\n"))
+    );
+    let (code, text) = run(false, &["check"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.starts_with("quid: 1 error in the subscriber table:\n  "),
+        "{text}"
+    );
+    // A new store logs what it set up: info lines, each `<6>` and nothing else before it.
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let (code, text) = run(true, &["store", "stats"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        assert!(line.starts_with("<6>store: "), "{text}");
+    }
+}
