@@ -46,8 +46,9 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
 fi
 
 # prometheus brings promtool too: the metrics tests run both for real.
-# g++ builds libFuzzer (cargo fuzz); systemd brings systemd-analyze, which checks the packaged unit.
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd
+# g++ builds libFuzzer (cargo fuzz); systemd brings systemd-analyze, which checks the packaged unit;
+# lintian checks the package (cargo xtask dist).
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

@@ -293,6 +293,10 @@ pub struct SubscribersConfig {
     /// covers the /56 delegations of a /36). 0 disables the pool.
     #[serde(default = "default_pool_v6", deserialize_with = "pool_entries")]
     pub pool_v6_entries: u32,
+    /// Run (and reload) with a table that has no subscribers. Off by default: an empty table
+    /// is far more often a truncated file than a wish to count nothing.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 impl SubscribersConfig {

@@ -99,10 +99,14 @@ enum Command {
         #[command(subcommand)]
         action: OperatorAction,
     },
-    /// Check a config and its subscriber table without touching the kernel.
+    /// Check a config and its subscriber table without touching the kernel, and that this
+    /// host's interfaces exist and can carry XDP (saying what `xdp_mode` would attach).
     Check {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Check only the files, not this host's interfaces (a config meant for another host).
+        #[arg(long)]
+        files_only: bool,
     },
 }
 
@@ -205,10 +209,15 @@ enum NodeAction {
 
 #[derive(Subcommand)]
 enum OperatorAction {
-    /// Write a new operator API token to FILE (mode 0640); point operator.token_file at it.
+    /// Write a new operator API token to FILE (mode 0640, group of the daemon user `quid`);
+    /// point operator.token_file at it.
     Token {
         #[arg(long)]
         out: PathBuf,
+        /// The group that may read the token (default: the primary group of user `quid`; on a
+        /// host without that user, the file keeps the caller's group and a warning says so).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Print the public key of the operator's statement signing key, for subscribers to
     /// verify statements with (`--out` also writes it to a new file to publish).
@@ -228,10 +237,29 @@ enum SubscribersAction {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("quid: {e:#}");
+    let journal = cli::logging::stderr_is_journal();
+    cli::logging::init(journal);
+    let args = Cli::parse();
+    // Rust starts with SIGPIPE ignored, so `quid subscribers | head -1` would see EPIPE and
+    // print! would panic. A read command dies of SIGPIPE instead, quietly, as `cat` does (the
+    // shell reports 141). The daemon keeps it ignored: a scraper that hangs up must cost it
+    // one failed write, not its life.
+    if !matches!(args.command, Command::Run { .. }) {
+        default_sigpipe();
+    }
+    if let Err(e) = run(args) {
+        cli::logging::report_error(journal, &e);
         std::process::exit(1);
+    }
+}
+
+/// Restores the default action of SIGPIPE (terminate), which the Rust runtime set to ignore.
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler of ours, so nothing can run in signal context; this
+    // runs before any other thread is started.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        log::debug!("cannot restore SIGPIPE's default action: {e}");
     }
 }
 
@@ -333,11 +361,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: OperatorAction::Key { key, out },
         } => cli::operator::key(&key, out.as_deref()),
         Command::Operator {
-            action: OperatorAction::Token { out },
-        } => cli::operator::token(&out),
+            action: OperatorAction::Token { out, group },
+        } => cli::operator::token(&out, group.as_deref()),
         Command::Node {
             action: NodeAction::Report(args),
         } => cli::node::submit(args),
-        Command::Check { config } => cli::check::check(&config),
+        Command::Check { config, files_only } => cli::check::check(&config, files_only),
     }
 }

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 /// What the package must contain (paths inside it).
-pub const CONTENTS: [&str; 11] = [
+pub const CONTENTS: [&str; 14] = [
     "./usr/bin/quid",
     "./lib/systemd/system/quid.service",
     "./etc/quid/quid.toml",
@@ -23,6 +23,9 @@ pub const CONTENTS: [&str; 11] = [
     "./usr/share/quid/dashboards/provisioning/quid.yaml",
     "./usr/share/quid/dashboards/rules/quid.rules.yml",
     "./usr/share/doc/quid/README.md",
+    "./usr/share/doc/quid/copyright",
+    "./usr/share/doc/quid/changelog.gz",
+    "./usr/share/lintian/overrides/quid",
 ];
 
 const CONFFILES: &str = "/etc/quid/quid.toml\n/etc/quid/subscribers.csv\n/etc/quid/nodes.csv\n";
@@ -41,7 +44,32 @@ if [ "$1" = configure ]; then
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true
     fi
-    echo "quid: set the interfaces in /etc/quid/quid.toml, then: systemctl enable --now quid"
+    if [ -n "$2" ]; then
+        # An upgrade: prerm left the programs attached and counting; the new daemon adopts
+        # them (a running one is restarted onto the new binary, a stopped one stays stopped).
+        if [ -d /run/systemd/system ]; then
+            systemctl try-restart quid.service || true
+        fi
+    else
+        echo "quid: set the interfaces in /etc/quid/quid.toml, then: systemctl enable --now quid"
+    fi
+fi
+"#;
+
+const PRERM: &str = r#"#!/bin/sh
+# On removal: stop the daemon, then detach quid's XDP programs and remove its pins while the
+# binary that knows them is still installed; with on_stop = "keep" they would otherwise stay
+# attached, counting into maps nobody reads. The store (totals, ledger) is kept.
+# On upgrade nothing is detached: the programs go on counting and the new daemon adopts them.
+set -e
+if [ "$1" = remove ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl stop quid.service || true
+    fi
+    if [ -r /etc/quid/quid.toml ]; then
+        quid detach --config /etc/quid/quid.toml ||
+            echo "quid: the XDP programs may still be attached: stop every quid, then run 'quid detach'" >&2
+    fi
 fi
 "#;
 
@@ -99,11 +127,35 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds `target/dist/quid_VERSION_ARCH.deb` from the release binary `quid`.
-pub fn build(root: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
+/// The newest GLIBC symbol version the binary `bin` needs (`(2, 34)` for GLIBC_2.34), from its
+/// dynamic symbol table: the `Depends: libc6 (>= ...)` it must carry.
+fn glibc_needed(bin: &Path) -> anyhow::Result<(u32, u32)> {
+    let symbols = output("objdump", &["-T", bin.to_str().context("non-UTF-8 path")?])?;
+    symbols
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(str::parse::<u32>);
+            Some((parts.next()?.ok()?, parts.next().unwrap_or(Ok(0)).ok()?))
+        })
+        .max()
+        .context("the binary needs no GLIBC symbol version: is it dynamically linked?")
+}
+
+/// The version at the top of the Debian changelog (`quid (0.1.0) unstable; ...`).
+fn changelog_version(changelog: &str) -> Option<&str> {
+    changelog
+        .lines()
+        .next()?
+        .strip_prefix("quid (")?
+        .split_once(')')
+        .map(|(v, _)| v)
+}
+
+/// Builds `DIST/quid_VERSION_ARCH.deb` from the release binary `quid`.
+pub fn build(root: &Path, dist: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
     let version = version(root)?;
     let arch = output("dpkg", &["--print-architecture"])?.trim().to_owned();
-    let dist = root.join("target/dist");
     let stage = dist.join("stage");
     let _ = std::fs::remove_dir_all(&stage);
     copy(quid, &stage.join("usr/bin/quid"), 0o755)?;
@@ -128,6 +180,28 @@ pub fn build(root: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
         &stage.join("usr/share/doc/quid/README.md"),
         0o644,
     )?;
+    let doc = stage.join("usr/share/doc/quid");
+    copy(&src.join("debian/copyright"), &doc.join("copyright"), 0o644)?;
+    copy(
+        &src.join("debian/lintian-overrides"),
+        &stage.join("usr/share/lintian/overrides/quid"),
+        0o644,
+    )?;
+    // A native package's changelog, compressed as policy asks: -9, and -n so the same
+    // changelog always gives the same bytes.
+    let changelog = std::fs::read_to_string(src.join("debian/changelog"))?;
+    ensure!(
+        changelog_version(&changelog) == Some(version.as_str()),
+        "dist/debian/changelog must start with an entry for quid ({version}): add one"
+    );
+    let gz = Command::new("gzip")
+        .args(["-9nc"])
+        .arg(src.join("debian/changelog"))
+        .output()
+        .context("cannot run gzip")?;
+    ensure!(gz.status.success(), "gzip failed on the changelog");
+    std::fs::write(doc.join("changelog.gz"), gz.stdout)?;
+    let (major, minor) = glibc_needed(&stage.join("usr/bin/quid"))?;
     let debian = stage.join("DEBIAN");
     std::fs::create_dir_all(&debian)?;
     let size_kb = output("du", &["-sk", stage.to_str().context("non-UTF-8 path")?])?
@@ -139,14 +213,16 @@ pub fn build(root: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
         debian.join("control"),
         format!(
             "Package: quid\nVersion: {version}\nArchitecture: {arch}\nMaintainer: quid developers <quid@example.invalid>\n\
-             Installed-Size: {size_kb}\nDepends: libc6, adduser\nSection: net\nPriority: optional\n\
+             Installed-Size: {size_kb}\nDepends: libc6 (>= {major}.{minor}), adduser\nSection: net\n\
+             Priority: optional\n\
              Description: XDP traffic accounting and settlement for ISP edge routers\n \
              Counts bytes per subscriber and direction with XDP, accepts signed node\n \
-             contribution reports, keeps a hash-chained ledger and exports Prometheus metrics.\n"
+             contribution reports, keeps a hash-chained ledger and exports Prometheus\n \
+             metrics.\n"
         ),
     )?;
     std::fs::write(debian.join("conffiles"), CONFFILES)?;
-    for (name, text) in [("postinst", POSTINST), ("postrm", POSTRM)] {
+    for (name, text) in [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)] {
         std::fs::write(debian.join(name), text)?;
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(debian.join(name), std::fs::Permissions::from_mode(0o755))?;
@@ -171,8 +247,9 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
     let info = output("dpkg-deb", &["--info", deb_s])?;
     for field in [
         "Package: quid",
-        "Depends: libc6, adduser",
+        "Depends: libc6 (>= 2.",
         "postinst",
+        "prerm",
         "conffiles",
     ] {
         ensure!(info.contains(field), "{deb_s}: no `{field}` in\n{info}");
@@ -201,10 +278,16 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
             control.to_str().context("non-UTF-8 path")?,
         ],
     )?;
-    for script in ["postinst", "postrm"] {
+    for script in ["postinst", "prerm", "postrm"] {
         let path = control.join(script);
         output("sh", &["-n", path.to_str().context("non-UTF-8 path")?])?;
     }
+    // Removal must not leave programs attached with no binary left to detach them.
+    let prerm = std::fs::read_to_string(control.join("prerm"))?;
+    ensure!(
+        prerm.contains("quid detach --config /etc/quid/quid.toml"),
+        "prerm does not detach quid's programs"
+    );
     // Files are root:root in the package: postinst must hand each config file to group quid,
     // or the daemon (user quid) cannot read it.
     let postinst = std::fs::read_to_string(control.join("postinst"))?;
@@ -229,6 +312,8 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
         quid_s,
         &[
             "check",
+            // The example names interfaces of a router, not of the build host.
+            "--files-only",
             "--config",
             config.to_str().context("non-UTF-8 path")?,
         ],
@@ -256,4 +341,60 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
     println!("dist: {deb_s} verified ({} files)", listing.lines().count());
     Ok(())
+}
+
+/// Runs lintian on the package: any error fails, as does an override lintian no longer needs
+/// (each one in `dist/debian/lintian-overrides` says why it is there); warnings are printed.
+pub fn lintian(root: &Path, deb: &Path) -> anyhow::Result<()> {
+    let deb_s = deb.to_str().context("non-UTF-8 path")?;
+    let out = Command::new("lintian")
+        .args([
+            "--fail-on",
+            "error",
+            "--display-info",
+            "--tag-display-limit",
+            "0",
+            deb_s,
+        ])
+        .current_dir(root)
+        .output()
+        .context("cannot run lintian (scripts/bootstrap.sh installs it)")?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    print!("{report}");
+    ensure!(
+        out.status.success(),
+        "lintian finds errors in {deb_s}: fix them, or override one in \
+         dist/debian/lintian-overrides saying why\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !report.contains("unused-override"),
+        "an override in dist/debian/lintian-overrides is no longer needed: remove it"
+    );
+    println!("dist: lintian finds no errors in {deb_s}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_changelog_names_its_version() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/debian/changelog"),
+        )
+        .unwrap();
+        assert_eq!(changelog_version(&text), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(changelog_version("other (1.0) unstable"), None);
+    }
+
+    #[test]
+    fn the_newest_glibc_version_a_binary_needs_is_found() {
+        // This test binary is itself dynamically linked against glibc.
+        let exe = std::env::current_exe().unwrap();
+        let (major, minor) = glibc_needed(&exe).unwrap();
+        assert_eq!(major, 2);
+        assert!(minor >= 2, "GLIBC_2.{minor}");
+    }
 }

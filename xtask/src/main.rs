@@ -47,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = "target/fuzz.json")]
         out: PathBuf,
     },
-    /// Build the Debian package (target/dist/quid_VERSION_ARCH.deb) and verify it.
+    /// Build the Debian package (target/dist/quid_VERSION_ARCH.deb), verify it and run lintian.
     Dist,
 }
 
@@ -101,7 +101,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo => {
             setup(&root)?;
             run(&root, "cargo", &["build", "--release", "--bin", "quid"])?;
-            let quid = root.join("target/release/quid");
+            let quid = target_dir(&root).join("release/quid");
             run(
                 &root,
                 "bash",
@@ -115,7 +115,7 @@ fn main() -> anyhow::Result<()> {
                 "cargo",
                 &["build", "--release", "--bin", "quid-bench"],
             )?;
-            let bench = root.join("target/release/quid-bench");
+            let bench = target_dir(&root).join("release/quid-bench");
             let bench = bench.to_str().context("non-UTF-8 path")?;
             run(&root, bench, &["xdp", "--out", "bench", "--sizes", &sizes])?;
             run(&root, bench, &["registry", "--out", "bench"])?;
@@ -148,8 +148,16 @@ fn main() -> anyhow::Result<()> {
 /// Builds the release binary, then the package, and verifies it.
 fn dist(root: &Path) -> anyhow::Result<()> {
     run(root, "cargo", &["build", "--release", "--bin", "quid"])?;
-    let deb = dist::build(root, &root.join("target/release/quid"))?;
-    dist::verify(&deb)
+    let target = target_dir(root);
+    let deb = dist::build(root, &target.join("dist"), &target.join("release/quid"))?;
+    dist::verify(&deb)?;
+    dist::lintian(root, &deb)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the workspace, as cargo
+/// takes it), else `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
 }
 
 fn root() -> anyhow::Result<PathBuf> {

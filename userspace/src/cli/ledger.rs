@@ -43,6 +43,9 @@ pub fn balance(config: &Config, subscriber: Option<String>) -> anyhow::Result<()
     };
     let broken = match subscriber {
         Some(id) => {
+            super::known::require_subscriber(config, &store, &id, || {
+                Ok(balances.contains_key(&id) || !store.entries(Some(&id))?.is_empty())
+            })?;
             let b = balances.get(&id).copied().unwrap_or(Some(0));
             show(&id, b);
             usize::from(b.is_none())
@@ -68,7 +71,9 @@ pub fn show(config: &Config, subscriber: &str) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
     // i128: a running sum of i64 amounts that never wraps.
     let mut balance = 0i128;
-    for e in store.entries(Some(subscriber))? {
+    let entries = store.entries(Some(subscriber))?;
+    super::known::require_subscriber(config, &store, subscriber, || Ok(!entries.is_empty()))?;
+    for e in entries {
         balance += i128::from(e.amount);
         println!(
             "{:>8} {} {:<20} {:>16} {:>16}  {}",
@@ -97,6 +102,10 @@ pub fn adjust(
         bail!("--amount 0 changes nothing; give micro-credits, negative to debit");
     }
     let mut store = Store::open(&config.daemon.state_dir)?;
+    // An adjustment to a mistyped id would open a ledger account nobody owns.
+    super::known::require_subscriber(config, &store, &subscriber, || {
+        Ok(!store.entries(Some(&subscriber))?.is_empty())
+    })?;
     store.append(&[NewEntry::adjustment(
         &subscriber,
         Clock::system().now_i64()?,

@@ -5,7 +5,9 @@
 pub mod check;
 pub mod checkpoints;
 pub mod detach;
+pub mod known;
 pub mod ledger;
+pub mod logging;
 pub mod node;
 pub mod operator;
 pub mod running_daemon;

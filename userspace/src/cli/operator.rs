@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow, bail};
 use quid::settlement::node_client;
 
 use super::secret_file::write_secret;
@@ -23,12 +23,49 @@ pub fn key(key: &Path, out: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `quid operator token`: writes a new token to `out`.
-pub fn token(out: &Path) -> anyhow::Result<()> {
+/// The daemon's user: `quid operator token` gives its group read access to the token.
+pub const DAEMON_USER: &str = "quid";
+
+/// `quid operator token`: writes a new token to `out`, mode 0640, group `group` (default: the
+/// primary group of the daemon user `quid`), so the daemon can read it and nobody else.
+pub fn token(out: &Path, group: Option<&str>) -> anyhow::Result<()> {
+    use nix::unistd::{Group, User};
+    // Resolved before the file exists, so a wrong name leaves nothing behind.
+    let gid = match group {
+        Some(name) => Some(
+            Group::from_name(name)
+                .with_context(|| format!("cannot look up group `{name}`"))?
+                .with_context(|| {
+                    format!("no group `{name}` on this host (getent group lists them)")
+                })?
+                .gid,
+        ),
+        None => User::from_name(DAEMON_USER)
+            .with_context(|| format!("cannot look up user `{DAEMON_USER}`"))?
+            .map(|u| u.gid),
+    };
     let token = quid::http::operator::new_token()
         .map_err(|e| anyhow!("no randomness for the token: {e}"))?;
-    // 0640: the daemon's group reads it (chgrp quid), nobody else.
-    write_secret(out, 0o640, &token)?;
+    let file = write_secret(out, 0o640, &token)?;
+    match gid {
+        Some(gid) => {
+            if let Err(e) = nix::unistd::fchown(&file, None, Some(gid)) {
+                drop(file);
+                // A token nobody may read is worse than none: take it back.
+                let _ = std::fs::remove_file(out);
+                bail!(
+                    "cannot give {} to group {gid} ({e}): run this as root, or as a member \
+                     of that group",
+                    out.display()
+                );
+            }
+        }
+        None => eprintln!(
+            "quid: no user `{DAEMON_USER}` on this host (the package creates it): {} keeps your \
+             group; `chgrp` it to the daemon's group, or give --group",
+            out.display()
+        ),
+    }
     println!(
         "wrote a new operator token to {}; set operator.token_file to it",
         out.display()

@@ -3,8 +3,13 @@
 
 use anyhow::Context as _;
 
-/// Writes `text` to a new file `path` with `mode` (refusing to overwrite one).
-pub fn write_secret(path: &std::path::Path, mode: u32, text: &str) -> anyhow::Result<()> {
+/// Writes `text` to a new file `path` with `mode` (refusing to overwrite one); returns it
+/// open, for the caller to change its group.
+pub fn write_secret(
+    path: &std::path::Path,
+    mode: u32,
+    text: &str,
+) -> anyhow::Result<std::fs::File> {
     use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -13,5 +18,5 @@ pub fn write_secret(path: &std::path::Path, mode: u32, text: &str) -> anyhow::Re
         .open(path)
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     writeln!(f, "{text}")?;
-    Ok(())
+    Ok(f)
 }

@@ -59,6 +59,9 @@ pub fn verify(
 /// `quid statement SUBSCRIBER --period YYYY-MM --key KEY`: prints the signed statement.
 pub fn issue(config: &Config, subscriber: &str, period: &str, key: &Path) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
+    super::known::require_subscriber(config, &store, subscriber, || {
+        Ok(!store.entries(Some(subscriber))?.is_empty())
+    })?;
     let key = node_client::read_key(key)?;
     let signed = statement::sign(store.statement(subscriber, period)?, &key);
     println!("{}", serde_json::to_string_pretty(&signed)?);

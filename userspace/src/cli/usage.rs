@@ -29,6 +29,7 @@ pub fn print_usage(
         u64::try_from(sum.to).unwrap_or(0),
     );
     let rows = store.usage(subscriber, covered.0, covered.1)?;
+    super::known::require_subscriber(config, &store, subscriber, || Ok(!rows.is_empty()))?;
     print!("{}", usage::render(subscriber, &rows, &sum, asked, json)?);
     Ok(())
 }

@@ -89,7 +89,10 @@ impl State<'_> {
             return result;
         }
         self.reload_pending = false;
-        match Table::load(&self.config.subscribers.file) {
+        match Table::load(
+            &self.config.subscribers.file,
+            self.config.subscribers.allow_empty,
+        ) {
             Err(errors) => {
                 self.status.reloads_failed += 1;
                 self.status.last_reload_ok = false;

@@ -14,3 +14,4 @@ pub mod mmap_array;
 pub mod sizes;
 pub mod subscriber_maps;
 pub mod test_frames;
+pub mod xdp_features;

@@ -118,8 +118,9 @@ impl Nodes {
             } else if nodes.by_id.contains_key(id) {
                 errors.push(err(line, "node", format!("node `{id}` is listed twice")));
             }
-            if record[1].is_empty() {
-                errors.push(err(line, "subscriber", "must not be empty".into()));
+            // The same rule as the table's ids: a subscriber with a space could never match.
+            if let Err(m) = crate::subscribers::table::check_token(&record[1], 64) {
+                errors.push(err(line, "subscriber", m));
             }
             let key = hex::decode(&record[2])
                 .ok()
@@ -181,7 +182,8 @@ mod tests {
             "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n\
              pi-1,alice,{KEY},4,1000000000000,15\n\
              pi-1,alice,{KEY},4,1,15\n\
-             pi-2,,abcd,four,1,15\n"
+             pi-2,,abcd,four,1,15\n\
+             pi-3,al ice,{KEY},4,1,15\n"
         );
         let errs: Vec<String> = Nodes::parse(text.as_bytes(), Path::new("nodes.csv"))
             .unwrap_err()
@@ -196,6 +198,7 @@ mod tests {
                 "nodes.csv:4: subscriber: must not be empty",
                 "nodes.csv:4: public_key: must be an ed25519 public key as 64 hex digits (`quid node keygen` prints one)",
                 "nodes.csv:4: cpu_cores: `four` is not a whole number",
+                "nodes.csv:5: subscriber: `al ice` contains ' '; use letters, digits, '.', '_' or '-'",
             ]
         );
         let good = format!(

@@ -97,9 +97,22 @@ pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TableErrors>
 }
 
 impl Table {
-    /// Reads and checks a table file.
-    pub fn load(path: &Path) -> Result<Table, TableErrors> {
-        Table::parse(&read_file(path, "the subscriber table")?, path)
+    /// Reads and checks a table file; one without subscribers is refused unless
+    /// `allow_empty` (`[subscribers] allow_empty`): a truncated or half-written file must not
+    /// silently stop all counting, or remove every subscriber on a reload.
+    pub fn load(path: &Path, allow_empty: bool) -> Result<Table, TableErrors> {
+        let table = Table::parse(&read_file(path, "the subscriber table")?, path)?;
+        if table.subscribers.is_empty() && !allow_empty {
+            return Err(TableErrors(vec![TableError {
+                path: path.to_owned(),
+                line: 0,
+                field: "table",
+                message: "no subscribers: quid would count nothing; add them, or set \
+                          `allow_empty = true` under [subscribers] to run with none on purpose"
+                    .into(),
+            }]));
+        }
+        Ok(table)
     }
 
     /// Parses and checks table bytes; `path` only names the file in errors.
@@ -233,23 +246,32 @@ impl Table {
     }
 }
 
-fn check_token(s: &str, max: usize) -> Result<(), String> {
+/// Checks an identifier (subscriber, plan, node): 1 to `max` letters, digits, '.', '_' or
+/// '-', so it can never be mistaken in a CSV, a URL, a metric label or a terminal.
+pub(crate) fn check_token(s: &str, max: usize) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }
+    // Escaped: a control character in the message must not drive the operator's terminal.
+    let shown = s.escape_debug();
     if s.len() > max {
-        return Err(format!("`{s}` is longer than {max} characters"));
+        return Err(format!("`{shown}` is longer than {max} characters"));
     }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
         return Err(format!(
-            "`{s}` contains {c:?}; use letters, digits, '.', '_' or '-'"
+            "`{shown}` contains {c:?}; use letters, digits, '.', '_' or '-'"
         ));
     }
     Ok(())
 }
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`): packets never carry them, IPv4 traffic is
+/// looked up as IPv4, so a prefix here would silently count nothing.
+const MAPPED: ipnet::Ipv6Net =
+    ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
 
 /// A prefix (`100.64.0.8/29`) or a bare address (a host prefix).
 fn parse_prefix(text: &str) -> Result<IpNet, String> {
@@ -266,6 +288,27 @@ fn parse_prefix(text: &str) -> Result<IpNet, String> {
         return Err(format!(
             "`{text}` covers the whole address space; a subscriber cannot own it"
         ));
+    }
+    if let IpNet::V6(v6) = net {
+        if MAPPED.contains(&v6) {
+            let v4 = ipnet::Ipv4Net::new(
+                v6.network()
+                    .to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                v6.prefix_len().saturating_sub(96),
+            )
+            .map_or_else(|_| "the IPv4 prefix".into(), |n| n.to_string());
+            return Err(format!(
+                "`{text}` is an IPv4-mapped IPv6 prefix, which no packet carries; write it \
+                 as {v4}"
+            ));
+        }
+        if v6.contains(&MAPPED) {
+            return Err(format!(
+                "`{text}` covers the IPv4-mapped range ::ffff:0:0/96, which no packet \
+                 carries; use a prefix outside it"
+            ));
+        }
     }
     if net.trunc() != net {
         return Err(format!(
@@ -341,6 +384,49 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_prefixes_and_ids_with_spaces_or_control_characters_are_refused() {
+        let errs = parse(
+            "id,name,plan,prefixes\n\
+             a,A,home,::ffff:192.0.2.1\n\
+             b,B,home,::ffff:198.51.100.0/120\n\
+             c,C,home,::/64\n\
+             \"d d\",D,home,192.0.2.4\n\
+             \"e\u{1b}[2J\",E,home,192.0.2.5\n\
+             \"f\tg\",F,home,192.0.2.6\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "subs.csv:2: prefixes: `::ffff:192.0.2.1` is an IPv4-mapped IPv6 prefix, which no packet carries; write it as 192.0.2.1/32",
+                "subs.csv:3: prefixes: `::ffff:198.51.100.0/120` is an IPv4-mapped IPv6 prefix, which no packet carries; write it as 198.51.100.0/24",
+                "subs.csv:4: prefixes: `::/64` covers the IPv4-mapped range ::ffff:0:0/96, which no packet carries; use a prefix outside it",
+                "subs.csv:5: id: `d d` contains ' '; use letters, digits, '.', '_' or '-'",
+                "subs.csv:6: id: `e\\u{1b}[2J` contains '\\u{1b}'; use letters, digits, '.', '_' or '-'",
+                "subs.csv:7: id: `f\\tg` contains '\\t'; use letters, digits, '.', '_' or '-'",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_without_subscribers_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subs.csv");
+        std::fs::write(&path, "id,name,plan,prefixes\n# nobody yet\n").unwrap();
+        let err = Table::load(&path, false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "1 error in the subscriber table:\n  {}:0: table: no subscribers: quid would \
+                 count nothing; add them, or set `allow_empty = true` under [subscribers] to \
+                 run with none on purpose\n",
+                path.display()
+            )
+        );
+        assert_eq!(Table::load(&path, true).unwrap(), Table::default());
+    }
+
+    #[test]
     fn a_wrong_header_stops_parsing() {
         let errs = parse("name,id,plan,prefixes\nalice,a,home,100.64.0.1\n").unwrap_err();
         assert_eq!(
@@ -367,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_a_clear_error() {
-        let err = Table::load(Path::new("/nonexistent/subs.csv"))
+        let err = Table::load(Path::new("/nonexistent/subs.csv"), false)
             .unwrap_err()
             .to_string();
         assert!(
