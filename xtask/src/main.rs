@@ -121,6 +121,10 @@ fn main() -> anyhow::Result<()> {
             run(&root, bench, &["registry", "--out", "bench"])?;
             run(&root, bench, &["metrics", "--out", "bench"])?;
             run(&root, bench, &["reports", "--out", "bench"])?;
+            // The books: interval commits at a million subscribers, a simulated year, one
+            // subscriber's month from a store of a million, and ledger verification.
+            run(&root, bench, &["books", "--out", "bench"])?;
+            run(&root, bench, &["ledger", "--out", "bench"])?;
             // Longer fuzzing, and the XDP property test over a million frames per program.
             fuzz::run(&root, 120, &root.join("bench/fuzz.json"))?;
             release_test(

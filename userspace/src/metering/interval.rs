@@ -338,7 +338,6 @@ impl Books {
         // The hour this interval's counts go into: the one holding its start.
         let hour = hour_of(start);
         let mut rows = Vec::new();
-        let mut new_hour_rows = 0u64;
         for r in self.records.values_mut() {
             let current = r.slot.map(|slot| counters(slot as usize));
             let delta = current.map(|c| c.wrapping_sub(&r.last)).unwrap_or_default();
@@ -357,9 +356,6 @@ impl Books {
             }
             if !active {
                 continue;
-            }
-            if r.base.row_hour != Some(hour) {
-                new_hour_rows += 1;
             }
             r.last = current.unwrap_or(r.last);
             r.total.add(&delta);
@@ -407,7 +403,6 @@ impl Books {
             meta: &meta,
             metered_until: Some(now),
             settled: &settled,
-            new_hour_rows,
             ..Changes::default()
         };
         if let Err(e) = self.store.commit_with(&refs, &rows, &changes) {

@@ -27,9 +27,6 @@ pub struct Changes<'a> {
     pub at: u64,
     /// Subscribers whose settled usage changed: (id, cumulative counters now debited).
     pub settled: &'a [(&'a str, quid_common::SubscriberCounters)],
-    /// How many of the interval's rows start a new hourly row (the caller knows which
-    /// subscribers already have a row this hour; the tier's row count follows it).
-    pub new_hour_rows: u64,
 }
 
 impl Store {
@@ -54,12 +51,7 @@ impl Store {
             };
             rows.push(IntervalRow { key, usage: *u });
         }
-        // Counted for real: the caller does not track which hours have rows.
-        let before = tier_counts::counted(&self.conn, Tier::Hourly).map_err(|e| self.sql(e))?;
-        self.commit_with(records, &rows, &Changes::default())?;
-        let after = tier_counts::counted(&self.conn, Tier::Hourly).map_err(|e| self.sql(e))?;
-        let fresh = i64::try_from(after.saturating_sub(before)).unwrap_or(i64::MAX);
-        tier_counts::add(&self.conn, Tier::Hourly, fresh).map_err(|e| self.sql(e))
+        self.commit_with(records, &rows, &Changes::default())
     }
 
     /// Like [`Store::commit`], with interval rows keyed by number, and the ledger entries,
@@ -78,7 +70,6 @@ impl Store {
             stopped,
             at,
             settled,
-            new_hour_rows,
         } = *changes;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -87,13 +78,8 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         subscribers::put(&tx, records).map_err(sql)?;
-        let journal = usage::add(&tx, usage).map_err(sql)?;
-        tier_counts::add(
-            &tx,
-            Tier::Hourly,
-            i64::try_from(new_hour_rows).unwrap_or(i64::MAX),
-        )
-        .map_err(sql)?;
+        let (hours, journal) = usage::add(&tx, usage).map_err(sql)?;
+        tier_counts::add(&tx, Tier::Hourly, hours).map_err(sql)?;
         tier_counts::add(&tx, Tier::Interval, journal).map_err(sql)?;
         ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;
         super::pending::put(&tx, settled).map_err(sql)?;

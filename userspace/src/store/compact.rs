@@ -131,13 +131,7 @@ fn migrate_in(conn: &Connection, now: i64) -> rusqlite::Result<()> {
             ),
             [],
         )?;
-        conn.execute(
-            "INSERT INTO grid_journal
-             SELECT s.key, o.start, o.end, o.up_grid_bytes, o.down_grid_bytes FROM usage o
-             JOIN subscribers s ON s.id = o.subscriber
-             WHERE o.up_grid_bytes != 0 OR o.down_grid_bytes != 0",
-            [],
-        )?;
+        super::grid_journal::convert_legacy(conn)?;
         let first: Option<i64> =
             conn.query_row("SELECT min(start) FROM usage", [], |r| r.get(0))?;
         let from = tiers::bucket(first.unwrap_or(now), tiers::HOUR);

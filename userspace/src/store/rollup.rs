@@ -1,6 +1,7 @@
 //! The roll-up: hourly rows older than their retention are added into daily rows, daily rows
 //! past theirs are dropped, and grid journal rows past theirs are dropped (their bytes are in
-//! the hourly rows already). Batches are bounded, each in its own transaction, so an interval
+//! the hourly rows already). Every tier is keyed (start, key): each pass works from the oldest
+//! bucket forward, a batch of keys at a time. Batches are bounded, each in its own transaction, so an interval
 //! commit or a scrape waits at most one small batch; coarser rows are committed in the same
 //! transaction that deletes the finer ones, so a crash loses and doubles nothing.
 //!
@@ -69,10 +70,18 @@ impl Store {
                     return Ok(progress);
                 }
                 let left = budget - scanned;
-                let step = match tier {
-                    Tier::Interval => self.prune_journal(cursor, cutoff)?,
-                    Tier::Hourly | Tier::Daily => self.roll_bucket(tier, cursor, cutoff, left)?,
-                };
+                if tier == Tier::Interval && cursor.bucket.is_none() {
+                    // The journal holds every interval from the cutoff on (nothing newer is
+                    // ever dropped): matching reads the hourly rows before it.
+                    self.conn
+                        .execute(
+                            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                            params![JOURNAL_FROM, cutoff],
+                        )
+                        .map_err(|e| self.sql(e))?;
+                }
+                let step = self.roll_bucket(tier, cursor, cutoff, left)?;
                 let Some((seen, moved)) = step else { break };
                 scanned += seen.max(1);
                 if moved > 0 {
@@ -102,11 +111,16 @@ impl Store {
         let edge = now.saturating_sub(keep.of(tier));
         Ok(match tier {
             Tier::Interval => {
+                // The outcome as a literal, so that SQLite answers from the partial index of
+                // pending reports (`reports_pending`) instead of scanning every report.
                 let pending: Option<i64> = self
                     .conn
                     .query_row(
-                        "SELECT min(period_start) FROM reports WHERE outcome = ?1",
-                        [Outcome::Pending],
+                        &format!(
+                            "SELECT min(period_start) FROM reports WHERE outcome = '{}'",
+                            Outcome::Pending.as_str()
+                        ),
+                        [],
                         |r| r.get(0),
                     )
                     .map_err(|e| self.sql(e))?;
@@ -117,53 +131,7 @@ impl Store {
         })
     }
 
-    /// Drops the next subscriber's journal rows older than `cutoff`, in one transaction;
-    /// `None` once every subscriber is done.
-    fn prune_journal(
-        &mut self,
-        cursor: &mut RollupCursor,
-        cutoff: i64,
-    ) -> Result<Option<(u64, u64)>, StoreError> {
-        let next: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT key FROM grid_journal WHERE key > ?1 ORDER BY key LIMIT 1",
-                [cursor.after.unwrap_or(i64::MIN)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))?;
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sql)?;
-        // The journal holds every interval from the cutoff on (nothing newer is ever dropped).
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-            params![JOURNAL_FROM, cutoff],
-        )
-        .map_err(sql)?;
-        let Some(key) = next else {
-            tx.commit().map_err(sql)?;
-            return Ok(None);
-        };
-        let moved = tx
-            .execute(
-                "DELETE FROM grid_journal WHERE key = ?1 AND start < ?2",
-                params![key, cutoff],
-            )
-            .map_err(sql)?;
-        let moved = i64::try_from(moved).unwrap_or(i64::MAX);
-        tier_counts::add(&tx, Tier::Interval, -moved).map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        cursor.after = Some(key);
-        Ok(Some((1, moved.cast_unsigned())))
-    }
-
-    /// Moves (hourly into daily) or drops (daily) up to `left` rows of the oldest bucket
+    /// Moves (hourly into daily) or drops (daily, journal) up to `left` rows of the oldest bucket
     /// before `cutoff`, in one transaction; `None` once no bucket before `cutoff` is left.
     /// Returns the rows looked at and the rows that left the tier.
     fn roll_bucket(
@@ -285,7 +253,8 @@ impl Store {
         let mut lag = 0i64;
         for tier in Tier::ALL {
             let cutoff = self.cutoff(tier, now, keep)?;
-            if let Some(oldest) = self.oldest(tier)?
+            let oldest = self.oldest(tier)?;
+            if let Some(oldest) = oldest
                 && oldest < cutoff
             {
                 lag = lag.max(cutoff.saturating_sub(oldest));

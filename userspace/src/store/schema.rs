@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS metering (
     PRIMARY KEY (subscriber, start));
 -- Settlement looks up a subscriber's reports by period.
 CREATE INDEX IF NOT EXISTS reports_by_subscriber ON reports (subscriber, period_end);
+-- The roll-up keeps the grid journal of pending reports: their earliest start, every interval.
+CREATE INDEX IF NOT EXISTS reports_pending ON reports (period_start) WHERE outcome = 'pending';
 -- When quid first saw each node in the nodes file: a node cannot report for earlier time.
 CREATE TABLE IF NOT EXISTS nodes_seen (node TEXT PRIMARY KEY, first_seen INTEGER NOT NULL);
 ";

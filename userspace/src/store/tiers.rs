@@ -24,7 +24,7 @@ pub const DAY: i64 = 86_400;
 /// A resolution the usage is kept at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
-    /// The grid journal: grid bytes per subscriber and interval, as committed.
+    /// The grid journal: grid bytes per subscriber and interval, in five-minute rows.
     Interval,
     /// One row per subscriber and UTC hour.
     Hourly,
@@ -173,7 +173,7 @@ pub struct RollupProgress {
     pub done: bool,
 }
 
-/// Rows, bytes and the oldest start of one tier.
+/// Rows, bytes and the oldest start of one tier (the journal's rows are five-minute chunks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TierStats {
     pub tier: Tier,
@@ -227,12 +227,10 @@ CREATE TABLE IF NOT EXISTS usage_day (
     down_packets INTEGER NOT NULL, down_bytes INTEGER NOT NULL,
     down_grid_packets INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
     PRIMARY KEY (start, key)) WITHOUT ROWID;
--- Only intervals with grid bytes have a row; keyed by subscriber first, since settlement reads
--- one subscriber's report window.
+-- Five-minute chunks of each subscriber's intervals with grid bytes (see `grid_journal`).
 CREATE TABLE IF NOT EXISTS grid_journal (
-    key INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-    up_grid_bytes INTEGER NOT NULL, down_grid_bytes INTEGER NOT NULL,
-    PRIMARY KEY (key, start)) WITHOUT ROWID;
+    start INTEGER NOT NULL, key INTEGER NOT NULL, spans BLOB NOT NULL,
+    PRIMARY KEY (start, key)) WITHOUT ROWID;
 ";
 
 /// The counter columns, in `usage::flat` order.
@@ -382,7 +380,8 @@ impl Store {
                 .map_or(0, |(_, b)| *b);
             tiers.push(TierStats {
                 tier,
-                rows: self.tier_rows(tier)?,
+                // Counted for real here (the metrics read the counts the commits keep).
+                rows: super::tier_counts::counted(&self.conn, tier).map_err(|e| self.sql(e))?,
                 bytes,
                 oldest: self.oldest(tier)?,
             });

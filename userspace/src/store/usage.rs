@@ -7,9 +7,9 @@
 use quid_common::{
     CLASS_GRID, Counter, DIR_CLASS_PAIRS, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
 };
-use rusqlite::{Transaction, params, params_from_iter, types::Value};
+use rusqlite::{Transaction, params_from_iter, types::Value};
 
-use super::{Store, StoreError, secs, tiers};
+use super::{Store, StoreError, grid_journal, secs, tiers};
 use crate::settlement::matching::{clamp, prorate};
 
 /// One stretch of counts for one subscriber: an interval as committed, or an hourly or daily
@@ -77,29 +77,13 @@ impl Store {
         let from = self
             .meta(JOURNAL_FROM)?
             .map_or(0, |v| i64::try_from(v).unwrap_or(0));
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT start, end, up_grid_bytes, down_grid_bytes FROM grid_journal
-                 WHERE key = ?1 AND start < ?3 AND end > ?2",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![key, start.max(from), end], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(|e| self.sql(e))?;
         let mut total = 0u128;
-        for row in rows {
-            let (s, e, up, down) = row.map_err(|e| self.sql(e))?;
-            // Counters are stored bit-exact (see `flat`): read them back as u64.
-            let bytes = up.cast_unsigned().saturating_add(down.cast_unsigned());
-            total += prorate(bytes, s, e, start, end);
+        // Intervals starting from the journal's first hour on; the hourly rows before it hold
+        // exactly the intervals that started earlier.
+        let spans = grid_journal::read(&self.conn, key, start, end).map_err(|e| self.sql(e))?;
+        for span in spans.into_iter().filter(|s| s.start >= from) {
+            let bytes = span.up.saturating_add(span.down);
+            total += prorate(bytes, span.start, span.end, start, end);
         }
         if start < from {
             let before = end.min(from);
@@ -127,65 +111,63 @@ pub struct IntervalRow {
 
 /// Adds one interval's counts into each subscriber's row of the hour holding the interval's
 /// start, and its grid bytes (if any) into the grid journal, inside an open transaction;
-/// returns how many journal rows it wrote.
-pub(super) fn add(tx: &Transaction<'_>, rows: &[IntervalRow]) -> rusqlite::Result<i64> {
-    let values = |n: usize, width: usize| -> String {
-        (0..n)
-            .map(|j| {
-                let cols: Vec<String> =
-                    (1..=width).map(|c| format!("?{}", j * width + c)).collect();
-                format!("({})", cols.join(","))
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+/// returns how many hourly and journal rows it created.
+pub(super) fn add(tx: &Transaction<'_>, rows: &[IntervalRow]) -> rusqlite::Result<(i64, i64)> {
+    let mut by_hour: std::collections::BTreeMap<i64, Vec<&IntervalRow>> = Default::default();
+    for r in rows {
+        by_hour
+            .entry(tiers::bucket(secs(r.usage.start), tiers::HOUR))
+            .or_default()
+            .push(r);
+    }
+    let mut created = 0;
+    for (hour, mut rows) in by_hour {
+        // In key order: the hour's pages are visited once, front to back.
+        rows.sort_by_key(|r| r.key);
+        let count = |tx: &Transaction<'_>| -> rusqlite::Result<i64> {
+            tx.query_row(
+                "SELECT count(*) FROM usage_hour WHERE start = ?1",
+                [hour],
+                |r| r.get(0),
+            )
+        };
+        let before = count(tx)?;
+        let mut p: Vec<Value> = Vec::with_capacity(1 + BATCH * (1 + 2 * DIR_CLASS_PAIRS));
+        for chunk in rows.chunks(BATCH) {
+            let mut stmt = tx.prepare_cached(&hour_sql(chunk.len()))?;
+            p.clear();
+            p.push(Value::Integer(hour));
+            for r in chunk {
+                p.push(Value::Integer(r.key));
+                p.extend(flat(&r.usage.counters).map(Value::Integer));
+            }
+            stmt.execute(params_from_iter(p.drain(..)))?;
+        }
+        created += count(tx)? - before;
+    }
+    Ok((created, grid_journal::append(tx, rows)?))
+}
+
+/// The UPSERT of `n` hourly rows of one hour (`?1`), each its key and eight counters.
+fn hour_sql(n: usize) -> String {
+    let width = 1 + 2 * DIR_CLASS_PAIRS;
+    let values: Vec<String> = (0..n)
+        .map(|j| {
+            let cols: Vec<String> = (0..width)
+                .map(|c| format!("?{}", 2 + j * width + c))
+                .collect();
+            format!("(?1,{})", cols.join(","))
+        })
+        .collect();
     let adds: Vec<String> = tiers::COUNTERS
         .iter()
         .map(|c| format!("{c} = {c} + excluded.{c}"))
         .collect();
-    let hour_sql = |n: usize| {
-        format!(
-            "INSERT INTO usage_hour VALUES {} ON CONFLICT(start, key) DO UPDATE SET {}",
-            values(n, 2 + 2 * DIR_CLASS_PAIRS),
-            adds.join(", ")
-        )
-    };
-    for chunk in rows.chunks(BATCH) {
-        let mut stmt = tx.prepare_cached(&hour_sql(chunk.len()))?;
-        let mut p: Vec<Value> = Vec::with_capacity(chunk.len() * (2 + 2 * DIR_CLASS_PAIRS));
-        for r in chunk {
-            p.push(Value::Integer(tiers::bucket(
-                secs(r.usage.start),
-                tiers::HOUR,
-            )));
-            p.push(Value::Integer(r.key));
-            p.extend(flat(&r.usage.counters).map(Value::Integer));
-        }
-        stmt.execute(params_from_iter(p))?;
-    }
-    // Two commits within one second share a start second: their counts add up.
-    let mut journal = tx.prepare_cached(
-        "INSERT INTO grid_journal VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(key, start) DO UPDATE SET end = max(end, excluded.end),
-           up_grid_bytes = up_grid_bytes + excluded.up_grid_bytes,
-           down_grid_bytes = down_grid_bytes + excluded.down_grid_bytes",
-    )?;
-    let mut written = 0i64;
-    for r in rows {
-        let (up, down) = grid_bytes(&r.usage.counters);
-        if up == 0 && down == 0 {
-            continue;
-        }
-        written += 1;
-        journal.execute(params![
-            r.key,
-            secs(r.usage.start),
-            secs(r.usage.end),
-            up.cast_signed(),
-            down.cast_signed()
-        ])?;
-    }
-    Ok(written)
+    format!(
+        "INSERT INTO usage_hour VALUES {} ON CONFLICT(start, key) DO UPDATE SET {}",
+        values.join(","),
+        adds.join(", ")
+    )
 }
 
 /// Upload and download grid bytes of `c`.

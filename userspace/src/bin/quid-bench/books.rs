@@ -37,9 +37,18 @@ pub struct Sizes {
     pub query_hours: u64,
 }
 
+/// One subscriber in this many exchanges grid traffic (0: none); `QUID_BENCH_GRID_EVERY`
+/// overrides the default of 10.
+fn grid_every() -> u64 {
+    std::env::var("QUID_BENCH_GRID_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
 /// A kernel-like cumulative counter for `slot` after `round` intervals: every subscriber
-/// downloads and uploads Internet traffic, one in ten also exchanges grid traffic.
-fn cumulative(slot: usize, round: u64) -> SubscriberCounters {
+/// downloads and uploads Internet traffic, one in [`grid_every`] also exchanges grid traffic.
+fn cumulative(slot: usize, round: u64, every: u64) -> SubscriberCounters {
     let s = u64::try_from(slot).unwrap_or(0);
     let mut c = SubscriberCounters::default();
     let per = (s % 997 + 1) * 12_345;
@@ -49,7 +58,7 @@ fn cumulative(slot: usize, round: u64) -> SubscriberCounters {
     };
     set(&mut c, DIR_DOWNLOAD, CLASS_INTERNET, round * per * 8);
     set(&mut c, DIR_UPLOAD, CLASS_INTERNET, round * per);
-    if s % 10 == 0 {
+    if every > 0 && s % every == 0 {
         set(&mut c, DIR_DOWNLOAD, CLASS_GRID, round * per / 2);
         set(&mut c, DIR_UPLOAD, CLASS_GRID, round * per / 3);
     }
@@ -110,7 +119,8 @@ fn commit(dir: &Path, n: u32) -> anyhow::Result<Vec<BooksRow>> {
         round += 1;
         let r = round;
         clock.set(i64::try_from(now)?);
-        let s = books.interval(|slot| cumulative(slot, r), now)?;
+        let every = grid_every();
+        let s = books.interval(|slot| cumulative(slot, r, every), now)?;
         Ok(s.write_seconds)
     };
     for h in 1..=23 {
@@ -163,7 +173,7 @@ fn year(dir: &Path, sizes: &Sizes) -> anyhow::Result<Vec<BooksRow>> {
         now += step;
         round += 1;
         clock.set(i64::try_from(now)?);
-        books.interval(|slot| cumulative(slot, round), now)?;
+        books.interval(|slot| cumulative(slot, round, 10), now)?;
         if now % DAY < step {
             while !books.roll_up(&keep)?.done {}
             if now >= T0 + 30 * DAY && month.is_none() {
