@@ -10,41 +10,49 @@ use serde_json::{Value, json};
 pub const RECORDING: [(&str, &str); 8] = [
     (
         "quid:contribution_cores:rate1h",
-        "sum(rate(quid_contribution_cpu_seconds_total[1h]))",
+        "sum by (job, instance) (rate(quid_contribution_cpu_seconds_total[1h]))",
     ),
     (
         "quid:contribution_storage_bytes:rate1h",
-        "sum(rate(quid_contribution_storage_byte_seconds_total[1h]))",
+        "sum by (job, instance) (rate(quid_contribution_storage_byte_seconds_total[1h]))",
     ),
     (
         "quid:contribution_watts:rate1h",
-        "sum(rate(quid_contribution_energy_joules_total[1h]))",
+        "sum by (job, instance) (rate(quid_contribution_energy_joules_total[1h]))",
     ),
     (
         "quid:traffic_bits:rate1m",
-        "sum by (direction, class) (rate(quid_traffic_bytes_total[1m])) * 8",
+        "sum by (job, instance, direction, class) (rate(quid_traffic_bytes_total[1m])) * 8",
     ),
     (
         "quid:plan_bits:rate1m",
-        "sum by (plan, direction) (rate(quid_plan_bytes_total[1m])) * 8",
+        "sum by (job, instance, plan, direction) (rate(quid_plan_bytes_total[1m])) * 8",
     ),
     (
         "quid:download_bits:rate1m",
-        "sum(rate(quid_traffic_bytes_total{direction=\"download\"}[1m])) * 8",
+        "sum by (job, instance) (rate(quid_traffic_bytes_total{direction=\"download\"}[1m])) * 8",
     ),
     (
-        // Download demand per contributed CPU core (+Inf while nothing is contributed).
+        // Download demand per contributed CPU core, counting at least one core: finite while
+        // nothing is contributed (the whole demand then rests on one core's worth).
         "quid:download_bits_per_core:ratio",
-        "quid:download_bits:rate1m / quid:contribution_cores:rate1h",
+        "quid:download_bits:rate1m / on (job, instance) clamp_min(quid:contribution_cores:rate1h, 1)",
     ),
     (
         "quid:unattributed_packets:ratio_rate5m",
-        "sum by (instance) (rate(quid_interface_packets_total{bucket!=\"attributed\"}[5m])) / sum by (instance) (rate(quid_interface_packets_total[5m]))",
+        "sum by (job, instance) (rate(quid_interface_packets_total{bucket!=\"attributed\"}[5m])) / sum by (job, instance) (rate(quid_interface_packets_total[5m]))",
     ),
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 13] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 14] = [
+    (
+        "QuidIntervalStale",
+        "time() - quid_last_interval_timestamp_seconds > 300",
+        "2m",
+        "critical",
+        "quid on {{ $labels.instance }} completed no interval for {{ $value | humanizeDuration }}: it answers scrapes with stale figures",
+    ),
     (
         "QuidReportRejectionsHigh",
         "sum by (instance) (rate(quid_report_rejections_total[10m])) > 0.1",
@@ -138,46 +146,155 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 13] = [
     ),
 ];
 
-/// One panel: title, unit, and its queries (expression, legend).
+/// One panel: kind, title, description, unit, its queries (expression, legend), and what a
+/// stat panel colours.
 struct Panel {
-    title: &'static str,
-    unit: &'static str,
     kind: &'static str,
+    title: &'static str,
+    description: &'static str,
+    unit: &'static str,
     queries: Vec<(&'static str, &'static str)>,
+    /// Threshold steps (from, colour) after the base colour; the base is green unless the
+    /// first step starts the scale at zero.
+    thresholds: Vec<(f64, &'static str)>,
+    /// Base colour of the thresholds.
+    base: &'static str,
+    /// Data links from the panel's series.
+    links: Vec<Value>,
+    /// What the panel says when a query returns nothing (by design, e.g. too little history).
+    no_value: Option<&'static str>,
+}
+
+impl Panel {
+    /// Colours from `base` up, changing at each (value, colour).
+    fn colours(mut self, base: &'static str, steps: &[(f64, &'static str)]) -> Panel {
+        self.base = base;
+        self.thresholds = steps.to_vec();
+        self
+    }
+
+    fn link(mut self, title: &str, url: &str) -> Panel {
+        self.links.push(json!({"title": title, "url": url}));
+        self
+    }
+
+    fn no_value(mut self, text: &'static str) -> Panel {
+        self.no_value = Some(text);
+        self
+    }
 }
 
 fn panel(
     kind: &'static str,
     title: &'static str,
+    description: &'static str,
     unit: &'static str,
     queries: Vec<(&'static str, &'static str)>,
 ) -> Panel {
     Panel {
-        title,
-        unit,
         kind,
+        title,
+        description,
+        unit,
         queries,
+        thresholds: Vec::new(),
+        base: "green",
+        links: Vec::new(),
+        no_value: None,
     }
 }
 
 fn ts(
     title: &'static str,
+    description: &'static str,
     unit: &'static str,
     queries: Vec<(&'static str, &'static str)>,
 ) -> Panel {
-    panel("timeseries", title, unit, queries)
+    panel("timeseries", title, description, unit, queries)
 }
 
 fn stat(
     title: &'static str,
+    description: &'static str,
     unit: &'static str,
     queries: Vec<(&'static str, &'static str)>,
 ) -> Panel {
-    panel("stat", title, unit, queries)
+    panel("stat", title, description, unit, queries)
 }
 
 fn datasource() -> Value {
     json!({"type": "prometheus", "uid": "${datasource}"})
+}
+
+/// The matchers every series selector gets, so the `job` and `instance` variables apply.
+const SCOPE: &str = "job=~\"$job\",instance=~\"$instance\"";
+
+/// `expr` with [`SCOPE`] added to every selector of a quid metric, a recording rule or `up`.
+fn scoped(expr: &str) -> String {
+    let b = expr.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    let mut out = String::with_capacity(expr.len() + 64);
+    let mut i = 0;
+    let mut in_string = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'"' {
+            in_string = !in_string;
+        }
+        let starts = !in_string && word(c) && (i == 0 || !word(b[i - 1]));
+        if !starts {
+            out.push(char::from(c));
+            i += 1;
+            continue;
+        }
+        let end = (i..b.len()).find(|&j| !word(b[j])).unwrap_or(b.len());
+        let name = &expr[i..end];
+        out.push_str(name);
+        let metric = name.starts_with("quid_") || name.starts_with("quid:") || name == "up";
+        if metric && b.get(end) == Some(&b'{') {
+            out.push('{');
+            out.push_str(SCOPE);
+            out.push(',');
+            i = end + 1;
+        } else {
+            if metric && b.get(end) != Some(&b'(') {
+                out.push('{');
+                out.push_str(SCOPE);
+                out.push('}');
+            }
+            i = end;
+        }
+    }
+    out
+}
+
+/// Places panels left to right without holes: consecutive stat panels share rows of up to
+/// four (4 high), graphs go two a row (8 high), a graph alone in its row takes the width.
+fn layout(kinds: &[&str]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut y = 0;
+    let mut i = 0;
+    while i < kinds.len() {
+        let stat = kinds[i] == "stat";
+        let run = kinds[i..]
+            .iter()
+            .take_while(|k| (**k == "stat") == stat)
+            .count();
+        let (per_row, h) = if stat { (4, 4) } else { (2, 8) };
+        let rows = run.div_ceil(per_row);
+        let mut left = run;
+        for r in 0..rows {
+            let n = left.div_ceil(rows - r);
+            let w = 24 / n;
+            for k in 0..n {
+                out.push(json!({"x": k * w, "y": y, "w": w, "h": h}));
+            }
+            left -= n;
+            y += h;
+        }
+        i += run;
+    }
+    out
 }
 
 fn dashboard(
@@ -187,42 +304,80 @@ fn dashboard(
     extra_vars: Vec<Value>,
     panels: Vec<Panel>,
 ) -> Value {
-    let mut vars = vec![json!({
-        "name": "datasource", "label": "Data source", "type": "datasource",
-        "query": "prometheus", "current": {}, "hide": 0
-    })];
+    let mut vars = vec![
+        json!({
+            "name": "datasource", "label": "Data source", "type": "datasource",
+            "query": "prometheus", "current": {}, "hide": 0
+        }),
+        json!({
+            "name": "job", "label": "Job", "type": "query", "datasource": datasource(),
+            "query": "label_values(quid_build_info, job)", "refresh": 2,
+            "current": {"text": "quid", "value": "quid"}, "hide": 0
+        }),
+        json!({
+            "name": "instance", "label": "Router", "type": "query", "datasource": datasource(),
+            "query": "label_values(quid_build_info{job=~\"$job\"}, instance)", "refresh": 2,
+            "multi": true, "includeAll": true, "allValue": ".*",
+            "current": {"text": "All", "value": "$__all"}, "hide": 0
+        }),
+    ];
     vars.extend(extra_vars);
+    let places = layout(&panels.iter().map(|p| p.kind).collect::<Vec<_>>());
     let panels: Vec<Value> = panels
         .into_iter()
+        .zip(places)
         .enumerate()
-        .map(|(i, p)| {
+        .map(|(i, (p, place))| {
             let targets: Vec<Value> = p
                 .queries
                 .iter()
                 // refIds A, B, ...: no panel has anywhere near 26 queries.
                 .zip('A'..='Z')
                 .map(|((expr, legend), ref_id)| {
-                    json!({"refId": ref_id.to_string(), "expr": expr,
+                    json!({"refId": ref_id.to_string(), "expr": scoped(expr),
                            "legendFormat": legend, "datasource": datasource()})
                 })
                 .collect();
-            let (w, h) = if p.kind == "stat" { (6, 4) } else { (12, 8) };
-            json!({
-                "id": i + 1, "type": p.kind, "title": p.title, "datasource": datasource(),
-                "gridPos": {"x": (i % 2) * 12, "y": (i / 2) * 8, "w": w, "h": h},
-                "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+            let mut steps = vec![json!({"color": p.base, "value": null})];
+            steps.extend(
+                p.thresholds
+                    .iter()
+                    .map(|(v, c)| json!({"color": c, "value": v})),
+            );
+            let mut defaults = json!({
+                "unit": p.unit,
+                "thresholds": {"mode": "absolute", "steps": steps},
+                "links": p.links,
+            });
+            if let Some(text) = p.no_value {
+                defaults["noValue"] = json!(text);
+            }
+            let mut v = json!({
+                "id": i + 1, "type": p.kind, "title": p.title, "description": p.description,
+                "datasource": datasource(), "gridPos": place,
+                "fieldConfig": {"defaults": defaults, "overrides": []},
                 "targets": targets
-            })
+            });
+            if p.kind == "stat" {
+                v["options"] = json!({"colorMode": "background", "graphMode": "none",
+                                      "reduceOptions": {"calcs": ["lastNotNull"]}});
+            }
+            v
         })
         .collect();
     json!({
         "uid": uid, "title": title, "description": description, "tags": ["quid"],
         "schemaVersion": 39, "version": 1, "editable": true, "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
+        "links": [{"type": "dashboards", "tags": ["quid"], "asDropdown": false,
+                   "title": "quid dashboards", "includeVars": true, "keepTime": true}],
         "templating": {"list": vars},
         "panels": panels
     })
 }
+
+/// Opens the subscriber dashboard on the clicked series' subscriber, same router and time.
+const SUBSCRIBER_LINK: &str = "/d/quid-subscriber/quid-subscriber?var-subscriber=${__field.labels.subscriber}&${datasource:queryparam}&${job:queryparam}&${instance:queryparam}&${__url_time_range}";
 
 fn noc() -> Value {
     dashboard(
@@ -231,8 +386,74 @@ fn noc() -> Value {
         "Traffic by direction and class, top subscribers, unattributed traffic and daemon health per router.",
         vec![],
         vec![
+            stat(
+                "Daemons up",
+                "quid daemons Prometheus scrapes successfully; red when none answers (QuidDown).",
+                "none",
+                vec![("sum(up)", "up")],
+            )
+            .colours("red", &[(1.0, "green")]),
+            stat(
+                "XDP attachments",
+                "Interfaces with quid's XDP program attached, per router; red at 0: traffic there goes uncounted (QuidProgramDetached).",
+                "none",
+                vec![("sum by (instance) (quid_xdp_attached)", "{{instance}}")],
+            )
+            .colours("red", &[(1.0, "green")]),
+            stat(
+                "Seconds since the last interval",
+                "Age of the newest completed interval (read and committed); beyond a few intervals the loop is stalled and every figure is stale (QuidIntervalStale).",
+                "s",
+                vec![(
+                    "max by (instance) (time() - quid_last_interval_timestamp_seconds)",
+                    "{{instance}}",
+                )],
+            )
+            .colours("green", &[(60.0, "orange"), (300.0, "red")]),
+            stat(
+                "Last table reload applied",
+                "1 when the last subscriber table edit was applied on every router; 0 (red) when one was refused and the previous table still counts.",
+                "bool",
+                vec![("min(quid_table_last_reload_success)", "ok")],
+            )
+            .colours("red", &[(1.0, "green")]),
+            stat(
+                "Active subscribers",
+                "Subscribers in the installed tables (removed ones whose books are kept are not counted).",
+                "short",
+                vec![("sum(quid_subscribers{state=\"active\"})", "active")],
+            )
+            .colours("blue", &[]),
+            stat(
+                "Subscribers in deficit",
+                "Listed subscribers with a negative balance (the top N only under metrics.subscribers = \"top:N\").",
+                "short",
+                vec![(
+                    "count(quid_subscriber_balance_credits{subscriber!=\"other\"} < 0) or vector(0)",
+                    "in deficit",
+                )],
+            )
+            .colours("green", &[(1.0, "orange")]),
+            stat(
+                "Store commit failures (1h)",
+                "Interval commits that failed in the last hour (disk full, store unwritable); the kernel keeps counting meanwhile.",
+                "short",
+                vec![(
+                    "sum(increase(quid_store_commit_failures_total[1h]))",
+                    "failures",
+                )],
+            )
+            .colours("green", &[(1.0, "red")]),
+            stat(
+                "Kernel map fill (max)",
+                "The fullest kernel map on any router; QuidMapNearCapacity fires above 90%.",
+                "percentunit",
+                vec![("max(quid_map_entries / quid_map_capacity)", "fill")],
+            )
+            .colours("green", &[(0.75, "orange"), (0.9, "red")]),
             ts(
                 "Traffic by direction and class",
+                "IP-layer traffic of all subscribers in bits per second, by direction and by class (internet or grid).",
                 "bps",
                 vec![(
                     "sum by (direction, class) (quid:traffic_bits:rate1m)",
@@ -241,14 +462,26 @@ fn noc() -> Value {
             ),
             ts(
                 "Top 10 subscribers",
+                "The ten listed subscribers with the most traffic (both directions); click a series for its subscriber dashboard.",
                 "bps",
                 vec![(
                     "topk(10, sum by (subscriber) (rate(quid_subscriber_bytes_total{subscriber!=\"other\"}[$__rate_interval])) * 8)",
                     "{{subscriber}}",
                 )],
+            )
+            .link("Subscriber dashboard", SUBSCRIBER_LINK),
+            ts(
+                "Throughput by interface",
+                "Every frame on each attached interface (uplinks and access), in bits per second, whether it belongs to a subscriber or not.",
+                "bps",
+                vec![(
+                    "sum by (instance, interface) (rate(quid_interface_bytes_total[$__rate_interval])) * 8",
+                    "{{instance}} {{interface}}",
+                )],
             ),
             ts(
                 "Unattributed frames by interface and bucket",
+                "Frames that belong to no subscriber: unknown addresses, non-IP and malformed frames, per interface.",
                 "pps",
                 vec![(
                     "sum by (instance, interface, bucket) (rate(quid_interface_packets_total{bucket!=\"attributed\"}[$__rate_interval]))",
@@ -257,51 +490,37 @@ fn noc() -> Value {
             ),
             ts(
                 "Unattributed share of frames",
+                "Share of frames that belong to no subscriber over 5 minutes; QuidUnattributedTrafficHigh fires above 5%.",
                 "percentunit",
                 vec![("quid:unattributed_packets:ratio_rate5m", "{{instance}}")],
             ),
-            stat("Daemons up", "none", vec![("sum(up{job=\"quid\"})", "up")]),
-            stat(
-                "XDP attachments",
-                "none",
-                vec![("sum by (instance) (quid_xdp_attached)", "{{instance}}")],
-            ),
             ts(
-                "Counter read and commit time",
+                "Counter read and commit time (p99)",
+                "99th percentile of the time each interval takes to read every counter and to commit the usage records.",
                 "s",
                 vec![
-                    ("quid_read_duration_seconds", "read {{instance}}"),
-                    ("quid_commit_duration_seconds", "commit {{instance}}"),
+                    (
+                        "histogram_quantile(0.99, sum by (instance, le) (rate(quid_read_duration_seconds_bucket[$__rate_interval])))",
+                        "read {{instance}}",
+                    ),
+                    (
+                        "histogram_quantile(0.99, sum by (instance, le) (rate(quid_commit_duration_seconds_bucket[$__rate_interval])))",
+                        "commit {{instance}}",
+                    ),
                 ],
             ),
             ts(
                 "Kernel map fill",
+                "Entries in use against capacity for each kernel map (hash, trie, direct pools, counters).",
                 "percentunit",
                 vec![(
                     "quid_map_entries / quid_map_capacity",
                     "{{instance}} {{map}}",
                 )],
             ),
-            stat(
-                "Last table reload applied",
-                "bool",
-                vec![("min(quid_table_last_reload_success)", "ok")],
-            ),
-            stat(
-                "Active subscribers",
-                "none",
-                vec![("sum(quid_subscribers{state=\"active\"})", "active")],
-            ),
-            stat(
-                "Subscribers in deficit",
-                "none",
-                vec![(
-                    "count(quid_subscriber_balance_credits{subscriber!=\"other\"} < 0) or vector(0)",
-                    "in deficit",
-                )],
-            ),
             ts(
                 "Report outcomes",
+                "Node contribution reports per second by outcome.",
                 "reqps",
                 vec![(
                     "sum by (outcome) (rate(quid_reports_total[$__rate_interval]))",
@@ -310,6 +529,7 @@ fn noc() -> Value {
             ),
             ts(
                 "Report rejections by reason",
+                "Refused node reports per interval by reason (bad_signature, stale_sequence, exceeds_capacity, ...).",
                 "short",
                 vec![(
                     "sum by (reason) (increase(quid_report_rejections_total[$__rate_interval]))",
@@ -318,6 +538,7 @@ fn noc() -> Value {
             ),
             ts(
                 "HTTP connections refused or timed out",
+                "Connections the HTTP listeners closed at once (full, per address, failed TLS) and requests that timed out.",
                 "short",
                 vec![
                     (
@@ -330,26 +551,21 @@ fn noc() -> Value {
                     ),
                 ],
             ),
-            stat(
-                "Store commit failures (1h)",
-                "none",
-                vec![(
-                    "sum(increase(quid_store_commit_failures_total[1h]))",
-                    "failures",
-                )],
-            ),
             ts(
                 "Store file size",
+                "Size of the store file (pages in use and free).",
                 "bytes",
                 vec![("quid_store_bytes", "{{instance}}")],
             ),
             ts(
                 "Usage rows by tier",
+                "Usage rows per resolution tier (interval, hourly, daily); steady once every tier is within its retention.",
                 "short",
                 vec![("quid_store_rows", "{{instance}} {{tier}}")],
             ),
             ts(
                 "Usage roll-up lag",
+                "How far the usage roll-up is behind its retention (0: on time); QuidStoreDiskFilling fires beyond an hour.",
                 "s",
                 vec![("quid_rollup_lag_seconds", "{{instance}}")],
             ),
@@ -361,15 +577,36 @@ fn subscriber() -> Value {
     dashboard(
         "quid-subscriber",
         "quid / Subscriber",
-        "One subscriber's traffic by direction and class, and its running totals.",
+        "One subscriber's traffic by direction and class, and its running totals. Only subscribers with series of their own are offered (all, or the top N of metrics.subscribers).",
         vec![json!({
             "name": "subscriber", "label": "Subscriber", "type": "query", "datasource": datasource(),
-            "query": "label_values(quid_subscriber_bytes_total, subscriber)",
+            "query": "label_values(quid_subscriber_bytes_total{job=~\"$job\",instance=~\"$instance\"}, subscriber)",
             "refresh": 2, "current": {}, "hide": 0
         })],
         vec![
+            stat(
+                "Bytes since the series started",
+                "The subscriber's series by direction: its lifetime bytes when it first got a series (a subscriber that left the top N resumes where it left).",
+                "bytes",
+                vec![(
+                    "sum by (direction) (quid_subscriber_bytes_total{subscriber=\"$subscriber\"})",
+                    "{{direction}}",
+                )],
+            )
+            .colours("blue", &[]),
+            stat(
+                "Balance",
+                "Balance in credits after the pending (not yet settled) usage debit; red below zero.",
+                "none",
+                vec![(
+                    "sum(quid_subscriber_balance_credits{subscriber=\"$subscriber\"} + quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"})",
+                    "balance",
+                )],
+            )
+            .colours("red", &[(0.0, "green")]),
             ts(
                 "Traffic",
+                "The subscriber's IP-layer traffic in bits per second by direction and class.",
                 "bps",
                 vec![(
                     "sum by (direction, class) (rate(quid_subscriber_bytes_total{subscriber=\"$subscriber\"}[$__rate_interval])) * 8",
@@ -378,52 +615,55 @@ fn subscriber() -> Value {
             ),
             ts(
                 "Packets",
+                "The subscriber's packets per second by direction.",
                 "pps",
                 vec![(
                     "sum by (direction) (rate(quid_subscriber_packets_total{subscriber=\"$subscriber\"}[$__rate_interval]))",
                     "{{direction}}",
                 )],
             ),
-            stat(
-                "Bytes since the books opened",
-                "bytes",
+            ts(
+                "Contributed CPU cores",
+                "CPU cores the subscriber's nodes supplied, from settled reports (averaged over an hour: reports settle in lumps).",
+                "short",
                 vec![(
-                    "sum by (direction) (quid_subscriber_bytes_total{subscriber=\"$subscriber\"})",
-                    "{{direction}}",
+                    "sum(rate(quid_contribution_cpu_seconds_total{subscriber=\"$subscriber\"}[1h]))",
+                    "cores",
                 )],
             ),
             ts(
-                "Contributions by resource",
-                "short",
-                vec![
-                    (
-                        "rate(quid_contribution_cpu_seconds_total{subscriber=\"$subscriber\"}[$__rate_interval])",
-                        "CPU cores",
-                    ),
-                    (
-                        "rate(quid_contribution_storage_byte_seconds_total{subscriber=\"$subscriber\"}[$__rate_interval])",
-                        "storage bytes",
-                    ),
-                    (
-                        "rate(quid_contribution_energy_joules_total{subscriber=\"$subscriber\"}[$__rate_interval])",
-                        "watts",
-                    ),
-                ],
+                "Contributed storage",
+                "Storage the subscriber's nodes supplied, from settled reports (averaged over an hour).",
+                "bytes",
+                vec![(
+                    "sum(rate(quid_contribution_storage_byte_seconds_total{subscriber=\"$subscriber\"}[1h]))",
+                    "storage",
+                )],
             ),
             ts(
-                "Balance",
+                "Contributed power",
+                "Power the subscriber's nodes supplied, from settled reports (averaged over an hour).",
+                "watt",
+                vec![(
+                    "sum(rate(quid_contribution_energy_joules_total{subscriber=\"$subscriber\"}[1h]))",
+                    "power",
+                )],
+            ),
+            ts(
+                "Balance over time",
+                "Balance in credits, the pending usage debit that settles at the period's end, and the balance after it.",
                 "none",
                 vec![
                     (
-                        "quid_subscriber_balance_credits{subscriber=\"$subscriber\"}",
+                        "sum(quid_subscriber_balance_credits{subscriber=\"$subscriber\"})",
                         "balance",
                     ),
                     (
-                        "quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"}",
+                        "sum(quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"})",
                         "pending debit (settles at the period's end)",
                     ),
                     (
-                        "quid_subscriber_balance_credits{subscriber=\"$subscriber\"} + quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"}",
+                        "sum(quid_subscriber_balance_credits{subscriber=\"$subscriber\"} + quid_subscriber_pending_debit_credits{subscriber=\"$subscriber\"})",
                         "balance after pending",
                     ),
                 ],
@@ -441,6 +681,7 @@ fn capacity() -> Value {
         vec![
             ts(
                 "Demand by direction",
+                "Traffic of all subscribers in bits per second by direction.",
                 "bps",
                 vec![(
                     "sum by (direction) (quid:traffic_bits:rate1m)",
@@ -449,6 +690,7 @@ fn capacity() -> Value {
             ),
             ts(
                 "Demand by plan",
+                "Traffic per plan and direction; a subscriber's traffic counts to the plan it had when it was metered.",
                 "bps",
                 vec![(
                     "sum by (plan, direction) (quid:plan_bits:rate1m)",
@@ -457,28 +699,33 @@ fn capacity() -> Value {
             ),
             ts(
                 "Download, 95th percentile over the last day",
+                "95th percentile of the download rate over the preceding day.",
                 "bps",
                 vec![(
-                    "quantile_over_time(0.95, quid:download_bits:rate1m[1d])",
+                    "sum(quantile_over_time(0.95, quid:download_bits:rate1m[1d]))",
                     "p95",
                 )],
             ),
             ts(
-                "Download forecast, 30 days ahead",
+                "Download forecast for 30 days later",
+                "At each point, the download rate a linear fit of the preceding week predicts for 30 days later; shown only once a week of history exists (a fit over minutes extrapolates noise).",
                 "bps",
                 vec![(
-                    "predict_linear(quid:download_bits:rate1m[1d], 30 * 86400)",
+                    "sum(predict_linear(quid:download_bits:rate1m[7d], 30 * 86400) and quid:download_bits:rate1m offset 7d)",
                     "forecast",
                 )],
-            ),
+            )
+            .no_value("needs a week of history"),
             ts(
-                "Subscribers by plan",
-                "none",
+                "Subscribers with traffic by plan",
+                "Subscribers per plan whose traffic moved in the last interval.",
+                "short",
                 vec![("sum by (plan) (quid_plan_subscribers)", "{{plan}}")],
             ),
             ts(
                 "Contributed CPU cores by plan",
-                "none",
+                "CPU cores supplied per plan from settled reports, averaged over an hour; every plan is drawn, at zero until its subscribers contribute.",
+                "short",
                 vec![(
                     "sum by (plan) (rate(quid_plan_contribution_cpu_seconds_total[1h]))",
                     "{{plan}}",
@@ -486,28 +733,34 @@ fn capacity() -> Value {
             ),
             ts(
                 "Contributed storage",
+                "Storage supplied by all subscribers' nodes, averaged over an hour.",
                 "bytes",
-                vec![("quid:contribution_storage_bytes:rate1h", "storage")],
+                vec![("sum(quid:contribution_storage_bytes:rate1h)", "storage")],
             ),
             ts(
                 "Contributed power",
+                "Power supplied by all subscribers' nodes, averaged over an hour.",
                 "watt",
-                vec![("quid:contribution_watts:rate1h", "power")],
+                vec![("sum(quid:contribution_watts:rate1h)", "power")],
             ),
             ts(
-                "Download per contributed core, now and 30 days ahead",
+                "Download per contributed core",
+                "Download demand divided by the contributed CPU cores, counting at least one core (with nothing contributed it is the whole demand); the forecast appears once a week of history exists.",
                 "bps",
                 vec![
-                    ("quid:download_bits_per_core:ratio", "now"),
+                    ("quid:download_bits_per_core:ratio", "{{instance}} now"),
                     (
-                        "predict_linear(quid:download_bits_per_core:ratio[1d], 30 * 86400)",
-                        "forecast",
+                        "predict_linear(quid:download_bits_per_core:ratio[7d], 30 * 86400) and quid:download_bits_per_core:ratio offset 7d",
+                        "{{instance}} 30 days later",
                     ),
                 ],
             ),
         ],
     )
 }
+
+/// Where the alert runbook is published (the README's "Alert runbook" section).
+const RUNBOOKS: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/README.md");
 
 fn rules() -> String {
     let mut out = String::from(
@@ -519,10 +772,10 @@ fn rules() -> String {
     out += "  - name: quid-alerts\n    rules:\n";
     for (name, expr, for_, severity, summary) in ALERTS {
         out += &format!(
-            "      - alert: {name}\n        expr: {}\n        for: {for_}\n        labels:\n          severity: {severity}\n        annotations:\n          summary: {}\n          runbook: {}\n",
+            "      - alert: {name}\n        expr: {}\n        for: {for_}\n        labels:\n          severity: {severity}\n        annotations:\n          summary: {}\n          runbook_url: {}\n",
             yaml_str(expr),
             yaml_str(summary),
-            yaml_str(&format!("README.md#{}", name.to_lowercase()))
+            yaml_str(&format!("{RUNBOOKS}#{}", name.to_lowercase()))
         );
     }
     out

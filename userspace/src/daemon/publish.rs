@@ -61,10 +61,6 @@ impl State<'_> {
             Ok(c) => self.status.contributions = c,
             Err(e) => error!("cannot read contributions for the metrics: {e}"),
         }
-        match store.plan_contributions() {
-            Ok(p) => self.status.plan_contributions = p,
-            Err(e) => error!("cannot read plan contributions for the metrics: {e}"),
-        }
         // The store's size, rows per tier and roll-up lag: one page-count pragma, the counts
         // the commits keep, and each tier's oldest row.
         match store.file_bytes() {

@@ -144,12 +144,13 @@ impl<'a> State<'a> {
 
     /// Reads every subscriber's counters into the books.
     pub fn read_interval(&mut self) -> anyhow::Result<books::IntervalSummary> {
+        let end = self.clock.now()?;
         let summary = self
             .books
-            .interval(|s| self.dp.counters.slot(s), self.clock.now()?)
+            .interval(|s| self.dp.counters.slot(s), end)
             .inspect_err(|_| self.status.commit_failures += 1)?;
-        self.status.read_seconds = summary.read_seconds;
-        self.status.write_seconds = summary.write_seconds;
+        self.exposition
+            .interval(summary.read_seconds, summary.write_seconds, end);
         Ok(summary)
     }
 

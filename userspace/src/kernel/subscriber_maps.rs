@@ -175,6 +175,8 @@ pub struct Registry {
     active: u32,
     entries: [Entries; GENERATIONS],
     plans: [LookupPlan; GENERATIONS],
+    /// Owners written in each generation's (IPv4, IPv6) pool region, for `quid_map_entries`.
+    pool_used: [[u64; 2]; GENERATIONS],
     /// Whether both generations hold `table` (false until the first apply on new maps).
     installed: bool,
 }
@@ -189,6 +191,7 @@ impl Registry {
             active: 0,
             entries: Default::default(),
             plans: Default::default(),
+            pool_used: Default::default(),
             installed: false,
         }
     }
@@ -209,10 +212,12 @@ impl Registry {
             active: active & 1,
             entries: Default::default(),
             plans: Default::default(),
+            pool_used: Default::default(),
             installed: true,
         };
         for g in 0..GENERATIONS_U32 {
-            let (plan, entries, _) = r.desired(dp.sizes, g, &r.table);
+            let (plan, entries, pools) = r.desired(dp.sizes, g, &r.table);
+            r.pool_used[g as usize] = pool_counts(&pools);
             r.plans[g as usize] = plan;
             r.entries[g as usize] = entries;
         }
@@ -252,7 +257,18 @@ impl Registry {
         let gens = GENERATIONS as u64;
         let cap = u64::from(sizes.prefixes) * gens;
         let sum = |f: &dyn Fn(&Entries) -> usize| self.entries.iter().map(|e| f(e) as u64).sum();
+        let pool = |i: usize| self.pool_used.iter().map(|g| g[i]).sum();
         vec![
+            (
+                map_name::POOL_V4,
+                pool(0),
+                pool_region(sizes.pool_v4) * gens,
+            ),
+            (
+                map_name::POOL_V6,
+                pool(1),
+                pool_region(sizes.pool_v6) * gens,
+            ),
             (map_name::SUB_V4, sum(&|e| e.v4.len()), cap),
             (map_name::SUB_V6, sum(&|e| e.v6.len()), cap),
             (map_name::SUB_V4_TRIE, sum(&|e| e.t4.len()), cap),
@@ -363,8 +379,15 @@ impl Registry {
             .map_err(|e| map_err(map_name::LOOKUP_PLAN, e))?;
         self.plans[g as usize] = plan;
         self.entries[g as usize] = want;
+        self.pool_used[g as usize] = pool_counts(&pools);
         Ok(())
     }
+}
+
+/// How many (IPv4, IPv6) pool elements `writes` owns.
+fn pool_counts(writes: &[PoolWrite]) -> [u64; 2] {
+    let v6 = writes.iter().filter(|w| w.0).count() as u64;
+    [writes.len() as u64 - v6, v6]
 }
 
 /// A pool entry: (IPv6?, index in the whole array, slot + 1).

@@ -7,7 +7,7 @@
 //! text encoder ([`crate::metrics::health`]), made once with the [`Exposition`]. Every name is
 //! in base units and counters end in `_total`.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
 use quid_common::{
     CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
@@ -16,12 +16,16 @@ use quid_common::{
 use crate::{
     config::SubscriberSeries,
     metering::snapshot::InterfaceTotals,
-    metrics::{health::HealthMetrics, status::DaemonStatus},
-    store::{Record, Status},
+    metrics::{
+        health::HealthMetrics,
+        status::DaemonStatus,
+        tally::{self, CONTRIBUTION, Figures, Seen, Tally},
+    },
+    store::Record,
 };
 
 /// Every metric family the exporter emits (the dashboards may use no other).
-pub const FAMILIES: [&str; 33] = [
+pub const FAMILIES: [&str; 34] = [
     "quid_subscriber_balance_credits",
     "quid_subscriber_pending_debit_credits",
     "quid_contribution_cpu_seconds_total",
@@ -42,6 +46,7 @@ pub const FAMILIES: [&str; 33] = [
     "quid_xdp_attached",
     "quid_read_duration_seconds",
     "quid_commit_duration_seconds",
+    "quid_last_interval_timestamp_seconds",
     "quid_map_entries",
     "quid_map_capacity",
     "quid_table_generation",
@@ -79,6 +84,44 @@ pub const REPORT_FAMILIES: [&str; 2] = ["quid_reports_total", "quid_report_rejec
 
 const DIRECTIONS: [(usize, &str); 2] = [(DIR_UPLOAD, "upload"), (DIR_DOWNLOAD, "download")];
 const CLASSES: [(usize, &str); 2] = [(CLASS_INTERNET, "internet"), (CLASS_GRID, "grid")];
+
+/// (index among the contributions, family, help) per subscriber.
+const CONTRIBUTION_FAMILIES: [(usize, &str, &str); 3] = [
+    (
+        0,
+        "quid_contribution_cpu_seconds_total",
+        "CPU core-seconds supplied, from settled reports.",
+    ),
+    (
+        1,
+        "quid_contribution_storage_byte_seconds_total",
+        "Storage byte-seconds supplied, from settled reports.",
+    ),
+    (
+        2,
+        "quid_contribution_energy_joules_total",
+        "Energy supplied in joules, from settled reports.",
+    ),
+];
+
+/// The same per plan: every plan has them, at zero until a subscriber of it contributes.
+const PLAN_CONTRIBUTION_FAMILIES: [(usize, &str, &str); 3] = [
+    (
+        0,
+        "quid_plan_contribution_cpu_seconds_total",
+        "CPU core-seconds supplied per plan (each interval's settlements counted to the plan the subscriber has at its end).",
+    ),
+    (
+        1,
+        "quid_plan_contribution_storage_byte_seconds_total",
+        "Storage byte-seconds supplied per plan, from settled reports.",
+    ),
+    (
+        2,
+        "quid_plan_contribution_energy_joules_total",
+        "Energy supplied per plan in joules, from settled reports.",
+    ),
+];
 
 /// Escapes a label value (backslash, double quote, newline), as the text format requires.
 pub fn escape(value: &str, out: &mut String) {
@@ -144,12 +187,18 @@ fn volume(c: &SubscriberCounters) -> u64 {
 #[derive(Default)]
 pub struct Exposition {
     health: HealthMetrics,
+    tally: Tally,
 }
 
 impl Exposition {
     /// A renderer with the daemon's own metrics registered and nothing counted yet.
     pub fn new() -> Exposition {
         Exposition::default()
+    }
+
+    /// Records one interval read and committed: its durations and its end (unix seconds).
+    pub fn interval(&self, read_seconds: f64, commit_seconds: f64, end: u64) {
+        self.health.interval(read_seconds, commit_seconds, end);
     }
 
     /// Renders the whole exposition from the books, the interfaces' buckets and `status`.
@@ -160,39 +209,23 @@ impl Exposition {
         status: &DaemonStatus,
         series: SubscriberSeries,
     ) -> String {
-        let mut out = render_books(records, interfaces, status, series);
+        let mut out = render_books(&mut self.tally, records, interfaces, status, series);
         out.push_str(&self.health.render(records, status));
         out
     }
 }
 
-/// The per-subscriber, per-plan and per-interface families, written straight into the text.
-fn render_books(
-    records: &[&Record],
-    interfaces: &[InterfaceTotals],
-    status: &DaemonStatus,
-    series: SubscriberSeries,
-) -> String {
-    // One pass over the books: the aggregate and, for top N, each subscriber's volume.
-    let mut all = SubscriberCounters::default();
-    let mut by_volume: Vec<(std::cmp::Reverse<u64>, &Record)> = Vec::new();
-    let top = match series {
-        SubscriberSeries::Top(n) => Some(n),
-        _ => None,
-    };
-    if top.is_some() {
-        by_volume.reserve(records.len());
-    }
-    for r in records {
-        all.add(&r.total);
-        if top.is_some() {
-            by_volume.push((std::cmp::Reverse(volume(&r.total)), *r));
-        }
-    }
-    // Which subscribers get series of their own; the rest go into `subscriber="other"`.
-    let listed: Vec<&Record> = match (series, top) {
-        (SubscriberSeries::All, _) => records.to_vec(),
-        (_, Some(n)) => {
+/// Which subscribers get series of their own under `series`: all, none, or the N with the
+/// most bytes (in that order).
+fn listed<'a>(records: &[&'a Record], series: SubscriberSeries) -> Vec<&'a Record> {
+    match series {
+        SubscriberSeries::All => records.to_vec(),
+        SubscriberSeries::None => Vec::new(),
+        SubscriberSeries::Top(n) => {
+            let mut by_volume: Vec<(std::cmp::Reverse<u64>, &Record)> = records
+                .iter()
+                .map(|r| (std::cmp::Reverse(volume(&r.total)), *r))
+                .collect();
             // Partition first (linear), then sort only the N listed.
             if n < by_volume.len() {
                 by_volume.select_nth_unstable_by_key(n, |x| x.0);
@@ -201,68 +234,96 @@ fn render_books(
             by_volume.sort_unstable_by_key(|x| x.0);
             by_volume.into_iter().map(|(_, r)| r).collect()
         }
-        _ => Vec::new(),
+    }
+}
+
+/// Advances `tally` by the interval the books now hold: every subscriber's figures, with the
+/// settled contributions of those that have any.
+fn advance(tally: &mut Tally, records: &[&Record], listed: &[&Record], status: &DaemonStatus) {
+    let keys: std::collections::HashSet<i64> = listed.iter().map(|r| r.base.key).collect();
+    let contributions = |id: &str| {
+        status
+            .contributions
+            .get(id)
+            .map_or([0; 3], |c| c.map(whole))
     };
+    tally.update(records.iter().map(|r| Seen {
+        key: r.base.key,
+        plan: &r.plan,
+        now: tally::figures(&r.total, contributions(&r.id)),
+        listed: keys.contains(&r.base.key),
+    }));
+}
+
+/// Writes the bytes or packets series of (direction, class) held in `f`.
+fn figure_pairs(out: &mut String, name: &str, labels: &str, f: &Figures, bytes: bool) {
+    pairs(out, name, labels, &tally::counters(f), bytes);
+}
+
+/// The per-subscriber, per-plan and per-interface families, written straight into the text.
+fn render_books(
+    tally: &mut Tally,
+    records: &[&Record],
+    interfaces: &[InterfaceTotals],
+    status: &DaemonStatus,
+    series: SubscriberSeries,
+) -> String {
+    let mut all = SubscriberCounters::default();
+    for r in records {
+        all.add(&r.total);
+    }
+    let listed = listed(records, series);
+    advance(tally, records, &listed, status);
+    // Under `all` a series is the subscriber's lifetime figures; otherwise the tally's
+    // running value, and `other` is always there (at zero until something is not listed).
+    let every = matches!(series, SubscriberSeries::All);
+    let values: Vec<Figures> = listed
+        .iter()
+        .map(|r| {
+            if every {
+                let c = status.contributions.get(&r.id).copied().unwrap_or_default();
+                tally::figures(&r.total, c.map(whole))
+            } else {
+                tally.series(r.base.key)
+            }
+        })
+        .collect();
+    let other = (!every).then(|| *tally.other());
     // About 12 series of 80 bytes per listed subscriber, plus the fixed families.
     let mut out = String::with_capacity(16 * 1024 + listed.len() * 12 * 80);
-    // The unlisted subscribers' counts: the aggregate less the listed ones.
-    let mut in_list = SubscriberCounters::default();
-    if listed.len() < records.len() {
-        for r in &listed {
-            in_list.add(&r.total);
-        }
-    }
-    let other = all.wrapping_sub(&in_list);
     for (name, bytes, help) in [
         (
             "quid_subscriber_bytes_total",
             true,
-            "IP-layer bytes per subscriber, direction and class (subscriber=\"other\": those without series of their own).",
+            "IP-layer bytes per subscriber, direction and class (subscriber=\"other\": every interval of the subscribers without a series of their own then).",
         ),
         (
             "quid_subscriber_packets_total",
             false,
-            "Packets per subscriber, direction and class (subscriber=\"other\": those without series of their own).",
+            "Packets per subscriber, direction and class (subscriber=\"other\": every interval of the subscribers without a series of their own then).",
         ),
     ] {
         header(&mut out, name, "counter", help);
         let mut labels = String::new();
-        for r in &listed {
+        for (r, v) in listed.iter().zip(&values) {
             labels.clear();
             labels.push_str("subscriber=\"");
             escape(&r.id, &mut labels);
             labels.push_str("\",");
-            pairs(&mut out, name, &labels, &r.total, bytes);
+            figure_pairs(&mut out, name, &labels, v, bytes);
         }
-        if listed.len() < records.len() {
-            pairs(&mut out, name, "subscriber=\"other\",", &other, bytes);
+        if let Some(o) = &other {
+            figure_pairs(&mut out, name, "subscriber=\"other\",", o, bytes);
         }
     }
 
-    // Balances and contributions for the same listed subscribers; `other` holds the rest.
-    // One lookup per listed subscriber; the totals come from one pass over each map.
-    // Contributions are written as whole units: a floored running sum is still monotonic.
-    let accounts: Vec<(i64, [u64; 3])> = listed
+    // Balances for the same listed subscribers; `other` holds the rest. One lookup per listed
+    // subscriber; the totals come from one pass over each map.
+    let balances: Vec<i64> = listed
         .iter()
-        .map(|r| {
-            let c = status.contributions.get(&r.id).copied().unwrap_or_default();
-            (
-                status.balances.get(&r.id).copied().unwrap_or(0),
-                c.map(whole),
-            )
-        })
+        .map(|r| status.balances.get(&r.id).copied().unwrap_or(0))
         .collect();
-    let unlisted = listed.len() < records.len();
-    // i128: the sum of any number of i64 balances a store can hold is exact.
-    let (mut all_balance, mut all_contrib) = (0i128, [0f64; 3]);
-    if unlisted {
-        all_balance = status.balances.values().map(|&b| i128::from(b)).sum();
-        for c in status.contributions.values() {
-            for (t, v) in all_contrib.iter_mut().zip(c) {
-                *t += v.max(0.0);
-            }
-        }
-    }
+    let unlisted = other.is_some();
     header(
         &mut out,
         "quid_subscriber_balance_credits",
@@ -270,7 +331,7 @@ fn render_books(
         "Balance in credits (the ledger's entries summed; negative: in deficit).",
     );
     let mut label = String::new();
-    for (r, (balance, _)) in listed.iter().zip(&accounts) {
+    for (r, balance) in listed.iter().zip(&balances) {
         label.clear();
         escape(&r.id, &mut label);
         let _ = writeln!(
@@ -280,7 +341,9 @@ fn render_books(
         );
     }
     if unlisted {
-        let listed_sum: i128 = accounts.iter().map(|a| i128::from(a.0)).sum();
+        // i128: the sum of any number of i64 balances a store can hold is exact.
+        let all_balance: i128 = status.balances.values().map(|&b| i128::from(b)).sum();
+        let listed_sum: i128 = balances.iter().map(|&b| i128::from(b)).sum();
         let _ = writeln!(
             out,
             "quid_subscriber_balance_credits{{subscriber=\"other\"}} {}",
@@ -314,116 +377,73 @@ fn render_books(
             crate::ledger::chain::credits_wide(all - listed_sum)
         );
     }
-    for (i, name, help) in [
-        (
-            0,
-            "quid_contribution_cpu_seconds_total",
-            "CPU core-seconds supplied, from settled reports.",
-        ),
-        (
-            1,
-            "quid_contribution_storage_byte_seconds_total",
-            "Storage byte-seconds supplied, from settled reports.",
-        ),
-        (
-            2,
-            "quid_contribution_energy_joules_total",
-            "Energy supplied in joules, from settled reports.",
-        ),
-    ] {
+    // Contributions are written as whole units: a floored running sum is still monotonic.
+    for (i, name, help) in CONTRIBUTION_FAMILIES {
         header(&mut out, name, "counter", help);
-        for (r, (_, c)) in listed.iter().zip(&accounts) {
+        for (r, v) in listed.iter().zip(&values) {
             label.clear();
             escape(&r.id, &mut label);
-            let _ = writeln!(out, "{name}{{subscriber=\"{label}\"}} {}", c[i]);
+            let _ = writeln!(
+                out,
+                "{name}{{subscriber=\"{label}\"}} {}",
+                v[CONTRIBUTION + i]
+            );
         }
-        if unlisted {
-            let listed_sum: u64 = accounts.iter().map(|a| a.1[i]).sum();
-            let other = whole(all_contrib[i]).saturating_sub(listed_sum);
-            let _ = writeln!(out, "{name}{{subscriber=\"other\"}} {other}");
+        if let Some(o) = &other {
+            let _ = writeln!(
+                out,
+                "{name}{{subscriber=\"other\"}} {}",
+                o[CONTRIBUTION + i]
+            );
         }
     }
 
-    // Consecutive subscribers usually share a plan: remember the last one instead of
-    // searching the map for each of a million records.
-    let mut by_plan: std::collections::HashMap<&str, (SubscriberCounters, u64)> =
-        std::collections::HashMap::new();
-    let mut current: Option<(&str, (SubscriberCounters, u64))> = None;
-    for r in records {
-        if current.as_ref().is_some_and(|(p, _)| *p != r.plan.as_str())
-            && let Some((p, v)) = current.take()
-        {
-            let e = by_plan.entry(p).or_default();
-            e.0.add(&v.0);
-            e.1 += v.1;
-        }
-        let e = &mut current
-            .get_or_insert_with(|| (r.plan.as_str(), Default::default()))
-            .1;
-        e.0.add(&r.total);
-        if r.status == Status::Active {
-            e.1 += 1;
-        }
-    }
-    if let Some((p, v)) = current {
-        let e = by_plan.entry(p).or_default();
-        e.0.add(&v.0);
-        e.1 += v.1;
-    }
-    let plans: BTreeMap<&str, (SubscriberCounters, u64)> = by_plan.into_iter().collect();
+    let plans = tally.plans();
     for (name, bytes, help) in [
         (
             "quid_plan_bytes_total",
             true,
-            "IP-layer bytes per plan, direction and class.",
+            "IP-layer bytes per plan, direction and class (each interval counted to the plan the subscriber has at its end).",
         ),
         (
             "quid_plan_packets_total",
             false,
-            "Packets per plan, direction and class.",
+            "Packets per plan, direction and class (each interval counted to the plan the subscriber has at its end).",
         ),
     ] {
         header(&mut out, name, "counter", help);
-        for (plan, (c, _)) in &plans {
+        for (plan, p) in plans {
             let mut labels = String::from("plan=\"");
             escape(plan, &mut labels);
             labels.push_str("\",");
-            pairs(&mut out, name, &labels, c, bytes);
+            figure_pairs(&mut out, name, &labels, &p.figures, bytes);
         }
     }
     header(
         &mut out,
         "quid_plan_subscribers",
         "gauge",
-        "Active subscribers per plan.",
+        "Subscribers per plan with traffic in the last interval (0 on the daemon's first).",
     );
-    for (plan, (_, n)) in &plans {
+    for (plan, p) in plans {
         let mut labels = String::new();
         escape(plan, &mut labels);
-        let _ = writeln!(out, "quid_plan_subscribers{{plan=\"{labels}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "quid_plan_subscribers{{plan=\"{labels}\"}} {}",
+            p.active
+        );
     }
-    for (i, name, help) in [
-        (
-            0,
-            "quid_plan_contribution_cpu_seconds_total",
-            "CPU core-seconds supplied per plan (each subscriber's current plan), from settled reports.",
-        ),
-        (
-            1,
-            "quid_plan_contribution_storage_byte_seconds_total",
-            "Storage byte-seconds supplied per plan, from settled reports.",
-        ),
-        (
-            2,
-            "quid_plan_contribution_energy_joules_total",
-            "Energy supplied per plan in joules, from settled reports.",
-        ),
-    ] {
+    for (i, name, help) in PLAN_CONTRIBUTION_FAMILIES {
         header(&mut out, name, "counter", help);
-        for (plan, c) in &status.plan_contributions {
+        for (plan, p) in plans {
             let mut labels = String::new();
             escape(plan, &mut labels);
-            let _ = writeln!(out, "{name}{{plan=\"{labels}\"}} {}", whole(c[i]));
+            let _ = writeln!(
+                out,
+                "{name}{{plan=\"{labels}\"}} {}",
+                p.figures[CONTRIBUTION + i]
+            );
         }
     }
     for (name, bytes, help) in [
@@ -495,7 +515,13 @@ mod tests {
             status: Status::Active,
             last: SubscriberCounters::default(),
             total,
-            base: crate::store::Base::default(),
+            // Unique per id, as the books' keys are.
+            base: crate::store::Base {
+                key: id
+                    .bytes()
+                    .fold(0i64, |k, b| k.wrapping_mul(131).wrapping_add(i64::from(b))),
+                ..crate::store::Base::default()
+            },
         }
     }
 
@@ -519,8 +545,6 @@ mod tests {
         reports.outcomes.insert("accepted", 7);
         reports.rejections.insert("bad_signature", 2);
         DaemonStatus {
-            read_seconds: 0.25,
-            write_seconds: 0.5,
             maps: vec![("SUB_V4", 10, 100), ("SUB_V6", 3, 50)],
             generation: 1,
             reloads_ok: 4,
@@ -532,7 +556,6 @@ mod tests {
             pending: [("s1".to_string(), -250_000)].into(),
             bad_balances: 1,
             contributions: [("s1".to_string(), [1.5, 2.0, 3.0])].into(),
-            plan_contributions: [("home".to_string(), [1.5, 2.0, 3.0])].into(),
             reattachments: 2,
             commit_failures: 3,
             store_bytes: 8192,
@@ -582,12 +605,12 @@ mod tests {
     }
 
     #[test]
-    fn contributions_are_summed_per_plan_in_whole_units() {
+    fn contributions_are_summed_per_plan_in_whole_units_and_every_plan_has_them() {
+        let recs = [record("a", "home", 0), record("b", "biz", 0)];
+        let refs: Vec<&Record> = recs.iter().collect();
         let mut status = DaemonStatus::default();
-        status
-            .plan_contributions
-            .insert("home".into(), [3600.9, 2e9, 7.5]);
-        let text = Exposition::new().render(&[], &[], &status, SubscriberSeries::All);
+        status.contributions.insert("a".into(), [3600.9, 2e9, 7.5]);
+        let text = Exposition::new().render(&refs, &[], &status, SubscriberSeries::All);
         for (series, v) in [
             (
                 "quid_plan_contribution_cpu_seconds_total{plan=\"home\"}",
@@ -601,9 +624,54 @@ mod tests {
                 "quid_plan_contribution_energy_joules_total{plan=\"home\"}",
                 7,
             ),
+            // A plan nobody contributes in has its series, at zero.
+            ("quid_plan_contribution_cpu_seconds_total{plan=\"biz\"}", 0),
         ] {
             assert_eq!(value(&text, series), v, "{series}");
         }
+    }
+
+    /// `other` and a plan through a change of the top N and a plan change: never down, and
+    /// the steps add up to the traffic.
+    #[test]
+    fn other_and_plans_only_go_up_when_the_top_n_and_plans_change() {
+        let mut recs: Vec<Record> = (1..=4)
+            .map(|i| record(&format!("s{i}"), "home", i * 1000))
+            .collect();
+        let status = DaemonStatus::default();
+        let mut exposition = Exposition::new();
+        let key = |s: &str| {
+            format!(
+                "quid_subscriber_bytes_total{{subscriber=\"{s}\",direction=\"upload\",class=\"internet\"}}"
+            )
+        };
+        let plan = |p: &str| {
+            format!("quid_plan_bytes_total{{plan=\"{p}\",direction=\"upload\",class=\"internet\"}}")
+        };
+        let render = |e: &mut Exposition, recs: &[Record]| {
+            let refs: Vec<&Record> = recs.iter().collect();
+            e.render(&refs, &[], &status, SubscriberSeries::Top(1))
+        };
+        let first = render(&mut exposition, &recs);
+        assert_eq!(value(&first, &key("s4")), 4000);
+        assert_eq!(value(&first, &key("other")), 6000);
+        // s1 sends 5000 bytes and displaces s4; s4 moves to "biz" without traffic.
+        recs[0].total.pairs[pair_index(DIR_UPLOAD, CLASS_INTERNET)].bytes += 5000;
+        recs[3].plan = "biz".into();
+        let second = render(&mut exposition, &recs);
+        assert!(!second.contains("subscriber=\"s4\""));
+        // s1's series appears at its lifetime total; its interval is in `other`.
+        assert_eq!(value(&second, &key("s1")), 6000);
+        assert_eq!(value(&second, &key("other")), 11_000);
+        assert_eq!(value(&second, &plan("home")), 15_000);
+        assert_eq!(value(&second, &plan("biz")), 0);
+        assert_eq!(value(&second, "quid_plan_subscribers{plan=\"home\"}"), 1);
+        assert_eq!(value(&second, "quid_plan_subscribers{plan=\"biz\"}"), 0);
+        // s1 goes on: now in its own series.
+        recs[0].total.pairs[pair_index(DIR_UPLOAD, CLASS_INTERNET)].bytes += 100;
+        let third = render(&mut exposition, &recs);
+        assert_eq!(value(&third, &key("s1")), 6100);
+        assert_eq!(value(&third, &key("other")), 11_000);
     }
 
     #[test]
@@ -645,7 +713,7 @@ mod tests {
         let text =
             Exposition::new().render(&refs, &[], &DaemonStatus::default(), SubscriberSeries::All);
         assert!(
-            text.contains("quid_plan_subscribers{plan=\"home \\\"gold\\\"\\\\\\nplan\"} 1"),
+            text.contains("quid_plan_subscribers{plan=\"home \\\"gold\\\"\\\\\\nplan\"} 0"),
             "{text}"
         );
     }

@@ -11,8 +11,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus::{
-    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::{
@@ -20,11 +20,18 @@ use crate::{
     store::{Record, Status},
 };
 
+/// Buckets of the read and commit durations: a millisecond (a few subscribers) to a minute
+/// (beyond any sane interval), dense around the tenths of a second a large table takes.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
 /// The registry of the daemon's own metrics and a handle on each of them.
 pub struct HealthMetrics {
     registry: Registry,
-    read_seconds: Gauge,
-    commit_seconds: Gauge,
+    read_seconds: Histogram,
+    commit_seconds: Histogram,
+    last_interval: IntGauge,
     generation: IntGauge,
     last_reload_ok: IntGauge,
     map_entries: IntGaugeVec,
@@ -88,16 +95,30 @@ impl HealthMetrics {
         HealthMetrics {
             read_seconds: register(
                 &registry,
-                Gauge::new(
-                    "quid_read_duration_seconds",
-                    "Time the last interval took to read every counter.",
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "quid_read_duration_seconds",
+                        "Time each interval took to read every counter.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
                 ),
             ),
             commit_seconds: register(
                 &registry,
-                Gauge::new(
-                    "quid_commit_duration_seconds",
-                    "Time the last interval took to commit its usage records.",
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "quid_commit_duration_seconds",
+                        "Time each interval took to commit its usage records.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                ),
+            ),
+            last_interval: register(
+                &registry,
+                IntGauge::new(
+                    "quid_last_interval_timestamp_seconds",
+                    "End of the last interval read and committed (unix seconds; 0: none yet). \
+                     Falling behind the clock means the loop stalled and the figures are stale.",
                 ),
             ),
             generation: register(
@@ -217,10 +238,16 @@ impl HealthMetrics {
         }
     }
 
+    /// Records one interval read and committed: its durations and its end (unix seconds).
+    pub fn interval(&self, read_seconds: f64, commit_seconds: f64, end: u64) {
+        self.read_seconds.observe(read_seconds);
+        self.commit_seconds.observe(commit_seconds);
+        self.last_interval
+            .set(i64::try_from(end).unwrap_or(i64::MAX));
+    }
+
     /// Brings every metric up to date with `status` and the books, and encodes the registry.
     pub fn render(&mut self, records: &[&Record], s: &DaemonStatus) -> String {
-        self.read_seconds.set(s.read_seconds);
-        self.commit_seconds.set(s.write_seconds);
         self.generation.set(i64::from(s.generation));
         self.last_reload_ok.set(i64::from(s.last_reload_ok));
         self.map_entries.reset();

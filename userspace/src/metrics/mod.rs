@@ -5,3 +5,4 @@ pub mod exposition;
 pub mod health;
 pub mod route;
 pub mod status;
+pub mod tally;

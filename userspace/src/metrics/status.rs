@@ -4,8 +4,6 @@
 /// The daemon's state that is not in the books.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonStatus {
-    pub read_seconds: f64,
-    pub write_seconds: f64,
     /// (map, entries in use, capacity).
     pub maps: Vec<(&'static str, u64, u64)>,
     pub generation: u32,
@@ -24,8 +22,6 @@ pub struct DaemonStatus {
     pub bad_balances: usize,
     /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
     pub contributions: std::collections::HashMap<String, [f64; 3]>,
-    /// The same summed per plan (by each subscriber's current plan).
-    pub plan_contributions: std::collections::BTreeMap<String, [f64; 3]>,
     /// Interfaces re-attached after they were deleted and created again.
     pub reattachments: u64,
     /// Interval commits that failed (disk full, store unwritable); counting went on.
