@@ -92,13 +92,7 @@ fn core_seconds_equal_the_usage_usec_delta_across_a_recreated_cgroup() {
     assert_eq!(agent.close_due().unwrap(), vec![2]);
     agent.deliver().unwrap();
 
-    let reports: Vec<Report> = router
-        .bodies
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| serde_json::from_str(b).unwrap())
-        .collect();
+    let reports: Vec<Report> = router.reports();
     eprintln!(
         "burned {wall:?} wall: usage_usec delta {delta}, report {}; recreated cgroup {second}, report {}",
         reports[0].cpu_core_micros, reports[1].cpu_core_micros

@@ -84,13 +84,7 @@ fn a_router_down_for_hours_and_an_agent_killed_lose_and_repeat_nothing() {
     assert!(d.waiting.is_none());
     assert!(agent.deliver().unwrap().acknowledged.is_empty());
 
-    let reports: Vec<Report> = router
-        .bodies
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|b| serde_json::from_str(b).ok())
-        .collect();
+    let reports: Vec<Report> = router.reports();
     let accepted: Vec<&Report> = reports
         .iter()
         .filter(|r| recorded.lock().unwrap().contains(&r.seq))

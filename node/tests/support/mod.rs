@@ -53,3 +53,16 @@ pub fn serve(answer: Answer) -> Server {
     });
     Server { url, bodies }
 }
+
+impl Server {
+    /// The bodies that were reports, in the order they came.
+    #[allow(dead_code, reason = "not every test file reads the reports")]
+    pub fn reports(&self) -> Vec<quid_report::report::Report> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect()
+    }
+}
