@@ -1,7 +1,6 @@
 //! Writing key and token files: always a new file with the mode given, so a key is never
-//! overwritten and never readable by more than it should be, even for an instant.
-
-use anyhow::Context as _;
+//! overwritten and never readable by more than it should be, even for an instant (the writing
+//! itself is `quid_report::key::write_secret`, shared with `quid-node init`).
 
 /// Writes `text` to a new file `path` with `mode` (refusing to overwrite one); returns it
 /// open, for the caller to change its group.
@@ -10,13 +9,5 @@ pub fn write_secret(
     mode: u32,
     text: &str,
 ) -> anyhow::Result<std::fs::File> {
-    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    writeln!(f, "{text}")?;
-    Ok(f)
+    Ok(quid_report::key::write_secret(path, mode, text)?)
 }

@@ -7,4 +7,5 @@ pub mod matching;
 pub mod node_client;
 pub mod nodes;
 pub mod outcome;
-pub mod report;
+/// The report format and signature, from the `quid-report` crate the node agent shares.
+pub use quid_report::report;

@@ -1,0 +1,9 @@
+//! The contribution report a node sends to the router, shared by both ends: the format and
+//! its signature (`report`), the one clock both use (`clock`), the node's key file (`key`), exact decimal figures (`decimal`)
+//! and one delivery attempt with its classified answer (`delivery`).
+
+pub mod clock;
+pub mod decimal;
+pub mod delivery;
+pub mod key;
+pub mod report;
