@@ -61,6 +61,23 @@ pub(super) fn migrate(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Gives a key to every subscriber row without one (a row written by hand or by a tool that
+/// predates keys), after the largest key in use: keys are never reused.
+pub(super) fn fill_keys(conn: &Connection) -> rusqlite::Result<()> {
+    let missing: Vec<String> = conn
+        .prepare("SELECT id FROM subscribers WHERE key IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in missing {
+        conn.execute(
+            "UPDATE subscribers SET key = (SELECT coalesce(max(key), 0) + 1 FROM subscribers)
+             WHERE id = ?1",
+            [id],
+        )?;
+    }
+    Ok(())
+}
+
 /// [`migrate`] inside its transaction.
 fn migrate_in(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     let keyed: bool = conn.query_row(

@@ -237,6 +237,7 @@ pub(super) fn bring_up_to_date(
     }
     // The compact books: integer keys, hourly rows written in place, the grid journal.
     super::compact::migrate(conn, now()?)?;
+    super::compact::fill_keys(conn)?;
     super::tiers::incremental_vacuum(conn)?;
     super::tier_counts::init(conn)?;
     Ok(())
