@@ -97,7 +97,9 @@ impl Store {
         if check != "ok" {
             return Err(corrupt(check));
         }
-        conn.execute_batch("PRAGMA journal_mode=WAL;")
+        // A new file gets incremental vacuum before its first table (only VACUUM can change
+        // it afterwards, which rewrites the file).
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode=WAL;")
             .map_err(sql)?;
         let now = || crate::clock::Clock::system().now_i64();
         schema::bring_up_to_date(&conn, now).map_err(|e| match e {
@@ -251,6 +253,12 @@ mod tests {
     fn meta_values_keep_all_64_bits() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
+        // A new store has incremental vacuum from the start.
+        let mode: i64 = s
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2);
         s.set_meta("instance", u64::MAX).unwrap();
         assert_eq!(s.meta("instance").unwrap(), Some(u64::MAX));
         assert_eq!(s.meta("absent").unwrap(), None);
