@@ -91,8 +91,8 @@ fn rewrite_consistently(conn: &Connection) {
         let kind: EntryKind = kind.parse().unwrap();
         let h = chain::hash(&prev, seq, at, &sub, kind, amount, &reference);
         conn.execute(
-            "UPDATE ledger SET prev = unhex(?1), hash = unhex(?2) WHERE seq = ?3",
-            rusqlite::params![prev, h, seq],
+            "UPDATE ledger SET hash = unhex(?1) WHERE seq = ?2",
+            rusqlite::params![h, seq],
         )
         .unwrap();
         prev = h;

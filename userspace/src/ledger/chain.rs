@@ -364,6 +364,12 @@ pub struct Verifier<'h> {
 }
 
 impl<'h> Verifier<'h> {
+    /// The hash (hex) the next entry must chain to: the store keeps no separate link, so the
+    /// stream hands this back as the entry's `prev` and the entry's own hash decides.
+    pub fn expected_prev(&self) -> [u8; 64] {
+        self.prev
+    }
+
     /// A verifier from the genesis hash, checking against `heads`.
     pub fn new(heads: &'h super::checkpoint::Heads) -> Verifier<'h> {
         let mut prev = [0u8; 64];

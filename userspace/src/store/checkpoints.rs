@@ -262,8 +262,8 @@ impl Store {
         let checked = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT seq, at, subscriber, kind, amount, reference, lower(hex(prev)), lower(hex(hash)) FROM ledger
-                     ORDER BY seq",
+                    "SELECT seq, at, subscriber, kind, amount, reference, lower(hex(hash))
+                     FROM ledger ORDER BY seq",
                 )
                 .map_err(sql)?;
             let mut rows = stmt.query([]).map_err(sql)?;
@@ -282,6 +282,9 @@ impl Store {
                         })
                         .map_err(sql)
                 };
+                // The store keeps no link column: the entry chains to what the verifier
+                // expects, and its own hash (recomputed over that) decides.
+                let expected = verifier.expected_prev();
                 let entry = EntryRef {
                     seq: r.get(0).map_err(sql)?,
                     at: r.get(1).map_err(sql)?,
@@ -289,8 +292,8 @@ impl Store {
                     kind: text(3)?,
                     amount: r.get(4).map_err(sql)?,
                     reference: text(5)?,
-                    prev: text(6)?,
-                    hash: text(7)?,
+                    prev: std::str::from_utf8(&expected).unwrap_or_default(),
+                    hash: text(6)?,
                 };
                 if let Err(e) = verifier.push(entry) {
                     checked = Err(e);

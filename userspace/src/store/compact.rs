@@ -1,7 +1,7 @@
 //! The compact books (schema version 3), brought in place over a store written by an earlier
 //! quid, in one transaction: subscribers get an integer key and a base hour; hourly and daily
 //! rows move to tables keyed (start, key); the interval rows become hourly rows, and their grid
-//! bytes the grid journal; ledger hashes are kept as bytes. Every figure stays: any range sums the same before and after.
+//! bytes the grid journal; ledger hashes are kept as bytes, and the repeated link column goes. Every figure stays: any range sums the same before and after.
 
 use quid_common::SubscriberCounters;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -204,10 +204,20 @@ fn migrate_in(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     }
     // Hashes as their 32 bytes instead of 64 hex digits; a value that is not hex (only an
     // edited store has one) is kept as it is, for `quid ledger verify` to name.
+    // The stored link to the previous entry repeats that entry's hash: dropped (verification
+    // recomputes every hash over the previous one, so an edit, a removal or a reordering is
+    // still found).
     conn.execute_batch(
-        "UPDATE ledger SET prev = coalesce(unhex(prev), prev), hash = coalesce(unhex(hash), hash)
-         WHERE typeof(hash) = 'text' OR typeof(prev) = 'text';",
+        "UPDATE ledger SET hash = coalesce(unhex(hash), hash) WHERE typeof(hash) = 'text';",
     )?;
+    let linked: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('ledger') WHERE name = 'prev'",
+        [],
+        |r| r.get(0),
+    )?;
+    if linked {
+        conn.execute_batch("ALTER TABLE ledger DROP COLUMN prev;")?;
+    }
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, 1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

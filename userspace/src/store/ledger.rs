@@ -98,8 +98,8 @@ pub(super) fn append_on(conn: &Connection, entries: &[NewEntry]) -> Result<(), A
         .optional()?
         .unwrap_or((0, GENESIS.to_owned()));
     let mut put = conn.prepare_cached(
-        "INSERT INTO ledger (seq, at, subscriber, kind, amount, reference, prev, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, unhex(?7), unhex(?8))",
+        "INSERT INTO ledger (seq, at, subscriber, kind, amount, reference, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, unhex(?7))",
     )?;
     for e in entries {
         seq += 1;
@@ -119,7 +119,6 @@ pub(super) fn append_on(conn: &Connection, entries: &[NewEntry]) -> Result<(), A
             e.kind,
             e.amount,
             e.reference,
-            prev,
             h
         ])?;
         prev = h;
@@ -214,10 +213,14 @@ impl Store {
 
 /// Every entry on `conn`, oldest first, or those of one subscriber.
 fn entries_on(conn: &Connection, subscriber: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, subscriber, kind, amount, reference, lower(hex(prev)), lower(hex(hash)) FROM ledger
-         WHERE ?1 IS NULL OR subscriber = ?1 ORDER BY seq",
-    )?;
+    // Each entry's link is the hash of the entry before it in the whole ledger (the window runs
+    // before the filter), the genesis hash for the first.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT * FROM (SELECT seq, at, subscriber, kind, amount, reference,
+                lag(lower(hex(hash)), 1, '{GENESIS}') OVER (ORDER BY seq), lower(hex(hash))
+             FROM ledger)
+         WHERE ?1 IS NULL OR subscriber = ?1 ORDER BY seq"
+    ))?;
     let rows = stmt.query_map([subscriber], |r| {
         Ok(Entry {
             seq: r.get(0)?,

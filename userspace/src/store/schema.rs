@@ -42,10 +42,11 @@ CREATE TABLE IF NOT EXISTS reports (
     outcome TEXT NOT NULL DEFAULT 'pending',
     measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT, allocated_grid_bytes INTEGER,
     PRIMARY KEY (node, seq));
--- `prev` and `hash` are the 32-byte SHA-256 values (hex in statements, checkpoints and the CLI).
+-- `hash` is the entry's 32-byte SHA-256 (hex in statements, checkpoints and the CLI); the link to
+-- the previous entry is that entry's hash, read back by `seq` (not stored twice).
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, subscriber TEXT NOT NULL, kind TEXT NOT NULL,
-    amount INTEGER NOT NULL, reference TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL);
+    amount INTEGER NOT NULL, reference TEXT NOT NULL, hash BLOB NOT NULL);
 -- Each subscriber's balance, kept by a trigger in the same transaction as every ledger entry:
 -- THE balance (CLI, metrics, operator API read this row; one row per subscriber instead of the
 -- whole ledger every interval). `quid ledger verify` checks each row against the entries.
