@@ -58,77 +58,11 @@ impl Store {
     /// Every subscriber the store knows, active and removed, with its current counters (the
     /// stored base plus its hourly rows since).
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        let mut records: Vec<Record> = {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT id, name, plan, prefixes, slot, removed, last, total, key, based
-                     FROM subscribers ORDER BY id",
-                )
-                .map_err(|e| self.sql(e))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(Record {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        plan: r.get(2)?,
-                        prefixes: r.get(3)?,
-                        // A slot outside u32 is no slot: the subscriber gets a new one.
-                        slot: r
-                            .get::<_, Option<i64>>(4)?
-                            .and_then(|s| u32::try_from(s).ok()),
-                        status: if r.get::<_, i64>(5)? != 0 {
-                            Status::Removed
-                        } else {
-                            Status::Active
-                        },
-                        last: decode(&r.get::<_, Vec<u8>>(6)?),
-                        total: decode(&r.get::<_, Vec<u8>>(7)?),
-                        base: Base {
-                            key: r.get(8)?,
-                            based: r.get(9)?,
-                            ..Base::default()
-                        },
-                    })
-                })
-                .map_err(|e| self.sql(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
-        };
-        // One pass over the hours since the oldest base (a day or two of rows), not a query
-        // per subscriber: the hourly rows are keyed by time first.
-        let by_key: std::collections::HashMap<i64, usize> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.base.key, i))
-            .collect();
-        let Some(oldest) = records.iter().map(|r| r.base.based).min() else {
-            return Ok(records);
-        };
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT key, start, {} FROM usage_hour WHERE start >= ?1",
-                super::tiers::COUNTERS.join(", ")
-            ))
-            .map_err(|e| self.sql(e))?;
-        let mut rows = stmt.query([oldest]).map_err(|e| self.sql(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
-            let key: i64 = row.get(0).map_err(|e| self.sql(e))?;
-            let start: i64 = row.get(1).map_err(|e| self.sql(e))?;
-            let Some(r) = by_key.get(&key).map(|&i| &mut records[i]) else {
-                continue;
-            };
-            if start < r.base.based {
-                continue;
-            }
-            let c = super::usage::counters_at(row, 2).map_err(|e| self.sql(e))?;
-            r.base.since.add(&c);
-            r.base.row_hour = r.base.row_hour.max(Some(start));
-        }
-        for r in &mut records {
-            r.last.add(&r.base.since);
-            r.total.add(&r.base.since);
-        }
+        // One read transaction: a base that moves between the two reads would count its
+        // hour twice or not at all.
+        let tx = self.begin(rusqlite::TransactionBehavior::Deferred)?;
+        let records = records_on(&tx).map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
         Ok(records)
     }
 
@@ -143,6 +77,74 @@ impl Store {
             .map(|n| n > 0)
             .map_err(|e| self.sql(e))
     }
+}
+
+/// Every subscriber on `conn` with its current counters (see [`Store::records`]).
+fn records_on(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Record>> {
+    let mut records: Vec<Record> = {
+        let mut stmt = conn.prepare(
+            "SELECT id, name, plan, prefixes, slot, removed, last, total, key, based
+                 FROM subscribers ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Record {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                plan: r.get(2)?,
+                prefixes: r.get(3)?,
+                // A slot outside u32 is no slot: the subscriber gets a new one.
+                slot: r
+                    .get::<_, Option<i64>>(4)?
+                    .and_then(|s| u32::try_from(s).ok()),
+                status: if r.get::<_, i64>(5)? != 0 {
+                    Status::Removed
+                } else {
+                    Status::Active
+                },
+                last: decode(&r.get::<_, Vec<u8>>(6)?),
+                total: decode(&r.get::<_, Vec<u8>>(7)?),
+                base: Base {
+                    key: r.get(8)?,
+                    based: r.get(9)?,
+                    ..Base::default()
+                },
+            })
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    // One pass over the hours since the oldest base (a day or two of rows), not a query
+    // per subscriber: the hourly rows are keyed by time first.
+    let by_key: std::collections::HashMap<i64, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.base.key, i))
+        .collect();
+    let Some(oldest) = records.iter().map(|r| r.base.based).min() else {
+        return Ok(records);
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT key, start, {} FROM usage_hour WHERE start >= ?1",
+        super::tiers::COUNTERS.join(", ")
+    ))?;
+    let mut rows = stmt.query([oldest])?;
+    while let Some(row) = rows.next()? {
+        let key: i64 = row.get(0)?;
+        let start: i64 = row.get(1)?;
+        let Some(r) = by_key.get(&key).map(|&i| &mut records[i]) else {
+            continue;
+        };
+        if start < r.base.based {
+            continue;
+        }
+        let c = super::usage::counters_at(row, 2)?;
+        r.base.since.add(&c);
+        r.base.row_hour = r.base.row_hour.max(Some(start));
+    }
+    for r in &mut records {
+        r.last.add(&r.base.since);
+        r.total.add(&r.base.since);
+    }
+    Ok(records)
 }
 
 /// Writes `records` (new or changed) inside an open transaction.
