@@ -68,6 +68,9 @@ enum Command {
         subscriber: Option<String>,
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Print `{"balances": [...]}` with integer micro-credits.
+        #[arg(long)]
+        json: bool,
     },
     /// The ledger: one subscriber's entries, or a check of the whole hash chain.
     Ledger {
@@ -151,6 +154,9 @@ enum LedgerAction {
         subscriber: String,
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Print `{"subscriber": ..., "entries": [...]}` with integer micro-credits.
+        #[arg(long)]
+        json: bool,
     },
     /// Record an operator adjustment (micro-credits, negative to debit) with its reason.
     Adjust {
@@ -296,12 +302,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),
         Command::Detach { config } => cli::detach::detach(&Config::load(&config)?),
-        Command::Balance { subscriber, config } => {
-            cli::ledger::balance(&Config::load(&config)?, subscriber)
-        }
+        Command::Balance {
+            subscriber,
+            config,
+            json,
+        } => cli::ledger::balance(&Config::load(&config)?, subscriber, json),
         Command::Ledger {
-            action: LedgerAction::Show { subscriber, config },
-        } => cli::ledger::show(&Config::load(&config)?, &subscriber),
+            action:
+                LedgerAction::Show {
+                    subscriber,
+                    config,
+                    json,
+                },
+        } => cli::ledger::show(&Config::load(&config)?, &subscriber, json),
         Command::Ledger {
             action:
                 LedgerAction::Adjust {
