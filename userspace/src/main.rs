@@ -5,7 +5,7 @@ mod cli;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use quid::{config::Config, daemon};
 
 #[derive(Parser)]
@@ -110,6 +110,14 @@ enum Command {
         /// Check only the files, not this host's interfaces (a config meant for another host).
         #[arg(long)]
         files_only: bool,
+    },
+    /// Print the completion script for SHELL (the package installs bash, zsh and fish ones).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages and completions into OUT (what `cargo xtask dist` packages).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -380,5 +388,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: NodeAction::Report(args),
         } => cli::node::submit(args),
         Command::Check { config, files_only } => cli::check::check(&config, files_only),
+        Command::Completions { shell } => {
+            cli::docs::completions(Cli::command(), shell);
+            Ok(())
+        }
+        Command::GenerateDocs { out } => cli::docs::generate(Cli::command(), &out),
     }
 }

@@ -515,3 +515,48 @@ fn every_read_command_answers_json() {
     );
     assert!(entries[1]["hash"].is_string() && entries[1]["prev"] == entries[0]["hash"]);
 }
+
+/// The manual pages and completions come from the clap definitions: a page for every visible
+/// subcommand and completions that know the subcommands and their flags.
+#[test]
+fn man_pages_and_completions_are_generated_from_the_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(["generate-docs", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let man = dir.path().join("man");
+    for page in [
+        "quid.1",
+        "quid-run.1",
+        "quid-balance.1",
+        "quid-ledger-show.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(text.starts_with(".ie \\n(.g .ds Aq"), "{page}: {text}");
+    }
+    let top = std::fs::read_to_string(man.join("quid.1")).unwrap();
+    assert!(top.contains("quid\\-usage(1)"), "{top}");
+    assert!(
+        !man.join("quid-generate-docs.1").exists(),
+        "the hidden command got a page"
+    );
+    for file in ["quid.bash", "_quid", "quid.fish"] {
+        let script = std::fs::read_to_string(dir.path().join("completions").join(file)).unwrap();
+        assert!(
+            script.contains("statement") && script.contains("json"),
+            "{file}"
+        );
+    }
+    let bash = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&bash.stdout),
+        std::fs::read_to_string(dir.path().join("completions/quid.bash")).unwrap()
+    );
+}
