@@ -476,6 +476,11 @@ fn every_read_command_answers_json() {
     assert_eq!(usage["subscriber"], "alice", "{usage}");
     assert_eq!(usage["total"]["down_bytes"], 0, "{usage}");
     assert!(usage["records"].is_array(), "{usage}");
+    assert_eq!(usage["total_by_class"]["grid"]["down_bytes"], 0, "{usage}");
+    assert_eq!(
+        usage["total_by_class"]["internet"]["up_bytes"], 0,
+        "{usage}"
+    );
 
     let balances = quid_json(&config, &["balance", "--json"]);
     let alice = serde_json::json!({
