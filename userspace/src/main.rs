@@ -5,7 +5,7 @@ mod cli;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use quid::{config::Config, daemon};
 
 #[derive(Parser)]
@@ -68,6 +68,9 @@ enum Command {
         subscriber: Option<String>,
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Print `{"balances": [...]}` with integer micro-credits.
+        #[arg(long)]
+        json: bool,
     },
     /// The ledger: one subscriber's entries, or a check of the whole hash chain.
     Ledger {
@@ -107,6 +110,14 @@ enum Command {
         /// Check only the files, not this host's interfaces (a config meant for another host).
         #[arg(long)]
         files_only: bool,
+    },
+    /// Print the completion script for SHELL (the package installs bash, zsh and fish ones).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages and completions into OUT (what `cargo xtask dist` packages).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -151,6 +162,9 @@ enum LedgerAction {
         subscriber: String,
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Print `{"subscriber": ..., "entries": [...]}` with integer micro-credits.
+        #[arg(long)]
+        json: bool,
     },
     /// Record an operator adjustment (micro-credits, negative to debit) with its reason.
     Adjust {
@@ -296,12 +310,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),
         Command::Detach { config } => cli::detach::detach(&Config::load(&config)?),
-        Command::Balance { subscriber, config } => {
-            cli::ledger::balance(&Config::load(&config)?, subscriber)
-        }
+        Command::Balance {
+            subscriber,
+            config,
+            json,
+        } => cli::ledger::balance(&Config::load(&config)?, subscriber, json),
         Command::Ledger {
-            action: LedgerAction::Show { subscriber, config },
-        } => cli::ledger::show(&Config::load(&config)?, &subscriber),
+            action:
+                LedgerAction::Show {
+                    subscriber,
+                    config,
+                    json,
+                },
+        } => cli::ledger::show(&Config::load(&config)?, &subscriber, json),
         Command::Ledger {
             action:
                 LedgerAction::Adjust {
@@ -367,5 +388,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: NodeAction::Report(args),
         } => cli::node::submit(args),
         Command::Check { config, files_only } => cli::check::check(&config, files_only),
+        Command::Completions { shell } => {
+            cli::docs::completions(Cli::command(), shell);
+            Ok(())
+        }
+        Command::GenerateDocs { out } => cli::docs::generate(Cli::command(), &out),
     }
 }

@@ -277,22 +277,22 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
     }
     let (ok, out) = quid_cli(
         &config,
-        &["usage", "a", "--from", "0", "--to", "4000000000"],
+        &["usage", "a", "--from", "0", "--to", "4000000000", "--json"],
     );
     assert!(ok, "{out}");
-    let total = out
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .collect::<Vec<_>>();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        total[total.len() - 4..],
         [
-            expected["a"].1.packets.to_string(),
-            expected["a"].1.bytes.to_string(),
-            "0".into(),
-            "0".into()
+            &doc["total"]["up_packets"],
+            &doc["total"]["up_bytes"],
+            &doc["total"]["down_packets"],
+            &doc["total"]["down_bytes"]
+        ],
+        [
+            &serde_json::json!(expected["a"].1.packets),
+            &serde_json::json!(expected["a"].1.bytes),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
         ]
     );
 

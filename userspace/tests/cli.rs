@@ -409,3 +409,159 @@ fn under_journald_each_event_is_one_prioritised_line() {
         assert!(line.starts_with("<6>store: "), "{text}");
     }
 }
+
+/// Runs `quid ARGS --config CONFIG`, which must succeed, and parses its stdout as JSON.
+fn quid_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = common::quid_cli_output(config, args);
+    assert!(
+        out.status.success(),
+        "quid {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "quid {args:?} printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Every read command answers `--json` with the documented shape and raw integers (README,
+/// "JSON output"), so scripts need not parse the tables.
+#[test]
+fn every_read_command_answers_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_totals(dir.path());
+    let state = dir.path().join("state");
+    let mut store = quid::store::Store::open(&state).unwrap();
+    store
+        .append(&[
+            quid::ledger::chain::NewEntry::adjustment("alice", 1_795_000_000, 300, "a".into()),
+            quid::ledger::chain::NewEntry::adjustment("alice", 1_795_000_100, -100, "b".into()),
+        ])
+        .unwrap();
+    drop(store);
+    // Known to the store's subscribers (as a daemon run records them), with no usage yet.
+    common::sqlite(&state)
+        .execute(
+            "INSERT INTO subscribers (id, name, plan, prefixes, slot, removed, last, total)
+             VALUES ('alice', 'A', 'home', '192.0.2.1/32', NULL, 0, x'', x'')",
+            [],
+        )
+        .unwrap();
+
+    let subs = quid_json(&config, &["subscribers", "--json"]);
+    assert_eq!(subs["subscribers"].as_array().unwrap().len(), 500);
+    assert_eq!(subs["subscribers"][3]["download"]["bytes"], 3000);
+
+    let stats = quid_json(&config, &["store", "stats", "--json"]);
+    assert!(stats["file_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        stats["tiers"].is_array() && stats["tables"].is_array(),
+        "{stats}"
+    );
+
+    let usage = quid_json(
+        &config,
+        &[
+            "usage",
+            "alice",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-12-01",
+            "--json",
+        ],
+    );
+    assert_eq!(usage["subscriber"], "alice", "{usage}");
+    assert_eq!(usage["total"]["down_bytes"], 0, "{usage}");
+    assert!(usage["records"].is_array(), "{usage}");
+    assert_eq!(usage["total_by_class"]["grid"]["down_bytes"], 0, "{usage}");
+    assert_eq!(
+        usage["total_by_class"]["internet"]["up_bytes"], 0,
+        "{usage}"
+    );
+
+    let balances = quid_json(&config, &["balance", "--json"]);
+    let alice = serde_json::json!({
+        "subscriber": "alice",
+        "balance": 200,
+        "pending_debit": 0,
+        "balance_after_pending": 200,
+    });
+    assert_eq!(balances, serde_json::json!({ "balances": [alice.clone()] }));
+    assert_eq!(
+        quid_json(&config, &["balance", "alice", "--json"]),
+        serde_json::json!({ "balances": [alice] })
+    );
+
+    let ledger = quid_json(&config, &["ledger", "show", "alice", "--json"]);
+    assert_eq!(ledger["subscriber"], "alice");
+    let entries = ledger["entries"].as_array().unwrap();
+    let got: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_i64().unwrap(),
+                e["at"].as_i64().unwrap(),
+                e["kind"].as_str().unwrap().to_owned(),
+                e["amount"].as_i64().unwrap(),
+                e["balance"].as_i64().unwrap(),
+                e["reference"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, 1_795_000_000, "adjustment".into(), 300, 300, "a".into()),
+            (2, 1_795_000_100, "adjustment".into(), -100, 200, "b".into()),
+        ]
+    );
+    assert!(entries[1]["hash"].is_string() && entries[1]["prev"] == entries[0]["hash"]);
+}
+
+/// The manual pages and completions come from the clap definitions: a page for every visible
+/// subcommand and completions that know the subcommands and their flags.
+#[test]
+fn man_pages_and_completions_are_generated_from_the_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(["generate-docs", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let man = dir.path().join("man");
+    for page in [
+        "quid.1",
+        "quid-run.1",
+        "quid-balance.1",
+        "quid-ledger-show.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(text.starts_with(".ie \\n(.g .ds Aq"), "{page}: {text}");
+    }
+    let top = std::fs::read_to_string(man.join("quid.1")).unwrap();
+    assert!(top.contains("quid\\-usage(1)"), "{top}");
+    assert!(
+        !man.join("quid-generate-docs.1").exists(),
+        "the hidden command got a page"
+    );
+    for file in ["quid.bash", "_quid", "quid.fish"] {
+        let script = std::fs::read_to_string(dir.path().join("completions").join(file)).unwrap();
+        assert!(
+            script.contains("statement") && script.contains("json"),
+            "{file}"
+        );
+    }
+    let bash = Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&bash.stdout),
+        std::fs::read_to_string(dir.path().join("completions/quid.bash")).unwrap()
+    );
+}

@@ -277,3 +277,91 @@ fn an_interface_recreated_while_quid_was_stopped_is_attached_afresh_at_start() {
     let snap = daemon.stop();
     assert_eq!(snap.subscribers[0].upload.bytes, 500);
 }
+
+/// What quid left pinned under `dir` (nothing, when the directory is gone or empty).
+fn pins_left(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn a_start_that_fails_on_the_second_interface_leaves_nothing_attached_or_pinned() {
+    let (r, _s) = common::router_and_sender();
+    let dir = tempfile::tempdir().unwrap();
+    // `acc` exists and takes XDP; `gone0` does not exist in the namespace, so the second attach
+    // fails after the first has attached and pinned (`quid run` does not run `quid check`).
+    let config = write_config_sections(
+        dir.path(),
+        &[("acc", "access", "native"), ("gone0", "core", "native")],
+        TABLE,
+        "",
+    );
+    let pins = common::PinDir(PathBuf::from(common::config_pin_dir(dir.path())));
+    let (ok, err) = common::quid_run_refused(&r, &config, &[]);
+    assert!(!ok, "quid started without gone0");
+    assert!(
+        err.contains("gone0") && err.contains("nothing is left attached or pinned"),
+        "{err}"
+    );
+    let links = r.exec(&["ip", "-j", "link", "show"]);
+    assert!(
+        !links.contains("xdp"),
+        "an XDP program is still attached: {links}"
+    );
+    assert_eq!(pins_left(&pins.0), Vec::<String>::new(), "pins left behind");
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn a_failed_restart_keeps_what_the_earlier_quid_left_counting() {
+    let (r, s) = common::router_and_sender();
+    let pins = common::pin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon_lines = format!("pin_dir = \"{}\"\non_stop = \"keep\"\n", pins.0.display());
+    let config = common::write_config_with(
+        dir.path(),
+        &[("acc", "access", "native")],
+        TABLE,
+        &daemon_lines,
+    );
+    Daemon::start(&r, &config).stop();
+    let before = pins_left(&pins.0);
+    assert!(before.contains(&"link_acc".to_owned()), "{before:?}");
+    // The restart adopts the maps and acc's link, then fails on gone0: what the earlier quid
+    // left stays as it was, still counting; nothing of the failed start stays.
+    common::write_config_with(
+        dir.path(),
+        &[("acc", "access", "native"), ("gone0", "core", "native")],
+        TABLE,
+        &daemon_lines,
+    );
+    let (ok, err) = common::quid_run_refused(&r, &config, &[]);
+    assert!(!ok, "quid started without gone0");
+    assert!(
+        err.contains("gone0") && err.contains("kept as they were"),
+        "{err}"
+    );
+    assert_eq!(pins_left(&pins.0), before);
+    assert!(r.has_xdp("acc"), "the earlier quid's link was detached");
+    // The kept programs still count: the next start adopts what they counted meanwhile.
+    Injector::new(&s, "acc-p").send(&frame(), 4);
+    common::write_config_with(
+        dir.path(),
+        &[("acc", "access", "native")],
+        TABLE,
+        &daemon_lines,
+    );
+    let daemon = Daemon::start(&r, &config);
+    daemon.wait_for("4 packets counted while no daemon ran", |s| {
+        alice_up(s) == 4
+    });
+    daemon.stop();
+    let (ok, out) = common::quid_cli(&config, &["detach"]);
+    assert!(ok, "{out}");
+    assert!(!r.has_xdp("acc"));
+}

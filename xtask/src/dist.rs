@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 /// What the package must contain (paths inside it).
-pub const CONTENTS: [&str; 14] = [
+pub const CONTENTS: [&str; 19] = [
     "./usr/bin/quid",
     "./lib/systemd/system/quid.service",
     "./etc/quid/quid.toml",
@@ -26,6 +26,18 @@ pub const CONTENTS: [&str; 14] = [
     "./usr/share/doc/quid/copyright",
     "./usr/share/doc/quid/changelog.gz",
     "./usr/share/lintian/overrides/quid",
+    "./usr/share/man/man1/quid.1.gz",
+    "./usr/share/man/man1/quid-run.1.gz",
+    "./usr/share/bash-completion/completions/quid",
+    "./usr/share/zsh/vendor-completions/_quid",
+    "./usr/share/fish/vendor_completions.d/quid.fish",
+];
+
+/// Where each generated completion script goes in the package (Debian's vendor directories).
+const COMPLETIONS: [(&str, &str); 3] = [
+    ("quid.bash", "usr/share/bash-completion/completions/quid"),
+    ("_quid", "usr/share/zsh/vendor-completions/_quid"),
+    ("quid.fish", "usr/share/fish/vendor_completions.d/quid.fish"),
 ];
 
 const CONFFILES: &str = "/etc/quid/quid.toml\n/etc/quid/subscribers.csv\n/etc/quid/nodes.csv\n";
@@ -152,6 +164,48 @@ fn changelog_version(changelog: &str) -> Option<&str> {
         .map(|(v, _)| v)
 }
 
+/// Compresses `from` to `to` as policy asks: -9, and -n so the same input always gives the
+/// same bytes.
+fn gzip(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let gz = Command::new("gzip")
+        .args(["-9nc"])
+        .arg(from)
+        .output()
+        .context("cannot run gzip")?;
+    ensure!(gz.status.success(), "gzip failed on {}", from.display());
+    std::fs::create_dir_all(to.parent().context("no parent")?)?;
+    std::fs::write(to, gz.stdout)?;
+    Ok(())
+}
+
+/// Stages the manual pages and shell completions the binary `quid` generates from its own
+/// command-line definitions (`quid generate-docs`), so they always match `--help`.
+fn docs(quid: &Path, dist: &Path, stage: &Path) -> anyhow::Result<()> {
+    let generated = dist.join("generated-docs");
+    let _ = std::fs::remove_dir_all(&generated);
+    output(
+        quid.to_str().context("non-UTF-8 path")?,
+        &[
+            "generate-docs",
+            "--out",
+            generated.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    for page in std::fs::read_dir(generated.join("man"))? {
+        let page = page?.path();
+        let name = page.file_name().context("no file name")?.to_string_lossy();
+        gzip(&page, &stage.join(format!("usr/share/man/man1/{name}.gz")))?;
+    }
+    for (generated_name, packaged) in COMPLETIONS {
+        copy(
+            &generated.join("completions").join(generated_name),
+            &stage.join(packaged),
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
 /// Builds `DIST/quid_VERSION_ARCH.deb` from the release binary `quid`.
 pub fn build(root: &Path, dist: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
     let version = version(root)?;
@@ -194,13 +248,8 @@ pub fn build(root: &Path, dist: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
         changelog_version(&changelog) == Some(version.as_str()),
         "dist/debian/changelog must start with an entry for quid ({version}): add one"
     );
-    let gz = Command::new("gzip")
-        .args(["-9nc"])
-        .arg(src.join("debian/changelog"))
-        .output()
-        .context("cannot run gzip")?;
-    ensure!(gz.status.success(), "gzip failed on the changelog");
-    std::fs::write(doc.join("changelog.gz"), gz.stdout)?;
+    gzip(&src.join("debian/changelog"), &doc.join("changelog.gz"))?;
+    docs(quid, dist, &stage)?;
     let (major, minor) = glibc_needed(&stage.join("usr/bin/quid"))?;
     let debian = stage.join("DEBIAN");
     std::fs::create_dir_all(&debian)?;
@@ -307,6 +356,26 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
             .any(|w| w == b"quid_access"),
         "the packaged binary does not carry the eBPF programs"
     );
+    // The manual and completions come from the packaged binary's own definitions: they name
+    // its subcommands.
+    let page = output(
+        "zcat",
+        &[scratch
+            .join("usr/share/man/man1/quid.1.gz")
+            .to_str()
+            .context("non-UTF-8 path")?],
+    )?;
+    ensure!(
+        page.contains(".TH quid 1") && page.contains("quid\\-ledger(1)"),
+        "the packaged manual page quid.1 does not list quid's subcommands:\n{page}"
+    );
+    for (_, packaged) in COMPLETIONS {
+        let script = std::fs::read_to_string(scratch.join(packaged))?;
+        ensure!(
+            script.contains("ledger") && script.contains("json"),
+            "the packaged completions {packaged} do not know quid's subcommands"
+        );
+    }
     let config = scratch.join("etc/quid/quid.toml");
     output(
         quid_s,

@@ -13,50 +13,67 @@ use quid::{
     store::Store,
 };
 
+/// One line of `quid balance --json`: integer micro-credits; `balance` and
+/// `balance_after_pending` are null where the stored balance is not an exact integer.
+#[derive(serde::Serialize)]
+struct BalanceJson<'a> {
+    subscriber: &'a str,
+    balance: Option<i64>,
+    pending_debit: i64,
+    balance_after_pending: Option<i128>,
+}
+
 /// `quid balance`: one subscriber's balance, or everyone's, with the usage debit pending until
 /// the period settles and the balance after it (the columns: id, balance, pending debit,
-/// balance after pending); fails naming any out of range.
-pub fn balance(config: &Config, subscriber: Option<String>) -> anyhow::Result<()> {
+/// balance after pending), or with `json` `{"balances": [BalanceJson...]}`; fails naming any
+/// out of range.
+pub fn balance(config: &Config, subscriber: Option<String>, json: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
     // The balances table: the balance the metrics and the operator API read too.
     let balances = store.balances_checked()?;
     let pending = store.pending_debits()?;
-    // A row that is not an exact integer (only an edited store has one) is named, never
-    // wrapped.
-    let show = |id: &str, b: Option<i64>| {
-        let p = pending.get(id).copied().unwrap_or(0);
-        match b {
-            Some(b) => println!(
-                "{id:<24} {:>18} {:>18} {:>18}",
-                chain::credits(b),
-                chain::credits(p),
-                // i128: the sum of two i64 amounts never wraps.
-                chain::credits_wide(i128::from(b) + i128::from(p))
-            ),
-            None => println!(
-                "{id:<24} {:>18} {:>18} {:>18}",
-                "unreadable",
-                chain::credits(p),
-                "unreadable"
-            ),
-        }
-    };
-    let broken = match subscriber {
+    let chosen: Vec<(&str, Option<i64>)> = match &subscriber {
         Some(id) => {
-            super::known::require_subscriber(config, &store, &id, || {
-                Ok(balances.contains_key(&id) || !store.entries(Some(&id))?.is_empty())
+            super::known::require_subscriber(config, &store, id, || {
+                Ok(balances.contains_key(id) || !store.entries(Some(id))?.is_empty())
             })?;
-            let b = balances.get(&id).copied().unwrap_or(Some(0));
-            show(&id, b);
-            usize::from(b.is_none())
+            vec![(id, balances.get(id).copied().unwrap_or(Some(0)))]
         }
-        None => {
-            for (id, b) in &balances {
-                show(id, *b);
-            }
-            balances.values().filter(|b| b.is_none()).count()
-        }
+        None => balances.iter().map(|(id, b)| (id.as_str(), *b)).collect(),
     };
+    // A row that is not an exact integer (only an edited store has one) is named, never
+    // wrapped. i128: the sum of two i64 amounts never wraps.
+    let lines: Vec<BalanceJson> = chosen
+        .iter()
+        .map(|&(id, b)| {
+            let p = pending.get(id).copied().unwrap_or(0);
+            BalanceJson {
+                subscriber: id,
+                balance: b,
+                pending_debit: p,
+                balance_after_pending: b.map(|b| i128::from(b) + i128::from(p)),
+            }
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "balances": &lines }))?
+        );
+    } else {
+        let unreadable = || "unreadable".to_owned();
+        for l in &lines {
+            println!(
+                "{:<24} {:>18} {:>18} {:>18}",
+                l.subscriber,
+                l.balance.map_or_else(unreadable, chain::credits),
+                chain::credits(l.pending_debit),
+                l.balance_after_pending
+                    .map_or_else(unreadable, chain::credits_wide)
+            );
+        }
+    }
+    let broken = lines.iter().filter(|l| l.balance.is_none()).count();
     if broken > 0 {
         bail!(
             "{broken} balance(s) are not exact integers: the store was edited outside quid \
@@ -66,22 +83,47 @@ pub fn balance(config: &Config, subscriber: Option<String>) -> anyhow::Result<()
     Ok(())
 }
 
-/// `quid ledger show`: a subscriber's entries, oldest first, with the running balance.
-pub fn show(config: &Config, subscriber: &str) -> anyhow::Result<()> {
+/// One entry of `quid ledger show --json`: the stored entry (amounts in integer
+/// micro-credits, `at` in unix seconds) with the running balance after it.
+#[derive(serde::Serialize)]
+struct EntryJson {
+    #[serde(flatten)]
+    entry: chain::Entry,
+    balance: i128,
+}
+
+/// `quid ledger show`: a subscriber's entries, oldest first, with the running balance, or with
+/// `json` `{"subscriber": ID, "entries": [EntryJson...]}`.
+pub fn show(config: &Config, subscriber: &str, json: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
-    // i128: a running sum of i64 amounts that never wraps.
-    let mut balance = 0i128;
     let entries = store.entries(Some(subscriber))?;
     super::known::require_subscriber(config, &store, subscriber, || Ok(!entries.is_empty()))?;
-    for e in entries {
-        balance += i128::from(e.amount);
+    // i128: a running sum of i64 amounts that never wraps.
+    let mut balance = 0i128;
+    let lines: Vec<EntryJson> = entries
+        .into_iter()
+        .map(|entry| {
+            balance += i128::from(entry.amount);
+            EntryJson { entry, balance }
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "subscriber": subscriber, "entries": &lines })
+            )?
+        );
+        return Ok(());
+    }
+    for EntryJson { entry: e, balance } in &lines {
         println!(
             "{:>8} {} {:<20} {:>16} {:>16}  {}",
             e.seq,
             rfc3339(e.at),
             e.kind,
             chain::credits(e.amount),
-            chain::credits_wide(balance),
+            chain::credits_wide(*balance),
             e.reference
         );
     }

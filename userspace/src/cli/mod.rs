@@ -5,6 +5,8 @@
 pub mod check;
 pub mod checkpoints;
 pub mod detach;
+pub mod docs;
+pub mod human;
 pub mod known;
 pub mod ledger;
 pub mod logging;

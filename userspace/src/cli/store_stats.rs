@@ -10,6 +10,8 @@
 //! is counted as it is now, and free pages as none (incremental vacuum returns them).
 
 use anyhow::Context as _;
+
+use super::human::{bytes, bytes_exact, count, when};
 use quid::{
     clock::Clock,
     config::Config,
@@ -103,13 +105,6 @@ pub fn project(
     })
 }
 
-/// Seconds as RFC 3339 UTC (or the number, beyond jiff's range).
-fn when(s: i64) -> String {
-    jiff::Timestamp::from_second(s)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| s.to_string())
-}
-
 /// The table (or JSON) `quid store stats` prints.
 pub fn render(
     stats: &StoreStats,
@@ -142,35 +137,35 @@ pub fn render(
         return Ok(serde_json::to_string_pretty(&doc)? + "\n");
     }
     let mut out = format!(
-        "file {} bytes, {} free (returned by incremental vacuum); roll-up lag {lag} s\n",
-        stats.file_bytes, stats.free_bytes
+        "file {}, {} free (returned by incremental vacuum); roll-up lag {lag} s\n",
+        bytes_exact(stats.file_bytes),
+        bytes_exact(stats.free_bytes)
     );
     out += &match projected {
         Some(p) => format!(
-            "projected {} bytes once every tier holds its retention at the current rate\n",
-            p.file_bytes
+            "projected {} once every tier holds its retention at the current rate\n",
+            bytes_exact(p.file_bytes)
         ),
         None => "projected: no hourly rows, no rate to project from\n".to_string(),
     };
     out += &format!(
-        "\n{:<10} {:>14} {:>16} {:<22} {:>14} {:>16}\n",
-        "TIER", "ROWS", "BYTES", "OLDEST", "PROJ_ROWS", "PROJ_BYTES"
+        "\n{:<10} {:>14} {:>12} {:<22} {:>14} {:>12}\n",
+        "TIER", "ROWS", "SIZE", "OLDEST", "PROJ_ROWS", "PROJ_SIZE"
     );
     for t in &stats.tiers {
-        let (pr, pb) = projected_of(t.tier).map_or(("-".into(), "-".into()), |p| {
-            (p.1.to_string(), p.2.to_string())
-        });
+        let (pr, pb) =
+            projected_of(t.tier).map_or(("-".into(), "-".into()), |p| (count(p.1), bytes(p.2)));
         out += &format!(
-            "{:<10} {:>14} {:>16} {:<22} {pr:>14} {pb:>16}\n",
+            "{:<10} {:>14} {:>12} {:<22} {pr:>14} {pb:>12}\n",
             t.tier.as_str(),
-            t.rows,
-            t.bytes,
+            count(t.rows),
+            bytes(t.bytes),
             t.oldest.map_or_else(|| "-".to_string(), when)
         );
     }
-    out += &format!("\n{:<24} {:>16}\n", "TABLE", "BYTES");
-    for (name, bytes) in &stats.tables {
-        out += &format!("{name:<24} {bytes:>16}\n");
+    out += &format!("\n{:<24} {:>12}\n", "TABLE", "SIZE");
+    for (name, size) in &stats.tables {
+        out += &format!("{name:<24} {:>12}\n", bytes(*size));
     }
     Ok(out)
 }
@@ -225,6 +220,24 @@ mod tests {
         assert_eq!(p.file_bytes, tiers + 5_000);
         let text = render(&stats, Some(&p), 0, false).unwrap();
         assert!(text.contains("projected"), "{text}");
+        // Units and separators for the operator; --json keeps raw integers.
+        assert!(
+            text.starts_with("file 1,000,000 B (1.00 MB), 0 B free"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["usage_hour", "9.60", "kB"]),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("interval") && l.split_whitespace().nth(1) == Some("8,640")),
+            "{text}"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&render(&stats, Some(&p), 0, true).unwrap()).unwrap();
+        assert_eq!(doc["file_bytes"], 1_000_000);
         let empty = StoreStats {
             tiers: vec![],
             ..stats

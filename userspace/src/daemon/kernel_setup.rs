@@ -35,6 +35,40 @@ pub(super) fn open(config: &Config, store: Store, clock: Clock) -> anyhow::Resul
         config.daemon.kernel_log,
         Some(&config.daemon.pin_dir),
     )?;
+    match set_up(config, &mut dp, store, clock) {
+        Ok((log, books, registry)) => Ok(Kernel {
+            dp,
+            log,
+            books,
+            registry,
+        }),
+        Err(e) => Err(abandon(&mut dp, e)),
+    }
+}
+
+/// Undoes what a start that failed with `e` did to the kernel (see
+/// [`Datapath::abandon_start`]) and returns `e` saying what was left.
+pub(super) fn abandon(dp: &mut Datapath, e: anyhow::Error) -> anyhow::Error {
+    match dp.abandon_start() {
+        Ok(false) => e.context("quid did not start; nothing is left attached or pinned"),
+        Ok(true) => e.context(
+            "quid did not start; the maps and links an earlier quid pinned are kept as they were \
+             and keep counting (`quid detach` removes them)",
+        ),
+        Err(undo) => e.context(format!(
+            "quid did not start, and undoing the start failed too ({undo}): run `quid detach` \
+             with this config to remove what it left attached or pinned"
+        )),
+    }
+}
+
+/// Everything after loading: the kernel log, the grid prefixes, the books and the registry.
+fn set_up(
+    config: &Config,
+    dp: &mut Datapath,
+    store: Store,
+    clock: Clock,
+) -> anyhow::Result<(Option<KernelLogFd>, Books, Registry)> {
     let log = match config.daemon.kernel_log {
         KernelLog::Off => None,
         _ => {
@@ -44,7 +78,7 @@ pub(super) fn open(config: &Config, store: Store, clock: Clock) -> anyhow::Resul
             Some(unsafe { AsyncFd::register(logger) }.map_err(|e| anyhow!("kernel log: {e}"))?)
         }
     };
-    crate::kernel::grid_prefixes::install(&mut dp, &config.grid.nets())?;
+    crate::kernel::grid_prefixes::install(dp, &config.grid.nets())?;
     let (mut books, adopted) = Books::open(store, dp.meta.instance, dp.adopted, clock)?;
     books.tariff = config.tariff.clone();
     books.period = config.settlement.period;
@@ -55,9 +89,9 @@ pub(super) fn open(config: &Config, store: Store, clock: Clock) -> anyhow::Resul
                 config.daemon.pin_dir.display(),
                 installed.subscribers.len()
             );
-            let active = registry::active_generation(&dp)?;
+            let active = registry::active_generation(dp)?;
             Registry::adopt(
-                &dp,
+                dp,
                 config.subscribers.hash_lengths,
                 installed,
                 slots,
@@ -66,10 +100,5 @@ pub(super) fn open(config: &Config, store: Store, clock: Clock) -> anyhow::Resul
         }
         None => Registry::new(config.subscribers.hash_lengths),
     };
-    Ok(Kernel {
-        dp,
-        log,
-        books,
-        registry,
-    })
+    Ok((log, books, registry))
 }

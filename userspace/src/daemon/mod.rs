@@ -48,10 +48,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut kernel = kernel_setup::open(&config, store, clock.clone())?;
     let kernel_log = kernel.log.take();
     let published = Published::default();
-    let services = services::start(&config, nodes, tls, token, published.clone(), &clock).await?;
+    // From here a failed start undoes what it did: nothing half-started stays attached or
+    // pinned (the first interface attached and the second refused, say).
+    let services =
+        match services::start(&config, nodes, tls, token, published.clone(), &clock).await {
+            Ok(services) => services,
+            Err(e) => return Err(kernel_setup::abandon(&mut kernel.dp, e)),
+        };
     let mut state = State::new(&config, kernel, services, published, clock);
-    state.install_first(&table)?;
-    state.attach_configured()?;
+    if let Err(e) = state
+        .install_first(&table)
+        .and_then(|()| state.attach_configured())
+    {
+        return Err(kernel_setup::abandon(&mut state.dp, e));
+    }
 
     let result = state.count_until_signal(kernel_log).await;
     state.stop()?;

@@ -252,14 +252,28 @@ impl Datapath {
             Some(dir) => PINNED_MAPS.iter().map(|&m| (m, dir.join(m))).collect(),
             None => Vec::new(),
         };
-        let mut dp = Self::load_object_with(
+        let loaded = Self::load_object_with(
             OBJECT,
             sizes,
             &[],
             kernel_log,
             &["quid_access", "quid_core", "quid_both"],
             &pins,
-        )?;
+        );
+        let mut dp = match loaded {
+            Ok(dp) => dp,
+            Err(e) => {
+                // The loader pins the maps before it loads the programs: a refused program
+                // must not leave maps of a start that never happened.
+                if adopted.is_none()
+                    && let Some(dir) = pin_dir
+                    && let Err(undo) = remove_pins(dir)
+                {
+                    warn!("{undo}: remove it by hand (`quid detach`)");
+                }
+                return Err(e);
+            }
+        };
         dp.pin_dir = pin_dir.map(Path::to_owned);
         match adopted {
             Some(meta) => {
@@ -268,11 +282,21 @@ impl Datapath {
             }
             None => {
                 wanted.instance = random_u64();
-                let mut meta: Array<&mut MapData, Meta> = map(&mut dp, map_name::META)?;
-                meta.set(0, wanted, 0).map_err(|source| KernelError::Map {
-                    name: map_name::META,
-                    source,
-                })?;
+                let written = map::<Array<&mut MapData, Meta>>(&mut dp, map_name::META).and_then(
+                    |mut meta| {
+                        meta.set(0, wanted, 0).map_err(|source| KernelError::Map {
+                            name: map_name::META,
+                            source,
+                        })
+                    },
+                );
+                if let Err(e) = written {
+                    // Maps without a META would make the next start refuse the directory.
+                    if let Err(undo) = dp.unpin_all() {
+                        warn!("{undo}: remove it by hand (`quid detach`)");
+                    }
+                    return Err(e);
+                }
                 dp.meta = wanted;
             }
         }
@@ -527,6 +551,26 @@ impl Datapath {
             remove_pins(&dir)?;
         }
         Ok(())
+    }
+
+    /// Undoes a start that failed before counting began. Maps this process created go with
+    /// every pin and attachment; maps adopted from an earlier daemon stay, with the links that
+    /// daemon pinned (they were counting before this start and keep counting), and only the
+    /// links this start pinned are removed. Returns whether anything of an earlier daemon was
+    /// kept.
+    pub fn abandon_start(&mut self) -> Result<bool, KernelError> {
+        if !self.adopted {
+            self.unpin_all()?;
+            return Ok(false);
+        }
+        for (name, link) in std::mem::take(&mut self.pinned_links) {
+            // Dropping the unpinned link detaches it: it was this link's only reference.
+            link.unpin().map_err(|e| KernelError::Pin {
+                dir: self.pin_dir.clone().unwrap_or_default(),
+                message: format!("removing the link to {name}: {e}"),
+            })?;
+        }
+        Ok(true)
     }
 
     /// Detaches every program but keeps the maps, so the final counts can still be read.

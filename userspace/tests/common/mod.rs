@@ -360,16 +360,21 @@ pub fn node_report(ns: &Netns, node: &str, key_file: &Path, args: &[&str]) -> (b
 
 /// Runs `quid ARGS --config CONFIG` on the host: (success, stdout and stderr).
 pub fn quid_cli(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quid"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let out = quid_cli_output(config, args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+/// Runs `quid ARGS --config CONFIG` on the host and returns its output as it is.
+pub fn quid_cli_output(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
 }
 
 /// Writes a config and table into `dir`, with extra `[daemon]` lines.

@@ -1,0 +1,75 @@
+//! Figures as an operator reads them: thousands separators and byte units. Only the tables
+//! use these; every `--json` keeps the raw integers.
+
+/// `n` with thousands separators: `1,531,540`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Bytes in decimal (SI) units with three significant figures: `532 B`, `1.53 MB`, `47.6 GB`.
+/// Truncated, not rounded, so a figure never shows more than was counted.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let (mut unit, mut divisor) = (0, 1u128);
+    while u128::from(n) >= divisor * 1000 && unit + 1 < UNITS.len() {
+        unit += 1;
+        divisor *= 1000;
+    }
+    if unit == 0 {
+        return format!("{n} B");
+    }
+    let hundredths = u128::from(n) * 100 / divisor;
+    let (whole, frac) = (hundredths / 100, hundredths % 100);
+    match whole {
+        0..10 => format!("{whole}.{frac:02} {}", UNITS[unit]),
+        10..100 => format!("{whole}.{} {}", frac / 10, UNITS[unit]),
+        _ => format!("{whole} {}", UNITS[unit]),
+    }
+}
+
+/// Exact bytes with separators and the scaled figure: `1,531,540 B (1.53 MB)`.
+pub fn bytes_exact(n: u64) -> String {
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    format!("{} B ({})", count(n), bytes(n))
+}
+
+/// Seconds as RFC 3339 UTC (or the number, beyond jiff's range).
+pub fn when(s: i64) -> String {
+    jiff::Timestamp::from_second(s)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_get_separators_and_bytes_units() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000), "1,000");
+        assert_eq!(count(1_531_540), "1,531,540");
+        assert_eq!(count(u64::MAX), "18,446,744,073,709,551,615");
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_000), "1.00 kB");
+        assert_eq!(bytes(1_531_540), "1.53 MB");
+        assert_eq!(bytes(1_999_999), "1.99 MB");
+        assert_eq!(bytes(47_600_000_000), "47.6 GB");
+        assert_eq!(bytes(344_000_000), "344 MB");
+        assert_eq!(bytes(u64::MAX), "18.4 EB");
+        assert_eq!(bytes_exact(532), "532 B");
+        assert_eq!(bytes_exact(4_160_000), "4,160,000 B (4.16 MB)");
+    }
+}
