@@ -98,8 +98,16 @@ impl Store {
             return Err(corrupt(check));
         }
         // A new file gets incremental vacuum before its first table (only VACUUM can change
-        // it afterwards, which rewrites the file).
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode=WAL;")
+        // it afterwards, which rewrites the file). Only a new one: setting it on an existing
+        // file is a write, and opening must work on a full disk.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(sql)?;
+        if pages == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                .map_err(sql)?;
+        }
+        conn.execute_batch("PRAGMA journal_mode=WAL;")
             .map_err(sql)?;
         let now = || crate::clock::Clock::system().now_i64();
         schema::bring_up_to_date(&conn, now).map_err(|e| match e {
