@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bulk exports of the books for planners.
+    Export {
+        #[command(subcommand)]
+        action: ExportAction,
+    },
     /// The store file: its size per usage tier and table.
     Store {
         #[command(subcommand)]
@@ -120,6 +125,31 @@ enum StoreAction {
         /// Print it as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportAction {
+    /// Every subscriber's usage rows starting in [--from, --to), streamed as CSV (subscriber,
+    /// start, end, the eight counters).
+    Usage {
+        /// Start (RFC 3339 like 2026-11-01T00:00:00Z, a date like 2026-11-01, or unix seconds).
+        #[arg(long)]
+        from: String,
+        /// End, exclusive (same forms as --from).
+        #[arg(long)]
+        to: String,
+        /// hour (the hourly rows still held) or day (whole UTC days from both tiers).
+        #[arg(long, default_value = "hour")]
+        resolution: String,
+        /// Output format: csv.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write to FILE instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
     },
 }
 
@@ -292,6 +322,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => cli::usage::print_usage(&Config::load(&config)?, &subscriber, &from, &to, json),
+        Command::Export {
+            action:
+                ExportAction::Usage {
+                    from,
+                    to,
+                    resolution,
+                    format,
+                    out,
+                    config,
+                },
+        } => cli::export::usage(
+            &Config::load(&config)?,
+            &from,
+            &to,
+            &resolution,
+            &format,
+            out.as_deref(),
+        ),
         Command::Store {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),

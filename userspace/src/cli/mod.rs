@@ -5,6 +5,7 @@
 pub mod check;
 pub mod checkpoints;
 pub mod detach;
+pub mod export;
 pub mod known;
 pub mod ledger;
 pub mod logging;
