@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: ExportAction,
     },
+    /// What-if tariffs for planners.
+    Tariff {
+        #[command(subcommand)]
+        action: TariffAction,
+    },
     /// The store file: its size per usage tier and table.
     Store {
         #[command(subcommand)]
@@ -132,25 +137,15 @@ enum StoreAction {
 enum ExportAction {
     /// Every subscriber's usage rows starting in [--from, --to), streamed as CSV (subscriber,
     /// start, end, the eight counters).
-    Usage {
-        /// Start (RFC 3339 like 2026-11-01T00:00:00Z, a date like 2026-11-01, or unix seconds).
-        #[arg(long)]
-        from: String,
-        /// End, exclusive (same forms as --from).
-        #[arg(long)]
-        to: String,
-        /// hour (the hourly rows still held) or day (whole UTC days from both tiers).
-        #[arg(long, default_value = "hour")]
-        resolution: String,
-        /// Output format: csv.
-        #[arg(long, default_value = "csv")]
-        format: String,
-        /// Write to FILE instead of stdout.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
-        config: PathBuf,
-    },
+    Usage(cli::export::UsageArgs),
+}
+
+#[derive(Subcommand)]
+enum TariffAction {
+    /// Re-price a month's real usage and settled contributions under another tariff: per-plan
+    /// and fleet debits, credits and net before and after, and the subscribers whose net
+    /// changes sign.
+    Simulate(cli::tariff::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -323,23 +318,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => cli::usage::print_usage(&Config::load(&config)?, &subscriber, &from, &to, json),
         Command::Export {
-            action:
-                ExportAction::Usage {
-                    from,
-                    to,
-                    resolution,
-                    format,
-                    out,
-                    config,
-                },
-        } => cli::export::usage(
-            &Config::load(&config)?,
-            &from,
-            &to,
-            &resolution,
-            &format,
-            out.as_deref(),
-        ),
+            action: ExportAction::Usage(args),
+        } => cli::export::usage(args),
+        Command::Tariff {
+            action: TariffAction::Simulate(args),
+        } => cli::tariff::simulate_cmd(args),
         Command::Store {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),

@@ -1,7 +1,7 @@
 //! `quid export usage`: every subscriber's usage rows over a range, as CSV, streamed from the
 //! books to stdout or a file.
 
-use std::{io::Write as _, path::Path};
+use std::{io::Write as _, path::PathBuf};
 
 use anyhow::{Context as _, bail};
 use quid::{
@@ -11,28 +11,52 @@ use quid::{
     store::{Resolution, Store},
 };
 
-/// Writes the rows at `resolution` (`hour` or `day`) starting in `[from, to)` as `format` to
-/// `out` (stdout when `None`); says on stderr how many rows were written.
-pub fn usage(
-    config: &Config,
-    from: &str,
-    to: &str,
-    resolution: &str,
-    format: &str,
-    out: Option<&Path>,
-) -> anyhow::Result<()> {
-    let resolution = match resolution {
-        "hour" => Resolution::Hour,
-        "day" => Resolution::Day,
-        other => bail!("--resolution `{other}` is not known: use hour or day"),
+/// `quid export usage` as given on the command line.
+#[derive(clap::Args)]
+pub struct UsageArgs {
+    /// Start (RFC 3339 like 2026-11-01T00:00:00Z, a date like 2026-11-01, or unix seconds).
+    #[arg(long)]
+    pub from: String,
+    /// End, exclusive (same forms as --from).
+    #[arg(long)]
+    pub to: String,
+    /// hour (the hourly rows still held) or day (whole UTC days, from both tiers).
+    #[arg(long, value_enum, default_value = "hour")]
+    pub resolution: ResolutionArg,
+    /// Output format: csv (Parquet is not built yet; DuckDB and pandas read the CSV).
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    /// Write to FILE instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+    pub config: PathBuf,
+}
+
+/// `--resolution`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ResolutionArg {
+    Hour,
+    Day,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+}
+
+/// Writes the rows at the resolution asked starting in `[from, to)` as CSV to `--out` (stdout
+/// without it); says on stderr how many rows were written.
+pub fn usage(a: UsageArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config)?;
+    let resolution = match a.resolution {
+        ResolutionArg::Hour => Resolution::Hour,
+        ResolutionArg::Day => Resolution::Day,
     };
-    if format != "csv" {
-        bail!(
-            "--format `{format}` is not supported: use csv (Parquet is not built yet; DuckDB and \
-             pandas read the CSV directly)"
-        );
-    }
-    let (from, to) = (parse_time(from)?, parse_time(to)?);
+    let Format::Csv = a.format;
+    let out = a.out.as_deref();
+    let (from, to) = (parse_time(&a.from)?, parse_time(&a.to)?);
     if to <= from {
         bail!("--to must be after --from");
     }

@@ -16,4 +16,5 @@ pub mod secret_file;
 pub mod statement;
 pub mod store_stats;
 pub mod subscribers;
+pub mod tariff;
 pub mod usage;

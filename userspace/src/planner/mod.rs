@@ -4,3 +4,6 @@
 
 pub mod export_csv;
 mod export_tests;
+pub mod simulate;
+mod simulate_tests;
+pub mod solve;

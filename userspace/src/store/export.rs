@@ -62,8 +62,21 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<HashMap<String, SubscriberCounters>, StoreError> {
+        let tx = self.begin(TransactionBehavior::Deferred)?;
+        let sums = self.usage_by_subscriber_on(&tx, from, to)?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(sums)
+    }
+
+    /// [`Store::usage_by_subscriber`] inside a transaction the caller holds.
+    pub(super) fn usage_by_subscriber_on(
+        &self,
+        tx: &Connection,
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<String, SubscriberCounters>, StoreError> {
         let mut sums: HashMap<String, SubscriberCounters> = HashMap::new();
-        self.stream(Resolution::Day, from, to, &mut |r: &ExportRow<'_>| {
+        self.stream_on(tx, Resolution::Day, from, to, &mut |r: &ExportRow<'_>| {
             sums.entry(r.subscriber.to_owned())
                 .or_default()
                 .add(&r.counters);
@@ -80,9 +93,23 @@ impl Store {
         to: i64,
         each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let sql = |e| E::from(self.sql(e));
         let tx = self.begin(TransactionBehavior::Deferred)?;
-        let ids = ids_by_key(&tx).map_err(sql)?;
+        let n = self.stream_on(&tx, resolution, from, to, each)?;
+        tx.commit().map_err(|e| E::from(self.sql(e)))?;
+        Ok(n)
+    }
+
+    /// [`Store::stream`] inside a transaction the caller holds.
+    pub(super) fn stream_on<E: From<StoreError>>(
+        &self,
+        tx: &Connection,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let sql = |e| E::from(self.sql(e));
+        let ids = ids_by_key(tx).map_err(sql)?;
         let mut unknown = String::new();
         let mut n = 0u64;
         let mut give = |key: i64, start: i64, end: i64, counters| -> Result<(), E> {
@@ -130,7 +157,7 @@ impl Store {
                          ORDER BY 1",
                     ))
                     .map_err(sql)?;
-                for day in days_held(&tx, from, to).map_err(sql)? {
+                for day in days_held(tx, from, to).map_err(sql)? {
                     let end = day.saturating_add(tiers::DAY);
                     let mut rows = stmt.query(params![day, end]).map_err(sql)?;
                     let mut current: Option<(i64, SubscriberCounters)> = None;
@@ -152,7 +179,6 @@ impl Store {
                 }
             }
         }
-        tx.commit().map_err(sql)?;
         Ok(n)
     }
 }

@@ -18,6 +18,7 @@ mod grid_journal;
 mod ledger;
 mod metering;
 mod pending;
+mod period_books;
 mod reports;
 mod rollup;
 mod schema;
@@ -38,6 +39,7 @@ pub use commit::Changes;
 pub use export::{ExportError, ExportRow, Resolution};
 pub use ledger::LedgerSnapshot;
 pub use pending::{RATE_KEYS, usage_rates};
+pub use period_books::{PeriodBooks, SettledReport};
 pub use subscribers::{Base, Record, Status};
 pub use tiers::{
     COUNTERS, Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum,
