@@ -19,6 +19,7 @@ mod ledger;
 mod metering;
 mod pending;
 mod period_books;
+mod period_books_tests;
 mod reports;
 mod rollup;
 mod schema;
