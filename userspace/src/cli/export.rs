@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use quid::{
     config::Config,
     metering::usage_query::parse_time,
-    planner::export_csv,
+    planner::{export_csv, export_parquet},
     store::{Resolution, Store},
 };
 
@@ -23,7 +23,7 @@ pub struct UsageArgs {
     /// hour (the hourly rows still held) or day (whole UTC days, from both tiers).
     #[arg(long, value_enum, default_value = "hour")]
     pub resolution: ResolutionArg,
-    /// Output format: csv (Parquet is not built yet; DuckDB and pandas read the CSV).
+    /// Output format: csv or parquet (the same columns).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
     /// Write to FILE instead of stdout.
@@ -44,9 +44,11 @@ pub enum ResolutionArg {
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
     Csv,
+    /// Uncompressed Parquet, the same columns (times as UTC timestamps).
+    Parquet,
 }
 
-/// Writes the rows at the resolution asked starting in `[from, to)` as CSV to `--out` (stdout
+/// Writes the rows at the resolution asked starting in `[from, to)` as `--format` to `--out` (stdout
 /// without it); says on stderr how many rows were written.
 pub fn usage(a: UsageArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
@@ -54,7 +56,6 @@ pub fn usage(a: UsageArgs) -> anyhow::Result<()> {
         ResolutionArg::Hour => Resolution::Hour,
         ResolutionArg::Day => Resolution::Day,
     };
-    let Format::Csv = a.format;
     let out = a.out.as_deref();
     let (from, to) = (parse_time(&a.from)?, parse_time(&a.to)?);
     if to <= from {
@@ -62,27 +63,18 @@ pub fn usage(a: UsageArgs) -> anyhow::Result<()> {
     }
     let (from, to) = (quid::store::secs(from), quid::store::secs(to));
     let store = Store::open(&config.daemon.state_dir)?;
-    let rows = match out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            let n = export_csv::write(&store, resolution, from, to, &mut w)?;
-            w.flush()
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            n
-        }
-        None => {
-            let stdout = std::io::stdout().lock();
-            export_csv::write(
-                &store,
-                resolution,
-                from,
-                to,
-                std::io::BufWriter::new(stdout),
-            )?
-        }
+    let mut sink: Box<dyn std::io::Write + Send> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
+    let rows = match a.format {
+        Format::Csv => export_csv::write(&store, resolution, from, to, &mut sink)?,
+        Format::Parquet => export_parquet::write(&store, resolution, from, to, &mut sink)?,
+    };
+    sink.flush().context("cannot write the export")?;
     eprintln!("{rows} rows exported");
     if resolution == Resolution::Hour
         && let Some(oldest) = store.oldest_hour()?

@@ -3,6 +3,7 @@
 //! formatting and arithmetic.
 
 pub mod export_csv;
+pub mod export_parquet;
 mod export_tests;
 pub mod simulate;
 mod simulate_tests;
