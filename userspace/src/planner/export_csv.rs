@@ -33,10 +33,15 @@ pub fn write(
     w.write_record(header())
         .map_err(|e| ExportError::Write(e.into()))?;
     let mut num = itoa::Buffer::new();
+    // Rows come in start order: a bucket's times are formatted once, not once per subscriber.
+    let mut times = (i64::MIN, String::new(), String::new());
     let n = store.export_usage(resolution, from, to, |r: &ExportRow<'_>| {
+        if times.0 != r.start {
+            times = (r.start, rfc3339(r.start), rfc3339(r.end));
+        }
         w.write_field(r.subscriber)?;
-        w.write_field(rfc3339(r.start))?;
-        w.write_field(rfc3339(r.end))?;
+        w.write_field(&times.1)?;
+        w.write_field(&times.2)?;
         // In `COUNTERS` order: packets then bytes of each (direction, class) pair.
         for p in &r.counters.pairs {
             w.write_field(num.format(p.packets))?;
