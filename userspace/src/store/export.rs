@@ -29,6 +29,15 @@ pub enum Resolution {
     Day,
 }
 
+/// What a stream reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Read {
+    /// One tier's rows as they are.
+    Rows(tiers::Tier),
+    /// Whole days, each subscriber's daily row and hourly rows of the day folded into one.
+    Days,
+}
+
 /// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -76,12 +85,19 @@ impl Store {
         to: i64,
     ) -> Result<HashMap<String, SubscriberCounters>, StoreError> {
         let mut sums: HashMap<String, SubscriberCounters> = HashMap::new();
-        self.stream_on(tx, Resolution::Day, from, to, &mut |r: &ExportRow<'_>| {
-            sums.entry(r.subscriber.to_owned())
-                .or_default()
-                .add(&r.counters);
-            Ok::<_, StoreError>(())
-        })?;
+        // Sums need no order: each tier is read in its key order, without the sort that
+        // folding days per subscriber takes.
+        for tier in [tiers::Tier::Hourly, tiers::Tier::Daily] {
+            self.stream_on(tx, Read::Rows(tier), from, to, &mut |r: &ExportRow<'_>| {
+                match sums.get_mut(r.subscriber) {
+                    Some(sum) => sum.add(&r.counters),
+                    None => {
+                        sums.insert(r.subscriber.to_owned(), r.counters);
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })?;
+        }
         Ok(sums)
     }
 
@@ -94,7 +110,11 @@ impl Store {
         each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let tx = self.begin(TransactionBehavior::Deferred)?;
-        let n = self.stream_on(&tx, resolution, from, to, each)?;
+        let what = match resolution {
+            Resolution::Hour => Read::Rows(tiers::Tier::Hourly),
+            Resolution::Day => Read::Days,
+        };
+        let n = self.stream_on(&tx, what, from, to, each)?;
         tx.commit().map_err(|e| E::from(self.sql(e)))?;
         Ok(n)
     }
@@ -103,7 +123,7 @@ impl Store {
     pub(super) fn stream_on<E: From<StoreError>>(
         &self,
         tx: &Connection,
-        resolution: Resolution,
+        what: Read,
         from: i64,
         to: i64,
         each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
@@ -128,23 +148,25 @@ impl Store {
                 counters,
             })
         };
-        match resolution {
-            Resolution::Hour => {
+        match what {
+            Read::Rows(tier) => {
+                let width = tier.width().unwrap_or(tiers::HOUR);
                 let mut stmt = tx
                     .prepare(&format!(
-                        "SELECT start, key, {} FROM usage_hour WHERE start >= ?1 AND start < ?2
+                        "SELECT start, key, {} FROM {} WHERE start >= ?1 AND start < ?2
                          ORDER BY start, key",
-                        tiers::COUNTERS.join(", ")
+                        tiers::COUNTERS.join(", "),
+                        tier.table()
                     ))
                     .map_err(sql)?;
                 let mut rows = stmt.query(params![from, to]).map_err(sql)?;
                 while let Some(r) = rows.next().map_err(sql)? {
                     let (start, key): (i64, i64) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
                     let c = counters_at(r, 2).map_err(sql)?;
-                    give(key, start, start.saturating_add(tiers::HOUR), c)?;
+                    give(key, start, start.saturating_add(width), c)?;
                 }
             }
-            Resolution::Day => {
+            Read::Days => {
                 let cols = tiers::COUNTERS.join(", ");
                 // A roll-up in progress leaves a day in both tiers: its daily rows and its
                 // hourly rows are read together in key order and folded as they come, so only
