@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod ledger;
 pub mod metering;
 pub mod metrics;
+pub mod planner;
 pub mod settlement;
 pub mod store;
 pub mod subscribers;

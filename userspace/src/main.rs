@@ -53,6 +53,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bulk exports of the books for planners.
+    Export {
+        #[command(subcommand)]
+        action: ExportAction,
+    },
+    /// What-if tariffs for planners.
+    Tariff {
+        #[command(subcommand)]
+        action: TariffAction,
+    },
     /// The store file: its size per usage tier and table.
     Store {
         #[command(subcommand)]
@@ -132,6 +142,21 @@ enum StoreAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ExportAction {
+    /// Every subscriber's usage rows starting in [--from, --to), streamed as CSV (subscriber,
+    /// start, end, the eight counters).
+    Usage(cli::export::UsageArgs),
+}
+
+#[derive(Subcommand)]
+enum TariffAction {
+    /// Re-price a month's real usage and settled contributions under another tariff: per-plan
+    /// and fleet debits, credits and net before and after, and the subscribers whose net
+    /// changes sign.
+    Simulate(cli::tariff::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -306,6 +331,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
         } => cli::usage::print_usage(&Config::load(&config)?, &subscriber, &from, &to, json),
+        Command::Export {
+            action: ExportAction::Usage(args),
+        } => cli::export::usage(args),
+        Command::Tariff {
+            action: TariffAction::Simulate(args),
+        } => cli::tariff::simulate_cmd(args),
         Command::Store {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),

@@ -12,7 +12,7 @@ use crate::{
     kernel::subscriber_maps::Slots,
     ledger::{chain::NewEntry, period::SettlementPeriod},
     settlement::matching,
-    store::{Base, Changes, IntervalRow, Record, Status, Store, StoreError, Usage},
+    store::{Changes, IntervalRow, Record, Status, Store, StoreError, Usage},
     subscribers::table::{Subscriber, Table},
 };
 
@@ -222,22 +222,8 @@ impl Books {
             let r = self.records.entry(s.id.clone()).or_insert_with(|| {
                 let key = *next_key;
                 *next_key = key.saturating_add(1);
-                Record {
-                    id: s.id.clone(),
-                    name: String::new(),
-                    plan: String::new(),
-                    prefixes: String::new(),
-                    slot: None,
-                    status: Status::Active,
-                    last: SubscriberCounters::default(),
-                    total: SubscriberCounters::default(),
-                    // Its rows start with the next interval's hour.
-                    base: Base {
-                        key,
-                        based,
-                        ..Base::default()
-                    },
-                }
+                // Its rows start with the next interval's hour.
+                Record::fresh(&s.id, key, based)
             });
             r.name = s.name.clone();
             r.plan = s.plan.clone();

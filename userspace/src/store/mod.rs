@@ -13,10 +13,13 @@
 mod checkpoints;
 mod commit;
 mod compact;
+mod export;
 mod grid_journal;
 mod ledger;
 mod metering;
 mod pending;
+mod period_books;
+mod period_books_tests;
 mod reports;
 mod rollup;
 mod schema;
@@ -34,10 +37,14 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 pub use checkpoints::StreamVerified;
 pub use commit::Changes;
+pub use export::{ExportError, ExportRow, Resolution};
 pub use ledger::LedgerSnapshot;
 pub use pending::{RATE_KEYS, usage_rates};
+pub use period_books::{PeriodBooks, SettledReport};
 pub use subscribers::{Base, Record, Status};
-pub use tiers::{Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum};
+pub use tiers::{
+    COUNTERS, Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum,
+};
 pub use usage::{IntervalRow, Usage};
 
 /// File name of the store inside the state directory.

@@ -54,6 +54,28 @@ pub struct Base {
     pub row_hour: Option<i64>,
 }
 
+impl Record {
+    /// A subscriber new to the books: active, nothing counted, its rows under `key` starting
+    /// with hour `based`; name, plan and prefixes empty until the table fills them.
+    pub fn fresh(id: &str, key: i64, based: i64) -> Record {
+        Record {
+            id: id.to_owned(),
+            name: String::new(),
+            plan: String::new(),
+            prefixes: String::new(),
+            slot: None,
+            status: Status::Active,
+            last: SubscriberCounters::default(),
+            total: SubscriberCounters::default(),
+            base: Base {
+                key,
+                based,
+                ..Base::default()
+            },
+        }
+    }
+}
+
 impl Store {
     /// Every subscriber the store knows, active and removed, with its current counters (the
     /// stored base plus its hourly rows since).

@@ -234,7 +234,7 @@ CREATE TABLE IF NOT EXISTS grid_journal (
 ";
 
 /// The counter columns, in `usage::flat` order.
-pub(super) const COUNTERS: [&str; 8] = [
+pub const COUNTERS: [&str; 8] = [
     "up_packets",
     "up_bytes",
     "up_grid_packets",

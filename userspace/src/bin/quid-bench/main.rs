@@ -10,6 +10,7 @@ use std::{
 };
 
 mod books;
+mod planner;
 
 use anyhow::{Context as _, bail};
 use aya::{
@@ -111,6 +112,20 @@ enum Command {
         #[arg(long, default_value = "/var/tmp")]
         scratch: PathBuf,
     },
+    /// A month's hourly export (CSV, Parquet) and tariff simulation (bench/planner.json).
+    Planner {
+        /// Directory for planner.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        subscribers: u32,
+        /// Hours of hourly rows per subscriber (720: a 30-day month).
+        #[arg(long, default_value_t = 720)]
+        hours: u64,
+        /// Where to build the store (about 32 bytes per row).
+        #[arg(long, default_value = "/var/tmp")]
+        scratch: PathBuf,
+    },
     /// Loading, changing and reading a large subscriber table, and writing an interval.
     Registry {
         /// Directory for registry.json.
@@ -159,6 +174,12 @@ fn main() -> anyhow::Result<()> {
             trials,
         } => xdp(out, sizes, repeat, trials),
         Command::Registry { out, subscribers } => registry_bench(out, subscribers),
+        Command::Planner {
+            out,
+            subscribers,
+            hours,
+            scratch,
+        } => planner::run(&out, subscribers, hours, &scratch),
         Command::Metrics { out } => metrics_bench(out),
         Command::Reports { out, reports } => reports_bench(out, reports),
         Command::Ledger {

@@ -1,0 +1,10 @@
+//! What capacity planners ask of the books: bulk exports of usage and what-if re-pricing of a
+//! period under another tariff. The books are read through the store; everything here is
+//! formatting and arithmetic.
+
+pub mod export_csv;
+pub mod export_parquet;
+mod export_tests;
+pub mod simulate;
+mod simulate_tests;
+pub mod solve;

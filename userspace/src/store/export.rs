@@ -1,0 +1,250 @@
+//! Every subscriber's usage rows over a range, streamed for planners (`quid export usage`, the
+//! what-if re-pricing): the time-keyed tier tables are read in their key order, so memory
+//! stays constant however many rows there are (only the key → id map grows with subscribers).
+
+use std::collections::HashMap;
+
+use quid_common::SubscriberCounters;
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::{Store, StoreError, tiers, usage::counters_at};
+
+/// One exported row: a subscriber's counts over `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportRow<'a> {
+    /// The subscriber's id (a row whose key no subscriber holds, which quid never writes, is
+    /// named `#<key>` rather than dropped).
+    pub subscriber: &'a str,
+    pub start: i64,
+    pub end: i64,
+    pub counters: SubscriberCounters,
+}
+
+/// The resolution of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The hourly rows (hours already rolled up into days are not there any more).
+    Hour,
+    /// Whole UTC days: the daily rows, and the hourly rows of each day summed per subscriber.
+    Day,
+}
+
+/// What a stream reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Read {
+    /// One tier's rows as they are.
+    Rows(tiers::Tier),
+    /// Whole days, each subscriber's daily row and hourly rows of the day folded into one.
+    Days,
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sink refused a row (a full disk, a closed pipe).
+    #[error("cannot write the export: {0}")]
+    Write(std::io::Error),
+}
+
+impl Store {
+    /// Streams every subscriber's rows at `resolution` whose start lies in `[from, to)` to
+    /// `each`, ordered by start then subscriber key, all read in one read transaction (one
+    /// moment of the books while the daemon writes); returns how many rows were given.
+    pub fn export_usage(
+        &self,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        mut each: impl FnMut(&ExportRow<'_>) -> std::io::Result<()>,
+    ) -> Result<u64, ExportError> {
+        self.stream(resolution, from, to, &mut |r| {
+            each(r).map_err(ExportError::Write)
+        })
+    }
+
+    /// Each subscriber's usage summed over the rows of both tiers starting in `[from, to)`
+    /// (exact when the edges are whole days, as a month's are), by subscriber id.
+    pub fn usage_by_subscriber(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<String, SubscriberCounters>, StoreError> {
+        let tx = self.begin(TransactionBehavior::Deferred)?;
+        let sums = self.usage_by_subscriber_on(&tx, from, to)?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(sums)
+    }
+
+    /// [`Store::usage_by_subscriber`] inside a transaction the caller holds.
+    pub(super) fn usage_by_subscriber_on(
+        &self,
+        tx: &Connection,
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<String, SubscriberCounters>, StoreError> {
+        let mut sums: HashMap<String, SubscriberCounters> = HashMap::new();
+        // Sums need no order: each tier is read in its key order, without the sort that
+        // folding days per subscriber takes.
+        for tier in [tiers::Tier::Hourly, tiers::Tier::Daily] {
+            self.stream_on(tx, Read::Rows(tier), from, to, &mut |r: &ExportRow<'_>| {
+                match sums.get_mut(r.subscriber) {
+                    Some(sum) => sum.add(&r.counters),
+                    None => {
+                        sums.insert(r.subscriber.to_owned(), r.counters);
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })?;
+        }
+        Ok(sums)
+    }
+
+    /// [`Store::export_usage`] with the sink's own error.
+    fn stream<E: From<StoreError>>(
+        &self,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let tx = self.begin(TransactionBehavior::Deferred)?;
+        let what = match resolution {
+            Resolution::Hour => Read::Rows(tiers::Tier::Hourly),
+            Resolution::Day => Read::Days,
+        };
+        let n = self.stream_on(&tx, what, from, to, each)?;
+        tx.commit().map_err(|e| E::from(self.sql(e)))?;
+        Ok(n)
+    }
+
+    /// [`Store::stream`] inside a transaction the caller holds.
+    pub(super) fn stream_on<E: From<StoreError>>(
+        &self,
+        tx: &Connection,
+        what: Read,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let sql = |e| E::from(self.sql(e));
+        let ids = ids_by_key(tx).map_err(sql)?;
+        let mut unknown = String::new();
+        let mut n = 0u64;
+        let mut give = |key: i64, start: i64, end: i64, counters| -> Result<(), E> {
+            let subscriber = match ids.get(&key) {
+                Some(id) => id.as_str(),
+                None => {
+                    unknown = format!("#{key}");
+                    unknown.as_str()
+                }
+            };
+            n += 1;
+            each(&ExportRow {
+                subscriber,
+                start,
+                end,
+                counters,
+            })
+        };
+        match what {
+            Read::Rows(tier) => {
+                let width = tier.width().unwrap_or(tiers::HOUR);
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT start, key, {} FROM {} WHERE start >= ?1 AND start < ?2
+                         ORDER BY start, key",
+                        tiers::COUNTERS.join(", "),
+                        tier.table()
+                    ))
+                    .map_err(sql)?;
+                let mut rows = stmt.query(params![from, to]).map_err(sql)?;
+                while let Some(r) = rows.next().map_err(sql)? {
+                    let (start, key): (i64, i64) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
+                    let c = counters_at(r, 2).map_err(sql)?;
+                    give(key, start, start.saturating_add(width), c)?;
+                }
+            }
+            Read::Days => {
+                let cols = tiers::COUNTERS.join(", ");
+                // A roll-up in progress leaves a day in both tiers: its daily rows and its
+                // hourly rows are read together in key order and folded as they come, so only
+                // one subscriber's sum is held at a time.
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT key, {cols} FROM usage_day WHERE start = ?1
+                         UNION ALL
+                         SELECT key, {cols} FROM usage_hour WHERE start >= ?1 AND start < ?2
+                         ORDER BY 1",
+                    ))
+                    .map_err(sql)?;
+                for day in days_held(tx, from, to).map_err(sql)? {
+                    let end = day.saturating_add(tiers::DAY);
+                    let mut rows = stmt.query(params![day, end]).map_err(sql)?;
+                    let mut current: Option<(i64, SubscriberCounters)> = None;
+                    while let Some(r) = rows.next().map_err(sql)? {
+                        let key: i64 = r.get(0).map_err(sql)?;
+                        let c = counters_at(r, 1).map_err(sql)?;
+                        match &mut current {
+                            Some((k, sum)) if *k == key => sum.add(&c),
+                            _ => {
+                                if let Some((k, sum)) = current.replace((key, c)) {
+                                    give(k, day, end, sum)?;
+                                }
+                            }
+                        }
+                    }
+                    if let Some((k, sum)) = current {
+                        give(k, day, end, sum)?;
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Subscriber ids by usage key, from one pass over `subscribers`.
+fn ids_by_key(c: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
+    let mut stmt = c.prepare("SELECT key, id FROM subscribers WHERE key IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The starts of the UTC days in `[from, to)` (starts at or after `from`) that either tier
+/// holds rows of: an empty stretch of years costs two lookups, not one query per day.
+fn days_held(c: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut lo = None;
+    let mut hi = None;
+    for table in ["usage_hour", "usage_day"] {
+        // Separate min() and max(): each alone is answered from one end of the key.
+        let end = |f: &str| -> rusqlite::Result<Option<i64>> {
+            c.query_row(&format!("SELECT {f}(start) FROM {table}"), [], |r| r.get(0))
+        };
+        if let (Some(a), Some(b)) = (end("min")?, end("max")?) {
+            lo = Some(lo.map_or(a, |x: i64| x.min(a)));
+            hi = Some(hi.map_or(b, |x: i64| x.max(b)));
+        }
+    }
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(Vec::new());
+    };
+    let first = tiers::bucket(from.saturating_add(tiers::DAY - 1), tiers::DAY)
+        .max(tiers::bucket(lo, tiers::DAY));
+    let last = to.min(hi.saturating_add(1));
+    let mut days = Vec::new();
+    let mut d = first;
+    while d < last {
+        days.push(d);
+        d = d.saturating_add(tiers::DAY);
+    }
+    Ok(days)
+}
+
+impl Store {
+    /// The start of the oldest hourly row (`None`: none held); older hours are in days.
+    pub fn oldest_hour(&self) -> Result<Option<i64>, StoreError> {
+        self.oldest(tiers::Tier::Hourly)
+    }
+}
