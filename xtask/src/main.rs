@@ -125,6 +125,8 @@ fn main() -> anyhow::Result<()> {
             // subscriber's month from a store of a million, and ledger verification.
             run(&root, bench, &["books", "--out", "bench"])?;
             run(&root, bench, &["ledger", "--out", "bench"])?;
+            // The planner's export and what-if re-pricing (bench/planner.json).
+            run(&root, bench, &["planner", "--out", "bench"])?;
             // Longer fuzzing, and the XDP property test over a million frames per program.
             fuzz::run(&root, 120, &root.join("bench/fuzz.json"))?;
             release_test(
