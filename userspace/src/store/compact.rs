@@ -6,7 +6,7 @@
 use quid_common::SubscriberCounters;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{subscribers, tiers, usage};
+use super::{schema::has, subscribers, tiers, usage};
 
 /// Meta key: the version of the compact books this store has.
 const VERSION_KEY: &str = "schema_compact";
@@ -14,24 +14,6 @@ const VERSION_KEY: &str = "schema_compact";
 /// Counter columns as a select list.
 fn cols() -> String {
     tiers::COUNTERS.join(", ")
-}
-
-/// Adds to existing rows on conflict.
-fn adds() -> String {
-    tiers::COUNTERS
-        .iter()
-        .map(|c| format!("{c} = {c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Whether the store has a table (or view) called `name`.
-fn has(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    )
 }
 
 /// Brings the store to the compact books (idempotent); `now` is used only when the store has
@@ -124,7 +106,7 @@ fn migrate_in(conn: &Connection, now: i64) -> rusqlite::Result<()> {
                         .map(|c| format!("o.{c}"))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    a = adds()
+                    a = tiers::add_excluded()
                 ),
                 [],
             )?;
@@ -144,7 +126,7 @@ fn migrate_in(conn: &Connection, now: i64) -> rusqlite::Result<()> {
                  JOIN subscribers s ON s.id = o.subscriber GROUP BY b, s.key
                  ON CONFLICT(start, key) DO UPDATE SET {a}",
                 h = tiers::HOUR,
-                a = adds()
+                a = tiers::add_excluded()
             ),
             [],
         )?;

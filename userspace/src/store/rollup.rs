@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{
     Store, StoreError, tier_counts,
-    tiers::{COUNTERS, DAY, HOUR, Retention, RollupProgress, Tier, bucket},
+    tiers::{COUNTERS, DAY, HOUR, Retention, RollupProgress, Tier, add_excluded, bucket},
     usage::JOURNAL_FROM,
 };
 use crate::settlement::outcome::Outcome;
@@ -198,10 +198,6 @@ impl Store {
                     |r| r.get(0),
                 )
                 .map_err(sql)?;
-            let adds: Vec<String> = COUNTERS
-                .iter()
-                .map(|c| format!("{c} = {c} + excluded.{c}"))
-                .collect();
             // Integer sums in SQLite fail on i64 overflow rather than wrap; counters are kept
             // bit-exact, so totals beyond 2^63 per day are refused (2^63 bytes is 9 EB).
             tx.execute(
@@ -210,7 +206,7 @@ impl Store {
                      WHERE {range} AND {guard}
                      ON CONFLICT(start, key) DO UPDATE SET {adds}",
                     cols = COUNTERS.join(", "),
-                    adds = adds.join(", "),
+                    adds = add_excluded(),
                 ),
                 params![b, after, upto_key, day],
             )

@@ -178,7 +178,7 @@ INSERT INTO balances (subscriber, amount)
 ";
 
 /// Whether the store has a table (or trigger, index) called `name`.
-fn has(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+pub(super) fn has(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
         [name],

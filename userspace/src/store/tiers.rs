@@ -245,6 +245,16 @@ pub const COUNTERS: [&str; 8] = [
     "down_grid_bytes",
 ];
 
+/// The `ON CONFLICT ... DO UPDATE SET` list that adds an incoming row's counters into the
+/// existing row's (every UPSERT of a usage row: the interval commit, the roll-up, migration).
+pub(super) fn add_excluded() -> String {
+    COUNTERS
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Gives the file incremental vacuum (idempotent). A file written before tiers has
 /// `auto_vacuum = NONE`, which SQLite can change only by rewriting it once with VACUUM (needs
 /// free disk space of about the file's size; done at the first open, before the daemon writes).

@@ -170,14 +170,10 @@ fn hour_sql(n: usize) -> String {
             format!("(?1,{})", cols.join(","))
         })
         .collect();
-    let adds: Vec<String> = tiers::COUNTERS
-        .iter()
-        .map(|c| format!("{c} = {c} + excluded.{c}"))
-        .collect();
     format!(
         "INSERT INTO usage_hour VALUES {} ON CONFLICT(start, key) DO UPDATE SET {}",
         values.join(","),
-        adds.join(", ")
+        tiers::add_excluded()
     )
 }
 
