@@ -214,7 +214,7 @@ mod tests {
         let p = project(&stats, &keep, day, 10).unwrap();
         // 25 hours spanned (the current one counts): 9 subscribers an hour, rounding down.
         assert_eq!(p.tiers[0], (Tier::Interval, 17_280, 691_200));
-        assert_eq!(p.tiers[1], (Tier::Hourly, 9 * 24 * 90, 9 * 24 * 90 * 40));
+        assert_eq!(p.tiers[1], (Tier::Hourly, 9 * 24 * 35, 9 * 24 * 35 * 40));
         assert_eq!(p.tiers[2].1, 9 * 3 * 366);
         let tiers: u64 = p.tiers.iter().map(|t| t.2).sum();
         assert_eq!(p.file_bytes, tiers + 5_000);

@@ -6,7 +6,9 @@ use rusqlite::params;
 
 use super::{
     IntervalRow, Record, Store, StoreError, Usage, ledger, secs, set_meta_on, subscribers,
-    tier_counts, tiers::Tier, usage,
+    tier_counts,
+    tiers::{self, Tier},
+    usage,
 };
 use crate::ledger::chain::NewEntry;
 
@@ -78,7 +80,15 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         subscribers::put(&tx, records).map_err(sql)?;
-        let (hours, journal) = usage::add(&tx, usage).map_err(sql)?;
+        // The hour the newest counts went into (or the interval's, when none did): the hours
+        // before it are closed, and a few of their blocks are folded into hourly rows.
+        let open = usage
+            .iter()
+            .map(|r| secs(r.usage.start))
+            .chain(metered_until.map(|u| secs(u).saturating_sub(1)))
+            .max()
+            .map(|t| tiers::bucket(t, tiers::HOUR));
+        let (hours, journal) = usage::add(&tx, usage, open).map_err(sql)?;
         tier_counts::add(&tx, Tier::Hourly, hours).map_err(sql)?;
         tier_counts::add(&tx, Tier::Interval, journal).map_err(sql)?;
         ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;

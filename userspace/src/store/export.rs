@@ -2,12 +2,12 @@
 //! what-if re-pricing): the time-keyed tier tables are read in their key order, so memory
 //! stays constant however many rows there are (only the key → id map grows with subscribers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use quid_common::SubscriberCounters;
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::{Store, StoreError, tiers, usage::counters_at};
+use super::{Store, StoreError, hour_blocks, tiers, usage::counters_at};
 
 /// One exported row: a subscriber's counts over `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,11 +159,29 @@ impl Store {
                         tier.table()
                     ))
                     .map_err(sql)?;
+                // The hours not folded yet (a few at most), merged in (start, key) order and
+                // added into the row of the same hour and subscriber.
+                let open = if tier == tiers::Tier::Hourly {
+                    hour_blocks::all(tx, from, to).map_err(sql)?
+                } else {
+                    Vec::new()
+                };
+                let mut open = open.into_iter().peekable();
                 let mut rows = stmt.query(params![from, to]).map_err(sql)?;
                 while let Some(r) = rows.next().map_err(sql)? {
                     let (start, key): (i64, i64) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
-                    let c = counters_at(r, 2).map_err(sql)?;
+                    let mut c = counters_at(r, 2).map_err(sql)?;
+                    while let Some((s, k, o)) = open.next_if(|(s, k, _)| (*s, *k) <= (start, key)) {
+                        if (s, k) == (start, key) {
+                            c.add(&o);
+                        } else {
+                            give(k, s, s.saturating_add(width), o)?;
+                        }
+                    }
                     give(key, start, start.saturating_add(width), c)?;
+                }
+                for (s, k, o) in open {
+                    give(k, s, s.saturating_add(width), o)?;
                 }
             }
             Read::Days => {
@@ -181,11 +199,15 @@ impl Store {
                     .map_err(sql)?;
                 for day in days_held(tx, from, to).map_err(sql)? {
                     let end = day.saturating_add(tiers::DAY);
+                    // The day's hours not folded yet, summed per subscriber in key order.
+                    let mut open: BTreeMap<i64, SubscriberCounters> = BTreeMap::new();
+                    for (_, k, c) in hour_blocks::all(tx, day, end).map_err(sql)? {
+                        open.entry(k).or_default().add(&c);
+                    }
+                    let mut open = open.into_iter().peekable();
                     let mut rows = stmt.query(params![day, end]).map_err(sql)?;
                     let mut current: Option<(i64, SubscriberCounters)> = None;
-                    while let Some(r) = rows.next().map_err(sql)? {
-                        let key: i64 = r.get(0).map_err(sql)?;
-                        let c = counters_at(r, 1).map_err(sql)?;
+                    let mut fold = |key: i64, c: SubscriberCounters| -> Result<(), E> {
                         match &mut current {
                             Some((k, sum)) if *k == key => sum.add(&c),
                             _ => {
@@ -194,6 +216,18 @@ impl Store {
                                 }
                             }
                         }
+                        Ok(())
+                    };
+                    while let Some(r) = rows.next().map_err(sql)? {
+                        let key: i64 = r.get(0).map_err(sql)?;
+                        let c = counters_at(r, 1).map_err(sql)?;
+                        while let Some((k, o)) = open.next_if(|(k, _)| *k <= key) {
+                            fold(k, o)?;
+                        }
+                        fold(key, c)?;
+                    }
+                    for (k, o) in open {
+                        fold(k, o)?;
                     }
                     if let Some((k, sum)) = current {
                         give(k, day, end, sum)?;
@@ -226,6 +260,10 @@ fn days_held(c: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<i64>> {
             lo = Some(lo.map_or(a, |x: i64| x.min(a)));
             hi = Some(hi.map_or(b, |x: i64| x.max(b)));
         }
+    }
+    if let Some((a, b)) = hour_blocks::span(c)? {
+        lo = Some(lo.map_or(a, |x: i64| x.min(a)));
+        hi = Some(hi.map_or(b, |x: i64| x.max(b)));
     }
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Ok(Vec::new());

@@ -13,7 +13,13 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, Transaction, params, params_from_iter, types::Value};
 
-use super::{IntervalRow, secs, tiers::bucket, usage::grid_bytes};
+use super::{
+    IntervalRow,
+    leb128::{get, put},
+    secs,
+    tiers::bucket,
+    usage::grid_bytes,
+};
 
 /// Seconds in a journal chunk.
 pub(super) const CHUNK: i64 = 300;
@@ -32,33 +38,6 @@ pub(super) struct Span {
     pub end: i64,
     pub up: u64,
     pub down: u64,
-}
-
-/// Appends `v` as LEB128.
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = u8::try_from(v & 0x7f).unwrap_or(0);
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// Reads one LEB128 number from `b` at `*at`; `None` if it is cut short or too long.
-fn get(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        v |= u64::from(byte & 0x7f).checked_shl(shift)?;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// The entry of `span` in the row of chunk `chunk`.

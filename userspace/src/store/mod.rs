@@ -1,5 +1,5 @@
 //! The durable store on local disk: subscribers with their counter slots and running totals,
-//! usage per subscriber and hour (rolled up into days), the grid journal, what was metered, node reports and their settlement, the
+//! usage per subscriber and hour (the current hour in blocks, rolled up into days), the grid journal, what was metered, node reports and their settlement, the
 //! hash-chained ledger with each subscriber's balance, and the figures statements need. All of
 //! quid's SQL is here, one file per group of tables; the domain modules it serves (ledger,
 //! settlement) stay pure and never reach the store.
@@ -15,6 +15,8 @@ mod commit;
 mod compact;
 mod export;
 mod grid_journal;
+mod hour_blocks;
+mod leb128;
 mod ledger;
 mod metering;
 mod pending;
@@ -144,9 +146,10 @@ impl Store {
         };
         // The WAL is truncated back to 64 MiB after a checkpoint (a long roll-up or a burst of
         // commits could otherwise leave it as large as the biggest it ever grew).
-        // A page cache of up to 64 MiB (SQLite's default is 2 MiB): an interval commit updates
-        // one hourly row per active subscriber, the newest pages of `usage_hour` (about 36 MB at
-        // a million subscribers); with them cached it is a pass over memory, not over the disk.
+        // A page cache of up to 64 MiB (SQLite's default is 2 MiB): an interval commit rewrites
+        // the current hour's blocks (about 20 MB at a million active subscribers) and folds a
+        // few closed ones into the newest pages of `usage_hour`; with them cached it is a pass
+        // over memory, not over the disk.
         // Only pages read are held, so a small store's memory stays small.
         conn.execute_batch(
             "PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864; \

@@ -11,7 +11,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    Store, StoreError, tier_counts,
+    Store, StoreError, hour_blocks, tier_counts,
     tiers::{COUNTERS, DAY, HOUR, Retention, RollupProgress, Tier, add_excluded, bucket},
     usage::JOURNAL_FROM,
 };
@@ -65,6 +65,20 @@ impl Store {
         let budget = u64::try_from(keep.rollup_batch_rows).unwrap_or(u64::MAX);
         while let Some(&tier) = Tier::ALL.get(cursor.tier) {
             let cutoff = self.cutoff(tier, now, keep)?;
+            if tier == Tier::Hourly && cursor.bucket.is_none() {
+                // Hours whose blocks are not folded yet (a store that stopped before its
+                // commits folded them) become rows before they are rolled.
+                loop {
+                    if scanned >= budget {
+                        return Ok(progress);
+                    }
+                    let (created, more) = self.fold_before(cutoff)?;
+                    scanned += created.cast_unsigned().max(1);
+                    if !more {
+                        break;
+                    }
+                }
+            }
             loop {
                 if scanned >= budget {
                     return Ok(progress);
@@ -103,6 +117,22 @@ impl Store {
                 .map_err(|e| self.sql(e))?;
         }
         Ok(progress)
+    }
+
+    /// Folds a batch of the blocks of hours before `before` into hourly rows, in one
+    /// transaction; returns the rows created and whether blocks before `before` are left.
+    fn fold_before(&mut self, before: i64) -> Result<(i64, bool), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let (created, more) =
+            hour_blocks::fold(&tx, before, hour_blocks::FOLD_PER_COMMIT).map_err(sql)?;
+        tier_counts::add(&tx, Tier::Hourly, created).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok((created, more))
     }
 
     /// The start before which `tier`'s rows leave it now: a whole bucket of the coarser tier,

@@ -162,6 +162,17 @@ fn records_on(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Record>> {
         r.base.since.add(&c);
         r.base.row_hour = r.base.row_hour.max(Some(start));
     }
+    // The hours not folded into rows yet.
+    for (start, key, c) in super::hour_blocks::all(conn, oldest, i64::MAX)? {
+        let Some(r) = by_key.get(&key).map(|&i| &mut records[i]) else {
+            continue;
+        };
+        if start < r.base.based {
+            continue;
+        }
+        r.base.since.add(&c);
+        r.base.row_hour = r.base.row_hour.max(Some(start));
+    }
     for r in &mut records {
         r.last.add(&r.base.since);
         r.total.add(&r.base.since);
@@ -179,6 +190,9 @@ pub(super) fn put(tx: &Transaction<'_>, records: &[&Record]) -> rusqlite::Result
            removed = excluded.removed, last = excluded.last, total = excluded.total,
            key = excluded.key, based = excluded.based",
     )?;
+    // In key order (keys follow the table's row order): the pages are visited front to back.
+    let mut records = records.to_vec();
+    records.sort_by_key(|r| r.base.key);
     for r in records {
         // The stored counters leave out what the hourly rows from `based` on hold.
         put.execute(params![

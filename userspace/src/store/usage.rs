@@ -1,15 +1,15 @@
 //! Usage as the interval commit writes it and settlement reads it: each subscriber's counts
-//! added into the row of the current hour (`usage_hour`, keyed by time first so a commit
-//! touches only the newest pages), and the grid bytes of every interval in the grid journal
+//! added into its entry of the current hour (`hour_blocks`, folded into the hourly rows of
+//! `usage_hour` once the hour has closed), and the grid bytes of every interval in the grid journal
 //! (`grid_journal`, the meter's evidence for node reports, kept only as long as a report may
 //! still need it).
 
 use quid_common::{
     CLASS_GRID, Counter, DIR_CLASS_PAIRS, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
 };
-use rusqlite::{Transaction, params_from_iter, types::Value};
+use rusqlite::Transaction;
 
-use super::{Store, StoreError, grid_journal, secs, tiers};
+use super::{Store, StoreError, grid_journal, hour_blocks, secs, tiers};
 use crate::settlement::matching::{clamp, prorate};
 
 /// One stretch of counts for one subscriber: an interval as committed, or an hourly or daily
@@ -109,54 +109,57 @@ pub struct IntervalRow {
     pub usage: Usage,
 }
 
-/// Adds one interval's counts into each subscriber's row of the hour holding the interval's
-/// start, and its grid bytes (if any) into the grid journal, inside an open transaction;
-/// returns how many hourly and journal rows it created.
-pub(super) fn add(tx: &Transaction<'_>, rows: &[IntervalRow]) -> rusqlite::Result<(i64, i64)> {
-    let mut by_hour: std::collections::BTreeMap<i64, Vec<&IntervalRow>> = Default::default();
-    for r in rows {
-        by_hour
-            .entry(tiers::bucket(secs(r.usage.start), tiers::HOUR))
-            .or_default()
-            .push(r);
-    }
+/// Adds one interval's counts into each subscriber's entry of the hour holding the interval's
+/// start (`hour_blocks`), and its grid bytes (if any) into the grid journal, inside an open
+/// transaction; then folds a few blocks of the hours before `open` into hourly rows. Returns how
+/// many hourly and journal rows it created.
+pub(super) fn add(
+    tx: &Transaction<'_>,
+    rows: &[IntervalRow],
+    open: Option<i64>,
+) -> rusqlite::Result<(i64, i64)> {
+    hour_blocks::add(tx, rows)?;
     let mut created = 0;
-    for (hour, mut rows) in by_hour {
-        // In key order: the hour's pages are visited once, front to back.
-        rows.sort_by_key(|r| r.key);
-        let count = |tx: &Transaction<'_>| -> rusqlite::Result<i64> {
-            tx.query_row(
-                "SELECT count(*) FROM usage_hour WHERE start = ?1",
-                [hour],
-                |r| r.get(0),
-            )
-        };
-        let before = count(tx)?;
-        let mut p: Vec<Value> = Vec::with_capacity(1 + BATCH * (1 + 2 * DIR_CLASS_PAIRS));
-        // The full batch's statement text is built once (a few KB: formatting and hashing it
-        // for every hundred rows would cost a tenth of a second at a million subscribers).
-        static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let full = FULL.get_or_init(|| hour_sql(BATCH));
-        for chunk in rows.chunks(BATCH) {
-            let partial;
-            let sql = if chunk.len() == BATCH {
-                full
-            } else {
-                partial = hour_sql(chunk.len());
-                &partial
-            };
-            let mut stmt = tx.prepare_cached(sql)?;
-            p.clear();
-            p.push(Value::Integer(hour));
-            for r in chunk {
-                p.push(Value::Integer(r.key));
-                p.extend(flat(&r.usage.counters).map(Value::Integer));
-            }
-            stmt.execute(params_from_iter(p.drain(..)))?;
-        }
-        created += count(tx)? - before;
+    if let Some(open) = open {
+        created = hour_blocks::fold(tx, open, hour_blocks::FOLD_PER_COMMIT)?.0;
     }
     Ok((created, grid_journal::append(tx, rows)?))
+}
+
+/// Adds `rows` (key, counters; in key order) into their hourly rows of hour `hour`, inside an
+/// open transaction: batched multi-row UPSERTs, the hour's pages visited once, front to back.
+pub(super) fn upsert_hour(
+    tx: &Transaction<'_>,
+    hour: i64,
+    rows: &[(i64, SubscriberCounters)],
+) -> rusqlite::Result<()> {
+    // The full batch's statement text is built once (a few KB: formatting and hashing it for
+    // every hundred rows would cost a tenth of a second at a million subscribers).
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let full = FULL.get_or_init(|| hour_sql(BATCH));
+    for chunk in rows.chunks(BATCH) {
+        let partial;
+        let sql = if chunk.len() == BATCH {
+            full
+        } else {
+            partial = hour_sql(chunk.len());
+            &partial
+        };
+        let mut stmt = tx.prepare_cached(sql)?;
+        // Bound in place: no parameter vector per batch.
+        stmt.raw_bind_parameter(1, hour)?;
+        let mut at = 2;
+        for (key, counters) in chunk {
+            stmt.raw_bind_parameter(at, key)?;
+            at += 1;
+            for v in flat(counters) {
+                stmt.raw_bind_parameter(at, v)?;
+                at += 1;
+            }
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(())
 }
 
 /// The UPSERT of `n` hourly rows of one hour (`?1`), each its key and eight counters.

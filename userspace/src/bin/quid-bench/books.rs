@@ -102,9 +102,9 @@ pub fn run(sizes: &Sizes, scratch: &Path) -> anyhow::Result<Vec<BooksRow>> {
     Ok(rows)
 }
 
-/// Interval commits at `n` active subscribers: each hour's first commit (a new row each), a
-/// day later the hours where about 1/24 of the bases move, then commits within one hour
-/// (each adds into the rows it wrote): the slowest of each kind.
+/// Interval commits at `n` active subscribers: each hour's first commit (new blocks, the hour
+/// before folded), a day later the hours where about 1/24 of the bases move, then commits
+/// within one hour (each adds into the blocks it wrote): the slowest of each kind.
 fn commit(dir: &Path, n: u32) -> anyhow::Result<Vec<BooksRow>> {
     let clock = Clock::manual(i64::try_from(T0)?);
     let started = Instant::now();
@@ -131,7 +131,10 @@ fn commit(dir: &Path, n: u32) -> anyhow::Result<Vec<BooksRow>> {
     for h in 25..=26 {
         rebase = rebase.max(step(&mut books, T0 + h * HOUR + 10)?);
     }
-    for k in 1..=6 {
+    // An interval's counts go into the hour of its start: the first interval starting in hour
+    // 26 is the one whose bases move.
+    rebase = rebase.max(step(&mut books, T0 + 26 * HOUR + 20)?);
+    for k in 2..=7 {
         steady = steady.max(step(&mut books, T0 + 26 * HOUR + 10 + k * 10)?);
     }
     let subscribers = u64::from(n);
