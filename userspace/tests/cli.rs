@@ -11,10 +11,13 @@ use std::{
 };
 
 use common::quid_cli;
-use quid::metering::snapshot::{Count, DaemonState, Snapshot, SubscriberTotals};
+use quid::metering::snapshot::{
+    ByClass, Count, DaemonState, Directions, Snapshot, SubscriberTotals,
+};
 
 /// A config (interface `lo`, which every host has) whose state directory holds a store and
-/// the totals snapshot of a stopped daemon with 500 subscribers.
+/// the totals snapshot of a stopped daemon with 500 subscribers (subscriber i: i packets each
+/// way, 100 i bytes up of which 10 i grid, 1000 i bytes down, all Internet).
 fn config_with_totals(dir: &Path) -> PathBuf {
     let config = common::write_config(
         dir,
@@ -37,6 +40,25 @@ fn config_with_totals(dir: &Path) -> PathBuf {
                 packets: i,
                 bytes: i * 1000,
             },
+            by_class: Some(ByClass {
+                internet: Directions {
+                    upload: Count {
+                        packets: i / 2,
+                        bytes: i * 90,
+                    },
+                    download: Count {
+                        packets: i,
+                        bytes: i * 1000,
+                    },
+                },
+                grid: Directions {
+                    upload: Count {
+                        packets: i - i / 2,
+                        bytes: i * 10,
+                    },
+                    download: Count::default(),
+                },
+            }),
         })
         .collect();
     Snapshot {
@@ -115,6 +137,21 @@ fn read_commands_end_quietly_on_a_closed_pipe() {
     assert_eq!(
         out.lines().filter(|l| l.contains("Subscriber ")).count(),
         500,
+        "{out}"
+    );
+    // Units and separators, Internet and grid apart: s499 sent 44,910 B over the Internet
+    // and 4,990 B to the grid, and received 499,000 B.
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("s499 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[4..],
+        [
+            "499", "44.9", "kB", "4.99", "kB", "499", "499", "kB", "0", "B"
+        ],
         "{out}"
     );
 }
@@ -453,6 +490,12 @@ fn every_read_command_answers_json() {
     let subs = quid_json(&config, &["subscribers", "--json"]);
     assert_eq!(subs["subscribers"].as_array().unwrap().len(), 500);
     assert_eq!(subs["subscribers"][3]["download"]["bytes"], 3000);
+    let s3 = &subs["subscribers"][3]["by_class"];
+    assert_eq!(s3["internet"]["upload"]["bytes"], 270, "{s3}");
+    assert_eq!(s3["grid"]["upload"]["bytes"], 30, "{s3}");
+    assert_eq!(s3["grid"]["upload"]["packets"], 2, "{s3}");
+    assert_eq!(s3["internet"]["download"]["bytes"], 3000, "{s3}");
+    assert_eq!(s3["grid"]["download"]["bytes"], 0, "{s3}");
 
     let stats = quid_json(&config, &["store", "stats", "--json"]);
     assert!(stats["file_bytes"].as_u64().unwrap() > 0, "{stats}");
