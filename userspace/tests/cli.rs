@@ -229,6 +229,52 @@ fn an_unknown_subscriber_is_an_error() {
     assert!(ok, "{out}");
 }
 
+/// `quid balance` reads as an operator reads money: thousands separators and all six
+/// decimals, for positive and negative balances; `--json` keeps the exact integers.
+#[test]
+fn balances_read_with_thousands_separators() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_totals(dir.path());
+    let mut store = quid::store::Store::open(&dir.path().join("state")).unwrap();
+    store
+        .append(&[
+            quid::ledger::chain::NewEntry::adjustment(
+                "alice",
+                1_795_000_000,
+                1_234_567_890_123,
+                "grant".into(),
+            ),
+            quid::ledger::chain::NewEntry::adjustment(
+                "bob",
+                1_795_000_000,
+                -2_500_000_001,
+                "debt".into(),
+            ),
+        ])
+        .unwrap();
+    drop(store);
+    let (ok, out) = quid_cli(&config, &["balance"]);
+    assert!(ok, "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["alice", "1,234,567.890123", "0.000000", "1,234,567.890123"],
+            ["bob", "-2,500.000001", "0.000000", "-2,500.000001"],
+        ],
+        "{out}"
+    );
+    let doc = quid_json(&config, &["balance", "bob", "--json"]);
+    assert_eq!(doc["balances"][0]["balance"], -2_500_000_001_i64, "{doc}");
+    assert_eq!(
+        doc["balances"][0]["balance_after_pending"], -2_500_000_001_i64,
+        "{doc}"
+    );
+}
+
 /// `quid operator token ARGS --out DIR/token`: (exit code, stdout, stderr).
 fn token(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_quid"))

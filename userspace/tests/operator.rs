@@ -392,9 +392,9 @@ fn balances_never_overflow_and_one_bad_row_stops_nobody_else() {
         out.split_whitespace().collect::<Vec<_>>(),
         [
             "alice",
-            "9223372036854.775807",
+            "9,223,372,036,854.775807",
             "0.000000",
-            "9223372036854.775807"
+            "9,223,372,036,854.775807"
         ]
     );
     let period = jiff::Timestamp::now().strftime("%Y-%m").to_string();
