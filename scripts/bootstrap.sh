@@ -47,8 +47,8 @@ fi
 
 # prometheus brings promtool too: the metrics tests run both for real.
 # g++ builds libFuzzer (cargo fuzz); systemd brings systemd-analyze, which checks the packaged unit;
-# lintian checks the package (cargo xtask dist).
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian
+# lintian checks the package (cargo xtask dist); jq reads `quid subscribers --json` in the demo.
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

@@ -159,8 +159,8 @@ sleep 1.5   # one more counter interval
 
 echo
 echo "== quid's per-subscriber totals (quid subscribers, while it runs)"
-table=$("$QUID" subscribers --config "$WORK/quid.toml")
-echo "$table"
+"$QUID" subscribers --config "$WORK/quid.toml"
+totals=$("$QUID" subscribers --json --config "$WORK/quid.toml")
 
 echo "== what the senders counted (IP bytes: ICMP payload + 8 + 20 for IPv4, + 40 for IPv6)"
 declare -A UPP UPB DNP DNB
@@ -177,8 +177,10 @@ echo
 ok=1
 for sub in alice bob; do
     want="${UPP[$sub]} ${UPB[$sub]} ${DNP[$sub]} ${DNB[$sub]}"
-    # The last four columns of a subscriber's row: up packets, up bytes, down packets, down bytes.
-    got=$(echo "$table" | awk -v id="$sub" '$1 == id { print $(NF-3), $(NF-2), $(NF-1), $NF }')
+    # The exact figures from the JSON (the table shows bytes with units): up packets, up
+    # bytes, down packets, down bytes, both classes together.
+    got=$(echo "$totals" | jq -r --arg id "$sub" \
+        '.subscribers[] | select(.id == $id) | "\(.upload.packets) \(.upload.bytes) \(.download.packets) \(.download.bytes)"')
     if [ "$want" = "$got" ]; then verdict="exact"; else verdict="MISMATCH"; ok=0; fi
     printf '   %-6s expected up %s pkts / %s B, down %s pkts / %s B; quid counted %s: %s\n' "$sub" ${want} "$got" "$verdict"
 done

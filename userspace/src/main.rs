@@ -72,6 +72,9 @@ enum Command {
     Detach {
         #[arg(long, short, default_value = "/etc/quid/quid.toml")]
         config: PathBuf,
+        /// Stop a quid running with this config first (SIGTERM, then wait for it to exit).
+        #[arg(long)]
+        stop: bool,
     },
     /// Balances in credits, derived from the ledger (one subscriber, or all).
     Balance {
@@ -340,7 +343,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),
-        Command::Detach { config } => cli::detach::detach(&Config::load(&config)?),
+        Command::Detach { config, stop } => cli::detach::detach(&Config::load(&config)?, stop),
         Command::Balance {
             subscriber,
             config,

@@ -11,10 +11,13 @@ use std::{
 };
 
 use common::quid_cli;
-use quid::metering::snapshot::{Count, DaemonState, Snapshot, SubscriberTotals};
+use quid::metering::snapshot::{
+    ByClass, Count, DaemonState, Directions, Snapshot, SubscriberTotals,
+};
 
 /// A config (interface `lo`, which every host has) whose state directory holds a store and
-/// the totals snapshot of a stopped daemon with 500 subscribers.
+/// the totals snapshot of a stopped daemon with 500 subscribers (subscriber i: i packets each
+/// way, 100 i bytes up of which 10 i grid, 1000 i bytes down, all Internet).
 fn config_with_totals(dir: &Path) -> PathBuf {
     let config = common::write_config(
         dir,
@@ -37,6 +40,25 @@ fn config_with_totals(dir: &Path) -> PathBuf {
                 packets: i,
                 bytes: i * 1000,
             },
+            by_class: Some(ByClass {
+                internet: Directions {
+                    upload: Count {
+                        packets: i / 2,
+                        bytes: i * 90,
+                    },
+                    download: Count {
+                        packets: i,
+                        bytes: i * 1000,
+                    },
+                },
+                grid: Directions {
+                    upload: Count {
+                        packets: i - i / 2,
+                        bytes: i * 10,
+                    },
+                    download: Count::default(),
+                },
+            }),
         })
         .collect();
     Snapshot {
@@ -117,6 +139,21 @@ fn read_commands_end_quietly_on_a_closed_pipe() {
         500,
         "{out}"
     );
+    // Units and separators, Internet and grid apart: s499 sent 44,910 B over the Internet
+    // and 4,990 B to the grid, and received 499,000 B.
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("s499 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[4..],
+        [
+            "499", "44.9", "kB", "4.99", "kB", "499", "499", "kB", "0", "B"
+        ],
+        "{out}"
+    );
 }
 
 /// A mistyped subscriber is an error naming it and how to list the real ones, not a line of
@@ -190,6 +227,52 @@ fn an_unknown_subscriber_is_an_error() {
         ],
     );
     assert!(ok, "{out}");
+}
+
+/// `quid balance` reads as an operator reads money: thousands separators and all six
+/// decimals, for positive and negative balances; `--json` keeps the exact integers.
+#[test]
+fn balances_read_with_thousands_separators() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_totals(dir.path());
+    let mut store = quid::store::Store::open(&dir.path().join("state")).unwrap();
+    store
+        .append(&[
+            quid::ledger::chain::NewEntry::adjustment(
+                "alice",
+                1_795_000_000,
+                1_234_567_890_123,
+                "grant".into(),
+            ),
+            quid::ledger::chain::NewEntry::adjustment(
+                "bob",
+                1_795_000_000,
+                -2_500_000_001,
+                "debt".into(),
+            ),
+        ])
+        .unwrap();
+    drop(store);
+    let (ok, out) = quid_cli(&config, &["balance"]);
+    assert!(ok, "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["alice", "1,234,567.890123", "0.000000", "1,234,567.890123"],
+            ["bob", "-2,500.000001", "0.000000", "-2,500.000001"],
+        ],
+        "{out}"
+    );
+    let doc = quid_json(&config, &["balance", "bob", "--json"]);
+    assert_eq!(doc["balances"][0]["balance"], -2_500_000_001_i64, "{doc}");
+    assert_eq!(
+        doc["balances"][0]["balance_after_pending"], -2_500_000_001_i64,
+        "{doc}"
+    );
 }
 
 /// `quid operator token ARGS --out DIR/token`: (exit code, stdout, stderr).
@@ -453,6 +536,12 @@ fn every_read_command_answers_json() {
     let subs = quid_json(&config, &["subscribers", "--json"]);
     assert_eq!(subs["subscribers"].as_array().unwrap().len(), 500);
     assert_eq!(subs["subscribers"][3]["download"]["bytes"], 3000);
+    let s3 = &subs["subscribers"][3]["by_class"];
+    assert_eq!(s3["internet"]["upload"]["bytes"], 270, "{s3}");
+    assert_eq!(s3["grid"]["upload"]["bytes"], 30, "{s3}");
+    assert_eq!(s3["grid"]["upload"]["packets"], 2, "{s3}");
+    assert_eq!(s3["internet"]["download"]["bytes"], 3000, "{s3}");
+    assert_eq!(s3["grid"]["download"]["bytes"], 0, "{s3}");
 
     let stats = quid_json(&config, &["store", "stats", "--json"]);
     assert!(stats["file_bytes"].as_u64().unwrap() > 0, "{stats}");

@@ -616,17 +616,24 @@ fn a_table_larger_than_the_kernel_tables_is_refused_up_front() {
 fn quid_subscribers_prints_the_totals() {
     let (r, s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = common::write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],
         "id,name,plan,prefixes\nalice,Alice Farm,home,100.64.1.10\n",
+        "\n[grid]\nprefixes = [\"192.0.2.0/25\"]\n",
     );
     let daemon = Daemon::start(&r, &config);
-    Injector::new(&s, "acc-p").send(
+    // 4 frames to the Internet, 2 to the grid: 400 and 200 IP bytes up.
+    let injector = Injector::new(&s, "acc-p");
+    injector.send(
         &Ethernet::default().ipv4_udp(v4("100.64.1.10"), v4("203.0.113.1"), 72),
         4,
     );
-    wait_for_frames(&daemon, 4);
+    injector.send(
+        &Ethernet::default().ipv4_udp(v4("100.64.1.10"), v4("192.0.2.7"), 72),
+        2,
+    );
+    wait_for_frames(&daemon, 6);
     // A live read while the daemon runs: it shows the last interval's snapshot.
     std::thread::sleep(Duration::from_millis(1100));
     let out = Command::new(env!("CARGO_BIN_EXE_quid"))
@@ -646,7 +653,22 @@ fn quid_subscribers_prints_the_totals() {
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
         fields,
-        ["alice", "Alice", "Farm", "home", "4", "400", "0", "0"]
+        [
+            "alice", "Alice", "Farm", "home", "6", "400", "B", "200", "B", "0", "0", "B", "0", "B"
+        ],
+        "{text}"
     );
+    // The exact figures, both classes together and apart.
+    let (ok, json) = common::quid_cli(&config, &["subscribers", "--json"]);
+    assert!(ok, "{json}");
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let alice = &doc["subscribers"][0];
+    assert_eq!(alice["upload"]["bytes"], 600, "{json}");
+    assert_eq!(
+        alice["by_class"]["internet"]["upload"]["bytes"], 400,
+        "{json}"
+    );
+    assert_eq!(alice["by_class"]["grid"]["upload"]["bytes"], 200, "{json}");
+    assert_eq!(alice["by_class"]["grid"]["upload"]["packets"], 2, "{json}");
     daemon.stop();
 }

@@ -123,7 +123,9 @@ fn operator_actions_need_the_token_and_metrics_are_read_only() {
     let (token, cert, sections) = operator_setup(dir.path(), "");
     let token_file = dir.path().join("operator.token");
     let config = write_config_sections(dir.path(), &[("acc", "access", "auto")], TABLE, &sections);
+    let started = common::now();
     let daemon = Daemon::start(&r, &config);
+    let (_, first_scrape) = r.run(|| http_here(9464, "GET", "/metrics", b""));
     let op = "https://127.0.0.1:9466/v1/operator";
     let state = dir.path().join("state");
     let ledger_len = || {
@@ -296,7 +298,39 @@ fn operator_actions_need_the_token_and_metrics_are_read_only() {
             .unwrap_or_else(|| panic!("no {series} in\n{text}"));
         assert_eq!(got, n, "{series}");
     }
+    process_series_are_plausible(&first_scrape, &text, started);
     daemon.stop();
+}
+
+/// The daemon's `process_*` series (read from its /proc/self) in two scrapes: all there, with
+/// figures a real daemon started at `started` has, and CPU time not going back.
+fn process_series_are_plausible(first: &str, second: &str, started: i64) {
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    for name in quid::metrics::process::FAMILIES {
+        assert!(
+            second.contains(&format!("# TYPE {name} ")),
+            "{name}: {second}"
+        );
+    }
+    let cpu = value(second, "process_cpu_seconds_total");
+    assert!(cpu > 0.0 && cpu < 600.0, "{cpu}");
+    assert!(cpu >= value(first, "process_cpu_seconds_total"));
+    let resident = value(second, "process_resident_memory_bytes");
+    assert!((1e6..4e9).contains(&resident), "{resident}");
+    assert!(value(second, "process_virtual_memory_bytes") >= resident);
+    let (open, max) = (
+        value(second, "process_open_fds"),
+        value(second, "process_max_fds"),
+    );
+    // The daemon holds maps, links, the store and its listeners open.
+    assert!(open >= 10.0 && open < max, "{open} of {max}");
+    let start = value(second, "process_start_time_seconds");
+    let (lo, hi) = (started as f64 - 2.0, common::now() as f64 + 1.0);
+    assert!((lo..hi).contains(&start), "{start} not in {lo}..{hi}");
 }
 
 #[test]
@@ -392,9 +426,9 @@ fn balances_never_overflow_and_one_bad_row_stops_nobody_else() {
         out.split_whitespace().collect::<Vec<_>>(),
         [
             "alice",
-            "9223372036854.775807",
+            "9,223,372,036,854.775807",
             "0.000000",
-            "9223372036854.775807"
+            "9,223,372,036,854.775807"
         ]
     );
     let period = jiff::Timestamp::now().strftime("%Y-%m").to_string();

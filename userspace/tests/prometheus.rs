@@ -389,6 +389,7 @@ download_internet_gb = 1000000000
         .chain(&quid::metrics::exposition::REPORT_FAMILIES)
         .chain(&quid::metrics::exposition::LEDGER_FAMILIES)
         .chain(&quid::metrics::exposition::HTTP_FAMILIES)
+        .chain(&quid::metrics::process::FAMILIES)
     {
         assert!(
             exposition.contains(&format!("# TYPE {family} ")),

@@ -72,6 +72,8 @@ const PRERM: &str = r#"#!/bin/sh
 # On removal: stop the daemon, then detach quid's XDP programs and remove its pins while the
 # binary that knows them is still installed; with on_stop = "keep" they would otherwise stay
 # attached, counting into maps nobody reads. The store (totals, ledger) is kept.
+# Without systemd (or for a quid started by hand), `--stop` stops a daemon running with the
+# config itself: SIGTERM, its final read, then the pins go.
 # On upgrade nothing is detached: the programs go on counting and the new daemon adopts them.
 set -e
 if [ "$1" = remove ]; then
@@ -79,7 +81,7 @@ if [ "$1" = remove ]; then
         systemctl stop quid.service || true
     fi
     if [ -r /etc/quid/quid.toml ]; then
-        quid detach --config /etc/quid/quid.toml ||
+        quid detach --stop --config /etc/quid/quid.toml ||
             echo "quid: the XDP programs may still be attached: stop every quid, then run 'quid detach'" >&2
     fi
 fi
@@ -334,7 +336,7 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
     // Removal must not leave programs attached with no binary left to detach them.
     let prerm = std::fs::read_to_string(control.join("prerm"))?;
     ensure!(
-        prerm.contains("quid detach --config /etc/quid/quid.toml"),
+        prerm.contains("quid detach --stop --config /etc/quid/quid.toml"),
         "prerm does not detach quid's programs"
     );
     // Files are root:root in the package: postinst must hand each config file to group quid,

@@ -83,12 +83,18 @@ fn main() -> anyhow::Result<()> {
                     "warnings",
                 ],
             )?;
+            // The package first: a test installs it (tests/package.rs, `QUID_DEB`).
+            let deb = dist(&root)?;
             // Default members only: the eBPF crate builds for its own target (via build.rs).
             // The tests that need root are `#[ignore]`d for a plain `cargo test`; run them all.
-            run(&root, "cargo", &["test", "--", "--include-ignored"])?;
+            run_with(
+                &root,
+                "cargo",
+                &["test", "--", "--include-ignored"],
+                &[("QUID_DEB", deb.to_str().context("non-UTF-8 path")?)],
+            )?;
             // Short, bounded fuzzing of every target; `cargo xtask fuzz` runs longer.
-            fuzz::run(&root, 15, &root.join("target/fuzz.json"))?;
-            dist(&root)
+            fuzz::run(&root, 15, &root.join("target/fuzz.json"))
         }
         Cmd::Fuzz { secs, out } => {
             setup(&root)?;
@@ -96,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Dist => {
             setup(&root)?;
-            dist(&root)
+            dist(&root).map(drop)
         }
         Cmd::Demo => {
             setup(&root)?;
@@ -151,13 +157,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Builds the release binary, then the package, and verifies it.
-fn dist(root: &Path) -> anyhow::Result<()> {
+/// Builds the release binary, then the package, verifies it, and returns its path.
+fn dist(root: &Path) -> anyhow::Result<PathBuf> {
     run(root, "cargo", &["build", "--release", "--bin", "quid"])?;
     let target = target_dir(root);
     let deb = dist::build(root, &target.join("dist"), &target.join("release/quid"))?;
     dist::verify(&deb)?;
-    dist::lintian(root, &deb)
+    dist::lintian(root, &deb)?;
+    Ok(deb)
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the workspace, as cargo

@@ -3,7 +3,23 @@
 
 /// `n` with thousands separators: `1,531,540`.
 pub fn count(n: u64) -> String {
-    let digits = n.to_string();
+    separated(&n.to_string())
+}
+
+/// Micro-credits as credits with thousands separators and all six decimals, so nothing is
+/// rounded away: `-1,234,567.890123`.
+pub fn credits(micro: i128) -> String {
+    let sign = if micro < 0 { "-" } else { "" };
+    let m = micro.unsigned_abs();
+    format!(
+        "{sign}{}.{:06}",
+        separated(&(m / 1_000_000).to_string()),
+        m % 1_000_000
+    )
+}
+
+/// A run of decimal digits with a comma before every group of three from the right.
+fn separated(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, d) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
@@ -71,5 +87,20 @@ mod tests {
         assert_eq!(bytes(u64::MAX), "18.4 EB");
         assert_eq!(bytes_exact(532), "532 B");
         assert_eq!(bytes_exact(4_160_000), "4,160,000 B (4.16 MB)");
+    }
+
+    #[test]
+    fn credits_keep_six_decimals_and_get_separators() {
+        assert_eq!(credits(0), "0.000000");
+        assert_eq!(credits(200), "0.000200");
+        assert_eq!(credits(-26_543), "-0.026543");
+        assert_eq!(credits(999_999_999), "999.999999");
+        assert_eq!(credits(1_000_000_000), "1,000.000000");
+        assert_eq!(credits(-1_234_567_890_123), "-1,234,567.890123");
+        assert_eq!(credits(i128::from(i64::MAX)), "9,223,372,036,854.775807");
+        assert_eq!(
+            credits(i128::from(i64::MIN) * 2),
+            "-18,446,744,073,709.551616"
+        );
     }
 }

@@ -13,6 +13,8 @@ use quid::{
     store::Store,
 };
 
+use super::human::credits;
+
 /// One line of `quid balance --json`: integer micro-credits; `balance` and
 /// `balance_after_pending` are null where the stored balance is not an exact integer.
 #[derive(serde::Serialize)]
@@ -25,7 +27,7 @@ struct BalanceJson<'a> {
 
 /// `quid balance`: one subscriber's balance, or everyone's, with the usage debit pending until
 /// the period settles and the balance after it (the columns: id, balance, pending debit,
-/// balance after pending), or with `json` `{"balances": [BalanceJson...]}`; fails naming any
+/// balance after pending, in credits with thousands separators), or with `json` `{"balances": [BalanceJson...]}`; fails naming any
 /// out of range.
 pub fn balance(config: &Config, subscriber: Option<String>, json: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
@@ -66,10 +68,10 @@ pub fn balance(config: &Config, subscriber: Option<String>, json: bool) -> anyho
             println!(
                 "{:<24} {:>18} {:>18} {:>18}",
                 l.subscriber,
-                l.balance.map_or_else(unreadable, chain::credits),
-                chain::credits(l.pending_debit),
-                l.balance_after_pending
-                    .map_or_else(unreadable, chain::credits_wide)
+                l.balance
+                    .map_or_else(unreadable, |b| credits(i128::from(b))),
+                credits(i128::from(l.pending_debit)),
+                l.balance_after_pending.map_or_else(unreadable, credits)
             );
         }
     }

@@ -22,7 +22,7 @@ use crate::{
     kernel::loader::Datapath,
     kernel::subscriber_maps::{self as registry, Registry},
     metering::interval::{self as books, Books},
-    metering::snapshot::{DaemonState, InterfaceTotals, Snapshot, SubscriberTotals},
+    metering::snapshot::{ByClass, DaemonState, InterfaceTotals, Snapshot, SubscriberTotals},
     metrics::{exposition::Exposition, route::Published, status::DaemonStatus},
     settlement::intake::Intake,
     store::Status,
@@ -166,6 +166,7 @@ impl<'a> State<'a> {
                 removed: r.status == Status::Removed,
                 upload: counters::direction(&r.total, DIR_UPLOAD).into(),
                 download: counters::direction(&r.total, DIR_DOWNLOAD).into(),
+                by_class: Some(ByClass::of(&r.total)),
             })
             .collect();
         let interfaces = self

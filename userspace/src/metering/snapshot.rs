@@ -29,6 +29,35 @@ impl From<quid_common::Counter> for Count {
     }
 }
 
+/// Upload and download of one traffic class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directions {
+    pub upload: Count,
+    pub download: Count,
+}
+
+/// A subscriber's totals by class: settlement prices grid and Internet traffic differently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByClass {
+    pub internet: Directions,
+    pub grid: Directions,
+}
+
+impl ByClass {
+    /// The split of a subscriber's counters (the books keep every direction and class apart).
+    pub fn of(c: &quid_common::SubscriberCounters) -> ByClass {
+        use quid_common::{CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, pair_index};
+        let class = |k| Directions {
+            upload: c.pairs[pair_index(DIR_UPLOAD, k)].into(),
+            download: c.pairs[pair_index(DIR_DOWNLOAD, k)].into(),
+        };
+        ByClass {
+            internet: class(CLASS_INTERNET),
+            grid: class(CLASS_GRID),
+        }
+    }
+}
+
 /// One subscriber's running totals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberTotals {
@@ -38,8 +67,12 @@ pub struct SubscriberTotals {
     /// Removed from the table: these totals are final.
     #[serde(default)]
     pub removed: bool,
+    /// Both classes together.
     pub upload: Count,
     pub download: Count,
+    /// The same totals, Internet and grid apart; `None` in a snapshot an older quid wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_class: Option<ByClass>,
 }
 
 /// One interface's buckets: every frame it received is in exactly one of them.
@@ -122,63 +155,6 @@ impl Snapshot {
         })?;
         serde_json::from_slice(&body).map_err(|source| SnapshotError::Format { path, source })
     }
-
-    /// The per-subscriber table `quid subscribers` prints.
-    pub fn render_table(&self) -> String {
-        let mut out = format!(
-            "{:<16} {:<20} {:<12} {:>12} {:>16} {:>12} {:>16}\n",
-            "ID", "NAME", "PLAN", "UP_PACKETS", "UP_BYTES", "DOWN_PACKETS", "DOWN_BYTES"
-        );
-        for s in &self.subscribers {
-            let id = if s.removed {
-                format!("{} (removed)", s.id)
-            } else {
-                s.id.clone()
-            };
-            out += &format!(
-                "{:<16} {:<20} {:<12} {:>12} {:>16} {:>12} {:>16}\n",
-                id,
-                truncate(&s.name, 20),
-                s.plan,
-                s.upload.packets,
-                s.upload.bytes,
-                s.download.packets,
-                s.download.bytes
-            );
-        }
-        out += &format!(
-            "\n{:<12} {:<7} {:<8} {:>20} {:>20} {:>20} {:>20}\n",
-            "INTERFACE",
-            "ROLE",
-            "MODE",
-            "ATTRIBUTED pkts/B",
-            "NON_IP pkts/B",
-            "UNKNOWN pkts/B",
-            "MALFORMED pkts/B"
-        );
-        for i in &self.interfaces {
-            let c = |c: &Count| format!("{}/{}", c.packets, c.bytes);
-            out += &format!(
-                "{:<12} {:<7} {:<8} {:>20} {:>20} {:>20} {:>20}\n",
-                i.attachment.name,
-                i.attachment.role,
-                i.attachment.mode,
-                c(&i.attributed),
-                c(&i.non_ip),
-                c(&i.unknown),
-                c(&i.malformed)
-            );
-        }
-        out
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        s.chars().take(n - 1).chain(['…']).collect()
-    }
 }
 
 #[cfg(test)]
@@ -195,5 +171,43 @@ mod tests {
             assert_eq!(serde_json::from_str::<DaemonState>(text).unwrap(), state);
         }
         assert!(serde_json::from_str::<DaemonState>("\"paused\"").is_err());
+    }
+
+    #[test]
+    fn the_split_by_class_keeps_each_direction_and_class_and_older_snapshots_have_none() {
+        use quid_common::{
+            CLASS_GRID, CLASS_INTERNET, Counter, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters,
+            pair_index,
+        };
+        let mut c = SubscriberCounters::default();
+        for (i, (d, k)) in [
+            (DIR_UPLOAD, CLASS_INTERNET),
+            (DIR_UPLOAD, CLASS_GRID),
+            (DIR_DOWNLOAD, CLASS_INTERNET),
+            (DIR_DOWNLOAD, CLASS_GRID),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let i = i as u64 + 1;
+            c.pairs[pair_index(d, k)] = Counter {
+                packets: i,
+                bytes: i * 1000,
+            };
+        }
+        let split = ByClass::of(&c);
+        let count = |n: u64| Count {
+            packets: n,
+            bytes: n * 1000,
+        };
+        assert_eq!(split.internet.upload, count(1));
+        assert_eq!(split.grid.upload, count(2));
+        assert_eq!(split.internet.download, count(3));
+        assert_eq!(split.grid.download, count(4));
+        let old = r#"{"id": "a", "name": "A", "plan": "p",
+            "upload": {"packets": 1, "bytes": 2}, "download": {"packets": 3, "bytes": 4}}"#;
+        let old: SubscriberTotals = serde_json::from_str(old).unwrap();
+        assert_eq!(old.by_class, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("by_class"));
     }
 }

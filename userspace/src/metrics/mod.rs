@@ -3,6 +3,7 @@
 
 pub mod exposition;
 pub mod health;
+pub mod process;
 pub mod route;
 pub mod status;
 pub mod tally;

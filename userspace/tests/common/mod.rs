@@ -409,9 +409,27 @@ impl Daemon {
     /// exec it so the child's pid stays quid's.
     pub fn start_with(ns: &Netns, config: &Path, wrapper: &[String]) -> Daemon {
         let dir = config.parent().unwrap();
+        Daemon::start_program(
+            ns,
+            config,
+            wrapper,
+            env!("CARGO_BIN_EXE_quid").as_ref(),
+            dir,
+        )
+    }
+
+    /// Like [`Daemon::start_with`], running the binary `quid` (an installed one), with the
+    /// state directory and the log in `dir`.
+    pub fn start_program(
+        ns: &Netns,
+        config: &Path,
+        wrapper: &[String],
+        quid: &Path,
+        dir: &Path,
+    ) -> Daemon {
         let state_dir = dir.join("state");
         let log = dir.join("quid.log");
-        let child = quid_run(ns, config, wrapper)
+        let child = quid_run_program(ns, quid, config, wrapper)
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
             .spawn()
@@ -485,14 +503,20 @@ impl Daemon {
     }
 
     /// SIGTERM, wait for a clean exit, and return the final snapshot.
-    pub fn stop(mut self) -> Snapshot {
-        let mut child = self.child.take().unwrap();
+    pub fn stop(self) -> Snapshot {
         // nsenter execs quid, so the child pid is quid's.
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::unistd::Pid::from_raw(i32::try_from(self.pid()).unwrap()),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
+        self.exited()
+    }
+
+    /// Waits (at most 20 s) for a daemon someone else stopped to exit cleanly, and returns
+    /// the final snapshot.
+    pub fn exited(mut self) -> Snapshot {
+        let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -524,12 +548,18 @@ impl Drop for Daemon {
 /// `quid run --config CONFIG` in `ns`, run by `wrapper` (setpriv, unshare, ...; may be empty),
 /// which must exec it so the child's pid stays quid's.
 fn quid_run(ns: &Netns, config: &Path, wrapper: &[String]) -> Command {
+    quid_run_program(ns, env!("CARGO_BIN_EXE_quid").as_ref(), config, wrapper)
+}
+
+/// [`quid_run`] with the binary `quid`.
+fn quid_run_program(ns: &Netns, quid: &Path, config: &Path, wrapper: &[String]) -> Command {
     // nsenter switches only the network namespace: unlike `ip netns exec`, which mounts a
     // fresh /sys, the daemon sees the host's bpffs, so its pins outlive it.
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{}", ns.name))
         .args(wrapper)
-        .args([env!("CARGO_BIN_EXE_quid"), "run", "--config"])
+        .arg(quid)
+        .args(["run", "--config"])
         .arg(config);
     cmd
 }
