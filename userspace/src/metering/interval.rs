@@ -369,10 +369,12 @@ impl Books {
         summary.read_seconds = began.elapsed().as_secs_f64();
         let began = std::time::Instant::now();
         let refs: Vec<&Record> = changed.iter().map(|id| &self.records[id]).collect();
-        let settled: Vec<(&str, SubscriberCounters)> = settled_now
+        let mut settled: Vec<(&str, SubscriberCounters)> = settled_now
             .iter()
             .map(|(id, c)| (id.as_str(), *c))
             .collect();
+        // In id order, as the ledger entries are: the table's pages are visited front to back.
+        settled.sort_unstable_by_key(|(id, _)| *id);
         let mut meta = vec![(LAST_END, now)];
         let rates = crate::store::usage_rates(&self.tariff);
         if self.rates_written != Some(rates) {
