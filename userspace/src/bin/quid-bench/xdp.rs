@@ -135,6 +135,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         kernel: kernel.clone(),
     };
     let mut rows = Vec::new();
+    let mut live_allowed = true;
     for &n in &o.sizes {
         let started = Instant::now();
         let mut dp = load(n)?;
@@ -164,13 +165,14 @@ pub fn run(o: Options) -> anyhow::Result<()> {
                 if keys == LIVE_KEYS {
                     for ((program, entry), single) in PROGRAMS.into_iter().zip(single) {
                         let name = format!("{entry}{suffix}");
-                        let (ns, method) = match live::ns_per_frame(
-                            &mut dp,
-                            &name,
-                            &frame,
-                            o.live_frames,
-                            o.trials,
-                        )? {
+                        let live = if live_allowed {
+                            live::ns_per_frame(&mut dp, &name, &frame, o.live_frames, o.trials)?
+                        } else {
+                            None
+                        };
+                        // A kernel that refused once refuses every program: ask it once.
+                        live_allowed &= live.is_some();
+                        let (ns, method) = match live {
                             Some(ns) => (ns, Method::LiveFrames),
                             // Without live frames the single-frame loop just measured is the
                             // best bound left: the program's own cost, without the driver path.
