@@ -325,6 +325,11 @@ pub struct BenchSpread {
     pub entries: u32,
 }
 
+/// Length of the bench-only map `BENCH_ZIPF`: table entries drawn from a Zipf distribution,
+/// read in turn by the `_zipf` benchmark programs. A power of two, so that a cursor wraps with
+/// a mask; 2^20 draws are long enough that no cache remembers the cycle.
+pub const BENCH_ZIPF_SAMPLES: u32 = 1 << 20;
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

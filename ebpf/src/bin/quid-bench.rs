@@ -1,6 +1,7 @@
 //! Benchmark programs for `cargo xtask bench`: the floor (`pass`), the ideal (`one_hash`), the
 //! common design (`trie`) and quid's own accounting, each also in a `_spread` variant that
-//! first rewrites the frame's source address to a random table entry. BPF_PROG_TEST_RUN reuses
+//! first rewrites the frame's source address to a random table entry, and a `_zipf` variant
+//! that rewrites it to the next of a list of Zipf-drawn entries. BPF_PROG_TEST_RUN reuses
 //! the frame between repetitions, so every run looks up another subscriber.
 #![no_std]
 #![no_main]
@@ -12,7 +13,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
-use quid_common::{BenchSpread, Counter, ROLE_ACCESS, v6_mask};
+use quid_common::{BENCH_ZIPF_SAMPLES, BenchSpread, Counter, ROLE_ACCESS, v6_mask};
 use quid_ebpf::parse::{self, Frame};
 
 /// IPv4 /32 -> slot, the one exact-match lookup of the ideal design.
@@ -33,6 +34,14 @@ static BENCH_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1024
 /// How many entries the spreading variants step over.
 #[map]
 static BENCH_SPREAD: Array<BenchSpread> = Array::with_max_entries(1, 0);
+/// Table entries drawn from a Zipf distribution, filled by the benchmark before the runs.
+#[map]
+static BENCH_ZIPF: Array<u32> = Array::with_max_entries(BENCH_ZIPF_SAMPLES, 0);
+/// Each CPU's position in BENCH_ZIPF. Reading the draws in turn rather than at a random index
+/// keeps the draw itself a prefetched sequential read, so the cache misses measured are the
+/// lookups' own.
+#[map]
+static BENCH_ZIPF_CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// First IPv4 subscriber address of the benchmark table: 100.64.0.0, entry i is 100.64.0.0 + i.
 const V4_BASE: u32 = 0x6440_0000;
@@ -40,18 +49,10 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const V6_56: [u32; 4] = v6_mask(56);
 
-/// Rewrites the source address to a random table entry: IPv4 100.64.0.0 + i, IPv6
+/// Rewrites the source address to table entry `i`: IPv4 100.64.0.0 + i, IPv6
 /// 2001:db8:iiii:ii00::/56. Both source fields sit 12 bytes into their IP header.
 #[inline(always)]
-fn spread(ctx: &XdpContext) {
-    let Some(cfg) = BENCH_SPREAD.get(0) else {
-        return;
-    };
-    if cfg.entries == 0 {
-        return;
-    }
-    // SAFETY: the helper takes no arguments and is always callable from an XDP program.
-    let i = unsafe { bpf_get_prandom_u32() } % cfg.entries;
+fn rewrite(ctx: &XdpContext, i: u32) {
     let Some((proto, offset)) = parse::l3(ctx) else {
         return;
     };
@@ -65,6 +66,49 @@ fn spread(ctx: &XdpContext) {
     } else if proto == ETH_P_IPV6 {
         // SAFETY: as above.
         unsafe { *word = (i << 8).to_be() };
+    }
+}
+
+/// Rewrites the source address to a uniformly random table entry.
+#[inline(always)]
+fn spread(ctx: &XdpContext) {
+    let Some(cfg) = BENCH_SPREAD.get(0) else {
+        return;
+    };
+    if cfg.entries == 0 {
+        return;
+    }
+    // SAFETY: the helper takes no arguments and is always callable from an XDP program.
+    let i = unsafe { bpf_get_prandom_u32() } % cfg.entries;
+    rewrite(ctx, i);
+}
+
+/// Rewrites the source address to the next Zipf-drawn table entry of this CPU.
+#[inline(always)]
+fn zipf(ctx: &XdpContext) {
+    let Some(cursor) = BENCH_ZIPF_CURSOR.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `get_ptr_mut` returned a bounds-checked pointer to this CPU's own copy of a live
+    // per-CPU map value; XDP programs do not nest on a CPU, so nothing else writes it now.
+    let at = unsafe {
+        let at = *cursor;
+        *cursor = at.wrapping_add(1);
+        at
+    };
+    if let Some(&i) = BENCH_ZIPF.get(at & (BENCH_ZIPF_SAMPLES - 1)) {
+        rewrite(ctx, i);
+    }
+}
+
+/// The `_zipf` variants drop what they would pass: in live-frames mode an XDP_PASS frame
+/// goes up the network stack, whose cost would swamp the accounting measured.
+#[inline(always)]
+fn drop_passed(action: u32) -> u32 {
+    if action == xdp_action::XDP_PASS {
+        xdp_action::XDP_DROP
+    } else {
+        action
     }
 }
 
@@ -150,6 +194,30 @@ pub fn bench_quid(ctx: XdpContext) -> u32 {
 pub fn bench_quid_spread(ctx: XdpContext) -> u32 {
     spread(&ctx);
     quid_ebpf::account::frame(&ctx, ROLE_ACCESS)
+}
+
+#[xdp]
+pub fn bench_pass_zipf(ctx: XdpContext) -> u32 {
+    zipf(&ctx);
+    xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn bench_one_hash_zipf(ctx: XdpContext) -> u32 {
+    zipf(&ctx);
+    drop_passed(one_hash(&ctx))
+}
+
+#[xdp]
+pub fn bench_trie_zipf(ctx: XdpContext) -> u32 {
+    zipf(&ctx);
+    drop_passed(trie(&ctx))
+}
+
+#[xdp]
+pub fn bench_quid_zipf(ctx: XdpContext) -> u32 {
+    zipf(&ctx);
+    drop_passed(quid_ebpf::account::frame(&ctx, ROLE_ACCESS))
 }
 
 #[cfg(not(test))]

@@ -1,7 +1,8 @@
 //! `quid-bench xdp`: per-packet cost of quid's XDP accounting against the floor (`pass`), the
 //! ideal (`one_hash`: one exact-match hash lookup plus a per-CPU counter) and the common
 //! design (`trie`: one LPM-trie lookup plus a counter), measured in the kernel with
-//! BPF_PROG_TEST_RUN. Run by `cargo xtask bench`; writes `bench/xdp.json` and `bench/xdp.md`.
+//! BPF_PROG_TEST_RUN, and their live-frames throughput (module `xdp`). Run by `cargo xtask
+//! bench`; writes `bench/xdp.json` and `bench/xdp.md`.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -10,24 +11,21 @@ use std::{
 };
 
 mod books;
+mod live;
 mod planner;
+mod xdp;
+mod zipf;
 
 use anyhow::{Context as _, bail};
-use aya::{
-    maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
-    programs::{TestRun, TestRunOptions},
-};
+use aya::maps::{Array, MapData};
 use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use quid::{
     config::KernelLog,
     kernel::loader::Datapath,
     kernel::sizes::Sizes,
-    kernel::subscriber_maps as registry,
-    kernel::test_frames::Ethernet,
     subscribers::table::{Subscriber, Table},
 };
-use quid_common::{BenchSpread, v6_mask};
 use serde::Serialize;
 
 /// The benchmark object: quid's accounting code plus the baseline programs.
@@ -55,6 +53,9 @@ enum Command {
         /// Trials per measurement; the median is reported.
         #[arg(long, default_value_t = 5)]
         trials: usize,
+        /// Frames per live-frames throughput trial.
+        #[arg(long, default_value_t = 2_000_000)]
+        live_frames: u32,
     },
     /// Accepted node reports per second, end to end (HTTP, verification, durable commit).
     Reports {
@@ -137,33 +138,6 @@ enum Command {
     },
 }
 
-#[derive(Serialize, Clone)]
-struct Row {
-    program: &'static str,
-    family: &'static str,
-    subscribers: u32,
-    keys: &'static str,
-    ns_per_packet: f64,
-    /// The machine, on every row so that rows from different machines can be merged.
-    cpu: String,
-    kernel: String,
-}
-
-struct Report {
-    cpu: String,
-    kernel: String,
-    repeat: u32,
-    trials: usize,
-    rows: Vec<Row>,
-}
-
-const PROGRAMS: [(&str, &str); 4] = [
-    ("pass", "bench_pass"),
-    ("one_hash", "bench_one_hash"),
-    ("trie", "bench_trie"),
-    ("quid", "bench_quid"),
-];
-
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match Cli::parse().command {
@@ -172,7 +146,14 @@ fn main() -> anyhow::Result<()> {
             sizes,
             repeat,
             trials,
-        } => xdp(out, sizes, repeat, trials),
+            live_frames,
+        } => xdp::run(xdp::Options {
+            out,
+            sizes,
+            repeat,
+            trials,
+            live_frames,
+        }),
         Command::Registry { out, subscribers } => registry_bench(out, subscribers),
         Command::Planner {
             out,
@@ -593,235 +574,6 @@ fn table(n: u32) -> anyhow::Result<Table> {
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(Table { subscribers })
-}
-
-fn xdp(out: PathBuf, sizes: Vec<u32>, repeat: u32, trials: usize) -> anyhow::Result<()> {
-    if sizes.iter().any(|&n| n == 0 || n > 4_000_000) {
-        bail!(
-            "sizes must be between 1 and 4,000,000 (the 100.64.0.0/10 range holds the IPv4 addresses)"
-        );
-    }
-    let (cpu, kernel) = (cpu_model(), kernel());
-    let mut rows = Vec::new();
-    for &n in &sizes {
-        let started = Instant::now();
-        let mut dp = load(n)?;
-        log::info!(
-            "{n} subscribers loaded in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        for (family, frame) in [
-            (
-                "ipv4",
-                Ethernet::default().ipv4_udp(v4_of(0), Ipv4Addr::new(203, 0, 113, 1), 64),
-            ),
-            (
-                "ipv6",
-                Ethernet::default().ipv6_udp(
-                    v6_of(0) | Ipv6Addr::from(1u128),
-                    Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1),
-                    64,
-                ),
-            ),
-        ] {
-            for (keys, suffix) in [("hot", ""), ("spread", "_spread")] {
-                for (program, entry) in PROGRAMS {
-                    let name = format!("{entry}{suffix}");
-                    let ns = measure(&mut dp, &name, &frame, repeat, trials)?;
-                    log::info!("{program:>8} {family} {n:>8} {keys:>6}: {ns:7.1} ns/packet");
-                    rows.push(Row {
-                        program,
-                        family,
-                        subscribers: n,
-                        keys,
-                        ns_per_packet: ns,
-                        cpu: cpu.clone(),
-                        kernel: kernel.clone(),
-                    });
-                }
-            }
-        }
-        // The quid spread program ran `trials` x `repeat` times per family.
-        check_counted(&dp, n, 2.0 * f64::from(repeat) * trials as f64)?;
-    }
-    let report = Report {
-        cpu,
-        kernel,
-        repeat,
-        trials,
-        rows,
-    };
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("xdp.json"),
-        serde_json::to_string_pretty(&report.rows)? + "\n",
-    )?;
-    let md = markdown(&report);
-    std::fs::write(out.join("xdp.md"), &md)?;
-    print!("{md}");
-    Ok(())
-}
-
-/// Loads the benchmark object with every table holding `n` subscribers.
-fn load(n: u32) -> anyhow::Result<Datapath> {
-    let programs: Vec<String> = PROGRAMS
-        .iter()
-        .flat_map(|(_, entry)| [entry.to_string(), format!("{entry}_spread")])
-        .collect();
-    let programs: Vec<&str> = programs.iter().map(String::as_str).collect();
-    // Pools sized to the table, as an operator would size them for a pool of this many.
-    let sizes = Sizes {
-        subscribers: n,
-        prefixes: n,
-        pool_v4: n,
-        pool_v6: n,
-    };
-    let maps = [
-        "BENCH_HASH_V4",
-        "BENCH_HASH_V6",
-        "BENCH_TRIE_V4",
-        "BENCH_TRIE_V6",
-        "BENCH_COUNTERS",
-    ]
-    .map(|m| (m, n));
-    let mut dp = Datapath::load_object(BENCH_OBJECT, sizes, &maps, KernelLog::Off, &programs)
-        .context("loading the benchmark object")?;
-    registry::install(&mut dp, &table(n)?, quid_common::MAX_HASH_LENGTHS_U32)?;
-    let mask = v6_mask(56);
-    {
-        let mut h4: HashMap<&mut MapData, u32, u32> =
-            HashMap::try_from(dp.ebpf.map_mut("BENCH_HASH_V4").context("BENCH_HASH_V4")?)?;
-        for i in 0..n {
-            h4.insert(u32::from_ne_bytes(v4_of(i).octets()), i, 0)?;
-        }
-    }
-    {
-        let mut h6: HashMap<&mut MapData, [u32; 4], u32> =
-            HashMap::try_from(dp.ebpf.map_mut("BENCH_HASH_V6").context("BENCH_HASH_V6")?)?;
-        for i in 0..n {
-            let w = registry::v6_words(&v6_of(i).octets());
-            h6.insert([w[0] & mask[0], w[1] & mask[1], 0, 0], i, 0)?;
-        }
-    }
-    {
-        let mut t4: LpmTrie<&mut MapData, u32, u32> =
-            LpmTrie::try_from(dp.ebpf.map_mut("BENCH_TRIE_V4").context("BENCH_TRIE_V4")?)?;
-        for i in 0..n {
-            t4.insert(&Key::new(32, u32::from_ne_bytes(v4_of(i).octets())), i, 0)?;
-        }
-    }
-    {
-        let mut t6: LpmTrie<&mut MapData, [u32; 4], u32> =
-            LpmTrie::try_from(dp.ebpf.map_mut("BENCH_TRIE_V6").context("BENCH_TRIE_V6")?)?;
-        for i in 0..n {
-            t6.insert(&Key::new(56, registry::v6_words(&v6_of(i).octets())), i, 0)?;
-        }
-    }
-    let mut spread: Array<&mut MapData, BenchSpread> =
-        Array::try_from(dp.ebpf.map_mut("BENCH_SPREAD").context("BENCH_SPREAD")?)?;
-    spread.set(0, BenchSpread { entries: n }, 0)?;
-    Ok(dp)
-}
-
-/// Median ns per packet over `trials` runs of `repeat` repetitions.
-fn measure(
-    dp: &mut Datapath,
-    name: &str,
-    frame: &[u8],
-    repeat: u32,
-    trials: usize,
-) -> anyhow::Result<f64> {
-    let prog = dp.program(name)?;
-    let mut samples = Vec::with_capacity(trials);
-    for _ in 0..trials {
-        let r = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..Default::default()
-        })?;
-        if r.return_value != 2 {
-            bail!("{name} returned {} instead of XDP_PASS", r.return_value);
-        }
-        samples.push(r.duration.as_nanos() as f64);
-    }
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
-}
-
-/// The spread runs must have charged as many different subscribers as uniform random
-/// addresses would: proof that the kernel kept the rewritten frame between repetitions.
-fn check_counted(dp: &Datapath, n: u32, runs: f64) -> anyhow::Result<()> {
-    let m = n.min(10_000) as usize;
-    let touched = quid::kernel::counters::subscribers(dp, m)?
-        .iter()
-        .filter(|c| c.pairs.iter().any(|p| p.packets > 0))
-        .count();
-    // `runs` uniform draws over n slots leave each slot untouched with probability e^(-runs/n).
-    let expected = m as f64 * (1.0 - (-runs / f64::from(n)).exp());
-    if (touched as f64) < 0.9 * expected {
-        bail!(
-            "spread runs charged {touched} of the first {m} subscribers, expected about {expected:.0}: the address did not spread"
-        );
-    }
-    log::info!(
-        "spread check: {touched} of the first {m} subscribers charged (about {expected:.0} expected)"
-    );
-    Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn kernel() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn find(r: &Report, program: &str, family: &str, n: u32, keys: &str) -> Option<f64> {
-    r.rows
-        .iter()
-        .find(|x| {
-            x.program == program && x.family == family && x.subscribers == n && x.keys == keys
-        })
-        .map(|x| x.ns_per_packet)
-}
-
-fn markdown(r: &Report) -> String {
-    let mut md = format!(
-        "# XDP per-packet cost (BPF_PROG_TEST_RUN)\n\nCPU: {}; kernel {}; median of {} trials of {} repetitions.\n\n\
-         All programs except `pass` run the same frame parser; `_spread` rows rewrite the source address to a random \
-         table entry before every run (the kernel keeps the frame between repetitions), which adds the cost shown by `pass` spread.\n\n\
-         | family | subscribers | keys | pass | one_hash | trie | quid | quid / one_hash | trie / quid |\n|---|---|---|---|---|---|---|---|---|\n",
-        r.cpu, r.kernel, r.trials, r.repeat
-    );
-    let mut sizes: Vec<u32> = r.rows.iter().map(|x| x.subscribers).collect();
-    sizes.dedup();
-    for family in ["ipv4", "ipv6"] {
-        for &n in &sizes {
-            for keys in ["hot", "spread"] {
-                let get = |p| find(r, p, family, n, keys).unwrap_or(f64::NAN);
-                let (pass, one, trie, quid) =
-                    (get("pass"), get("one_hash"), get("trie"), get("quid"));
-                md += &format!(
-                    "| {family} | {n} | {keys} | {pass:.1} | {one:.1} | {trie:.1} | {quid:.1} | {:.2}x | {:.2}x |\n",
-                    quid / one,
-                    trie / quid
-                );
-            }
-        }
-    }
-    md += "\nTargets at 1M spread subscribers: quid / one_hash <= 1.5, trie / quid >= 3.\n";
-    md
 }
 
 /// One row of books.json.
