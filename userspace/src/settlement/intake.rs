@@ -1,12 +1,8 @@
 //! `POST /v1/reports`: the report intake. Each request is size-limited (by the HTTP layer),
 //! put through the admission rules, and acknowledged only once the report is durable in the
 //! store. Refusals answer 4xx with a machine-readable reason, are counted per reason and
-//! logged (briefly, and at most a few lines a second), and change nothing.
-//!
-//! Two budgets, so that nobody can spend another's: work for a request that does not
-//! authenticate (unknown node, unreadable, bad signature) is charged to its source address
-//! (an IPv6 /64 counts as one address); a node's own budget is charged only once its
-//! signature verifies, so forgeries naming a node cannot lock the node out.
+//! logged (briefly, and at most a few lines a second), and change nothing. The budgets per
+//! source and per node are in `rate_budget.rs`.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -29,9 +25,12 @@ use crate::{
     clock::Clock,
     settlement::admission::{self as admit, Admission, History, Limits, Reason, Rejection},
     settlement::nodes::Nodes,
+    settlement::rate_budget::RateBudgets,
     settlement::report::{Report, quote},
     store::Store,
 };
+
+pub use crate::settlement::rate_budget::Budget;
 
 /// Outcomes so far, for the metrics.
 #[derive(Debug, Clone, Default)]
@@ -42,53 +41,8 @@ pub struct Counts {
     pub rejections: BTreeMap<&'static str, u64>,
 }
 
-/// A rate budget: `rate` requests a second sustained, `burst` saved up.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    /// Tokens added per second.
-    pub rate: f64,
-    /// Most tokens saved up.
-    pub burst: f64,
-}
-
-/// A token bucket of a [`Budget`].
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// Tokens now, after refilling since the last use.
-    fn refill(&mut self, budget: Budget, now: Instant) -> f64 {
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * budget.rate)
-            .min(budget.burst);
-        self.at = now;
-        self.tokens
-    }
-}
-
-/// Most source addresses with a bucket: beyond it, new addresses share one overflow bucket,
-/// so a spray of addresses cannot grow the table.
-const MAX_SOURCES: usize = 4096;
-
 /// Refusal log lines written per second at most; the rest are counted and summarised.
 const LOG_LINES_PER_SEC: u32 = 10;
-
-/// Where unauthenticated work is charged: the address, or its /64 for IPv6 (one subscriber
-/// line usually holds a whole /64).
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
 
 /// Refusal logging with a ceiling: at most [`LOG_LINES_PER_SEC`] lines a second, then one
 /// line saying how many were suppressed.
@@ -141,11 +95,7 @@ pub struct Intake {
     histories: HashMap<String, History>,
     store: Store,
     limits: Limits,
-    per_node: Budget,
-    per_source: Budget,
-    buckets: HashMap<String, Bucket>,
-    /// Unauthenticated work per source; `None` is the overflow bucket.
-    sources: HashMap<Option<IpAddr>, Bucket>,
+    budgets: RateBudgets,
     log: LogLimit,
     /// Outcomes and rejection reasons so far.
     pub counts: Counts,
@@ -185,10 +135,7 @@ impl Intake {
             histories,
             store,
             limits,
-            per_node,
-            per_source,
-            buckets: HashMap::new(),
-            sources: HashMap::new(),
+            budgets: RateBudgets::new(per_node, per_source),
             log: LogLimit::new(),
             counts,
             clock: Clock::system(),
@@ -232,61 +179,6 @@ impl Intake {
         *self.counts.outcomes.entry(outcome).or_default() += 1;
     }
 
-    /// Takes a token from a registered node's bucket (only after its signature verified:
-    /// only registered nodes get a bucket, so random ids cannot grow the table).
-    fn allow_node(&mut self, node: &str) -> bool {
-        let now = Instant::now();
-        let budget = self.per_node;
-        let b = self.buckets.entry(node.to_owned()).or_insert(Bucket {
-            tokens: budget.burst,
-            at: now,
-        });
-        if b.refill(budget, now) >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The bucket key for `source`: its own while the table has room, else the overflow one.
-    fn source_slot(&mut self, source: IpAddr) -> Option<IpAddr> {
-        let key = Some(source_key(source));
-        if self.sources.contains_key(&key) || self.sources.len() < MAX_SOURCES {
-            return key;
-        }
-        // Full: forget addresses whose bucket has refilled (they are owed nothing).
-        let (budget, now) = (self.per_source, Instant::now());
-        self.sources
-            .retain(|k, b| k.is_none() || b.refill(budget, now) < budget.burst);
-        if self.sources.len() < MAX_SOURCES {
-            key
-        } else {
-            None
-        }
-    }
-
-    /// Whether `source` has budget left for unauthenticated work (nothing is taken).
-    fn source_has_budget(&mut self, source: IpAddr) -> bool {
-        let slot = self.source_slot(source);
-        let (budget, now) = (self.per_source, Instant::now());
-        self.sources
-            .get_mut(&slot)
-            .is_none_or(|b| b.refill(budget, now) >= 1.0)
-    }
-
-    /// Charges one unauthenticated request to `source`.
-    fn charge_source(&mut self, source: IpAddr) {
-        let slot = self.source_slot(source);
-        let (budget, now) = (self.per_source, Instant::now());
-        let b = self.sources.entry(slot).or_insert(Bucket {
-            tokens: budget.burst,
-            at: now,
-        });
-        b.refill(budget, now);
-        b.tokens = (b.tokens - 1.0).max(0.0);
-    }
-
     fn rate_limited(&mut self, message: &str) -> (StatusCode, serde_json::Value) {
         self.count("rate_limited");
         (
@@ -305,7 +197,7 @@ impl Intake {
     ) -> (StatusCode, serde_json::Value) {
         // A source that keeps sending what does not authenticate is refused before any
         // parsing or signature check: its flood costs little and costs nobody else.
-        if !self.source_has_budget(source) {
+        if !self.budgets.source_has_budget(source) {
             return self.rate_limited(
                 "too many unauthenticated or refused requests from this address; retry later",
             );
@@ -313,18 +205,18 @@ impl Intake {
         let report = match crate::settlement::report::parse(body) {
             Ok(r) => r,
             Err(e) => {
-                self.charge_source(source);
+                self.budgets.charge_source(source);
                 return self.reject(None, Rejection::Malformed(e.to_string()));
             }
         };
         let (node, period) = match admit::authenticate(&report, &self.nodes) {
             Ok((node, period)) => (node.clone(), period),
             Err(rejection) => {
-                self.charge_source(source);
+                self.budgets.charge_source(source);
                 return self.reject(Some(&report), rejection);
             }
         };
-        if !self.allow_node(&report.node) {
+        if !self.budgets.allow_node(&report.node) {
             return self.rate_limited("too many reports from this node; retry later");
         }
         let metered_from = match self.metered_from(&report.node) {

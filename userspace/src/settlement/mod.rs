@@ -7,5 +7,6 @@ pub mod matching;
 pub mod node_client;
 pub mod nodes;
 pub mod outcome;
+pub mod rate_budget;
 /// The report format and signature, from the `quid-report` crate the node agent shares.
 pub use quid_report::report;
