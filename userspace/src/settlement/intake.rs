@@ -1,11 +1,14 @@
 //! `POST /v1/reports`: the report intake. Each request is size-limited (by the HTTP layer),
-//! put through the admission rules, and acknowledged only once the report is durable in the
-//! store. Refusals answer 4xx with a machine-readable reason, are counted per reason and
-//! logged (briefly, and at most a few lines a second), and change nothing. The budgets per
-//! source and per node are in `rate_budget.rs`.
+//! charged to its source's and then its node's budget (`rate_budget.rs`), read and its
+//! signature verified off the async workers, many at once, then queued to the group commit
+//! (`group_commit.rs`), which decides the rules that depend on stored state and answers only
+//! once the transaction holding the report is durable. Refusals answer 4xx with a
+//! machine-readable reason, are counted per reason and logged (briefly, and at most a few
+//! lines a second), and change nothing; a report the store could not record answers 503 with
+//! `Retry-After`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -15,22 +18,45 @@ use axum::{
     Router,
     body::Bytes,
     extract::{ConnectInfo, DefaultBodyLimit, State},
-    http::{Extensions, StatusCode},
+    http::{Extensions, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::post,
 };
 use log::warn;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::{
     clock::Clock,
-    settlement::admission::{self as admit, Admission, History, Limits, Reason, Rejection},
+    settlement::admission::{self as admit, Limits, Reason, Rejection},
+    settlement::group_commit::{GroupCommit, Stats, Verdict, Verified},
     settlement::nodes::Nodes,
     settlement::rate_budget::RateBudgets,
     settlement::report::{Report, quote},
-    store::Store,
+    store::{Store, StoreError},
 };
 
 pub use crate::settlement::rate_budget::Budget;
+
+/// Seconds a node is asked to wait before resending a report the store could not record.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Why the intake could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Reading what the store holds, or recording the registered nodes, failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The clock is unusable.
+    #[error(transparent)]
+    Clock(#[from] crate::clock::ClockError),
+    /// The writer thread could not be started.
+    #[error(
+        "cannot start the report writer thread: {0}; check the process and memory limits \
+         (ulimit -u, systemd TasksMax)"
+    )]
+    Writer(std::io::Error),
+}
 
 /// Outcomes so far, for the metrics.
 #[derive(Debug, Clone, Default)]
@@ -87,14 +113,17 @@ impl LogLimit {
     }
 }
 
-/// Everything the intake needs; shared behind a mutex (admission and the durable insert of one
-/// report happen as one step, so two copies of a report can never both be accepted).
+/// Everything the intake needs; shared behind a mutex that is held only for the budgets and
+/// the counts, never while a signature is verified or a batch is written.
 pub struct Intake {
     /// Shared, so settlement can use the registered nodes without copying them.
     nodes: Arc<Nodes>,
-    histories: HashMap<String, History>,
-    store: Store,
-    limits: Limits,
+    /// Shared with the group commit's writer; here only to record nodes as seen.
+    store: Arc<Mutex<Store>>,
+    commits: GroupCommit,
+    /// Signature checks running at once at most: one per core keeps the blocking pool from
+    /// growing a thread per waiting request under a flood.
+    verifiers: Arc<Semaphore>,
     budgets: RateBudgets,
     log: LogLimit,
     /// Outcomes and rejection reasons so far.
@@ -102,16 +131,19 @@ pub struct Intake {
     clock: Clock,
 }
 
+/// An answer: the status and the JSON body.
+type Answer = (StatusCode, serde_json::Value);
+
 impl Intake {
-    /// An intake resuming from what the store already holds.
+    /// An intake resuming from what the store already holds; starts the group commit's
+    /// writer thread.
     pub fn new(
         nodes: Nodes,
-        store: Store,
+        mut store: Store,
         limits: Limits,
         per_node: Budget,
         per_source: Budget,
-    ) -> Result<Intake, crate::store::StoreError> {
-        let mut store = store;
+    ) -> Result<Intake, IntakeError> {
         let histories = store.report_histories()?;
         store.nodes_seen(
             nodes.by_id.keys().map(String::as_str),
@@ -130,11 +162,15 @@ impl Intake {
         for code in Reason::ALL.map(Reason::as_str) {
             counts.rejections.insert(code, 0);
         }
+        let store = Arc::new(Mutex::new(store));
+        let commits =
+            GroupCommit::start(store.clone(), histories, limits).map_err(IntakeError::Writer)?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Ok(Intake {
             nodes: Arc::new(nodes),
-            histories,
             store,
-            limits,
+            commits,
+            verifiers: Arc::new(Semaphore::new(cores)),
             budgets: RateBudgets::new(per_node, per_source),
             log: LogLimit::new(),
             counts,
@@ -150,24 +186,15 @@ impl Intake {
 
     /// Replaces the registered nodes (a reloaded nodes file); histories are kept. A node new
     /// to the store is recorded as seen now: it cannot report for earlier time.
-    pub fn set_nodes(&mut self, nodes: Nodes) -> Result<(), crate::store::StoreError> {
-        self.store.nodes_seen(
-            nodes.by_id.keys().map(String::as_str),
-            self.clock.now_i64()?,
-        )?;
+    pub fn set_nodes(&mut self, nodes: Nodes) -> Result<(), StoreError> {
+        let now = self.clock.now_i64()?;
+        // A thread that panicked holding the store left no transaction open: still usable.
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .nodes_seen(nodes.by_id.keys().map(String::as_str), now)?;
         self.nodes = Arc::new(nodes);
         Ok(())
-    }
-
-    /// The earliest time the books back for `node`: the later of when quid first saw it and
-    /// when its subscriber was first metered (`Ok(None)`: never metered or not registered).
-    fn metered_from(&self, node: &str) -> Result<Option<i64>, crate::store::StoreError> {
-        let Some(n) = self.nodes.by_id.get(node) else {
-            return Ok(None);
-        };
-        let seen = self.store.node_first_seen(node)?;
-        let since = self.store.metered_since(&n.subscriber)?;
-        Ok(seen.zip(since).map(|(a, b)| a.max(b)))
     }
 
     /// The registered nodes.
@@ -175,11 +202,17 @@ impl Intake {
         self.nodes.clone()
     }
 
+    /// Batches the group commit has written, the reports they held, and the reports
+    /// waiting for it now.
+    pub fn batch_stats(&self) -> Stats {
+        self.commits.stats()
+    }
+
     fn count(&mut self, outcome: &'static str) {
         *self.counts.outcomes.entry(outcome).or_default() += 1;
     }
 
-    fn rate_limited(&mut self, message: &str) -> (StatusCode, serde_json::Value) {
+    fn rate_limited(&mut self, message: &str) -> Answer {
         self.count("rate_limited");
         (
             StatusCode::TOO_MANY_REQUESTS,
@@ -187,132 +220,49 @@ impl Intake {
         )
     }
 
-    /// Handles one request body from `source` at unix time `now`: the status and the JSON
-    /// answer.
-    pub fn handle(
-        &mut self,
-        body: &[u8],
-        now: i64,
-        source: IpAddr,
-    ) -> (StatusCode, serde_json::Value) {
-        // A source that keeps sending what does not authenticate is refused before any
-        // parsing or signature check: its flood costs little and costs nobody else.
-        if !self.budgets.source_has_budget(source) {
-            return self.rate_limited(
-                "too many unauthenticated or refused requests from this address; retry later",
-            );
-        }
-        let report = match crate::settlement::report::parse(body) {
-            Ok(r) => r,
-            Err(e) => {
-                self.budgets.charge_source(source);
-                return self.reject(None, Rejection::Malformed(e.to_string()));
-            }
-        };
-        let (node, period) = match admit::authenticate(&report, &self.nodes) {
-            Ok((node, period)) => (node.clone(), period),
-            Err(rejection) => {
-                self.budgets.charge_source(source);
-                return self.reject(Some(&report), rejection);
-            }
-        };
-        if !self.budgets.allow_node(&report.node) {
-            return self.rate_limited("too many reports from this node; retry later");
-        }
-        let metered_from = match self.metered_from(&report.node) {
-            Ok(t) => t,
-            Err(e) => return self.store_unavailable(&report, &e),
-        };
-        let history = self.histories.get(&report.node);
-        match admit::check(
-            &report,
-            &node,
-            period,
-            history,
-            now,
-            self.limits,
-            metered_from,
-        ) {
-            Err(Rejection::StaleSequence { .. }) if self.recorded(&report) => {
-                self.count("already_recorded");
-                (
-                    StatusCode::OK,
-                    json!({"status": "already_recorded", "node": report.node, "seq": report.seq}),
-                )
-            }
-            Err(rejection) => self.reject(Some(&report), rejection),
-            Ok(Admission::AlreadyRecorded) => {
-                self.count("already_recorded");
-                (
-                    StatusCode::OK,
-                    json!({"status": "already_recorded", "node": report.node, "seq": report.seq}),
-                )
-            }
-            Ok(Admission::Accept(period)) => {
-                let subscriber = self
-                    .nodes
-                    .by_id
-                    .get(&report.node)
-                    .map(|n| n.subscriber.clone())
-                    .unwrap_or_default();
-                if let Err(e) = self.store.insert_report(&report, period, now, &subscriber) {
-                    // Not durable, so not acknowledged: the node retries the same report.
-                    return self.store_unavailable(&report, &e);
-                }
-                self.histories
-                    .entry(report.node.clone())
-                    .or_default()
-                    .accept(&report, period);
+    /// The answer for what the group commit decided about report `seq` of `node`.
+    fn verdict(&mut self, node: &str, seq: u64, verdict: Verdict) -> Answer {
+        match verdict {
+            Verdict::Accepted => {
                 self.count("accepted");
                 (
                     StatusCode::OK,
-                    json!({"status": "accepted", "node": report.node, "seq": report.seq}),
+                    json!({"status": "accepted", "node": node, "seq": seq}),
                 )
             }
+            Verdict::AlreadyRecorded => {
+                self.count("already_recorded");
+                (
+                    StatusCode::OK,
+                    json!({"status": "already_recorded", "node": node, "seq": seq}),
+                )
+            }
+            Verdict::Rejected(rejection) => self.reject(Some((node, seq)), rejection),
+            // The writer logged why, once per batch rather than once per report.
+            Verdict::Unavailable => self.store_unavailable(),
         }
     }
 
-    /// The answer when the store cannot be read or written: nothing recorded, retry.
-    fn store_unavailable(
-        &mut self,
-        report: &Report,
-        e: &crate::store::StoreError,
-    ) -> (StatusCode, serde_json::Value) {
-        warn!(
-            "report {}#{} not recorded: {e}",
-            quote(&report.node),
-            report.seq
-        );
+    /// The answer when the report could not be recorded: nothing recorded, retry.
+    fn store_unavailable(&mut self) -> Answer {
         self.count("store_error");
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "refused", "reason": "store_unavailable",
-                   "message": "the report could not be recorded; retry later"}),
+                   "message": "the report could not be recorded; send it again after the Retry-After delay"}),
         )
     }
 
-    /// Whether exactly this report (an older one, resent) is in the store: the same
-    /// signature bytes, whatever the case of its hex letters.
-    fn recorded(&self, report: &Report) -> bool {
-        let Ok(mine) = report.signature_bytes() else {
-            return false;
-        };
-        self.store
-            .report_signature(&report.node, report.seq)
-            .is_ok_and(|s| s == Some(mine))
-    }
-
-    fn reject(
-        &mut self,
-        report: Option<&Report>,
-        rejection: Rejection,
-    ) -> (StatusCode, serde_json::Value) {
+    /// The answer for a refusal of report `who` (node, seq; `None` when unreadable).
+    fn reject(&mut self, who: Option<(&str, u64)>, rejection: Rejection) -> Answer {
         let code = rejection.code();
         self.count("rejected");
         *self.counts.rejections.entry(code).or_default() += 1;
         if self.log.allow() {
             // The id is quoted short: a hostile body must not write more log than it sent.
-            let who = report.map_or("?".to_owned(), |r| format!("{}#{}", quote(&r.node), r.seq));
+            let who = who.map_or("?".to_owned(), |(node, seq)| {
+                format!("{}#{seq}", quote(node))
+            });
             warn!("report {who} refused ({code}): {rejection}");
         }
         let status = match rejection {
@@ -329,6 +279,31 @@ impl Intake {
     }
 }
 
+/// What reading and verifying a body gave: a report ready for the group commit, or a refusal
+/// (with the report when it could be read, for the log).
+enum Read {
+    Verified(Box<Verified>),
+    Refused(Option<Box<Report>>, Rejection),
+}
+
+/// Reads `body` and checks it names a registered node and carries that node's signature:
+/// the costly step, run on the blocking pool.
+fn read_and_verify(body: &[u8], nodes: &Nodes, now: i64) -> Read {
+    let report = match crate::settlement::report::parse(body) {
+        Ok(r) => r,
+        Err(e) => return Read::Refused(None, Rejection::Malformed(e.to_string())),
+    };
+    match admit::authenticate(&report, nodes) {
+        Ok((node, period)) => Read::Verified(Box::new(Verified {
+            node: node.clone(),
+            period,
+            now,
+            report,
+        })),
+        Err(rejection) => Read::Refused(Some(Box::new(report)), rejection),
+    }
+}
+
 /// The intake's routes, with the body limit.
 pub fn router(intake: Arc<Mutex<Intake>>, max_body_bytes: usize) -> Router {
     Router::new()
@@ -341,31 +316,87 @@ async fn receive(
     State(intake): State<Arc<Mutex<Intake>>>,
     extensions: Extensions,
     body: Bytes,
-) -> (StatusCode, axum::Json<serde_json::Value>) {
+) -> Response {
     // serve.rs puts the peer address on every request; without one (a router used on its
     // own), all requests share the unspecified address's budget.
     let source = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
-    // The commit blocks: keep it off the async workers.
+    let (status, answer) = handle(&intake, body, source).await;
+    let mut response = (status, axum::Json(answer)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+/// One request: the budgets, the signature check, the group commit, the answer. The intake's
+/// lock is taken only for short steps and never held across an await.
+async fn handle(intake: &Mutex<Intake>, body: Bytes, source: IpAddr) -> Answer {
     // A poisoned lock or a failed task: nothing was recorded, so the node may retry.
     let unavailable = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "refused", "reason": "unavailable", "message": "retry later"}),
+            json!({"status": "refused", "reason": "unavailable",
+                   "message": "the intake is unavailable; send the report again after the Retry-After delay"}),
         )
     };
-    let answer = tokio::task::spawn_blocking(move || match intake.lock() {
-        Ok(mut i) => match i.clock.now_i64() {
-            Ok(now) => i.handle(&body, now, source),
+    let (nodes, now, commits, verifiers) = {
+        let Ok(mut i) = intake.lock() else {
+            return unavailable();
+        };
+        // A source that keeps sending what does not authenticate is refused before any
+        // parsing or signature check: its flood costs little and costs nobody else.
+        if !i.budgets.source_has_budget(source) {
+            return i.rate_limited(
+                "too many unauthenticated or refused requests from this address; retry later",
+            );
+        }
+        let now = match i.clock.now_i64() {
+            Ok(now) => now,
             Err(e) => {
                 warn!("report intake: {e}");
-                unavailable()
+                return unavailable();
             }
-        },
-        Err(_) => unavailable(),
+        };
+        (i.nodes.clone(), now, i.commits.clone(), i.verifiers.clone())
+    };
+    let Ok(permit) = verifiers.acquire_owned().await else {
+        return unavailable();
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let read = read_and_verify(&body, &nodes, now);
+        drop(permit);
+        read
     })
-    .await
-    .unwrap_or_else(|_| unavailable());
-    (answer.0, axum::Json(answer.1))
+    .await;
+    let item = {
+        let Ok(mut i) = intake.lock() else {
+            return unavailable();
+        };
+        match read {
+            Err(_) => return unavailable(),
+            Ok(Read::Refused(report, rejection)) => {
+                i.budgets.charge_source(source);
+                return i.reject(report.as_ref().map(|r| (r.node.as_str(), r.seq)), rejection);
+            }
+            Ok(Read::Verified(item)) => {
+                if !i.budgets.allow_node(&item.report.node) {
+                    return i.rate_limited("too many reports from this node; retry later");
+                }
+                item
+            }
+        }
+    };
+    let (node, seq) = (item.report.node.clone(), item.report.seq);
+    let verdict = commits.submit(*item).await;
+    // A lock poisoned since then answers 503 even for a recorded report: the resend is
+    // answered `already_recorded`, never the other way round.
+    let Ok(mut i) = intake.lock() else {
+        return unavailable();
+    };
+    i.verdict(&node, seq, verdict)
 }

@@ -2,6 +2,7 @@
 //! how it is matched against the meter; plus the node-side client that sends it.
 
 pub mod admission;
+pub mod group_commit;
 pub mod intake;
 pub mod matching;
 pub mod node_client;
