@@ -68,9 +68,12 @@ pub enum Verdict {
     Unavailable,
 }
 
+/// Where a verdict goes: called once, by the writer, after the batch's commit (or failure).
+pub type Reply = Box<dyn FnOnce(Verdict) + Send>;
+
 struct Job {
     item: Verified,
-    reply: oneshot::Sender<Verdict>,
+    reply: Reply,
 }
 
 /// What the writer has done and has to do, for tuning, the benchmark and tests.
@@ -154,25 +157,34 @@ impl GroupCommit {
         Ok(commits)
     }
 
-    /// Queues `item`; the receiver answers once the batch holding it is committed (or has
-    /// failed). If the writer is gone, the receiver fails at once.
-    pub async fn enqueue(&self, item: Verified) -> oneshot::Receiver<Verdict> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues `item` from a thread that may block (a verifier): `reply` is called once the
+    /// batch holding it is committed (or has failed), or at once with
+    /// [`Verdict::Unavailable`] if the writer is gone. Waits while the queue is full.
+    pub fn blocking_enqueue(&self, item: Verified, reply: Reply) {
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        // A closed queue drops the job and with it `reply`: `answer` then reports the loss.
-        if self.queue.send(Job { item, reply }).await.is_err() {
+        if let Err(mpsc::error::SendError(job)) = self.queue.blocking_send(Job { item, reply }) {
             self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+            (job.reply)(Verdict::Unavailable);
         }
-        answer
     }
 
-    /// Queues `item` and waits for its verdict.
+    /// Queues `item` from async code and waits for its verdict.
     pub async fn submit(&self, item: Verified) -> Verdict {
+        let (reply, answer) = oneshot::channel();
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            item,
+            reply: Box::new(move |v| {
+                // The requester may have given up; the verdict stands either way.
+                let _ = reply.send(v);
+            }),
+        };
+        if let Err(mpsc::error::SendError(job)) = self.queue.send(job).await {
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+            (job.reply)(Verdict::Unavailable);
+        }
         // No verdict means the writer stopped before deciding: nothing was recorded.
-        self.enqueue(item)
-            .await
-            .await
-            .unwrap_or(Verdict::Unavailable)
+        answer.await.unwrap_or(Verdict::Unavailable)
     }
 
     /// Batches written, the reports they held, and the reports waiting now.
@@ -212,7 +224,7 @@ impl Writer {
         for (job, verdict) in jobs.into_iter().zip(verdicts) {
             // A requester that gave up (its request timed out) is no longer listening; its
             // report stays recorded and a resend is answered `already_recorded`.
-            let _ = job.reply.send(verdict);
+            (job.reply)(verdict);
         }
         self.stats.waiting.fetch_sub(n, Ordering::Relaxed);
         true
@@ -429,12 +441,14 @@ mod tests {
         nodes: &Nodes,
         reports: &[Report],
     ) -> Vec<Verdict> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let answers: Vec<_> = reports
             .iter()
-            .map(|r| rt.block_on(commits.enqueue(verified(nodes, r))))
+            .map(|r| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                commits
+                    .blocking_enqueue(verified(nodes, r), Box::new(move |v| tx.send(v).unwrap()));
+                rx
+            })
             .collect();
         let before = commits.stats();
         assert!(writer.next_batch());
@@ -445,10 +459,7 @@ mod tests {
             before.reports + u64::try_from(reports.len()).unwrap()
         );
         assert_eq!(after.waiting, 0);
-        answers
-            .into_iter()
-            .map(|a| rt.block_on(a).unwrap())
-            .collect()
+        answers.into_iter().map(|a| a.recv().unwrap()).collect()
     }
 
     fn code(v: &Verdict) -> &'static str {

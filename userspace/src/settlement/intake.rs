@@ -1,8 +1,8 @@
 //! `POST /v1/reports`: the report intake. Each request is size-limited (by the HTTP layer),
 //! charged to its source's and then its node's budget (`rate_budget.rs`), read and its
-//! signature verified off the async workers, many at once, then queued to the group commit
-//! (`group_commit.rs`), which decides the rules that depend on stored state and answers only
-//! once the transaction holding the report is durable. Refusals answer 4xx with a
+//! signature verified by the verifier threads, many at once (`verifiers.rs`), then queued to
+//! the group commit (`group_commit.rs`), which decides the rules that depend on stored state
+//! and answers only once the transaction holding the report is durable. Refusals answer 4xx with a
 //! machine-readable reason, are counted per reason and logged (briefly, and at most a few
 //! lines a second), and change nothing; a report the store could not record answers 503 with
 //! `Retry-After`.
@@ -24,15 +24,15 @@ use axum::{
 };
 use log::warn;
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use crate::{
     clock::Clock,
-    settlement::admission::{self as admit, Limits, Reason, Rejection},
-    settlement::group_commit::{GroupCommit, Stats, Verdict, Verified},
+    settlement::admission::{Limits, Reason, Rejection},
+    settlement::group_commit::{GroupCommit, Stats, Verdict},
     settlement::nodes::Nodes,
     settlement::rate_budget::RateBudgets,
-    settlement::report::{Report, quote},
+    settlement::report::quote,
+    settlement::verifiers::{Outcome, Unread, Verifiers},
     store::{Store, StoreError},
 };
 
@@ -50,12 +50,12 @@ pub enum IntakeError {
     /// The clock is unusable.
     #[error(transparent)]
     Clock(#[from] crate::clock::ClockError),
-    /// The writer thread could not be started.
+    /// The writer or verifier threads could not be started.
     #[error(
-        "cannot start the report writer thread: {0}; check the process and memory limits \
+        "cannot start the report intake's threads: {0}; check the process and memory limits \
          (ulimit -u, systemd TasksMax)"
     )]
-    Writer(std::io::Error),
+    Threads(std::io::Error),
 }
 
 /// Outcomes so far, for the metrics.
@@ -120,11 +120,11 @@ pub struct Intake {
     nodes: Arc<Nodes>,
     /// Shared with the group commit's writer; here only to record nodes as seen.
     store: Arc<Mutex<Store>>,
+    /// Held for its counts; the verifiers hand reports to it.
     commits: GroupCommit,
-    /// Signature checks running at once at most: one per core keeps the blocking pool from
-    /// growing a thread per waiting request under a flood.
-    verifiers: Arc<Semaphore>,
-    budgets: RateBudgets,
+    verifiers: Verifiers,
+    /// Shared with the verifiers, which charge them once a body is read.
+    budgets: Arc<Mutex<RateBudgets>>,
     log: LogLimit,
     /// Outcomes and rejection reasons so far.
     pub counts: Counts,
@@ -164,14 +164,18 @@ impl Intake {
         }
         let store = Arc::new(Mutex::new(store));
         let commits =
-            GroupCommit::start(store.clone(), histories, limits).map_err(IntakeError::Writer)?;
+            GroupCommit::start(store.clone(), histories, limits).map_err(IntakeError::Threads)?;
+        let budgets = Arc::new(Mutex::new(RateBudgets::new(per_node, per_source)));
+        // One verifier per core: signature checks are the intake's main CPU work.
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let verifiers = Verifiers::start(cores, budgets.clone(), commits.clone())
+            .map_err(IntakeError::Threads)?;
         Ok(Intake {
             nodes: Arc::new(nodes),
             store,
             commits,
-            verifiers: Arc::new(Semaphore::new(cores)),
-            budgets: RateBudgets::new(per_node, per_source),
+            verifiers,
+            budgets,
             log: LogLimit::new(),
             counts,
             clock: Clock::system(),
@@ -279,31 +283,6 @@ impl Intake {
     }
 }
 
-/// What reading and verifying a body gave: a report ready for the group commit, or a refusal
-/// (with the report when it could be read, for the log).
-enum Read {
-    Verified(Box<Verified>),
-    Refused(Option<Box<Report>>, Rejection),
-}
-
-/// Reads `body` and checks it names a registered node and carries that node's signature:
-/// the costly step, run on the blocking pool.
-fn read_and_verify(body: &[u8], nodes: &Nodes, now: i64) -> Read {
-    let report = match crate::settlement::report::parse(body) {
-        Ok(r) => r,
-        Err(e) => return Read::Refused(None, Rejection::Malformed(e.to_string())),
-    };
-    match admit::authenticate(&report, nodes) {
-        Ok((node, period)) => Read::Verified(Box::new(Verified {
-            node: node.clone(),
-            period,
-            now,
-            report,
-        })),
-        Err(rejection) => Read::Refused(Some(Box::new(report)), rejection),
-    }
-}
-
 /// The intake's routes, with the body limit.
 pub fn router(intake: Arc<Mutex<Intake>>, max_body_bytes: usize) -> Router {
     Router::new()
@@ -333,10 +312,11 @@ async fn receive(
     response
 }
 
-/// One request: the budgets, the signature check, the group commit, the answer. The intake's
-/// lock is taken only for short steps and never held across an await.
+/// One request: the source's budget, the verifiers (signature, node budget, group commit),
+/// the answer. The intake's lock is taken only for short steps and never held across an
+/// await.
 async fn handle(intake: &Mutex<Intake>, body: Bytes, source: IpAddr) -> Answer {
-    // A poisoned lock or a failed task: nothing was recorded, so the node may retry.
+    // A poisoned lock or a failed step: nothing was recorded, so the node may retry.
     let unavailable = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -344,13 +324,17 @@ async fn handle(intake: &Mutex<Intake>, body: Bytes, source: IpAddr) -> Answer {
                    "message": "the intake is unavailable; send the report again after the Retry-After delay"}),
         )
     };
-    let (nodes, now, commits, verifiers) = {
+    let (unread, verifiers) = {
         let Ok(mut i) = intake.lock() else {
             return unavailable();
         };
         // A source that keeps sending what does not authenticate is refused before any
         // parsing or signature check: its flood costs little and costs nobody else.
-        if !i.budgets.source_has_budget(source) {
+        let has_budget = i
+            .budgets
+            .lock()
+            .is_ok_and(|mut b| b.source_has_budget(source));
+        if !has_budget {
             return i.rate_limited(
                 "too many unauthenticated or refused requests from this address; retry later",
             );
@@ -362,41 +346,25 @@ async fn handle(intake: &Mutex<Intake>, body: Bytes, source: IpAddr) -> Answer {
                 return unavailable();
             }
         };
-        (i.nodes.clone(), now, i.commits.clone(), i.verifiers.clone())
-    };
-    let Ok(permit) = verifiers.acquire_owned().await else {
-        return unavailable();
-    };
-    let read = tokio::task::spawn_blocking(move || {
-        let read = read_and_verify(&body, &nodes, now);
-        drop(permit);
-        read
-    })
-    .await;
-    let item = {
-        let Ok(mut i) = intake.lock() else {
-            return unavailable();
+        let unread = Unread {
+            body,
+            source,
+            now,
+            nodes: i.nodes.clone(),
         };
-        match read {
-            Err(_) => return unavailable(),
-            Ok(Read::Refused(report, rejection)) => {
-                i.budgets.charge_source(source);
-                return i.reject(report.as_ref().map(|r| (r.node.as_str(), r.seq)), rejection);
-            }
-            Ok(Read::Verified(item)) => {
-                if !i.budgets.allow_node(&item.report.node) {
-                    return i.rate_limited("too many reports from this node; retry later");
-                }
-                item
-            }
-        }
+        (unread, i.verifiers.clone())
     };
-    let (node, seq) = (item.report.node.clone(), item.report.seq);
-    let verdict = commits.submit(*item).await;
+    let outcome = verifiers.check(unread).await;
     // A lock poisoned since then answers 503 even for a recorded report: the resend is
     // answered `already_recorded`, never the other way round.
     let Ok(mut i) = intake.lock() else {
         return unavailable();
     };
-    i.verdict(&node, seq, verdict)
+    match outcome {
+        Outcome::Refused(who, rejection) => {
+            i.reject(who.as_ref().map(|(n, s)| (n.as_str(), *s)), rejection)
+        }
+        Outcome::RateLimited => i.rate_limited("too many reports from this node; retry later"),
+        Outcome::Decided { node, seq, verdict } => i.verdict(&node, seq, verdict),
+    }
 }

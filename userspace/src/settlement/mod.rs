@@ -9,5 +9,6 @@ pub mod node_client;
 pub mod nodes;
 pub mod outcome;
 pub mod rate_budget;
+pub mod verifiers;
 /// The report format and signature, from the `quid-report` crate the node agent shares.
 pub use quid_report::report;

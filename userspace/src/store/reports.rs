@@ -60,12 +60,11 @@ impl Store {
             return Ok(None);
         };
         self.conn
-            .query_row(
-                "SELECT signature FROM reports WHERE node = ?1 AND seq = ?2",
-                params![node, seq],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
+            .prepare_cached("SELECT signature FROM reports WHERE node = ?1 AND seq = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![node, seq], |r| r.get::<_, String>(0))
+                    .optional()
+            })
             .map(|s| s.and_then(|s| signature_bytes(&s)))
             .map_err(|e| self.sql(e))
     }
