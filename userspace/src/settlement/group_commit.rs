@@ -390,13 +390,9 @@ mod tests {
             &[],
             &[],
             &Changes {
-                entries: &[],
-                meta: &[],
-                metered_until: None,
                 started: &started,
-                stopped: &[],
                 at: u64::try_from(SINCE).unwrap(),
-                settled: &[],
+                ..Changes::default()
             },
         )
         .unwrap();

@@ -208,13 +208,9 @@ fn metered_store(dir: &Path, nodes: &Nodes, since: i64) -> anyhow::Result<Store>
         &[],
         &[],
         &Changes {
-            entries: &[],
-            meta: &[],
-            metered_until: None,
             started: &subscribers,
-            stopped: &[],
             at: u64::try_from(since)?,
-            settled: &[],
+            ..Changes::default()
         },
     )?;
     Ok(store)
