@@ -12,8 +12,9 @@
 //! never empty when it looks.
 //!
 //! A batch is all or nothing: when any store operation in it fails, it is rolled back, every
-//! request in it is answered [`Verdict::Unavailable`] (never a false acceptance), and the
-//! writer re-reads the histories from the store, so what it remembers is what is durable.
+//! request in it is answered [`Verdict::Unavailable`] (never a false acceptance), and unless
+//! the batch could not even begin, the writer re-reads the histories from the store before
+//! the next one, so what it remembers is what is durable.
 
 use std::{
     collections::HashMap,
@@ -21,6 +22,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use log::warn;
@@ -112,9 +114,12 @@ pub struct Writer {
     store: Arc<Mutex<Store>>,
     /// What is durable of each node's history (never a report of an uncommitted batch).
     histories: HashMap<String, History>,
-    /// Set when a failed batch left `histories` unsure and re-reading them failed too:
-    /// nothing is decided until they are read again.
+    /// Set when a failed batch left `histories` unsure: they are read again from the store
+    /// before anything else is decided.
     stale: bool,
+    /// Failed batches since the last warning, and when that was.
+    failures: u64,
+    last_warning: Option<Instant>,
     limits: Limits,
     stats: Arc<BatchStats>,
 }
@@ -138,6 +143,8 @@ impl GroupCommit {
                 store,
                 histories,
                 stale: false,
+                failures: 0,
+                last_warning: None,
                 limits,
                 stats,
             },
@@ -256,22 +263,42 @@ impl Writer {
                 self.histories.extend(touched);
                 verdicts
             }
-            Err(e) => {
-                warn!(
-                    "a batch of {} reports was not recorded and each is answered 503: {e}; \
-                     nodes will retry (check the disk and the store file if this repeats)",
-                    jobs.len()
-                );
-                // The failure may have come half-way through anything: read back what is
-                // durable rather than trust what was remembered.
-                match store.report_histories() {
-                    Ok(h) => self.histories = h,
-                    Err(_) => self.stale = true,
+            Err(failed) => {
+                self.failures += 1;
+                let now = Instant::now();
+                // One line a second at most: a store that keeps failing under a flood of
+                // retries must not fill the log.
+                if self
+                    .last_warning
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                {
+                    warn!(
+                        "{} batch(es) of reports not recorded, each report answered 503, the \
+                         last one of {} reports: {}; nodes will retry (check the disk and the \
+                         store file if this repeats)",
+                        self.failures,
+                        jobs.len(),
+                        failed.error
+                    );
+                    self.last_warning = Some(now);
+                    self.failures = 0;
+                }
+                // Once the transaction was open, the failure may have come anywhere, even in
+                // a commit that reached the disk after all: read back what is durable before
+                // deciding anything else. (A batch that could not even begin changed nothing.)
+                if failed.began {
+                    self.stale = true;
                 }
                 vec![Verdict::Unavailable; jobs.len()]
             }
         }
     }
+}
+
+/// Why a batch failed, and whether its transaction had begun.
+struct Failed {
+    error: StoreError,
+    began: bool,
 }
 
 /// The batch's verdicts and the histories of the nodes it changed, or the error that failed
@@ -281,23 +308,22 @@ fn decide_and_commit(
     committed: &HashMap<String, History>,
     limits: Limits,
     jobs: &[Job],
-) -> Result<(Vec<Verdict>, HashMap<String, History>), StoreError> {
-    let batch = store.begin_reports()?;
+) -> Result<(Vec<Verdict>, HashMap<String, History>), Failed> {
+    let batch = store.begin_reports().map_err(|error| Failed {
+        error,
+        began: false,
+    })?;
+    let failed = |error| Failed { error, began: true };
     // The histories as this batch leaves them, over the committed ones: a report sees the
     // reports before it in the same batch.
     let mut touched: HashMap<String, History> = HashMap::new();
     let mut verdicts = Vec::with_capacity(jobs.len());
     for job in jobs {
-        verdicts.push(decide(
-            store,
-            &batch,
-            committed,
-            &mut touched,
-            limits,
-            &job.item,
-        )?);
+        verdicts.push(
+            decide(store, &batch, committed, &mut touched, limits, &job.item).map_err(failed)?,
+        );
     }
-    batch.commit()?;
+    batch.commit().map_err(failed)?;
     Ok((verdicts, touched))
 }
 

@@ -365,6 +365,7 @@ async fn handle(intake: &Mutex<Intake>, body: Bytes, source: IpAddr) -> Answer {
             i.reject(who.as_ref().map(|(n, s)| (n.as_str(), *s)), rejection)
         }
         Outcome::RateLimited => i.rate_limited("too many reports from this node; retry later"),
+        Outcome::Unavailable => i.store_unavailable(),
         Outcome::Decided { node, seq, verdict } => i.verdict(&node, seq, verdict),
     }
 }

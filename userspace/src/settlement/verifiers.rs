@@ -46,6 +46,8 @@ pub enum Outcome {
     Refused(Option<(String, u64)>, Rejection),
     /// The node's budget is spent.
     RateLimited,
+    /// The verifiers have stopped: nothing was recorded.
+    Unavailable,
     /// What the group commit decided for report `seq` of `node`.
     Decided {
         /// The report's node.
@@ -93,11 +95,7 @@ impl Verifiers {
         let (reply, answer) = oneshot::channel();
         // A closed queue or a verifier gone drops `reply`: nothing was recorded.
         let _ = self.queue.send(Job { unread, reply }).await;
-        answer.await.unwrap_or(Outcome::Decided {
-            node: String::new(),
-            seq: 0,
-            verdict: Verdict::Unavailable,
-        })
+        answer.await.unwrap_or(Outcome::Unavailable)
     }
 }
 
