@@ -2,10 +2,10 @@
 //! charged to its source's and then its node's budget (`rate_budget.rs`), read and its
 //! signature verified by the verifier threads, many at once (`verifiers.rs`), then queued to
 //! the group commit (`group_commit.rs`), which decides the rules that depend on stored state
-//! and answers only once the transaction holding the report is durable. Refusals answer 4xx with a
-//! machine-readable reason, are counted per reason and logged (briefly, and at most a few
-//! lines a second), and change nothing; a report the store could not record answers 503 with
-//! `Retry-After`.
+//! and answers only once the transaction holding the report is durable. Refusals answer 4xx
+//! with a machine-readable reason, are counted per reason and logged (briefly, and at most a
+//! few lines a second), and change nothing; a report the store could not record answers 503
+//! with `Retry-After`.
 
 use std::{
     collections::BTreeMap,

@@ -65,6 +65,10 @@ enum Command {
         /// Reports of the many-nodes scenario (the single node sends a fifth of them).
         #[arg(long, default_value_t = 100_000)]
         reports: u64,
+        /// Connections of the many-nodes scenario, each one request at a time (at most
+        /// 1,016: 8 from each of 127 loopback addresses).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=1016))]
+        connections: u16,
     },
     /// Rendering the Prometheus exposition for many subscribers.
     Metrics {
@@ -182,7 +186,11 @@ fn main() -> anyhow::Result<()> {
             scratch,
         } => planner::run(&out, subscribers, hours, &scratch),
         Command::Metrics { out } => metrics_bench(out),
-        Command::Reports { out, reports } => reports::run(out, reports),
+        Command::Reports {
+            out,
+            reports,
+            connections,
+        } => reports::run(out, reports, usize::from(connections)),
         Command::Ledger {
             out,
             subscribers,

@@ -5,10 +5,10 @@
 //! The load: pre-signed reports over keep-alive HTTP/1.1 connections, one request at a time
 //! on each. `single_node`: one connection sends one node's reports in order (a node's
 //! reports must arrive in sequence, so this is latency-bound: one commit per report).
-//! `many_nodes`: [`CONNECTIONS`] connections from [`SOURCES`] loopback addresses (8 each,
-//! under the server's default limit of 16 per address), each owning a share of the nodes and
-//! sending each node's reports in order: up to 128 reports in flight, so a commit's batch can
-//! hold what arrived during the previous one.
+//! `many_nodes`: many connections (`--connections`, 512 by default) from loopback addresses
+//! 127.0.0.2 on, [`PER_SOURCE`] each (the server's default limit is 16 per address), each
+//! owning a share of the nodes and sending each node's reports in order: as many reports in
+//! flight as connections, so a commit's batch holds what arrived during the previous one.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -29,11 +29,8 @@ use quid::{
 use serde::Serialize;
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Connections of the many-nodes scenario.
-const CONNECTIONS: usize = 128;
-
-/// Loopback source addresses they come from (127.0.0.2 on).
-const SOURCES: usize = 16;
+/// Connections per loopback source address: half the server's default limit of 16.
+const PER_SOURCE: usize = 8;
 
 #[derive(Serialize)]
 struct Row {
@@ -53,11 +50,12 @@ struct Row {
     load_1min: f64,
 }
 
-/// Both scenarios: `total` reports from 10,000 nodes, a fifth of that from one node.
-pub fn run(out: PathBuf, total: u64) -> anyhow::Result<()> {
+/// Both scenarios: `total` reports from 10,000 nodes over `connections`, a fifth of that
+/// from one node over one connection.
+pub fn run(out: PathBuf, total: u64, connections: usize) -> anyhow::Result<()> {
     let rows = vec![
         scenario("single_node", 1, total / 5, 1)?,
-        scenario("many_nodes", 10_000, total, CONNECTIONS)?,
+        scenario("many_nodes", 10_000, total, connections.max(1))?,
     ];
     std::fs::create_dir_all(&out)?;
     std::fs::write(
@@ -159,7 +157,7 @@ fn scenario(
             .into_iter()
             .enumerate()
             .map(|(c, bodies)| {
-                let last = u8::try_from(2 + c % SOURCES).unwrap_or(2);
+                let last = u8::try_from(2 + c / PER_SOURCE).unwrap_or(2);
                 tokio::spawn(client(addr, Ipv4Addr::new(127, 0, 0, last), bodies))
             })
             .collect();
