@@ -12,6 +12,10 @@ mod common;
 
 use std::{
     net::Ipv4Addr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -289,22 +293,44 @@ fn a_true_report_is_matched_an_inflated_one_disputed_and_the_ledger_adds_up() {
 fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     let (r, _s) = common::router_and_sender();
     let dir = tempfile::tempdir().unwrap();
-    let key = common::write_nodes(dir.path(), 11);
+    // Four subscribers with a node each; two clients per node stream the same reports, so
+    // copies of one report are in flight together and batches hold several nodes' reports.
+    const SUBSCRIBERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+    const PER_NODE: u64 = 150;
+    let keys: Vec<SigningKey> = (0..4u8)
+        .map(|i| SigningKey::from_bytes(&[11 + i; 32]))
+        .collect();
+    let mut nodes = "node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n".to_owned();
+    let mut table = "id,name,plan,prefixes\n".to_owned();
+    for (i, (sub, key)) in SUBSCRIBERS.iter().zip(&keys).enumerate() {
+        nodes += &format!(
+            "{sub}-pi,{sub},{},2,1000000000,10\n",
+            hex::encode(key.verifying_key().to_bytes())
+        );
+        table += &format!("{sub},{sub},home,100.64.9.{}\n", i + 1);
+    }
+    std::fs::write(dir.path().join("nodes.csv"), nodes).unwrap();
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto")],
-        "id,name,plan,prefixes\nalice,Alice,home,100.64.9.1\n",
+        &table,
         "\n[reports]\nlisten = \"127.0.0.1:9465\"\nnodes = \"nodes.csv\"\nrate_per_node = 100000\nburst_per_node = 100000\n\n[tariff]\ncpu_core_hour = 3600000\n",
     );
-    // A bounded client, about 200 reports a second: report k covers second k of an hour two
-    // hours ago and claims 1 core-second (1,000 µcr); an earlier run metered that hour.
+    // Report k of a node covers second k of an hour two hours ago and claims 1 core-second
+    // (1,000 µcr); an earlier run metered that hour.
     let base = common::now() - 7200;
-    common::metered_since(&dir.path().join("state"), &["alice"], &["pi"], base - 10);
+    let node_ids: Vec<String> = SUBSCRIBERS.iter().map(|s| format!("{s}-pi")).collect();
+    common::metered_since(
+        &dir.path().join("state"),
+        &SUBSCRIBERS,
+        &node_ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        base - 10,
+    );
     let mut daemon = Daemon::start(&r, &config);
 
-    let body = move |k: u64| {
+    let body = move |key: &SigningKey, node: &str, k: u64| {
         let mut rep = quid::settlement::report::Report {
-            node: "pi".into(),
+            node: node.into(),
             seq: k,
             period_start: rfc3339(base + i64::try_from(k).unwrap()),
             period_end: rfc3339(base + i64::try_from(k).unwrap() + 1),
@@ -315,45 +341,84 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
             grid_bytes_received: 0,
             signature: String::new(),
         };
-        rep.sign(&key).unwrap();
+        rep.sign(key).unwrap();
         serde_json::to_vec(&rep).unwrap()
     };
-    let client = r.spawn(move || {
-        let mut acked = Vec::new();
-        let mut unanswered = 0;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut k = 1;
-        while k <= 400 && Instant::now() < deadline {
-            let (code, text) = common::http_here(9465, "POST", "/v1/reports", &body(k));
-            if code == 200 {
-                acked.push((k, text.contains("already_recorded")));
-                k += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            } else {
-                unanswered += 1;
-                // No answer (the daemon is down) or a refusal: send the same report again.
-                std::thread::sleep(Duration::from_millis(50));
-            }
+    // Every (node, seq) answered 200, and how many requests got no answer or a refusal.
+    let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
+    let unanswered = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (key, node) = (keys[c / 2].clone(), node_ids[c / 2].clone());
+            let (acked, unanswered) = (acked.clone(), unanswered.clone());
+            r.spawn(move || {
+                let mut k = 1;
+                let mut failures_in_a_row = 0;
+                // Not a deadline on speed: only a bound that ends the test if the daemon
+                // never comes back.
+                while k <= PER_NODE && failures_in_a_row < 600 {
+                    let (code, _) =
+                        common::http_here(9465, "POST", "/v1/reports", &body(&key, &node, k));
+                    if code == 200 {
+                        acked.lock().unwrap().push((node.clone(), k));
+                        k += 1;
+                        failures_in_a_row = 0;
+                    } else {
+                        // No answer (the daemon is down) or a refusal: the same report again.
+                        unanswered.fetch_add(1, Ordering::Relaxed);
+                        failures_in_a_row += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill the daemon mid-stream: once a quarter of the reports are acknowledged, with all
+    // eight clients still sending.
+    while acked.lock().unwrap().len() < usize::try_from(PER_NODE * 2).unwrap() {
+        // Clients that gave up mean the daemon never answered: the checks below say so.
+        if clients.iter().all(std::thread::JoinHandle::is_finished) {
+            break;
         }
-        (acked, unanswered)
-    });
-    std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1));
+    }
     daemon.kill();
-    std::thread::sleep(Duration::from_millis(300));
+    // The daemon is dead: nothing more can be acknowledged. Everything that was must be in
+    // the store as the restarted daemon will find it.
+    let state = dir.path().join("state");
+    let before_kill = acked.lock().unwrap().clone();
+    {
+        let store = Store::open(&state).unwrap();
+        for (node, seq) in &before_kill {
+            assert!(
+                store.report_signature(node, *seq).unwrap().is_some(),
+                "{node}#{seq} was acknowledged before the kill but is not in the store"
+            );
+        }
+    }
     daemon = Daemon::start(&r, &config);
-    let (acked, unanswered) = client.join().unwrap();
-    assert_eq!(
-        acked.len(),
-        400,
-        "the client got every report acknowledged in time"
-    );
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    for node in &node_ids {
+        let mine: std::collections::BTreeSet<u64> = acked
+            .iter()
+            .filter(|(n, _)| n == node)
+            .map(|(_, k)| *k)
+            .collect();
+        assert_eq!(
+            mine.len(),
+            usize::try_from(PER_NODE).unwrap(),
+            "{node}: every report acknowledged"
+        );
+    }
     assert!(
-        unanswered > 0,
-        "the daemon died while the client was streaming"
+        unanswered.load(Ordering::Relaxed) > 0,
+        "the daemon died while the clients were streaming"
     );
 
     // Settlement runs every interval: wait until every report is settled.
-    let state = dir.path().join("state");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let pending: i64 = common::sqlite(&state)
@@ -370,17 +435,29 @@ fn every_acknowledged_report_survives_a_kill_9_and_is_credited_exactly_once() {
     }
     daemon.stop();
     let store = Store::open(&state).unwrap();
-    let credits: Vec<String> = store
-        .entries(Some("alice"))
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == EntryKind::ContributionCredit)
-        .map(|e| e.reference.split_whitespace().next().unwrap().to_owned())
-        .collect();
-    let unique: std::collections::BTreeSet<&String> = credits.iter().collect();
-    assert_eq!(credits.len(), 400, "every acknowledged report credited");
-    assert_eq!(unique.len(), 400, "none credited twice");
-    assert_eq!(store.balances().unwrap()["alice"], 400 * 1_000);
+    assert_eq!(
+        store.report_count().unwrap(),
+        4 * PER_NODE,
+        "stored once each"
+    );
+    let balances = store.balances().unwrap();
+    for sub in SUBSCRIBERS {
+        let credits: Vec<String> = store
+            .entries(Some(sub))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::ContributionCredit)
+            .map(|e| e.reference.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        let unique: std::collections::BTreeSet<&String> = credits.iter().collect();
+        assert_eq!(
+            credits.len(),
+            usize::try_from(PER_NODE).unwrap(),
+            "{sub}: every acknowledged report credited"
+        );
+        assert_eq!(unique.len(), credits.len(), "{sub}: none credited twice");
+        assert_eq!(balances[sub], i64::try_from(PER_NODE).unwrap() * 1_000);
+    }
     let (ok, out) = quid_cli(&config, &["ledger", "verify"]);
     assert!(ok, "{out}");
 }

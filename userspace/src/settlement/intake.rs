@@ -1,15 +1,14 @@
 //! `POST /v1/reports`: the report intake. Each request is size-limited (by the HTTP layer),
-//! put through the admission rules, and acknowledged only once the report is durable in the
-//! store. Refusals answer 4xx with a machine-readable reason, are counted per reason and
-//! logged (briefly, and at most a few lines a second), and change nothing.
-//!
-//! Two budgets, so that nobody can spend another's: work for a request that does not
-//! authenticate (unknown node, unreadable, bad signature) is charged to its source address
-//! (an IPv6 /64 counts as one address); a node's own budget is charged only once its
-//! signature verifies, so forgeries naming a node cannot lock the node out.
+//! charged to its source's and then its node's budget (`rate_budget.rs`), read and its
+//! signature verified by the verifier threads, many at once (`verifiers.rs`), then queued to
+//! the group commit (`group_commit.rs`), which decides the rules that depend on stored state
+//! and answers only once the transaction holding the report is durable. Refusals answer 4xx
+//! with a machine-readable reason, are counted per reason and logged (briefly, and at most a
+//! few lines a second), and change nothing; a report the store could not record answers 503
+//! with `Retry-After`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -19,7 +18,8 @@ use axum::{
     Router,
     body::Bytes,
     extract::{ConnectInfo, DefaultBodyLimit, State},
-    http::{Extensions, StatusCode},
+    http::{Extensions, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::post,
 };
 use log::warn;
@@ -27,11 +27,36 @@ use serde_json::json;
 
 use crate::{
     clock::Clock,
-    settlement::admission::{self as admit, Admission, History, Limits, Reason, Rejection},
+    settlement::admission::{Limits, Reason, Rejection},
+    settlement::group_commit::{GroupCommit, Stats, Verdict},
     settlement::nodes::Nodes,
-    settlement::report::{Report, quote},
-    store::Store,
+    settlement::rate_budget::RateBudgets,
+    settlement::report::quote,
+    settlement::verifiers::{Outcome, Unread, Verifiers},
+    store::{Store, StoreError},
 };
+
+pub use crate::settlement::rate_budget::Budget;
+
+/// Seconds a node is asked to wait before resending a report the store could not record.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Why the intake could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Reading what the store holds, or recording the registered nodes, failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The clock is unusable.
+    #[error(transparent)]
+    Clock(#[from] crate::clock::ClockError),
+    /// The writer or verifier threads could not be started.
+    #[error(
+        "cannot start the report intake's threads: {0}; check the process and memory limits \
+         (ulimit -u, systemd TasksMax)"
+    )]
+    Threads(std::io::Error),
+}
 
 /// Outcomes so far, for the metrics.
 #[derive(Debug, Clone, Default)]
@@ -42,53 +67,8 @@ pub struct Counts {
     pub rejections: BTreeMap<&'static str, u64>,
 }
 
-/// A rate budget: `rate` requests a second sustained, `burst` saved up.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    /// Tokens added per second.
-    pub rate: f64,
-    /// Most tokens saved up.
-    pub burst: f64,
-}
-
-/// A token bucket of a [`Budget`].
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// Tokens now, after refilling since the last use.
-    fn refill(&mut self, budget: Budget, now: Instant) -> f64 {
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * budget.rate)
-            .min(budget.burst);
-        self.at = now;
-        self.tokens
-    }
-}
-
-/// Most source addresses with a bucket: beyond it, new addresses share one overflow bucket,
-/// so a spray of addresses cannot grow the table.
-const MAX_SOURCES: usize = 4096;
-
 /// Refusal log lines written per second at most; the rest are counted and summarised.
 const LOG_LINES_PER_SEC: u32 = 10;
-
-/// Where unauthenticated work is charged: the address, or its /64 for IPv6 (one subscriber
-/// line usually holds a whole /64).
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
 
 /// Refusal logging with a ceiling: at most [`LOG_LINES_PER_SEC`] lines a second, then one
 /// line saying how many were suppressed.
@@ -133,35 +113,37 @@ impl LogLimit {
     }
 }
 
-/// Everything the intake needs; shared behind a mutex (admission and the durable insert of one
-/// report happen as one step, so two copies of a report can never both be accepted).
+/// Everything the intake needs; shared behind a mutex that is held only for the budgets and
+/// the counts, never while a signature is verified or a batch is written.
 pub struct Intake {
     /// Shared, so settlement can use the registered nodes without copying them.
     nodes: Arc<Nodes>,
-    histories: HashMap<String, History>,
-    store: Store,
-    limits: Limits,
-    per_node: Budget,
-    per_source: Budget,
-    buckets: HashMap<String, Bucket>,
-    /// Unauthenticated work per source; `None` is the overflow bucket.
-    sources: HashMap<Option<IpAddr>, Bucket>,
+    /// Shared with the group commit's writer; here only to record nodes as seen.
+    store: Arc<Mutex<Store>>,
+    /// Held for its counts; the verifiers hand reports to it.
+    commits: GroupCommit,
+    verifiers: Verifiers,
+    /// Shared with the verifiers, which charge them once a body is read.
+    budgets: Arc<Mutex<RateBudgets>>,
     log: LogLimit,
     /// Outcomes and rejection reasons so far.
     pub counts: Counts,
     clock: Clock,
 }
 
+/// An answer: the status and the JSON body.
+type Answer = (StatusCode, serde_json::Value);
+
 impl Intake {
-    /// An intake resuming from what the store already holds.
+    /// An intake resuming from what the store already holds; starts the group commit's
+    /// writer thread.
     pub fn new(
         nodes: Nodes,
-        store: Store,
+        mut store: Store,
         limits: Limits,
         per_node: Budget,
         per_source: Budget,
-    ) -> Result<Intake, crate::store::StoreError> {
-        let mut store = store;
+    ) -> Result<Intake, IntakeError> {
         let histories = store.report_histories()?;
         store.nodes_seen(
             nodes.by_id.keys().map(String::as_str),
@@ -180,15 +162,20 @@ impl Intake {
         for code in Reason::ALL.map(Reason::as_str) {
             counts.rejections.insert(code, 0);
         }
+        let store = Arc::new(Mutex::new(store));
+        let commits =
+            GroupCommit::start(store.clone(), histories, limits).map_err(IntakeError::Threads)?;
+        let budgets = Arc::new(Mutex::new(RateBudgets::new(per_node, per_source)));
+        // One verifier per core: signature checks are the intake's main CPU work.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let verifiers = Verifiers::start(cores, budgets.clone(), commits.clone())
+            .map_err(IntakeError::Threads)?;
         Ok(Intake {
             nodes: Arc::new(nodes),
-            histories,
             store,
-            limits,
-            per_node,
-            per_source,
-            buckets: HashMap::new(),
-            sources: HashMap::new(),
+            commits,
+            verifiers,
+            budgets,
             log: LogLimit::new(),
             counts,
             clock: Clock::system(),
@@ -203,24 +190,15 @@ impl Intake {
 
     /// Replaces the registered nodes (a reloaded nodes file); histories are kept. A node new
     /// to the store is recorded as seen now: it cannot report for earlier time.
-    pub fn set_nodes(&mut self, nodes: Nodes) -> Result<(), crate::store::StoreError> {
-        self.store.nodes_seen(
-            nodes.by_id.keys().map(String::as_str),
-            self.clock.now_i64()?,
-        )?;
+    pub fn set_nodes(&mut self, nodes: Nodes) -> Result<(), StoreError> {
+        let now = self.clock.now_i64()?;
+        // A thread that panicked holding the store left no transaction open: still usable.
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .nodes_seen(nodes.by_id.keys().map(String::as_str), now)?;
         self.nodes = Arc::new(nodes);
         Ok(())
-    }
-
-    /// The earliest time the books back for `node`: the later of when quid first saw it and
-    /// when its subscriber was first metered (`Ok(None)`: never metered or not registered).
-    fn metered_from(&self, node: &str) -> Result<Option<i64>, crate::store::StoreError> {
-        let Some(n) = self.nodes.by_id.get(node) else {
-            return Ok(None);
-        };
-        let seen = self.store.node_first_seen(node)?;
-        let since = self.store.metered_since(&n.subscriber)?;
-        Ok(seen.zip(since).map(|(a, b)| a.max(b)))
     }
 
     /// The registered nodes.
@@ -228,66 +206,17 @@ impl Intake {
         self.nodes.clone()
     }
 
+    /// Batches the group commit has written, the reports they held, and the reports
+    /// waiting for it now.
+    pub fn batch_stats(&self) -> Stats {
+        self.commits.stats()
+    }
+
     fn count(&mut self, outcome: &'static str) {
         *self.counts.outcomes.entry(outcome).or_default() += 1;
     }
 
-    /// Takes a token from a registered node's bucket (only after its signature verified:
-    /// only registered nodes get a bucket, so random ids cannot grow the table).
-    fn allow_node(&mut self, node: &str) -> bool {
-        let now = Instant::now();
-        let budget = self.per_node;
-        let b = self.buckets.entry(node.to_owned()).or_insert(Bucket {
-            tokens: budget.burst,
-            at: now,
-        });
-        if b.refill(budget, now) >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The bucket key for `source`: its own while the table has room, else the overflow one.
-    fn source_slot(&mut self, source: IpAddr) -> Option<IpAddr> {
-        let key = Some(source_key(source));
-        if self.sources.contains_key(&key) || self.sources.len() < MAX_SOURCES {
-            return key;
-        }
-        // Full: forget addresses whose bucket has refilled (they are owed nothing).
-        let (budget, now) = (self.per_source, Instant::now());
-        self.sources
-            .retain(|k, b| k.is_none() || b.refill(budget, now) < budget.burst);
-        if self.sources.len() < MAX_SOURCES {
-            key
-        } else {
-            None
-        }
-    }
-
-    /// Whether `source` has budget left for unauthenticated work (nothing is taken).
-    fn source_has_budget(&mut self, source: IpAddr) -> bool {
-        let slot = self.source_slot(source);
-        let (budget, now) = (self.per_source, Instant::now());
-        self.sources
-            .get_mut(&slot)
-            .is_none_or(|b| b.refill(budget, now) >= 1.0)
-    }
-
-    /// Charges one unauthenticated request to `source`.
-    fn charge_source(&mut self, source: IpAddr) {
-        let slot = self.source_slot(source);
-        let (budget, now) = (self.per_source, Instant::now());
-        let b = self.sources.entry(slot).or_insert(Bucket {
-            tokens: budget.burst,
-            at: now,
-        });
-        b.refill(budget, now);
-        b.tokens = (b.tokens - 1.0).max(0.0);
-    }
-
-    fn rate_limited(&mut self, message: &str) -> (StatusCode, serde_json::Value) {
+    fn rate_limited(&mut self, message: &str) -> Answer {
         self.count("rate_limited");
         (
             StatusCode::TOO_MANY_REQUESTS,
@@ -295,132 +224,49 @@ impl Intake {
         )
     }
 
-    /// Handles one request body from `source` at unix time `now`: the status and the JSON
-    /// answer.
-    pub fn handle(
-        &mut self,
-        body: &[u8],
-        now: i64,
-        source: IpAddr,
-    ) -> (StatusCode, serde_json::Value) {
-        // A source that keeps sending what does not authenticate is refused before any
-        // parsing or signature check: its flood costs little and costs nobody else.
-        if !self.source_has_budget(source) {
-            return self.rate_limited(
-                "too many unauthenticated or refused requests from this address; retry later",
-            );
-        }
-        let report = match crate::settlement::report::parse(body) {
-            Ok(r) => r,
-            Err(e) => {
-                self.charge_source(source);
-                return self.reject(None, Rejection::Malformed(e.to_string()));
-            }
-        };
-        let (node, period) = match admit::authenticate(&report, &self.nodes) {
-            Ok((node, period)) => (node.clone(), period),
-            Err(rejection) => {
-                self.charge_source(source);
-                return self.reject(Some(&report), rejection);
-            }
-        };
-        if !self.allow_node(&report.node) {
-            return self.rate_limited("too many reports from this node; retry later");
-        }
-        let metered_from = match self.metered_from(&report.node) {
-            Ok(t) => t,
-            Err(e) => return self.store_unavailable(&report, &e),
-        };
-        let history = self.histories.get(&report.node);
-        match admit::check(
-            &report,
-            &node,
-            period,
-            history,
-            now,
-            self.limits,
-            metered_from,
-        ) {
-            Err(Rejection::StaleSequence { .. }) if self.recorded(&report) => {
-                self.count("already_recorded");
-                (
-                    StatusCode::OK,
-                    json!({"status": "already_recorded", "node": report.node, "seq": report.seq}),
-                )
-            }
-            Err(rejection) => self.reject(Some(&report), rejection),
-            Ok(Admission::AlreadyRecorded) => {
-                self.count("already_recorded");
-                (
-                    StatusCode::OK,
-                    json!({"status": "already_recorded", "node": report.node, "seq": report.seq}),
-                )
-            }
-            Ok(Admission::Accept(period)) => {
-                let subscriber = self
-                    .nodes
-                    .by_id
-                    .get(&report.node)
-                    .map(|n| n.subscriber.clone())
-                    .unwrap_or_default();
-                if let Err(e) = self.store.insert_report(&report, period, now, &subscriber) {
-                    // Not durable, so not acknowledged: the node retries the same report.
-                    return self.store_unavailable(&report, &e);
-                }
-                self.histories
-                    .entry(report.node.clone())
-                    .or_default()
-                    .accept(&report, period);
+    /// The answer for what the group commit decided about report `seq` of `node`.
+    fn verdict(&mut self, node: &str, seq: u64, verdict: Verdict) -> Answer {
+        match verdict {
+            Verdict::Accepted => {
                 self.count("accepted");
                 (
                     StatusCode::OK,
-                    json!({"status": "accepted", "node": report.node, "seq": report.seq}),
+                    json!({"status": "accepted", "node": node, "seq": seq}),
                 )
             }
+            Verdict::AlreadyRecorded => {
+                self.count("already_recorded");
+                (
+                    StatusCode::OK,
+                    json!({"status": "already_recorded", "node": node, "seq": seq}),
+                )
+            }
+            Verdict::Rejected(rejection) => self.reject(Some((node, seq)), rejection),
+            // The writer logged why, once per batch rather than once per report.
+            Verdict::Unavailable => self.store_unavailable(),
         }
     }
 
-    /// The answer when the store cannot be read or written: nothing recorded, retry.
-    fn store_unavailable(
-        &mut self,
-        report: &Report,
-        e: &crate::store::StoreError,
-    ) -> (StatusCode, serde_json::Value) {
-        warn!(
-            "report {}#{} not recorded: {e}",
-            quote(&report.node),
-            report.seq
-        );
+    /// The answer when the report could not be recorded: nothing recorded, retry.
+    fn store_unavailable(&mut self) -> Answer {
         self.count("store_error");
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "refused", "reason": "store_unavailable",
-                   "message": "the report could not be recorded; retry later"}),
+                   "message": "the report could not be recorded; send it again after the Retry-After delay"}),
         )
     }
 
-    /// Whether exactly this report (an older one, resent) is in the store: the same
-    /// signature bytes, whatever the case of its hex letters.
-    fn recorded(&self, report: &Report) -> bool {
-        let Ok(mine) = report.signature_bytes() else {
-            return false;
-        };
-        self.store
-            .report_signature(&report.node, report.seq)
-            .is_ok_and(|s| s == Some(mine))
-    }
-
-    fn reject(
-        &mut self,
-        report: Option<&Report>,
-        rejection: Rejection,
-    ) -> (StatusCode, serde_json::Value) {
+    /// The answer for a refusal of report `who` (node, seq; `None` when unreadable).
+    fn reject(&mut self, who: Option<(&str, u64)>, rejection: Rejection) -> Answer {
         let code = rejection.code();
         self.count("rejected");
         *self.counts.rejections.entry(code).or_default() += 1;
         if self.log.allow() {
             // The id is quoted short: a hostile body must not write more log than it sent.
-            let who = report.map_or("?".to_owned(), |r| format!("{}#{}", quote(&r.node), r.seq));
+            let who = who.map_or("?".to_owned(), |(node, seq)| {
+                format!("{}#{seq}", quote(node))
+            });
             warn!("report {who} refused ({code}): {rejection}");
         }
         let status = match rejection {
@@ -449,31 +295,77 @@ async fn receive(
     State(intake): State<Arc<Mutex<Intake>>>,
     extensions: Extensions,
     body: Bytes,
-) -> (StatusCode, axum::Json<serde_json::Value>) {
+) -> Response {
     // serve.rs puts the peer address on every request; without one (a router used on its
     // own), all requests share the unspecified address's budget.
     let source = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
-    // The commit blocks: keep it off the async workers.
-    // A poisoned lock or a failed task: nothing was recorded, so the node may retry.
+    let (status, answer) = handle(&intake, body, source).await;
+    let mut response = (status, axum::Json(answer)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+/// One request: the source's budget, the verifiers (signature, node budget, group commit),
+/// the answer. The intake's lock is taken only for short steps and never held across an
+/// await.
+async fn handle(intake: &Mutex<Intake>, body: Bytes, source: IpAddr) -> Answer {
+    // A poisoned lock or a failed step: nothing was recorded, so the node may retry.
     let unavailable = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "refused", "reason": "unavailable", "message": "retry later"}),
+            json!({"status": "refused", "reason": "unavailable",
+                   "message": "the intake is unavailable; send the report again after the Retry-After delay"}),
         )
     };
-    let answer = tokio::task::spawn_blocking(move || match intake.lock() {
-        Ok(mut i) => match i.clock.now_i64() {
-            Ok(now) => i.handle(&body, now, source),
+    let (unread, verifiers) = {
+        let Ok(mut i) = intake.lock() else {
+            return unavailable();
+        };
+        // A source that keeps sending what does not authenticate is refused before any
+        // parsing or signature check: its flood costs little and costs nobody else.
+        let has_budget = i
+            .budgets
+            .lock()
+            .is_ok_and(|mut b| b.source_has_budget(source));
+        if !has_budget {
+            return i.rate_limited(
+                "too many unauthenticated or refused requests from this address; retry later",
+            );
+        }
+        let now = match i.clock.now_i64() {
+            Ok(now) => now,
             Err(e) => {
                 warn!("report intake: {e}");
-                unavailable()
+                return unavailable();
             }
-        },
-        Err(_) => unavailable(),
-    })
-    .await
-    .unwrap_or_else(|_| unavailable());
-    (answer.0, axum::Json(answer.1))
+        };
+        let unread = Unread {
+            body,
+            source,
+            now,
+            nodes: i.nodes.clone(),
+        };
+        (unread, i.verifiers.clone())
+    };
+    let outcome = verifiers.check(unread).await;
+    // A lock poisoned since then answers 503 even for a recorded report: the resend is
+    // answered `already_recorded`, never the other way round.
+    let Ok(mut i) = intake.lock() else {
+        return unavailable();
+    };
+    match outcome {
+        Outcome::Refused(who, rejection) => {
+            i.reject(who.as_ref().map(|(n, s)| (n.as_str(), *s)), rejection)
+        }
+        Outcome::RateLimited => i.rate_limited("too many reports from this node; retry later"),
+        Outcome::Unavailable => i.store_unavailable(),
+        Outcome::Decided { node, seq, verdict } => i.verdict(&node, seq, verdict),
+    }
 }

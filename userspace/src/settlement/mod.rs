@@ -2,10 +2,13 @@
 //! how it is matched against the meter; plus the node-side client that sends it.
 
 pub mod admission;
+pub mod group_commit;
 pub mod intake;
 pub mod matching;
 pub mod node_client;
 pub mod nodes;
 pub mod outcome;
+pub mod rate_budget;
+pub mod verifiers;
 /// The report format and signature, from the `quid-report` crate the node agent shares.
 pub use quid_report::report;

@@ -70,12 +70,10 @@ impl Store {
 
     /// The earliest time the books metered `subscriber`, if they ever did.
     pub fn metered_since(&self, subscriber: &str) -> Result<Option<i64>, StoreError> {
+        // Cached: the report intake asks once per report.
         self.conn
-            .query_row(
-                "SELECT min(start) FROM metering WHERE subscriber = ?1",
-                [subscriber],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT min(start) FROM metering WHERE subscriber = ?1")
+            .and_then(|mut s| s.query_row([subscriber], |r| r.get(0)))
             .map_err(|e| self.sql(e))
     }
 
@@ -106,13 +104,10 @@ impl Store {
 
     /// When quid first saw `node` registered.
     pub fn node_first_seen(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        // Cached: the report intake asks once per report.
         self.conn
-            .query_row(
-                "SELECT first_seen FROM nodes_seen WHERE node = ?1",
-                [node],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT first_seen FROM nodes_seen WHERE node = ?1")
+            .and_then(|mut s| s.query_row([node], |r| r.get(0)).optional())
             .map_err(|e| self.sql(e))
     }
 }

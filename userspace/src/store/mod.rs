@@ -22,6 +22,7 @@ mod metering;
 mod pending;
 mod period_books;
 mod period_books_tests;
+mod report_batch;
 mod reports;
 mod rollup;
 mod schema;
@@ -43,6 +44,7 @@ pub use export::{ExportError, ExportRow, Resolution};
 pub use ledger::LedgerSnapshot;
 pub use pending::{RATE_KEYS, usage_rates};
 pub use period_books::{PeriodBooks, SettledReport};
+pub use report_batch::ReportBatch;
 pub use subscribers::{Base, Record, Status};
 pub use tiers::{
     COUNTERS, Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum,

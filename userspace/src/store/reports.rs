@@ -23,35 +23,7 @@ impl Store {
         received_at: i64,
         subscriber: &str,
     ) -> Result<(), StoreError> {
-        let [seq, cpu, storage, energy, sent, received] =
-            r.figures().map(|(field, v)| to_sql(field, v));
-        let signature = r
-            .signature_bytes()
-            .map_err(|e| self.sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        self.conn
-            .execute(
-                "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_micros,
-                   storage_byte_seconds, energy_microjoules, grid_bytes_sent, grid_bytes_received,
-                   signature, received_at, subscriber)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    r.node,
-                    seq.map_err(|e| self.sql(e))?,
-                    p.start,
-                    p.end,
-                    cpu.map_err(|e| self.sql(e))?,
-                    storage.map_err(|e| self.sql(e))?,
-                    energy.map_err(|e| self.sql(e))?,
-                    sent.map_err(|e| self.sql(e))?,
-                    received.map_err(|e| self.sql(e))?,
-                    // Canonical lowercase: one report, one text, whatever case the node sent.
-                    hex::encode(signature),
-                    received_at,
-                    subscriber
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.sql(e))
+        insert_on(&self.conn, r, p, received_at, subscriber).map_err(|e| self.sql(e))
     }
 
     /// What every node had accepted, to resume admission after a restart.
@@ -88,12 +60,11 @@ impl Store {
             return Ok(None);
         };
         self.conn
-            .query_row(
-                "SELECT signature FROM reports WHERE node = ?1 AND seq = ?2",
-                params![node, seq],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
+            .prepare_cached("SELECT signature FROM reports WHERE node = ?1 AND seq = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![node, seq], |r| r.get::<_, String>(0))
+                    .optional()
+            })
             .map(|s| s.and_then(|s| signature_bytes(&s)))
             .map_err(|e| self.sql(e))
     }
@@ -139,6 +110,43 @@ impl Store {
             .query_row("SELECT count(*) FROM reports", [], |r| from_sql(r, 0))
             .map_err(|e| self.sql(e))
     }
+}
+
+/// Inserts an admitted report on `conn` (autocommit, or inside a report batch's transaction).
+pub(super) fn insert_on(
+    conn: &rusqlite::Connection,
+    r: &Report,
+    p: Period,
+    received_at: i64,
+    subscriber: &str,
+) -> rusqlite::Result<()> {
+    let [seq, cpu, storage, energy, sent, received] =
+        r.figures().map(|(field, v)| to_sql(field, v));
+    let signature = r
+        .signature_bytes()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.prepare_cached(
+        "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_micros,
+           storage_byte_seconds, energy_microjoules, grid_bytes_sent, grid_bytes_received,
+           signature, received_at, subscriber)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        r.node,
+        seq?,
+        p.start,
+        p.end,
+        cpu?,
+        storage?,
+        energy?,
+        sent?,
+        received?,
+        // Canonical lowercase: one report, one text, whatever case the node sent.
+        hex::encode(signature),
+        received_at,
+        subscriber
+    ])
+    .map(|_| ())
 }
 
 /// A stored signature's bytes (hex of either case, as older versions kept what nodes sent).

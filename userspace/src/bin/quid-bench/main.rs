@@ -13,6 +13,7 @@ use std::{
 mod books;
 mod live;
 mod planner;
+mod reports;
 mod xdp;
 mod zipf;
 
@@ -62,9 +63,13 @@ enum Command {
         /// Directory for reports.json.
         #[arg(long, default_value = "bench")]
         out: PathBuf,
-        /// Reports per scenario.
-        #[arg(long, default_value_t = 20_000)]
+        /// Reports of the many-nodes scenario (the single node sends a fifth of them).
+        #[arg(long, default_value_t = 100_000)]
         reports: u64,
+        /// Connections of the many-nodes scenario, each one request at a time (at most
+        /// 1,016: 8 from each of 127 loopback addresses).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=1016))]
+        connections: u16,
     },
     /// Rendering the Prometheus exposition for many subscribers.
     Metrics {
@@ -162,7 +167,11 @@ fn main() -> anyhow::Result<()> {
             scratch,
         } => planner::run(&out, subscribers, hours, &scratch),
         Command::Metrics { out } => metrics_bench(out),
-        Command::Reports { out, reports } => reports_bench(out, reports),
+        Command::Reports {
+            out,
+            reports,
+            connections,
+        } => reports::run(out, reports, usize::from(connections)),
         Command::Ledger {
             out,
             subscribers,
@@ -400,150 +409,7 @@ fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct ReportsRow {
-    scenario: &'static str,
-    nodes: u64,
-    reports_per_second: f64,
-}
-
-/// Clients on loopback post pre-signed reports to a real intake (its own store in a temporary
-/// directory); the rate counts only answers of `accepted`.
-fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
-    use ed25519_dalek::SigningKey;
-    use quid::{
-        settlement::admission::Limits,
-        settlement::intake::{Intake, router},
-        settlement::nodes::{Node, Nodes},
-        settlement::report::{Report, rfc3339},
-        store::Store,
-    };
-    use std::sync::{Arc, Mutex};
-    const CLIENTS: u64 = 8;
-    let mut rows = Vec::new();
-    for (scenario, nodes_n) in [("single_node", 1u64), ("many_nodes", 10_000)] {
-        let dir = tempfile_dir()?.join(scenario);
-        std::fs::create_dir_all(&dir)?;
-        let keys: Vec<SigningKey> = (0..nodes_n)
-            .map(|i| {
-                let mut seed = [0u8; 32];
-                seed[..8].copy_from_slice(&i.to_le_bytes());
-                SigningKey::from_bytes(&seed)
-            })
-            .collect();
-        let nodes: Nodes = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Node {
-                id: format!("n{i}"),
-                subscriber: format!("s{i}"),
-                key: k.verifying_key(),
-                cpu_cores: 64,
-                storage_bytes: 1 << 40,
-                max_watts: 1000,
-            })
-            .collect();
-        // Report j of node n covers its own 60 s slot, within the last 30 days.
-        let base = quid::clock::Clock::system().now_i64()? - 30 * 86_400;
-        let per_node = total.div_ceil(nodes_n);
-        let bodies: Vec<Vec<u8>> = (0..total)
-            .map(|j| -> anyhow::Result<Vec<u8>> {
-                let (n, k) = (j % nodes_n, j / nodes_n);
-                let start = base + i64::try_from(k)? * 60;
-                let mut r = Report {
-                    node: format!("n{n}"),
-                    seq: k + 1,
-                    period_start: rfc3339(start),
-                    period_end: rfc3339(start + 60),
-                    cpu_core_micros: 60_000_000,
-                    storage_byte_seconds: 1_000_000_000,
-                    energy_microjoules: 600_000_000,
-                    grid_bytes_sent: 1000,
-                    grid_bytes_received: 2000,
-                    signature: String::new(),
-                };
-                r.sign(&keys[usize::try_from(n)?])?;
-                Ok(serde_json::to_vec(&r)?)
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let limits = Limits {
-            max_period_secs: 86_400,
-            max_skew_secs: 300,
-        };
-        // No rate limit in the way: the benchmark measures the intake itself.
-        let unlimited = quid::settlement::intake::Budget {
-            rate: 1e9,
-            burst: 1e9,
-        };
-        let intake = Intake::new(nodes, Store::open(&dir)?, limits, unlimited, unlimited)?;
-        let app = router(Arc::new(Mutex::new(intake)), 16 * 1024);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
-        // The daemon's own server, with its limits (generous enough for the 8 clients).
-        rt.spawn(quid::http::serve::serve(
-            "reports",
-            listener,
-            app,
-            quid::http::serve::HttpLimits::default(),
-            None,
-            Arc::default(),
-        ));
-        let bodies = Arc::new(bodies);
-        let started = Instant::now();
-        // Each client sends one node's reports in order (seq must rise per node).
-        let handles: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                let bodies = bodies.clone();
-                std::thread::spawn(move || {
-                    let agent = ureq::AgentBuilder::new().build();
-                    let url = format!("http://{addr}/v1/reports");
-                    let mut ok = 0u64;
-                    for (j, b) in bodies.iter().enumerate() {
-                        if (j as u64 % nodes_n) % CLIENTS != c {
-                            continue;
-                        }
-                        if let Ok(r) = agent
-                            .post(&url)
-                            .set("Content-Type", "application/json")
-                            .send_bytes(b)
-                            && r.into_string().unwrap_or_default().contains("\"accepted\"")
-                        {
-                            ok += 1;
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        let accepted: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
-        let secs = started.elapsed().as_secs_f64();
-        let rate = accepted as f64 / secs;
-        log::info!(
-            "{scenario:>12}: {accepted} of {total} accepted in {secs:.2} s: {rate:.0} reports/s ({per_node} per node)"
-        );
-        if accepted != total {
-            bail!("{scenario}: only {accepted} of {total} reports were accepted");
-        }
-        rows.push(ReportsRow {
-            scenario,
-            nodes: nodes_n,
-            reports_per_second: rate,
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("reports.json"),
-        serde_json::to_string_pretty(&rows)? + "\n",
-    )?;
-    Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("quid-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -679,6 +545,6 @@ fn ledger_bench(
 }
 
 /// A count as f64 for a rate (clamped at u32::MAX, beyond any count measured here).
-fn as_f64(n: u64) -> f64 {
+pub(crate) fn as_f64(n: u64) -> f64 {
     u32::try_from(n).map_or_else(|_| f64::from(u32::MAX), f64::from)
 }
