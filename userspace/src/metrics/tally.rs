@@ -17,7 +17,7 @@
 //! The series live as long as the daemon process; a restart starts them again from the books'
 //! lifetime totals, which Prometheus handles as the reset it is.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use quid_common::{DIR_CLASS_PAIRS, SubscriberCounters};
 
@@ -83,8 +83,8 @@ pub struct Seen<'a> {
 /// A subscriber that has had a series of its own.
 struct Series {
     value: Figures,
-    /// Exported by the last update.
-    listed: bool,
+    /// The update that last exported it.
+    listed_at: u64,
 }
 
 /// Each plan's running figures and its subscribers with traffic in the last interval.
@@ -99,37 +99,48 @@ pub struct Plan {
 /// The running counters, kept for the daemon's life.
 #[derive(Default)]
 pub struct Tally {
-    /// Every subscriber's lifetime figures at the last update, by row key.
-    last: HashMap<i64, Figures>,
+    /// Every subscriber's lifetime figures at the last update and the update that saw it, by
+    /// row key. Updated in place: a map of a million entries made anew each interval cost
+    /// most of the interval's rendering.
+    last: HashMap<i64, (Figures, u64)>,
     /// Subscribers that have had a series of their own (only under `top:N`).
     series: HashMap<i64, Series>,
     other: Figures,
     plans: BTreeMap<String, Plan>,
-    updated: bool,
+    /// Updates made so far (0: none yet).
+    updates: u64,
 }
 
 impl Tally {
     /// Advances every running counter by one interval of `subscribers` (each once).
     pub fn update<'a>(&mut self, subscribers: impl Iterator<Item = Seen<'a>>) {
-        let was: HashSet<i64> = self
-            .series
-            .iter_mut()
-            .filter_map(|(k, s)| std::mem::take(&mut s.listed).then_some(*k))
-            .collect();
-        let mut last = HashMap::with_capacity(self.last.len());
+        let updated = self.updates > 0;
+        let previous = self.updates;
+        self.updates += 1;
+        let this = self.updates;
         for p in self.plans.values_mut() {
             p.active = 0;
         }
+        let mut seen = 0usize;
         for s in subscribers {
-            let first_sight = !self.last.contains_key(&s.key);
-            let delta = since(&s.now, self.last.get(&s.key).unwrap_or(&[0; FIGURES]));
-            last.insert(s.key, s.now);
+            seen += 1;
+            let (first_sight, delta) = match self.last.get_mut(&s.key) {
+                Some(last) => {
+                    let delta = since(&s.now, &last.0);
+                    *last = (s.now, this);
+                    (false, delta)
+                }
+                None => {
+                    self.last.insert(s.key, (s.now, this));
+                    (true, s.now)
+                }
+            };
             let plan = match self.plans.get_mut(s.plan) {
                 Some(p) => p,
                 None => self.plans.entry(s.plan.to_owned()).or_default(),
             };
             add(&mut plan.figures, &delta);
-            if self.updated && delta[..CONTRIBUTION].iter().any(|&v| v > 0) {
+            if updated && delta[..CONTRIBUTION].iter().any(|&v| v > 0) {
                 plan.active += 1;
             }
             if !s.listed {
@@ -137,30 +148,36 @@ impl Tally {
                 continue;
             }
             match self.series.get_mut(&s.key) {
-                Some(series) if was.contains(&s.key) => add(&mut series.value, &delta),
-                // Back after a gap: the value it left with (see the module's doc).
-                Some(_) => add(&mut self.other, &delta),
+                Some(series) => {
+                    if series.listed_at == previous {
+                        add(&mut series.value, &delta);
+                    } else {
+                        // Back after a gap: the value it left with (see the module's doc).
+                        add(&mut self.other, &delta);
+                    }
+                    series.listed_at = this;
+                }
                 None => {
                     // A new series only sets its baseline: its interval goes to `other`,
                     // except on the first update, where every series starts at once.
-                    if self.updated || !first_sight {
+                    if updated || !first_sight {
                         add(&mut self.other, &delta);
                     }
                     self.series.insert(
                         s.key,
                         Series {
                             value: s.now,
-                            listed: false,
+                            listed_at: this,
                         },
                     );
                 }
             }
-            if let Some(series) = self.series.get_mut(&s.key) {
-                series.listed = true;
-            }
         }
-        self.last = last;
-        self.updated = true;
+        // Each subscriber is seen once: more entries than sightings means some have left
+        // the books, and their figures are dropped (a key is never reused).
+        if self.last.len() > seen {
+            self.last.retain(|_, last| last.1 == this);
+        }
     }
 
     /// The value of the listed subscriber `key`'s series (its lifetime figures until it
