@@ -10,6 +10,7 @@ use std::{
 };
 
 mod books;
+mod metrics;
 mod planner;
 
 use anyhow::{Context as _, bail};
@@ -65,7 +66,7 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         reports: u64,
     },
-    /// Rendering the Prometheus exposition for many subscribers.
+    /// The Prometheus exposition for many subscribers: rendered per interval, and scraped.
     Metrics {
         /// Directory for metrics.json.
         #[arg(long, default_value = "bench")]
@@ -180,7 +181,7 @@ fn main() -> anyhow::Result<()> {
             hours,
             scratch,
         } => planner::run(&out, subscribers, hours, &scratch),
-        Command::Metrics { out } => metrics_bench(out),
+        Command::Metrics { out } => metrics::run(&out),
         Command::Reports { out, reports } => reports_bench(out, reports),
         Command::Ledger {
             out,
@@ -332,94 +333,6 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
 }
 
 #[derive(Serialize)]
-struct MetricsRow {
-    scenario: String,
-    subscribers: u32,
-    series: usize,
-    seconds: f64,
-    bytes: usize,
-}
-
-/// Renders the exposition for synthetic books; the median of five renders. A scrape itself
-/// only copies the text rendered at the end of the interval.
-fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
-    use quid::{
-        config::SubscriberSeries,
-        metrics::{exposition::Exposition, status::DaemonStatus},
-        store::{Record, Status},
-    };
-    use quid_common::SubscriberCounters;
-    let mut rows = Vec::new();
-    for (scenario, n, series) in [
-        ("full", 10_000u32, SubscriberSeries::All),
-        ("full", 100_000, SubscriberSeries::All),
-        ("top100", 1_000_000, SubscriberSeries::Top(100)),
-    ] {
-        let records: Vec<Record> = (0..n)
-            .map(|i| {
-                let mut total = SubscriberCounters::default();
-                for (j, p) in (0u64..).zip(total.pairs.iter_mut()) {
-                    p.packets = u64::from(i) * 7 + j;
-                    p.bytes = (u64::from(i) * 1500 + j * 40) * 1000;
-                }
-                Record {
-                    id: format!("sub-{i:07}"),
-                    name: String::new(),
-                    plan: format!("plan-{}", i % 8),
-                    prefixes: String::new(),
-                    slot: Some(i),
-                    status: Status::Active,
-                    last: SubscriberCounters::default(),
-                    total,
-                    base: quid::store::Base::default(),
-                }
-            })
-            .collect();
-        let refs: Vec<&Record> = records.iter().collect();
-        // Everyone has a balance and contributions, as on a grid where every home has a node.
-        let status = DaemonStatus {
-            balances: records.iter().map(|r| (r.id.clone(), -1_234_567)).collect(),
-            contributions: records
-                .iter()
-                .map(|r| (r.id.clone(), [3600.0, 1e12, 54_000.0]))
-                .collect(),
-            ..DaemonStatus::default()
-        };
-        let mut times = Vec::new();
-        let mut text = String::new();
-        // One renderer for the five renders, as the daemon keeps one for its life.
-        let mut exposition = Exposition::new();
-        for _ in 0..5 {
-            let started = Instant::now();
-            text = exposition.render(&refs, &[], &status, series);
-            times.push(started.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        let count = text.lines().filter(|l| !l.starts_with('#')).count();
-        let scenario = format!("{scenario}_{n}");
-        log::info!(
-            "{scenario:>14}: {count} series, {} bytes, {:.1} ms, {:.0} ns/series",
-            text.len(),
-            times[2] * 1e3,
-            times[2] * 1e9 / count as f64
-        );
-        rows.push(MetricsRow {
-            scenario,
-            subscribers: n,
-            series: count,
-            seconds: times[2],
-            bytes: text.len(),
-        });
-    }
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("metrics.json"),
-        serde_json::to_string_pretty(&rows)? + "\n",
-    )?;
-    Ok(())
-}
-
-#[derive(Serialize)]
 struct ReportsRow {
     scenario: &'static str,
     nodes: u64,
@@ -496,21 +409,8 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
         };
         let intake = Intake::new(nodes, Store::open(&dir)?, limits, unlimited, unlimited)?;
         let app = router(Arc::new(Mutex::new(intake)), 16 * 1024);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
         // The daemon's own server, with its limits (generous enough for the 8 clients).
-        rt.spawn(quid::http::serve::serve(
-            "reports",
-            listener,
-            app,
-            quid::http::serve::HttpLimits::default(),
-            None,
-            Arc::default(),
-        ));
+        let (_rt, addr) = serve_loopback("reports", app, 2)?;
         let bodies = Arc::new(bodies);
         let started = Instant::now();
         // Each client sends one node's reports in order (seq must rise per node).
@@ -560,6 +460,30 @@ fn reports_bench(out: PathBuf, total: u64) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&rows)? + "\n",
     )?;
     Ok(())
+}
+
+/// Serves `app` on a loopback port with the daemon's own server and limits, on a runtime of
+/// `workers` threads (kept alive by the returned runtime).
+fn serve_loopback(
+    name: &'static str,
+    app: axum::Router,
+    workers: usize,
+) -> anyhow::Result<(tokio::runtime::Runtime, std::net::SocketAddr)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    rt.spawn(quid::http::serve::serve(
+        name,
+        listener,
+        app,
+        quid::http::serve::HttpLimits::default(),
+        None,
+        std::sync::Arc::default(),
+    ));
+    Ok((rt, addr))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
