@@ -80,6 +80,9 @@ pub struct Seen<'a> {
     pub listed: bool,
 }
 
+/// A subscriber's row key and its lifetime figures when last seen.
+type Sighting = (i64, Figures);
+
 /// A subscriber that has had a series of its own.
 struct Series {
     value: Figures,
@@ -99,10 +102,11 @@ pub struct Plan {
 /// The running counters, kept for the daemon's life.
 #[derive(Default)]
 pub struct Tally {
-    /// Every subscriber's lifetime figures at the last update and the update that saw it, by
-    /// row key. Updated in place: a map of a million entries made anew each interval cost
-    /// most of the interval's rendering.
-    last: HashMap<i64, (Figures, u64)>,
+    /// Every subscriber's row key and lifetime figures at the last update, in the order it
+    /// saw them. The books hand subscribers out in the same order every interval, so each one
+    /// is found at the next place and updated there: one pass in memory order, where a map
+    /// keyed by subscriber cost a cache miss per subscriber and most of the interval.
+    last: Vec<Sighting>,
     /// Subscribers that have had a series of their own (only under `top:N`).
     series: HashMap<i64, Series>,
     other: Figures,
@@ -121,18 +125,32 @@ impl Tally {
         for p in self.plans.values_mut() {
             p.active = 0;
         }
-        let mut seen = 0usize;
+        // Until the first subscriber out of place, `last` is updated where it stands; from
+        // there on it is rebuilt, the rest found through an index of the old order.
+        let mut cursor = 0usize;
+        let mut rebuilt: Option<(Vec<Sighting>, HashMap<i64, usize>)> = None;
         for s in subscribers {
-            seen += 1;
-            let (first_sight, delta) = match self.last.get_mut(&s.key) {
-                Some(last) => {
-                    let delta = since(&s.now, &last.0);
-                    *last = (s.now, this);
-                    (false, delta)
-                }
-                None => {
-                    self.last.insert(s.key, (s.now, this));
-                    (true, s.now)
+            let in_place = rebuilt.is_none() && self.last.get(cursor).is_some_and(|l| l.0 == s.key);
+            let (first_sight, delta) = if in_place {
+                let last = &mut self.last[cursor].1;
+                let delta = since(&s.now, last);
+                *last = s.now;
+                cursor += 1;
+                (false, delta)
+            } else {
+                let (order, index) = rebuilt.get_or_insert_with(|| {
+                    let index = self
+                        .last
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| (l.0, i))
+                        .collect();
+                    (self.last[..cursor].to_vec(), index)
+                });
+                order.push((s.key, s.now));
+                match index.get(&s.key) {
+                    Some(&i) => (false, since(&s.now, &self.last[i].1)),
+                    None => (true, s.now),
                 }
             };
             let plan = match self.plans.get_mut(s.plan) {
@@ -173,10 +191,10 @@ impl Tally {
                 }
             }
         }
-        // Each subscriber is seen once: more entries than sightings means some have left
-        // the books, and their figures are dropped (a key is never reused).
-        if self.last.len() > seen {
-            self.last.retain(|_, last| last.1 == this);
+        // Subscribers no longer in the books are left out (a key is never reused).
+        match rebuilt {
+            Some((order, _)) => self.last = order,
+            None => self.last.truncate(cursor),
         }
     }
 
@@ -284,6 +302,27 @@ mod tests {
         let (home, biz) = (tally.plans()["home"], tally.plans()["biz"]);
         assert_eq!((home.figures[0], biz.figures[0]), (1007, 400));
         assert_eq!((home.active, biz.active), (0, 1));
+    }
+
+    #[test]
+    fn subscribers_that_come_go_and_change_places_are_each_counted_from_their_own_last() {
+        let mut tally = Tally::default();
+        let mut other = Vec::new();
+        for step in [
+            &[(1, 100), (2, 50), (3, 10)][..],
+            // 2 leaves, 4 comes in between.
+            &[(1, 150), (4, 20), (3, 30)],
+            // Another order.
+            &[(3, 35), (1, 170), (4, 25)],
+            // The last one leaves.
+            &[(3, 35), (1, 170)],
+            // 4 again: its figures were let go, so it counts as first seen.
+            &[(3, 36), (1, 171), (4, 30)],
+        ] {
+            tally.update(step.iter().map(|&(k, b)| seen(k, "home", b, false)));
+            other.push(tally.other()[0]);
+        }
+        assert_eq!(other, [160, 250, 280, 280, 312]);
     }
 
     #[test]
