@@ -5,9 +5,9 @@
 //! lines in a million then costs a sequential comparison plus hashing for the lines around
 //! the change, instead of hashing every id of both tables.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, ops::Range};
 
-use super::table::Table;
+use super::table::{Subscriber, Table};
 
 /// The difference between two tables, as positions (ascending) in them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,54 +36,126 @@ impl TableDiff {
     }
 }
 
+/// Tables at least this long are compared in two halves on two threads.
+const SPLIT_AT: usize = 100_000;
+/// How far from the new table's middle its counterpart in the old table is looked for.
+const ANCHOR_REACH: usize = 4096;
+
 /// Compares `old` and `new` (ids are unique within each, as [`Table`] guarantees).
 pub fn diff(old: &Table, new: &Table) -> TableDiff {
-    let (o, n) = (&old.subscribers, &new.subscribers);
-    let mut d = TableDiff::default();
-    // Lines put aside, by id: not yet matched in the other table.
-    let mut old_aside: HashMap<&str, usize> = HashMap::new();
-    let mut new_aside: HashMap<&str, usize> = HashMap::new();
-    let matched = |d: &mut TableDiff, i: usize, j: usize| {
+    let (o, n) = (&old.subscribers[..], &new.subscribers[..]);
+    // A long table is cut where a subscriber of the new table's middle sits in both, and the
+    // halves walked at once: the walk reads every line of both tables, which at a million
+    // subscribers is most of a change's cost.
+    if let Some((i, j)) = (n.len() >= SPLIT_AT).then(|| anchor(o, n)).flatten() {
+        let halves = std::thread::scope(|scope| {
+            let second = std::thread::Builder::new()
+                .name("quid-table-diff".into())
+                .spawn_scoped(scope, || walk(o, n, i..o.len(), j..n.len()));
+            let first = walk(o, n, 0..i, 0..j);
+            second
+                .ok()
+                .and_then(|h| h.join().ok())
+                .map(|second| (first, second))
+        });
+        if let Some((first, second)) = halves {
+            return finish(o, n, [first, second]);
+        }
+    }
+    finish(o, n, [walk(o, n, 0..o.len(), 0..n.len())])
+}
+
+/// Positions (old, new) of one subscriber near the middle of the new table, if it is in
+/// both within [`ANCHOR_REACH`] lines of each other.
+fn anchor(o: &[Subscriber], n: &[Subscriber]) -> Option<(usize, usize)> {
+    let j = n.len() / 2;
+    let from = j.saturating_sub(ANCHOR_REACH);
+    let to = j.saturating_add(ANCHOR_REACH).min(o.len());
+    let i = (from..to).find(|&i| o[i].id == n[j].id)?;
+    Some((i, j))
+}
+
+/// A stretch of both tables walked side by side: the subscribers found changed, and the
+/// lines left without a partner in the stretch.
+struct Walked<'a> {
+    changed: Vec<(usize, usize)>,
+    old_aside: HashMap<&'a str, usize>,
+    new_aside: HashMap<&'a str, usize>,
+}
+
+/// Walks `o[old]` and `n[new]` side by side; where the ids differ, lines are put aside by
+/// id until their partner comes.
+fn walk<'a>(
+    o: &'a [Subscriber],
+    n: &'a [Subscriber],
+    old: Range<usize>,
+    new: Range<usize>,
+) -> Walked<'a> {
+    let mut w = Walked {
+        changed: Vec::new(),
+        old_aside: HashMap::new(),
+        new_aside: HashMap::new(),
+    };
+    let matched = |w: &mut Walked, i: usize, j: usize| {
         if o[i] != n[j] {
-            d.changed.push((i, j));
+            w.changed.push((i, j));
         }
     };
-    let (mut i, mut j) = (0, 0);
-    while i < o.len() && j < n.len() {
+    let (mut i, mut j) = (old.start, new.start);
+    while i < old.end && j < new.end {
         if o[i].id == n[j].id {
-            matched(&mut d, i, j);
+            matched(&mut w, i, j);
             (i, j) = (i + 1, j + 1);
-        } else if let Some(nj) = new_aside.remove(o[i].id.as_str()) {
-            matched(&mut d, i, nj);
+        } else if let Some(nj) = w.new_aside.remove(o[i].id.as_str()) {
+            matched(&mut w, i, nj);
             i += 1;
-        } else if let Some(oi) = old_aside.remove(n[j].id.as_str()) {
-            matched(&mut d, oi, j);
+        } else if let Some(oi) = w.old_aside.remove(n[j].id.as_str()) {
+            matched(&mut w, oi, j);
             j += 1;
         } else {
-            old_aside.insert(&o[i].id, i);
-            new_aside.insert(&n[j].id, j);
+            w.old_aside.insert(&o[i].id, i);
+            w.new_aside.insert(&n[j].id, j);
             (i, j) = (i + 1, j + 1);
         }
     }
-    for (oi, s) in o.iter().enumerate().skip(i) {
-        match new_aside.remove(s.id.as_str()) {
-            Some(nj) => matched(&mut d, oi, nj),
+    for (oi, s) in o.iter().enumerate().take(old.end).skip(i) {
+        match w.new_aside.remove(s.id.as_str()) {
+            Some(nj) => matched(&mut w, oi, nj),
             None => {
-                old_aside.insert(&s.id, oi);
+                w.old_aside.insert(&s.id, oi);
             }
         }
     }
-    for (nj, s) in n.iter().enumerate().skip(j) {
-        match old_aside.remove(s.id.as_str()) {
-            Some(oi) => matched(&mut d, oi, nj),
+    for (nj, s) in n.iter().enumerate().take(new.end).skip(j) {
+        match w.old_aside.remove(s.id.as_str()) {
+            Some(oi) => matched(&mut w, oi, nj),
             None => {
-                new_aside.insert(&s.id, nj);
+                w.new_aside.insert(&s.id, nj);
             }
         }
     }
-    // What is still aside has no partner.
+    w
+}
+
+/// Pairs what the stretches left aside across them (a line moved from one to the other);
+/// what is still aside has no partner: removed, or added.
+fn finish<const N: usize>(o: &[Subscriber], n: &[Subscriber], walked: [Walked; N]) -> TableDiff {
+    let mut d = TableDiff::default();
+    let mut old_aside: HashMap<&str, usize> = HashMap::new();
+    let mut new_aside = Vec::new();
+    for w in walked {
+        d.changed.extend(w.changed);
+        old_aside.extend(w.old_aside);
+        new_aside.extend(w.new_aside);
+    }
+    for (id, j) in new_aside {
+        match old_aside.remove(id) {
+            Some(i) if o[i] != n[j] => d.changed.push((i, j)),
+            Some(_) => {}
+            None => d.added.push(j),
+        }
+    }
     d.removed = old_aside.into_values().collect();
-    d.added = new_aside.into_values().collect();
     d.removed.sort_unstable();
     d.added.sort_unstable();
     d.changed.sort_unstable_by_key(|&(_, j)| j);
@@ -187,6 +259,32 @@ mod tests {
             reversed.changed.sort_unstable();
             assert_eq!(reversed, back, "round {round}");
         }
+    }
+
+    #[test]
+    fn long_tables_walked_in_two_halves_find_what_hashing_every_id_finds() {
+        let old = Table {
+            subscribers: (0..SPLIT_AT + 10)
+                .map(|i| sub(&format!("s{i}"), "home"))
+                .collect(),
+        };
+        let mut new = old.clone();
+        let middle = new.subscribers.len() / 2;
+        // Lines moved across the cut both ways, removed and changed on both sides, added.
+        let early = new.subscribers.remove(10);
+        new.subscribers.insert(middle + 100, early);
+        let late = new.subscribers.remove(middle + 500);
+        new.subscribers.insert(20, late);
+        new.subscribers.remove(middle - 3);
+        new.subscribers.remove(5);
+        new.subscribers[middle + 7].plan = "biz".into();
+        new.subscribers[3].plan = "biz".into();
+        new.subscribers.insert(middle + 1, sub("new-1", "home"));
+        new.subscribers.push(sub("new-2", "home"));
+        assert!(anchor(&old.subscribers, &new.subscribers).is_some());
+        let d = diff(&old, &new);
+        assert_eq!(d, by_id(&old, &new));
+        assert_eq!((d.added.len(), d.removed.len(), d.changed.len()), (2, 2, 2));
     }
 
     #[test]
