@@ -44,6 +44,22 @@ const ANCHOR_REACH: usize = 4096;
 /// Compares `old` and `new` (ids are unique within each, as [`Table`] guarantees).
 pub fn diff(old: &Table, new: &Table) -> TableDiff {
     let (o, n) = (&old.subscribers[..], &new.subscribers[..]);
+    if o.is_empty() || n.is_empty() {
+        // The first install (or everyone removed): nothing to pair, no id to hash.
+        return TableDiff {
+            added: if o.is_empty() {
+                (0..n.len()).collect()
+            } else {
+                Vec::new()
+            },
+            removed: if o.is_empty() {
+                Vec::new()
+            } else {
+                (0..o.len()).collect()
+            },
+            changed: Vec::new(),
+        };
+    }
     // A long table is cut where a subscriber of the new table's middle sits in both, and the
     // halves walked at once: the walk reads every line of both tables, which at a million
     // subscribers is most of a change's cost.
@@ -285,6 +301,17 @@ mod tests {
         let d = diff(&old, &new);
         assert_eq!(d, by_id(&old, &new));
         assert_eq!((d.added.len(), d.removed.len(), d.changed.len()), (2, 2, 2));
+    }
+
+    #[test]
+    fn from_or_to_an_empty_table_everyone_is_added_or_removed() {
+        let some = Table {
+            subscribers: (0..3).map(|i| sub(&format!("s{i}"), "home")).collect(),
+        };
+        let none = Table::default();
+        assert_eq!(diff(&none, &some), by_id(&none, &some));
+        assert_eq!(diff(&some, &none), by_id(&some, &none));
+        assert!(diff(&none, &none).is_empty());
     }
 
     #[test]
