@@ -57,7 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
     let mut state = State::new(&config, kernel, services, published, clock);
     if let Err(e) = state
-        .install_first(&table)
+        .install_first(table)
         .and_then(|()| state.attach_configured())
     {
         return Err(kernel_setup::abandon(&mut state.dp, e));

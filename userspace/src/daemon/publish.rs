@@ -90,7 +90,7 @@ impl State<'_> {
             self.config.metrics.subscribers,
         );
         if let Ok(mut e) = self.published.write() {
-            *e = text;
+            *e = text.into();
         }
     }
 }

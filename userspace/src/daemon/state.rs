@@ -105,10 +105,11 @@ impl<'a> State<'a> {
     }
 
     /// Installs the table the daemon starts with, and says what the lookup looks like.
-    pub fn install_first(&mut self, table: &Table) -> anyhow::Result<()> {
+    pub fn install_first(&mut self, table: Table) -> anyhow::Result<()> {
         let change = self.install(table)?;
         self.status.last_reload_ok = true;
         let plan = *self.registry.active_plan();
+        let table = self.registry.table();
         let (v4, v6) = table.prefix_counts();
         info!(
             "installed {} subscribers ({v4} IPv4, {v6} IPv6 prefixes; {} added, {} removed, {} changed); probes: {} IPv4 (pool /{}), {} IPv6 (pool /{}); trie fallback: {}",
@@ -130,14 +131,15 @@ impl<'a> State<'a> {
     }
 
     /// Installs `table`: the kernel change, the books, the final reads of removed subscribers.
-    pub fn install(&mut self, table: &Table) -> anyhow::Result<registry::Change> {
+    pub fn install(&mut self, table: Table) -> anyhow::Result<registry::Change> {
         let (change, baselines) = self.registry.apply(&mut self.dp, table)?;
+        let table = self.registry.table();
         self.books
             .install(table, self.registry.slots(), &baselines)?;
         // The removed subscribers' prefixes are gone from both generations: one more read
         // gives their final counts, then their slots can be reused.
         self.read_interval()?;
-        let gone = self.books.retire(table)?;
+        let gone = self.books.retire(self.registry.table())?;
         self.registry.release(&gone);
         Ok(change)
     }

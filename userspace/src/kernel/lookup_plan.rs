@@ -8,9 +8,11 @@
 //! prefixes of that length holding the most of them (an ISP's CGNAT /10 of /32s, or its /56
 //! delegations out of a /40). A typical ISP table needs no trie at all.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use ipnet::IpNet;
+
+use crate::kernel::prefix_census::{FamilyCensus, PrefixCensus, unit};
 use quid_common::{
     LookupPlan, MAX_HASH_LENGTHS, PROBE_HASH, PROBE_POOL, PoolSpec, V4Probe, V6Probe, v4_mask,
     v6_mask,
@@ -34,32 +36,20 @@ pub enum Place {
     Trie,
 }
 
-/// A prefix's pool unit: its address bits down to its length, as a number.
-fn unit(prefix: &IpNet) -> Option<u64> {
-    match prefix {
-        IpNet::V4(n) => Some(u64::from(
-            u32::from(n.addr()) >> (32 - u32::from(n.prefix_len())),
-        )),
-        IpNet::V6(n) if n.prefix_len() <= 64 => {
-            let top = (u128::from(n.addr()) >> 64) as u64;
-            Some(top >> (64 - u32::from(n.prefix_len())))
-        }
-        IpNet::V6(_) => None,
-    }
-}
-
 /// Builds the plan for a set of prefixes.
 pub fn build<'a>(
     prefixes: impl IntoIterator<Item = &'a IpNet>,
     hash_lengths: u32,
     pools: PoolSizes,
 ) -> LookupPlan {
-    let (v4, v6): (Vec<&IpNet>, Vec<&IpNet>) = prefixes
-        .into_iter()
-        .partition(|p| matches!(p, IpNet::V4(_)));
+    from_census(&PrefixCensus::of(prefixes), hash_lengths, pools)
+}
+
+/// The plan for the prefixes `census` counts (generation 0, pools at base 0).
+pub fn from_census(census: &PrefixCensus, hash_lengths: u32, pools: PoolSizes) -> LookupPlan {
     let k = (hash_lengths as usize).min(MAX_HASH_LENGTHS);
-    let f4 = family(&v4, k, pools.v4, 32);
-    let f6 = family(&v6, k, pools.v6, 64);
+    let f4 = family(&census.v4, k, pools.v4, 32);
+    let f6 = family(&census.v6, k, pools.v6, 64);
     let mut plan = LookupPlan {
         v4_trie_max: f4.trie_max,
         v6_trie_max: f6.trie_max,
@@ -95,12 +85,8 @@ struct Family {
     trie_max: u32,
 }
 
-fn family(prefixes: &[&IpNet], k: usize, pool_size: u32, pool_width: u32) -> Family {
-    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
-    for p in prefixes {
-        *counts.entry(u32::from(p.prefix_len())).or_default() += 1;
-    }
-    let mut by_count: Vec<(u32, usize)> = counts.into_iter().collect();
+fn family(census: &FamilyCensus, k: usize, pool_size: u32, pool_width: u32) -> Family {
+    let mut by_count: Vec<(u32, usize)> = census.counts.iter().map(|(&l, &n)| (l, n)).collect();
     // Most populated first; among equals the longer (more specific) length first.
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
     let mut trie_max = by_count.iter().skip(k).map(|&(l, _)| l).max().unwrap_or(0);
@@ -109,31 +95,16 @@ fn family(prefixes: &[&IpNet], k: usize, pool_size: u32, pool_width: u32) -> Fam
         .first()
         .map(|&(l, _)| l)
         .filter(|&l| pool_size > 0 && l <= pool_width);
-    if let Some(len) = pool_len {
-        let mut units: Vec<u64> = prefixes
-            .iter()
-            .filter(|p| u32::from(p.prefix_len()) == len)
-            .filter_map(|p| unit(p))
-            .collect();
-        units.sort_unstable();
-        // The window [first, first + pool_size) holding the most prefixes (two pointers).
-        let (mut best, mut best_start, mut lo) = (0, 0, 0);
-        for hi in 0..units.len() {
-            while units[hi] - units[lo] >= u64::from(pool_size) {
-                lo += 1;
-            }
-            if hi + 1 - lo > best {
-                (best, best_start) = (hi + 1 - lo, lo);
-            }
-        }
+    if let Some((len, units)) = pool_len.and_then(|l| Some((l, census.units.get(&l)?))) {
+        let (first, held) = window(units, u64::from(pool_size));
         pool = PoolSpec {
-            first: units[best_start],
+            first,
             units: u64::from(pool_size),
             base: 0,
             shift: pool_width - len,
             prefix_len: len,
         };
-        if best < units.len() {
+        if held < units.len() {
             // Stragglers outside the window are found in the trie.
             trie_max = trie_max.max(len);
         }
@@ -157,6 +128,55 @@ fn family(prefixes: &[&IpNet], k: usize, pool_size: u32, pool_width: u32) -> Fam
         probes,
         pool,
         trie_max,
+    }
+}
+
+/// The pool window of `size` units holding the most of `units`: its first unit and how many
+/// it holds.
+///
+/// Among the first units that hold as many, the one with the most trailing zero bits is
+/// taken: it stays where it is when prefixes come and go at the window's edges (the lowest
+/// subscriber leaving, a new one at the top), so such a change keeps the plan, and every
+/// other prefix its place, instead of shifting the whole pool.
+fn window(units: &BTreeSet<u64>, size: u64) -> (u64, usize) {
+    let (Some(&low), Some(&high)) = (units.first(), units.last()) else {
+        return (0, 0);
+    };
+    if high - low < size {
+        // The common case, a pool sized for the table: every unit fits.
+        return (roundest(high.saturating_sub(size - 1), low), units.len());
+    }
+    let units: Vec<u64> = units.iter().copied().collect();
+    // The earliest window [lo, hi] holding the most (two pointers).
+    let (mut best, mut best_lo, mut best_hi, mut lo) = (0, 0, 0, 0);
+    for hi in 0..units.len() {
+        while units[hi] - units[lo] >= size {
+            lo += 1;
+        }
+        if hi + 1 - lo > best {
+            (best, best_lo, best_hi) = (hi + 1 - lo, lo, hi);
+        }
+    }
+    // Any first unit in this range holds exactly units[best_lo..=best_hi]: one more would
+    // make a fuller window than the fullest.
+    let from = units[best_hi].saturating_sub(size - 1);
+    (roundest(from, units[best_lo]), best)
+}
+
+/// The number in `from..=to` with the most trailing zero bits (`from <= to`).
+fn roundest(from: u64, to: u64) -> u64 {
+    let differ = from ^ to;
+    if from == 0 || differ == 0 {
+        return from;
+    }
+    // The highest bit where they differ: `to` has it set, `from` clear. `to` with every
+    // lower bit cleared is in the range; only `from` itself can be rounder.
+    let k = 63 - differ.leading_zeros();
+    let candidate = to & !((1u64 << k) - 1);
+    if from.trailing_zeros() > k {
+        from
+    } else {
+        candidate
     }
 }
 
@@ -216,11 +236,13 @@ mod tests {
         assert_eq!((plan.v6[0].prefix_len, plan.v6[0].kind), (64, PROBE_HASH));
         assert_eq!((plan.v6[1].prefix_len, plan.v6[1].kind), (56, PROBE_POOL));
         assert_eq!((plan.v4_trie_max, plan.v6_trie_max), (0, 0));
-        assert_eq!(place(&plan, &p[0]), Place::Pool(0));
-        assert_eq!(place(&plan, &p[1]), Place::Pool(1));
+        // The window starts at the roundest unit that still holds them all: 100.64.0.0.
+        assert_eq!(place(&plan, &p[0]), Place::Pool(1));
+        assert_eq!(place(&plan, &p[1]), Place::Pool(2));
         assert_eq!(place(&plan, &p[2]), Place::Hash);
-        // 2001:db8:2::/56 is 0x100 /56 units after 2001:db8:1::/56.
-        assert_eq!(place(&plan, &p[4]), Place::Pool(0x100));
+        // 2001:db8:2::/56 is 0x200 /56 units after 2001:db8::/56.
+        assert_eq!(place(&plan, &p[3]), Place::Pool(0x100));
+        assert_eq!(place(&plan, &p[4]), Place::Pool(0x200));
         assert_eq!(place(&plan, &p[5]), Place::Hash);
     }
 
@@ -252,12 +274,52 @@ mod tests {
         let plan = build(&p, 8, PoolSizes { v4: 1024, v6: 0 });
         assert_eq!(
             plan.v4_pool.first,
-            u64::from(u32::from(std::net::Ipv4Addr::new(100, 64, 0, 1)))
+            u64::from(u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)))
         );
-        assert_eq!(place(&plan, &p[1]), Place::Pool(8));
-        assert_eq!(place(&plan, &p[2]), Place::Pool(1017));
+        assert_eq!(place(&plan, &p[1]), Place::Pool(9));
+        assert_eq!(place(&plan, &p[2]), Place::Pool(1018));
         assert_eq!(place(&plan, &p[3]), Place::Trie);
         assert_eq!(plan.v4_trie_max, 32);
+    }
+
+    #[test]
+    fn the_pool_stays_put_when_its_lowest_prefixes_leave_and_new_ones_come_at_the_top() {
+        let before: Vec<IpNet> = (1..=1000u32)
+            .map(|i| IpNet::V4(ipnet::Ipv4Net::new((0x6440_0000 + i).into(), 32).unwrap()))
+            .collect();
+        let pools = PoolSizes { v4: 1100, v6: 0 };
+        let after: Vec<IpNet> = before[10..]
+            .iter()
+            .copied()
+            .chain(
+                (1001..=1010u32)
+                    .map(|i| IpNet::V4(ipnet::Ipv4Net::new((0x6440_0000 + i).into(), 32).unwrap())),
+            )
+            .collect();
+        let (a, b) = (build(&before, 8, pools), build(&after, 8, pools));
+        assert_eq!(a, b);
+        assert_eq!(place(&b, &after[0]), Place::Pool(11));
+    }
+
+    #[test]
+    fn the_roundest_number_of_a_range_has_the_most_trailing_zeros() {
+        assert_eq!(roundest(0, 7), 0);
+        assert_eq!(roundest(5, 5), 5);
+        assert_eq!(roundest(5, 7), 6);
+        assert_eq!(roundest(8, 15), 8);
+        assert_eq!(roundest(9, 17), 16);
+        assert_eq!(roundest(0x643F_FFFB, 0x6440_0001), 0x6440_0000);
+        // Against every number of small ranges.
+        for from in 1..64u64 {
+            for to in from..64 {
+                let best = (from..=to).max_by_key(|n| n.trailing_zeros()).unwrap();
+                assert_eq!(
+                    roundest(from, to).trailing_zeros(),
+                    best.trailing_zeros(),
+                    "{from}..={to}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod link_info;
 pub mod loader;
 pub mod lookup_plan;
 pub mod mmap_array;
+pub mod prefix_census;
 pub mod sizes;
 pub mod subscriber_maps;
 pub mod test_frames;

@@ -25,8 +25,12 @@ use crate::{
     kernel::loader::{Datapath, map},
     kernel::lookup_plan::{self as plan, Place},
     kernel::mmap_array::MappedArray,
+    kernel::prefix_census::PrefixCensus,
     kernel::sizes::{Sizes, pool_region},
-    subscribers::table::{Subscriber, Table},
+    subscribers::{
+        diff::{TableDiff, diff as table_diff},
+        table::{Subscriber, Table},
+    },
 };
 
 /// How long to wait after a flip before rewriting the generation packets just left.
@@ -51,7 +55,11 @@ pub enum RegistryError {
 
 /// Checks before loading anything that `table` fits the configured kernel tables.
 pub fn check_fits(table: &Table, sizes: Sizes) -> Result<(), RegistryError> {
-    let n = table.subscribers.len();
+    fits(table.subscribers.len(), table.prefix_counts(), sizes)
+}
+
+/// Checks that `n` subscribers with `(v4, v6)` prefixes fit the configured kernel tables.
+fn fits(n: usize, (v4, v6): (usize, usize), sizes: Sizes) -> Result<(), RegistryError> {
     if n > sizes.subscribers as usize {
         return Err(RegistryError::TooLarge {
             what: "subscribers",
@@ -60,7 +68,6 @@ pub fn check_fits(table: &Table, sizes: Sizes) -> Result<(), RegistryError> {
             setting: "capacity",
         });
     }
-    let (v4, v6) = table.prefix_counts();
     for (what, have) in [("IPv4 prefixes", v4), ("IPv6 prefixes", v6)] {
         if have > sizes.prefixes as usize {
             return Err(RegistryError::TooLarge {
@@ -81,7 +88,7 @@ pub fn install(
     hash_lengths: u32,
 ) -> Result<Registry, RegistryError> {
     let mut r = Registry::new(hash_lengths);
-    r.apply(dp, table)?;
+    r.apply(dp, table.clone())?;
     Ok(r)
 }
 
@@ -177,8 +184,13 @@ pub struct Registry {
     plans: [LookupPlan; GENERATIONS],
     /// Owners written in each generation's (IPv4, IPv6) pool region, for `quid_map_entries`.
     pool_used: [[u64; 2]; GENERATIONS],
-    /// Whether both generations hold `table` (false until the first apply on new maps).
+    /// The prefixes of `table`, counted as the plan needs them.
+    census: PrefixCensus,
+    /// Whether both generations hold `table` (false until the first apply on new maps, and
+    /// after an apply that failed half-way: the next one then rewrites them whole).
     installed: bool,
+    /// Generations rewritten whole so far (the others were changed by difference).
+    rewrites: u64,
 }
 
 impl Registry {
@@ -192,12 +204,32 @@ impl Registry {
             entries: Default::default(),
             plans: Default::default(),
             pool_used: Default::default(),
+            census: PrefixCensus::default(),
             installed: false,
+            rewrites: 0,
         }
     }
 
+    /// A registry for freshly created (empty) maps whose subscribers keep the slots `slots`
+    /// gives them (a table installed whole as another registry holds it by difference).
+    pub fn with_slots(hash_lengths: u32, slots: Slots) -> Registry {
+        Registry {
+            slots,
+            ..Registry::new(hash_lengths)
+        }
+    }
+
+    /// How many generations were rewritten whole (a first install, a plan that changed
+    /// shape) rather than changed by difference.
+    pub fn rewrites(&self) -> u64 {
+        self.rewrites
+    }
+
     /// A registry for adopted maps that hold `table` with `slots` in both generations, as a
-    /// previous daemon left them (`active` is the generation it left active).
+    /// previous daemon left them (`active` is the generation it left active). Each
+    /// generation's entries are taken as placed under the plan the kernel holds for it: a
+    /// daemon of another version may have chosen another pool window, and the first change
+    /// then rewrites that generation whole.
     pub fn adopt(
         dp: &Datapath,
         hash_lengths: u32,
@@ -205,6 +237,7 @@ impl Registry {
         slots: Slots,
         active: u32,
     ) -> Registry {
+        let census = PrefixCensus::of(table.subscribers.iter().flat_map(|s| &s.prefixes));
         let mut r = Registry {
             hash_lengths,
             table,
@@ -213,10 +246,15 @@ impl Registry {
             entries: Default::default(),
             plans: Default::default(),
             pool_used: Default::default(),
+            census,
             installed: true,
+            rewrites: 0,
         };
         for g in 0..GENERATIONS_U32 {
-            let (plan, entries, pools) = r.desired(dp.sizes, g, &r.table);
+            let plan = kernel_plan(dp, g)
+                .filter(|p| p.generation == g)
+                .unwrap_or_else(|| r.plan(dp.sizes, g));
+            let (entries, pools) = r.desired(&plan, g, &r.table.subscribers);
             r.pool_used[g as usize] = pool_counts(&pools);
             r.plans[g as usize] = plan;
             r.entries[g as usize] = entries;
@@ -295,25 +333,39 @@ impl Registry {
     /// generation first, then the flip, then the other generation. Removed subscribers keep
     /// their slot until [`Registry::release`]. Returns what changed and, for every slot handed
     /// out now, its counters before any of the subscriber's packets could reach it.
+    ///
+    /// Only the subscribers the change touches are visited, unless the plan changes shape
+    /// (other probed lengths, a pool moved or resized): a generation under a new plan is
+    /// rewritten whole, as on the first install.
     pub fn apply(
         &mut self,
         dp: &mut Datapath,
-        table: &Table,
+        table: Table,
     ) -> Result<(Change, Vec<(String, SubscriberCounters)>), RegistryError> {
-        check_fits(table, dp.sizes)?;
-        let change = diff(&self.table, table);
-        if change.is_empty() && self.installed {
+        let d = table_diff(&self.table, &table);
+        let change = change_of(&self.table, &table, &d);
+        if d.is_empty() && self.installed {
             return Ok((change, Vec::new()));
         }
-        let ids: std::collections::HashSet<&str> =
-            table.subscribers.iter().map(|s| s.id.as_str()).collect();
-        let kept = self
-            .slots
+        // The new table's prefixes are counted from the old table's and the change, not by
+        // walking the table.
+        recount(&mut self.census, &self.table, &table, &d);
+        if let Err(e) = fits(table.subscribers.len(), self.census.totals(), dp.sizes) {
+            recount(&mut self.census, &table, &self.table, &d.reversed());
+            return Err(e);
+        }
+        // Slots held by subscribers outside the new table: the old table's (each has one)
+        // that leave it, and those removed earlier whose final counts are not read yet.
+        let staying = self.table.subscribers.len().saturating_sub(d.removed.len());
+        let returning = d
+            .added
             .iter()
-            .filter(|(id, _)| !ids.contains(id))
+            .filter(|&&j| self.slots.get(&table.subscribers[j].id).is_some())
             .count();
+        let kept = self.slots.by_id.len().saturating_sub(staying + returning);
         let would_need = kept + table.subscribers.len();
         if would_need > dp.sizes.subscribers as usize {
+            recount(&mut self.census, &table, &self.table, &d.reversed());
             return Err(RegistryError::TooLarge {
                 what: "subscribers (counting those just removed, whose final counts are not read yet)",
                 have: would_need,
@@ -322,65 +374,194 @@ impl Registry {
             });
         }
         let mut baselines = Vec::new();
-        for s in &table.subscribers {
+        let fresh = if self.installed {
+            // Everyone else of the new table was in the old one, with a slot.
+            d.added.iter().map(|&j| &table.subscribers[j]).collect()
+        } else {
+            table.subscribers.iter().collect::<Vec<_>>()
+        };
+        for s in fresh {
             if self.slots.get(&s.id).is_none() {
                 let slot = self.slots.assign(&s.id);
                 baselines.push((s.id.clone(), dp.counters.slot(slot as usize)));
             }
         }
+        let old = std::mem::take(&mut self.table);
+        match self.switch(dp, &old, &table, &d) {
+            Ok(()) => {
+                self.table = table;
+                self.installed = true;
+                // Freeing a million subscribers' strings takes longer than the change itself
+                // (tens of ms): done on a thread of its own, off the reload's path; where no
+                // thread can be started it is freed here.
+                let _ = std::thread::Builder::new()
+                    .name("quid-free-table".into())
+                    .spawn(move || drop(old));
+                Ok((change, baselines))
+            }
+            Err(e) => {
+                // The kernel holds part of the change: the next apply rewrites both
+                // generations whole, whatever it asks for.
+                recount(&mut self.census, &table, &old, &d.reversed());
+                self.table = old;
+                self.installed = false;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes the change from `old` to `new` into the inactive generation, flips to it, and
+    /// brings the other generation to the same.
+    fn switch(
+        &mut self,
+        dp: &mut Datapath,
+        old: &Table,
+        new: &Table,
+        d: &TableDiff,
+    ) -> Result<(), KernelError> {
         let next = 1 - self.active;
-        self.sync(dp, next, table)?;
+        self.bring(dp, next, old, new, d)?;
         flip(dp, next)?;
         self.active = next;
         std::thread::sleep(GRACE);
-        self.sync(dp, 1 - next, table)?;
-        self.table = table.clone();
-        self.installed = true;
-        Ok((change, baselines))
+        self.bring(dp, 1 - next, old, new, d)
     }
 
-    /// The plan, hash/trie entries and pool writes generation `g` needs for `table`.
-    fn desired(
-        &self,
-        sizes: Sizes,
-        g: u32,
-        table: &Table,
-    ) -> (LookupPlan, Entries, Vec<PoolWrite>) {
-        let all = table.subscribers.iter().flat_map(|s| &s.prefixes);
-        let mut plan = plan::build(all, self.hash_lengths, sizes.pools());
+    /// The plan of generation `g` for the counted prefixes.
+    fn plan(&self, sizes: Sizes, g: u32) -> LookupPlan {
+        let mut plan = plan::from_census(&self.census, self.hash_lengths, sizes.pools());
         plan.generation = g;
         plan.v4_pool.base = u64::from(g) * pool_region(sizes.pool_v4);
         plan.v6_pool.base = u64::from(g) * pool_region(sizes.pool_v6);
+        plan
+    }
+
+    /// Brings generation `g` (not the active one) from `old` to `new`: only the entries of
+    /// the subscribers in `d` when its plan stays, all of them when the plan changes.
+    fn bring(
+        &mut self,
+        dp: &mut Datapath,
+        g: u32,
+        old: &Table,
+        new: &Table,
+        d: &TableDiff,
+    ) -> Result<(), KernelError> {
+        let plan = self.plan(dp.sizes, g);
+        if self.installed && self.plans[g as usize] == plan {
+            self.patch(dp, &plan, old, new, d)
+        } else {
+            self.rewrites += 1;
+            self.sync(dp, plan, new)
+        }
+    }
+
+    /// The hash/trie entries and pool writes generation `g` needs for `subscribers`.
+    fn desired<'a>(
+        &self,
+        plan: &LookupPlan,
+        g: u32,
+        subscribers: impl IntoIterator<Item = &'a Subscriber>,
+    ) -> (Entries, Vec<PoolWrite>) {
         let mut e = Entries::default();
         let mut pools = Vec::new();
-        for s in &table.subscribers {
+        for s in subscribers {
             let Some(slot) = self.slots.get(&s.id) else {
                 continue;
             };
             for prefix in &s.prefixes {
-                entry(&plan, g, slot, prefix, &mut e, &mut pools);
+                entry(plan, g, slot, prefix, &mut e, &mut pools);
             }
         }
-        (plan, e, pools)
+        (e, pools)
     }
 
-    /// Brings generation `g` (not the active one) to `table`.
-    fn sync(&mut self, dp: &mut Datapath, g: u32, table: &Table) -> Result<(), KernelError> {
-        let (plan, want, pools) = self.desired(dp.sizes, g, table);
+    /// Rewrites generation `plan.generation` (not the active one) whole for `table`.
+    fn sync(
+        &mut self,
+        dp: &mut Datapath,
+        plan: LookupPlan,
+        table: &Table,
+    ) -> Result<(), KernelError> {
+        let g = plan.generation;
+        let (want, pools) = self.desired(&plan, g, &table.subscribers);
         let have = std::mem::take(&mut self.entries[g as usize]);
         write_pools(dp, &plan, &pools)?;
         sync_map::<V4Key>(dp, map_name::SUB_V4, &have.v4, &want.v4)?;
         sync_map::<V6Key>(dp, map_name::SUB_V6, &have.v6, &want.v6)?;
         sync_trie::<V4TrieData>(dp, map_name::SUB_V4_TRIE, &have.t4, &want.t4)?;
         sync_trie::<V6TrieData>(dp, map_name::SUB_V6_TRIE, &have.t6, &want.t6)?;
-        let mut plans: Array<&mut MapData, LookupPlan> = map(dp, map_name::LOOKUP_PLAN)?;
-        plans
-            .set(g, plan, 0)
-            .map_err(|e| map_err(map_name::LOOKUP_PLAN, e))?;
+        write_plan(dp, &plan)?;
         self.plans[g as usize] = plan;
         self.entries[g as usize] = want;
         self.pool_used[g as usize] = pool_counts(&pools);
         Ok(())
+    }
+
+    /// Changes generation `plan.generation` (not the active one, under the same plan) from
+    /// `old` to `new` for the subscribers in `d` alone: their old entries out, their new ones
+    /// in (a prefix moved between two of them ends with its new owner).
+    fn patch(
+        &mut self,
+        dp: &mut Datapath,
+        plan: &LookupPlan,
+        old: &Table,
+        new: &Table,
+        d: &TableDiff,
+    ) -> Result<(), KernelError> {
+        let g = plan.generation;
+        let leaving = d
+            .removed
+            .iter()
+            .chain(d.changed.iter().map(|(i, _)| i))
+            .map(|&i| &old.subscribers[i]);
+        let coming = d
+            .added
+            .iter()
+            .chain(d.changed.iter().map(|(_, j)| j))
+            .map(|&j| &new.subscribers[j]);
+        let (gone, gone_pools) = self.desired(plan, g, leaving);
+        let (come, come_pools) = self.desired(plan, g, coming);
+        let cleared: Vec<PoolWrite> = gone_pools.iter().map(|&(v6, i, _)| (v6, i, 0)).collect();
+        patch_pools(dp, &cleared)?;
+        patch_pools(dp, &come_pools)?;
+        let have = &mut self.entries[g as usize];
+        patch_map::<V4Key>(dp, map_name::SUB_V4, &mut have.v4, &gone.v4, &come.v4)?;
+        patch_map::<V6Key>(dp, map_name::SUB_V6, &mut have.v6, &gone.v6, &come.v6)?;
+        patch_trie::<V4TrieData>(dp, map_name::SUB_V4_TRIE, &mut have.t4, &gone.t4, &come.t4)?;
+        patch_trie::<V6TrieData>(dp, map_name::SUB_V6_TRIE, &mut have.t6, &gone.t6, &come.t6)?;
+        let used = &mut self.pool_used[g as usize];
+        for (u, (out, into)) in used.iter_mut().zip(
+            pool_counts(&gone_pools)
+                .into_iter()
+                .zip(pool_counts(&come_pools)),
+        ) {
+            *u = u.saturating_sub(out) + into;
+        }
+        Ok(())
+    }
+}
+
+/// Counts the change `d` from `old` to `new` into `census`.
+fn recount(census: &mut PrefixCensus, old: &Table, new: &Table, d: &TableDiff) {
+    for &i in d.removed.iter().chain(d.changed.iter().map(|(i, _)| i)) {
+        for p in &old.subscribers[i].prefixes {
+            census.remove(p);
+        }
+    }
+    for &j in d.added.iter().chain(d.changed.iter().map(|(_, j)| j)) {
+        for p in &new.subscribers[j].prefixes {
+            census.add(p);
+        }
+    }
+}
+
+/// The ids of `d`, in the order of the tables.
+fn change_of(old: &Table, new: &Table, d: &TableDiff) -> Change {
+    let id = |t: &Table, i: usize| t.subscribers[i].id.clone();
+    Change {
+        added: d.added.iter().map(|&j| id(new, j)).collect(),
+        removed: d.removed.iter().map(|&i| id(old, i)).collect(),
+        changed: d.changed.iter().map(|&(_, j)| id(new, j)).collect(),
     }
 }
 
@@ -440,34 +621,63 @@ fn entry(
     }
 }
 
+/// The pool array `name` of `entries` per generation, mapped.
+fn pool_array(
+    dp: &Datapath,
+    name: &'static str,
+    entries: u32,
+) -> Result<MappedArray<[u32; 2]>, KernelError> {
+    let total = pool_region(entries) * GENERATIONS as u64;
+    let m = dp.ebpf.map(name).ok_or(KernelError::MissingMap(name))?;
+    let elements = usize::try_from(total / 2).map_err(|_| KernelError::MapTooLarge {
+        name,
+        entries: total / 2,
+    })?;
+    MappedArray::new(m, name, elements, true)
+}
+
+/// The pools: (IPv6?, map name, entries per generation).
+fn pools(sizes: Sizes) -> [(bool, &'static str, u32); 2] {
+    [
+        (false, map_name::POOL_V4, sizes.pool_v4),
+        (true, map_name::POOL_V6, sizes.pool_v6),
+    ]
+}
+
 /// Rewrites the pool regions of `plan`'s generation: cleared, then the owners written.
 fn write_pools(dp: &Datapath, plan: &LookupPlan, writes: &[PoolWrite]) -> Result<(), KernelError> {
-    for (v6, name, spec, entries) in [
-        (false, map_name::POOL_V4, plan.v4_pool, dp.sizes.pool_v4),
-        (true, map_name::POOL_V6, plan.v6_pool, dp.sizes.pool_v6),
-    ] {
+    for (v6, name, entries) in pools(dp.sizes) {
         if entries == 0 {
             continue;
         }
-        let region = pool_region(entries);
-        let total = region * GENERATIONS as u64;
-        let m = dp.ebpf.map(name).ok_or(KernelError::MissingMap(name))?;
-        let elements = |n: u64| {
-            usize::try_from(n / 2).map_err(|_| KernelError::MapTooLarge {
-                name,
-                entries: n / 2,
-            })
+        let mut pool = pool_array(dp, name, entries)?;
+        let base = if v6 {
+            plan.v6_pool.base
+        } else {
+            plan.v4_pool.base
         };
-        let mut pool: MappedArray<[u32; 2]> = MappedArray::new(m, name, elements(total)?, true)?;
-        let base = spec.base;
-        for i in elements(base)?..elements(base + region)? {
+        // Regions start on an even entry and hold an even number: whole elements.
+        let first = usize::try_from(base / 2).unwrap_or(usize::MAX);
+        let count = usize::try_from(pool_region(entries) / 2).unwrap_or(0);
+        for i in first..first.saturating_add(count) {
             pool.set(i, [0, 0]);
         }
+    }
+    patch_pools(dp, writes)
+}
+
+/// Writes single pool entries (an owner, or 0 for none).
+fn patch_pools(dp: &Datapath, writes: &[PoolWrite]) -> Result<(), KernelError> {
+    for (v6, name, entries) in pools(dp.sizes) {
+        if entries == 0 || !writes.iter().any(|w| w.0 == v6) {
+            continue;
+        }
+        let mut pool = pool_array(dp, name, entries)?;
         for &(is_v6, index, value) in writes {
             if is_v6 != v6 {
                 continue;
             }
-            let i = (index / 2) as usize;
+            let i = usize::try_from(index / 2).unwrap_or(usize::MAX);
             if let Some(mut pair) = pool.get(i) {
                 pair[(index % 2) as usize] = value;
                 pool.set(i, pair);
@@ -475,6 +685,14 @@ fn write_pools(dp: &Datapath, plan: &LookupPlan, writes: &[PoolWrite]) -> Result
         }
     }
     Ok(())
+}
+
+/// Writes generation `plan.generation`'s plan.
+fn write_plan(dp: &mut Datapath, plan: &LookupPlan) -> Result<(), KernelError> {
+    let mut plans: Array<&mut MapData, LookupPlan> = map(dp, map_name::LOOKUP_PLAN)?;
+    plans
+        .set(plan.generation, *plan, 0)
+        .map_err(|e| map_err(map_name::LOOKUP_PLAN, e))
 }
 
 /// Deletes what `have` holds and `want` does not, then writes what is new or different.
@@ -522,6 +740,74 @@ where
     Ok(())
 }
 
+/// Deletes the keys of `gone` that `come` does not have, then writes `come`'s entries that
+/// `have` lacks or holds otherwise; `have` follows.
+fn patch_map<K>(
+    dp: &mut Datapath,
+    name: &'static str,
+    have: &mut HashMap<K, PrefixTarget>,
+    gone: &HashMap<K, PrefixTarget>,
+    come: &HashMap<K, PrefixTarget>,
+) -> Result<(), KernelError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+{
+    if gone.is_empty() && come.is_empty() {
+        return Ok(());
+    }
+    let mut m: BpfHash<&mut MapData, K, PrefixTarget> = map(dp, name)?;
+    for k in gone.keys().filter(|k| !come.contains_key(k)) {
+        if have.remove(k).is_some() {
+            m.remove(k).map_err(|e| map_err(name, e))?;
+        }
+    }
+    for (k, v) in come {
+        if have.get(k) != Some(v) {
+            m.insert(k, *v, 0).map_err(|e| map_err(name, e))?;
+            have.insert(*k, *v);
+        }
+    }
+    Ok(())
+}
+
+/// [`patch_map`] for an LPM trie.
+fn patch_trie<D>(
+    dp: &mut Datapath,
+    name: &'static str,
+    have: &mut HashMap<(u32, D), PrefixTarget>,
+    gone: &HashMap<(u32, D), PrefixTarget>,
+    come: &HashMap<(u32, D), PrefixTarget>,
+) -> Result<(), KernelError>
+where
+    D: aya::Pod + Eq + std::hash::Hash,
+{
+    if gone.is_empty() && come.is_empty() {
+        return Ok(());
+    }
+    let mut m: LpmTrie<&mut MapData, D, PrefixTarget> = map(dp, name)?;
+    for k in gone.keys().filter(|k| !come.contains_key(k)) {
+        if have.remove(k).is_some() {
+            m.remove(&Key::new(k.0, k.1))
+                .map_err(|e| map_err(name, e))?;
+        }
+    }
+    for (&(len, data), v) in come {
+        if have.get(&(len, data)) != Some(v) {
+            m.insert(&Key::new(len, data), *v, 0)
+                .map_err(|e| map_err(name, e))?;
+            have.insert((len, data), *v);
+        }
+    }
+    Ok(())
+}
+
+/// The plan the kernel holds for generation `g`, if it can be read.
+fn kernel_plan(dp: &Datapath, g: u32) -> Option<LookupPlan> {
+    let m = dp.ebpf.map(map_name::LOOKUP_PLAN)?;
+    let plans: Array<&MapData, LookupPlan> = Array::try_from(m).ok()?;
+    plans.get(&g, 0).ok()
+}
+
 /// Makes generation `g` the one packets use.
 fn flip(dp: &mut Datapath, g: u32) -> Result<(), KernelError> {
     let mut active: Array<&mut MapData, u32> = map(dp, map_name::ACTIVE_GEN)?;
@@ -545,24 +831,7 @@ pub fn active_generation(dp: &Datapath) -> Result<u32, KernelError> {
 
 /// Who was added, removed or changed between two tables.
 pub fn diff(old: &Table, new: &Table) -> Change {
-    let before: HashMap<&str, &Subscriber> =
-        old.subscribers.iter().map(|s| (s.id.as_str(), s)).collect();
-    let after: HashMap<&str, &Subscriber> =
-        new.subscribers.iter().map(|s| (s.id.as_str(), s)).collect();
-    let mut c = Change::default();
-    for s in &new.subscribers {
-        match before.get(s.id.as_str()) {
-            None => c.added.push(s.id.clone()),
-            Some(&o) if o != s => c.changed.push(s.id.clone()),
-            Some(_) => {}
-        }
-    }
-    for s in &old.subscribers {
-        if !after.contains_key(s.id.as_str()) {
-            c.removed.push(s.id.clone());
-        }
-    }
-    c
+    change_of(old, new, &table_diff(old, new))
 }
 
 /// IPv6 address bytes as the four native words the kernel loads from the packet.

@@ -18,6 +18,7 @@ use crate::{
     metering::snapshot::InterfaceTotals,
     metrics::{
         health::HealthMetrics,
+        in_order::InOrder,
         status::DaemonStatus,
         tally::{self, CONTRIBUTION, Figures, Seen, Tally},
     },
@@ -241,16 +242,14 @@ fn listed<'a>(records: &[&'a Record], series: SubscriberSeries) -> Vec<&'a Recor
 /// settled contributions of those that have any.
 fn advance(tally: &mut Tally, records: &[&Record], listed: &[&Record], status: &DaemonStatus) {
     let keys: std::collections::HashSet<i64> = listed.iter().map(|r| r.base.key).collect();
-    let contributions = |id: &str| {
-        status
-            .contributions
-            .get(id)
-            .map_or([0; 3], |c| c.map(whole))
-    };
+    let mut contributions = InOrder::new(&status.contributions);
     tally.update(records.iter().map(|r| Seen {
         key: r.base.key,
         plan: &r.plan,
-        now: tally::figures(&r.total, contributions(&r.id)),
+        now: tally::figures(
+            &r.total,
+            contributions.get(&r.id).map_or([0; 3], |c| c.map(whole)),
+        ),
         listed: keys.contains(&r.base.key),
     }));
 }

@@ -3,6 +3,7 @@
 
 pub mod exposition;
 pub mod health;
+pub mod in_order;
 pub mod process;
 pub mod route;
 pub mod status;

@@ -20,8 +20,9 @@ pub struct DaemonStatus {
     pub pending: std::collections::HashMap<String, i64>,
     /// Subscribers whose balance row is not an exact integer (left out of `balances`).
     pub bad_balances: usize,
-    /// Settled contributions: cpu core-seconds, storage byte-seconds, joules.
-    pub contributions: std::collections::HashMap<String, [f64; 3]>,
+    /// Settled contributions: cpu core-seconds, storage byte-seconds, joules (in id order,
+    /// walked alongside the books' subscribers).
+    pub contributions: std::collections::BTreeMap<String, [f64; 3]>,
     /// Interfaces re-attached after they were deleted and created again.
     pub reattachments: u64,
     /// Interval commits that failed (disk full, store unwritable); counting went on.

@@ -17,7 +17,7 @@
 //! The series live as long as the daemon process; a restart starts them again from the books'
 //! lifetime totals, which Prometheus handles as the reset it is.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use quid_common::{DIR_CLASS_PAIRS, SubscriberCounters};
 
@@ -80,11 +80,14 @@ pub struct Seen<'a> {
     pub listed: bool,
 }
 
+/// A subscriber's row key and its lifetime figures when last seen.
+type Sighting = (i64, Figures);
+
 /// A subscriber that has had a series of its own.
 struct Series {
     value: Figures,
-    /// Exported by the last update.
-    listed: bool,
+    /// The update that last exported it.
+    listed_at: u64,
 }
 
 /// Each plan's running figures and its subscribers with traffic in the last interval.
@@ -99,37 +102,63 @@ pub struct Plan {
 /// The running counters, kept for the daemon's life.
 #[derive(Default)]
 pub struct Tally {
-    /// Every subscriber's lifetime figures at the last update, by row key.
-    last: HashMap<i64, Figures>,
+    /// Every subscriber's row key and lifetime figures at the last update, in the order it
+    /// saw them. The books hand subscribers out in the same order every interval, so each one
+    /// is found at the next place and updated there: one pass in memory order, where a map
+    /// keyed by subscriber cost a cache miss per subscriber and most of the interval.
+    last: Vec<Sighting>,
     /// Subscribers that have had a series of their own (only under `top:N`).
     series: HashMap<i64, Series>,
     other: Figures,
     plans: BTreeMap<String, Plan>,
-    updated: bool,
+    /// Updates made so far (0: none yet).
+    updates: u64,
 }
 
 impl Tally {
     /// Advances every running counter by one interval of `subscribers` (each once).
     pub fn update<'a>(&mut self, subscribers: impl Iterator<Item = Seen<'a>>) {
-        let was: HashSet<i64> = self
-            .series
-            .iter_mut()
-            .filter_map(|(k, s)| std::mem::take(&mut s.listed).then_some(*k))
-            .collect();
-        let mut last = HashMap::with_capacity(self.last.len());
+        let updated = self.updates > 0;
+        let previous = self.updates;
+        self.updates += 1;
+        let this = self.updates;
         for p in self.plans.values_mut() {
             p.active = 0;
         }
+        // Until the first subscriber out of place, `last` is updated where it stands; from
+        // there on it is rebuilt, the rest found through an index of the old order.
+        let mut cursor = 0usize;
+        let mut rebuilt: Option<(Vec<Sighting>, HashMap<i64, usize>)> = None;
         for s in subscribers {
-            let first_sight = !self.last.contains_key(&s.key);
-            let delta = since(&s.now, self.last.get(&s.key).unwrap_or(&[0; FIGURES]));
-            last.insert(s.key, s.now);
+            let in_place = rebuilt.is_none() && self.last.get(cursor).is_some_and(|l| l.0 == s.key);
+            let (first_sight, delta) = if in_place {
+                let last = &mut self.last[cursor].1;
+                let delta = since(&s.now, last);
+                *last = s.now;
+                cursor += 1;
+                (false, delta)
+            } else {
+                let (order, index) = rebuilt.get_or_insert_with(|| {
+                    let index = self
+                        .last
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| (l.0, i))
+                        .collect();
+                    (self.last[..cursor].to_vec(), index)
+                });
+                order.push((s.key, s.now));
+                match index.get(&s.key) {
+                    Some(&i) => (false, since(&s.now, &self.last[i].1)),
+                    None => (true, s.now),
+                }
+            };
             let plan = match self.plans.get_mut(s.plan) {
                 Some(p) => p,
                 None => self.plans.entry(s.plan.to_owned()).or_default(),
             };
             add(&mut plan.figures, &delta);
-            if self.updated && delta[..CONTRIBUTION].iter().any(|&v| v > 0) {
+            if updated && delta[..CONTRIBUTION].iter().any(|&v| v > 0) {
                 plan.active += 1;
             }
             if !s.listed {
@@ -137,30 +166,36 @@ impl Tally {
                 continue;
             }
             match self.series.get_mut(&s.key) {
-                Some(series) if was.contains(&s.key) => add(&mut series.value, &delta),
-                // Back after a gap: the value it left with (see the module's doc).
-                Some(_) => add(&mut self.other, &delta),
+                Some(series) => {
+                    if series.listed_at == previous {
+                        add(&mut series.value, &delta);
+                    } else {
+                        // Back after a gap: the value it left with (see the module's doc).
+                        add(&mut self.other, &delta);
+                    }
+                    series.listed_at = this;
+                }
                 None => {
                     // A new series only sets its baseline: its interval goes to `other`,
                     // except on the first update, where every series starts at once.
-                    if self.updated || !first_sight {
+                    if updated || !first_sight {
                         add(&mut self.other, &delta);
                     }
                     self.series.insert(
                         s.key,
                         Series {
                             value: s.now,
-                            listed: false,
+                            listed_at: this,
                         },
                     );
                 }
             }
-            if let Some(series) = self.series.get_mut(&s.key) {
-                series.listed = true;
-            }
         }
-        self.last = last;
-        self.updated = true;
+        // Subscribers no longer in the books are left out (a key is never reused).
+        match rebuilt {
+            Some((order, _)) => self.last = order,
+            None => self.last.truncate(cursor),
+        }
     }
 
     /// The value of the listed subscriber `key`'s series (its lifetime figures until it
@@ -267,6 +302,27 @@ mod tests {
         let (home, biz) = (tally.plans()["home"], tally.plans()["biz"]);
         assert_eq!((home.figures[0], biz.figures[0]), (1007, 400));
         assert_eq!((home.active, biz.active), (0, 1));
+    }
+
+    #[test]
+    fn subscribers_that_come_go_and_change_places_are_each_counted_from_their_own_last() {
+        let mut tally = Tally::default();
+        let mut other = Vec::new();
+        for step in [
+            &[(1, 100), (2, 50), (3, 10)][..],
+            // 2 leaves, 4 comes in between.
+            &[(1, 150), (4, 20), (3, 30)],
+            // Another order.
+            &[(3, 35), (1, 170), (4, 25)],
+            // The last one leaves.
+            &[(3, 35), (1, 170)],
+            // 4 again: its figures were let go, so it counts as first seen.
+            &[(3, 36), (1, 171), (4, 30)],
+        ] {
+            tally.update(step.iter().map(|&(k, b)| seen(k, "home", b, false)));
+            other.push(tally.other()[0]);
+        }
+        assert_eq!(other, [160, 250, 280, 280, 312]);
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl Store {
     }
 
     /// Every subscriber's settled contributions: cpu core-seconds, storage byte-seconds, joules.
-    pub fn contributions(&self) -> Result<HashMap<String, [f64; 3]>, StoreError> {
+    pub fn contributions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, [f64; 3]>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(

@@ -12,6 +12,7 @@ use std::{
 
 mod books;
 mod live;
+mod metrics;
 mod planner;
 mod reports;
 mod xdp;
@@ -71,7 +72,7 @@ enum Command {
         #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=1016))]
         connections: u16,
     },
-    /// Rendering the Prometheus exposition for many subscribers.
+    /// The Prometheus exposition for many subscribers: rendered per interval, and scraped.
     Metrics {
         /// Directory for metrics.json.
         #[arg(long, default_value = "bench")]
@@ -166,7 +167,7 @@ fn main() -> anyhow::Result<()> {
             hours,
             scratch,
         } => planner::run(&out, subscribers, hours, &scratch),
-        Command::Metrics { out } => metrics_bench(out),
+        Command::Metrics { out } => metrics::run(&out),
         Command::Reports {
             out,
             reports,
@@ -242,21 +243,44 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
         pool_v6: n + n / 50,
     };
     let t = table(n)?;
-    let started = Instant::now();
-    let mut dp = Datapath::load(sizes, KernelLog::Off)?;
-    let mut reg = quid::kernel::subscriber_maps::Registry::new(quid_common::MAX_HASH_LENGTHS_U32);
-    let (_, baselines) = reg.apply(&mut dp, &t)?;
-    row("load", "generations", started.elapsed().as_secs_f64());
-
-    // 1%: half removed, half added at new addresses.
+    // 1%: half removed, half added at new addresses; first the lowest addresses removed and
+    // the new ones at the top, then (from there) every 200th removed and 0.5% more added.
     let change = n / 100;
     let mut t2 = t.clone();
     t2.subscribers.drain(..(change / 2) as usize);
     t2.subscribers
         .extend(table(n + change / 2)?.subscribers.drain(n as usize..));
+    let mut t3 = t2.clone();
+    let mut position = 0;
+    t3.subscribers.retain(|_| {
+        position += 1;
+        position % 200 != 0
+    });
+    t3.subscribers.extend(
+        table(n + change)?
+            .subscribers
+            .drain((n + change / 2) as usize..),
+    );
     let started = Instant::now();
-    reg.apply(&mut dp, &t2)?;
-    row("apply_1pct", "diff_flip", started.elapsed().as_secs_f64());
+    let mut dp = Datapath::load(sizes, KernelLog::Off)?;
+    let mut reg = quid::kernel::subscriber_maps::Registry::new(quid_common::MAX_HASH_LENGTHS_U32);
+    let (_, baselines) = reg.apply(&mut dp, t)?;
+    row("load", "generations", started.elapsed().as_secs_f64());
+
+    for (table, method) in [(t2, "diff_flip"), (t3, "diff_flip_scattered")] {
+        // Changes come seconds apart in the daemon (the file is watched every second): the
+        // table the last one replaced is freed by then, not competing with this one.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let started = Instant::now();
+        let (change, _) = reg.apply(&mut dp, table)?;
+        row("apply_1pct", method, started.elapsed().as_secs_f64());
+        log::info!(
+            "{method}: {} added, {} removed, {} changed",
+            change.added.len(),
+            change.removed.len(),
+            change.changed.len()
+        );
+    }
 
     // Every slot counted something on CPU 0, so every read has work to do.
     let cpus = quid::kernel::sizes::possible_cpus()?;
@@ -306,7 +330,7 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
         false,
         quid::clock::Clock::manual(0),
     )?;
-    books.install(&t2, reg.slots(), &baselines)?;
+    books.install(reg.table(), reg.slots(), &baselines)?;
     let started = Instant::now();
     let summary = books.interval(|s| dp.counters.slot(s), 10)?;
     row("interval_write", "sqlite", started.elapsed().as_secs_f64());
@@ -321,94 +345,31 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct MetricsRow {
-    scenario: String,
-    subscribers: u32,
-    series: usize,
-    seconds: f64,
-    bytes: usize,
+/// Serves `app` on a loopback port with the daemon's own server and limits, on a runtime of
+/// `workers` threads (kept alive by the returned runtime).
+fn serve_loopback(
+    name: &'static str,
+    app: axum::Router,
+    workers: usize,
+) -> anyhow::Result<(tokio::runtime::Runtime, std::net::SocketAddr)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    rt.spawn(quid::http::serve::serve(
+        name,
+        listener,
+        app,
+        quid::http::serve::HttpLimits::default(),
+        None,
+        std::sync::Arc::default(),
+    ));
+    Ok((rt, addr))
 }
 
-/// Renders the exposition for synthetic books; the median of five renders. A scrape itself
-/// only copies the text rendered at the end of the interval.
-fn metrics_bench(out: PathBuf) -> anyhow::Result<()> {
-    use quid::{
-        config::SubscriberSeries,
-        metrics::{exposition::Exposition, status::DaemonStatus},
-        store::{Record, Status},
-    };
-    use quid_common::SubscriberCounters;
-    let mut rows = Vec::new();
-    for (scenario, n, series) in [
-        ("full", 10_000u32, SubscriberSeries::All),
-        ("full", 100_000, SubscriberSeries::All),
-        ("top100", 1_000_000, SubscriberSeries::Top(100)),
-    ] {
-        let records: Vec<Record> = (0..n)
-            .map(|i| {
-                let mut total = SubscriberCounters::default();
-                for (j, p) in (0u64..).zip(total.pairs.iter_mut()) {
-                    p.packets = u64::from(i) * 7 + j;
-                    p.bytes = (u64::from(i) * 1500 + j * 40) * 1000;
-                }
-                Record {
-                    id: format!("sub-{i:07}"),
-                    name: String::new(),
-                    plan: format!("plan-{}", i % 8),
-                    prefixes: String::new(),
-                    slot: Some(i),
-                    status: Status::Active,
-                    last: SubscriberCounters::default(),
-                    total,
-                    base: quid::store::Base::default(),
-                }
-            })
-            .collect();
-        let refs: Vec<&Record> = records.iter().collect();
-        // Everyone has a balance and contributions, as on a grid where every home has a node.
-        let status = DaemonStatus {
-            balances: records.iter().map(|r| (r.id.clone(), -1_234_567)).collect(),
-            contributions: records
-                .iter()
-                .map(|r| (r.id.clone(), [3600.0, 1e12, 54_000.0]))
-                .collect(),
-            ..DaemonStatus::default()
-        };
-        let mut times = Vec::new();
-        let mut text = String::new();
-        // One renderer for the five renders, as the daemon keeps one for its life.
-        let mut exposition = Exposition::new();
-        for _ in 0..5 {
-            let started = Instant::now();
-            text = exposition.render(&refs, &[], &status, series);
-            times.push(started.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        let count = text.lines().filter(|l| !l.starts_with('#')).count();
-        let scenario = format!("{scenario}_{n}");
-        log::info!(
-            "{scenario:>14}: {count} series, {} bytes, {:.1} ms, {:.0} ns/series",
-            text.len(),
-            times[2] * 1e3,
-            times[2] * 1e9 / count as f64
-        );
-        rows.push(MetricsRow {
-            scenario,
-            subscribers: n,
-            series: count,
-            seconds: times[2],
-            bytes: text.len(),
-        });
-    }
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("metrics.json"),
-        serde_json::to_string_pretty(&rows)? + "\n",
-    )?;
-    Ok(())
-}
-
+/// A scratch directory of this process under the system's temporary directory.
 pub(crate) fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("quid-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
