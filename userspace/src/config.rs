@@ -624,6 +624,16 @@ xdp_mode = "generic"
         assert_eq!(ok.settlement.checkpoint_seconds, 86_400);
     }
 
+    /// The shipped example parses, and says what the code does when a key is left out (it
+    /// once said `top:100` while the default was `top:1000`).
+    #[test]
+    fn the_shipped_config_parses_and_states_the_defaults() {
+        let shipped = include_str!("../../dist/quid.toml");
+        let config = Config::parse(shipped, Path::new("dist/quid.toml")).unwrap();
+        assert_eq!(config.metrics.subscribers, SubscriberSeries::default());
+        assert_eq!(config.metrics.listen, default_listen());
+    }
+
     #[test]
     fn an_unknown_key_is_refused_not_ignored() {
         let err =

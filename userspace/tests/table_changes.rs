@@ -215,6 +215,14 @@ fn random_one_percent_changes_by_difference_leave_the_maps_as_a_whole_install_do
     let mut dp = Datapath::load(SIZES, KernelLog::Off).unwrap();
     let mut by_difference = Registry::new(HASH_LENGTHS);
     by_difference.apply(&mut dp, table.clone()).unwrap();
+    // `quid_map_entries` counts the direct pools too (they once showed 0 while in use).
+    let usage = by_difference.map_usage(SIZES);
+    let used = |name: &str| usage.iter().find(|u| u.0 == name).map_or(0, |u| u.1);
+    let (v4, v6) = (
+        used(quid_common::map_name::POOL_V4),
+        used(quid_common::map_name::POOL_V6),
+    );
+    assert!(v4 > 0 && v6 > 0, "{usage:?}");
     let rounds = 40u64;
     for round in 0..rounds {
         let before = by_difference.table().clone();

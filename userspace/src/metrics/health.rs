@@ -465,6 +465,32 @@ mod tests {
         );
     }
 
+    /// Read and commit times are histograms (quantiles over any window), not gauges of the
+    /// last interval; the end of the last interval is a timestamp an alert can age.
+    #[test]
+    fn interval_durations_are_histograms_with_the_last_interval_time() {
+        let mut m = HealthMetrics::new();
+        m.interval(0.003, 0.4, 1_767_225_610);
+        m.interval(0.002, 2.5, 1_767_225_620);
+        let text = m.render(&[], &DaemonStatus::default());
+        for family in ["quid_read_duration_seconds", "quid_commit_duration_seconds"] {
+            assert!(
+                text.contains(&format!("# TYPE {family} histogram")),
+                "{text}"
+            );
+            assert_eq!(value(&text, &format!("{family}_count")), 2.0);
+            assert_eq!(
+                value(&text, &format!("{family}_bucket{{le=\"+Inf\"}}")),
+                2.0
+            );
+        }
+        assert_eq!(value(&text, "quid_commit_duration_seconds_sum"), 2.9);
+        assert_eq!(
+            value(&text, "quid_last_interval_timestamp_seconds"),
+            1_767_225_620.0
+        );
+    }
+
     #[test]
     fn one_registry_counters_follow_their_totals_and_never_go_down() {
         let mut m = HealthMetrics::new();
