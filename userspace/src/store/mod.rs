@@ -188,6 +188,17 @@ impl Store {
         Transaction::new_unchecked(&self.conn, behavior).map_err(|e| self.sql(e))
     }
 
+    /// A read transaction for a figure made of several queries, so that they all see one
+    /// moment of the books (a fold or a roll-up committed by the daemon in between would
+    /// otherwise count a row twice or not at all); `None` inside a transaction already open.
+    fn snapshot(&self) -> Result<Option<Transaction<'_>>, StoreError> {
+        if self.conn.is_autocommit() {
+            self.begin(TransactionBehavior::Deferred).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A number kept under `key`.
     pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
         self.conn

@@ -437,6 +437,7 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<TierSum, StoreError> {
+        let _read = self.snapshot()?;
         let key = self.key_of(subscriber)?;
         let held =
             |f: i64, t: i64| -> Result<Vec<(Tier, i64, i64, SubscriberCounters)>, StoreError> {

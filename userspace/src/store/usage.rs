@@ -32,6 +32,7 @@ impl Store {
     /// `id`'s usage rows (hourly, then daily where the hours were rolled up) whose start lies
     /// in `[from, to)` (unix seconds), oldest first; an unknown subscriber has none.
     pub fn usage(&self, id: &str, from: u64, to: u64) -> Result<Vec<Usage>, StoreError> {
+        let _read = self.snapshot()?;
         let Some(key) = self.key_of(id)? else {
             return Ok(Vec::new());
         };
@@ -71,6 +72,7 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<u64, StoreError> {
+        let _read = self.snapshot()?;
         let Some(key) = self.key_of(subscriber)? else {
             return Ok(0);
         };
