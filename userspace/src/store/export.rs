@@ -251,19 +251,11 @@ fn ids_by_key(c: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
 fn days_held(c: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<i64>> {
     let mut lo = None;
     let mut hi = None;
-    for table in ["usage_hour", "usage_day"] {
-        // Separate min() and max(): each alone is answered from one end of the key.
-        let end = |f: &str| -> rusqlite::Result<Option<i64>> {
-            c.query_row(&format!("SELECT {f}(start) FROM {table}"), [], |r| r.get(0))
-        };
-        if let (Some(a), Some(b)) = (end("min")?, end("max")?) {
+    for table in ["usage_hour", "usage_day", hour_blocks::TABLE] {
+        if let Some((a, b)) = tiers::start_span(c, table)? {
             lo = Some(lo.map_or(a, |x: i64| x.min(a)));
             hi = Some(hi.map_or(b, |x: i64| x.max(b)));
         }
-    }
-    if let Some((a, b)) = hour_blocks::span(c)? {
-        lo = Some(lo.map_or(a, |x: i64| x.min(a)));
-        hi = Some(hi.map_or(b, |x: i64| x.max(b)));
     }
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Ok(Vec::new());

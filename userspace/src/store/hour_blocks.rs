@@ -25,6 +25,9 @@ use super::{
     usage::{flat, unflat, upsert_hour},
 };
 
+/// The table's name.
+pub(super) const TABLE: &str = "usage_hour_blocks";
+
 /// The table (created at every open: it arrived after the compact books' migration).
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS usage_hour_blocks (
@@ -226,19 +229,6 @@ pub(super) fn all(
         out.extend(entries.into_iter().map(|(k, c)| (start, k, c)));
     }
     Ok(out)
-}
-
-/// The first and last hour with entries, if any.
-pub(super) fn span(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
-    // Separate min() and max(): each alone is answered from one end of the key.
-    let end = |f: &str| -> rusqlite::Result<Option<i64>> {
-        conn.query_row(
-            &format!("SELECT {f}(start) FROM usage_hour_blocks"),
-            [],
-            |r| r.get(0),
-        )
-    };
-    Ok(end("min")?.zip(end("max")?))
 }
 
 #[cfg(test)]

@@ -273,6 +273,16 @@ pub(super) fn bucket(t: i64, width: i64) -> i64 {
     t.div_euclid(width).saturating_mul(width)
 }
 
+/// The first and last `start` held in `table` (a time-keyed usage table), if any.
+pub(super) fn start_span(conn: &Connection, table: &str) -> rusqlite::Result<Option<(i64, i64)>> {
+    // Two queries: SQLite answers a lone min() or max() from the key's first or last entry,
+    // but both in one query by scanning the table.
+    let end = |f: &str| -> rusqlite::Result<Option<i64>> {
+        conn.query_row(&format!("SELECT {f}(start) FROM {table}"), [], |r| r.get(0))
+    };
+    Ok(end("min")?.zip(end("max")?))
+}
+
 /// Subscriber `key`'s hourly and daily rows whose start lies in `[from, to)`: (tier, start,
 /// end, counters). One point lookup per bucket within the span each tier holds, so the cost
 /// follows the range, not the table.
@@ -285,17 +295,7 @@ pub(super) fn rows_of(
     let mut out = Vec::new();
     for tier in [Tier::Hourly, Tier::Daily] {
         let w = tier.width().unwrap_or(DAY);
-        // Two queries: SQLite answers a lone min() or max() from the key's first or last
-        // entry, but both in one query by scanning the table.
-        let end = |f: &str| -> rusqlite::Result<Option<i64>> {
-            conn.query_row(
-                &format!("SELECT {f}(start) FROM {}", tier.table()),
-                [],
-                |r| r.get(0),
-            )
-        };
-        let (lo, hi) = (end("min")?, end("max")?);
-        let (Some(lo), Some(hi)) = (lo, hi) else {
+        let Some((lo, hi)) = start_span(conn, tier.table())? else {
             continue;
         };
         // The first bucket start at or after `from`, within what the tier holds.
@@ -355,7 +355,7 @@ impl Store {
         if tier != Tier::Hourly {
             return Ok(rows);
         }
-        let open = super::hour_blocks::span(&self.conn)
+        let open = start_span(&self.conn, super::hour_blocks::TABLE)
             .map_err(|e| self.sql(e))?
             .map(|(lo, _)| lo);
         Ok(rows.into_iter().chain(open).min())
