@@ -20,6 +20,11 @@ pub fn rfc3339_or_secs(secs: i64) -> String {
     rfc3339(secs).unwrap_or_else(|_| secs.to_string())
 }
 
+/// [`rfc3339_or_secs`] of unsigned seconds (beyond i64: the plain number).
+pub fn rfc3339_or_secs_unsigned(secs: u64) -> String {
+    i64::try_from(secs).map_or_else(|_| secs.to_string(), rfc3339_or_secs)
+}
+
 /// The calendar month (UTC) of unix time `t`, as YYYYMM.
 pub fn month_number(t: i64) -> Result<u32, ClockError> {
     let ts = jiff::Timestamp::from_second(t).map_err(|_| ClockError::OutOfRange(t))?;

@@ -59,13 +59,6 @@ pub fn bytes_exact(n: u64) -> String {
     format!("{} B ({})", count(n), bytes(n))
 }
 
-/// Seconds as RFC 3339 UTC (or the number, beyond jiff's range).
-pub fn when(s: i64) -> String {
-    jiff::Timestamp::from_second(s)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| s.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,10 @@
 
 use anyhow::Context as _;
 
-use super::human::{bytes, bytes_exact, count, when};
+use super::human::{bytes, bytes_exact, count};
 use quid::{
     clock::Clock,
+    clock::rfc3339_or_secs,
     config::Config,
     store::{Retention, Store, StoreStats, Tier},
 };
@@ -160,7 +161,7 @@ pub fn render(
             t.tier.as_str(),
             count(t.rows),
             bytes(t.bytes),
-            t.oldest.map_or_else(|| "-".to_string(), when)
+            t.oldest.map_or_else(|| "-".to_string(), rfc3339_or_secs)
         );
     }
     out += &format!("\n{:<24} {:>12}\n", "TABLE", "SIZE");

@@ -4,6 +4,7 @@
 
 use anyhow::bail;
 use quid::{
+    clock::rfc3339_or_secs_unsigned,
     config::Config,
     metering::usage_query as usage,
     store::{Store, TierSum, Usage},
@@ -12,7 +13,7 @@ use quid_common::{
     CLASS_GRID, CLASS_INTERNET, Counter, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index,
 };
 
-use super::human::{bytes, bytes_exact, count, when};
+use super::human::{bytes, bytes_exact, count};
 
 /// Prints `subscriber`'s usage from `from` to `to` (exclusive): the sum at the finest tier
 /// still covering the range (widened to whole buckets of it), and the interval records held.
@@ -83,11 +84,6 @@ fn with_classes(doc: &str, rows: &[Usage], sum: &TierSum) -> anyhow::Result<Stri
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
 
-/// Unsigned seconds as RFC 3339 (beyond i64: the number).
-fn when_u(s: u64) -> String {
-    i64::try_from(s).map_or_else(|_| s.to_string(), when)
-}
-
 /// The table: the resolution line, each record's bytes by direction and class with units,
 /// then each direction's exact total and its split.
 fn render_human(rows: &[Usage], sum: &TierSum, asked: (i64, i64)) -> anyhow::Result<String> {
@@ -116,7 +112,11 @@ fn render_human(rows: &[Usage], sum: &TierSum, asked: (i64, i64)) -> anyhow::Res
         ["UP_INTERNET", "UP_GRID", "DOWN_INTERNET", "DOWN_GRID"].map(String::from),
     );
     for r in rows {
-        let label = format!("{:<22} {}", when_u(r.start), when_u(r.end));
+        let label = format!(
+            "{:<22} {}",
+            rfc3339_or_secs_unsigned(r.start),
+            rfc3339_or_secs_unsigned(r.end)
+        );
         out += &table_line(label, figures(&r.counters));
     }
     out += &table_line(

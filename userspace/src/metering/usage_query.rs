@@ -5,6 +5,7 @@ use anyhow::{Context as _, bail};
 use quid_common::{DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters};
 
 use crate::{
+    clock::{rfc3339_or_secs, rfc3339_or_secs_unsigned},
     kernel::counters,
     store::{Tier, TierSum, Usage},
 };
@@ -35,19 +36,6 @@ pub fn sum(rows: &[Usage]) -> SubscriberCounters {
         total.add(&r.counters);
     }
     total
-}
-
-/// A second as RFC 3339 UTC; one no timestamp can hold (beyond jiff's range) as the number.
-fn when(s: i64) -> String {
-    jiff::Timestamp::from_second(s)
-        .ok()
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| s.to_string())
-}
-
-/// `when` of unsigned seconds (beyond i64: shown as the number).
-fn when_u(s: u64) -> String {
-    i64::try_from(s).map_or_else(|_| s.to_string(), when)
 }
 
 /// The answer: `sum` (from `Store::usage_finest` over the asked `[from, to)`) as the total, its
@@ -94,8 +82,8 @@ pub fn render(
         };
         out += &format!(
             " (widened to whole UTC {unit}: {} to {})",
-            when(sum.from),
-            when(sum.to)
+            rfc3339_or_secs(sum.from),
+            rfc3339_or_secs(sum.to)
         );
     }
     if sum.tier != Tier::Interval {
@@ -112,8 +100,8 @@ pub fn render(
         let [up, ub, dp, db] = line(&r.counters);
         out += &format!(
             "{:<22} {:<22} {up:>12} {ub:>16} {dp:>12} {db:>16}\n",
-            when_u(r.start),
-            when_u(r.end)
+            rfc3339_or_secs_unsigned(r.start),
+            rfc3339_or_secs_unsigned(r.end)
         );
     }
     let [up, ub, dp, db] = line(&sum.counters);
