@@ -47,8 +47,15 @@ fi
 
 # prometheus brings promtool too: the metrics tests run both for real.
 # g++ builds libFuzzer (cargo fuzz); systemd brings systemd-analyze, which checks the packaged unit;
-# lintian checks the package (cargo xtask dist); jq reads `quid subscribers --json` in the demo.
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq
+# lintian checks the package (cargo xtask dist); jq reads `quid subscribers --json` in the demo;
+# postgresql brings the server binaries the shared-store tests start in a temporary directory
+# (its system service is never used: no "main" cluster is made, so none is started).
+if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok installed' \
+    && [ "$(id -u)" -eq 0 ] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
+fi
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq postgresql
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

@@ -52,9 +52,44 @@ pub struct Config {
     pub tls: crate::http::tls::TlsConfig,
     #[serde(default)]
     pub http: crate::http::serve::HttpLimits,
-    /// The usage tiers' retention (`[store]`).
+    /// The usage tiers' retention and the shared store of several routers (`[store]`).
     #[serde(default)]
-    pub store: crate::store::Retention,
+    pub store: StoreSection,
+}
+
+/// `[store]`: how long the local books keep each tier, and (with `url`) the shared store this
+/// router ships its books to.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSection {
+    /// The usage tiers' retention.
+    pub keep: crate::store::Retention,
+    /// The shared settlement store (PostgreSQL), when `url` is set.
+    pub shared: Option<crate::cluster::config::SharedConfig>,
+}
+
+impl<'de> Deserialize<'de> for StoreSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // One TOML table, two owners: the shared store's keys, then the retention's (each
+        // refuses keys it does not know).
+        let mut table = toml::Table::deserialize(d)?;
+        let mut shared = toml::Table::new();
+        for key in crate::cluster::config::KEYS {
+            if let Some(v) = table.remove(key) {
+                shared.insert(key.to_owned(), v);
+            }
+        }
+        let keep = crate::store::Retention::deserialize(toml::Value::Table(table))
+            .map_err(de::Error::custom)?;
+        let shared = if shared.is_empty() {
+            None
+        } else {
+            let s = crate::cluster::config::SharedConfig::deserialize(toml::Value::Table(shared))
+                .map_err(de::Error::custom)?;
+            s.check().map_err(de::Error::custom)?;
+            Some(s)
+        };
+        Ok(StoreSection { keep, shared })
+    }
 }
 
 /// `[reports]`: the node report intake (off unless `listen` is set).

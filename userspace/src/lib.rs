@@ -6,6 +6,7 @@
 //! the `quid` binary, whose command bodies are in `cli/` (modules of `main.rs`).
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod http;

@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         action: TariffAction,
     },
+    /// Several routers, one set of books: the shared store as this router sees it.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// The store file: its size per usage tier and table.
     Store {
         #[command(subcommand)]
@@ -131,6 +136,35 @@ enum Command {
     GenerateDocs {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Every router's last shipped batch, how far its usage reaches and its lag, the reports
+    /// held, this router's outbox, and whether the database answers (exit 1 if not).
+    Status {
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One subscriber's usage in the shared store, per router and summed over routers.
+    Usage {
+        /// Subscriber id.
+        subscriber: String,
+        /// Start (RFC 3339, a date, or unix seconds); hours starting from here.
+        #[arg(long)]
+        from: String,
+        /// End, exclusive (same forms as --from).
+        #[arg(long)]
+        to: String,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -340,6 +374,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tariff {
             action: TariffAction::Simulate(args),
         } => cli::tariff::simulate_cmd(args),
+        Command::Cluster {
+            action: ClusterAction::Status { config, json },
+        } => cli::cluster::status(&Config::load(&config)?, json),
+        Command::Cluster {
+            action:
+                ClusterAction::Usage {
+                    subscriber,
+                    from,
+                    to,
+                    config,
+                    json,
+                },
+        } => cli::cluster::usage(&Config::load(&config)?, &subscriber, &from, &to, json),
         Command::Store {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),

@@ -45,7 +45,7 @@ pub const RECORDING: [(&str, &str); 8] = [
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 14] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 16] = [
     (
         "QuidIntervalStale",
         "time() - quid_last_interval_timestamp_seconds > 300",
@@ -129,6 +129,20 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 14] = [
         "10m",
         "warning",
         "the {{ $labels.listener }} listener on {{ $labels.instance }} refuses connections (full or one address flooding)",
+    ),
+    (
+        "QuidClusterShippingLag",
+        "quid_cluster_shipping_lag_seconds > 600",
+        "5m",
+        "warning",
+        "router {{ $labels.router }} ({{ $labels.instance }}) is {{ $value | humanizeDuration }} behind in shipping its books to the shared store: fleet balances and settlement wait for it",
+    ),
+    (
+        "QuidClusterDatabaseUnreachable",
+        "quid_cluster_database_up == 0",
+        "10m",
+        "warning",
+        "router {{ $labels.router }} ({{ $labels.instance }}) cannot reach the shared store: it keeps counting into its outbox",
     ),
     (
         "QuidInterfaceReattached",

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod checkpoints;
+pub mod cluster;
 pub mod detach;
 pub mod docs;
 pub mod export;

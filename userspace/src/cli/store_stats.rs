@@ -24,9 +24,9 @@ pub fn print_stats(config: &Config, json: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.daemon.state_dir)?;
     let stats = store.stats()?;
     let now = Clock::system().now_i64().context("reading the clock")?;
-    let lag = store.rollup_lag(now, &config.store)?;
+    let lag = store.rollup_lag(now, &config.store.keep)?;
     let interval = i64::try_from(config.daemon.interval_secs).unwrap_or(i64::MAX);
-    let projected = project(&stats, &config.store, now, interval);
+    let projected = project(&stats, &config.store.keep, now, interval);
     print!("{}", render(&stats, projected.as_ref(), lag, json)?);
     Ok(())
 }

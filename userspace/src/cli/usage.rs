@@ -2,7 +2,6 @@
 //! resolution it still holds for the whole range. Grid and Internet bytes are shown apart,
 //! since settlement prices them differently.
 
-use anyhow::bail;
 use quid::{
     clock::rfc3339_or_secs_unsigned,
     config::Config,
@@ -24,15 +23,7 @@ pub fn print_usage(
     to: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    let (from, to) = (usage::parse_time(from)?, usage::parse_time(to)?);
-    if to <= from {
-        bail!("--to must be after --from");
-    }
-    // Times past i64 mean "to the end of time": they saturate.
-    let asked = (
-        i64::try_from(from).unwrap_or(i64::MAX),
-        i64::try_from(to).unwrap_or(i64::MAX),
-    );
+    let asked = usage::parse_range(from, to)?;
     let store = Store::open(&config.daemon.state_dir)?;
     let sum = store.usage_finest(subscriber, asked.0, asked.1)?;
     let covered = (

@@ -14,6 +14,7 @@ pub mod preflight;
 mod publish;
 mod reload;
 mod services;
+mod shipping;
 mod shutdown;
 mod state;
 
@@ -44,7 +45,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let clock = Clock::system();
-    let store = Store::open(state_dir)?;
+    let mut store = Store::open(state_dir)?;
+    // With a shared store, every interval commit seals its usage for the shipper.
+    store.seal_batches(config.store.shared.is_some());
     let mut kernel = kernel_setup::open(&config, store, clock.clone())?;
     let kernel_log = kernel.log.take();
     let published = Published::default();

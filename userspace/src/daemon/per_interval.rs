@@ -65,7 +65,7 @@ impl State<'_> {
     /// Rolls usage up into the coarser tiers after settlement, one bounded batch per interval
     /// (a backlog, e.g. after a migration, is worked off over the following intervals).
     fn roll_up(&mut self) {
-        match self.books.roll_up(&self.config.store) {
+        match self.books.roll_up(&self.config.store.keep) {
             Ok(p) if p.rows > 0 => info!(
                 "rolled up {} usage rows{}",
                 p.rows,

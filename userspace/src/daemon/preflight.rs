@@ -47,6 +47,7 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
         .saturating_add(i64::try_from(config.daemon.interval_secs).unwrap_or(i64::MAX));
     config
         .store
+        .keep
         .check(window)
         .map_err(|e| anyhow!("{e}; quid refuses to start with this [store] section"))?;
     // Every amount must stay an exact i64: refuse a tariff that could carry one beyond.

@@ -76,11 +76,18 @@ impl State<'_> {
         }
         self.status.store_rows = rows;
         match self.clock.now_i64() {
-            Ok(now) => match store.rollup_lag(now, &self.config.store) {
+            Ok(now) => match store.rollup_lag(now, &self.config.store.keep) {
                 Ok(lag) => self.status.rollup_lag = lag,
                 Err(e) => error!("cannot read the roll-up lag for the metrics: {e}"),
             },
             Err(e) => error!("cannot read the clock for the roll-up lag: {e}"),
+        }
+        // The outbox as the books see it: the shipper may be waiting on a silent network.
+        if let Some(c) = &self.status.cluster {
+            match store.outbox_depth() {
+                Ok(d) => c.outbox(&d),
+                Err(e) => error!("cannot read the outbox's depth for the metrics: {e}"),
+            }
         }
         let records: Vec<&crate::store::Record> = self.books.records().collect();
         let text = self.exposition.render(

@@ -35,6 +35,8 @@ pub(super) struct Services {
     pub control: mpsc::Receiver<Control>,
     /// The report intake, when it runs.
     pub intake: Option<Arc<Mutex<intake::Intake>>>,
+    /// The shipper to the shared store, when one is configured.
+    pub shipper: Option<super::shipping::Shipper>,
 }
 
 /// Starts every configured service; `published` is what `/metrics` serves.
@@ -137,12 +139,35 @@ pub(super) async fn start(
     } else {
         None
     };
+    let shipper = match &config.store.shared {
+        Some(shared) => {
+            let tls = match &shared.ca_file {
+                Some(ca) => Some(
+                    crate::http::tls::client_trusting(ca)
+                        .with_context(|| format!("store.ca_file {}", ca.display()))?,
+                ),
+                None => None,
+            };
+            info!(
+                "shipping the books to the shared store {} as router {}",
+                shared.url, shared.router_id
+            );
+            Some(super::shipping::Shipper::start(
+                shared.clone(),
+                tls,
+                state_dir.clone(),
+                clock.clone(),
+            )?)
+        }
+        None => None,
+    };
     Ok(Services {
         http,
         operator_counts,
         token,
         control,
         intake,
+        shipper,
     })
 }
 

@@ -10,6 +10,30 @@ use super::state::State;
 impl State<'_> {
     /// Makes the final read and snapshot, then keeps or detaches the programs.
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        let result = self.stop_counting();
+        self.stop_shipping();
+        result
+    }
+
+    /// Gives the shipper a few seconds to send what the last read sealed, then stops it
+    /// (whatever is left stays in the outbox for the next start).
+    fn stop_shipping(&mut self) {
+        let Some(shipper) = &self.shipper else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline
+            && self
+                .books
+                .store()
+                .outbox_depth()
+                .is_ok_and(|d| d.batches > 0)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        shipper.stop();
+    }
+
+    /// The last read into the books, and the programs kept or detached.
+    fn stop_counting(&mut self) -> anyhow::Result<()> {
         let state_dir = &self.config.daemon.state_dir;
         match self.config.daemon.on_stop {
             OnStop::Keep => {

@@ -44,6 +44,8 @@ pub(super) fn stamp(path: &Path) -> Stamp {
 pub(super) struct State<'a> {
     /// The report intake, when it runs.
     pub intake: Option<Arc<Mutex<Intake>>>,
+    /// The shipper to the shared store, when one is configured.
+    pub shipper: Option<super::shipping::Shipper>,
     /// Renders the exposition; kept for the daemon's life, so its counters are too.
     pub exposition: Exposition,
     /// The exposition `/metrics` serves, rendered once per interval.
@@ -85,8 +87,10 @@ impl<'a> State<'a> {
             status: DaemonStatus {
                 http: services.http,
                 operator: services.operator_counts,
+                cluster: services.shipper.as_ref().map(|s| Arc::clone(&s.stats)),
                 ..DaemonStatus::default()
             },
+            shipper: services.shipper,
             control: services.control,
             token: services.token,
             missing: BTreeSet::new(),

@@ -10,6 +10,19 @@ use crate::{
     store::{Tier, TierSum, Usage},
 };
 
+/// `--from` and `--to` as unix seconds, `to` after `from`; times past i64 mean "to the end
+/// of time" and saturate.
+pub fn parse_range(from: &str, to: &str) -> anyhow::Result<(i64, i64)> {
+    let (from, to) = (parse_time(from)?, parse_time(to)?);
+    if to <= from {
+        bail!("--to must be after --from");
+    }
+    Ok((
+        i64::try_from(from).unwrap_or(i64::MAX),
+        i64::try_from(to).unwrap_or(i64::MAX),
+    ))
+}
+
 /// A time as unix seconds: RFC 3339 (`2026-11-01T00:00:00Z`), a UTC date (`2026-11-01`), or
 /// plain unix seconds.
 pub fn parse_time(text: &str) -> anyhow::Result<u64> {

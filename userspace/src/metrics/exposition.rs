@@ -566,6 +566,16 @@ mod tests {
                 head_seq: 751,
                 checkpoint: Some((700, 1_796_000_000)),
             },
+            cluster: Some(std::sync::Arc::new(crate::cluster::stats::ShipStats {
+                router: "pop-1".into(),
+                outbox_batches: 3.into(),
+                outbox_rows: 120.into(),
+                sealed_until: 1_796_000_060.into(),
+                shipped_until: 1_796_000_000.into(),
+                shipped_batches: 40.into(),
+                failures: 2.into(),
+                ..Default::default()
+            })),
         }
     }
 

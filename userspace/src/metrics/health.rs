@@ -54,6 +54,8 @@ pub struct HealthMetrics {
     http: Option<HttpMetrics>,
     /// Registered the first time the operator API's counts are there.
     operator: Option<IntCounterVec>,
+    /// Registered the first time the shipper's figures are there.
+    cluster: Option<super::cluster::ClusterMetrics>,
 }
 
 /// The report intake's families.
@@ -234,6 +236,7 @@ impl HealthMetrics {
             reports: None,
             http: None,
             operator: None,
+            cluster: None,
             registry,
         }
     }
@@ -322,6 +325,12 @@ impl HealthMetrics {
             }
         }
         self.render_http(s);
+        if let Some(stats) = &s.cluster {
+            let registry = &self.registry;
+            self.cluster
+                .get_or_insert_with(|| super::cluster::ClusterMetrics::new(registry))
+                .render(stats);
+        }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
@@ -399,7 +408,7 @@ impl HealthMetrics {
 }
 
 /// Raises `counter` to the running total `to`; never lowers it (a counter never goes down).
-fn advance(counter: &IntCounter, to: u64) {
+pub(super) fn advance(counter: &IntCounter, to: u64) {
     let now = counter.get();
     if to > now {
         counter.inc_by(to - now);
@@ -412,7 +421,7 @@ fn advance(counter: &IntCounter, to: u64) {
     reason = "static names, help texts and labels, each registered once: valid and unique, as the \
               test every_family_registers checks by registering every family"
 )]
-fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+pub(super) fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
 where
     M: prometheus::core::Collector + Clone + 'static,
 {
@@ -424,12 +433,22 @@ where
 }
 
 /// A gauge family registered in `registry`.
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(super) fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntGaugeVec {
     register(registry, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 /// A counter family registered in `registry`.
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(super) fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     register(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 

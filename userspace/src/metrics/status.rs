@@ -42,6 +42,8 @@ pub struct DaemonStatus {
     pub operator: Option<crate::http::operator::Counts>,
     /// The ledger's head and its newest signed checkpoint.
     pub anchor: LedgerAnchor,
+    /// The shipper's figures, when a shared store is configured.
+    pub cluster: Option<std::sync::Arc<crate::cluster::stats::ShipStats>>,
 }
 
 /// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an

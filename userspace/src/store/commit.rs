@@ -89,6 +89,12 @@ impl Store {
             .max()
             .map(|t| tiers::bucket(t, tiers::HOUR));
         let (hours, journal) = usage::add(&tx, usage, open).map_err(sql)?;
+        if self.outbox {
+            let end = usage.iter().map(|r| secs(r.usage.end)).max();
+            if let Some(until) = metered_until.map(secs).or(end) {
+                super::outbox::seal(&tx, usage, until).map_err(sql)?;
+            }
+        }
         tier_counts::add(&tx, Tier::Hourly, hours).map_err(sql)?;
         tier_counts::add(&tx, Tier::Interval, journal).map_err(sql)?;
         ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;

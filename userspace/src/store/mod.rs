@@ -19,6 +19,7 @@ mod hour_blocks;
 mod leb128;
 mod ledger;
 mod metering;
+mod outbox;
 mod pending;
 mod period_books;
 mod period_books_tests;
@@ -27,6 +28,7 @@ mod reports;
 mod rollup;
 mod schema;
 mod settlement;
+pub mod shared;
 mod statements;
 mod subscribers;
 mod tier_counts;
@@ -42,9 +44,11 @@ pub use checkpoints::StreamVerified;
 pub use commit::Changes;
 pub use export::{ExportError, ExportRow, Resolution};
 pub use ledger::LedgerSnapshot;
+pub use outbox::{OutboxDepth, SealedBatch, SealedRow};
 pub use pending::{RATE_KEYS, usage_rates};
 pub use period_books::{PeriodBooks, SettledReport};
 pub use report_batch::ReportBatch;
+pub use reports::ReportRow;
 pub use subscribers::{Base, Record, Status};
 pub use tiers::{
     COUNTERS, Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum,
@@ -81,6 +85,8 @@ pub struct Store {
     path: PathBuf,
     /// Where the roll-up continues next call.
     rollup: rollup::RollupCursor,
+    /// Interval commits seal their usage into the outbox for the shared store.
+    outbox: bool,
 }
 
 /// Unix seconds as SQLite stores them; times beyond i64 (year 292 billion) are clamped.
@@ -164,6 +170,7 @@ impl Store {
             conn,
             path,
             rollup: rollup::RollupCursor::default(),
+            outbox: false,
         })
     }
 

@@ -254,3 +254,56 @@ mod tests {
         assert_eq!(s.report_count().unwrap(), 2);
     }
 }
+
+/// An admitted report as the shared store receives it (figures as stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// Its place in this store's table (the shipping cursor).
+    pub rowid: i64,
+    pub node: String,
+    pub seq: i64,
+    /// The subscriber it was admitted for (empty for a report older than that column).
+    pub subscriber: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    /// cpu core-µs, storage byte-seconds, energy µJ, grid bytes sent, grid bytes received.
+    pub figures: [i64; 5],
+    /// Lowercase hex.
+    pub signature: String,
+    pub received_at: i64,
+}
+
+impl Store {
+    /// Up to `limit` reports admitted after `rowid`, in admission order. Reports are never
+    /// deleted, so row ids only grow and a cursor on them misses none.
+    pub fn reports_after(&self, rowid: i64, limit: usize) -> Result<Vec<ReportRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, node, seq, coalesce(subscriber, ''), period_start, period_end,
+                   cpu_core_micros, storage_byte_seconds, energy_microjoules, grid_bytes_sent,
+                   grid_bytes_received, signature, received_at
+                 FROM reports WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(
+                params![rowid, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok(ReportRow {
+                        rowid: r.get(0)?,
+                        node: r.get(1)?,
+                        seq: r.get(2)?,
+                        subscriber: r.get(3)?,
+                        period_start: r.get(4)?,
+                        period_end: r.get(5)?,
+                        figures: [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
+                        signature: r.get(11)?,
+                        received_at: r.get(12)?,
+                    })
+                },
+            )
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}

@@ -2,6 +2,8 @@
 //! raw frame injection, and the real `quid` daemon running inside a namespace.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::{
     fs::File,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},

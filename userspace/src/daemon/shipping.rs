@@ -1,0 +1,228 @@
+//! The shipper: moves the sealed outbox batches and the admitted reports from this router's
+//! store to the shared store, on a thread of its own, so that metering, interval commits and
+//! report answers never wait on the network. While the database is unreachable the outbox
+//! grows (the metrics show it) and the shipper retries with a growing pause; once it answers,
+//! the backlog goes out in shipments of up to `[store] ship_rows` rows, oldest first.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use log::{error, info, warn};
+
+use crate::{
+    clock::Clock,
+    cluster::{config::SharedConfig, stats::ShipStats},
+    store::{
+        Store, StoreError,
+        shared::{SharedError, SharedStore, Shipped},
+    },
+};
+
+/// Pause between looks at an empty outbox.
+const POLL: Duration = Duration::from_millis(500);
+/// The longest pause between attempts while the database does not answer.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// The longest a connection attempt plus claim, or one shipment, may take: a link that went
+/// silent (no reset, no answer) must not hold the shipper, whose step is then retried.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reports per shipment.
+const REPORTS_PER_SHIPMENT: usize = 10_000;
+
+/// The running shipper: its figures and the flag that stops it.
+pub(super) struct Shipper {
+    pub stats: Arc<ShipStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Shipper {
+    /// Starts shipping from the store in `state_dir` (its own connection) to `cfg`'s database.
+    pub fn start(
+        cfg: SharedConfig,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        state_dir: PathBuf,
+        clock: Clock,
+    ) -> anyhow::Result<Shipper> {
+        let store = Store::connect(&state_dir)?;
+        let identity = i64::try_from(store.store_identity()?).unwrap_or(i64::MAX);
+        let stats = Arc::new(ShipStats {
+            router: cfg.router_id.to_string(),
+            ..ShipStats::default()
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = Run {
+            cfg,
+            tls,
+            store,
+            identity,
+            clock,
+            stats: Arc::clone(&stats),
+            stop: Arc::clone(&stop),
+        };
+        std::thread::Builder::new()
+            .name("quid-ship".into())
+            .spawn(move || run.forever())?;
+        Ok(Shipper { stats, stop })
+    }
+
+    /// Asks the shipper to stop after its current step (what it has not shipped stays in the
+    /// outbox for the next start).
+    pub fn stop(&self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// The shipper's thread.
+struct Run {
+    cfg: SharedConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    store: Store,
+    identity: i64,
+    clock: Clock,
+    stats: Arc<ShipStats>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Why a step did not ship.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Shared(#[from] SharedError),
+    #[error(transparent)]
+    Local(#[from] StoreError),
+    #[error("the shared store did not answer within {} s", STEP_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// `f`, or [`StepError::Timeout`] once it has taken [`STEP_TIMEOUT`].
+async fn bounded<T>(f: impl Future<Output = Result<T, StepError>>) -> Result<T, StepError> {
+    tokio::time::timeout(STEP_TIMEOUT, f)
+        .await
+        .unwrap_or(Err(StepError::Timeout))
+}
+
+impl Run {
+    fn forever(self) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return error!("the shipper cannot start (nothing is shipped): {e}"),
+        };
+        rt.block_on(async move {
+            let mut db: Option<(SharedStore, Shipped)> = None;
+            let mut pause = Duration::from_secs(1);
+            let mut said_down = false;
+            while !self.stop.load(Relaxed) {
+                self.depth();
+                if db.as_ref().is_none_or(|(s, _)| s.is_closed()) {
+                    match bounded(self.connect()).await {
+                        Ok(c) => {
+                            info!(
+                                "shared store reached: router {} has shipped up to batch {}",
+                                self.cfg.router_id, c.1.last_seq
+                            );
+                            db = Some(c);
+                            said_down = false;
+                            pause = Duration::from_secs(1);
+                        }
+                        Err(e) => {
+                            self.down(&e, &mut said_down);
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(MAX_BACKOFF);
+                            continue;
+                        }
+                    }
+                }
+                let Some((shared, cursor)) = db.as_mut() else {
+                    continue;
+                };
+                match bounded(self.step(shared, cursor)).await {
+                    Ok(true) => {}
+                    Ok(false) => tokio::time::sleep(POLL).await,
+                    Err(e) => {
+                        self.down(&e, &mut said_down);
+                        db = None;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Connects, claims the router id for this store, and drops what the shared store
+    /// already holds.
+    async fn connect(&self) -> Result<(SharedStore, Shipped), StepError> {
+        let mut shared = SharedStore::connect(&self.cfg, self.tls.clone()).await?;
+        let cursor = shared.cursor(self.identity).await?;
+        self.store.drop_shipped(cursor.last_seq)?;
+        self.shipped(&cursor);
+        self.stats.database_up.store(true, Relaxed);
+        Ok((shared, cursor))
+    }
+
+    /// Ships one shipment, if there is anything to ship (`Ok(false)`: nothing was waiting).
+    async fn step(
+        &self,
+        shared: &mut SharedStore,
+        cursor: &mut Shipped,
+    ) -> Result<bool, StepError> {
+        let batches = self
+            .store
+            .sealed_after(cursor.last_seq, self.cfg.ship_rows)?;
+        let reports = self
+            .store
+            .reports_after(cursor.reports_cursor, REPORTS_PER_SHIPMENT)?;
+        if batches.is_empty() && reports.is_empty() {
+            return Ok(false);
+        }
+        // Keys are read at each shipment: a subscriber added since is in the batches.
+        let keys = self.store.subscriber_keys()?;
+        let now = self.clock.now_i64().unwrap_or(0);
+        let done = shared
+            .ship(self.identity, &batches, &keys, &reports, now)
+            .await?;
+        self.store.drop_shipped(done.last_seq)?;
+        self.stats.shipped_batches.fetch_add(done.batches, Relaxed);
+        self.stats.shipped_rows.fetch_add(done.rows, Relaxed);
+        self.stats.shipped_reports.fetch_add(done.reports, Relaxed);
+        self.stats.database_up.store(true, Relaxed);
+        self.shipped(&done);
+        *cursor = done;
+        self.depth();
+        Ok(true)
+    }
+
+    /// Records how far the shared store holds this router's usage.
+    fn shipped(&self, s: &Shipped) {
+        self.stats.shipped_until.store(s.covered_until, Relaxed);
+    }
+
+    /// Refreshes the outbox figures.
+    fn depth(&self) {
+        match self.store.outbox_depth() {
+            Ok(d) => self.stats.outbox(&d),
+            Err(e) => warn!("cannot read the outbox's depth: {e}"),
+        }
+    }
+
+    /// A failed attempt: counted, said once until the database answers again.
+    fn down(&self, e: &StepError, said: &mut bool) {
+        self.stats.failures.fetch_add(1, Relaxed);
+        self.stats.database_up.store(false, Relaxed);
+        if !*said {
+            error!(
+                "shipping to the shared store failed; counting and reports go on into the \
+                 outbox, and shipping retries: {e}"
+            );
+            *said = true;
+        }
+    }
+}
