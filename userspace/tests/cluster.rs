@@ -44,6 +44,17 @@ struct Router {
 impl Router {
     /// A router `id` whose link to `db` is 100.64.`net`.2/30 (the database is .1).
     fn new(id: &'static str, db: &Netns, net: u8, pg: &Postgres) -> Router {
+        Router::with_ca(id, db, net, pg, None)
+    }
+
+    /// Like [`Router::new`], trusting the CA in `ca` for TLS to the database.
+    fn with_ca(
+        id: &'static str,
+        db: &Netns,
+        net: u8,
+        pg: &Postgres,
+        ca: Option<&std::path::Path>,
+    ) -> Router {
         let (ns, sender) = common::router_and_sender();
         veth(&ns, "db0", db, &format!("db{net}"));
         ns.exec(&[
@@ -63,10 +74,13 @@ impl Router {
             &format!("db{net}"),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let store = format!(
+        let mut store = format!(
             "\n[store]\nurl = \"postgresql://quid@100.64.{net}.1:{PORT}/quid\"\nrouter_id = \"{id}\"\npassword_file = \"{}\"\n",
             pg.password_file().display()
         );
+        if let Some(ca) = ca {
+            store += &format!("ca_file = \"{}\"\n", ca.display());
+        }
         let config = common::write_config_sections(
             dir.path(),
             &[("acc", "access", "auto")],
@@ -354,4 +368,207 @@ fn a_second_store_shipping_under_a_taken_router_id_is_refused() {
     d2.stop();
     d1.stop();
     drop(pg);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn over_tls_the_database_must_present_the_certificate_the_router_trusts() {
+    let db = Netns::new("db");
+    let pg = Postgres::start(&db, PORT);
+    let server = rcgen::generate_simple_self_signed(vec!["100.64.50.1".into()]).unwrap();
+    pg.enable_tls(&server.cert.pem(), &server.key_pair.serialize_pem());
+    let certs = tempfile::tempdir().unwrap();
+    let trusted = certs.path().join("books-ca.pem");
+    std::fs::write(&trusted, server.cert.pem()).unwrap();
+    // Another server's certificate: a router trusting it must not talk to this one.
+    let stranger = rcgen::generate_simple_self_signed(vec!["100.64.60.1".into()]).unwrap();
+    let wrong = certs.path().join("other-ca.pem");
+    std::fs::write(&wrong, stranger.cert.pem()).unwrap();
+
+    let good = Router::with_ca("r1", &db, 50, &pg, Some(&trusted));
+    let fooled = Router::with_ca("r2", &db, 60, &pg, Some(&wrong));
+    let plain = Router::new("r3", &db, 70, &pg);
+    let d1 = Daemon::start(&good.ns, &good.config);
+    let d2 = Daemon::start(&fooled.ns, &fooled.config);
+    let d3 = Daemon::start(&plain.ns, &plain.config);
+    let mut sent = Sent::new();
+    good.send("alice", 3, &mut sent);
+    let mut never = Sent::new();
+    fooled.send("alice", 4, &mut never);
+    plain.send("bob", 5, &mut never);
+    wait_for_books(&pg, &sent, 30, &[&d1]);
+    // The router that trusts another certificate refuses the server; the server refuses the
+    // router without TLS. Both keep their books in their outboxes.
+    d2.wait_for_log("shipping to the shared store failed");
+    d3.wait_for_log("shipping to the shared store failed");
+    for r in [&fooled, &plain] {
+        wait_for_metric(r, "a failed shipment", |r| {
+            r.cluster_metric("quid_cluster_shipping_failures_total") >= 1
+                && r.cluster_metric("quid_cluster_database_up") == 0
+        });
+    }
+    assert!(d2.log().contains("certificate"), "{}", d2.log());
+    assert!(pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl").trim() != "0");
+    assert_eq!(shared_totals(&pg), sent);
+    for d in [d1, d2, d3] {
+        d.stop();
+    }
+    drop(pg);
+}
+
+/// A local store of `n` subscribers (`s0`…) sealing its commits for the shared store, with
+/// `batches` interval commits of every subscriber, the `b`-th starting at `start(b)`: what a
+/// router holds after `batches` intervals without the database. Returns the store and what
+/// it sealed per subscriber (upload bytes).
+fn sealed_store(
+    dir: &std::path::Path,
+    n: u32,
+    batches: u32,
+    start: impl Fn(u32) -> u64,
+) -> (quid::store::Store, u64) {
+    use quid::store::{Changes, IntervalRow, Record, Store, Usage};
+    let mut store = Store::open(dir).unwrap();
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record::fresh(&format!("s{i}"), i64::from(i), 0))
+        .collect();
+    store
+        .commit(&records.iter().collect::<Vec<_>>(), &[])
+        .unwrap();
+    store.seal_batches(true);
+    let mut per_subscriber = 0;
+    for b in 0..batches {
+        let at = start(b);
+        let mut c = quid_common::SubscriberCounters::default();
+        c.pairs[quid_common::pair_index(quid_common::DIR_UPLOAD, quid_common::CLASS_INTERNET)] =
+            quid_common::Counter {
+                packets: 3,
+                bytes: 1500 + u64::from(b),
+            };
+        per_subscriber += 1500 + u64::from(b);
+        let rows: Vec<IntervalRow> = (0..n)
+            .map(|i| IntervalRow {
+                key: i64::from(i),
+                usage: Usage {
+                    start: at,
+                    end: at + 10,
+                    counters: c,
+                },
+            })
+            .collect();
+        store
+            .commit_with(
+                &[],
+                &rows,
+                &Changes {
+                    metered_until: Some(at + 10),
+                    ..Changes::default()
+                },
+            )
+            .unwrap();
+    }
+    (store, per_subscriber)
+}
+
+/// Ships everything `store` has sealed as router `router` (connecting from inside `db`'s
+/// namespace to its loopback): (seconds from connect to drained, usage rows applied).
+fn ship_all(db: &Netns, pg: &Postgres, dir: &std::path::Path, router: &str) -> (f64, u64) {
+    let cfg: quid::cluster::config::SharedConfig = toml::from_str(&format!(
+        "url = \"postgresql://quid@127.0.0.1:{PORT}/quid\"\nrouter_id = \"{router}\"\npassword_file = \"{}\"\n",
+        pg.password_file().display()
+    ))
+    .unwrap();
+    let dir = dir.to_owned();
+    db.run(move || {
+        let local = quid::store::Store::connect(&dir).unwrap();
+        let identity = i64::try_from(local.store_identity().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let started = Instant::now();
+            let mut shared = quid::store::shared::SharedStore::connect(&cfg, None)
+                .await
+                .unwrap();
+            let mut cursor = shared.cursor(identity).await.unwrap();
+            let mut rows = 0;
+            while let Some(done) = shared
+                .ship_next(&local, identity, &cursor, cfg.ship_rows, common::now())
+                .await
+                .unwrap()
+            {
+                rows += done.rows;
+                cursor = done;
+            }
+            assert_eq!(local.outbox_depth().unwrap().batches, 0);
+            (started.elapsed().as_secs_f64(), rows)
+        })
+    })
+}
+
+/// The shipping benchmark's sizes: small in CI (a check that what is shipped is exact), the
+/// issue's sizes under `cargo xtask bench` (QUID_CLUSTER_SUBSCRIBERS=100000, QUID_CLUSTER_OUT).
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
+    let n: u32 = std::env::var("QUID_CLUSTER_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let db = Netns::new("db");
+    let pg = Postgres::start(&db, PORT);
+    let t0: u64 = 1_796_083_200; // 2026-12-01T00:00:00Z
+
+    // Rate: ten hours of one interval each, every subscriber in every hour: 10 n new rows.
+    let rate_dir = tempfile::tempdir().unwrap();
+    let (store, _) = sealed_store(rate_dir.path(), n, 10, |b| t0 + u64::from(b) * 3600);
+    drop(store);
+    let (rate_secs, rate_rows) = ship_all(&db, &pg, rate_dir.path(), "rate");
+    assert_eq!(rate_rows, 10 * u64::from(n));
+
+    // Catch-up: a ten-minute outage at a 10 s interval leaves 60 sealed batches of every
+    // subscriber (straddling an hour boundary), shipped end to end once the database is back.
+    let outage_dir = tempfile::tempdir().unwrap();
+    let start = t0 + 20 * 3600 - 300;
+    let (store, per_subscriber) =
+        sealed_store(outage_dir.path(), n, 60, |b| start + u64::from(b) * 10);
+    let sealed_rows = store.outbox_depth().unwrap().rows;
+    drop(store);
+    let (catch_up_secs, _) = ship_all(&db, &pg, outage_dir.path(), "outage");
+    // Exact: every subscriber's bytes, once.
+    let sums = pg.psql(
+        "SELECT count(DISTINCT subscriber), min(b), max(b) FROM (SELECT subscriber, sum(up_bytes) b
+           FROM quid_usage_hour WHERE router = 'outage' GROUP BY subscriber) t",
+    );
+    assert_eq!(
+        sums.trim(),
+        format!("{n}\t{per_subscriber}\t{per_subscriber}"),
+        "{}",
+        pg.log()
+    );
+
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_1min: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    let rows = serde_json::json!([
+        {"routers": 1, "subscribers": n, "measure": "shipped_usage_rows_per_second",
+         "value": super_round(rate_rows as f64 / rate_secs), "rows": rate_rows,
+         "seconds": super_round(rate_secs), "load_1min": load_1min},
+        {"routers": 1, "subscribers": n, "measure": "catch_up_seconds_after_10_min_outage",
+         "value": super_round(catch_up_secs), "sealed_rows": sealed_rows, "interval_secs": 10,
+         "load_1min": load_1min},
+    ]);
+    println!("{rows:#}");
+    if let Ok(out) = std::env::var("QUID_CLUSTER_OUT") {
+        std::fs::write(&out, serde_json::to_string_pretty(&rows).unwrap() + "\n").unwrap();
+    }
+    drop(pg);
+}
+
+/// `x` to three decimals.
+fn super_round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }

@@ -19,7 +19,7 @@ use crate::{
     clock::Clock,
     cluster::{config::SharedConfig, stats::ShipStats},
     store::{
-        Store, StoreError,
+        Store,
         shared::{SharedError, SharedStore, Shipped},
     },
 };
@@ -31,8 +31,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// The longest a connection attempt plus claim, or one shipment, may take: a link that went
 /// silent (no reset, no answer) must not hold the shipper, whose step is then retried.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Reports per shipment.
-const REPORTS_PER_SHIPMENT: usize = 10_000;
 
 /// The running shipper: its figures and the flag that stops it.
 pub(super) struct Shipper {
@@ -93,8 +91,6 @@ struct Run {
 enum StepError {
     #[error(transparent)]
     Shared(#[from] SharedError),
-    #[error(transparent)]
-    Local(#[from] StoreError),
     #[error("the shared store did not answer within {} s", STEP_TIMEOUT.as_secs())]
     Timeout,
 }
@@ -162,7 +158,9 @@ impl Run {
     async fn connect(&self) -> Result<(SharedStore, Shipped), StepError> {
         let mut shared = SharedStore::connect(&self.cfg, self.tls.clone()).await?;
         let cursor = shared.cursor(self.identity).await?;
-        self.store.drop_shipped(cursor.last_seq)?;
+        self.store
+            .drop_shipped(cursor.last_seq)
+            .map_err(SharedError::from)?;
         self.shipped(&cursor);
         self.stats.database_up.store(true, Relaxed);
         Ok((shared, cursor))
@@ -174,22 +172,13 @@ impl Run {
         shared: &mut SharedStore,
         cursor: &mut Shipped,
     ) -> Result<bool, StepError> {
-        let batches = self
-            .store
-            .sealed_after(cursor.last_seq, self.cfg.ship_rows)?;
-        let reports = self
-            .store
-            .reports_after(cursor.reports_cursor, REPORTS_PER_SHIPMENT)?;
-        if batches.is_empty() && reports.is_empty() {
-            return Ok(false);
-        }
-        // Keys are read at each shipment: a subscriber added since is in the batches.
-        let keys = self.store.subscriber_keys()?;
         let now = self.clock.now_i64().unwrap_or(0);
-        let done = shared
-            .ship(self.identity, &batches, &keys, &reports, now)
-            .await?;
-        self.store.drop_shipped(done.last_seq)?;
+        let Some(done) = shared
+            .ship_next(&self.store, self.identity, cursor, self.cfg.ship_rows, now)
+            .await?
+        else {
+            return Ok(false);
+        };
         self.stats.shipped_batches.fetch_add(done.batches, Relaxed);
         self.stats.shipped_rows.fetch_add(done.rows, Relaxed);
         self.stats.shipped_reports.fetch_add(done.reports, Relaxed);

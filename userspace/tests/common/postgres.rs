@@ -157,6 +157,33 @@ impl Postgres {
         ])
     }
 
+    /// Turns TLS on with this certificate and key (PEM), and from then on accepts routers over
+    /// TLS only.
+    pub fn enable_tls(&self, cert: &str, key: &str) {
+        let data = self.data();
+        std::fs::write(data.join("server.crt"), cert).unwrap();
+        std::fs::write(data.join("server.key"), key).unwrap();
+        sh(&[
+            "chown",
+            "postgres:postgres",
+            data.join("server.crt").to_str().unwrap(),
+            data.join("server.key").to_str().unwrap(),
+        ]);
+        sh(&["chmod", "600", data.join("server.key").to_str().unwrap()]);
+        let hba = data.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            text.replace(
+                "\nhost all all 100.64.0.0/10",
+                "\nhostssl all all 100.64.0.0/10",
+            ),
+        )
+        .unwrap();
+        self.psql("ALTER SYSTEM SET ssl = on");
+        self.psql("SELECT pg_reload_conf()");
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()

@@ -27,13 +27,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
     #[error(
-        "shared store {url}: cannot connect: {source} (the router keeps counting into its outbox and retries)"
+        "shared store {url}: cannot connect: {detail} (the router keeps counting into its outbox \
+         and retries)"
     )]
-    Connect {
-        url: String,
-        source: tokio_postgres::Error,
-    },
-    #[error("shared store: {0}")]
+    Connect { url: String, detail: String },
+    #[error("shared store: {}", causes(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error("shared store: cannot read the password: {0}")]
     Password(std::io::Error),
@@ -54,6 +52,9 @@ pub enum SharedError {
     Newer { found: i32, known: i32 },
     #[error("shared store: {0}")]
     Damaged(String),
+    /// The local store (the outbox) failed.
+    #[error(transparent)]
+    Local(#[from] crate::store::StoreError),
 }
 
 /// A connection to the shared store, as one router.
@@ -76,9 +77,9 @@ impl SharedStore {
         }
         pg.connect_timeout(CONNECT_TIMEOUT);
         pg.application_name(format!("quid {}", cfg.router_id));
-        let connect = |source| SharedError::Connect {
+        let connect = |e: tokio_postgres::Error| SharedError::Connect {
             url: cfg.url.to_string(),
-            source,
+            detail: causes(&e),
         };
         let client = match tls {
             Some(tls) => {
@@ -111,6 +112,21 @@ impl SharedStore {
     pub fn router(&self) -> &RouterId {
         &self.router
     }
+}
+
+/// An error with every cause under it ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// A numeric column read as text, parsed as an unsigned count.

@@ -12,10 +12,13 @@ use quid_common::DIR_CLASS_PAIRS;
 
 use super::{SharedError, SharedStore};
 use crate::store::{
-    ReportRow, SealedBatch,
+    ReportRow, SealedBatch, Store,
     tiers::{COUNTERS, HOUR, bucket},
     usage::flat,
 };
+
+/// Reports per shipment.
+const REPORTS_PER_SHIPMENT: usize = 10_000;
 
 /// Bytes per COPY chunk.
 const CHUNK: usize = 1 << 22;
@@ -38,6 +41,29 @@ pub struct Shipped {
 }
 
 impl SharedStore {
+    /// Ships the next shipment from `local`'s outbox after `cursor` (batches up to `ship_rows`
+    /// rows, and the reports admitted since), then drops locally what the shared store now
+    /// holds. `None`: nothing was waiting.
+    pub async fn ship_next(
+        &mut self,
+        local: &Store,
+        identity: i64,
+        cursor: &Shipped,
+        ship_rows: usize,
+        now: i64,
+    ) -> Result<Option<Shipped>, SharedError> {
+        let batches = local.sealed_after(cursor.last_seq, ship_rows)?;
+        let reports = local.reports_after(cursor.reports_cursor, REPORTS_PER_SHIPMENT)?;
+        if batches.is_empty() && reports.is_empty() {
+            return Ok(None);
+        }
+        // Keys are read at each shipment: a subscriber added since is in the batches.
+        let keys = local.subscriber_keys()?;
+        let done = self.ship(identity, &batches, &keys, &reports, now).await?;
+        local.drop_shipped(done.last_seq)?;
+        Ok(Some(done))
+    }
+
     /// Claims this router id for the local store `identity` (or finds it claimed by it) and
     /// returns where its shipping stands.
     pub async fn cursor(&mut self, identity: i64) -> Result<Shipped, SharedError> {
