@@ -150,6 +150,16 @@ enum ClusterAction {
         #[arg(long)]
         json: bool,
     },
+    /// Replace a shared table (`subscribers` or `nodes`) with FILE, checked first: every
+    /// router with `[store] tables = "shared"` writes it to its file and reloads.
+    PushTable {
+        /// `subscribers` or `nodes`.
+        table: quid::cluster::tables::SharedTable,
+        /// The table file to push.
+        file: PathBuf,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+    },
     /// One subscriber's usage in the shared store, per router and summed over routers.
     Usage {
         /// Subscriber id.
@@ -377,6 +387,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster {
             action: ClusterAction::Status { config, json },
         } => cli::cluster::status(&Config::load(&config)?, json),
+        Command::Cluster {
+            action:
+                ClusterAction::PushTable {
+                    table,
+                    file,
+                    config,
+                },
+        } => cli::cluster::push_table(&Config::load(&config)?, table, &file),
         Command::Cluster {
             action:
                 ClusterAction::Usage {

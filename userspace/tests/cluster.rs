@@ -44,17 +44,11 @@ struct Router {
 impl Router {
     /// A router `id` whose link to `db` is 100.64.`net`.2/30 (the database is .1).
     fn new(id: &'static str, db: &Netns, net: u8, pg: &Postgres) -> Router {
-        Router::with_ca(id, db, net, pg, None)
+        Router::with(id, db, net, pg, "")
     }
 
-    /// Like [`Router::new`], trusting the CA in `ca` for TLS to the database.
-    fn with_ca(
-        id: &'static str,
-        db: &Netns,
-        net: u8,
-        pg: &Postgres,
-        ca: Option<&std::path::Path>,
-    ) -> Router {
+    /// Like [`Router::new`], with `extra` lines in its `[store]` section.
+    fn with(id: &'static str, db: &Netns, net: u8, pg: &Postgres, extra: &str) -> Router {
         let (ns, sender) = common::router_and_sender();
         veth(&ns, "db0", db, &format!("db{net}"));
         ns.exec(&[
@@ -78,9 +72,7 @@ impl Router {
             "\n[store]\nurl = \"postgresql://quid@100.64.{net}.1:{PORT}/quid\"\nrouter_id = \"{id}\"\npassword_file = \"{}\"\n",
             pg.password_file().display()
         );
-        if let Some(ca) = ca {
-            store += &format!("ca_file = \"{}\"\n", ca.display());
-        }
+        store += extra;
         let config = common::write_config_sections(
             dir.path(),
             &[("acc", "access", "auto")],
@@ -105,7 +97,8 @@ impl Router {
     fn send(&self, who: &str, n: u64, sent: &mut Sent) {
         let src = match who {
             "alice" => Ipv4Addr::new(100, 64, 1, 10),
-            _ => Ipv4Addr::new(100, 64, 1, 11),
+            "bob" => Ipv4Addr::new(100, 64, 1, 11),
+            _ => Ipv4Addr::new(100, 64, 1, 12),
         };
         Injector::new(&self.sender, "acc-p").send(
             &Ethernet::default().ipv4_udp(src, Ipv4Addr::new(203, 0, 113, 1), 72),
@@ -385,8 +378,9 @@ fn over_tls_the_database_must_present_the_certificate_the_router_trusts() {
     let wrong = certs.path().join("other-ca.pem");
     std::fs::write(&wrong, stranger.cert.pem()).unwrap();
 
-    let good = Router::with_ca("r1", &db, 50, &pg, Some(&trusted));
-    let fooled = Router::with_ca("r2", &db, 60, &pg, Some(&wrong));
+    let ca = |p: &std::path::Path| format!("ca_file = \"{}\"\n", p.display());
+    let good = Router::with("r1", &db, 50, &pg, &ca(&trusted));
+    let fooled = Router::with("r2", &db, 60, &pg, &ca(&wrong));
     let plain = Router::new("r3", &db, 70, &pg);
     let d1 = Daemon::start(&good.ns, &good.config);
     let d2 = Daemon::start(&fooled.ns, &fooled.config);
@@ -413,6 +407,75 @@ fn over_tls_the_database_must_present_the_certificate_the_router_trusts() {
     for d in [d1, d2, d3] {
         d.stop();
     }
+    drop(pg);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn a_table_pushed_once_reaches_every_router_live_and_a_bad_one_reaches_none() {
+    let db = Netns::new("db");
+    let pg = Postgres::start(&db, PORT);
+    let shared = "tables = \"shared\"\n";
+    let r1 = Router::with("r1", &db, 80, &pg, shared);
+    let r2 = Router::with("r2", &db, 90, &pg, shared);
+    let d1 = Daemon::start(&r1.ns, &r1.config);
+    let d2 = Daemon::start(&r2.ns, &r2.config);
+    // Carol joins, once, from r1; both routers count her.
+    let new = r1.dir.path().join("new.csv");
+    std::fs::write(&new, format!("{TABLE}carol,Carol,home,100.64.1.12\n")).unwrap();
+    let (ok, out) = r1.cli(&[
+        "cluster",
+        "push-table",
+        "subscribers",
+        new.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("generation 1"), "{out}");
+    for (r, d) in [(&r1, &d1), (&r2, &d2)] {
+        d.wait_for_log("wrote the shared subscribers table, generation 1");
+        d.wait_for("carol installed", |s| {
+            s.subscribers.iter().any(|x| x.id == "carol")
+        });
+        assert!(
+            std::fs::read_to_string(r.dir.path().join("subscribers.csv"))
+                .unwrap()
+                .contains("carol")
+        );
+    }
+    let mut sent = Sent::new();
+    r2.send("carol", 4, &mut sent);
+    r1.send("alice", 1, &mut sent);
+    wait_for_books(&pg, &sent, 30, &[&d1, &d2]);
+    // A table with a subscriber twice is refused before it reaches the database.
+    let bad = r1.dir.path().join("bad.csv");
+    std::fs::write(&bad, format!("{TABLE}alice,Again,home,100.64.1.13\n")).unwrap();
+    let (ok, out) = r2.cli(&[
+        "cluster",
+        "push-table",
+        "subscribers",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("nothing was pushed"), "{out}");
+    assert_eq!(
+        pg.psql("SELECT generation FROM quid_tables WHERE name = 'subscribers'")
+            .trim(),
+        "1"
+    );
+    // One written into the database behind quid's back is refused by every router.
+    pg.psql(
+        "UPDATE quid_tables SET generation = 2, body = convert_to('id,name\n', 'UTF8'),
+           sha256 = 'x' WHERE name = 'subscribers'",
+    );
+    d1.wait_for_log("the shared subscribers table, generation 2, is refused");
+    d2.wait_for_log("the shared subscribers table, generation 2, is refused");
+    assert!(
+        std::fs::read_to_string(r1.dir.path().join("subscribers.csv"))
+            .unwrap()
+            .contains("carol")
+    );
+    d1.stop();
+    d2.stop();
     drop(pg);
 }
 

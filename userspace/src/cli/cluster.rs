@@ -3,9 +3,11 @@
 //! one subscriber's usage summed over every router.
 
 use anyhow::{Context as _, bail};
+use std::path::Path;
+
 use quid::{
     clock::{Clock, rfc3339_or_secs},
-    cluster::config::SharedConfig,
+    cluster::{config::SharedConfig, tables::SharedTable},
     config::Config,
     metering::usage_query,
     store::{
@@ -128,6 +130,27 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         Some(e) => bail!("the shared store did not answer: {e}"),
         None => Ok(()),
     }
+}
+
+/// Checks `file` as `table` and makes it the shared one; prints its generation.
+pub fn push_table(config: &Config, table: SharedTable, file: &Path) -> anyhow::Result<()> {
+    let cfg = shared(config)?;
+    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    table.check(&body, file).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nnothing was pushed: every router keeps the current {} table",
+            table.as_str()
+        )
+    })?;
+    let now = Clock::system().now_i64().context("reading the clock")?;
+    let generation = connect(cfg, async |s| Ok(s.push_table(table, &body, now).await?))?;
+    println!(
+        "pushed the {} table from {} as generation {generation}: routers following the shared \
+         tables write and reload it within seconds",
+        table.as_str(),
+        file.display()
+    );
+    Ok(())
 }
 
 /// Prints `subscriber`'s usage in the hours starting in `[from, to)`, per router and summed.

@@ -6,7 +6,14 @@ use std::{fmt, path::PathBuf, str::FromStr};
 use serde::{Deserialize, Deserializer, de};
 
 /// The keys of `[store]` that belong to the shared store (the others are the retention's).
-pub const KEYS: [&str; 5] = ["url", "router_id", "password_file", "ca_file", "ship_rows"];
+pub const KEYS: [&str; 6] = [
+    "url",
+    "router_id",
+    "password_file",
+    "ca_file",
+    "ship_rows",
+    "tables",
+];
 
 /// Environment variable read for the database password when `password_file` is not set.
 pub const PASSWORD_ENV: &str = "QUID_STORE_PASSWORD";
@@ -30,6 +37,21 @@ pub struct SharedConfig {
     /// The most usage rows one shipment carries (default 500,000).
     #[serde(default = "default_ship_rows")]
     pub ship_rows: usize,
+    /// Where the subscriber table and the nodes file come from (default: the files).
+    #[serde(default)]
+    pub tables: TableSource,
+}
+
+/// Where a router's subscriber table and nodes file come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableSource {
+    /// The files the config names, edited on each router.
+    #[default]
+    Files,
+    /// The shared store: `quid cluster push-table` changes them once for every router, which
+    /// writes them to its configured files and reloads.
+    Shared,
 }
 
 fn default_ship_rows() -> usize {

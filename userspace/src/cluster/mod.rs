@@ -6,3 +6,4 @@
 
 pub mod config;
 pub mod stats;
+pub mod tables;

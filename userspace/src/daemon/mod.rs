@@ -17,6 +17,7 @@ mod services;
 mod shipping;
 mod shutdown;
 mod state;
+mod table_follower;
 
 use anyhow::Context as _;
 

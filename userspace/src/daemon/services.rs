@@ -152,10 +152,20 @@ pub(super) async fn start(
                 "shipping the books to the shared store {} as router {}",
                 shared.url, shared.router_id
             );
+            // With shared tables, the configured files are written from the shared store.
+            let mut files = Vec::new();
+            if shared.tables == crate::cluster::config::TableSource::Shared {
+                use crate::cluster::tables::SharedTable;
+                files.push((SharedTable::Subscribers, config.subscribers.file.clone()));
+                if !config.reports.listen.is_empty() {
+                    files.push((SharedTable::Nodes, config.reports.nodes.clone()));
+                }
+            }
             Some(super::shipping::Shipper::start(
                 shared.clone(),
                 tls,
                 state_dir.clone(),
+                super::table_follower::TableFollower::new(files),
                 clock.clone(),
             )?)
         }

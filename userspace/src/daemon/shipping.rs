@@ -15,6 +15,8 @@ use std::{
 
 use log::{error, info, warn};
 
+use super::table_follower::TableFollower;
+
 use crate::{
     clock::Clock,
     cluster::{config::SharedConfig, stats::ShipStats},
@@ -28,6 +30,8 @@ use crate::{
 const POLL: Duration = Duration::from_millis(500);
 /// The longest pause between attempts while the database does not answer.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// How often the shared tables are compared with the files.
+const TABLES_EVERY: Duration = Duration::from_secs(2);
 /// The longest a connection attempt plus claim, or one shipment, may take: a link that went
 /// silent (no reset, no answer) must not hold the shipper, whose step is then retried.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +48,7 @@ impl Shipper {
         cfg: SharedConfig,
         tls: Option<Arc<rustls::ClientConfig>>,
         state_dir: PathBuf,
+        tables: TableFollower,
         clock: Clock,
     ) -> anyhow::Result<Shipper> {
         let store = Store::connect(&state_dir)?;
@@ -58,6 +63,7 @@ impl Shipper {
             tls,
             store,
             identity,
+            tables,
             clock,
             stats: Arc::clone(&stats),
             stop: Arc::clone(&stop),
@@ -81,6 +87,7 @@ struct Run {
     tls: Option<Arc<rustls::ClientConfig>>,
     store: Store,
     identity: i64,
+    tables: TableFollower,
     clock: Clock,
     stats: Arc<ShipStats>,
     stop: Arc<AtomicBool>,
@@ -103,7 +110,7 @@ async fn bounded<T>(f: impl Future<Output = Result<T, StepError>>) -> Result<T, 
 }
 
 impl Run {
-    fn forever(self) {
+    fn forever(mut self) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -115,6 +122,7 @@ impl Run {
             let mut db: Option<(SharedStore, Shipped)> = None;
             let mut pause = Duration::from_secs(1);
             let mut said_down = false;
+            let mut followed = std::time::Instant::now() - TABLES_EVERY;
             while !self.stop.load(Relaxed) {
                 self.depth();
                 if db.as_ref().is_none_or(|(s, _)| s.is_closed()) {
@@ -139,6 +147,15 @@ impl Run {
                 let Some((shared, cursor)) = db.as_mut() else {
                     continue;
                 };
+                if followed.elapsed() >= TABLES_EVERY {
+                    followed = std::time::Instant::now();
+                    let follow = async { Ok(self.tables.follow(shared).await?) };
+                    if let Err(e) = bounded(follow).await {
+                        self.down(&e, &mut said_down);
+                        db = None;
+                        continue;
+                    }
+                }
                 match bounded(self.step(shared, cursor)).await {
                     Ok(true) => {}
                     Ok(false) => tokio::time::sleep(POLL).await,

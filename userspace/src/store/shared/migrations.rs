@@ -9,7 +9,7 @@ use super::SharedError;
 
 /// Every version's SQL, in order (version n is `MIGRATIONS[n - 1]`). Counters are NUMERIC: a
 /// subscriber's sum over routers and hours never overflows.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: routers and their shipping cursors, usage per (subscriber, hour, router), reports
     // once per (node, seq) with every router's copy.
     "
@@ -42,10 +42,16 @@ CREATE TABLE quid_report_copies (
     signature TEXT NOT NULL, received_at BIGINT NOT NULL,
     PRIMARY KEY (node, seq, router));
 ",
+    // 2: the tables every router applies alike (`[store] tables = \"shared\"`).
+    "
+CREATE TABLE quid_tables (
+    name TEXT PRIMARY KEY, generation BIGINT NOT NULL, body BYTEA NOT NULL,
+    sha256 TEXT NOT NULL, updated_at BIGINT NOT NULL, updated_by TEXT NOT NULL);
+",
 ];
 
 /// The newest schema version this quid knows (the number of migrations; a test checks it).
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// Applies every version the database lacks; refuses a database newer than this quid.
 pub(super) async fn bring_up_to_date(client: &mut Client) -> Result<(), SharedError> {

@@ -10,6 +10,7 @@
 mod migrations;
 mod reads;
 mod ship;
+mod tables;
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ use crate::cluster::config::{RouterId, SharedConfig};
 
 pub use reads::{RouterState, SharedUsage};
 pub use ship::Shipped;
+pub use tables::StoredTable;
 
 /// How long a connection attempt may take before the router gives up on it (and retries).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
