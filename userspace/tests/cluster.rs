@@ -145,7 +145,9 @@ impl Router {
 /// The shared store's upload totals per (subscriber, router).
 fn shared_totals(pg: &Postgres) -> Sent {
     pg.psql(
-        "SELECT subscriber, router, sum(up_bytes), sum(up_packets) FROM quid_usage_hour
+        "SELECT subscriber, router, sum(up_bytes), sum(up_packets) FROM (
+           SELECT subscriber, router, up_bytes, up_packets FROM quid_usage_hour
+           UNION ALL SELECT subscriber, router, up_bytes, up_packets FROM quid_usage_delta) u
          GROUP BY subscriber, router",
     )
     .lines()
@@ -533,8 +535,9 @@ fn sealed_store(
 }
 
 /// Ships everything `store` has sealed as router `router` (connecting from inside `db`'s
-/// namespace to its loopback): (seconds from connect to drained, usage rows applied).
-fn ship_all(db: &Netns, pg: &Postgres, dir: &std::path::Path, router: &str) -> (f64, u64) {
+/// namespace to its loopback), then folds: (seconds from connect to drained, usage rows
+/// shipped, seconds the fold took).
+fn ship_all(db: &Netns, pg: &Postgres, dir: &std::path::Path, router: &str) -> (f64, u64, f64) {
     let cfg: quid::cluster::config::SharedConfig = toml::from_str(&format!(
         "url = \"postgresql://quid@127.0.0.1:{PORT}/quid\"\nrouter_id = \"{router}\"\npassword_file = \"{}\"\n",
         pg.password_file().display()
@@ -564,7 +567,10 @@ fn ship_all(db: &Netns, pg: &Postgres, dir: &std::path::Path, router: &str) -> (
                 cursor = done;
             }
             assert_eq!(local.outbox_depth().unwrap().batches, 0);
-            (started.elapsed().as_secs_f64(), rows)
+            let shipped = started.elapsed().as_secs_f64();
+            let folding = Instant::now();
+            shared.fold().await.unwrap();
+            (shipped, rows, folding.elapsed().as_secs_f64())
         })
     })
 }
@@ -586,8 +592,17 @@ fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
     let rate_dir = tempfile::tempdir().unwrap();
     let (store, _) = sealed_store(rate_dir.path(), n, 10, |b| t0 + u64::from(b) * 3600);
     drop(store);
-    let (rate_secs, rate_rows) = ship_all(&db, &pg, rate_dir.path(), "rate");
+    let (rate_secs, rate_rows, fold_secs) = ship_all(&db, &pg, rate_dir.path(), "rate");
     assert_eq!(rate_rows, 10 * u64::from(n));
+    // Folded: every shipped row is in the hourly rows, and none is left in the delta table.
+    assert_eq!(
+        pg.psql(
+            "SELECT (SELECT count(*) FROM quid_usage_hour WHERE router = 'rate'),
+                    (SELECT count(*) FROM quid_usage_delta)"
+        )
+        .trim(),
+        format!("{}\t0", 10 * u64::from(n))
+    );
 
     // Catch-up: a ten-minute outage at a 10 s interval leaves 60 sealed batches of every
     // subscriber (straddling an hour boundary), shipped end to end once the database is back.
@@ -597,7 +612,7 @@ fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
         sealed_store(outage_dir.path(), n, 60, |b| start + u64::from(b) * 10);
     let sealed_rows = store.outbox_depth().unwrap().rows;
     drop(store);
-    let (catch_up_secs, _) = ship_all(&db, &pg, outage_dir.path(), "outage");
+    let (catch_up_secs, _, _) = ship_all(&db, &pg, outage_dir.path(), "outage");
     // Exact: every subscriber's bytes, once.
     let sums = pg.psql(
         "SELECT count(DISTINCT subscriber), min(b), max(b) FROM (SELECT subscriber, sum(up_bytes) b
@@ -610,6 +625,42 @@ fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
         pg.log()
     );
 
+    // Reports: admitted on a router (stored in one batch transaction, as the group commit does),
+    // then shipped. The intake's own rate is bench/reports.json; this is the shared store's side.
+    let reports_dir = tempfile::tempdir().unwrap();
+    let n_reports = n;
+    {
+        let store = quid::store::Store::open(reports_dir.path()).unwrap();
+        let batch = store.begin_reports().unwrap();
+        for i in 0..n_reports {
+            let r = quid::settlement::report::Report {
+                node: format!("node{}", i % 1000),
+                seq: u64::from(i / 1000 + 1),
+                period_start: String::new(),
+                period_end: String::new(),
+                cpu_core_micros: 1,
+                storage_byte_seconds: 2,
+                energy_microjoules: 3,
+                grid_bytes_sent: 4,
+                grid_bytes_received: 5,
+                signature: "ab".repeat(64),
+            };
+            let at = i64::try_from(t0).unwrap() + i64::from(i / 1000) * 3600;
+            let p = quid::settlement::report::Period {
+                start: at,
+                end: at + 3600,
+            };
+            batch.insert(&r, p, at + 3600, "s0").unwrap();
+        }
+        batch.commit().unwrap();
+    }
+    let (report_secs, _, _) = ship_all(&db, &pg, reports_dir.path(), "reports");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM quid_reports WHERE router = 'reports'")
+            .trim(),
+        n_reports.to_string()
+    );
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load_1min: f64 = load
         .split_whitespace()
@@ -620,6 +671,12 @@ fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
         {"routers": 1, "subscribers": n, "measure": "shipped_usage_rows_per_second",
          "value": super_round(rate_rows as f64 / rate_secs), "rows": rate_rows,
          "seconds": super_round(rate_secs), "load_1min": load_1min},
+        {"routers": 1, "subscribers": n, "measure": "folded_usage_rows_per_second",
+         "value": super_round(rate_rows as f64 / fold_secs), "rows": rate_rows,
+         "seconds": super_round(fold_secs), "load_1min": load_1min},
+        {"routers": 1, "subscribers": n, "measure": "shipped_reports_per_second",
+         "value": super_round(f64::from(n_reports) / report_secs), "reports": n_reports,
+         "seconds": super_round(report_secs), "load_1min": load_1min},
         {"routers": 1, "subscribers": n, "measure": "catch_up_seconds_after_10_min_outage",
          "value": super_round(catch_up_secs), "sealed_rows": sealed_rows, "interval_secs": 10,
          "load_1min": load_1min},

@@ -30,6 +30,8 @@ use crate::{
 const POLL: Duration = Duration::from_millis(500);
 /// The longest pause between attempts while the database does not answer.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// How often shipped rows are folded into the hourly rows (by whichever router gets there).
+const FOLD_EVERY: Duration = Duration::from_secs(30);
 /// How often the shared tables are compared with the files.
 const TABLES_EVERY: Duration = Duration::from_secs(2);
 /// The longest a connection attempt plus claim, or one shipment, may take: a link that went
@@ -123,6 +125,7 @@ impl Run {
             let mut pause = Duration::from_secs(1);
             let mut said_down = false;
             let mut followed = std::time::Instant::now() - TABLES_EVERY;
+            let mut folded = std::time::Instant::now();
             while !self.stop.load(Relaxed) {
                 self.depth();
                 if db.as_ref().is_none_or(|(s, _)| s.is_closed()) {
@@ -154,6 +157,16 @@ impl Run {
                         self.down(&e, &mut said_down);
                         db = None;
                         continue;
+                    }
+                }
+                if folded.elapsed() >= FOLD_EVERY {
+                    folded = std::time::Instant::now();
+                    let fold = async { Ok(shared.fold().await?) };
+                    match bounded(fold).await {
+                        Ok(n) => log::debug!("folded shipped usage into {n} hourly rows"),
+                        // Another router folding at the same moment may deadlock with this
+                        // one; the database ends one of the two, and the next fold retries.
+                        Err(e) => warn!("folding shipped usage failed (retried later): {e}"),
                     }
                 }
                 match bounded(self.step(shared, cursor)).await {

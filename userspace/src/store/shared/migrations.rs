@@ -7,10 +7,14 @@ use tokio_postgres::Client;
 
 use super::SharedError;
 
-/// Every version's SQL, in order (version n is `MIGRATIONS[n - 1]`). Counters are NUMERIC: a
-/// subscriber's sum over routers and hours never overflows.
+/// Every version's SQL, in order (version n is `MIGRATIONS[n - 1]`). A row's counters are one
+/// hour of one subscriber on one router (BIGINT); sums over rows are NUMERIC in PostgreSQL,
+/// so a subscriber's total over routers and hours never overflows. Shipments are copied into
+/// `quid_usage_delta` (append only, no index: as fast as COPY goes) and folded into
+/// `quid_usage_hour` in bulk.
 const MIGRATIONS: [&str; 2] = [
-    // 1: routers and their shipping cursors, usage per (subscriber, hour, router), reports
+    // 1: routers and their shipping cursors, usage per (subscriber, hour, router) and the
+    // shipments not folded into it yet, reports
     // once per (node, seq) with every router's copy.
     "
 CREATE TABLE quid_routers (
@@ -24,11 +28,17 @@ CREATE TABLE quid_routers (
     usage_rows BIGINT NOT NULL DEFAULT 0);
 CREATE TABLE quid_usage_hour (
     subscriber TEXT NOT NULL, start BIGINT NOT NULL, router TEXT NOT NULL,
-    up_packets NUMERIC NOT NULL, up_bytes NUMERIC NOT NULL,
-    up_grid_packets NUMERIC NOT NULL, up_grid_bytes NUMERIC NOT NULL,
-    down_packets NUMERIC NOT NULL, down_bytes NUMERIC NOT NULL,
-    down_grid_packets NUMERIC NOT NULL, down_grid_bytes NUMERIC NOT NULL,
+    up_packets BIGINT NOT NULL, up_bytes BIGINT NOT NULL,
+    up_grid_packets BIGINT NOT NULL, up_grid_bytes BIGINT NOT NULL,
+    down_packets BIGINT NOT NULL, down_bytes BIGINT NOT NULL,
+    down_grid_packets BIGINT NOT NULL, down_grid_bytes BIGINT NOT NULL,
     PRIMARY KEY (subscriber, start, router));
+CREATE TABLE quid_usage_delta (
+    router TEXT NOT NULL, subscriber TEXT NOT NULL, start BIGINT NOT NULL,
+    up_packets BIGINT NOT NULL, up_bytes BIGINT NOT NULL,
+    up_grid_packets BIGINT NOT NULL, up_grid_bytes BIGINT NOT NULL,
+    down_packets BIGINT NOT NULL, down_bytes BIGINT NOT NULL,
+    down_grid_packets BIGINT NOT NULL, down_grid_bytes BIGINT NOT NULL);
 CREATE TABLE quid_reports (
     node TEXT NOT NULL, seq BIGINT NOT NULL, subscriber TEXT NOT NULL,
     period_start BIGINT NOT NULL, period_end BIGINT NOT NULL,

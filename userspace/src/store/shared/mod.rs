@@ -7,6 +7,7 @@
 //! Like the rest of the store, this is the only place with SQL for it; the connection is
 //! private to it.
 
+mod fold;
 mod migrations;
 mod reads;
 mod ship;

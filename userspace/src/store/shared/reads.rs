@@ -63,12 +63,16 @@ impl SharedStore {
         to: i64,
     ) -> Result<SharedUsage, SharedError> {
         let sums = COUNTERS.map(|c| format!("sum({c})::text")).join(", ");
+        let cols = COUNTERS.join(", ");
         let rows = self
             .client
             .query(
                 &format!(
-                    "SELECT router, {sums} FROM quid_usage_hour
-                     WHERE subscriber = $1 AND start >= $2 AND start < $3
+                    "SELECT router, {sums} FROM (
+                       SELECT router, start, {cols} FROM quid_usage_hour WHERE subscriber = $1
+                       UNION ALL
+                       SELECT router, start, {cols} FROM quid_usage_delta WHERE subscriber = $1
+                     ) u WHERE start >= $2 AND start < $3
                      GROUP BY router ORDER BY router"
                 ),
                 &[&subscriber, &from, &to],

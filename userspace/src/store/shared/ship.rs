@@ -86,16 +86,13 @@ impl SharedStore {
     ) -> Result<Shipped, SharedError> {
         let tx = self.client.transaction().await?;
         let mut done = lock_router(&tx, &self.router, identity).await?;
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE IF NOT EXISTS quid_incoming (
-                subscriber TEXT NOT NULL, start BIGINT NOT NULL, {}) ON COMMIT DELETE ROWS;
-             CREATE TEMP TABLE IF NOT EXISTS quid_incoming_reports (LIKE quid_reports)
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS quid_incoming_reports (LIKE quid_reports)
                 ON COMMIT DELETE ROWS;",
-            COUNTERS.map(|c| format!("{c} NUMERIC NOT NULL")).join(", ")
-        ))
+        )
         .await?;
 
-        // Each (subscriber, hour) once: an ON CONFLICT update may not touch a row twice.
+        // Each (subscriber, hour) once per shipment: fewer rows to copy and to fold.
         let mut sums: BTreeMap<(i64, i64), [u128; 2 * DIR_CLASS_PAIRS]> = BTreeMap::new();
         let applied = done.last_seq;
         for b in batches.iter().filter(|b| b.seq > applied) {
@@ -110,7 +107,14 @@ impl SharedStore {
             done.batches += 1;
         }
         if !sums.is_empty() {
-            let sink = tx.copy_in("COPY quid_incoming FROM STDIN").await?;
+            // Straight into the delta table (no index, no conflict to check): the fold adds
+            // it into the hourly rows later (`fold.rs`).
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY quid_usage_delta (router, subscriber, start, {}) FROM STDIN",
+                    COUNTERS.join(", ")
+                ))
+                .await?;
             futures_util::pin_mut!(sink);
             let mut buf = Vec::with_capacity(CHUNK + 512);
             for ((key, start), sum) in &sums {
@@ -120,33 +124,24 @@ impl SharedStore {
                          does not know"
                     ))
                 })?;
+                escape(&mut buf, self.router.as_str());
+                buf.push(b'\t');
                 escape(&mut buf, id);
+                // An hour of one subscriber beyond 2^63 bytes (never real) is kept at 2^63 - 1.
                 line(
                     &mut buf,
-                    std::iter::once(i128::from(*start))
-                        .chain(sum.iter().map(|v| i128::try_from(*v).unwrap_or(i128::MAX))),
+                    std::iter::once(i128::from(*start)).chain(
+                        sum.iter()
+                            .map(|v| i128::from(i64::try_from(*v).unwrap_or(i64::MAX))),
+                    ),
                 );
+                done.rows += 1;
                 if buf.len() >= CHUNK {
                     sink.send(Bytes::from(std::mem::take(&mut buf))).await?;
                 }
             }
             sink.send(Bytes::from(buf)).await?;
             sink.finish().await?;
-            let set = COUNTERS
-                .map(|c| format!("{c} = quid_usage_hour.{c} + excluded.{c}"))
-                .join(", ");
-            let rows = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO quid_usage_hour (subscriber, start, router, {cols})
-                         SELECT subscriber, start, $1, {cols} FROM quid_incoming
-                         ON CONFLICT (subscriber, start, router) DO UPDATE SET {set}",
-                        cols = COUNTERS.join(", ")
-                    ),
-                    &[&self.router.as_str()],
-                )
-                .await?;
-            done.rows = rows;
         }
 
         let fresh: Vec<&ReportRow> = reports
