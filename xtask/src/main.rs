@@ -140,6 +140,20 @@ fn main() -> anyhow::Result<()> {
                 &["test_run", "random_"],
                 &[("QUID_PROPERTY_FRAMES", "1000000")],
             )?;
+            // Shipping to the shared store (a real PostgreSQL): rows per second, the fold, and
+            // the catch-up after a ten-minute outage at 100,000 subscribers.
+            let cluster = root.join("bench/cluster.json");
+            release_test(
+                &root,
+                &["cluster", "shipping_rate"],
+                &[
+                    ("QUID_CLUSTER_SUBSCRIBERS", "100000"),
+                    (
+                        "QUID_CLUSTER_OUT",
+                        cluster.to_str().context("non-UTF-8 path")?,
+                    ),
+                ],
+            )?;
             // The load test, longer than in CI and with its latency and memory targets.
             let out = root.join("bench/load.json");
             let out = out.to_str().context("non-UTF-8 path")?;
