@@ -467,10 +467,18 @@ impl Config {
         if !config.reports.nodes.as_os_str().is_empty() && config.reports.nodes.is_relative() {
             config.reports.nodes = base.join(&config.reports.nodes);
         }
-        if let Some(key) = config.settlement.operator_key.as_mut()
-            && key.is_relative()
+        let shared = config.store.shared.as_mut();
+        let shared_files = shared
+            .into_iter()
+            .flat_map(|s| [s.password_file.as_mut(), s.ca_file.as_mut()]);
+        for key in [config.settlement.operator_key.as_mut()]
+            .into_iter()
+            .chain(shared_files)
+            .flatten()
         {
-            *key = base.join(&*key);
+            if key.is_relative() {
+                *key = base.join(&*key);
+            }
         }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);
@@ -614,12 +622,17 @@ xdp_mode = "generic"
         let path = dir.path().join("quid.toml");
         std::fs::write(
             &path,
-            GOOD.replace("state_dir = \"/tmp/q\"", "state_dir = \"state\""),
+            GOOD.replace("state_dir = \"/tmp/q\"", "state_dir = \"state\"")
+                + "\n[store]\nurl = \"postgresql://db/q\"\nrouter_id = \"r\"\n\
+                   password_file = \"pw\"\nca_file = \"/etc/ca.pem\"\n",
         )
         .unwrap();
         let c = Config::load(&path).unwrap();
         assert_eq!(c.subscribers.file, dir.path().join("subs.csv"));
         assert_eq!(c.daemon.state_dir, dir.path().join("state"));
+        let shared = c.store.shared.unwrap();
+        assert_eq!(shared.password_file, Some(dir.path().join("pw")));
+        assert_eq!(shared.ca_file, Some("/etc/ca.pem".into()));
     }
 
     #[test]
@@ -667,6 +680,48 @@ xdp_mode = "generic"
         let config = Config::parse(shipped, Path::new("dist/quid.toml")).unwrap();
         assert_eq!(config.metrics.subscribers, SubscriberSeries::default());
         assert_eq!(config.metrics.listen, default_listen());
+        assert_eq!(config.store.keep, crate::store::Retention::default());
+        assert!(config.store.shared.is_none());
+    }
+
+    #[test]
+    fn the_store_section_holds_the_retention_and_the_shared_store() {
+        let shared = |lines: &str| parse(&format!("{GOOD}\n[store]\n{lines}"));
+        let c = shared(
+            "hourly_secs = 3600000\nurl = \"postgresql://quid@db.example.net/books\"\n\
+             router_id = \"pop-1\"\ntables = \"shared\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.store.keep.hourly_secs, 3_600_000);
+        let s = c.store.shared.unwrap();
+        assert_eq!(s.router_id.as_str(), "pop-1");
+        assert_eq!(s.tables, crate::cluster::config::TableSource::Shared);
+        assert_eq!(s.ship_rows, 500_000);
+        for (lines, says) in [
+            (
+                "hourly_secs = 3600000\nhourly_sec = 1\n",
+                "unknown field `hourly_sec`",
+            ),
+            (
+                "url = \"postgresql://db/books\"\n",
+                "missing field `router_id`",
+            ),
+            (
+                "url = \"postgresql://quid:pw@db/books\"\nrouter_id = \"r\"\n",
+                "store.url carries a password",
+            ),
+            (
+                "url = \"postgresql://db/books\"\nrouter_id = \"a b\"\n",
+                "is not a router id",
+            ),
+            (
+                "url = \"postgresql://db/books\"\nrouter_id = \"r\"\ntables = \"git\"\n",
+                "unknown variant `git`",
+            ),
+        ] {
+            let err = shared(lines).unwrap_err();
+            assert!(err.contains(says), "{lines}: {err}");
+        }
     }
 
     #[test]
