@@ -155,6 +155,7 @@ impl Config {
             cpu_core_micros: 0,
             storage_byte_seconds: 0,
             energy_microjoules: 0,
+            energy_source: None,
             grid_bytes_sent: 0,
             grid_bytes_received: 0,
             signature: String::new(),

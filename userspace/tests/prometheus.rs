@@ -332,6 +332,7 @@ download_internet_gb = 1000000000
         cpu_core_micros: if contributions { 300_000_000 } else { 0 },
         storage_byte_seconds: if contributions { 1_000_000_000 } else { 0 },
         energy_microjoules: if contributions { 1_500_000_000 } else { 0 },
+        energy_source: None,
         grid_bytes_sent: 0,
         grid_bytes_received: 0,
         signature: String::new(),

@@ -45,6 +45,7 @@ pub use ledger::LedgerSnapshot;
 pub use pending::{RATE_KEYS, usage_rates};
 pub use period_books::{PeriodBooks, SettledReport};
 pub use report_batch::ReportBatch;
+pub use reports::{Sourced, StoredReport};
 pub use subscribers::{Base, Record, Status};
 pub use tiers::{
     COUNTERS, Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum,

@@ -107,6 +107,7 @@ fn scenario(
             cpu_core_micros: 60_000_000,
             storage_byte_seconds: 1_000_000_000,
             energy_microjoules: 600_000_000,
+            energy_source: None,
             grid_bytes_sent: 1000,
             grid_bytes_received: 2000,
             signature: String::new(),
