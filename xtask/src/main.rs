@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 
 mod dashboards;
 mod dist;
+mod dist_node;
 mod fuzz;
 use clap::{Parser, Subcommand};
 
@@ -47,7 +48,8 @@ enum Cmd {
         #[arg(long, default_value = "target/fuzz.json")]
         out: PathBuf,
     },
-    /// Build the Debian package (target/dist/quid_VERSION_ARCH.deb), verify it and run lintian.
+    /// Build the Debian packages (target/dist/quid_VERSION_ARCH.deb and quid-node_...), verify
+    /// them and run lintian.
     Dist,
 }
 
@@ -159,11 +161,23 @@ fn main() -> anyhow::Result<()> {
 
 /// Builds the release binary, then the package, verifies it, and returns its path.
 fn dist(root: &Path) -> anyhow::Result<PathBuf> {
-    run(root, "cargo", &["build", "--release", "--bin", "quid"])?;
+    run(
+        root,
+        "cargo",
+        &["build", "--release", "--bin", "quid", "--bin", "quid-node"],
+    )?;
     let target = target_dir(root);
     let deb = dist::build(root, &target.join("dist"), &target.join("release/quid"))?;
     dist::verify(&deb)?;
     dist::lintian(root, &deb)?;
+    // The node agent's package (amd64 here; arm64 needs a cross toolchain this host lacks).
+    let node = dist_node::build(
+        root,
+        &target.join("dist"),
+        &target.join("release/quid-node"),
+    )?;
+    dist_node::verify(&node)?;
+    dist::lintian(root, &node)?;
     Ok(deb)
 }
 
