@@ -121,7 +121,14 @@ fn main() -> anyhow::Result<()> {
             run(
                 &root,
                 "cargo",
-                &["build", "--release", "--bin", "quid-bench"],
+                &[
+                    "build",
+                    "--release",
+                    "--bin",
+                    "quid-bench",
+                    "--bin",
+                    "quid-node",
+                ],
             )?;
             let bench = target_dir(&root).join("release/quid-bench");
             let bench = bench.to_str().context("non-UTF-8 path")?;
@@ -129,6 +136,14 @@ fn main() -> anyhow::Result<()> {
             run(&root, bench, &["registry", "--out", "bench"])?;
             run(&root, bench, &["metrics", "--out", "bench"])?;
             run(&root, bench, &["reports", "--out", "bench"])?;
+            // The node agent's CPU and memory, report signing and delivery, the storage audit.
+            let node = target_dir(&root).join("release/quid-node");
+            let node = node.to_str().context("non-UTF-8 path")?;
+            run(
+                &root,
+                bench,
+                &["node", "--out", "bench", "--node-bin", node],
+            )?;
             // The books: interval commits at a million subscribers, a simulated year, one
             // subscriber's month from a store of a million, and ledger verification.
             run(&root, bench, &["books", "--out", "bench"])?;
