@@ -108,12 +108,21 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Demo => {
             setup(&root)?;
-            run(&root, "cargo", &["build", "--release", "--bin", "quid"])?;
+            run(
+                &root,
+                "cargo",
+                &["build", "--release", "--bin", "quid", "--bin", "quid-node"],
+            )?;
             let quid = target_dir(&root).join("release/quid");
+            let node = target_dir(&root).join("release/quid-node");
             run(
                 &root,
                 "bash",
-                &["scripts/demo.sh", quid.to_str().context("non-UTF-8 path")?],
+                &[
+                    "scripts/demo.sh",
+                    quid.to_str().context("non-UTF-8 path")?,
+                    node.to_str().context("non-UTF-8 path")?,
+                ],
             )
         }
         Cmd::Bench { sizes } => {
