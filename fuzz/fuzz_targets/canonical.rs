@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use quid::settlement::report::{MAGIC, Report, rfc3339};
+use quid::settlement::report::{EnergySource, MAGIC, MAGIC_V3, Report, rfc3339};
 
 /// The signing key, made once: no run needs to derive it again.
 static KEY: LazyLock<ed25519_dalek::SigningKey> =
@@ -23,15 +23,29 @@ struct Input {
     raw_times: Option<(String, String)>,
     figures: [u64; 3],
     grid: [u64; 2],
+    /// A version 3 report's energy source (an index into `EnergySource::ALL`), or version 2.
+    source: Option<u8>,
     flip: u16,
 }
 
+/// What the canonical bytes hold: node, seq, period, figures, grid, energy source.
+type Decoded = (String, u64, i64, i64, [u64; 3], [u64; 2], Option<u8>);
+
 /// Reads the canonical bytes back (the format in `quid::report`'s documentation).
-fn decode(b: &[u8]) -> Option<(String, u64, i64, i64, [u64; 3], [u64; 2])> {
-    let rest = b.strip_prefix(MAGIC.as_slice())?;
+fn decode(b: &[u8]) -> Option<Decoded> {
+    let (v3, rest) = match b.strip_prefix(MAGIC.as_slice()) {
+        Some(rest) => (false, rest),
+        None => (true, b.strip_prefix(MAGIC_V3.as_slice())?),
+    };
     let (len, rest) = rest.split_at_checked(2)?;
     let len = usize::from(u16::from_be_bytes(len.try_into().ok()?));
     let (id, rest) = rest.split_at_checked(len)?;
+    let (rest, source) = if v3 {
+        let (words, source) = rest.split_at_checked(rest.len().checked_sub(1)?)?;
+        (words, Some(source[0]))
+    } else {
+        (rest, None)
+    };
     if rest.len() != 8 * 8 {
         return None;
     }
@@ -45,6 +59,7 @@ fn decode(b: &[u8]) -> Option<(String, u64, i64, i64, [u64; 3], [u64; 2])> {
         i64::from_be_bytes(end),
         [next()?, next()?, next()?].map(u64::from_be_bytes),
         [next()?, next()?].map(u64::from_be_bytes),
+        source,
     ))
 }
 
@@ -63,6 +78,9 @@ fuzz_target!(|input: Input| {
         cpu_core_micros: input.figures[0],
         storage_byte_seconds: input.figures[1],
         energy_microjoules: input.figures[2],
+        energy_source: input
+            .source
+            .map(|i| EnergySource::ALL[usize::from(i) % EnergySource::ALL.len()]),
         grid_bytes_sent: input.grid[0],
         grid_bytes_received: input.grid[1],
         signature: String::new(),
@@ -85,6 +103,7 @@ fuzz_target!(|input: Input| {
                 report.energy_microjoules
             ],
             [report.grid_bytes_sent, report.grid_bytes_received],
+            report.energy_source.map(EnergySource::code),
         )
     );
     let key = &*KEY;
@@ -92,10 +111,18 @@ fuzz_target!(|input: Input| {
     assert_eq!(report.verify(&key.verifying_key()), Ok(true));
     // Any change to a signed field breaks the signature.
     let mut altered = report.clone();
-    match input.flip % 4 {
+    match input.flip % 5 {
         0 => altered.seq = altered.seq.wrapping_add(1),
         1 => altered.grid_bytes_sent ^= 1,
         2 => altered.cpu_core_micros ^= 1,
+        3 => {
+            // Another source, or none instead of one (and one instead of none).
+            altered.energy_source = match altered.energy_source {
+                None => Some(EnergySource::None),
+                Some(EnergySource::None) => None,
+                Some(_) => Some(EnergySource::None),
+            }
+        }
         _ => altered.node.push('x'),
     }
     assert_ne!(altered.verify(&key.verifying_key()), Ok(true));

@@ -164,6 +164,7 @@ impl Agent {
                 cpu_core_micros: figures[0],
                 storage_byte_seconds: allocated.saturating_mul(secs),
                 energy_microjoules: figures[1],
+                energy_source: Some(self.config.energy.reported()),
                 grid_bytes_sent: figures[2],
                 grid_bytes_received: figures[3],
                 signature: String::new(),

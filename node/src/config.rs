@@ -155,6 +155,7 @@ impl Config {
             cpu_core_micros: 0,
             storage_byte_seconds: 0,
             energy_microjoules: 0,
+            energy_source: None,
             grid_bytes_sent: 0,
             grid_bytes_received: 0,
             signature: String::new(),
@@ -198,6 +199,32 @@ reserve_bytes = 10_000_000_000
             }
         );
         assert!(c.grid.is_none());
+    }
+
+    /// The example the package installs reads as it is, and with its sections uncommented.
+    #[test]
+    fn the_shipped_example_reads() {
+        let text = include_str!("../../dist/quid-node.toml");
+        let c = Config::parse(text, "dist/quid-node.toml").unwrap();
+        assert_eq!(c.energy, EnergySource::None);
+        let all: String = text
+            .lines()
+            .map(|l| {
+                // A commented section header or `key = value`; prose stays a comment.
+                l.strip_prefix("# ")
+                    .filter(|r| {
+                        r.starts_with('[')
+                            || r.split_once(" = ").is_some_and(|(k, _)| {
+                                k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            })
+                    })
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&all, "uncommented").unwrap();
+        assert!(c.cpu.is_some() && c.storage.is_some() && c.grid.is_some());
+        assert_eq!(c.energy.name(), "shelly");
     }
 
     #[test]

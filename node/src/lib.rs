@@ -9,6 +9,7 @@ pub mod config;
 pub mod counter;
 pub mod cpu;
 pub mod energy;
+pub mod fill;
 pub mod grid;
 pub mod meters;
 pub mod outbox;

@@ -14,7 +14,10 @@ use std::{
 };
 
 use quid_node::{agent::Agent, config::Config};
-use quid_report::{clock::Clock, report::Report};
+use quid_report::{
+    clock::Clock,
+    report::{EnergySource, Report},
+};
 
 /// 2026-01-01T00:00:00Z.
 const NEW_YEAR: i64 = 1_767_225_600;
@@ -100,6 +103,8 @@ fn a_router_down_for_hours_and_an_agent_killed_lose_and_repeat_nothing() {
     }
     for r in &delivered {
         assert!(r.verify(&key.verifying_key()).unwrap());
+        // Version 3: the source is signed with the figures (no [energy] section: none).
+        assert_eq!(r.energy_source, Some(EnergySource::None));
     }
     // After one more kill and restart the numbering and the periods go on.
     drop(agent);

@@ -1,16 +1,20 @@
 //! Node contribution reports: the JSON a node sends, the canonical bytes its signature covers,
 //! and signing and verifying them with ed25519.
 //!
-//! Canonical encoding, version 2 (all integers big-endian):
+//! Canonical encoding, versions 2 and 3 (all integers big-endian):
 //!
 //! | field | encoding |
 //! |---|---|
-//! | magic | the 15 bytes `quid-report-v2` and a 0 byte |
+//! | magic | the 15 bytes `quid-report-v2` (`-v3` for version 3) and a 0 byte |
 //! | node | u16 length, then the id's UTF-8 bytes |
 //! | seq | u64 |
 //! | period_start, period_end | i64 unix seconds (UTC) |
 //! | cpu_core_micros, storage_byte_seconds, energy_microjoules | u64 |
 //! | grid_bytes_sent, grid_bytes_received | u64 |
+//! | energy_source (version 3 only) | u8: 0 none, 1 RAPL, 2 Shelly, 3 Tasmota |
+//!
+//! A report with `energy_source` is version 3, one without is version 2: the magic differs, so
+//! adding, removing or changing the source of a signed report breaks its signature.
 //!
 //! Every figure is an integer in base units (core-microseconds, byte-seconds, microjoules): a
 //! JSON integer parses to exactly one u64 in every implementation, so the bytes the daemon
@@ -21,8 +25,61 @@
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-/// The magic prefix of the canonical encoding.
+/// The magic prefix of the canonical encoding of a version 2 report.
 pub const MAGIC: &[u8; 15] = b"quid-report-v2\0";
+
+/// The magic prefix of the canonical encoding of a version 3 report.
+pub const MAGIC_V3: &[u8; 15] = b"quid-report-v3\0";
+
+/// Where a report's energy figure comes from (version 3): the router's tariff can price a
+/// meter (an ISP-supplied plug) differently from the CPU package's own estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergySource {
+    /// No energy is claimed (the figure must be 0).
+    None,
+    /// RAPL, the CPU package's estimate (`/sys/class/powercap/intel-rapl:*`).
+    Rapl,
+    /// A Shelly Gen2 metering plug (`Switch.GetStatus` `aenergy.total`).
+    Shelly,
+    /// A Tasmota metering plug (`Status 8` `ENERGY.Total`).
+    Tasmota,
+}
+
+impl EnergySource {
+    /// Every source, in the order of their codes.
+    pub const ALL: [EnergySource; 4] = [
+        EnergySource::None,
+        EnergySource::Rapl,
+        EnergySource::Shelly,
+        EnergySource::Tasmota,
+    ];
+
+    /// The byte the canonical encoding carries.
+    pub fn code(self) -> u8 {
+        match self {
+            EnergySource::None => 0,
+            EnergySource::Rapl => 1,
+            EnergySource::Shelly => 2,
+            EnergySource::Tasmota => 3,
+        }
+    }
+
+    /// The name in JSON and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnergySource::None => "none",
+            EnergySource::Rapl => "rapl",
+            EnergySource::Shelly => "shelly",
+            EnergySource::Tasmota => "tasmota",
+        }
+    }
+
+    /// The source named `text` (as [`EnergySource::as_str`] writes it).
+    pub fn from_name(text: &str) -> Option<EnergySource> {
+        EnergySource::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
 
 /// The largest figure a report may carry: the store keeps figures as SQLite INTEGER (i64),
 /// and a larger u64 would not read back as the number that was signed.
@@ -46,6 +103,10 @@ pub struct Report {
     pub storage_byte_seconds: u64,
     /// Electricity supplied, in microjoules (RAPL `energy_uj`).
     pub energy_microjoules: u64,
+    /// Where the energy figure comes from: present in a version 3 report, absent in a
+    /// version 2 one (whose source nobody stated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_source: Option<EnergySource>,
     /// Bytes the node sent on behalf of the grid in the period, as its own meter saw them.
     pub grid_bytes_sent: u64,
     /// Bytes the node received on behalf of the grid.
@@ -67,7 +128,7 @@ pub enum DecodeError {
     /// The signature is not 64 bytes of hex.
     #[error("signature must be 128 hex digits")]
     SignatureFormat,
-    /// The JSON is not a version 2 report.
+    /// The JSON is not a version 2 or 3 report.
     #[error("{0}")]
     Json(String),
     /// A version 1 report (float figures), which this daemon no longer takes.
@@ -180,8 +241,11 @@ impl Report {
             return Err(DecodeError::NodeId);
         }
         let p = self.period()?;
-        let mut out = Vec::with_capacity(16 + 2 + id.len() + 8 * 8);
-        out.extend_from_slice(MAGIC);
+        let mut out = Vec::with_capacity(16 + 2 + id.len() + 8 * 8 + 1);
+        out.extend_from_slice(match self.energy_source {
+            None => MAGIC,
+            Some(_) => MAGIC_V3,
+        });
         let len = u16::try_from(id.len()).map_err(|_| DecodeError::NodeId)?;
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(id);
@@ -190,6 +254,9 @@ impl Report {
         out.extend_from_slice(&p.end.to_be_bytes());
         for figure in self.figures().map(|(_, v)| v).into_iter().skip(1) {
             out.extend_from_slice(&figure.to_be_bytes());
+        }
+        if let Some(source) = self.energy_source {
+            out.push(source.code());
         }
         Ok(out)
     }
@@ -251,6 +318,7 @@ mod tests {
             cpu_core_micros: 7_200_500_000,
             storage_byte_seconds: 3_600_000_000_000,
             energy_microjoules: 90_000_000_000,
+            energy_source: None,
             grid_bytes_sent: 1_000_000,
             grid_bytes_received: 250_000,
             signature: String::new(),
@@ -264,17 +332,7 @@ mod tests {
         let mut r = sample();
         assert_eq!(
             hex::encode(r.canonical().unwrap()),
-            "717569642d7265706f72742d763200\
-             0009\
-             6661726d2d70692d31\
-             0000000000000007\
-             000000006b056020\
-             000000006b056e30\
-             00000001ad2ee920\
-             0000034630b8a000\
-             00000014f46b0400\
-             00000000000f4240\
-             000000000003d090"
+            format!("717569642d7265706f72742d763200{TEST_VECTOR_FIELDS}")
         );
         r.sign(&key).unwrap();
         assert_eq!(r.signature, TEST_VECTOR_SIGNATURE);
@@ -285,9 +343,80 @@ mod tests {
         assert!(r.verify(&key.verifying_key()).unwrap());
     }
 
+    /// The test vector's bytes after the magic, up to the last figure.
+    const TEST_VECTOR_FIELDS: &str = "0009\
+                                      6661726d2d70692d31\
+                                      0000000000000007\
+                                      000000006b056020\
+                                      000000006b056e30\
+                                      00000001ad2ee920\
+                                      0000034630b8a000\
+                                      00000014f46b0400\
+                                      00000000000f4240\
+                                      000000000003d090";
+
     /// Computed independently (Python's `cryptography`, Ed25519PrivateKey over the bytes above).
     const TEST_VECTOR_SIGNATURE: &str = "16c391b4ed0a933a69df7cd816abdb664a9bcc9643104f67b3b8bf4bf984d313\
                                          e90fccfaff529a8d2688d7b7b51bf1280348fd3f10109b8837155b2cb18a4c0b";
+
+    /// The version 3 test vector: the report above from a Shelly plug (source byte 2).
+    #[test]
+    fn a_version_3_report_matches_its_test_vector() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let mut r = sample();
+        r.energy_source = Some(EnergySource::Shelly);
+        assert_eq!(
+            hex::encode(r.canonical().unwrap()),
+            format!("717569642d7265706f72742d763300{TEST_VECTOR_FIELDS}02")
+        );
+        r.sign(&key).unwrap();
+        // Computed independently (Python's `cryptography`, Ed25519PrivateKey over the bytes).
+        assert_eq!(
+            r.signature,
+            "79c4acd4e4483c4aefee5610d9a77466110ffdbdee000a9c2305c49d6ab556fc\
+             a5374493e527511e94410b3e75d9e071a06030f06e743bf4eff869e35087590f"
+        );
+        let json = String::from_utf8(serde_json::to_vec(&r).unwrap()).unwrap();
+        assert!(json.contains("\"energy_source\":\"shelly\""), "{json}");
+        assert_eq!(parse(json.as_bytes()).unwrap(), r);
+    }
+
+    /// The source is signed: changing it, dropping it (a version 2 report of the same
+    /// figures) or adding one to a signed version 2 report breaks the signature.
+    #[test]
+    fn the_energy_source_is_signed_both_ways() {
+        let key = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+        let signing = SigningKey::from_bytes(&[7u8; 32]);
+        for source in EnergySource::ALL {
+            let mut r = sample();
+            r.energy_source = Some(source);
+            r.sign(&signing).unwrap();
+            assert!(r.verify(&key).unwrap());
+            for other in EnergySource::ALL.into_iter().filter(|&o| o != source) {
+                let mut forged = r.clone();
+                forged.energy_source = Some(other);
+                assert!(!forged.verify(&key).unwrap(), "{source:?} as {other:?}");
+            }
+            let mut dropped = r.clone();
+            dropped.energy_source = None;
+            assert!(!dropped.verify(&key).unwrap());
+            assert_eq!(EnergySource::from_name(source.as_str()), Some(source));
+        }
+        let mut v2 = sample();
+        v2.sign(&signing).unwrap();
+        // A version 2 report reads and verifies as before, without the field in its JSON.
+        let json = serde_json::to_vec(&v2).unwrap();
+        assert!(!String::from_utf8_lossy(&json).contains("energy_source"));
+        assert!(parse(&json).unwrap().verify(&key).unwrap());
+        let mut added = v2.clone();
+        added.energy_source = Some(EnergySource::None);
+        assert!(!added.verify(&key).unwrap());
+        // An unknown source is refused by the decoder.
+        let text = String::from_utf8(json)
+            .unwrap()
+            .replace("\"signature\"", "\"energy_source\":\"solar\",\"signature\"");
+        assert!(matches!(parse(text.as_bytes()), Err(DecodeError::Json(_))));
+    }
 
     #[test]
     fn any_changed_field_breaks_the_signature() {

@@ -291,6 +291,15 @@ enum NodeAction {
     },
     /// Sign a contribution report with the node's key and submit it (retrying safely).
     Report(cli::node::ReportArgs),
+    /// The reports recorded for a node, oldest first, with the energy source each names.
+    Reports {
+        node: String,
+        #[arg(long, short, default_value = "/etc/quid/quid.toml")]
+        config: PathBuf,
+        /// Print `{"node": ..., "reports": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -483,6 +492,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator {
             action: OperatorAction::Token { out, group },
         } => cli::operator::token(&out, group.as_deref()),
+        Command::Node {
+            action: NodeAction::Reports { node, config, json },
+        } => cli::node::reports(&Config::load(&config)?, &node, json),
         Command::Node {
             action: NodeAction::Report(args),
         } => cli::node::submit(args),

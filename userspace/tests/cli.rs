@@ -523,6 +523,22 @@ fn every_read_command_answers_json() {
             quid::ledger::chain::NewEntry::adjustment("alice", 1_795_000_100, -100, "b".into()),
         ])
         .unwrap();
+    let report = quid::settlement::report::Report {
+        node: "pi".into(),
+        seq: 1,
+        period_start: "2026-11-24T10:00:00Z".into(),
+        period_end: "2026-11-24T11:00:00Z".into(),
+        cpu_core_micros: 1,
+        storage_byte_seconds: 2,
+        energy_microjoules: 3,
+        energy_source: Some(quid::settlement::report::EnergySource::Tasmota),
+        grid_bytes_sent: 4,
+        grid_bytes_received: 5,
+        signature: "00".repeat(64),
+    };
+    store
+        .insert_report(&report, report.period().unwrap(), 0, "alice")
+        .unwrap();
     drop(store);
     // Known to the store's subscribers (as a daemon run records them), with no usage yet.
     common::sqlite(&state)
@@ -542,6 +558,14 @@ fn every_read_command_answers_json() {
     assert_eq!(s3["grid"]["upload"]["packets"], 2, "{s3}");
     assert_eq!(s3["internet"]["download"]["bytes"], 3000, "{s3}");
     assert_eq!(s3["grid"]["download"]["bytes"], 0, "{s3}");
+
+    let reports = quid_json(&config, &["node", "reports", "pi", "--json"]);
+    assert_eq!(reports["node"], "pi", "{reports}");
+    let first = &reports["reports"][0];
+    assert_eq!(first["energy_source"], "tasmota", "{reports}");
+    assert_eq!(first["energy_microjoules"], 3, "{reports}");
+    assert_eq!(first["period_start"], "2026-11-24T10:00:00Z", "{reports}");
+    assert_eq!(first["outcome"], "pending", "{reports}");
 
     let stats = quid_json(&config, &["store", "stats", "--json"]);
     assert!(stats["file_bytes"].as_u64().unwrap() > 0, "{stats}");

@@ -641,6 +641,7 @@ fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
                 cpu_core_micros: 1,
                 storage_byte_seconds: 2,
                 energy_microjoules: 3,
+                energy_source: Some(quid::settlement::report::EnergySource::Rapl),
                 grid_bytes_sent: 4,
                 grid_bytes_received: 5,
                 signature: "ab".repeat(64),

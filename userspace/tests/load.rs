@@ -217,6 +217,7 @@ max_connections_per_ip = 32
                             cpu_core_micros: 60_000_000,
                             storage_byte_seconds: 1_000_000_000,
                             energy_microjoules: 600_000_000,
+                            energy_source: None,
                             grid_bytes_sent: 0,
                             grid_bytes_received: 0,
                             signature: String::new(),

@@ -238,7 +238,21 @@ fn start_prometheus(r: &Netns, dir: &Path) -> Prometheus {
 
 /// The result of an instant query (panics unless Prometheus answers with success).
 fn query(r: &Netns, q: &str) -> Vec<Value> {
-    let (code, body) = get(r, 9090, &format!("/api/v1/query?query={}", encode(q)));
+    query_path(r, q, &format!("/api/v1/query?query={}", encode(q)))
+}
+
+/// The result of an instant query evaluated at `at` (Unix seconds), so that several queries
+/// see the same samples.
+fn query_at(r: &Netns, q: &str, at: f64) -> Vec<Value> {
+    query_path(
+        r,
+        q,
+        &format!("/api/v1/query?query={}&time={at:.3}", encode(q)),
+    )
+}
+
+fn query_path(r: &Netns, q: &str, path: &str) -> Vec<Value> {
+    let (code, body) = get(r, 9090, path);
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     assert!(
         code == 200 && v["status"] == "success",
@@ -318,6 +332,7 @@ download_internet_gb = 1000000000
         cpu_core_micros: if contributions { 300_000_000 } else { 0 },
         storage_byte_seconds: if contributions { 1_000_000_000 } else { 0 },
         energy_microjoules: if contributions { 1_500_000_000 } else { 0 },
+        energy_source: None,
         grid_bytes_sent: 0,
         grid_bytes_received: 0,
         signature: String::new(),
@@ -584,9 +599,9 @@ fn rules_link_their_runbook_and_the_readme_has_every_entry() {
     );
 }
 
-/// Raw samples of every series of `family` over the last `range`, as (labels, values).
-fn samples(r: &Netns, family: &str, range: &str) -> Vec<(String, Vec<f64>)> {
-    query(r, &format!("{family}[{range}]"))
+/// Raw samples of every series of `family` over the `range` before `at`, as (labels, values).
+fn samples(r: &Netns, family: &str, range: &str, at: f64) -> Vec<(String, Vec<f64>)> {
+    query_at(r, &format!("{family}[{range}]"), at)
         .iter()
         .map(|s| {
             let values = s["values"]
@@ -682,8 +697,14 @@ fn counters_stay_monotonic_through_top_n_and_plan_changes_in_a_real_prometheus()
     let total: f64 = sent.values().sum();
     let mut failures = Vec::new();
     let mut sums = std::collections::BTreeMap::new();
+    // One evaluation instant for the raw samples and the PromQL sums below: both see the same
+    // samples (the run is well inside the 5-minute window).
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     for family in ["quid_subscriber_bytes_total", "quid_plan_bytes_total"] {
-        for (labels, values) in samples(&r, family, "5m") {
+        for (labels, values) in samples(&r, family, "5m", at) {
             if values.windows(2).any(|w| w[1] < w[0]) {
                 failures.push(format!("{family}{labels} went down: {values:?}"));
             }
@@ -704,16 +725,39 @@ fn counters_stay_monotonic_through_top_n_and_plan_changes_in_a_real_prometheus()
         let key = ("quid_plan_bytes_total", format!("\"{plan}\""));
         assert_eq!(sums.get(&key), Some(bytes), "plan {plan}");
     }
-    // PromQL's own increase() (which extrapolates a little) agrees within 5%.
-    let promql: f64 = query(&r, "sum(increase(quid_subscriber_bytes_total[5m]))")[0]["value"][1]
+    // PromQL itself, over the same samples and without increase()'s extrapolation to the
+    // window's edges (series start and stop as subscribers move in and out of the top place):
+    // a series' last minus first sample is max minus min while it never goes down. A counter
+    // that lost bytes or restarted from zero makes these sums smaller than what was sent.
+    let spread =
+        |family: &str| format!("max_over_time({family}[5m]) - min_over_time({family}[5m])");
+    let promql: f64 = query_at(
+        &r,
+        &format!("sum({})", spread("quid_subscriber_bytes_total")),
+        at,
+    )[0]["value"][1]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!(
-        (promql - total).abs() < total * 0.05,
-        "increase() {promql} against {total}"
-    );
+    assert_eq!(promql, total, "PromQL last - first against the senders");
+    let by_plan: std::collections::BTreeMap<String, f64> = query_at(
+        &r,
+        &format!("sum by (plan) ({})", spread("quid_plan_bytes_total")),
+        at,
+    )
+    .iter()
+    .map(|s| {
+        let plan = s["metric"]["plan"].as_str().unwrap_or_default().to_owned();
+        (plan, s["value"][1].as_str().unwrap().parse().unwrap())
+    })
+    .filter(|(_, bytes)| *bytes > 0.0)
+    .collect();
+    let sent_by_plan: std::collections::BTreeMap<String, f64> = sent
+        .iter()
+        .map(|(plan, bytes)| ((*plan).to_owned(), *bytes))
+        .collect();
+    assert_eq!(by_plan, sent_by_plan, "PromQL per plan against the senders");
     daemon.stop();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -121,6 +121,7 @@ fn report(base: i64, n: usize, seq: u64, cpu: u64) -> Report {
         cpu_core_micros: cpu,
         storage_byte_seconds: 0,
         energy_microjoules: 0,
+        energy_source: None,
         grid_bytes_sent: 1,
         grid_bytes_received: 2,
         signature: String::new(),

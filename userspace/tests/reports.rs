@@ -553,6 +553,7 @@ fn a_copy_with_the_signature_case_changed_is_the_same_report() {
             cpu_core_micros: 300_000_000,
             storage_byte_seconds: 0,
             energy_microjoules: 0,
+            energy_source: None,
             grid_bytes_sent: 42,
             grid_bytes_received: 0,
             signature: String::new(),

@@ -95,7 +95,7 @@ if [ -d /run/systemd/system ]; then
 fi
 "#;
 
-fn version(root: &Path) -> anyhow::Result<String> {
+pub(crate) fn version(root: &Path) -> anyhow::Result<String> {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
     manifest
         .lines()
@@ -105,7 +105,7 @@ fn version(root: &Path) -> anyhow::Result<String> {
         .context("no version in [workspace.package]")
 }
 
-fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -120,7 +120,7 @@ fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(to.parent().context("no parent")?)?;
     std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
@@ -143,7 +143,7 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// The newest GLIBC symbol version the binary `bin` needs (`(2, 34)` for GLIBC_2.34), from its
 /// dynamic symbol table: the `Depends: libc6 (>= ...)` it must carry.
-fn glibc_needed(bin: &Path) -> anyhow::Result<(u32, u32)> {
+pub(crate) fn glibc_needed(bin: &Path) -> anyhow::Result<(u32, u32)> {
     let symbols = output("objdump", &["-T", bin.to_str().context("non-UTF-8 path")?])?;
     symbols
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
@@ -156,19 +156,20 @@ fn glibc_needed(bin: &Path) -> anyhow::Result<(u32, u32)> {
         .context("the binary needs no GLIBC symbol version: is it dynamically linked?")
 }
 
-/// The version at the top of the Debian changelog (`quid (0.1.0) unstable; ...`).
-fn changelog_version(changelog: &str) -> Option<&str> {
+/// The version at the top of `package`'s Debian changelog (`quid (0.1.0) unstable; ...`).
+pub(crate) fn changelog_version<'a>(package: &str, changelog: &'a str) -> Option<&'a str> {
     changelog
         .lines()
         .next()?
-        .strip_prefix("quid (")?
+        .strip_prefix(package)?
+        .strip_prefix(" (")?
         .split_once(')')
         .map(|(v, _)| v)
 }
 
 /// Compresses `from` to `to` as policy asks: -9, and -n so the same input always gives the
 /// same bytes.
-fn gzip(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(crate) fn gzip(from: &Path, to: &Path) -> anyhow::Result<()> {
     let gz = Command::new("gzip")
         .args(["-9nc"])
         .arg(from)
@@ -247,12 +248,42 @@ pub fn build(root: &Path, dist: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
     // changelog always gives the same bytes.
     let changelog = std::fs::read_to_string(src.join("debian/changelog"))?;
     ensure!(
-        changelog_version(&changelog) == Some(version.as_str()),
+        changelog_version("quid", &changelog) == Some(version.as_str()),
         "dist/debian/changelog must start with an entry for quid ({version}): add one"
     );
     gzip(&src.join("debian/changelog"), &doc.join("changelog.gz"))?;
     docs(quid, dist, &stage)?;
-    let (major, minor) = glibc_needed(&stage.join("usr/bin/quid"))?;
+    let deb = dist.join(format!("quid_{version}_{arch}.deb"));
+    let control = Control {
+        package: "quid",
+        version: &version,
+        arch: &arch,
+        description: "XDP traffic accounting and settlement for ISP edge routers\n \
+             Counts bytes per subscriber and direction with XDP, accepts signed node\n \
+             contribution reports, keeps a hash-chained ledger and exports Prometheus\n \
+             metrics.",
+        conffiles: CONFFILES,
+        scripts: [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)],
+    };
+    package(&stage, &stage.join("usr/bin/quid"), &control, &deb)?;
+    Ok(deb)
+}
+
+/// A package's control fields and maintainer scripts.
+pub(crate) struct Control<'a> {
+    pub package: &'a str,
+    pub version: &'a str,
+    pub arch: &'a str,
+    /// The synopsis, then the long description's lines (each `\n ` separated).
+    pub description: &'a str,
+    pub conffiles: &'a str,
+    pub scripts: [(&'a str, &'a str); 3],
+}
+
+/// Writes `stage/DEBIAN` (control, with the glibc the binary `bin` needs and the staged size;
+/// conffiles; the scripts) and builds `deb` from the staged tree, every file owned by root.
+pub(crate) fn package(stage: &Path, bin: &Path, c: &Control, deb: &Path) -> anyhow::Result<()> {
+    let (major, minor) = glibc_needed(bin)?;
     let debian = stage.join("DEBIAN");
     std::fs::create_dir_all(&debian)?;
     let size_kb = output("du", &["-sk", stage.to_str().context("non-UTF-8 path")?])?
@@ -263,22 +294,18 @@ pub fn build(root: &Path, dist: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(
         debian.join("control"),
         format!(
-            "Package: quid\nVersion: {version}\nArchitecture: {arch}\nMaintainer: quid developers <quid@example.invalid>\n\
+            "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: quid developers <quid@example.invalid>\n\
              Installed-Size: {size_kb}\nDepends: libc6 (>= {major}.{minor}), adduser\nSection: net\n\
-             Priority: optional\n\
-             Description: XDP traffic accounting and settlement for ISP edge routers\n \
-             Counts bytes per subscriber and direction with XDP, accepts signed node\n \
-             contribution reports, keeps a hash-chained ledger and exports Prometheus\n \
-             metrics.\n"
+             Priority: optional\nDescription: {}\n",
+            c.package, c.version, c.arch, c.description
         ),
     )?;
-    std::fs::write(debian.join("conffiles"), CONFFILES)?;
-    for (name, text) in [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)] {
+    std::fs::write(debian.join("conffiles"), c.conffiles)?;
+    for (name, text) in c.scripts {
         std::fs::write(debian.join(name), text)?;
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(debian.join(name), std::fs::Permissions::from_mode(0o755))?;
     }
-    let deb = dist.join(format!("quid_{version}_{arch}.deb"));
     output(
         "dpkg-deb",
         &[
@@ -288,25 +315,35 @@ pub fn build(root: &Path, dist: &Path, quid: &Path) -> anyhow::Result<PathBuf> {
             deb.to_str().context("non-UTF-8 path")?,
         ],
     )?;
-    Ok(deb)
+    Ok(())
 }
 
-/// Checks a built package: its fields and contents, the binary it installs (it runs and
-/// carries the eBPF object), the example config (valid) and the unit (systemd accepts it).
-pub fn verify(deb: &Path) -> anyhow::Result<()> {
+/// Checks `deb`'s control fields (package `package`, glibc, scripts, conffiles), that it holds
+/// `contents` owned by root, and that its scripts parse; returns where it is unpacked, its
+/// control directory there and its listing.
+pub(crate) fn unpack_checked(
+    deb: &Path,
+    package: &str,
+    contents: &[&str],
+) -> anyhow::Result<(PathBuf, PathBuf, String)> {
     let deb_s = deb.to_str().context("non-UTF-8 path")?;
     let info = output("dpkg-deb", &["--info", deb_s])?;
+    let name = format!("Package: {package}\n");
     for field in [
-        "Package: quid",
+        name.as_str(),
         "Depends: libc6 (>= 2.",
         "postinst",
         "prerm",
         "conffiles",
     ] {
-        ensure!(info.contains(field), "{deb_s}: no `{field}` in\n{info}");
+        ensure!(
+            info.contains(field),
+            "{deb_s}: no `{}` in\n{info}",
+            field.trim()
+        );
     }
     let listing = output("dpkg-deb", &["--contents", deb_s])?;
-    for path in CONTENTS {
+    for path in contents {
         ensure!(
             listing.lines().any(|l| l.ends_with(path)),
             "{deb_s}: {path} missing from\n{listing}"
@@ -333,6 +370,43 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
         let path = control.join(script);
         output("sh", &["-n", path.to_str().context("non-UTF-8 path")?])?;
     }
+    Ok((scratch, control, listing))
+}
+
+/// Has systemd check the packaged unit `name` (in `scratch`), with the packaged binary
+/// `bin` in place of the installed path `installed`.
+pub(crate) fn verify_unit(
+    scratch: &Path,
+    name: &str,
+    installed: &str,
+    bin: &str,
+) -> anyhow::Result<()> {
+    let unit = std::fs::read_to_string(scratch.join("lib/systemd/system").join(name))?;
+    let unit_dir = scratch.join("unit-check");
+    std::fs::create_dir_all(&unit_dir)?;
+    std::fs::write(unit_dir.join(name), unit.replace(installed, bin))?;
+    match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit_dir.join(name))
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => bail!(
+            "systemd-analyze refuses the unit {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            println!("dist: systemd-analyze not available ({e}); unit not verified");
+            Ok(())
+        }
+    }
+}
+
+/// Checks a built package: its fields and contents, the binary it installs (it runs and
+/// carries the eBPF object), the example config (valid) and the unit (systemd accepts it).
+pub fn verify(deb: &Path) -> anyhow::Result<()> {
+    let (scratch, control, listing) = unpack_checked(deb, "quid", &CONTENTS)?;
+    let deb_s = deb.to_str().context("non-UTF-8 path")?;
     // Removal must not leave programs attached with no binary left to detach them.
     let prerm = std::fs::read_to_string(control.join("prerm"))?;
     ensure!(
@@ -390,25 +464,7 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
         ],
     )?;
     // systemd checks the unit with the packaged binary in place of /usr/bin/quid.
-    let unit = std::fs::read_to_string(scratch.join("lib/systemd/system/quid.service"))?;
-    let unit_dir = scratch.join("unit-check");
-    std::fs::create_dir_all(&unit_dir)?;
-    std::fs::write(
-        unit_dir.join("quid.service"),
-        unit.replace("/usr/bin/quid", quid_s),
-    )?;
-    let verify = Command::new("systemd-analyze")
-        .args(["verify"])
-        .arg(unit_dir.join("quid.service"))
-        .output();
-    match verify {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => bail!(
-            "systemd-analyze refuses the unit: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => println!("dist: systemd-analyze not available ({e}); unit not verified"),
-    }
+    verify_unit(&scratch, "quid.service", "/usr/bin/quid", quid_s)?;
     let _ = std::fs::remove_dir_all(&scratch);
     println!("dist: {deb_s} verified ({} files)", listing.lines().count());
     Ok(())
@@ -451,13 +507,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_changelog_names_its_version() {
-        let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/debian/changelog"),
-        )
-        .unwrap();
-        assert_eq!(changelog_version(&text), Some(env!("CARGO_PKG_VERSION")));
-        assert_eq!(changelog_version("other (1.0) unstable"), None);
+    fn the_changelogs_name_their_version() {
+        for (package, file) in [("quid", "changelog"), ("quid-node", "quid-node.changelog")] {
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../dist/debian")
+                    .join(file),
+            )
+            .unwrap();
+            assert_eq!(
+                changelog_version(package, &text),
+                Some(env!("CARGO_PKG_VERSION")),
+                "{file}"
+            );
+        }
+        assert_eq!(changelog_version("quid", "other (1.0) unstable"), None);
+        // Not the changelog of the node agent's package, whose name starts the same.
+        assert_eq!(changelog_version("quid", "quid-node (1.0) unstable"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 
 mod dashboards;
 mod dist;
+mod dist_node;
 mod fuzz;
 use clap::{Parser, Subcommand};
 
@@ -47,7 +48,8 @@ enum Cmd {
         #[arg(long, default_value = "target/fuzz.json")]
         out: PathBuf,
     },
-    /// Build the Debian package (target/dist/quid_VERSION_ARCH.deb), verify it and run lintian.
+    /// Build the Debian packages (target/dist/quid_VERSION_ARCH.deb and quid-node_...), verify
+    /// them and run lintian.
     Dist,
 }
 
@@ -106,12 +108,21 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Demo => {
             setup(&root)?;
-            run(&root, "cargo", &["build", "--release", "--bin", "quid"])?;
+            run(
+                &root,
+                "cargo",
+                &["build", "--release", "--bin", "quid", "--bin", "quid-node"],
+            )?;
             let quid = target_dir(&root).join("release/quid");
+            let node = target_dir(&root).join("release/quid-node");
             run(
                 &root,
                 "bash",
-                &["scripts/demo.sh", quid.to_str().context("non-UTF-8 path")?],
+                &[
+                    "scripts/demo.sh",
+                    quid.to_str().context("non-UTF-8 path")?,
+                    node.to_str().context("non-UTF-8 path")?,
+                ],
             )
         }
         Cmd::Bench { sizes } => {
@@ -119,7 +130,14 @@ fn main() -> anyhow::Result<()> {
             run(
                 &root,
                 "cargo",
-                &["build", "--release", "--bin", "quid-bench"],
+                &[
+                    "build",
+                    "--release",
+                    "--bin",
+                    "quid-bench",
+                    "--bin",
+                    "quid-node",
+                ],
             )?;
             let bench = target_dir(&root).join("release/quid-bench");
             let bench = bench.to_str().context("non-UTF-8 path")?;
@@ -127,6 +145,14 @@ fn main() -> anyhow::Result<()> {
             run(&root, bench, &["registry", "--out", "bench"])?;
             run(&root, bench, &["metrics", "--out", "bench"])?;
             run(&root, bench, &["reports", "--out", "bench"])?;
+            // The node agent's CPU and memory, report signing and delivery, the storage audit.
+            let node = target_dir(&root).join("release/quid-node");
+            let node = node.to_str().context("non-UTF-8 path")?;
+            run(
+                &root,
+                bench,
+                &["node", "--out", "bench", "--node-bin", node],
+            )?;
             // The books: interval commits at a million subscribers, a simulated year, one
             // subscriber's month from a store of a million, and ledger verification.
             run(&root, bench, &["books", "--out", "bench"])?;
@@ -173,11 +199,23 @@ fn main() -> anyhow::Result<()> {
 
 /// Builds the release binary, then the package, verifies it, and returns its path.
 fn dist(root: &Path) -> anyhow::Result<PathBuf> {
-    run(root, "cargo", &["build", "--release", "--bin", "quid"])?;
+    run(
+        root,
+        "cargo",
+        &["build", "--release", "--bin", "quid", "--bin", "quid-node"],
+    )?;
     let target = target_dir(root);
     let deb = dist::build(root, &target.join("dist"), &target.join("release/quid"))?;
     dist::verify(&deb)?;
     dist::lintian(root, &deb)?;
+    // The node agent's package (amd64 here; arm64 needs a cross toolchain this host lacks).
+    let node = dist_node::build(
+        root,
+        &target.join("dist"),
+        &target.join("release/quid-node"),
+    )?;
+    dist_node::verify(&node)?;
+    dist::lintian(root, &node)?;
     Ok(deb)
 }
 

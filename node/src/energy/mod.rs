@@ -45,11 +45,17 @@ pub enum EnergyError {
 impl EnergySource {
     /// The source's name as `status` shows it.
     pub fn name(&self) -> &'static str {
+        self.reported().as_str()
+    }
+
+    /// The source as a version 3 report states it.
+    pub fn reported(&self) -> quid_report::report::EnergySource {
+        use quid_report::report::EnergySource as Reported;
         match self {
-            EnergySource::None => "none",
-            EnergySource::Rapl { .. } => "rapl",
-            EnergySource::Shelly { .. } => "shelly",
-            EnergySource::Tasmota { .. } => "tasmota",
+            EnergySource::None => Reported::None,
+            EnergySource::Rapl { .. } => Reported::Rapl,
+            EnergySource::Shelly { .. } => Reported::Shelly,
+            EnergySource::Tasmota { .. } => Reported::Tasmota,
         }
     }
 

@@ -1,10 +1,14 @@
-//! `quid node keygen|report`: what a grid node runs to make its key and to sign and submit
-//! its contribution reports.
+//! `quid node keygen|report|reports`: what a grid node runs to make its key and to sign and
+//! submit its contribution reports, and the reports the router recorded for a node.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use quid::settlement::{node_client, report};
+use quid::{
+    config::Config,
+    settlement::{node_client, report},
+    store::Store,
+};
 
 use super::secret_file::write_secret;
 
@@ -49,6 +53,10 @@ pub struct ReportArgs {
     /// Energy supplied in joules, a decimal with at most 6 places (exact, no rounding).
     #[arg(long)]
     pub energy_joules: Option<String>,
+    /// Where the energy figure comes from (none, rapl, shelly, tasmota): sends a version 3
+    /// report; without it, a version 2 report that states no source.
+    #[arg(long, value_parser = energy_source)]
+    pub energy_source: Option<report::EnergySource>,
     #[arg(long, default_value_t = 0)]
     pub grid_bytes_sent: u64,
     #[arg(long, default_value_t = 0)]
@@ -77,11 +85,76 @@ pub fn submit(a: ReportArgs) -> anyhow::Result<()> {
         cpu_core_micros: micros(a.cpu_core_micros, a.cpu_core_seconds, "cpu-core-seconds")?,
         storage_byte_seconds: a.storage_byte_seconds,
         energy_microjoules: micros(a.energy_microjoules, a.energy_joules, "energy-joules")?,
+        energy_source: a.energy_source,
         grid_bytes_sent: a.grid_bytes_sent,
         grid_bytes_received: a.grid_bytes_received,
         signature: String::new(),
     };
     let status = node_client::submit(r, &key, &a.url, a.attempts, a.ca.as_deref())?;
     println!("{status}");
+    Ok(())
+}
+
+fn energy_source(text: &str) -> Result<report::EnergySource, String> {
+    report::EnergySource::from_name(text).ok_or_else(|| {
+        format!("`{text}` is not an energy source: use none, rapl, shelly or tasmota")
+    })
+}
+
+/// `quid node reports NODE`: the node's recorded reports, oldest first, with the energy
+/// source each names (`unstated` for a version 2 report).
+pub fn reports(config: &Config, node: &str, json: bool) -> anyhow::Result<()> {
+    let store = Store::open(&config.daemon.state_dir)?;
+    let rows = store.node_reports(node)?;
+    if json {
+        let lines: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "seq": r.seq,
+                    "period_start": report::rfc3339(r.period.start),
+                    "period_end": report::rfc3339(r.period.end),
+                    "cpu_core_micros": r.cpu_core_micros,
+                    "storage_byte_seconds": r.storage_byte_seconds,
+                    "energy_microjoules": r.energy_microjoules,
+                    "energy_source": r.energy_source.name(),
+                    "grid_bytes_sent": r.grid_bytes[0],
+                    "grid_bytes_received": r.grid_bytes[1],
+                    "outcome": r.outcome,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "node": node, "reports": lines }));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        anyhow::bail!(
+            "no report of node {} is recorded (check the id against the nodes file)",
+            report::quote(node)
+        );
+    }
+    println!(
+        "{:>8}  {:<20}  {:<20}  {:>16}  {:>20}  {:>16}  {:<8}  outcome",
+        "seq",
+        "from",
+        "to",
+        "cpu_core_micros",
+        "storage_byte_seconds",
+        "energy_microjoules",
+        "source"
+    );
+    for r in rows {
+        println!(
+            "{:>8}  {:<20}  {:<20}  {:>16}  {:>20}  {:>16}  {:<8}  {}",
+            r.seq,
+            report::rfc3339(r.period.start),
+            report::rfc3339(r.period.end),
+            r.cpu_core_micros,
+            r.storage_byte_seconds,
+            r.energy_microjoules,
+            r.energy_source.name(),
+            r.outcome
+        );
+    }
     Ok(())
 }

@@ -622,6 +622,7 @@ mod tests {
                 cpu_core_micros: 4 * 86_399 * 1_000_000,
                 storage_byte_seconds: 0,
                 energy_microjoules: 0,
+                energy_source: None,
                 grid_bytes_sent: 0,
                 grid_bytes_received: 24 * 50_000_000,
                 signature: String::new(),

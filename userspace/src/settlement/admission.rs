@@ -4,7 +4,7 @@
 
 use crate::{
     settlement::nodes::{Node, Nodes},
-    settlement::report::{MAX_FIGURE, Period, Report, quote},
+    settlement::report::{EnergySource, MAX_FIGURE, Period, Report, quote},
 };
 
 /// Limits from the config.
@@ -281,7 +281,12 @@ pub fn check(
         (
             "energy_microjoules",
             r.energy_microjoules,
-            u128::from(node.max_watts) * d * MICRO,
+            // A version 3 report that names no energy source has no meter to claim from.
+            if r.energy_source == Some(EnergySource::None) {
+                0
+            } else {
+                u128::from(node.max_watts) * d * MICRO
+            },
         ),
     ] {
         if u128::from(claimed) > allowed {
@@ -358,6 +363,7 @@ mod tests {
             cpu_core_micros: 3_600_000_000,
             storage_byte_seconds: 1_000 * 3600,
             energy_microjoules: 36_000_000_000,
+            energy_source: None,
             grid_bytes_sent: 10,
             grid_bytes_received: 20,
             signature: String::new(),
@@ -436,6 +442,14 @@ mod tests {
             (
                 "exceeds_capacity",
                 report(&key, 6, 0, |r| r.energy_microjoules = 36_000_000_001),
+            ),
+            // Energy claimed by a version 3 report that names no source.
+            (
+                "exceeds_capacity",
+                report(&key, 6, 0, |r| {
+                    r.energy_source = Some(EnergySource::None);
+                    r.energy_microjoules = 1;
+                }),
             ),
             (
                 "out_of_range",

@@ -437,6 +437,7 @@ mod tests {
             cpu_core_micros: cpu,
             storage_byte_seconds: 0,
             energy_microjoules: 0,
+            energy_source: None,
             grid_bytes_sent: 1,
             grid_bytes_received: 2,
             signature: String::new(),

@@ -48,7 +48,7 @@ pub use outbox::{OutboxDepth, SealedBatch, SealedRow};
 pub use pending::{RATE_KEYS, usage_rates};
 pub use period_books::{PeriodBooks, SettledReport};
 pub use report_batch::ReportBatch;
-pub use reports::ReportRow;
+pub use reports::{ReportRow, Sourced, StoredReport};
 pub use subscribers::{Base, Record, Status};
 pub use tiers::{
     COUNTERS, Retention, RetentionError, RollupProgress, StoreStats, Tier, TierStats, TierSum,

@@ -9,8 +9,45 @@ use rusqlite::{OptionalExtension, params};
 use super::{Store, StoreError, from_sql, to_sql};
 use crate::settlement::{
     admission::History,
-    report::{Period, Report},
+    report::{EnergySource, Period, Report},
 };
+
+/// A recorded report as `quid node reports` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    pub seq: u64,
+    pub period: Period,
+    pub cpu_core_micros: u64,
+    pub storage_byte_seconds: u64,
+    pub energy_microjoules: u64,
+    pub energy_source: Sourced,
+    /// Sent, received.
+    pub grid_bytes: [u64; 2],
+    /// `pending` until settled, then the settlement's outcome.
+    pub outcome: String,
+}
+
+/// The energy source a recorded report names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sourced {
+    /// A version 3 report's source.
+    Stated(EnergySource),
+    /// A version 2 report: no source stated.
+    Unstated,
+    /// A name this quid does not know (a store written by a newer quid).
+    Unknown(String),
+}
+
+impl Sourced {
+    /// The source's name, `unstated` for a version 2 report.
+    pub fn name(&self) -> &str {
+        match self {
+            Sourced::Stated(s) => s.as_str(),
+            Sourced::Unstated => "unstated",
+            Sourced::Unknown(name) => name,
+        }
+    }
+}
 
 impl Store {
     /// Records an admitted report; it is durable when this returns. `subscriber` is the
@@ -51,6 +88,42 @@ impl Store {
                 .record(seq, signature_bytes(&sig), Period { start, end });
         }
         Ok(out)
+    }
+
+    /// The reports recorded for `node`, oldest first.
+    pub fn node_reports(&self, node: &str) -> Result<Vec<StoredReport>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, period_start, period_end, cpu_core_micros, storage_byte_seconds,
+                        energy_microjoules, energy_source, grid_bytes_sent, grid_bytes_received,
+                        outcome
+                 FROM reports WHERE node = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([node], |r| {
+                let source: Option<String> = r.get(6)?;
+                Ok(StoredReport {
+                    seq: from_sql(r, 0)?,
+                    period: Period {
+                        start: r.get(1)?,
+                        end: r.get(2)?,
+                    },
+                    cpu_core_micros: from_sql(r, 3)?,
+                    storage_byte_seconds: from_sql(r, 4)?,
+                    energy_microjoules: from_sql(r, 5)?,
+                    energy_source: match source {
+                        None => Sourced::Unstated,
+                        Some(name) => EnergySource::from_name(&name)
+                            .map_or(Sourced::Unknown(name), Sourced::Stated),
+                    },
+                    grid_bytes: [from_sql(r, 7)?, from_sql(r, 8)?],
+                    outcome: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// The signature bytes of report `seq` of `node`, if it is recorded.
@@ -130,8 +203,8 @@ pub(super) fn insert_on(
     conn.prepare_cached(
         "INSERT INTO reports (node, seq, period_start, period_end, cpu_core_micros,
            storage_byte_seconds, energy_microjoules, grid_bytes_sent, grid_bytes_received,
-           signature, received_at, subscriber)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+           signature, received_at, subscriber, energy_source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         r.node,
@@ -146,7 +219,8 @@ pub(super) fn insert_on(
         // Canonical lowercase: one report, one text, whatever case the node sent.
         hex::encode(signature),
         received_at,
-        subscriber
+        subscriber,
+        r.energy_source.map(EnergySource::as_str)
     ])
     .map(|_| ())
 }
@@ -193,14 +267,20 @@ mod tests {
                  ('pi', 2, 200, 300, 0.1, 0.0, 0.0, -9223372036854775808, 7, 'cd', 400);
     ";
 
-    #[test]
-    fn a_store_from_before_version_2_reports_opens_with_exact_integer_figures() {
+    /// A store an older quid wrote with [`V1_REPORTS`], opened (and so migrated) by this one.
+    fn v1_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         Connection::open(dir.path().join(FILE))
             .unwrap()
             .execute_batch(V1_REPORTS)
             .unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn a_store_from_before_version_2_reports_opens_with_exact_integer_figures() {
+        let (dir, mut s) = v1_store();
         let rows: Vec<(i64, i64, i64, i64, i64, String)> = s
             .conn
             .prepare(
@@ -253,6 +333,64 @@ mod tests {
         s = Store::open(dir.path()).unwrap();
         assert_eq!(s.report_count().unwrap(), 2);
     }
+
+    /// Reports from before version 3 state no energy source; a version 3 report's source is
+    /// kept and shown as it was signed.
+    #[test]
+    fn the_energy_source_is_stored_as_signed_and_older_reports_state_none() {
+        let (dir, mut s) = v1_store();
+        let sources = |s: &Store| -> Vec<(u64, Sourced)> {
+            s.node_reports("pi")
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.seq, r.energy_source))
+                .collect()
+        };
+        assert_eq!(
+            sources(&s),
+            [(1, Sourced::Unstated), (2, Sourced::Unstated)]
+        );
+        let mut r = Report {
+            node: "pi".into(),
+            seq: 3,
+            period_start: "1970-01-01T00:05:00Z".into(),
+            period_end: "1970-01-01T00:06:40Z".into(),
+            cpu_core_micros: 1,
+            storage_byte_seconds: 2,
+            energy_microjoules: 3,
+            energy_source: Some(EnergySource::Shelly),
+            grid_bytes_sent: 4,
+            grid_bytes_received: 5,
+            signature: "00".repeat(64),
+        };
+        s.insert_report(&r, r.period().unwrap(), 500, "alice")
+            .unwrap();
+        r.seq = 4;
+        r.energy_source = None;
+        s.insert_report(&r, r.period().unwrap(), 600, "alice")
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        let shown = s.node_reports("pi").unwrap();
+        assert_eq!(
+            sources(&s)[2..],
+            [
+                (3, Sourced::Stated(EnergySource::Shelly)),
+                (4, Sourced::Unstated)
+            ]
+        );
+        assert_eq!(shown[2].energy_microjoules, 3);
+        assert_eq!(shown[2].grid_bytes, [4, 5]);
+        assert_eq!(
+            shown[2].period,
+            Period {
+                start: 300,
+                end: 400
+            }
+        );
+        assert_eq!(shown[2].energy_source.name(), "shelly");
+        assert!(s.node_reports("ghost").unwrap().is_empty());
+    }
 }
 
 /// An admitted report as the shared store receives it (figures as stored).
@@ -271,6 +409,8 @@ pub struct ReportRow {
     /// Lowercase hex.
     pub signature: String,
     pub received_at: i64,
+    /// The energy meter a version-3 report names (`none`, `rapl`, ...); `None` before version 3.
+    pub energy_source: Option<String>,
 }
 
 impl Store {
@@ -282,7 +422,7 @@ impl Store {
             .prepare_cached(
                 "SELECT rowid, node, seq, coalesce(subscriber, ''), period_start, period_end,
                    cpu_core_micros, storage_byte_seconds, energy_microjoules, grid_bytes_sent,
-                   grid_bytes_received, signature, received_at
+                   grid_bytes_received, signature, received_at, energy_source
                  FROM reports WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.sql(e))?;
@@ -300,6 +440,7 @@ impl Store {
                         figures: [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
                         signature: r.get(11)?,
                         received_at: r.get(12)?,
+                        energy_source: r.get(13)?,
                     })
                 },
             )

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS subscribers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL, prefixes TEXT NOT NULL,
     slot INTEGER, removed INTEGER NOT NULL, last BLOB NOT NULL, total BLOB NOT NULL,
     key INTEGER, based INTEGER NOT NULL DEFAULT 0);
--- Report figures are integers in base units, exactly as signed (version 2 reports).
+-- Report figures are integers in base units, exactly as signed (version 2 and 3 reports);
+-- `energy_source` is what a version 3 report names (NULL: a version 2 report stated none).
 CREATE TABLE IF NOT EXISTS reports (
     node TEXT NOT NULL, seq INTEGER NOT NULL,
     period_start INTEGER NOT NULL, period_end INTEGER NOT NULL,
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS reports (
     signature TEXT NOT NULL, received_at INTEGER NOT NULL,
     outcome TEXT NOT NULL DEFAULT 'pending',
     measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT, allocated_grid_bytes INTEGER,
+    energy_source TEXT,
     PRIMARY KEY (node, seq));
 -- `hash` is the entry's 32-byte SHA-256 (hex in statements, checkpoints and the CLI); the link to
 -- the previous entry is that entry's hash, read back by `seq` (not stored twice).
@@ -205,6 +207,15 @@ pub(super) fn bring_up_to_date(
     )?;
     if has(conn, "reports")? && !allocated {
         conn.execute_batch("ALTER TABLE reports ADD COLUMN allocated_grid_bytes INTEGER;")?;
+    }
+    // Reports stored before version 3 have no energy source: NULL, as they stated none.
+    let sourced: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('reports') WHERE name = 'energy_source'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has(conn, "reports")? && !sourced {
+        conn.execute_batch("ALTER TABLE reports ADD COLUMN energy_source TEXT;")?;
     }
     conn.execute_batch(SCHEMA).map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::hour_blocks::SCHEMA)

@@ -614,6 +614,7 @@ pub fn report(
         cpu_core_micros: 3_600_000_000,
         storage_byte_seconds: 1_000_000_000 * 3600,
         energy_microjoules: 10 * 3_600_000_000,
+        energy_source: Some(quid::settlement::report::EnergySource::Rapl),
         grid_bytes_sent: 5_000,
         grid_bytes_received: 7_000,
         signature: String::new(),

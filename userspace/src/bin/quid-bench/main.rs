@@ -13,6 +13,7 @@ use std::{
 mod books;
 mod live;
 mod metrics;
+mod node;
 mod planner;
 mod reports;
 mod xdp;
@@ -58,6 +59,18 @@ enum Command {
         /// Frames per live-frames throughput trial.
         #[arg(long, default_value_t = 2_000_000)]
         live_frames: u32,
+    },
+    /// What the node agent and the storage audit cost (bench/node.json).
+    Node {
+        /// Directory for node.json.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        /// The release `quid-node` binary.
+        #[arg(long)]
+        node_bin: PathBuf,
+        /// Seconds the agent runs (two 60-second periods at least).
+        #[arg(long, default_value_t = 150)]
+        agent_secs: u64,
     },
     /// Accepted node reports per second, end to end (HTTP, verification, durable commit).
     Reports {
@@ -173,6 +186,11 @@ fn main() -> anyhow::Result<()> {
             reports,
             connections,
         } => reports::run(out, reports, usize::from(connections)),
+        Command::Node {
+            out,
+            node_bin,
+            agent_secs,
+        } => node::run(out, &node_bin, agent_secs),
         Command::Ledger {
             out,
             subscribers,
@@ -337,11 +355,17 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     log::info!("interval wrote {} usage records", summary.active);
     let _ = std::fs::remove_dir_all(&dir);
 
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("registry.json"),
-        serde_json::to_string_pretty(&rows)? + "\n",
-    )?;
+    write_json(&out, "registry.json", &rows)
+}
+
+/// Writes `rows` as pretty JSON to `out/file`, creating `out`.
+pub(crate) fn write_json(
+    out: &std::path::Path,
+    file: &str,
+    rows: &impl Serialize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join(file), serde_json::to_string_pretty(rows)? + "\n")?;
     Ok(())
 }
 

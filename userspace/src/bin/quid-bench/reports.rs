@@ -57,12 +57,7 @@ pub fn run(out: PathBuf, total: u64, connections: usize) -> anyhow::Result<()> {
         scenario("single_node", 1, total / 5, 1)?,
         scenario("many_nodes", 10_000, total, connections.max(1))?,
     ];
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("reports.json"),
-        serde_json::to_string_pretty(&rows)? + "\n",
-    )?;
-    Ok(())
+    crate::write_json(&out, "reports.json", &rows)
 }
 
 fn scenario(
@@ -107,6 +102,7 @@ fn scenario(
             cpu_core_micros: 60_000_000,
             storage_byte_seconds: 1_000_000_000,
             energy_microjoules: 600_000_000,
+            energy_source: None,
             grid_bytes_sent: 1000,
             grid_bytes_received: 2000,
             signature: String::new(),
@@ -298,7 +294,7 @@ fn cpu_seconds() -> f64 {
 }
 
 /// The 1-minute load average (0 where /proc/loadavg cannot be read).
-fn load_average() -> f64 {
+pub(crate) fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())

@@ -12,7 +12,7 @@ use super::SharedError;
 /// so a subscriber's total over routers and hours never overflows. Shipments are copied into
 /// `quid_usage_delta` (append only, no index: as fast as COPY goes) and folded into
 /// `quid_usage_hour` in bulk.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: routers and their shipping cursors, usage per (subscriber, hour, router) and the
     // shipments not folded into it yet, reports
     // once per (node, seq) with every router's copy.
@@ -58,10 +58,12 @@ CREATE TABLE quid_tables (
     name TEXT PRIMARY KEY, generation BIGINT NOT NULL, body BYTEA NOT NULL,
     sha256 TEXT NOT NULL, updated_at BIGINT NOT NULL, updated_by TEXT NOT NULL);
 ",
+    // 3: the energy source a version-3 report signs (NULL for older reports).
+    "ALTER TABLE quid_reports ADD COLUMN energy_source TEXT;",
 ];
 
 /// The newest schema version this quid knows (the number of migrations; a test checks it).
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Applies every version the database lacks; refuses a database newer than this quid.
 pub(super) async fn bring_up_to_date(client: &mut Client) -> Result<(), SharedError> {

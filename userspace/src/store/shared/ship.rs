@@ -172,6 +172,12 @@ impl SharedStore {
                 buf.extend_from_slice(r.received_at.to_string().as_bytes());
                 buf.push(b'\t');
                 escape(&mut buf, self.router.as_str());
+                buf.push(b'\t');
+                match &r.energy_source {
+                    Some(source) => escape(&mut buf, source),
+                    // COPY's NULL.
+                    None => buf.extend_from_slice(b"\\N"),
+                }
                 buf.push(b'\n');
             }
             sink.send(Bytes::from(buf)).await?;
