@@ -49,6 +49,18 @@ impl Router {
 
     /// Like [`Router::new`], with `extra` lines in its `[store]` section.
     fn with(id: &'static str, db: &Netns, net: u8, pg: &Postgres, extra: &str) -> Router {
+        Router::configured(id, db, net, pg, common::LISTENERS, extra)
+    }
+
+    /// Like [`Router::with`], with `sections` (listeners, limits) instead of the usual ones.
+    fn configured(
+        id: &'static str,
+        db: &Netns,
+        net: u8,
+        pg: &Postgres,
+        sections: &str,
+        extra: &str,
+    ) -> Router {
         let (ns, sender) = common::router_and_sender();
         veth(&ns, "db0", db, &format!("db{net}"));
         ns.exec(&[
@@ -77,7 +89,7 @@ impl Router {
             dir.path(),
             &[("acc", "access", "auto")],
             TABLE,
-            &(common::LISTENERS.to_owned() + &store),
+            &(sections.to_owned() + &store),
         );
         common::write_nodes(dir.path(), 7);
         Router {
@@ -684,12 +696,179 @@ fn shipping_rate_and_catch_up_after_a_ten_minute_outage() {
     ]);
     println!("{rows:#}");
     if let Ok(out) = std::env::var("QUID_CLUSTER_OUT") {
-        std::fs::write(&out, serde_json::to_string_pretty(&rows).unwrap() + "\n").unwrap();
+        merge_rows(&out, rows.as_array().unwrap().clone());
     }
     drop(pg);
+}
+
+/// Writes `rows` into the JSON array in `path`, replacing the rows of the same measure and
+/// number of routers (each benchmark test writes its own rows of bench/cluster.json).
+fn merge_rows(path: &str, rows: Vec<serde_json::Value>) {
+    let mut all: Vec<serde_json::Value> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let key = |v: &serde_json::Value| (v["measure"].clone(), v["routers"].clone());
+    all.retain(|old| rows.iter().all(|new| key(new) != key(old)));
+    all.extend(rows);
+    std::fs::write(path, serde_json::to_string_pretty(&all).unwrap() + "\n").unwrap();
 }
 
 /// `x` to three decimals.
 fn super_round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// Posts `bodies` in order over one keep-alive connection to the intake on 127.0.0.1:9465 of
+/// the calling thread's namespace; returns how many were accepted (200).
+fn post_in_order(bodies: &[Vec<u8>]) -> u64 {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let s = std::net::TcpStream::connect(("127.0.0.1", 9465)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut accepted = 0;
+    for body in bodies {
+        let head = format!(
+            "POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        w.write_all(head.as_bytes()).unwrap();
+        w.write_all(body).unwrap();
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0; length];
+        r.read_exact(&mut answer).unwrap();
+        if status.starts_with("HTTP/1.1 200") {
+            accepted += 1;
+        } else {
+            panic!("{status} {}", String::from_utf8_lossy(&answer));
+        }
+    }
+    accepted
+}
+
+/// Node reports accepted across two routers at once, each router shipping while it answers;
+/// every accepted report reaches the shared store once. Small in CI; `cargo xtask bench` sets
+/// QUID_CLUSTER_NODES and QUID_CLUSTER_CLIENTS (per router) and QUID_CLUSTER_OUT.
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn reports_accepted_across_two_routers_reach_the_shared_store_once() {
+    let nodes_per_router: usize = std::env::var("QUID_CLUSTER_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    const PER_NODE: u64 = 24;
+    // Connections per router, each one request at a time: the group commit batches what
+    // arrives while it writes, so the rate grows with them.
+    let clients: usize = std::env::var("QUID_CLUSTER_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let db = Netns::new("db");
+    let pg = Postgres::start(&db, PORT);
+    let since = common::now() - 2 * 86_400;
+    let mut routers = Vec::new();
+    let mut work = Vec::new();
+    let sections = "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n\n[reports]\nlisten = \"127.0.0.1:9465\"\nnodes = \"nodes.csv\"\nrate_per_node = 1000000.0\nburst_per_node = 1000000.0\nrate_per_source = 1000000.0\nburst_per_source = 1000000.0\n\n[http]\nmax_connections_per_ip = 1024\nmax_connections = 2048\n";
+    for (k, (id, net)) in [("r1", 100u8), ("r2", 110u8)].into_iter().enumerate() {
+        let router = Router::configured(id, &db, net, &pg, sections, "");
+        let keys: Vec<ed25519_dalek::SigningKey> = (0..nodes_per_router)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&((k * nodes_per_router + i) as u64 + 1).to_le_bytes());
+                ed25519_dalek::SigningKey::from_bytes(&seed)
+            })
+            .collect();
+        let names: Vec<String> = (0..nodes_per_router).map(|i| format!("{id}n{i}")).collect();
+        let mut csv =
+            String::from("node,subscriber,public_key,cpu_cores,storage_bytes,max_watts\n");
+        for (name, key) in names.iter().zip(&keys) {
+            csv += &format!(
+                "{name},alice,{},64,1000000000000,1000\n",
+                hex::encode(key.verifying_key().to_bytes())
+            );
+        }
+        std::fs::write(router.dir.path().join("nodes.csv"), csv).unwrap();
+        let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
+        common::metered_since(&router.state(), &["alice"], &names_ref, since);
+        let daemon = Daemon::start(&router.ns, &router.config);
+        // Each client owns some nodes and sends each node's reports in order.
+        let mut per_client: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
+        for seq in 1..=PER_NODE {
+            for (i, (name, key)) in names.iter().zip(&keys).enumerate() {
+                let start = since + (i64::try_from(seq).unwrap() - 1) * 3600;
+                let mut r = quid::settlement::report::Report {
+                    node: name.clone(),
+                    seq,
+                    period_start: quid::settlement::report::rfc3339(start),
+                    period_end: quid::settlement::report::rfc3339(start + 3600),
+                    cpu_core_micros: 1_000_000,
+                    storage_byte_seconds: 0,
+                    energy_microjoules: 0,
+                    energy_source: None,
+                    grid_bytes_sent: 0,
+                    grid_bytes_received: 0,
+                    signature: String::new(),
+                };
+                r.sign(key).unwrap();
+                per_client[i % clients].push(serde_json::to_vec(&r).unwrap());
+            }
+        }
+        work.push(per_client);
+        routers.push((router, daemon));
+    }
+    let total: u64 = work.iter().flatten().map(|b| b.len() as u64).sum();
+    let started = Instant::now();
+    let posting: Vec<_> = routers
+        .iter()
+        .zip(work)
+        .flat_map(|((router, _), per_client)| {
+            per_client
+                .into_iter()
+                .map(|bodies| router.ns.spawn(move || post_in_order(&bodies)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let accepted: u64 = posting.into_iter().map(|c| c.join().unwrap()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(accepted, total);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("SELECT count(*) FROM quid_reports").trim() != total.to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "the shared store never held all {total} reports"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM quid_report_copies").trim(),
+        total.to_string()
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let row = serde_json::json!({
+        "routers": 2, "subscribers": 1, "measure": "reports_accepted_per_second",
+        "value": super_round(total as f64 / secs), "reports": total, "seconds": super_round(secs),
+        "nodes": 2 * nodes_per_router, "connections": 2 * clients,
+        "load_1min": load.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).unwrap_or(0.0),
+    });
+    println!("{row:#}");
+    if let Ok(out) = std::env::var("QUID_CLUSTER_OUT") {
+        merge_rows(&out, vec![row]);
+    }
+    for (_, d) in routers {
+        d.stop();
+    }
+    drop(pg);
 }

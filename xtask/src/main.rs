@@ -169,15 +169,23 @@ fn main() -> anyhow::Result<()> {
             // Shipping to the shared store (a real PostgreSQL): rows per second, the fold, and
             // the catch-up after a ten-minute outage at 100,000 subscribers.
             let cluster = root.join("bench/cluster.json");
+            let cluster = cluster.to_str().context("non-UTF-8 path")?;
             release_test(
                 &root,
                 &["cluster", "shipping_rate"],
                 &[
                     ("QUID_CLUSTER_SUBSCRIBERS", "100000"),
-                    (
-                        "QUID_CLUSTER_OUT",
-                        cluster.to_str().context("non-UTF-8 path")?,
-                    ),
+                    ("QUID_CLUSTER_OUT", cluster),
+                ],
+            )?;
+            // Reports accepted across two routers at once, each shipping as it answers.
+            release_test(
+                &root,
+                &["cluster", "reports_accepted"],
+                &[
+                    ("QUID_CLUSTER_NODES", "512"),
+                    ("QUID_CLUSTER_CLIENTS", "128"),
+                    ("QUID_CLUSTER_OUT", cluster),
                 ],
             )?;
             // The load test, longer than in CI and with its latency and memory targets.
