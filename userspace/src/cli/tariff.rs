@@ -11,6 +11,7 @@ use quid::{
     config::Config,
     ledger::{chain::credits_wide, statement::month, tariff::Tariff},
     planner::{
+        period_books,
         simulate::{PlanFigures, Simulation, simulate},
         solve::{Price, Solution, solve},
     },
@@ -71,7 +72,7 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     let tariff = load(new)?;
     let (from, to) = month(period)?;
     let store = Store::open(&config.daemon.state_dir)?;
-    let books = store.period_books(from, to)?;
+    let books = period_books::read(&store, from, to)?;
     let sim = simulate(&books, &config.tariff, &tariff);
     let solution = match solve_for {
         Some((price, plan)) => Some(solve(

@@ -5,6 +5,8 @@
 pub mod export_csv;
 pub mod export_parquet;
 mod export_tests;
+pub mod period_books;
+pub mod plan_attribution;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;

@@ -13,14 +13,11 @@ use std::collections::BTreeMap;
 use quid_common::SubscriberCounters;
 use serde::Serialize;
 
-use crate::{
-    ledger::tariff::Tariff,
-    settlement::outcome::Outcome,
-    store::{PeriodBooks, SettledReport},
-};
+use crate::{ledger::tariff::Tariff, settlement::outcome::Outcome, store::SettledReport};
 
-/// The plan named for subscribers the table no longer holds.
-pub const UNKNOWN_PLAN: &str = "(unknown)";
+use super::period_books::PeriodBooks;
+
+pub use super::plan_attribution::UNKNOWN_PLAN;
 
 /// Debits, credits and net of some subscribers under one tariff (micro-credits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -45,7 +42,8 @@ impl Totals {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlanFigures {
     pub plan: String,
-    /// Subscribers with usage, a settled report or an allowance in the period.
+    /// Subscribers with usage, a settled report or an allowance in the period (one on two
+    /// plans in the period counts in both plans, once in the fleet).
     pub subscribers: u64,
     pub before: Totals,
     pub after: Totals,
@@ -55,6 +53,7 @@ pub struct PlanFigures {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignChange {
     pub subscriber: String,
+    /// The plans it was on in the period, comma-separated.
     pub plan: String,
     pub before: i128,
     pub after: i128,
@@ -118,7 +117,7 @@ pub fn report_credit(t: &Tariff, current: &Tariff, r: &SettledReport) -> i128 {
     }
 }
 
-/// Each subscriber of the period with their plan, usage, reports and allowances.
+/// A subscriber on one plan in the period, with its usage, reports and allowances under it.
 pub struct Subscriber<'a> {
     pub id: &'a str,
     pub plan: &'a str,
@@ -127,25 +126,34 @@ pub struct Subscriber<'a> {
     pub allowances: u64,
 }
 
-/// The subscribers with anything in the period, by id.
+/// The (subscriber, plan) pairs with anything in the period, by id then plan.
 pub fn subscribers(books: &PeriodBooks) -> Vec<Subscriber<'_>> {
-    let mut by_id: BTreeMap<&str, Subscriber<'_>> = BTreeMap::new();
-    let ids = books
+    let mut by_id: BTreeMap<(&str, &str), Subscriber<'_>> = BTreeMap::new();
+    let segments = books
         .usage
         .keys()
         .chain(books.allowances.keys())
-        .chain(books.reports.iter().map(|r| &r.subscriber));
-    for id in ids {
-        by_id.entry(id.as_str()).or_insert_with(|| Subscriber {
-            id: id.as_str(),
-            plan: books.plans.get(id).map_or(UNKNOWN_PLAN, String::as_str),
-            usage: books.usage.get(id),
-            reports: Vec::new(),
-            allowances: books.allowances.get(id).copied().unwrap_or(0),
+        .map(|(id, plan)| (id.as_str(), plan.as_str()))
+        .chain(
+            books
+                .reports
+                .iter()
+                .map(|(plan, r)| (r.subscriber.as_str(), plan.as_str())),
+        );
+    for (id, plan) in segments {
+        by_id.entry((id, plan)).or_insert_with(|| {
+            let segment = (id.to_owned(), plan.to_owned());
+            Subscriber {
+                id,
+                plan,
+                usage: books.usage.get(&segment),
+                reports: Vec::new(),
+                allowances: books.allowances.get(&segment).copied().unwrap_or(0),
+            }
         });
     }
-    for r in &books.reports {
-        if let Some(s) = by_id.get_mut(r.subscriber.as_str()) {
+    for (plan, r) in &books.reports {
+        if let Some(s) = by_id.get_mut(&(r.subscriber.as_str(), plan.as_str())) {
             s.reports.push(r);
         }
     }
@@ -159,7 +167,8 @@ pub fn simulate(books: &PeriodBooks, current: &Tariff, new: &Tariff) -> Simulati
         plan: "fleet".into(),
         ..PlanFigures::default()
     };
-    let mut sign_changes = Vec::new();
+    // Each subscriber's net before and after over all its plans, with the plans it was on.
+    let mut nets: BTreeMap<&str, (i128, i128, Vec<&str>)> = BTreeMap::new();
     for s in subscribers(books) {
         let (d0, c0) = priced(current, current, s.usage, &s.reports, s.allowances);
         let (d1, c1) = priced(new, current, s.usage, &s.reports, s.allowances);
@@ -169,20 +178,27 @@ pub fn simulate(books: &PeriodBooks, current: &Tariff, new: &Tariff) -> Simulati
                 plan: s.plan.to_owned(),
                 ..PlanFigures::default()
             });
-        for f in [&mut *p, &mut fleet] {
-            f.subscribers += 1;
-            f.before.add(d0, c0);
-            f.after.add(d1, c1);
-        }
-        if (d0 + c0).signum() != (d1 + c1).signum() {
-            sign_changes.push(SignChange {
-                subscriber: s.id.to_owned(),
-                plan: s.plan.to_owned(),
-                before: d0 + c0,
-                after: d1 + c1,
-            });
-        }
+        p.subscribers += 1;
+        p.before.add(d0, c0);
+        p.after.add(d1, c1);
+        fleet.before.add(d0, c0);
+        fleet.after.add(d1, c1);
+        let n = nets.entry(s.id).or_default();
+        n.0 += d0 + c0;
+        n.1 += d1 + c1;
+        n.2.push(s.plan);
     }
+    fleet.subscribers = u64::try_from(nets.len()).unwrap_or(u64::MAX);
+    let sign_changes = nets
+        .into_iter()
+        .filter(|(_, (before, after, _))| before.signum() != after.signum())
+        .map(|(id, (before, after, plans))| SignChange {
+            subscriber: id.to_owned(),
+            plan: plans.join(", "),
+            before,
+            after,
+        })
+        .collect();
     Simulation {
         plans: plans.into_values().collect(),
         fleet,

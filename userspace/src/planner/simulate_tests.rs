@@ -4,14 +4,11 @@
 use quid_common::{CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index};
 
 use super::{
+    period_books::PeriodBooks,
     simulate::{PlanFigures, SignChange, Totals, UNKNOWN_PLAN, simulate},
     solve::{Price, SolveError, solve},
 };
-use crate::{
-    ledger::tariff::Tariff,
-    settlement::outcome::Outcome,
-    store::{PeriodBooks, SettledReport},
-};
+use crate::{ledger::tariff::Tariff, settlement::outcome::Outcome, store::SettledReport};
 
 /// Core-microseconds in a core-hour.
 const CORE_HOUR: u64 = 3_600_000_000;
@@ -45,6 +42,8 @@ fn usage(down: u64, up: u64) -> SubscriberCounters {
 fn report(subscriber: &str, outcome: Outcome, cpu: u64, credit: i64) -> SettledReport {
     SettledReport {
         subscriber: subscriber.into(),
+        key: None,
+        period_end: 0,
         outcome,
         cpu_core_micros: cpu,
         storage_byte_seconds: 0,
@@ -56,26 +55,38 @@ fn report(subscriber: &str, outcome: Outcome, cpu: u64, credit: i64) -> SettledR
 /// alice and bob on `home`, carol on `pro`, dave no longer in the table.
 fn books() -> PeriodBooks {
     let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    let on = |plan: &str, r| (plan.to_owned(), r);
     PeriodBooks {
-        plans: [s("alice", "home"), s("bob", "home"), s("carol", "pro")].into(),
         usage: [
-            ("alice".to_owned(), usage(100_000_000_001, 10_000_000_000)),
-            ("bob".to_owned(), usage(50_000_000_000, 0)),
-            ("carol".to_owned(), usage(20_000_100_000, 0)),
+            (s("alice", "home"), usage(100_000_000_001, 10_000_000_000)),
+            (s("bob", "home"), usage(50_000_000_000, 0)),
+            (s("carol", "pro"), usage(20_000_100_000, 0)),
         ]
         .into(),
         reports: vec![
-            report("bob", Outcome::Matched, 100 * CORE_HOUR, 2_000_000),
+            on(
+                "home",
+                report("bob", Outcome::Matched, 100 * CORE_HOUR, 2_000_000),
+            ),
             // Settled at half its full 200,000 (capped).
-            report("carol", Outcome::Disputed, 10 * CORE_HOUR, 100_000),
-            report("dave", Outcome::Matched, CORE_HOUR + 1, 20_000),
+            on(
+                "pro",
+                report("carol", Outcome::Disputed, 10 * CORE_HOUR, 100_000),
+            ),
+            on(
+                UNKNOWN_PLAN,
+                report("dave", Outcome::Matched, CORE_HOUR + 1, 20_000),
+            ),
             // Disputed with nothing earned: earns nothing at any price.
-            report("dave", Outcome::Disputed, 10 * CORE_HOUR, 0),
+            on(
+                UNKNOWN_PLAN,
+                report("dave", Outcome::Disputed, 10 * CORE_HOUR, 0),
+            ),
         ],
         allowances: [
-            ("alice".to_owned(), 1),
-            ("bob".to_owned(), 1),
-            ("carol".to_owned(), 1),
+            (s("alice", "home"), 1),
+            (s("bob", "home"), 1),
+            (s("carol", "pro"), 1),
         ]
         .into(),
     }

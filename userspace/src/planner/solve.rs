@@ -8,8 +8,9 @@
 
 use serde::Serialize;
 
+use super::period_books::PeriodBooks;
 use super::simulate::{Subscriber, priced, subscribers};
-use crate::{ledger::tariff::Tariff, store::PeriodBooks};
+use crate::ledger::tariff::Tariff;
 
 /// A contribution price `--solve` can find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

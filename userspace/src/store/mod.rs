@@ -22,6 +22,7 @@ mod metering;
 mod pending;
 mod period_books;
 mod period_books_tests;
+mod plan_history;
 mod report_batch;
 mod reports;
 mod rollup;
@@ -43,7 +44,8 @@ pub use commit::Changes;
 pub use export::{ExportError, ExportRow, Resolution};
 pub use ledger::LedgerSnapshot;
 pub use pending::{RATE_KEYS, usage_rates};
-pub use period_books::{PeriodBooks, SettledReport};
+pub use period_books::{PeriodEntry, PeriodReader, SettledReport};
+pub use plan_history::{PlanHistory, PlanSpan, SINCE_ALWAYS};
 pub use report_batch::ReportBatch;
 pub use subscribers::{Base, Record, Status};
 pub use tiers::{

@@ -6,7 +6,7 @@ use std::{path::Path, time::Instant};
 
 use quid::{
     ledger::tariff::Tariff,
-    planner::{export_csv, export_parquet, simulate::simulate},
+    planner::{export_csv, export_parquet, period_books, simulate::simulate},
     store::{Resolution, Store},
 };
 use serde::Serialize;
@@ -73,7 +73,7 @@ fn measure(dir: &Path, n: u32, hours: u64) -> anyhow::Result<Vec<PlannerRow>> {
     let count = export_parquet::write(&store, Resolution::Hour, from, to, std::io::sink())?;
     row("export_hour_parquet", count, t);
     let t = Instant::now();
-    let books = store.period_books(from, to)?;
+    let books = period_books::read(&store, from, to)?;
     let current = Tariff {
         download_internet_gb: 10_000,
         ..Tariff::default()
