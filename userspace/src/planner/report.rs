@@ -1,0 +1,532 @@
+//! `quid report`: a period's figures per plan and for the fleet, each attributed to the plan in
+//! force when it happened (see `plan_attribution`): subscribers active and contributing, bytes
+//! by direction and class, the peak hour and the busy hour of the day, 95th percentiles of
+//! hourly traffic (each plan's, and each subscriber's), contributions by resource, credits,
+//! debits and net, and growth against the previous periods.
+//!
+//! Memory stays bounded at a million subscribers: subscribers are numbers (their store key),
+//! per-subscriber hourly values are held for one group of [`GROUP`] subscribers at a time (the
+//! store reads hourly rows by range of keys), and everything else is per plan and hour.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::{percentile::nearest_rank, plan_attribution::PlanAt};
+use crate::store::{PeriodReader, Store, StoreError};
+
+/// Subscribers whose hourly values are held at once: 4,096 × 744 hours × 16 bytes = 48 MiB.
+pub const GROUP: usize = 4_096;
+/// Seconds in an hour.
+const HOUR: i64 = 3_600;
+/// The percentile of hourly values reported.
+const PERCENTILE: u32 = 95;
+/// Previous periods whose bytes the growth figures compare with.
+pub const PREVIOUS: usize = 3;
+
+/// A figure per direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Directions {
+    /// Towards the subscriber.
+    pub down: u64,
+    /// From the subscriber.
+    pub up: u64,
+}
+
+impl Directions {
+    fn add(&mut self, o: Directions) {
+        self.down = self.down.saturating_add(o.down);
+        self.up = self.up.saturating_add(o.up);
+    }
+
+    /// Both directions together.
+    pub fn total(self) -> u64 {
+        self.down.saturating_add(self.up)
+    }
+}
+
+/// Bytes by direction and class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Bytes {
+    pub internet: Directions,
+    pub grid: Directions,
+}
+
+impl Bytes {
+    fn of(c: &quid_common::SubscriberCounters) -> Bytes {
+        use quid_common::{CLASS_GRID, CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, pair_index};
+        let b = |d, k| c.pairs[pair_index(d, k)].bytes;
+        Bytes {
+            internet: Directions {
+                down: b(DIR_DOWNLOAD, CLASS_INTERNET),
+                up: b(DIR_UPLOAD, CLASS_INTERNET),
+            },
+            grid: Directions {
+                down: b(DIR_DOWNLOAD, CLASS_GRID),
+                up: b(DIR_UPLOAD, CLASS_GRID),
+            },
+        }
+    }
+
+    fn add(&mut self, o: &Bytes) {
+        self.internet.add(o.internet);
+        self.grid.add(o.grid);
+    }
+
+    /// Both classes per direction.
+    pub fn directions(&self) -> Directions {
+        let mut d = self.internet;
+        d.add(self.grid);
+        d
+    }
+}
+
+/// What settled reports supplied, in their base units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Contributions {
+    pub reports: u64,
+    pub cpu_core_micros: u64,
+    pub storage_byte_seconds: u64,
+    pub energy_microjoules: u64,
+}
+
+/// One plan's (or the fleet's) figures for the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PlanReport {
+    pub plan: String,
+    /// Subscribers with usage in the period (one on two plans counts in both, once in the
+    /// fleet).
+    pub active: u64,
+    /// Subscribers with a settled report in the period.
+    pub contributing: u64,
+    pub bytes: Bytes,
+    /// Bytes in the fleet's peak hour.
+    pub peak_hour: Directions,
+    /// Mean bytes per hour in the busy hour of the day.
+    pub busy_hour_average: Directions,
+    /// The 95th percentile of the plan's hourly bytes (all its subscribers together).
+    pub p95_hour: Directions,
+    /// The median and the largest of its subscribers' own 95th percentiles of hourly bytes
+    /// (subscribers with traffic in the hours held; each under its plan at the period's end).
+    pub subscriber_p95_median: Directions,
+    pub subscriber_p95_max: Directions,
+    pub contributions: Contributions,
+    /// Ledger entries of the period (micro-credits): positive ones, negative ones, their sum.
+    pub credits: i128,
+    pub debits: i128,
+    pub net: i128,
+    /// Bytes (both directions and classes) per day of the period.
+    pub daily_bytes: Vec<u64>,
+    /// Mean bytes per hour for each hour of the day (UTC), over the hours held.
+    pub hour_of_day: Vec<u64>,
+    /// Bytes of the previous periods, most recent first.
+    pub previous_bytes: Vec<u64>,
+    /// Growth of bytes against the previous period, in percent (`None`: none then).
+    pub growth_percent: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub from: i64,
+    pub to: i64,
+    /// The hours whose hourly figures are held, `[hours_from, hours_to)` (older hours are
+    /// rolled up into days, later ones not metered yet): busy hour and percentiles cover them.
+    pub hours_from: i64,
+    pub hours_to: i64,
+    /// Start of the hour with the most fleet traffic (both directions).
+    pub peak_hour: Option<i64>,
+    /// The hour of the day (UTC) with the most fleet traffic on average.
+    pub busy_hour_of_day: Option<u8>,
+    /// By plan name.
+    pub plans: Vec<PlanReport>,
+    pub fleet: PlanReport,
+    /// The previous periods compared, most recent first: `[from, to)`.
+    pub previous: Vec<(i64, i64)>,
+    /// Deciles (0 %, 10 %, ... 100 %) of each subscriber's net for the period (micro-credits),
+    /// over the subscribers with ledger entries in it.
+    pub net_deciles: Vec<i64>,
+}
+
+/// One subscriber's hourly figures, as the report computed them (for checks and exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberP95 {
+    pub key: i64,
+    /// Its plan at the end of the hours held (index into the plan history's names).
+    pub plan: Option<u32>,
+    pub p95_hour: Directions,
+}
+
+/// Per plan, while the period is read.
+#[derive(Default)]
+struct Acc {
+    active: Bits,
+    contributing: Bits,
+    unknown_contributing: HashSet<String>,
+    bytes: Bytes,
+    /// Per hour held.
+    hourly: Vec<Directions>,
+    /// Per day of the period.
+    daily: Vec<u64>,
+    subscriber_p95: (Vec<u64>, Vec<u64>),
+    contributions: Contributions,
+    credits: i128,
+    debits: i128,
+}
+
+/// A set of subscriber positions (indexes into the sorted keys).
+#[derive(Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn set(&mut self, i: usize) {
+        let (w, b) = (i / 64, i % 64);
+        if self.0.len() <= w {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << b;
+    }
+
+    fn count(&self) -> u64 {
+        self.0.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
+    fn union(&mut self, o: &Bits) {
+        if self.0.len() < o.0.len() {
+            self.0.resize(o.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+}
+
+/// The report of `[from, to)` (whole hours) compared with the `previous` periods before it
+/// (most recent first); `each` gets every subscriber's own percentiles.
+pub fn report(
+    store: &Store,
+    from: i64,
+    to: i64,
+    previous: &[(i64, i64)],
+    mut each: impl FnMut(&SubscriberP95),
+) -> Result<Report, StoreError> {
+    let reader = store.period_reader()?;
+    let plans = PlanAt::new(reader.plan_history()?);
+    let keys = reader.keys()?;
+    let hours_from = reader.oldest_hour()?.map_or(to, |o| o.max(from)).min(to);
+    let hours_to = reader
+        .last_interval_end()?
+        .map_or(to, |end| (end + HOUR - 1).div_euclid(HOUR) * HOUR)
+        .clamp(hours_from, to);
+    let n_hours = usize::try_from((hours_to - hours_from) / HOUR).unwrap_or(0);
+    let n_days = usize::try_from((to - from + 86_399) / 86_400).unwrap_or(0);
+    // Plan index `names.len()` is the unknown plan.
+    let n_plans = plans.names().len() + 1;
+    let slot = |p: Option<u32>| p.map_or(n_plans - 1, |p| p as usize);
+    let mut acc: Vec<Acc> = (0..n_plans)
+        .map(|_| Acc {
+            hourly: vec![Directions::default(); n_hours],
+            daily: vec![0; n_days],
+            ..Acc::default()
+        })
+        .collect();
+    let position = |key: i64| keys.binary_search(&key).ok();
+    let usage = |acc: &mut [Acc], start: i64, key: i64, b: &Bytes| -> usize {
+        let p = slot(plans.at(key, start));
+        let a = &mut acc[p];
+        a.bytes.add(b);
+        if let Some(i) = position(key) {
+            a.active.set(i);
+        }
+        if let Some(d) = usize::try_from((start - from) / 86_400)
+            .ok()
+            .and_then(|d| a.daily.get_mut(d))
+        {
+            *d = d.saturating_add(b.directions().total());
+        }
+        p
+    };
+    // Hourly rows, a group of subscribers at a time.
+    let mut values = vec![Directions::default(); GROUP.min(keys.len().max(1)) * n_hours];
+    for (g, group) in keys.chunks(GROUP).enumerate() {
+        let (Some(&lo), Some(&hi)) = (group.first(), group.last()) else {
+            continue;
+        };
+        values.iter_mut().for_each(|v| *v = Directions::default());
+        let mut seen = vec![false; group.len()];
+        reader.hourly((lo, hi + 1), hours_from, hours_to, |start, key, c| {
+            let b = Bytes::of(c);
+            let p = usage(&mut acc, start, key, &b);
+            let (Ok(h), Ok(i)) = (
+                usize::try_from((start - hours_from) / HOUR),
+                group.binary_search(&key),
+            ) else {
+                return;
+            };
+            if h >= n_hours {
+                return;
+            }
+            acc[p].hourly[h].add(b.directions());
+            values[i * n_hours + h].add(b.directions());
+            seen[i] = true;
+        })?;
+        let mut down = vec![0u64; n_hours];
+        let mut up = vec![0u64; n_hours];
+        for (i, &key) in group.iter().enumerate() {
+            if !seen[i] {
+                continue;
+            }
+            for (h, v) in values[i * n_hours..(i + 1) * n_hours].iter().enumerate() {
+                down[h] = v.down;
+                up[h] = v.up;
+            }
+            let plan = plans.at(key, hours_to - HOUR);
+            let p95 = Directions {
+                down: nearest_rank(&mut down, PERCENTILE),
+                up: nearest_rank(&mut up, PERCENTILE),
+            };
+            let a = &mut acc[slot(plan)];
+            a.subscriber_p95.0.push(p95.down);
+            a.subscriber_p95.1.push(p95.up);
+            each(&SubscriberP95 {
+                key,
+                plan,
+                p95_hour: p95,
+            });
+        }
+        log::debug!("report: subscriber group {g} read");
+    }
+    drop(values);
+    // Days already rolled up: bytes and activity, no hourly figures.
+    reader.daily(from, to, |start, key, c| {
+        usage(&mut acc, start, key, &Bytes::of(c));
+    })?;
+    contributions(&reader, &plans, &keys, from, to, &mut acc, slot)?;
+    let net_deciles = ledger(&reader, &plans, &keys, from, to, &mut acc, slot)?;
+    let prev: Vec<Vec<u64>> = previous
+        .iter()
+        .map(|&(f, t)| bytes_by_plan(&reader, &plans, f, t, n_plans))
+        .collect::<Result<_, _>>()?;
+    Ok(assemble(
+        &plans,
+        acc,
+        &prev,
+        Report {
+            from,
+            to,
+            hours_from,
+            hours_to,
+            previous: previous.to_vec(),
+            net_deciles,
+            ..Report::default()
+        },
+    ))
+}
+
+/// Settled reports of the period into each plan's contributions.
+fn contributions(
+    reader: &PeriodReader<'_>,
+    plans: &PlanAt,
+    keys: &[i64],
+    from: i64,
+    to: i64,
+    acc: &mut [Acc],
+    slot: impl Fn(Option<u32>) -> usize,
+) -> Result<(), StoreError> {
+    for r in reader.settled_reports(from, to)? {
+        let a = &mut acc[slot(plans.at_opt(r.key, r.period_end.saturating_sub(1)))];
+        let c = &mut a.contributions;
+        c.reports += 1;
+        c.cpu_core_micros = c.cpu_core_micros.saturating_add(r.cpu_core_micros);
+        c.storage_byte_seconds = c
+            .storage_byte_seconds
+            .saturating_add(r.storage_byte_seconds);
+        c.energy_microjoules = c.energy_microjoules.saturating_add(r.energy_microjoules);
+        match r.key.and_then(|k| keys.binary_search(&k).ok()) {
+            Some(i) => a.contributing.set(i),
+            None => {
+                a.unknown_contributing.insert(r.subscriber);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ledger entries of the period into each plan's credits and debits; returns the deciles of
+/// each subscriber's net.
+fn ledger(
+    reader: &PeriodReader<'_>,
+    plans: &PlanAt,
+    keys: &[i64],
+    from: i64,
+    to: i64,
+    acc: &mut [Acc],
+    slot: impl Fn(Option<u32>) -> usize,
+) -> Result<Vec<i64>, StoreError> {
+    // Each subscriber's net by position (a million i64s, not a map of ids).
+    let mut nets: Vec<Option<i64>> = vec![None; keys.len()];
+    let mut unknown: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    reader.entries(from, to, |e| {
+        let a = &mut acc[slot(plans.at_opt(e.key, e.at))];
+        if e.amount > 0 {
+            a.credits += i128::from(e.amount);
+        } else {
+            a.debits += i128::from(e.amount);
+        }
+        let net = match e.key.and_then(|k| keys.binary_search(&k).ok()) {
+            Some(i) => nets[i].get_or_insert(0),
+            None => unknown.entry(e.subscriber.clone()).or_insert(0),
+        };
+        *net = net.saturating_add(e.amount);
+    })?;
+    let mut all: Vec<i64> = nets
+        .into_iter()
+        .flatten()
+        .chain(unknown.into_values())
+        .collect();
+    if all.is_empty() {
+        return Ok(Vec::new());
+    }
+    all.sort_unstable();
+    let last = all.len() - 1;
+    Ok((0..=10).map(|d| all[last * d / 10]).collect())
+}
+
+/// Each plan's bytes (all directions and classes) in `[from, to)`, by plan slot.
+fn bytes_by_plan(
+    reader: &PeriodReader<'_>,
+    plans: &PlanAt,
+    from: i64,
+    to: i64,
+    n_plans: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let mut out = vec![0u64; n_plans];
+    let mut add = |start: i64, key: i64, c: &quid_common::SubscriberCounters| {
+        let p = plans.at(key, start).map_or(n_plans - 1, |p| p as usize);
+        out[p] = out[p].saturating_add(Bytes::of(c).directions().total());
+    };
+    reader.hourly((i64::MIN, i64::MAX), from, to, &mut add)?;
+    reader.daily(from, to, &mut add)?;
+    Ok(out)
+}
+
+/// The report from the plans' accumulators.
+fn assemble(plans: &PlanAt, acc: Vec<Acc>, prev: &[Vec<u64>], mut report: Report) -> Report {
+    let n_hours = acc.first().map_or(0, |a| a.hourly.len());
+    let n_days = acc.first().map_or(0, |a| a.daily.len());
+    // The fleet's hourly series, its peak hour and busy hour of the day.
+    let mut fleet_hourly = vec![Directions::default(); n_hours];
+    for a in &acc {
+        for (f, h) in fleet_hourly.iter_mut().zip(&a.hourly) {
+            f.add(*h);
+        }
+    }
+    let peak = (0..n_hours)
+        .filter(|&h| fleet_hourly[h].total() > 0)
+        .max_by_key(|&h| (fleet_hourly[h].total(), std::cmp::Reverse(h)));
+    let hour_of_day = |s: &[Directions]| -> Vec<(Directions, u64)> {
+        let mut sums = vec![(Directions::default(), 0u64); 24];
+        for (h, v) in s.iter().enumerate() {
+            let t = report.hours_from + HOUR * i64::try_from(h).unwrap_or(0);
+            let d = usize::try_from(t.rem_euclid(86_400) / HOUR).unwrap_or(0);
+            sums[d].0.add(*v);
+            sums[d].1 += 1;
+        }
+        sums
+    };
+    let mean = |(d, n): (Directions, u64)| Directions {
+        down: d.down.checked_div(n).unwrap_or(0),
+        up: d.up.checked_div(n).unwrap_or(0),
+    };
+    let fleet_profile = hour_of_day(&fleet_hourly);
+    let busy = (0..24)
+        .filter(|&d| fleet_profile[d].1 > 0 && fleet_profile[d].0.total() > 0)
+        .max_by_key(|&d| (mean(fleet_profile[d]).total(), std::cmp::Reverse(d)));
+    report.peak_hour = peak.map(|h| report.hours_from + HOUR * i64::try_from(h).unwrap_or(0));
+    report.busy_hour_of_day = busy.and_then(|d| u8::try_from(d).ok());
+
+    let figures = |name: &str, a: &Acc, hourly: &[Directions], previous: Vec<u64>| {
+        let profile = hour_of_day(hourly);
+        let mut down: Vec<u64> = hourly.iter().map(|d| d.down).collect();
+        let mut up: Vec<u64> = hourly.iter().map(|d| d.up).collect();
+        let (mut sd, mut su) = a.subscriber_p95.clone();
+        let bytes_total = a.bytes.directions().total();
+        PlanReport {
+            plan: name.to_owned(),
+            active: a.active.count(),
+            contributing: a.contributing.count() + a.unknown_contributing.len() as u64,
+            bytes: a.bytes,
+            peak_hour: peak.map(|h| hourly[h]).unwrap_or_default(),
+            busy_hour_average: busy.map(|d| mean(profile[d])).unwrap_or_default(),
+            p95_hour: Directions {
+                down: nearest_rank(&mut down, PERCENTILE),
+                up: nearest_rank(&mut up, PERCENTILE),
+            },
+            subscriber_p95_median: Directions {
+                down: nearest_rank(&mut sd, 50),
+                up: nearest_rank(&mut su, 50),
+            },
+            subscriber_p95_max: Directions {
+                down: sd.iter().copied().max().unwrap_or(0),
+                up: su.iter().copied().max().unwrap_or(0),
+            },
+            contributions: a.contributions,
+            credits: a.credits,
+            debits: a.debits,
+            net: a.credits + a.debits,
+            daily_bytes: a.daily.clone(),
+            hour_of_day: profile.into_iter().map(|p| mean(p).total()).collect(),
+            growth_percent: previous
+                .first()
+                .and_then(|&p| (p > 0).then(|| (bytes_total as f64 - p as f64) * 100.0 / p as f64)),
+            previous_bytes: previous,
+        }
+    };
+    let mut fleet = Acc {
+        daily: vec![0; n_days],
+        ..Acc::default()
+    };
+    for (i, a) in acc.iter().enumerate() {
+        let empty = a.bytes == Bytes::default()
+            && a.contributions.reports == 0
+            && a.credits == 0
+            && a.debits == 0;
+        if !empty {
+            let name = plans.name(
+                u32::try_from(i)
+                    .ok()
+                    .filter(|&i| (i as usize) < plans.names().len()),
+            );
+            let previous = prev.iter().map(|p| p[i]).collect();
+            report.plans.push(figures(name, a, &a.hourly, previous));
+        }
+        fleet.active.union(&a.active);
+        fleet.contributing.union(&a.contributing);
+        fleet
+            .unknown_contributing
+            .extend(a.unknown_contributing.iter().cloned());
+        fleet.bytes.add(&a.bytes);
+        for (f, d) in fleet.daily.iter_mut().zip(&a.daily) {
+            *f = f.saturating_add(*d);
+        }
+        fleet.subscriber_p95.0.extend(&a.subscriber_p95.0);
+        fleet.subscriber_p95.1.extend(&a.subscriber_p95.1);
+        let c = &mut fleet.contributions;
+        c.reports += a.contributions.reports;
+        c.cpu_core_micros = c
+            .cpu_core_micros
+            .saturating_add(a.contributions.cpu_core_micros);
+        c.storage_byte_seconds = c
+            .storage_byte_seconds
+            .saturating_add(a.contributions.storage_byte_seconds);
+        c.energy_microjoules = c
+            .energy_microjoules
+            .saturating_add(a.contributions.energy_microjoules);
+        fleet.credits += a.credits;
+        fleet.debits += a.debits;
+    }
+    report.plans.sort_by(|a, b| a.plan.cmp(&b.plan));
+    let previous = prev.iter().map(|p| p.iter().sum()).collect();
+    report.fleet = figures("fleet", &fleet, &fleet_hourly, previous);
+    report
+}
