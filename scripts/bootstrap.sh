@@ -47,8 +47,9 @@ fi
 
 # prometheus brings promtool too: the metrics tests run both for real.
 # g++ builds libFuzzer (cargo fuzz); systemd brings systemd-analyze, which checks the packaged unit;
-# lintian checks the package (cargo xtask dist); jq reads `quid subscribers --json` in the demo.
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq
+# lintian checks the package (cargo xtask dist); jq reads `quid subscribers --json` in the demo;
+# chromium renders `quid report --html` headless in its test.
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

@@ -609,13 +609,25 @@ fn every_read_command_answers_json() {
     );
     assert!(entries[1]["hash"].is_string() && entries[1]["prev"] == entries[0]["hash"]);
 
-    // The month's report: alice's entries under her plan, the rows also as CSV.
+    // The month's report: alice's entries under her plan, the rows also as CSV and HTML.
     let csv = dir.path().join("report.csv");
     let csv_arg = csv.to_str().unwrap();
+    let html = dir.path().join("report.html");
     let report = quid_json(
         &config,
-        &["report", "--period", "2026-11", "--json", "--csv", csv_arg],
+        &[
+            "report",
+            "--period",
+            "2026-11",
+            "--json",
+            "--csv",
+            csv_arg,
+            "--html",
+            html.to_str().unwrap(),
+        ],
     );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 4, "{page}");
     assert_eq!(report["period"], "2026-11", "{report}");
     assert_eq!(report["plans"][0]["plan"], "home", "{report}");
     assert_eq!(report["plans"][0]["credits"], 300, "{report}");

@@ -13,7 +13,7 @@ use quid::{
     ledger::chain::credits_wide,
     planner::{
         report::{PREVIOUS, PlanReport, Report, report},
-        report_csv,
+        report_csv, report_html,
     },
     store::Store,
 };
@@ -32,6 +32,9 @@ pub struct ReportArgs {
     /// Also write the per-plan rows as CSV to FILE.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[arg(long, short, default_value = "/etc/quid/quid.toml")]
     pub config: PathBuf,
 }
@@ -58,6 +61,12 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.csv {
         write_file(path, |f| {
             report_csv::write(&r, &period, f).map_err(anyhow::Error::from)
+        })?;
+    }
+    if let Some(path) = &a.html {
+        let page = report_html::page(&period, &r)?;
+        write_file(path, |f| {
+            std::io::Write::write_all(f, page.as_bytes()).map_err(anyhow::Error::from)
         })?;
     }
     if a.json {

@@ -10,6 +10,7 @@ pub mod period_books;
 pub mod plan_attribution;
 pub mod report;
 pub mod report_csv;
+pub mod report_html;
 mod report_tests;
 pub mod simulate;
 mod simulate_tests;
