@@ -609,10 +609,11 @@ fn every_read_command_answers_json() {
     );
     assert!(entries[1]["hash"].is_string() && entries[1]["prev"] == entries[0]["hash"]);
 
-    // The month's report: alice's entries under her plan, the rows also as CSV and HTML.
+    // The month's report: alice's entries under her plan, the rows also as CSV, Parquet and HTML.
     let csv = dir.path().join("report.csv");
     let csv_arg = csv.to_str().unwrap();
     let html = dir.path().join("report.html");
+    let parquet = dir.path().join("report.parquet");
     let report = quid_json(
         &config,
         &[
@@ -624,8 +625,12 @@ fn every_read_command_answers_json() {
             csv_arg,
             "--html",
             html.to_str().unwrap(),
+            "--parquet",
+            parquet.to_str().unwrap(),
         ],
     );
+    let parquet = std::fs::read(&parquet).unwrap();
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<svg").count(), 4, "{page}");
     assert_eq!(report["period"], "2026-11", "{report}");

@@ -13,7 +13,7 @@ use quid::{
     ledger::chain::credits_wide,
     planner::{
         report::{PREVIOUS, PlanReport, Report, report},
-        report_csv, report_html,
+        report_csv, report_html, report_parquet,
     },
     store::Store,
 };
@@ -32,6 +32,9 @@ pub struct ReportArgs {
     /// Also write the per-plan rows as CSV to FILE.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Also write the per-plan rows as Parquet to FILE (the CSV's columns).
+    #[arg(long, value_name = "FILE")]
+    pub parquet: Option<PathBuf>,
     /// Also write the report as one self-contained HTML page with charts to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -61,6 +64,11 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.csv {
         write_file(path, |f| {
             report_csv::write(&r, &period, f).map_err(anyhow::Error::from)
+        })?;
+    }
+    if let Some(path) = &a.parquet {
+        write_file(path, |f| {
+            report_parquet::write(&r, &period, f).map_err(anyhow::Error::from)
         })?;
     }
     if let Some(path) = &a.html {

@@ -11,6 +11,7 @@ pub mod plan_attribution;
 pub mod report;
 pub mod report_csv;
 pub mod report_html;
+pub mod report_parquet;
 mod report_tests;
 pub mod simulate;
 mod simulate_tests;

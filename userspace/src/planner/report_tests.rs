@@ -382,3 +382,43 @@ fn chromium_renders_the_html_report_without_errors() {
         std::fs::copy(&shot, keep).unwrap();
     }
 }
+
+/// The Parquet file holds the CSV's rows, figure for figure (read back by the crate's reader).
+#[test]
+fn the_report_as_parquet_reads_back_equal_to_the_csv() {
+    use parquet::{
+        file::reader::{FileReader, SerializedFileReader},
+        record::RowAccessor,
+    };
+    let (r, _, dir) = run();
+    let mut csv = Vec::new();
+    super::report_csv::write(&r, "2026-11", &mut csv).unwrap();
+    let path = dir.path().join("report.parquet");
+    super::report_parquet::write(&r, "2026-11", std::fs::File::create(&path).unwrap()).unwrap();
+    let mut csv = csv::Reader::from_reader(csv.as_slice());
+    let want: Vec<Vec<String>> = csv
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(want.len(), 3);
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let got: Vec<Vec<String>> = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            super::report_csv::COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match *c {
+                    "period_start" | "plan" => row.get_string(i).unwrap().clone(),
+                    "credits" | "debits" | "net" => row.get_long(i).unwrap().to_string(),
+                    "growth_percent" => format!("{:.3}", row.get_double(i).unwrap()),
+                    "previous_bytes" => row.get_ulong(i).map(|v| v.to_string()).unwrap(),
+                    _ => row.get_ulong(i).unwrap().to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(got, want);
+}
