@@ -12,7 +12,7 @@ use quid::{
     ledger::{chain::credits_wide, statement::month, tariff::Tariff},
     planner::{
         period_books,
-        simulate::{PlanFigures, Simulation, simulate},
+        simulate::{PlanFigures, Simulation, named, simulate},
         solve::{Price, Solution, solve},
     },
     store::Store,
@@ -72,8 +72,9 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     let tariff = load(new)?;
     let (from, to) = month(period)?;
     let store = Store::open(&config.daemon.state_dir)?;
-    let books = period_books::read(&store, from, to)?;
-    let sim = simulate(&books, &config.tariff, &tariff);
+    let mut books = period_books::read(&store, from, to)?;
+    let mut sim = simulate(&books, &config.tariff, &tariff);
+    named(&store, &mut books, &mut sim)?;
     let solution = match solve_for {
         Some((price, plan)) => Some(solve(
             &books,

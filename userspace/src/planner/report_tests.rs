@@ -283,7 +283,7 @@ fn the_repricing_splits_a_month_at_the_plan_change() {
             .sum()
     };
     for on in ["home", "pro"] {
-        let c = books.usage[&("bob".to_owned(), on.to_owned())];
+        let c = books.usage_of(2, on).unwrap();
         assert_eq!(
             c.pairs[pair_index(DIR_DOWNLOAD, CLASS_INTERNET)].bytes,
             bob_down(on),
@@ -291,13 +291,10 @@ fn the_repricing_splits_a_month_at_the_plan_change() {
         );
     }
     assert_eq!(books.usage.len(), 4);
-    assert_eq!(
-        books.allowances[&("bob".to_owned(), "home".to_owned())],
-        1,
-        "granted before the move"
-    );
+    assert_eq!(books.allowances_of(2, "home"), 1, "granted before the move");
+    assert_eq!(books.allowances_of(2, "pro"), 0);
     assert_eq!(books.reports.len(), 1);
-    assert_eq!(books.reports[0].0, "pro");
+    assert_eq!(books.plan(books.reports[0].1), "pro");
 }
 
 /// The page holds the table (plan names escaped) and the four charts, each with its data drawn.

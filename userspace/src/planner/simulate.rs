@@ -13,9 +13,13 @@ use std::collections::BTreeMap;
 use quid_common::SubscriberCounters;
 use serde::Serialize;
 
-use crate::{ledger::tariff::Tariff, settlement::outcome::Outcome, store::SettledReport};
+use crate::{
+    ledger::tariff::Tariff,
+    settlement::outcome::Outcome,
+    store::{SettledReport, Store, StoreError},
+};
 
-use super::period_books::PeriodBooks;
+use super::period_books::{self, PeriodBooks, Plan, Sub};
 
 pub use super::plan_attribution::UNKNOWN_PLAN;
 
@@ -52,6 +56,10 @@ pub struct PlanFigures {
 /// A subscriber whose net for the period changes sign (negative, zero, positive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignChange {
+    /// Its number in the period's books.
+    #[serde(skip)]
+    pub sub: Sub,
+    /// Its id (`#key` until [`named`] looks it up).
     pub subscriber: String,
     /// The plans it was on in the period, comma-separated.
     pub plan: String,
@@ -74,14 +82,14 @@ pub(super) fn priced(
     t: &Tariff,
     current: &Tariff,
     usage: Option<&SubscriberCounters>,
-    reports: &[&SettledReport],
+    reports: &[(Sub, Plan, SettledReport)],
     allowances: u64,
 ) -> (i128, i128) {
     let debit = usage.map_or(0, |u| {
         i128::from(t.usage_debit(&SubscriberCounters::default(), u))
     });
     let mut credit = i128::from(allowances) * i128::from(t.monthly_allowance);
-    for r in reports {
+    for (_, _, r) in reports {
         credit += report_credit(t, current, r);
     }
     (debit, credit)
@@ -119,45 +127,47 @@ pub fn report_credit(t: &Tariff, current: &Tariff, r: &SettledReport) -> i128 {
 
 /// A subscriber on one plan in the period, with its usage, reports and allowances under it.
 pub struct Subscriber<'a> {
-    pub id: &'a str,
-    pub plan: &'a str,
+    pub sub: Sub,
+    pub plan: Plan,
     pub usage: Option<&'a SubscriberCounters>,
-    pub reports: Vec<&'a SettledReport>,
+    pub reports: &'a [(Sub, Plan, SettledReport)],
     pub allowances: u64,
 }
 
-/// The (subscriber, plan) pairs with anything in the period, by id then plan.
+/// The (subscriber, plan) pairs with anything in the period, in that order.
 pub fn subscribers(books: &PeriodBooks) -> Vec<Subscriber<'_>> {
-    let mut by_id: BTreeMap<(&str, &str), Subscriber<'_>> = BTreeMap::new();
-    let segments = books
+    let mut pairs: Vec<(Sub, Plan)> = books
         .usage
-        .keys()
-        .chain(books.allowances.keys())
-        .map(|(id, plan)| (id.as_str(), plan.as_str()))
-        .chain(
-            books
-                .reports
-                .iter()
-                .map(|(plan, r)| (r.subscriber.as_str(), plan.as_str())),
-        );
-    for (id, plan) in segments {
-        by_id.entry((id, plan)).or_insert_with(|| {
-            let segment = (id.to_owned(), plan.to_owned());
+        .iter()
+        .map(|u| (u.0, u.1))
+        .chain(books.allowances.iter().map(|a| (a.0, a.1)))
+        .chain(books.reports.iter().map(|r| (r.0, r.1)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|(sub, plan)| {
+            let usage = books
+                .usage
+                .binary_search_by_key(&(sub, plan), |u| (u.0, u.1))
+                .ok()
+                .map(|i| &books.usage[i].2);
+            let allowances = books
+                .allowances
+                .binary_search_by_key(&(sub, plan), |a| (a.0, a.1))
+                .map_or(0, |i| books.allowances[i].2);
+            let first = books.reports.partition_point(|r| (r.0, r.1) < (sub, plan));
+            let end = books.reports.partition_point(|r| (r.0, r.1) <= (sub, plan));
             Subscriber {
-                id,
+                sub,
                 plan,
-                usage: books.usage.get(&segment),
-                reports: Vec::new(),
-                allowances: books.allowances.get(&segment).copied().unwrap_or(0),
+                usage,
+                reports: &books.reports[first..end],
+                allowances,
             }
-        });
-    }
-    for (plan, r) in &books.reports {
-        if let Some(s) = by_id.get_mut(&(r.subscriber.as_str(), plan.as_str())) {
-            s.reports.push(r);
-        }
-    }
-    by_id.into_values().collect()
+        })
+        .collect()
 }
 
 /// Prices `books` under `current` and `new`.
@@ -167,41 +177,74 @@ pub fn simulate(books: &PeriodBooks, current: &Tariff, new: &Tariff) -> Simulati
         plan: "fleet".into(),
         ..PlanFigures::default()
     };
-    // Each subscriber's net before and after over all its plans, with the plans it was on.
-    let mut nets: BTreeMap<&str, (i128, i128, Vec<&str>)> = BTreeMap::new();
-    for s in subscribers(books) {
-        let (d0, c0) = priced(current, current, s.usage, &s.reports, s.allowances);
-        let (d1, c1) = priced(new, current, s.usage, &s.reports, s.allowances);
-        let p = plans
-            .entry(s.plan.to_owned())
-            .or_insert_with(|| PlanFigures {
-                plan: s.plan.to_owned(),
-                ..PlanFigures::default()
-            });
-        p.subscribers += 1;
-        p.before.add(d0, c0);
-        p.after.add(d1, c1);
-        fleet.before.add(d0, c0);
-        fleet.after.add(d1, c1);
-        let n = nets.entry(s.id).or_default();
-        n.0 += d0 + c0;
-        n.1 += d1 + c1;
-        n.2.push(s.plan);
-    }
-    fleet.subscribers = u64::try_from(nets.len()).unwrap_or(u64::MAX);
-    let sign_changes = nets
-        .into_iter()
-        .filter(|(_, (before, after, _))| before.signum() != after.signum())
-        .map(|(id, (before, after, plans))| SignChange {
-            subscriber: id.to_owned(),
-            plan: plans.join(", "),
-            before,
-            after,
+    let mut per_plan: Vec<PlanFigures> = books
+        .plans
+        .iter()
+        .map(|p| PlanFigures {
+            plan: p.clone(),
+            ..PlanFigures::default()
         })
         .collect();
+    // Each subscriber's net before and after over all its plans (its pairs come together).
+    let mut sign_changes = Vec::new();
+    let mut current_sub: Option<(Sub, i128, i128, Vec<Plan>)> = None;
+    let mut close = |c: Option<(Sub, i128, i128, Vec<Plan>)>, fleet: &mut PlanFigures| {
+        if let Some((sub, before, after, plans)) = c {
+            fleet.subscribers += 1;
+            if before.signum() != after.signum() {
+                let names: Vec<&str> = plans.iter().map(|p| books.plan(*p)).collect();
+                sign_changes.push(SignChange {
+                    sub,
+                    subscriber: books.id(sub),
+                    plan: names.join(", "),
+                    before,
+                    after,
+                });
+            }
+        }
+    };
+    for s in subscribers(books) {
+        let (d0, c0) = priced(current, current, s.usage, s.reports, s.allowances);
+        let (d1, c1) = priced(new, current, s.usage, s.reports, s.allowances);
+        if let Some(p) = per_plan.get_mut(s.plan as usize) {
+            p.subscribers += 1;
+            p.before.add(d0, c0);
+            p.after.add(d1, c1);
+        }
+        fleet.before.add(d0, c0);
+        fleet.after.add(d1, c1);
+        if current_sub.as_ref().is_none_or(|c| c.0 != s.sub) {
+            close(current_sub.take(), &mut fleet);
+        }
+        let c = current_sub.get_or_insert_with(|| (s.sub, 0, 0, Vec::new()));
+        c.1 += d0 + c0;
+        c.2 += d1 + c1;
+        c.3.push(s.plan);
+    }
+    close(current_sub.take(), &mut fleet);
+    sign_changes.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+    for p in per_plan.into_iter().filter(|p| p.subscribers > 0) {
+        plans.insert(p.plan.clone(), p);
+    }
     Simulation {
         plans: plans.into_values().collect(),
         fleet,
         sign_changes,
     }
+}
+
+/// Gives `sim`'s sign changes their subscribers' ids (looked up for them alone), in id order.
+pub fn named(
+    store: &Store,
+    books: &mut PeriodBooks,
+    sim: &mut Simulation,
+) -> Result<(), StoreError> {
+    let subs: Vec<Sub> = sim.sign_changes.iter().map(|c| c.sub).collect();
+    period_books::name(store, books, &subs)?;
+    for c in &mut sim.sign_changes {
+        c.subscriber = books.id(c.sub);
+    }
+    sim.sign_changes
+        .sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+    Ok(())
 }

@@ -52,43 +52,43 @@ fn report(subscriber: &str, outcome: Outcome, cpu: u64, credit: i64) -> SettledR
     }
 }
 
-/// alice and bob on `home`, carol on `pro`, dave no longer in the table.
+/// alice (1) and bob (2) on `home`, carol (3) on `pro`, dave never in the table.
 fn books() -> PeriodBooks {
-    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-    let on = |plan: &str, r| (plan.to_owned(), r);
+    let (home, pro, unknown) = (0, 1, 2);
     PeriodBooks {
-        usage: [
-            (s("alice", "home"), usage(100_000_000_001, 10_000_000_000)),
-            (s("bob", "home"), usage(50_000_000_000, 0)),
-            (s("carol", "pro"), usage(20_000_100_000, 0)),
-        ]
-        .into(),
+        plans: vec!["home".into(), "pro".into(), UNKNOWN_PLAN.into()],
+        usage: vec![
+            (1, home, usage(100_000_000_001, 10_000_000_000)),
+            (2, home, usage(50_000_000_000, 0)),
+            (3, pro, usage(20_000_100_000, 0)),
+        ],
         reports: vec![
-            on(
-                "home",
-                report("bob", Outcome::Matched, 100 * CORE_HOUR, 2_000_000),
-            ),
-            // Settled at half its full 200,000 (capped).
-            on(
-                "pro",
-                report("carol", Outcome::Disputed, 10 * CORE_HOUR, 100_000),
-            ),
-            on(
-                UNKNOWN_PLAN,
+            (
+                -1,
+                unknown,
                 report("dave", Outcome::Matched, CORE_HOUR + 1, 20_000),
             ),
             // Disputed with nothing earned: earns nothing at any price.
-            on(
-                UNKNOWN_PLAN,
+            (
+                -1,
+                unknown,
                 report("dave", Outcome::Disputed, 10 * CORE_HOUR, 0),
             ),
+            (
+                2,
+                home,
+                report("bob", Outcome::Matched, 100 * CORE_HOUR, 2_000_000),
+            ),
+            // Settled at half its full 200,000 (capped).
+            (
+                3,
+                pro,
+                report("carol", Outcome::Disputed, 10 * CORE_HOUR, 100_000),
+            ),
         ],
-        allowances: [
-            (s("alice", "home"), 1),
-            (s("bob", "home"), 1),
-            (s("carol", "pro"), 1),
-        ]
-        .into(),
+        allowances: vec![(1, home, 1), (2, home, 1), (3, pro, 1)],
+        unknown: vec!["dave".into()],
+        ids: [(1, "alice".into()), (2, "bob".into()), (3, "carol".into())].into(),
     }
 }
 
@@ -155,6 +155,7 @@ fn a_period_reprices_per_plan_and_fleet_with_the_sign_changes() {
     assert_eq!(
         sim.sign_changes,
         vec![SignChange {
+            sub: 3,
             subscriber: "carol".into(),
             plan: "pro".into(),
             before: 899_999,

@@ -95,7 +95,7 @@ pub fn solve(
 ) -> Result<Solution, SolveError> {
     let members: Vec<Subscriber<'_>> = subscribers(books)
         .into_iter()
-        .filter(|s| s.plan == plan)
+        .filter(|s| books.plan(s.plan) == plan)
         .collect();
     if members.is_empty() {
         return Err(SolveError::Plan(plan.to_owned()));
@@ -105,7 +105,7 @@ pub fn solve(
         members
             .iter()
             .map(|s| {
-                let (d, c) = priced(&t, current, s.usage, &s.reports, s.allowances);
+                let (d, c) = priced(&t, current, s.usage, s.reports, s.allowances);
                 d + c
             })
             .sum()

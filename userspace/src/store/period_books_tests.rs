@@ -76,14 +76,18 @@ fn a_month_of_books_is_read_at_its_edges() {
     store.execute_unchecked_for_tests(&sql).unwrap();
 
     let books = crate::planner::period_books::read(&store, from, to).unwrap();
-    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-    assert_eq!(books.usage.get(&s("alice", "home")), Some(&down(320)));
-    assert_eq!(books.usage.get(&s("bob", "pro")), Some(&down(50_000)));
+    assert_eq!(books.usage_of(1, "home"), Some(&down(320)));
+    assert_eq!(books.usage_of(2, "pro"), Some(&down(50_000)));
     assert_eq!(books.usage.len(), 2);
-    assert_eq!(books.allowances.get(&s("alice", "home")), Some(&1));
-    assert_eq!(books.allowances.get(&s("bob", "pro")), Some(&1));
-    assert!(books.reports.iter().all(|(plan, _)| plan == "pro"));
-    let mut reports: Vec<SettledReport> = books.reports.iter().map(|(_, r)| r.clone()).collect();
+    assert_eq!(books.allowances_of(1, "home"), 1);
+    assert_eq!(books.allowances_of(2, "pro"), 1);
+    assert!(
+        books
+            .reports
+            .iter()
+            .all(|r| r.0 == 2 && books.plan(r.1) == "pro")
+    );
+    let mut reports: Vec<SettledReport> = books.reports.iter().map(|r| r.2.clone()).collect();
     reports.sort_by_key(|r| r.cpu_core_micros);
     let settled = |cpu: u64, outcome, credit| SettledReport {
         subscriber: "bob".into(),
