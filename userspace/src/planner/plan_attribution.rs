@@ -32,8 +32,8 @@ impl PlanAt {
             .map_or(UNKNOWN_PLAN, String::as_str)
     }
 
-    /// The spans of subscriber `key`, oldest first.
-    fn spans(&self, key: i64) -> &[PlanSpan] {
+    /// The spans of subscriber `key`, oldest first (look them up once for many times).
+    pub fn spans(&self, key: i64) -> &[PlanSpan] {
         let s = &self.history.spans;
         let first = s.partition_point(|p| p.key < key);
         let end = first + s[first..].partition_point(|p| p.key == key);
@@ -42,14 +42,23 @@ impl PlanAt {
 
     /// The index of the plan in force for `key` at unix time `t` (`None`: no plan known).
     pub fn at(&self, key: i64, t: i64) -> Option<u32> {
-        let spans = self.spans(key);
-        let after = spans.partition_point(|p| p.since <= t);
-        spans.get(after.saturating_sub(1)).map(|p| p.plan)
+        in_force(self.spans(key), t)
     }
 
     /// The index of `key`'s plan at `t` for a key that may be unknown.
     pub fn at_opt(&self, key: Option<i64>, t: i64) -> Option<u32> {
         key.and_then(|k| self.at(k, t))
+    }
+}
+
+/// The plan in force at `t` among one subscriber's `spans` (see [`PlanAt::spans`]).
+pub fn in_force(spans: &[PlanSpan], t: i64) -> Option<u32> {
+    match spans {
+        [only] => Some(only.plan),
+        _ => {
+            let after = spans.partition_point(|p| p.since <= t);
+            spans.get(after.saturating_sub(1)).map(|p| p.plan)
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::{percentile::nearest_rank, plan_attribution::PlanAt};
+use super::{
+    percentile::nearest_rank,
+    plan_attribution::{PlanAt, in_force},
+};
 use crate::store::{PeriodReader, Store, StoreError};
 
 /// Subscribers whose hourly values are held at once: 4,096 × 744 hours × 16 bytes = 48 MiB.
@@ -230,12 +233,11 @@ pub fn report(
             ..Acc::default()
         })
         .collect();
-    let position = |key: i64| keys.binary_search(&key).ok();
-    let usage = |acc: &mut [Acc], start: i64, key: i64, b: &Bytes| -> usize {
-        let p = slot(plans.at(key, start));
+    // Usage of subscriber `key` (at `pos` among the keys, if known) under plan slot `p`.
+    let usage = |acc: &mut [Acc], start: i64, pos: Option<usize>, p: usize, b: &Bytes| {
         let a = &mut acc[p];
         a.bytes.add(b);
-        if let Some(i) = position(key) {
+        if let Some(i) = pos {
             a.active.set(i);
         }
         if let Some(d) = usize::try_from((start - from) / 86_400)
@@ -244,7 +246,6 @@ pub fn report(
         {
             *d = d.saturating_add(b.directions().total());
         }
-        p
     };
     // Hourly rows, a group of subscribers at a time.
     let mut values = vec![Directions::default(); GROUP.min(keys.len().max(1)) * n_hours];
@@ -254,18 +255,21 @@ pub fn report(
         };
         values.iter_mut().for_each(|v| *v = Directions::default());
         let mut seen = vec![false; group.len()];
+        // Each subscriber's plans, looked up once per group rather than once per row.
+        let spans: Vec<_> = group.iter().map(|&k| plans.spans(k)).collect();
         reader.hourly((lo, hi + 1), hours_from, hours_to, |start, key, c| {
             let b = Bytes::of(c);
-            let p = usage(&mut acc, start, key, &b);
-            let (Ok(h), Ok(i)) = (
-                usize::try_from((start - hours_from) / HOUR),
-                group.binary_search(&key),
-            ) else {
+            let Ok(i) = group.binary_search(&key) else {
                 return;
             };
-            if h >= n_hours {
+            let p = slot(in_force(spans[i], start));
+            usage(&mut acc, start, Some(g * GROUP + i), p, &b);
+            let Some(h) = usize::try_from((start - hours_from) / HOUR)
+                .ok()
+                .filter(|&h| h < n_hours)
+            else {
                 return;
-            }
+            };
             acc[p].hourly[h].add(b.directions());
             values[i * n_hours + h].add(b.directions());
             seen[i] = true;
@@ -280,7 +284,7 @@ pub fn report(
                 down[h] = v.down;
                 up[h] = v.up;
             }
-            let plan = plans.at(key, hours_to - HOUR);
+            let plan = in_force(spans[i], hours_to - HOUR);
             let p95 = Directions {
                 down: nearest_rank(&mut down, PERCENTILE),
                 up: nearest_rank(&mut up, PERCENTILE),
@@ -299,7 +303,14 @@ pub fn report(
     drop(values);
     // Days already rolled up: bytes and activity, no hourly figures.
     reader.daily(from, to, |start, key, c| {
-        usage(&mut acc, start, key, &Bytes::of(c));
+        let p = slot(plans.at(key, start));
+        usage(
+            &mut acc,
+            start,
+            keys.binary_search(&key).ok(),
+            p,
+            &Bytes::of(c),
+        );
     })?;
     contributions(&reader, &plans, &keys, from, to, &mut acc, slot)?;
     let net_deciles = ledger(&reader, &plans, &keys, from, to, &mut acc, slot)?;
