@@ -12,7 +12,7 @@ use quid_common::SubscriberCounters;
 use super::plan_attribution::{PlanAt, UNKNOWN_PLAN};
 use crate::{
     ledger::chain::EntryKind,
-    store::{SettledReport, Store, StoreError},
+    store::{Figures, SettledReport, Store, StoreError},
 };
 
 /// A subscriber of the period: its store key, or, for one the table never held (a report or
@@ -118,8 +118,8 @@ pub fn read(store: &Store, from: i64, to: i64) -> Result<PeriodBooks, StoreError
             _ => more.entry((key, p)).or_default().add(c),
         }
     };
-    reader.hourly((i64::MIN, i64::MAX), from, to, &mut add)?;
-    reader.daily(from, to, &mut add)?;
+    reader.hourly((i64::MIN, i64::MAX), from, to, Figures::All, &mut add)?;
+    reader.daily(from, to, Figures::All, &mut add)?;
     usage.retain(|e| e.1 != NONE);
     usage.extend(more.into_iter().map(|((s, p), c)| (s, p, c)));
     usage.sort_unstable_by_key(|e| (e.0, e.1));

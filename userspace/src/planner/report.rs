@@ -16,7 +16,10 @@ use super::{
     percentile::nearest_rank,
     plan_attribution::{PlanAt, in_force},
 };
-use crate::store::{PeriodReader, Store, StoreError};
+use crate::store::{Figures, PeriodReader, Store, StoreError};
+
+/// The report reads bytes only.
+const BYTES: Figures = Figures::Bytes;
 
 /// Subscribers whose hourly values are held at once: 4,096 × 744 hours × 16 bytes = 48 MiB.
 pub const GROUP: usize = 4_096;
@@ -257,23 +260,29 @@ pub fn report(
         let mut seen = vec![false; group.len()];
         // Each subscriber's plans, looked up once per group rather than once per row.
         let spans: Vec<_> = group.iter().map(|&k| plans.spans(k)).collect();
-        reader.hourly((lo, hi + 1), hours_from, hours_to, |start, key, c| {
-            let b = Bytes::of(c);
-            let Ok(i) = group.binary_search(&key) else {
-                return;
-            };
-            let p = slot(in_force(spans[i], start));
-            usage(&mut acc, start, Some(g * GROUP + i), p, &b);
-            let Some(h) = usize::try_from((start - hours_from) / HOUR)
-                .ok()
-                .filter(|&h| h < n_hours)
-            else {
-                return;
-            };
-            acc[p].hourly[h].add(b.directions());
-            values[i * n_hours + h].add(b.directions());
-            seen[i] = true;
-        })?;
+        reader.hourly(
+            (lo, hi + 1),
+            hours_from,
+            hours_to,
+            BYTES,
+            |start, key, c| {
+                let b = Bytes::of(c);
+                let Ok(i) = group.binary_search(&key) else {
+                    return;
+                };
+                let p = slot(in_force(spans[i], start));
+                usage(&mut acc, start, Some(g * GROUP + i), p, &b);
+                let Some(h) = usize::try_from((start - hours_from) / HOUR)
+                    .ok()
+                    .filter(|&h| h < n_hours)
+                else {
+                    return;
+                };
+                acc[p].hourly[h].add(b.directions());
+                values[i * n_hours + h].add(b.directions());
+                seen[i] = true;
+            },
+        )?;
         let mut down = vec![0u64; n_hours];
         let mut up = vec![0u64; n_hours];
         for (i, &key) in group.iter().enumerate() {
@@ -302,7 +311,7 @@ pub fn report(
     }
     drop(values);
     // Days already rolled up: bytes and activity, no hourly figures.
-    reader.daily(from, to, |start, key, c| {
+    reader.daily(from, to, BYTES, |start, key, c| {
         let p = slot(plans.at(key, start));
         usage(
             &mut acc,
@@ -416,8 +425,8 @@ fn bytes_by_plan(
         let p = plans.at(key, start).map_or(n_plans - 1, |p| p as usize);
         out[p] = out[p].saturating_add(Bytes::of(c).directions().total());
     };
-    reader.hourly((i64::MIN, i64::MAX), from, to, &mut add)?;
-    reader.daily(from, to, &mut add)?;
+    reader.hourly((i64::MIN, i64::MAX), from, to, BYTES, &mut add)?;
+    reader.daily(from, to, BYTES, &mut add)?;
     Ok(out)
 }
 

@@ -44,7 +44,7 @@ pub use commit::Changes;
 pub use export::{ExportError, ExportRow, Resolution};
 pub use ledger::LedgerSnapshot;
 pub use pending::{RATE_KEYS, usage_rates};
-pub use period_books::{PeriodEntry, PeriodReader, SettledReport};
+pub use period_books::{Figures, PeriodEntry, PeriodReader, SettledReport};
 pub use plan_history::{PlanHistory, PlanSpan, SINCE_ALWAYS};
 pub use report_batch::ReportBatch;
 pub use subscribers::{Base, Record, Status};

@@ -39,6 +39,45 @@ pub struct PeriodEntry {
     pub amount: i64,
 }
 
+/// Which counters a read gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figures {
+    /// Packets and bytes.
+    All,
+    /// Bytes only (packets read as zero): fewer columns for figures that need no packets.
+    Bytes,
+}
+
+impl Figures {
+    /// The counter columns read, in `COUNTERS` order.
+    fn columns(self) -> String {
+        match self {
+            Figures::All => tiers::COUNTERS.join(", "),
+            Figures::Bytes => tiers::COUNTERS
+                .iter()
+                .filter(|c| c.ends_with("_bytes"))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// The counters of a row whose columns from `first` on are [`Figures::columns`].
+    fn read(self, r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<SubscriberCounters> {
+        match self {
+            Figures::All => counters_at(r, first),
+            Figures::Bytes => {
+                let mut c = SubscriberCounters::default();
+                for (i, p) in c.pairs.iter_mut().enumerate() {
+                    // Stored bit-exact (see `usage::flat`).
+                    p.bytes = r.get::<_, i64>(first + i)?.cast_unsigned();
+                }
+                Ok(c)
+            }
+        }
+    }
+}
+
 /// One read transaction over the books (see the module's documentation).
 pub struct PeriodReader<'a> {
     store: &'a Store,
@@ -127,6 +166,7 @@ impl PeriodReader<'_> {
         (lo, hi): (i64, i64),
         from: i64,
         to: i64,
+        figures: Figures,
         mut each: impl FnMut(i64, i64, &SubscriberCounters),
     ) -> Result<(), StoreError> {
         if from < to {
@@ -135,10 +175,10 @@ impl PeriodReader<'_> {
                 "WITH RECURSIVE b(s) AS (SELECT ?1 UNION ALL SELECT s + {h} FROM b WHERE s + {h} < ?2)
                  SELECT u.start, u.key, {} FROM b CROSS JOIN usage_hour u
                  ON u.start = b.s AND u.key >= ?3 AND u.key < ?4",
-                tiers::COUNTERS.join(", "),
+                figures.columns(),
                 h = tiers::HOUR,
             );
-            self.usage_rows(&query, params![from, to, lo, hi], &mut each)?;
+            self.usage_rows(&query, params![from, to, lo, hi], figures, &mut each)?;
         }
         let open = hour_blocks::of_keys(&self.tx, lo, hi, from, to).map_err(|e| self.sql(e))?;
         for (start, key, c) in open {
@@ -152,21 +192,23 @@ impl PeriodReader<'_> {
         &self,
         from: i64,
         to: i64,
+        figures: Figures,
         mut each: impl FnMut(i64, i64, &SubscriberCounters),
     ) -> Result<(), StoreError> {
         let query = format!(
             "SELECT start, key, {} FROM usage_day WHERE start >= ?1 AND start < ?2",
-            tiers::COUNTERS.join(", ")
+            figures.columns()
         );
-        self.usage_rows(&query, params![from, to], &mut each)
+        self.usage_rows(&query, params![from, to], figures, &mut each)
     }
 
-    /// Gives `each` (start, key, counters) for the rows of `query` (start, key, the eight
-    /// counters).
+    /// Gives `each` (start, key, counters) for the rows of `query` (start, key, the counters
+    /// of `figures`).
     fn usage_rows(
         &self,
         query: &str,
         params: impl rusqlite::Params,
+        figures: Figures,
         each: &mut impl FnMut(i64, i64, &SubscriberCounters),
     ) -> Result<(), StoreError> {
         let sql = |e| self.sql(e);
@@ -174,7 +216,7 @@ impl PeriodReader<'_> {
         let mut rows = stmt.query(params).map_err(sql)?;
         while let Some(r) = rows.next().map_err(sql)? {
             let (start, key) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
-            each(start, key, &counters_at(r, 2).map_err(sql)?);
+            each(start, key, &figures.read(r, 2).map_err(sql)?);
         }
         Ok(())
     }
