@@ -5,6 +5,7 @@
 pub mod export_csv;
 pub mod export_parquet;
 mod export_tests;
+pub mod forecast;
 pub mod percentile;
 pub mod period_books;
 pub mod plan_attribution;

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{
+    forecast::{Forecast, forecast},
     percentile::nearest_rank,
     plan_attribution::{PlanAt, in_force},
 };
@@ -29,6 +30,8 @@ const HOUR: i64 = 3_600;
 const PERCENTILE: u32 = 95;
 /// Previous periods whose bytes the growth figures compare with.
 pub const PREVIOUS: usize = 3;
+/// Hours the fleet's demand is forecast ahead: four weeks.
+pub const FORECAST_HOURS: usize = 4 * super::forecast::SEASON;
 
 /// A figure per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -152,6 +155,12 @@ pub struct Report {
     /// Deciles (0 %, 10 %, ... 100 %) of each subscriber's net for the period (micro-credits),
     /// over the subscribers with ledger entries in it.
     pub net_deciles: Vec<i64>,
+    /// The fleet's hourly bytes (both directions) for [`FORECAST_HOURS`] from `hours_to`, from
+    /// the hours held (see `forecast`); `None` with `forecast_note` saying why.
+    pub forecast: Option<Forecast>,
+    pub forecast_note: Option<String>,
+    /// The fleet's bytes (both directions) per hour held.
+    pub fleet_hourly_bytes: Vec<u64>,
 }
 
 /// One subscriber's hourly figures, as the report computed them (for checks and exports).
@@ -462,6 +471,16 @@ fn assemble(plans: &PlanAt, acc: Vec<Acc>, prev: &[Vec<u64>], mut report: Report
     let busy = (0..24)
         .filter(|&d| fleet_profile[d].1 > 0 && fleet_profile[d].0.total() > 0)
         .max_by_key(|&d| (mean(fleet_profile[d]).total(), std::cmp::Reverse(d)));
+    report.fleet_hourly_bytes = fleet_hourly.iter().map(|d| d.total()).collect();
+    let history: Vec<f64> = report
+        .fleet_hourly_bytes
+        .iter()
+        .map(|b| *b as f64)
+        .collect();
+    match forecast(&history, FORECAST_HOURS) {
+        Ok(f) => report.forecast = Some(f),
+        Err(e) => report.forecast_note = Some(e.to_string()),
+    }
     report.peak_hour = peak.map(|h| report.hours_from + HOUR * i64::try_from(h).unwrap_or(0));
     report.busy_hour_of_day = busy.and_then(|d| u8::try_from(d).ok());
 

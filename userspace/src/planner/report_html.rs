@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use super::report::{PlanReport, Report};
+use super::{
+    forecast::{Forecast, SEASON},
+    report::{PlanReport, Report},
+};
 use crate::clock;
 
 /// Why the page could not be drawn.
@@ -215,6 +218,64 @@ fn balances(r: &Report) -> Result<String, HtmlError> {
     })
 }
 
+/// The fleet's last two weeks held and its forecast for four weeks, with the band.
+fn ahead(r: &Report, f: &Forecast, history: &[f64]) -> Result<String, HtmlError> {
+    svg("forecast", |root| {
+        let mbps = |bytes: f64| bytes * 8.0 / 3_600.0 / 1e6;
+        let past = history.len().min(2 * SEASON);
+        let shown = &history[history.len() - past..];
+        let n = past + f.mean.len();
+        let max = shown.iter().chain(&f.high).copied().fold(0.0, f64::max);
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Fleet demand: last two weeks and forecast with band (Mbit/s)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0..n.max(1), 0.0..top(mbps(max)))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(format!(
+                "hours from {}",
+                clock::rfc3339_or_secs(r.hours_to - 3_600 * i64::try_from(past).unwrap_or(0))
+            ))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let band: Vec<(usize, f64)> = f
+            .high
+            .iter()
+            .enumerate()
+            .map(|(h, v)| (past + h, mbps(*v)))
+            .chain(
+                f.low
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(h, v)| (past + h, mbps(*v))),
+            )
+            .collect();
+        chart
+            .draw_series([Polygon::new(band, BLUE.mix(0.2).filled())])
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                shown.iter().enumerate().map(|(h, v)| (h, mbps(*v))),
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                f.mean.iter().enumerate().map(|(h, v)| (past + h, mbps(*v))),
+                BLUE.stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
 /// One plan's row of the page's table.
 fn row(out: &mut String, p: &PlanReport) {
     let gb = |b: u64| format!("{:.3}", b as f64 / GB);
@@ -275,6 +336,16 @@ pub fn page(period: &str, r: &Report) -> Result<String, HtmlError> {
     out.push_str("</table>\n<div class=\"charts\">\n");
     for chart in [demand(r)?, busy_hour(r)?, supply(r)?, balances(r)?] {
         let _ = writeln!(out, "<div class=\"chart\">{chart}</div>");
+    }
+    match &r.forecast {
+        Some(f) => {
+            let history: Vec<f64> = r.fleet_hourly_bytes.iter().map(|b| *b as f64).collect();
+            let _ = writeln!(out, "<div class=\"chart\">{}</div>", ahead(r, f, &history)?);
+        }
+        None => {
+            let note = r.forecast_note.as_deref().unwrap_or("no forecast");
+            let _ = writeln!(out, "<p>Forecast: {}.</p>", escape(note));
+        }
     }
     out.push_str("</div>\n</body></html>\n");
     Ok(out)

@@ -257,6 +257,15 @@ fn a_month_with_a_plan_change_reports_exact_figures() {
     let growth = r.fleet.growth_percent.unwrap();
     assert!((growth - (november as f64 / october as f64 - 1.0) * 100.0).abs() < 1e-9);
     assert_eq!(r.fleet.daily_bytes.iter().sum::<u64>(), november);
+
+    // The forecast continues the month's cycle: its busiest hours are evenings.
+    assert_eq!(r.fleet_hourly_bytes.len(), HOURS);
+    let f = r.forecast.as_ref().unwrap();
+    assert_eq!(f.mean.len(), super::report::FORECAST_HOURS);
+    let busiest = (0..f.mean.len())
+        .max_by(|&a, &b| f.mean[a].total_cmp(&f.mean[b]))
+        .unwrap();
+    assert_eq!(busiest % 24, 20, "{busiest}");
 }
 
 /// Each subscriber's (id, key).
@@ -297,13 +306,14 @@ fn the_repricing_splits_a_month_at_the_plan_change() {
     assert_eq!(books.plan(books.reports[0].1), "pro");
 }
 
-/// The page holds the table (plan names escaped) and the four charts, each with its data drawn.
+/// The page holds the table (plan names escaped) and the five charts, each with its data drawn.
 #[test]
 fn the_html_page_is_self_contained_with_four_charts() {
     let (r, _, _dir) = run();
     let page = super::report_html::page("2026-11 <b>", &r).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
-    assert_eq!(page.matches("<svg").count(), 4, "{page}");
+    // Four charts and the forecast's (a month of hours is enough history).
+    assert_eq!(page.matches("<svg").count(), 5, "{page}");
     assert!(page.contains("2026-11 &lt;b&gt;") && !page.contains("2026-11 <b>"));
     // Nothing to fetch: no script, no stylesheet or image link, no remote URL but the SVG
     // namespace.
@@ -344,7 +354,7 @@ fn chromium(page: &std::path::Path, args: &[&str]) -> (String, String) {
     )
 }
 
-/// The page as a browser shows it: headless Chromium renders the four charts without a console
+/// The page as a browser shows it: headless Chromium renders the five charts without a console
 /// error, and its screenshot is a real image. `QUID_REPORT_SCREENSHOT=path` keeps the
 /// screenshot (docs/report.png is made so).
 #[test]
@@ -354,13 +364,13 @@ fn chromium_renders_the_html_report_without_errors() {
     let html = dir.path().join("report.html");
     std::fs::write(&html, super::report_html::page("2026-11", &r).unwrap()).unwrap();
     let (dom, log) = chromium(&html, &["--dump-dom"]);
-    assert_eq!(dom.matches("<svg").count(), 4, "{dom}");
+    assert_eq!(dom.matches("<svg").count(), 5, "{dom}");
     let shot = dir.path().join("report.png");
     let (_, shot_log) = chromium(
         &html,
         &[
             &format!("--screenshot={}", shot.display()),
-            "--window-size=1600,1150",
+            "--window-size=1600,1480",
             "--hide-scrollbars",
         ],
     );
