@@ -429,3 +429,44 @@ fn the_report_as_parquet_reads_back_equal_to_the_csv() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// Re-priced so that every subscriber ends the month paying: each sign change is named by its
+/// id (looked up for it alone), bob's with both his plans.
+#[test]
+fn sign_changes_are_named_with_every_plan_of_the_month() {
+    use crate::ledger::tariff::Tariff;
+    let dir = books();
+    let store = Store::open(dir.path()).unwrap();
+    let mut books = period_books::read(&store, NOV, NOV + 720 * HOUR).unwrap();
+    let current = Tariff {
+        monthly_allowance: 1_000_000,
+        ..Tariff::default()
+    };
+    let new = Tariff {
+        download_internet_gb: 1_000_000,
+        ..current.clone()
+    };
+    let mut sim = super::simulate::simulate(&books, &current, &new);
+    assert!(
+        sim.sign_changes
+            .iter()
+            .all(|c| c.subscriber.starts_with('#'))
+    );
+    super::simulate::named(&store, &mut books, &mut sim).unwrap();
+    let named: Vec<(&str, &str)> = sim
+        .sign_changes
+        .iter()
+        .map(|c| (c.subscriber.as_str(), c.plan.as_str()))
+        .collect();
+    assert_eq!(
+        named,
+        [("alice", "home"), ("bob", "home, pro"), ("carol", "pro")]
+    );
+    assert_eq!(sim.fleet.subscribers, 3);
+    let per_plan: Vec<(&str, u64)> = sim
+        .plans
+        .iter()
+        .map(|p| (p.plan.as_str(), p.subscribers))
+        .collect();
+    assert_eq!(per_plan, [("home", 2), ("pro", 2)]);
+}
