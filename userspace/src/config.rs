@@ -370,6 +370,10 @@ pub struct InterfaceConfig {
     pub role: Role,
     #[serde(default)]
     pub xdp_mode: XdpModeSetting,
+    /// The link's capacity in bits per second, each direction, for planners: `quid report`
+    /// sets the fleet's Internet traffic against the core interfaces' (none: not reported).
+    #[serde(default)]
+    pub capacity_bits_per_second: Option<u64>,
 }
 
 /// A Linux interface name: 1 to 15 bytes, no '/', whitespace or ':'.

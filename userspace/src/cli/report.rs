@@ -10,10 +10,12 @@ use anyhow::Context as _;
 use quid::{
     clock::{self, Clock},
     config::Config,
+    kernel::attach_settings::Role,
     ledger::chain::credits_wide,
     planner::{
         report::{PREVIOUS, PlanReport, Report, report},
         report_csv, report_html, report_parquet,
+        uplink::uplink,
     },
     store::Store,
 };
@@ -38,6 +40,10 @@ pub struct ReportArgs {
     /// Also write the report as one self-contained HTML page with charts to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// The share of the core interfaces' capacity (percent) whose crossing by forecast demand
+    /// is looked for (with `capacity_bits_per_second` set on them).
+    #[arg(long, default_value_t = 80.0)]
+    pub threshold: f64,
     #[arg(long, short, default_value = "/etc/quid/quid.toml")]
     pub config: PathBuf,
 }
@@ -60,7 +66,17 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
         start = bounds.0;
     }
     let store = Store::open(&config.daemon.state_dir)?;
-    let r = report(&store, from, to, &previous, |_| {})?;
+    let mut r = report(&store, from, to, &previous, |_| {})?;
+    // The core interfaces' capacity together, if any is configured.
+    let capacity = config
+        .interfaces
+        .iter()
+        .filter(|i| i.role != Role::Access)
+        .filter_map(|i| i.capacity_bits_per_second)
+        .fold(None, |sum: Option<u64>, c| {
+            Some(sum.unwrap_or(0).saturating_add(c))
+        });
+    r.uplink = capacity.map(|c| uplink(&r, c, a.threshold));
     if let Some(path) = &a.csv {
         write_file(path, |f| {
             report_csv::write(&r, &period, f).map_err(anyhow::Error::from)
@@ -168,6 +184,17 @@ fn render(period: &str, r: &Report) -> String {
         row(&mut out, p);
     }
     row(&mut out, &r.fleet);
+    if let Some(u) = &r.uplink {
+        let _ = writeln!(
+            out,
+            "uplinks ({} Mb/s): peak {:.1}%, 95th percentile {:.1}%; forecast passes {:.0}%: {}",
+            u.capacity_bits_per_second / 1_000_000,
+            u.peak_percent,
+            u.p95_percent,
+            u.threshold_percent,
+            u.crossing_text(),
+        );
+    }
     let c = &r.fleet.contributions;
     let _ = writeln!(
         out,

@@ -17,3 +17,4 @@ mod report_tests;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;
+pub mod uplink;

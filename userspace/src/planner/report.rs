@@ -161,6 +161,10 @@ pub struct Report {
     pub forecast_note: Option<String>,
     /// The fleet's bytes (both directions) per hour held.
     pub fleet_hourly_bytes: Vec<u64>,
+    /// The fleet's Internet bytes per hour held, per direction (what crosses the uplinks).
+    pub internet_hourly: Vec<Directions>,
+    /// The uplinks' utilisation, when their capacity is configured (see `uplink`).
+    pub uplink: Option<super::uplink::Uplink>,
 }
 
 /// One subscriber's hourly figures, as the report computed them (for checks and exports).
@@ -259,6 +263,8 @@ pub fn report(
             *d = d.saturating_add(b.directions().total());
         }
     };
+    // The fleet's Internet bytes per hour held (what crosses the uplinks).
+    let mut internet = vec![Directions::default(); n_hours];
     // Hourly rows, a group of subscribers at a time.
     let mut values = vec![Directions::default(); GROUP.min(keys.len().max(1)) * n_hours];
     for (g, group) in keys.chunks(GROUP).enumerate() {
@@ -288,6 +294,7 @@ pub fn report(
                     return;
                 };
                 acc[p].hourly[h].add(b.directions());
+                internet[h].add(b.internet);
                 values[i * n_hours + h].add(b.directions());
                 seen[i] = true;
             },
@@ -347,6 +354,7 @@ pub fn report(
             hours_to,
             previous: previous.to_vec(),
             net_deciles,
+            internet_hourly: internet,
             ..Report::default()
         },
     ))

@@ -325,6 +325,18 @@ pub fn page(period: &str, r: &Report) -> Result<String, HtmlError> {
             .busy_hour_of_day
             .map_or_else(|| "-".to_owned(), |h| format!("{h:02}:00 UTC")),
     );
+    if let Some(u) = &r.uplink {
+        let _ = writeln!(
+            out,
+            "<p>Uplinks ({} Mbit/s): peak {:.1} %, 95th percentile {:.1} %; forecast demand \
+             passes {:.0} % of capacity: {}.</p>",
+            u.capacity_bits_per_second / 1_000_000,
+            u.peak_percent,
+            u.p95_percent,
+            u.threshold_percent,
+            escape(u.crossing_text()),
+        );
+    }
     out.push_str(
         "<table><tr><th>plan</th><th>active</th><th>contributing</th><th>down GB</th>\
          <th>up GB</th><th>grid GB</th><th>peak Mbit/s</th><th>busy hour Mbit/s</th>\

@@ -470,3 +470,23 @@ fn sign_changes_are_named_with_every_plan_of_the_month() {
         .collect();
     assert_eq!(per_plan, [("home", 2), ("pro", 2)]);
 }
+
+/// The uplinks at 100 Mbit/s: peak and 95th percentile of the busier direction (downloads
+/// here) as computed from the traffic given, and the forecast's evening passing 30 % in the
+/// first month after.
+#[test]
+fn uplink_utilisation_and_the_month_demand_passes_a_threshold() {
+    let (r, _, _dir) = run();
+    let capacity = 100_000_000u64;
+    let percent = |bytes: u64| bytes as f64 * 8.0 / 3_600.0 * 100.0 / capacity as f64;
+    let fleet = series(None);
+    let peak = fleet.iter().map(|d| d.down).max().unwrap();
+    let u = super::uplink::uplink(&r, capacity, 30.0);
+    assert!((u.peak_percent - percent(peak)).abs() < 1e-9, "{u:?}");
+    let p = p95(fleet.iter().map(|d| d.down));
+    assert!((u.p95_percent - percent(p)).abs() < 1e-9, "{u:?}");
+    assert!(u.peak_percent > 30.0 && u.p95_percent < 30.0, "{u:?}");
+    assert_eq!(u.crossing_month.as_deref(), Some("2026-12"), "{u:?}");
+    let never = super::uplink::uplink(&r, capacity, 10_000.0);
+    assert_eq!(never.crossing_month, None, "{never:?}");
+}
