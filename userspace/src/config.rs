@@ -575,6 +575,17 @@ xdp_mode = "generic"
         assert_eq!(c.interfaces[0].role, Role::Access);
         assert_eq!(c.interfaces[0].xdp_mode, XdpModeSetting::Auto);
         assert_eq!(c.interfaces[1].xdp_mode, XdpModeSetting::Generic);
+        assert_eq!(c.interfaces[1].capacity_bits_per_second, None);
+        // A link's capacity, for planners.
+        let c = parse(&GOOD.replace(
+            "xdp_mode = \"generic\"",
+            "xdp_mode = \"generic\"\ncapacity_bits_per_second = 10000000000",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.interfaces[1].capacity_bits_per_second,
+            Some(10_000_000_000)
+        );
     }
 
     #[test]
