@@ -195,6 +195,16 @@ fn render(period: &str, r: &Report) -> String {
             u.crossing_text(),
         );
     }
+    if let Some(s) = &r.supply {
+        let pct = |g: Option<f64>| g.map_or_else(|| "-".to_owned(), |g| format!("{g:+.1}%"));
+        let _ = writeln!(
+            out,
+            "supply vs demand: credits {} and debits {} a month; credits stop covering debits: {}",
+            pct(s.credits_growth_percent),
+            pct(s.debits_growth_percent),
+            s.text(),
+        );
+    }
     let c = &r.fleet.contributions;
     let _ = writeln!(
         out,

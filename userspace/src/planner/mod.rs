@@ -17,4 +17,5 @@ mod report_tests;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;
+pub mod supply;
 pub mod uplink;

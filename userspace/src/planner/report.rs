@@ -165,6 +165,8 @@ pub struct Report {
     pub internet_hourly: Vec<Directions>,
     /// The uplinks' utilisation, when their capacity is configured (see `uplink`).
     pub uplink: Option<super::uplink::Uplink>,
+    /// Whether credits keep covering debits at the growth since the month before.
+    pub supply: Option<super::supply::Supply>,
 }
 
 /// One subscriber's hourly figures, as the report computed them (for checks and exports).
@@ -343,7 +345,22 @@ pub fn report(
         .iter()
         .map(|&(f, t)| bytes_by_plan(&reader, &plans, f, t, n_plans))
         .collect::<Result<_, _>>()?;
-    Ok(assemble(
+    // The month before's credits and debits, for the growth of supply against demand.
+    let before = match previous.first() {
+        Some(&(f, t)) => {
+            let mut sums = (0i128, 0i128);
+            reader.entries(f, t, |e| {
+                if e.amount > 0 {
+                    sums.0 += i128::from(e.amount);
+                } else {
+                    sums.1 += i128::from(e.amount);
+                }
+            })?;
+            Some(sums)
+        }
+        None => None,
+    };
+    let mut r = assemble(
         &plans,
         acc,
         &prev,
@@ -357,7 +374,14 @@ pub fn report(
             internet_hourly: internet,
             ..Report::default()
         },
-    ))
+    );
+    let period = crate::clock::rfc3339(from).map_or_else(|_| String::new(), |s| s[..7].to_owned());
+    r.supply = Some(super::supply::supply(
+        &period,
+        (r.fleet.credits, r.fleet.debits),
+        before,
+    ));
+    Ok(r)
 }
 
 /// Settled reports of the period into each plan's contributions.

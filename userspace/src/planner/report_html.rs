@@ -337,6 +337,14 @@ pub fn page(period: &str, r: &Report) -> Result<String, HtmlError> {
             escape(u.crossing_text()),
         );
     }
+    if let Some(s) = &r.supply {
+        let _ = writeln!(
+            out,
+            "<p>Supply against demand: credits stop covering debits at this month's growth: \
+             {}.</p>",
+            escape(s.text())
+        );
+    }
     out.push_str(
         "<table><tr><th>plan</th><th>active</th><th>contributing</th><th>down GB</th>\
          <th>up GB</th><th>grid GB</th><th>peak Mbit/s</th><th>busy hour Mbit/s</th>\

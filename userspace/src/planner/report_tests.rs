@@ -258,6 +258,10 @@ fn a_month_with_a_plan_change_reports_exact_figures() {
     assert!((growth - (november as f64 / october as f64 - 1.0) * 100.0).abs() < 1e-9);
     assert_eq!(r.fleet.daily_bytes.iter().sum::<u64>(), november);
 
+    // October had allowances but no debits: no growth of demand to project.
+    let supply = r.supply.as_ref().unwrap();
+    assert!(supply.text().contains("not enough history"), "{supply:?}");
+
     // The forecast continues the month's cycle: its busiest hours are evenings.
     assert_eq!(r.fleet_hourly_bytes.len(), HOURS);
     let f = r.forecast.as_ref().unwrap();
