@@ -8,14 +8,14 @@
 //! per-subscriber hourly values are held for one group of [`GROUP`] subscribers at a time (the
 //! store reads hourly rows by range of keys), and everything else is per plan and hour.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 use super::{
-    forecast::{Forecast, forecast},
+    forecast::Forecast,
     percentile::nearest_rank,
     plan_attribution::{PlanAt, in_force},
+    report_acc::Acc,
+    report_assemble, report_money,
 };
 use crate::store::{Figures, PeriodReader, Store, StoreError};
 
@@ -25,9 +25,9 @@ const BYTES: Figures = Figures::Bytes;
 /// Subscribers whose hourly values are held at once: 4,096 × 744 hours × 16 bytes = 48 MiB.
 pub const GROUP: usize = 4_096;
 /// Seconds in an hour.
-const HOUR: i64 = 3_600;
+pub(super) const HOUR: i64 = 3_600;
 /// The percentile of hourly values reported.
-const PERCENTILE: u32 = 95;
+pub(super) const PERCENTILE: u32 = 95;
 /// Previous periods whose bytes the growth figures compare with.
 pub const PREVIOUS: usize = 3;
 /// Hours the fleet's demand is forecast ahead: four weeks.
@@ -43,7 +43,7 @@ pub struct Directions {
 }
 
 impl Directions {
-    fn add(&mut self, o: Directions) {
+    pub(super) fn add(&mut self, o: Directions) {
         self.down = self.down.saturating_add(o.down);
         self.up = self.up.saturating_add(o.up);
     }
@@ -77,7 +77,7 @@ impl Bytes {
         }
     }
 
-    fn add(&mut self, o: &Bytes) {
+    pub(super) fn add(&mut self, o: &Bytes) {
         self.internet.add(o.internet);
         self.grid.add(o.grid);
     }
@@ -176,50 +176,6 @@ pub struct SubscriberP95 {
     /// Its plan at the end of the hours held (index into the plan history's names).
     pub plan: Option<u32>,
     pub p95_hour: Directions,
-}
-
-/// Per plan, while the period is read.
-#[derive(Default)]
-struct Acc {
-    active: Bits,
-    contributing: Bits,
-    unknown_contributing: HashSet<String>,
-    bytes: Bytes,
-    /// Per hour held.
-    hourly: Vec<Directions>,
-    /// Per day of the period.
-    daily: Vec<u64>,
-    subscriber_p95: (Vec<u64>, Vec<u64>),
-    contributions: Contributions,
-    credits: i128,
-    debits: i128,
-}
-
-/// A set of subscriber positions (indexes into the sorted keys).
-#[derive(Default)]
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn set(&mut self, i: usize) {
-        let (w, b) = (i / 64, i % 64);
-        if self.0.len() <= w {
-            self.0.resize(w + 1, 0);
-        }
-        self.0[w] |= 1 << b;
-    }
-
-    fn count(&self) -> u64 {
-        self.0.iter().map(|w| u64::from(w.count_ones())).sum()
-    }
-
-    fn union(&mut self, o: &Bits) {
-        if self.0.len() < o.0.len() {
-            self.0.resize(o.0.len(), 0);
-        }
-        for (a, b) in self.0.iter_mut().zip(&o.0) {
-            *a |= b;
-        }
-    }
 }
 
 /// The report of `[from, to)` (whole hours) compared with the `previous` periods before it
@@ -339,8 +295,15 @@ pub fn report(
             &Bytes::of(c),
         );
     })?;
-    contributions(&reader, &plans, &keys, from, to, &mut acc, slot)?;
-    let net_deciles = ledger(&reader, &plans, &keys, from, to, &mut acc, slot)?;
+    let money = report_money::Money {
+        reader: &reader,
+        plans: &plans,
+        keys: &keys,
+        from,
+        to,
+    };
+    report_money::contributions(&money, &mut acc, slot)?;
+    let net_deciles = report_money::ledger(&money, &mut acc, slot)?;
     let prev: Vec<Vec<u64>> = previous
         .iter()
         .map(|&(f, t)| bytes_by_plan(&reader, &plans, f, t, n_plans))
@@ -360,7 +323,7 @@ pub fn report(
         }
         None => None,
     };
-    let mut r = assemble(
+    let mut r = report_assemble::assemble(
         &plans,
         acc,
         &prev,
@@ -384,75 +347,6 @@ pub fn report(
     Ok(r)
 }
 
-/// Settled reports of the period into each plan's contributions.
-fn contributions(
-    reader: &PeriodReader<'_>,
-    plans: &PlanAt,
-    keys: &[i64],
-    from: i64,
-    to: i64,
-    acc: &mut [Acc],
-    slot: impl Fn(Option<u32>) -> usize,
-) -> Result<(), StoreError> {
-    for r in reader.settled_reports(from, to)? {
-        let a = &mut acc[slot(plans.at_opt(r.key, r.period_end.saturating_sub(1)))];
-        let c = &mut a.contributions;
-        c.reports += 1;
-        c.cpu_core_micros = c.cpu_core_micros.saturating_add(r.cpu_core_micros);
-        c.storage_byte_seconds = c
-            .storage_byte_seconds
-            .saturating_add(r.storage_byte_seconds);
-        c.energy_microjoules = c.energy_microjoules.saturating_add(r.energy_microjoules);
-        match r.key.and_then(|k| keys.binary_search(&k).ok()) {
-            Some(i) => a.contributing.set(i),
-            None => {
-                a.unknown_contributing.insert(r.subscriber);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Ledger entries of the period into each plan's credits and debits; returns the deciles of
-/// each subscriber's net.
-fn ledger(
-    reader: &PeriodReader<'_>,
-    plans: &PlanAt,
-    keys: &[i64],
-    from: i64,
-    to: i64,
-    acc: &mut [Acc],
-    slot: impl Fn(Option<u32>) -> usize,
-) -> Result<Vec<i64>, StoreError> {
-    // Each subscriber's net by position (a million i64s, not a map of ids).
-    let mut nets: Vec<Option<i64>> = vec![None; keys.len()];
-    let mut unknown: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    reader.entries(from, to, |e| {
-        let a = &mut acc[slot(plans.at_opt(e.key, e.at))];
-        if e.amount > 0 {
-            a.credits += i128::from(e.amount);
-        } else {
-            a.debits += i128::from(e.amount);
-        }
-        let net = match e.key.and_then(|k| keys.binary_search(&k).ok()) {
-            Some(i) => nets[i].get_or_insert(0),
-            None => unknown.entry(e.subscriber.clone()).or_insert(0),
-        };
-        *net = net.saturating_add(e.amount);
-    })?;
-    let mut all: Vec<i64> = nets
-        .into_iter()
-        .flatten()
-        .chain(unknown.into_values())
-        .collect();
-    if all.is_empty() {
-        return Ok(Vec::new());
-    }
-    all.sort_unstable();
-    let last = all.len() - 1;
-    Ok((0..=10).map(|d| all[last * d / 10]).collect())
-}
-
 /// Each plan's bytes (all directions and classes) in `[from, to)`, by plan slot.
 fn bytes_by_plan(
     reader: &PeriodReader<'_>,
@@ -469,135 +363,4 @@ fn bytes_by_plan(
     reader.hourly((i64::MIN, i64::MAX), from, to, BYTES, &mut add)?;
     reader.daily(from, to, BYTES, &mut add)?;
     Ok(out)
-}
-
-/// The report from the plans' accumulators.
-fn assemble(plans: &PlanAt, acc: Vec<Acc>, prev: &[Vec<u64>], mut report: Report) -> Report {
-    let n_hours = acc.first().map_or(0, |a| a.hourly.len());
-    let n_days = acc.first().map_or(0, |a| a.daily.len());
-    // The fleet's hourly series, its peak hour and busy hour of the day.
-    let mut fleet_hourly = vec![Directions::default(); n_hours];
-    for a in &acc {
-        for (f, h) in fleet_hourly.iter_mut().zip(&a.hourly) {
-            f.add(*h);
-        }
-    }
-    let peak = (0..n_hours)
-        .filter(|&h| fleet_hourly[h].total() > 0)
-        .max_by_key(|&h| (fleet_hourly[h].total(), std::cmp::Reverse(h)));
-    let hour_of_day = |s: &[Directions]| -> Vec<(Directions, u64)> {
-        let mut sums = vec![(Directions::default(), 0u64); 24];
-        for (h, v) in s.iter().enumerate() {
-            let t = report.hours_from + HOUR * i64::try_from(h).unwrap_or(0);
-            let d = usize::try_from(t.rem_euclid(86_400) / HOUR).unwrap_or(0);
-            sums[d].0.add(*v);
-            sums[d].1 += 1;
-        }
-        sums
-    };
-    let mean = |(d, n): (Directions, u64)| Directions {
-        down: d.down.checked_div(n).unwrap_or(0),
-        up: d.up.checked_div(n).unwrap_or(0),
-    };
-    let fleet_profile = hour_of_day(&fleet_hourly);
-    let busy = (0..24)
-        .filter(|&d| fleet_profile[d].1 > 0 && fleet_profile[d].0.total() > 0)
-        .max_by_key(|&d| (mean(fleet_profile[d]).total(), std::cmp::Reverse(d)));
-    report.fleet_hourly_bytes = fleet_hourly.iter().map(|d| d.total()).collect();
-    let history: Vec<f64> = report
-        .fleet_hourly_bytes
-        .iter()
-        .map(|b| *b as f64)
-        .collect();
-    match forecast(&history, FORECAST_HOURS) {
-        Ok(f) => report.forecast = Some(f),
-        Err(e) => report.forecast_note = Some(e.to_string()),
-    }
-    report.peak_hour = peak.map(|h| report.hours_from + HOUR * i64::try_from(h).unwrap_or(0));
-    report.busy_hour_of_day = busy.and_then(|d| u8::try_from(d).ok());
-
-    let figures = |name: &str, a: &Acc, hourly: &[Directions], previous: Vec<u64>| {
-        let profile = hour_of_day(hourly);
-        let mut down: Vec<u64> = hourly.iter().map(|d| d.down).collect();
-        let mut up: Vec<u64> = hourly.iter().map(|d| d.up).collect();
-        let (mut sd, mut su) = a.subscriber_p95.clone();
-        let bytes_total = a.bytes.directions().total();
-        PlanReport {
-            plan: name.to_owned(),
-            active: a.active.count(),
-            contributing: a.contributing.count() + a.unknown_contributing.len() as u64,
-            bytes: a.bytes,
-            peak_hour: peak.map(|h| hourly[h]).unwrap_or_default(),
-            busy_hour_average: busy.map(|d| mean(profile[d])).unwrap_or_default(),
-            p95_hour: Directions {
-                down: nearest_rank(&mut down, PERCENTILE),
-                up: nearest_rank(&mut up, PERCENTILE),
-            },
-            subscriber_p95_median: Directions {
-                down: nearest_rank(&mut sd, 50),
-                up: nearest_rank(&mut su, 50),
-            },
-            subscriber_p95_max: Directions {
-                down: sd.iter().copied().max().unwrap_or(0),
-                up: su.iter().copied().max().unwrap_or(0),
-            },
-            contributions: a.contributions,
-            credits: a.credits,
-            debits: a.debits,
-            net: a.credits + a.debits,
-            daily_bytes: a.daily.clone(),
-            hour_of_day: profile.into_iter().map(|p| mean(p).total()).collect(),
-            growth_percent: previous
-                .first()
-                .and_then(|&p| (p > 0).then(|| (bytes_total as f64 - p as f64) * 100.0 / p as f64)),
-            previous_bytes: previous,
-        }
-    };
-    let mut fleet = Acc {
-        daily: vec![0; n_days],
-        ..Acc::default()
-    };
-    for (i, a) in acc.iter().enumerate() {
-        let empty = a.bytes == Bytes::default()
-            && a.contributions.reports == 0
-            && a.credits == 0
-            && a.debits == 0;
-        if !empty {
-            let name = plans.name(
-                u32::try_from(i)
-                    .ok()
-                    .filter(|&i| (i as usize) < plans.names().len()),
-            );
-            let previous = prev.iter().map(|p| p[i]).collect();
-            report.plans.push(figures(name, a, &a.hourly, previous));
-        }
-        fleet.active.union(&a.active);
-        fleet.contributing.union(&a.contributing);
-        fleet
-            .unknown_contributing
-            .extend(a.unknown_contributing.iter().cloned());
-        fleet.bytes.add(&a.bytes);
-        for (f, d) in fleet.daily.iter_mut().zip(&a.daily) {
-            *f = f.saturating_add(*d);
-        }
-        fleet.subscriber_p95.0.extend(&a.subscriber_p95.0);
-        fleet.subscriber_p95.1.extend(&a.subscriber_p95.1);
-        let c = &mut fleet.contributions;
-        c.reports += a.contributions.reports;
-        c.cpu_core_micros = c
-            .cpu_core_micros
-            .saturating_add(a.contributions.cpu_core_micros);
-        c.storage_byte_seconds = c
-            .storage_byte_seconds
-            .saturating_add(a.contributions.storage_byte_seconds);
-        c.energy_microjoules = c
-            .energy_microjoules
-            .saturating_add(a.contributions.energy_microjoules);
-        fleet.credits += a.credits;
-        fleet.debits += a.debits;
-    }
-    report.plans.sort_by(|a, b| a.plan.cmp(&b.plan));
-    let previous = prev.iter().map(|p| p.iter().sum()).collect();
-    report.fleet = figures("fleet", &fleet, &fleet_hourly, previous);
-    report
 }
