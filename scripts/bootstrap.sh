@@ -48,6 +48,7 @@ fi
 # prometheus brings promtool too: the metrics tests run both for real.
 # g++ builds libFuzzer (cargo fuzz); systemd brings systemd-analyze, which checks the packaged unit;
 # lintian checks the package (cargo xtask dist); jq reads `quid subscribers --json` in the demo;
+# chromium renders `quid report --html` headless in its test.
 # postgresql brings the server binaries the shared-store tests start in a temporary directory
 # (its system service is never used: no "main" cluster is made, so none is started).
 if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok installed' \
@@ -55,7 +56,7 @@ if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok i
     mkdir -p /etc/postgresql-common
     echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
 fi
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq postgresql
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

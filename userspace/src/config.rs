@@ -405,6 +405,10 @@ pub struct InterfaceConfig {
     pub role: Role,
     #[serde(default)]
     pub xdp_mode: XdpModeSetting,
+    /// The link's capacity in bits per second, each direction, for planners: `quid report`
+    /// sets the fleet's Internet traffic against the core interfaces' (none: not reported).
+    #[serde(default)]
+    pub capacity_bits_per_second: Option<u64>,
 }
 
 /// A Linux interface name: 1 to 15 bytes, no '/', whitespace or ':'.
@@ -614,6 +618,17 @@ xdp_mode = "generic"
         assert_eq!(c.interfaces[0].role, Role::Access);
         assert_eq!(c.interfaces[0].xdp_mode, XdpModeSetting::Auto);
         assert_eq!(c.interfaces[1].xdp_mode, XdpModeSetting::Generic);
+        assert_eq!(c.interfaces[1].capacity_bits_per_second, None);
+        // A link's capacity, for planners.
+        let c = parse(&GOOD.replace(
+            "xdp_mode = \"generic\"",
+            "xdp_mode = \"generic\"\ncapacity_bits_per_second = 10000000000",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.interfaces[1].capacity_bits_per_second,
+            Some(10_000_000_000)
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ enum Command {
         #[command(subcommand)]
         action: ExportAction,
     },
+    /// A month's figures per plan and for the fleet, for planners: subscribers, bytes, peak
+    /// and busy hour, 95th percentiles, contributions, credits, debits, growth.
+    Report(cli::report::ReportArgs),
     /// What-if tariffs for planners.
     Tariff {
         #[command(subcommand)]
@@ -414,6 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => cli::cluster::usage(&Config::load(&config)?, &subscriber, &from, &to, json),
+        Command::Report(args) => cli::report::report_cmd(args),
         Command::Store {
             action: StoreAction::Stats { config, json },
         } => cli::store_stats::print_stats(&Config::load(&config)?, json),

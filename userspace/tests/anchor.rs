@@ -289,8 +289,8 @@ fn statement_verify_against_accepts_an_honest_pair_and_rejects_a_rewritten_histo
     assert!(!ok && out.contains("was rewritten"), "{out}");
 }
 
-#[test]
-fn the_previous_releases_store_is_sealed_not_rewritten() {
+/// A config whose store is a copy of the previous release's (tests/fixtures/store-2026-11).
+fn previous_release() -> (tempfile::TempDir, PathBuf) {
     let base = tempfile::tempdir().unwrap();
     let cfg = config(base.path());
     std::fs::copy(
@@ -298,6 +298,12 @@ fn the_previous_releases_store_is_sealed_not_rewritten() {
         base.path().join("state").join(quid::store::FILE),
     )
     .unwrap();
+    (base, cfg)
+}
+
+#[test]
+fn the_previous_releases_store_is_sealed_not_rewritten() {
+    let (base, cfg) = previous_release();
     let hashes = |dir: &Path| -> Vec<String> {
         db(dir)
             // Hex text before the first open, 32 bytes after: the same values either way.
@@ -326,4 +332,33 @@ fn the_previous_releases_store_is_sealed_not_rewritten() {
     // Opening again changes nothing (the migration step is idempotent).
     let s = Store::open(&base.path().join("state")).unwrap();
     assert_eq!(s.checkpoints().unwrap().len(), 1);
+}
+
+/// The previous release's store (no plan history) gives its month's report: the fixture's
+/// figures (its README), under the plan its subscriber has, from the first open's migration.
+#[test]
+fn the_previous_releases_store_reports_its_month() {
+    let (_base, cfg) = previous_release();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quid"))
+        .args(["report", "--period", "2026-11", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fleet = &r["fleet"];
+    assert_eq!(
+        fleet["bytes"]["internet"]["down"], 259_200_000_000_u64,
+        "{r}"
+    );
+    assert_eq!(fleet["bytes"]["internet"]["up"], 64_800_000_000_u64, "{r}");
+    assert_eq!(fleet["bytes"]["grid"]["down"], 36_000_000_000_u64, "{r}");
+    assert_eq!(fleet["contributions"]["reports"], 30, "{r}");
+    assert_eq!(fleet["credits"], 58_599_310, "{r}");
+    assert_eq!(fleet["debits"], -2_916_000, "{r}");
+    assert_eq!(fleet["net"], 55_683_310, "{r}");
+    let plans = r["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 1, "{r}");
+    assert_eq!(plans[0]["bytes"], fleet["bytes"], "{r}");
+    assert_eq!(plans[0]["plan"], "home", "{r}");
 }

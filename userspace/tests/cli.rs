@@ -632,6 +632,43 @@ fn every_read_command_answers_json() {
         ]
     );
     assert!(entries[1]["hash"].is_string() && entries[1]["prev"] == entries[0]["hash"]);
+
+    // The month's report: alice's entries under her plan, the rows also as CSV, Parquet and HTML.
+    let csv = dir.path().join("report.csv");
+    let csv_arg = csv.to_str().unwrap();
+    let html = dir.path().join("report.html");
+    let parquet = dir.path().join("report.parquet");
+    let report = quid_json(
+        &config,
+        &[
+            "report",
+            "--period",
+            "2026-11",
+            "--json",
+            "--csv",
+            csv_arg,
+            "--html",
+            html.to_str().unwrap(),
+            "--parquet",
+            parquet.to_str().unwrap(),
+        ],
+    );
+    let parquet = std::fs::read(&parquet).unwrap();
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 4, "{page}");
+    assert_eq!(report["period"], "2026-11", "{report}");
+    assert_eq!(report["plans"][0]["plan"], "home", "{report}");
+    assert_eq!(report["plans"][0]["credits"], 300, "{report}");
+    assert_eq!(report["fleet"]["debits"], -100, "{report}");
+    assert_eq!(report["fleet"]["net"], 200, "{report}");
+    assert_eq!(report["net_deciles"][10], 200, "{report}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("period_start,plan,active,"), "{csv}");
+    assert!(lines[2].starts_with("2026-11,fleet,0,0,"), "{csv}");
+    assert!(lines[2].contains(",300,-100,200,"), "{csv}");
 }
 
 /// The manual pages and completions come from the clap definitions: a page for every visible

@@ -157,7 +157,7 @@ fn main() -> anyhow::Result<()> {
             // subscriber's month from a store of a million, and ledger verification.
             run(&root, bench, &["books", "--out", "bench"])?;
             run(&root, bench, &["ledger", "--out", "bench"])?;
-            // The planner's export and what-if re-pricing (bench/planner.json).
+            // The planner's export, what-if re-pricing and report (bench/planner.json).
             run(&root, bench, &["planner", "--out", "bench"])?;
             // Longer fuzzing, and the XDP property test over a million frames per program.
             fuzz::run(&root, 120, &root.join("bench/fuzz.json"))?;

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod logging;
 pub mod node;
 pub mod operator;
+pub mod report;
 pub mod running_daemon;
 pub mod secret_file;
 pub mod statement;

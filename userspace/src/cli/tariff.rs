@@ -11,7 +11,8 @@ use quid::{
     config::Config,
     ledger::{chain::credits_wide, statement::month, tariff::Tariff},
     planner::{
-        simulate::{PlanFigures, Simulation, simulate},
+        period_books,
+        simulate::{PlanFigures, Simulation, named, simulate},
         solve::{Price, Solution, solve},
     },
     store::Store,
@@ -71,8 +72,9 @@ pub fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
     let tariff = load(new)?;
     let (from, to) = month(period)?;
     let store = Store::open(&config.daemon.state_dir)?;
-    let books = store.period_books(from, to)?;
-    let sim = simulate(&books, &config.tariff, &tariff);
+    let mut books = period_books::read(&store, from, to)?;
+    let mut sim = simulate(&books, &config.tariff, &tariff);
+    named(&store, &mut books, &mut sim)?;
     let solution = match solve_for {
         Some((price, plan)) => Some(solve(
             &books,

@@ -207,6 +207,8 @@ impl Books {
         let baselines: std::collections::HashMap<&str, &SubscriberCounters> =
             baselines.iter().map(|(id, c)| (id.as_str(), c)).collect();
         let mut touched = Vec::new();
+        // Subscribers new to the books or on another plan: their plan is in force from now.
+        let mut replanned = Vec::new();
         let mut entries = Vec::new();
         // Subscribers new to the books, or back after a removal: metered from now on.
         let mut started = Vec::new();
@@ -234,6 +236,9 @@ impl Books {
                 Record::fresh(&s.id, key, based)
             });
             r.name = s.name.clone();
+            if r.plan != s.plan {
+                replanned.push(s.id.clone());
+            }
             r.plan = s.plan.clone();
             r.prefixes = prefixes_text(s);
             r.status = Status::Active;
@@ -247,6 +252,10 @@ impl Books {
             touched.push(s.id.clone());
         }
         let refs: Vec<&Record> = touched.iter().map(|id| &self.records[id]).collect();
+        let plans: Vec<(i64, &str)> = replanned
+            .iter()
+            .map(|id| (self.records[id].base.key, self.records[id].plan.as_str()))
+            .collect();
         let entries = self.fitting(entries);
         self.store.commit_with(
             &refs,
@@ -255,6 +264,7 @@ impl Books {
                 entries: &entries,
                 started: &started,
                 at: now,
+                plans: &plans,
                 ..Changes::default()
             },
         )?;

@@ -1,10 +1,24 @@
-//! What capacity planners ask of the books: bulk exports of usage and what-if re-pricing of a
-//! period under another tariff. The books are read through the store; everything here is
+//! What capacity planners ask of the books: bulk exports of usage, what-if re-pricing of a
+//! period under another tariff, and the period's report. The books are read through the store; everything here is
 //! formatting and arithmetic.
 
 pub mod export_csv;
 pub mod export_parquet;
 mod export_tests;
+pub mod forecast;
+pub mod percentile;
+pub mod period_books;
+pub mod plan_attribution;
+pub mod report;
+mod report_acc;
+mod report_assemble;
+pub mod report_csv;
+pub mod report_html;
+mod report_money;
+pub mod report_parquet;
+mod report_tests;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;
+pub mod supply;
+pub mod uplink;

@@ -16,11 +16,12 @@ use serde::Serialize;
 use crate::{
     ledger::tariff::Tariff,
     settlement::outcome::Outcome,
-    store::{PeriodBooks, SettledReport},
+    store::{SettledReport, Store, StoreError},
 };
 
-/// The plan named for subscribers the table no longer holds.
-pub const UNKNOWN_PLAN: &str = "(unknown)";
+use super::period_books::{self, PeriodBooks, Plan, Sub};
+
+pub use super::plan_attribution::UNKNOWN_PLAN;
 
 /// Debits, credits and net of some subscribers under one tariff (micro-credits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -45,7 +46,8 @@ impl Totals {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlanFigures {
     pub plan: String,
-    /// Subscribers with usage, a settled report or an allowance in the period.
+    /// Subscribers with usage, a settled report or an allowance in the period (one on two
+    /// plans in the period counts in both plans, once in the fleet).
     pub subscribers: u64,
     pub before: Totals,
     pub after: Totals,
@@ -54,7 +56,12 @@ pub struct PlanFigures {
 /// A subscriber whose net for the period changes sign (negative, zero, positive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignChange {
+    /// Its number in the period's books.
+    #[serde(skip)]
+    pub sub: Sub,
+    /// Its id (`#key` until [`named`] looks it up).
     pub subscriber: String,
+    /// The plans it was on in the period, comma-separated.
     pub plan: String,
     pub before: i128,
     pub after: i128,
@@ -75,14 +82,14 @@ pub(super) fn priced(
     t: &Tariff,
     current: &Tariff,
     usage: Option<&SubscriberCounters>,
-    reports: &[&SettledReport],
+    reports: &[(Sub, Plan, SettledReport)],
     allowances: u64,
 ) -> (i128, i128) {
     let debit = usage.map_or(0, |u| {
         i128::from(t.usage_debit(&SubscriberCounters::default(), u))
     });
     let mut credit = i128::from(allowances) * i128::from(t.monthly_allowance);
-    for r in reports {
+    for (_, _, r) in reports {
         credit += report_credit(t, current, r);
     }
     (debit, credit)
@@ -118,38 +125,49 @@ pub fn report_credit(t: &Tariff, current: &Tariff, r: &SettledReport) -> i128 {
     }
 }
 
-/// Each subscriber of the period with their plan, usage, reports and allowances.
+/// A subscriber on one plan in the period, with its usage, reports and allowances under it.
 pub struct Subscriber<'a> {
-    pub id: &'a str,
-    pub plan: &'a str,
+    pub sub: Sub,
+    pub plan: Plan,
     pub usage: Option<&'a SubscriberCounters>,
-    pub reports: Vec<&'a SettledReport>,
+    pub reports: &'a [(Sub, Plan, SettledReport)],
     pub allowances: u64,
 }
 
-/// The subscribers with anything in the period, by id.
+/// The (subscriber, plan) pairs with anything in the period, in that order.
 pub fn subscribers(books: &PeriodBooks) -> Vec<Subscriber<'_>> {
-    let mut by_id: BTreeMap<&str, Subscriber<'_>> = BTreeMap::new();
-    let ids = books
+    let mut pairs: Vec<(Sub, Plan)> = books
         .usage
-        .keys()
-        .chain(books.allowances.keys())
-        .chain(books.reports.iter().map(|r| &r.subscriber));
-    for id in ids {
-        by_id.entry(id.as_str()).or_insert_with(|| Subscriber {
-            id: id.as_str(),
-            plan: books.plans.get(id).map_or(UNKNOWN_PLAN, String::as_str),
-            usage: books.usage.get(id),
-            reports: Vec::new(),
-            allowances: books.allowances.get(id).copied().unwrap_or(0),
-        });
-    }
-    for r in &books.reports {
-        if let Some(s) = by_id.get_mut(r.subscriber.as_str()) {
-            s.reports.push(r);
-        }
-    }
-    by_id.into_values().collect()
+        .iter()
+        .map(|u| (u.0, u.1))
+        .chain(books.allowances.iter().map(|a| (a.0, a.1)))
+        .chain(books.reports.iter().map(|r| (r.0, r.1)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|(sub, plan)| {
+            let usage = books
+                .usage
+                .binary_search_by_key(&(sub, plan), |u| (u.0, u.1))
+                .ok()
+                .map(|i| &books.usage[i].2);
+            let allowances = books
+                .allowances
+                .binary_search_by_key(&(sub, plan), |a| (a.0, a.1))
+                .map_or(0, |i| books.allowances[i].2);
+            let first = books.reports.partition_point(|r| (r.0, r.1) < (sub, plan));
+            let end = books.reports.partition_point(|r| (r.0, r.1) <= (sub, plan));
+            Subscriber {
+                sub,
+                plan,
+                usage,
+                reports: &books.reports[first..end],
+                allowances,
+            }
+        })
+        .collect()
 }
 
 /// Prices `books` under `current` and `new`.
@@ -159,33 +177,74 @@ pub fn simulate(books: &PeriodBooks, current: &Tariff, new: &Tariff) -> Simulati
         plan: "fleet".into(),
         ..PlanFigures::default()
     };
+    let mut per_plan: Vec<PlanFigures> = books
+        .plans
+        .iter()
+        .map(|p| PlanFigures {
+            plan: p.clone(),
+            ..PlanFigures::default()
+        })
+        .collect();
+    // Each subscriber's net before and after over all its plans (its pairs come together).
     let mut sign_changes = Vec::new();
+    let mut current_sub: Option<(Sub, i128, i128, Vec<Plan>)> = None;
+    let mut close = |c: Option<(Sub, i128, i128, Vec<Plan>)>, fleet: &mut PlanFigures| {
+        if let Some((sub, before, after, plans)) = c {
+            fleet.subscribers += 1;
+            if before.signum() != after.signum() {
+                let names: Vec<&str> = plans.iter().map(|p| books.plan(*p)).collect();
+                sign_changes.push(SignChange {
+                    sub,
+                    subscriber: books.id(sub),
+                    plan: names.join(", "),
+                    before,
+                    after,
+                });
+            }
+        }
+    };
     for s in subscribers(books) {
-        let (d0, c0) = priced(current, current, s.usage, &s.reports, s.allowances);
-        let (d1, c1) = priced(new, current, s.usage, &s.reports, s.allowances);
-        let p = plans
-            .entry(s.plan.to_owned())
-            .or_insert_with(|| PlanFigures {
-                plan: s.plan.to_owned(),
-                ..PlanFigures::default()
-            });
-        for f in [&mut *p, &mut fleet] {
-            f.subscribers += 1;
-            f.before.add(d0, c0);
-            f.after.add(d1, c1);
+        let (d0, c0) = priced(current, current, s.usage, s.reports, s.allowances);
+        let (d1, c1) = priced(new, current, s.usage, s.reports, s.allowances);
+        if let Some(p) = per_plan.get_mut(s.plan as usize) {
+            p.subscribers += 1;
+            p.before.add(d0, c0);
+            p.after.add(d1, c1);
         }
-        if (d0 + c0).signum() != (d1 + c1).signum() {
-            sign_changes.push(SignChange {
-                subscriber: s.id.to_owned(),
-                plan: s.plan.to_owned(),
-                before: d0 + c0,
-                after: d1 + c1,
-            });
+        fleet.before.add(d0, c0);
+        fleet.after.add(d1, c1);
+        if current_sub.as_ref().is_none_or(|c| c.0 != s.sub) {
+            close(current_sub.take(), &mut fleet);
         }
+        let c = current_sub.get_or_insert_with(|| (s.sub, 0, 0, Vec::new()));
+        c.1 += d0 + c0;
+        c.2 += d1 + c1;
+        c.3.push(s.plan);
+    }
+    close(current_sub.take(), &mut fleet);
+    sign_changes.sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+    for p in per_plan.into_iter().filter(|p| p.subscribers > 0) {
+        plans.insert(p.plan.clone(), p);
     }
     Simulation {
         plans: plans.into_values().collect(),
         fleet,
         sign_changes,
     }
+}
+
+/// Gives `sim`'s sign changes their subscribers' ids (looked up for them alone), in id order.
+pub fn named(
+    store: &Store,
+    books: &mut PeriodBooks,
+    sim: &mut Simulation,
+) -> Result<(), StoreError> {
+    let subs: Vec<Sub> = sim.sign_changes.iter().map(|c| c.sub).collect();
+    period_books::name(store, books, &subs)?;
+    for c in &mut sim.sign_changes {
+        c.subscriber = books.id(c.sub);
+    }
+    sim.sign_changes
+        .sort_by(|a, b| a.subscriber.cmp(&b.subscriber));
+    Ok(())
 }

@@ -4,14 +4,11 @@
 use quid_common::{CLASS_INTERNET, DIR_DOWNLOAD, DIR_UPLOAD, SubscriberCounters, pair_index};
 
 use super::{
+    period_books::PeriodBooks,
     simulate::{PlanFigures, SignChange, Totals, UNKNOWN_PLAN, simulate},
     solve::{Price, SolveError, solve},
 };
-use crate::{
-    ledger::tariff::Tariff,
-    settlement::outcome::Outcome,
-    store::{PeriodBooks, SettledReport},
-};
+use crate::{ledger::tariff::Tariff, settlement::outcome::Outcome, store::SettledReport};
 
 /// Core-microseconds in a core-hour.
 const CORE_HOUR: u64 = 3_600_000_000;
@@ -45,6 +42,8 @@ fn usage(down: u64, up: u64) -> SubscriberCounters {
 fn report(subscriber: &str, outcome: Outcome, cpu: u64, credit: i64) -> SettledReport {
     SettledReport {
         subscriber: subscriber.into(),
+        key: None,
+        period_end: 0,
         outcome,
         cpu_core_micros: cpu,
         storage_byte_seconds: 0,
@@ -53,31 +52,43 @@ fn report(subscriber: &str, outcome: Outcome, cpu: u64, credit: i64) -> SettledR
     }
 }
 
-/// alice and bob on `home`, carol on `pro`, dave no longer in the table.
+/// alice (1) and bob (2) on `home`, carol (3) on `pro`, dave never in the table.
 fn books() -> PeriodBooks {
-    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    let (home, pro, unknown) = (0, 1, 2);
     PeriodBooks {
-        plans: [s("alice", "home"), s("bob", "home"), s("carol", "pro")].into(),
-        usage: [
-            ("alice".to_owned(), usage(100_000_000_001, 10_000_000_000)),
-            ("bob".to_owned(), usage(50_000_000_000, 0)),
-            ("carol".to_owned(), usage(20_000_100_000, 0)),
-        ]
-        .into(),
-        reports: vec![
-            report("bob", Outcome::Matched, 100 * CORE_HOUR, 2_000_000),
-            // Settled at half its full 200,000 (capped).
-            report("carol", Outcome::Disputed, 10 * CORE_HOUR, 100_000),
-            report("dave", Outcome::Matched, CORE_HOUR + 1, 20_000),
-            // Disputed with nothing earned: earns nothing at any price.
-            report("dave", Outcome::Disputed, 10 * CORE_HOUR, 0),
+        plans: vec!["home".into(), "pro".into(), UNKNOWN_PLAN.into()],
+        usage: vec![
+            (1, home, usage(100_000_000_001, 10_000_000_000)),
+            (2, home, usage(50_000_000_000, 0)),
+            (3, pro, usage(20_000_100_000, 0)),
         ],
-        allowances: [
-            ("alice".to_owned(), 1),
-            ("bob".to_owned(), 1),
-            ("carol".to_owned(), 1),
-        ]
-        .into(),
+        reports: vec![
+            (
+                -1,
+                unknown,
+                report("dave", Outcome::Matched, CORE_HOUR + 1, 20_000),
+            ),
+            // Disputed with nothing earned: earns nothing at any price.
+            (
+                -1,
+                unknown,
+                report("dave", Outcome::Disputed, 10 * CORE_HOUR, 0),
+            ),
+            (
+                2,
+                home,
+                report("bob", Outcome::Matched, 100 * CORE_HOUR, 2_000_000),
+            ),
+            // Settled at half its full 200,000 (capped).
+            (
+                3,
+                pro,
+                report("carol", Outcome::Disputed, 10 * CORE_HOUR, 100_000),
+            ),
+        ],
+        allowances: vec![(1, home, 1), (2, home, 1), (3, pro, 1)],
+        unknown: vec!["dave".into()],
+        ids: [(1, "alice".into()), (2, "bob".into()), (3, "carol".into())].into(),
     }
 }
 
@@ -144,6 +155,7 @@ fn a_period_reprices_per_plan_and_fleet_with_the_sign_changes() {
     assert_eq!(
         sim.sign_changes,
         vec![SignChange {
+            sub: 3,
             subscriber: "carol".into(),
             plan: "pro".into(),
             before: 899_999,

@@ -8,8 +8,9 @@
 
 use serde::Serialize;
 
+use super::period_books::PeriodBooks;
 use super::simulate::{Subscriber, priced, subscribers};
-use crate::{ledger::tariff::Tariff, store::PeriodBooks};
+use crate::ledger::tariff::Tariff;
 
 /// A contribution price `--solve` can find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,7 +95,7 @@ pub fn solve(
 ) -> Result<Solution, SolveError> {
     let members: Vec<Subscriber<'_>> = subscribers(books)
         .into_iter()
-        .filter(|s| s.plan == plan)
+        .filter(|s| books.plan(s.plan) == plan)
         .collect();
     if members.is_empty() {
         return Err(SolveError::Plan(plan.to_owned()));
@@ -104,7 +105,7 @@ pub fn solve(
         members
             .iter()
             .map(|s| {
-                let (d, c) = priced(&t, current, s.usage, &s.reports, s.allowances);
+                let (d, c) = priced(&t, current, s.usage, s.reports, s.allowances);
                 d + c
             })
             .sum()

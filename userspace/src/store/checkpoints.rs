@@ -28,24 +28,7 @@ const VERSION: i64 = 1;
 /// Adds the `checkpoints` table to a store that lacks it; idempotent, called on every open
 /// from `schema.rs`.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: Option<i64> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'checkpoints_schema'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if version.is_some_and(|v| v >= VERSION) {
-        return Ok(());
-    }
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {TABLE}
-         INSERT INTO meta (key, value) VALUES ('checkpoints_schema', {VERSION})
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value; COMMIT;"
-    ))
-    .inspect_err(|_| {
-        let _ = conn.execute_batch("ROLLBACK;");
-    })
+    super::schema::versioned_step(conn, "checkpoints_schema", VERSION, TABLE).map(|_| ())
 }
 
 /// What a streamed `quid ledger verify` established.

@@ -5,8 +5,8 @@
 use rusqlite::params;
 
 use super::{
-    IntervalRow, Record, Store, StoreError, Usage, ledger, secs, set_meta_on, subscribers,
-    tier_counts,
+    IntervalRow, Record, Store, StoreError, Usage, ledger, plan_history, secs, set_meta_on,
+    subscribers, tier_counts,
     tiers::{self, Tier},
     usage,
 };
@@ -29,6 +29,9 @@ pub struct Changes<'a> {
     pub at: u64,
     /// Subscribers whose settled usage changed: (id, cumulative counters now debited).
     pub settled: &'a [(&'a str, quid_common::SubscriberCounters)],
+    /// Plans of the installed table, (subscriber key, plan), in force from `at`: recorded in
+    /// the plan history where they differ from the last recorded plan.
+    pub plans: &'a [(i64, &'a str)],
 }
 
 impl Store {
@@ -72,6 +75,7 @@ impl Store {
             stopped,
             at,
             settled,
+            plans,
         } = *changes;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -80,6 +84,7 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         subscribers::put(&tx, records).map_err(sql)?;
+        plan_history::put(&tx, plans, secs(at)).map_err(sql)?;
         // The hour the newest counts went into (or the interval's, when none did): the hours
         // before it are closed, and a few of their blocks are folded into hourly rows.
         let open = usage

@@ -240,7 +240,7 @@ impl Store {
 }
 
 /// Subscriber ids by usage key, from one pass over `subscribers`.
-fn ids_by_key(c: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
+pub(super) fn ids_by_key(c: &Connection) -> rusqlite::Result<HashMap<i64, String>> {
     let mut stmt = c.prepare("SELECT key, id FROM subscribers WHERE key IS NOT NULL")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()

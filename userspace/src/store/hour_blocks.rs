@@ -209,6 +209,37 @@ pub(super) fn of_key(
     Ok(out)
 }
 
+/// The entries of keys in `[lo, hi)` of the hours in `[from, to)`: (hour start, key,
+/// counters), in (start, key) order.
+pub(super) fn of_keys(
+    conn: &Connection,
+    lo: i64,
+    hi: i64,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<(i64, i64, SubscriberCounters)>> {
+    if lo >= hi {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, block, entries FROM usage_hour_blocks
+         WHERE start >= ?1 AND start < ?2 AND block >= ?3 AND block <= ?4 ORDER BY start, block",
+    )?;
+    let mut rows = stmt.query(params![from, to, block_of(lo), block_of(hi - 1)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let (start, block): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let entries = decode(start, block, &r.get::<_, Vec<u8>>(2)?).map_err(damaged)?;
+        out.extend(
+            entries
+                .into_iter()
+                .filter(|(k, _)| (lo..hi).contains(k))
+                .map(|(k, c)| (start, k, c)),
+        );
+    }
+    Ok(out)
+}
+
 /// Every entry of the hours in `[from, to)`: (hour start, key, counters), in (start, key) order.
 /// Only the hours not folded yet have entries (the current one, and closed ones for a few
 /// minutes).

@@ -1,5 +1,5 @@
 #![cfg(test)]
-//! The period's books as `quid tariff simulate` reads them: exactly the usage, reports and
+//! The period's books as `quid tariff simulate` reads them (`planner::period_books`): exactly the usage, reports and
 //! allowances a statement of the month counts, at the month's edges.
 
 use quid_common::{CLASS_INTERNET, DIR_DOWNLOAD, SubscriberCounters, pair_index};
@@ -75,17 +75,24 @@ fn a_month_of_books_is_read_at_its_edges() {
     .concat();
     store.execute_unchecked_for_tests(&sql).unwrap();
 
-    let books = store.period_books(from, to).unwrap();
-    assert_eq!(books.plans.get("alice").map(String::as_str), Some("home"));
-    assert_eq!(books.plans.get("bob").map(String::as_str), Some("pro"));
-    assert_eq!(books.usage.get("alice"), Some(&down(320)));
-    assert_eq!(books.usage.get("bob"), Some(&down(50_000)));
-    assert_eq!(books.allowances.get("alice"), Some(&1));
-    assert_eq!(books.allowances.get("bob"), Some(&1));
-    let mut reports = books.reports.clone();
+    let books = crate::planner::period_books::read(&store, from, to).unwrap();
+    assert_eq!(books.usage_of(1, "home"), Some(&down(320)));
+    assert_eq!(books.usage_of(2, "pro"), Some(&down(50_000)));
+    assert_eq!(books.usage.len(), 2);
+    assert_eq!(books.allowances_of(1, "home"), 1);
+    assert_eq!(books.allowances_of(2, "pro"), 1);
+    assert!(
+        books
+            .reports
+            .iter()
+            .all(|r| r.0 == 2 && books.plan(r.1) == "pro")
+    );
+    let mut reports: Vec<SettledReport> = books.reports.iter().map(|r| r.2.clone()).collect();
     reports.sort_by_key(|r| r.cpu_core_micros);
     let settled = |cpu: u64, outcome, credit| SettledReport {
         subscriber: "bob".into(),
+        key: Some(2),
+        period_end: if cpu == 2_000 { from + 60 } else { to },
         outcome,
         cpu_core_micros: cpu,
         storage_byte_seconds: 2,

@@ -2,7 +2,7 @@
 //! by an older quid up to date (each in one transaction or idempotent, so an interrupted
 //! upgrade is finished by the next open).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +179,31 @@ INSERT INTO balances (subscriber, amount)
     SELECT subscriber, sum(amount) FROM ledger GROUP BY subscriber;
 ";
 
+/// Runs `sql` and records schema `version` under meta `key`, in one transaction, unless the
+/// store is at `version` already; returns whether it ran (each versioned migration's step).
+pub(super) fn versioned_step(
+    conn: &Connection,
+    key: &str,
+    version: i64,
+    sql: &str,
+) -> rusqlite::Result<bool> {
+    let current: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?;
+    if current.is_some_and(|v| v >= version) {
+        return Ok(false);
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {sql}
+         INSERT INTO meta (key, value) VALUES ('{key}', {version})
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value; COMMIT;"
+    ))
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK;");
+    })?;
+    Ok(true)
+}
+
 /// Whether the store has a table (or trigger, index) called `name`.
 pub(super) fn has(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
@@ -254,6 +279,8 @@ pub(super) fn bring_up_to_date(
     // The compact books: integer keys, hourly rows written in place, the grid journal.
     super::compact::migrate(conn, now()?)?;
     super::compact::fill_keys(conn)?;
+    // Plans with the time they came into force (version 1), after the keys it is kept by.
+    super::plan_history::migrate(conn)?;
     super::tiers::incremental_vacuum(conn)?;
     super::tier_counts::init(conn)?;
     Ok(())

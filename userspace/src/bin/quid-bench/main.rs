@@ -132,7 +132,7 @@ enum Command {
         #[arg(long, default_value = "/var/tmp")]
         scratch: PathBuf,
     },
-    /// A month's hourly export (CSV, Parquet) and tariff simulation (bench/planner.json).
+    /// A month's hourly export (CSV, Parquet), tariff simulation and report (bench/planner.json).
     Planner {
         /// Directory for planner.json.
         #[arg(long, default_value = "bench")]
@@ -145,6 +145,9 @@ enum Command {
         /// Where to build the store (about 32 bytes per row).
         #[arg(long, default_value = "/var/tmp")]
         scratch: PathBuf,
+        /// Only these measures (comma-separated; all by default).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        measures: Vec<planner::Measure>,
     },
     /// Loading, changing and reading a large subscriber table, and writing an interval.
     Registry {
@@ -179,7 +182,8 @@ fn main() -> anyhow::Result<()> {
             subscribers,
             hours,
             scratch,
-        } => planner::run(&out, subscribers, hours, &scratch),
+            measures,
+        } => planner::run(&out, subscribers, hours, &scratch, &measures),
         Command::Metrics { out } => metrics::run(&out),
         Command::Reports {
             out,
