@@ -223,6 +223,9 @@ fn two_routers_ship_exactly_what_they_metered_through_outages_kills_and_cut_link
     }
     let mut d1 = Daemon::start(&r1.ns, &r1.config);
     let d2 = Daemon::start(&r2.ns, &r2.config);
+    // A real Prometheus scrapes r1 throughout: the many-routers dashboard is checked on it.
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom = common::prometheus::start_prometheus(&r1.ns, prom_dir.path());
     let mut sent = Sent::new();
 
     // Alice uses both routers at once; Bob starts on r1.
@@ -344,11 +347,46 @@ fn two_routers_ship_exactly_what_they_metered_through_outages_kills_and_cut_link
     assert_eq!(doc["reports"]["held"], 1, "{status}");
     assert_eq!(doc["reports"]["with_differing_copies"], 0, "{status}");
 
+    every_many_routers_panel_has_data(&r1);
+    drop(prom);
     d1.stop();
     d2.stop();
     // Everything the last reads sealed was shipped before the daemons exited.
     wait_for_books(&pg, &sent, 5, &[]);
     drop(pg);
+}
+
+/// Every query of the many-routers dashboard, as Grafana sends it for every router, returns
+/// finite data from the Prometheus scraping `r` (tests/prometheus.rs checks the others).
+fn every_many_routers_panel_has_data(r: &Router) {
+    use common::prometheus::{encode, get, repo};
+    let text = std::fs::read_to_string(repo().join("dashboards/many-routers.json")).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut failures = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let q = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$job", "quid")
+                .replace("$instance", ".*")
+                .replace("$router", ".*");
+            let (code, body) = get(&r.ns, 9090, &format!("/api/v1/query?query={}", encode(&q)));
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+            let finite = result.iter().all(|s| {
+                s["value"][1]
+                    .as_str()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .is_some_and(f64::is_finite)
+            });
+            if code != 200 || result.is_empty() || !finite {
+                failures.push(format!("{}: `{q}` -> {code} {body}", p["title"]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

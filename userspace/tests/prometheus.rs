@@ -12,27 +12,24 @@ use std::{
     collections::BTreeSet,
     io::Write as _,
     net::{Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{Daemon, Injector, Netns, veth, write_config_sections};
+use common::{
+    Daemon, Injector, Netns,
+    prometheus::{encode, get, repo, start_prometheus},
+    veth, write_config_sections,
+};
 use quid::kernel::test_frames::Ethernet;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
 
 fn dashboards() -> Vec<(String, Value)> {
     [
         "noc-overview.json",
         "subscriber.json",
         "capacity-planning.json",
+        "many-routers.json",
     ]
     .iter()
     .map(|f| {
@@ -133,6 +130,7 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
                 || quid::metrics::exposition::REPORT_FAMILIES.contains(&name.as_str())
                 || quid::metrics::exposition::LEDGER_FAMILIES.contains(&name.as_str())
                 || quid::metrics::exposition::HTTP_FAMILIES.contains(&name.as_str())
+                || quid::metrics::cluster::FAMILIES.contains(&name.as_str())
                 || rules.contains(&name);
             assert!(
                 known,
@@ -155,85 +153,6 @@ fn promtool_accepts_the_rules() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-/// A GET over loopback inside `ns`; returns (status code, body).
-fn get(ns: &Netns, port: u16, path: &str) -> (u16, String) {
-    let path = path.to_owned();
-    let (code, body) = ns.run(move || common::http_here(port, "GET", &path, b""));
-    (code, dechunk(body))
-}
-
-/// A body as sent with `Transfer-Encoding: chunked` (Prometheus' larger answers) joined; any
-/// other body (JSON starts with `{`, text with a letter or `#`) as it is.
-fn dechunk(body: String) -> String {
-    if !body.starts_with(|c: char| c.is_ascii_hexdigit()) || body.starts_with('#') {
-        return body;
-    }
-    let mut out = String::new();
-    let mut rest = body.as_str();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            return body;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Prometheus in the router's namespace, killed on drop.
-struct Prometheus(Child);
-
-/// Starts Prometheus in `r` scraping quid on 9464 every second with the rules, and waits until
-/// it is ready.
-fn start_prometheus(r: &Netns, dir: &Path) -> Prometheus {
-    let prom_dir = dir.join("prometheus");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let prom_cfg = prom_dir.join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: quid\n    static_configs:\n      - targets: ['127.0.0.1:9464']\n",
-            repo().join("dashboards/rules/quid.rules.yml").display()
-        ),
-    )
-    .unwrap();
-    let prom = Prometheus(
-        Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", r.name))
-            .arg("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                prom_dir.join("data").display()
-            ))
-            .args(["--web.listen-address=127.0.0.1:9090", "--log.level=warn"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package) is installed by scripts/bootstrap.sh"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(r, 9090, "/-/ready").0 != 200 {
-        assert!(Instant::now() < deadline, "prometheus did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    prom
 }
 
 /// The result of an instant query (panics unless Prometheus answers with success).
@@ -267,13 +186,6 @@ fn as_grafana_sends(expr: &str, subscriber: &str) -> String {
         .replace("$subscriber", subscriber)
         .replace("$job", "quid")
         .replace("$instance", ".*")
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -413,8 +325,10 @@ download_internet_gb = 1000000000
     }
 
     let mut failures = Vec::new();
+    // The many-routers dashboard needs a shared store: tests/cluster.rs checks it.
     let queries = expressions()
         .into_iter()
+        .filter(|(f, ..)| f != "many-routers.json")
         .map(|(f, t, e)| (format!("{f}: {t}"), e))
         .chain(
             recording_rules()

@@ -587,6 +587,86 @@ fn noc() -> Value {
     )
 }
 
+/// Several routers shipping to one shared store (docs/many-routers.md): each router's shipping
+/// and its traffic beside the fleet's.
+fn many_routers() -> Value {
+    dashboard(
+        "quid-many-routers",
+        "quid / Many routers",
+        "Routers shipping their books to the shared store: reachability, outbox, lag and rows shipped per router, and each router's traffic beside the fleet's. Empty for a router without [store] url.",
+        vec![json!({
+            "name": "router", "label": "Router id", "type": "query", "datasource": datasource(),
+            "query": "label_values(quid_cluster_database_up{job=~\"$job\",instance=~\"$instance\"}, router)",
+            "refresh": 2, "multi": true, "includeAll": true, "allValue": ".*",
+            "current": {"text": "All", "value": "$__all"}, "hide": 0
+        })],
+        vec![
+            stat(
+                "Routers reaching the shared store",
+                "Routers whose shipper reached the database at its last attempt; fewer than the routers shipping means some count into their outbox only (QuidClusterDatabaseUnreachable).",
+                "short",
+                vec![(
+                    "sum(quid_cluster_database_up{router=~\"$router\"})",
+                    "reachable",
+                )],
+            )
+            .colours("red", &[(1.0, "green")]),
+            stat(
+                "Largest shipping lag",
+                "Seconds of sealed usage the shared store does not have yet, on the router furthest behind; fleet figures for it are that late (QuidClusterShippingLag at ten minutes).",
+                "s",
+                vec![(
+                    "max(quid_cluster_shipping_lag_seconds{router=~\"$router\"})",
+                    "lag",
+                )],
+            )
+            .colours("green", &[(60.0, "orange"), (600.0, "red")]),
+            ts(
+                "Shipping lag by router",
+                "Seconds of each router's sealed usage not yet in the shared store: a router rising while others stay flat has lost its link or its shipments are refused (see its log).",
+                "s",
+                vec![(
+                    "max by (router) (quid_cluster_shipping_lag_seconds{router=~\"$router\"})",
+                    "{{router}}",
+                )],
+            ),
+            ts(
+                "Outbox by router",
+                "Sealed batches waiting in each router's local store (one per interval while the database is away; they drain oldest first when it is back).",
+                "short",
+                vec![(
+                    "sum by (router) (quid_cluster_outbox_batches{router=~\"$router\"})",
+                    "{{router}}",
+                )],
+            ),
+            ts(
+                "Usage rows shipped by router",
+                "Rows (one per subscriber and hour per shipment) each router ships per second; a catch-up after an outage shows as a burst.",
+                "short",
+                vec![(
+                    "sum by (router) (rate(quid_cluster_shipped_total{kind=\"usage_rows\",router=~\"$router\"}[$__rate_interval]))",
+                    "{{router}}",
+                )],
+            ),
+            ts(
+                "Traffic per router and for the fleet",
+                "Bits per second over every attached interface, per router (instance) and summed over the fleet.",
+                "bps",
+                vec![
+                    (
+                        "sum by (instance) (rate(quid_interface_bytes_total[$__rate_interval])) * 8",
+                        "{{instance}}",
+                    ),
+                    (
+                        "sum(rate(quid_interface_bytes_total[$__rate_interval])) * 8",
+                        "fleet",
+                    ),
+                ],
+            ),
+        ],
+    )
+}
+
 fn subscriber() -> Value {
     dashboard(
         "quid-subscriber",
@@ -819,6 +899,7 @@ pub fn files() -> Vec<(&'static str, String)> {
     vec![
         ("noc-overview.json", pretty(noc())),
         ("subscriber.json", pretty(subscriber())),
+        ("many-routers.json", pretty(many_routers())),
         ("capacity-planning.json", pretty(capacity())),
         ("provisioning/quid.yaml", PROVISIONING.to_string()),
         ("rules/quid.rules.yml", rules()),

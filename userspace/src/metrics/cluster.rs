@@ -9,6 +9,17 @@ use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 use super::health::{advance, counter_vec, gauge_vec};
 use crate::cluster::stats::ShipStats;
 
+/// Every family of the shipper's metrics (for the dashboards' checks).
+pub const FAMILIES: [&str; 7] = [
+    "quid_cluster_database_up",
+    "quid_cluster_outbox_batches",
+    "quid_cluster_outbox_rows",
+    "quid_cluster_shipping_lag_seconds",
+    "quid_cluster_shipped_until_seconds",
+    "quid_cluster_shipped_total",
+    "quid_cluster_shipping_failures_total",
+];
+
 /// The shipper's families.
 pub struct ClusterMetrics {
     up: IntGaugeVec,
@@ -100,6 +111,41 @@ impl ClusterMetrics {
         advance(
             &self.failures.with_label_values(&r),
             s.failures.load(Relaxed),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_rendered_with_the_router_label() {
+        let registry = Registry::new();
+        let m = ClusterMetrics::new(&registry);
+        let stats = ShipStats {
+            router: "pop-1".into(),
+            ..ShipStats::default()
+        };
+        stats.shipped_rows.store(5, Relaxed);
+        m.render(&stats);
+        let mut buf = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut buf,
+        )
+        .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        for family in FAMILIES {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family}:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("quid_cluster_shipped_total{kind=\"usage_rows\",router=\"pop-1\"} 5"),
+            "{text}"
         );
     }
 }
