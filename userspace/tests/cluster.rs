@@ -839,6 +839,14 @@ fn reports_accepted_across_two_routers_reach_the_shared_store_once() {
             );
         }
         std::fs::write(router.dir.path().join("nodes.csv"), csv).unwrap();
+        // The default interval (10 s), not the tests' 1 s: every interval commit takes the
+        // store's write lock the report batches need too.
+        let text = std::fs::read_to_string(&router.config).unwrap();
+        std::fs::write(
+            &router.config,
+            text.replace("interval_secs = 1\n", "interval_secs = 10\n"),
+        )
+        .unwrap();
         let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
         common::metered_since(&router.state(), &["alice"], &names_ref, since);
         let daemon = Daemon::start(&router.ns, &router.config);
