@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 
-use super::health::{advance, counter_vec, gauge_vec};
+use super::families::{advance, counter_vec, gauge_vec};
 use crate::cluster::stats::ShipStats;
 
 /// Every family of the shipper's metrics (for the dashboards' checks).

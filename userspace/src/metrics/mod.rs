@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod exposition;
+pub mod families;
 pub mod health;
 pub mod in_order;
 pub mod process;

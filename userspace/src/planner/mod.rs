@@ -13,6 +13,7 @@ pub mod report;
 mod report_acc;
 mod report_assemble;
 pub mod report_csv;
+pub mod report_figures;
 pub mod report_html;
 mod report_money;
 pub mod report_parquet;

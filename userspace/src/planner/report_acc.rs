@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::report::{Bytes, Contributions, Directions};
+use super::report_figures::{Bytes, Contributions, Directions};
 
 /// Per plan, while the period is read.
 #[derive(Default)]

@@ -5,8 +5,8 @@ use super::{
     forecast::forecast,
     percentile::nearest_rank,
     plan_attribution::PlanAt,
-    report::{Bytes, Directions, FORECAST_HOURS, HOUR, PERCENTILE, PlanReport, Report},
     report_acc::Acc,
+    report_figures::{Bytes, Directions, FORECAST_HOURS, HOUR, PERCENTILE, PlanReport, Report},
 };
 
 /// The report from the plans' accumulators.

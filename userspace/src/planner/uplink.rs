@@ -2,44 +2,15 @@
 //! interfaces) against their configured capacity, hour by hour in the busier direction, and
 //! the first month in which the forecast's demand passes a threshold of that capacity.
 
-use serde::Serialize;
-
 use super::{
     forecast::{SEASON, forecast},
     percentile::nearest_rank,
-    report::Report,
+    report_figures::{Report, Uplink},
 };
 use crate::clock;
 
 /// How far ahead the crossing is looked for: a year of weeks.
 pub const HORIZON_HOURS: usize = 52 * SEASON;
-
-/// The uplinks' share of capacity used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Uplink {
-    /// The core interfaces' capacity together (bits per second, each direction).
-    pub capacity_bits_per_second: u64,
-    /// In the peak hour of the busier direction, in percent.
-    pub peak_percent: f64,
-    /// The 95th percentile of the hours held, in percent.
-    pub p95_percent: f64,
-    /// The threshold the crossing is looked for at, in percent.
-    pub threshold_percent: f64,
-    /// The first month (YYYY-MM) whose forecast busy hour passes the threshold, within a
-    /// year; `None` when none does (or there is no forecast: see `note`).
-    pub crossing_month: Option<String>,
-    pub note: Option<String>,
-}
-
-impl Uplink {
-    /// The crossing as a reader sees it: the month, why there is none, or that none comes.
-    pub fn crossing_text(&self) -> &str {
-        self.crossing_month
-            .as_deref()
-            .or(self.note.as_deref())
-            .unwrap_or("not within a year")
-    }
-}
 
 /// Bits per second of `bytes` in an hour.
 fn bps(bytes: f64) -> f64 {
