@@ -483,6 +483,12 @@ fn a_table_pushed_once_reaches_every_router_live_and_a_bad_one_reaches_none() {
     ]);
     assert!(ok, "{out}");
     assert!(out.contains("generation 1"), "{out}");
+    let (ok, status) = r2.cli(&["cluster", "status", "--json"]);
+    assert!(ok, "{status}");
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(doc["tables"][0]["table"], "subscribers", "{status}");
+    assert_eq!(doc["tables"][0]["generation"], 1, "{status}");
+    assert_eq!(doc["tables"][0]["pushed_by"], "r1", "{status}");
     for (r, d) in [(&r1, &d1), (&r2, &d2)] {
         d.wait_for_log("wrote the shared subscribers table, generation 1");
         d.wait_for("carol installed", |s| {

@@ -55,11 +55,17 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let local = Store::open(&config.daemon.state_dir)?.outbox_depth()?;
     let now = Clock::system().now_i64().context("reading the clock")?;
     let reached = connect(cfg, async |s| {
-        Ok((s.routers().await?, s.report_counts().await?))
+        let mut tables = Vec::new();
+        for t in SharedTable::ALL {
+            if let Some(stored) = s.table(t).await? {
+                tables.push((t, stored));
+            }
+        }
+        Ok((s.routers().await?, s.report_counts().await?, tables))
     });
-    let (routers, reports, error) = match reached {
-        Ok((r, c)) => (r, Some(c), None),
-        Err(e) => (Vec::new(), None, Some(format!("{e:#}"))),
+    let (routers, reports, tables, error) = match reached {
+        Ok((r, c, t)) => (r, Some(c), t, None),
+        Err(e) => (Vec::new(), None, Vec::new(), Some(format!("{e:#}"))),
     };
     let lag = |r: &RouterState| now.saturating_sub(r.covered_until).max(0);
     if json {
@@ -85,6 +91,10 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             "reports": reports.map(|(held, differing)| serde_json::json!({
                 "held": held, "with_differing_copies": differing,
             })),
+            "tables": tables.iter().map(|(t, s)| serde_json::json!({
+                "table": t.as_str(), "generation": s.generation, "sha256": s.sha256,
+                "pushed_by": s.updated_by, "pushed_at": s.updated_at,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -117,6 +127,15 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                     rfc3339_or_secs(r.shipped_at)
                 );
             }
+        }
+        for (t, s) in &tables {
+            println!(
+                "shared {} table: generation {}, pushed by {} at {}",
+                t.as_str(),
+                s.generation,
+                s.updated_by,
+                rfc3339_or_secs(s.updated_at)
+            );
         }
         if let Some((held, differing)) = reports {
             println!(
