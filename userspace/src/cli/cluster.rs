@@ -32,13 +32,7 @@ fn connect<T>(
     cfg: &SharedConfig,
     then: impl AsyncFnOnce(SharedStore) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let tls = match &cfg.ca_file {
-        Some(ca) => Some(
-            quid::http::tls::client_trusting(ca)
-                .with_context(|| format!("store.ca_file {}", ca.display()))?,
-        ),
-        None => None,
-    };
+    let tls = cfg.tls().context("store.ca_file")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -176,6 +176,17 @@ impl SharedConfig {
         Ok(())
     }
 
+    /// The TLS client config for the database: trusting `ca_file`'s certificates, or `None`
+    /// (plain TCP) without one.
+    pub fn tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, crate::http::tls::TlsError> {
+        self.ca_file
+            .as_deref()
+            .map(crate::http::tls::client_trusting)
+            .transpose()
+    }
+
     /// The database password: `password_file`'s first line, else [`PASSWORD_ENV`], else none.
     pub fn password(&self) -> std::io::Result<Option<String>> {
         if let Some(path) = &self.password_file {

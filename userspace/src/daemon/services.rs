@@ -141,13 +141,7 @@ pub(super) async fn start(
     };
     let shipper = match &config.store.shared {
         Some(shared) => {
-            let tls = match &shared.ca_file {
-                Some(ca) => Some(
-                    crate::http::tls::client_trusting(ca)
-                        .with_context(|| format!("store.ca_file {}", ca.display()))?,
-                ),
-                None => None,
-            };
+            let tls = shared.tls().context("store.ca_file")?;
             info!(
                 "shipping the books to the shared store {} as router {}",
                 shared.url, shared.router_id
