@@ -135,6 +135,15 @@ impl Router {
         common::metric(&self.metrics(), &series)
     }
 
+    /// `quid cluster usage alice --json` over all time, asked of this router.
+    fn alice_in_the_shared_store(&self) -> String {
+        let all_time = ["--from", "0", "--to", "9999999999"];
+        let (ok, out) =
+            self.cli(&[&["cluster", "usage", "alice", "--json"][..], &all_time].concat());
+        assert!(ok, "{out}");
+        out
+    }
+
     /// `quid ARGS --config` run inside the router's namespace (where the database is
     /// reachable): success, and stdout (stderr too on failure).
     fn cli(&self, args: &[&str]) -> (bool, String) {
@@ -233,17 +242,7 @@ fn two_routers_ship_exactly_what_they_metered_through_outages_kills_and_cut_link
     r1.send("bob", 3, &mut sent);
     r2.send("alice", 7, &mut sent);
     wait_for_books(&pg, &sent, 30, &[&d1, &d2]);
-    let (ok, out) = r1.cli(&[
-        "cluster",
-        "usage",
-        "alice",
-        "--from",
-        "0",
-        "--to",
-        "9999999999",
-        "--json",
-    ]);
-    assert!(ok, "{out}");
+    let out = r1.alice_in_the_shared_store();
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["total"]["upload_bytes"], 1200, "{out}");
     assert_eq!(doc["total"]["upload_packets"], 12, "{out}");
@@ -251,18 +250,7 @@ fn two_routers_ship_exactly_what_they_metered_through_outages_kills_and_cut_link
     assert_eq!(doc["routers"][0]["upload_bytes"], 500, "{out}");
     assert_eq!(doc["routers"][1]["upload_bytes"], 700, "{out}");
     // The same answer from the other router.
-    let (ok, out2) = r2.cli(&[
-        "cluster",
-        "usage",
-        "alice",
-        "--from",
-        "0",
-        "--to",
-        "9999999999",
-        "--json",
-    ]);
-    assert!(ok, "{out2}");
-    assert_eq!(out, out2);
+    assert_eq!(out, r2.alice_in_the_shared_store());
 
     // Bob moves to r2.
     r2.send("bob", 4, &mut sent);
@@ -614,8 +602,16 @@ fn ship_all(db: &Netns, pg: &Postgres, dir: &std::path::Path, router: &str) -> (
                 .unwrap();
             let mut cursor = shared.cursor(identity).await.unwrap();
             let mut rows = 0;
+            let mut keys = std::collections::HashMap::new();
             while let Some(done) = shared
-                .ship_next(&local, identity, &cursor, cfg.ship_rows, common::now())
+                .ship_next(
+                    &local,
+                    identity,
+                    &cursor,
+                    cfg.ship_rows,
+                    &mut keys,
+                    common::now(),
+                )
                 .await
                 .unwrap()
             {
@@ -860,22 +856,12 @@ fn reports_accepted_across_two_routers_reach_the_shared_store_once() {
         let mut per_client: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
         for seq in 1..=PER_NODE {
             for (i, (name, key)) in names.iter().zip(&keys).enumerate() {
+                // Hour after hour from `since`, within the metered time.
                 let start = since + (i64::try_from(seq).unwrap() - 1) * 3600;
-                let mut r = quid::settlement::report::Report {
-                    node: name.clone(),
-                    seq,
-                    period_start: quid::settlement::report::rfc3339(start),
-                    period_end: quid::settlement::report::rfc3339(start + 3600),
-                    cpu_core_micros: 1_000_000,
-                    storage_byte_seconds: 0,
-                    energy_microjoules: 0,
-                    energy_source: None,
-                    grid_bytes_sent: 0,
-                    grid_bytes_received: 0,
-                    signature: String::new(),
-                };
-                r.sign(key).unwrap();
-                per_client[i % clients].push(serde_json::to_vec(&r).unwrap());
+                per_client[i % clients].push(common::report(key, name, seq, 0, |r| {
+                    r.period_start = quid::settlement::report::rfc3339(start);
+                    r.period_end = quid::settlement::report::rfc3339(start + 3600);
+                }));
             }
         }
         work.push(per_client);

@@ -65,6 +65,7 @@ impl Shipper {
             tls,
             store,
             identity,
+            keys: std::collections::HashMap::new(),
             tables,
             clock,
             stats: Arc::clone(&stats),
@@ -89,6 +90,8 @@ struct Run {
     tls: Option<Arc<rustls::ClientConfig>>,
     store: Store,
     identity: i64,
+    /// The local store's subscriber keys, as far as the shipper has needed them.
+    keys: std::collections::HashMap<i64, String>,
     tables: TableFollower,
     clock: Clock,
     stats: Arc<ShipStats>,
@@ -198,13 +201,20 @@ impl Run {
 
     /// Ships one shipment, if there is anything to ship (`Ok(false)`: nothing was waiting).
     async fn step(
-        &self,
+        &mut self,
         shared: &mut SharedStore,
         cursor: &mut Shipped,
     ) -> Result<bool, StepError> {
         let now = self.clock.now_i64().unwrap_or(0);
         let Some(done) = shared
-            .ship_next(&self.store, self.identity, cursor, self.cfg.ship_rows, now)
+            .ship_next(
+                &self.store,
+                self.identity,
+                cursor,
+                self.cfg.ship_rows,
+                &mut self.keys,
+                now,
+            )
             .await?
         else {
             return Ok(false);

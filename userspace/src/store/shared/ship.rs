@@ -43,13 +43,16 @@ pub struct Shipped {
 impl SharedStore {
     /// Ships the next shipment from `local`'s outbox after `cursor` (batches up to `ship_rows`
     /// rows, and the reports admitted since), then drops locally what the shared store now
-    /// holds. `None`: nothing was waiting.
+    /// holds. `keys` is the caller's copy of `local`'s subscriber keys, read again only when a
+    /// batch holds a key it lacks (keys are never reused, so a copy never goes wrong, only
+    /// short). `None`: nothing was waiting.
     pub async fn ship_next(
         &mut self,
         local: &Store,
         identity: i64,
         cursor: &Shipped,
         ship_rows: usize,
+        keys: &mut HashMap<i64, String>,
         now: i64,
     ) -> Result<Option<Shipped>, SharedError> {
         let batches = local.sealed_after(cursor.last_seq, ship_rows)?;
@@ -57,9 +60,11 @@ impl SharedStore {
         if batches.is_empty() && reports.is_empty() {
             return Ok(None);
         }
-        // Keys are read at each shipment: a subscriber added since is in the batches.
-        let keys = local.subscriber_keys()?;
-        let done = self.ship(identity, &batches, &keys, &reports, now).await?;
+        let known = |k: &i64| keys.contains_key(k);
+        if !batches.iter().flat_map(|b| &b.rows).all(|(k, ..)| known(k)) {
+            *keys = local.subscriber_keys()?;
+        }
+        let done = self.ship(identity, &batches, keys, &reports, now).await?;
         local.drop_shipped(done.last_seq)?;
         Ok(Some(done))
     }
