@@ -82,7 +82,8 @@ impl State<'_> {
             },
             Err(e) => error!("cannot read the clock for the roll-up lag: {e}"),
         }
-        // The outbox as the books see it: the shipper may be waiting on a silent network.
+        // The outbox's depth, read here where the metrics are rendered (not by the shipper,
+        // which may be waiting on a silent network).
         if let Some(c) = &self.status.cluster {
             match store.outbox_depth() {
                 Ok(d) => c.outbox(&d),

@@ -130,7 +130,6 @@ impl Run {
             let mut followed = std::time::Instant::now() - TABLES_EVERY;
             let mut folded = std::time::Instant::now();
             while !self.stop.load(Relaxed) {
-                self.depth();
                 if db.as_ref().is_none_or(|(s, _)| s.is_closed()) {
                     match bounded(self.connect()).await {
                         Ok(c) => {
@@ -225,21 +224,12 @@ impl Run {
         self.stats.database_up.store(true, Relaxed);
         self.shipped(&done);
         *cursor = done;
-        self.depth();
         Ok(true)
     }
 
     /// Records how far the shared store holds this router's usage.
     fn shipped(&self, s: &Shipped) {
         self.stats.shipped_until.store(s.covered_until, Relaxed);
-    }
-
-    /// Refreshes the outbox figures.
-    fn depth(&self) {
-        match self.store.outbox_depth() {
-            Ok(d) => self.stats.outbox(&d),
-            Err(e) => warn!("cannot read the outbox's depth: {e}"),
-        }
     }
 
     /// A failed attempt: counted, said once until the database answers again.
