@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod metering;
 pub mod metrics;
 pub mod planner;
+pub mod radius;
 pub mod settlement;
 pub mod store;
 pub mod subscribers;

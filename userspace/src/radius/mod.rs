@@ -1,0 +1,7 @@
+//! RADIUS accounting in: a NAS's Start, Interim-Update and Stop bind and release its
+//! subscribers' addresses live. The codec (`packet`, `attributes`, `authenticator`) is quid's
+//! own, small and fuzzed; everything a peer sends is checked before it is believed.
+
+pub mod attributes;
+pub mod authenticator;
+pub mod packet;
