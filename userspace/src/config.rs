@@ -55,6 +55,9 @@ pub struct Config {
     /// The usage tiers' retention and the shared store of several routers (`[store]`).
     #[serde(default)]
     pub store: StoreSection,
+    /// RADIUS accounting in (`[radius]`): live address bindings from a NAS.
+    #[serde(default)]
+    pub radius: Option<crate::radius::config::RadiusConfig>,
 }
 
 /// `[store]`: how long the local books keep each tier, and (with `url`) the shared store this
@@ -484,6 +487,9 @@ impl Config {
                 *key = base.join(&*key);
             }
         }
+        if let Some(radius) = config.radius.as_mut() {
+            radius.resolve_paths(base);
+        }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);
         }
@@ -648,6 +654,37 @@ xdp_mode = "generic"
         let shared = c.store.shared.unwrap();
         assert_eq!(shared.password_file, Some(dir.path().join("pw")));
         assert_eq!(shared.ca_file, Some("/etc/ca.pem".into()));
+    }
+
+    #[test]
+    fn the_radius_section_parses_and_its_mistakes_name_line_and_field() {
+        let radius = "\n[radius]\nlisten = \"0.0.0.0:1813\"\nsubscriber_attribute = \"nas-port-id\"\n\
+                      [[radius.client]]\naddress = \"192.0.2.0/28\"\nsecret_file = \"nas.secret\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quid.toml");
+        std::fs::write(&path, format!("{GOOD}{radius}")).unwrap();
+        let c = Config::load(&path).unwrap();
+        let r = c.radius.unwrap();
+        assert_eq!(
+            r.subscriber_attribute,
+            crate::radius::attributes::SubscriberAttribute::NasPortId
+        );
+        assert_eq!(r.clients[0].secret_file, dir.path().join("nas.secret"));
+        assert!(parse(GOOD).unwrap().radius.is_none());
+        let err = parse(&format!("{GOOD}{}", radius.replace("nas-port-id", "mac"))).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:21: radius.subscriber_attribute: unknown variant `mac`"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{GOOD}{}",
+            radius.replace("secret_file", "secret")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("radius.client[0]") && err.contains("unknown field `secret`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         nodes,
         tls,
         token,
+        radius_clients: _,
     } = preflight::preflight(&config)?;
     registry::check_fits(&table, config.subscribers.sizes())?;
     let state_dir = &config.daemon.state_dir;

@@ -16,6 +16,8 @@ pub struct Preflight {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The operator token, when the operator API runs.
     pub token: Option<crate::http::operator::Token>,
+    /// The RADIUS clients and their secrets, when `[radius]` is configured.
+    pub radius_clients: Option<crate::radius::config::Clients>,
 }
 
 /// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
@@ -63,10 +65,18 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
             &config.operator.token_file,
         )?)
     };
+    let radius_clients = match &config.radius {
+        Some(r) => Some(
+            crate::radius::config::Clients::load(r)
+                .map_err(|e| anyhow!("{e}; quid refuses to start with this [radius] section"))?,
+        ),
+        None => None,
+    };
     Ok(Preflight {
         table,
         nodes,
         tls,
         token,
+        radius_clients,
     })
 }

@@ -4,4 +4,11 @@
 
 pub mod attributes;
 pub mod authenticator;
+pub mod binder;
+pub mod config;
+pub mod listener;
+pub mod outcome;
 pub mod packet;
+pub mod request;
+pub mod retransmissions;
+pub mod sessions;
