@@ -195,6 +195,21 @@ impl BindingSender {
         answer.await.map_err(|_| Refusal::Unavailable)?
     }
 
+    /// Queues `event` behind every event queued before it, waiting only for room in the
+    /// queue, and returns where its answer will come: a source that must keep its events in
+    /// order (RADIUS) queues in order and awaits the answers apart. A closed queue answers
+    /// at once (the receiver reads a dropped sender: [`Refusal::Unavailable`]).
+    pub async fn queue(&self, event: BindingEvent) -> oneshot::Receiver<BindingReply> {
+        let (reply, answer) = oneshot::channel();
+        let request = BindingRequest {
+            event,
+            reply: Some(reply),
+        };
+        // On a closed queue the request, and with it the reply's sender, is dropped here.
+        let _ = self.0.send(request).await;
+        answer
+    }
+
     /// [`BindingSender::send`] for a source on a plain thread (not on the async runtime).
     pub fn send_blocking(&self, event: BindingEvent) -> BindingReply {
         let (reply, answer) = oneshot::channel();

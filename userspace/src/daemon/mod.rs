@@ -41,7 +41,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         nodes,
         tls,
         token,
-        radius_clients: _,
+        radius_clients,
     } = preflight::preflight(&config)?;
     registry::check_fits(&table, config.subscribers.sizes())?;
     let state_dir = &config.daemon.state_dir;
@@ -56,11 +56,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let published = Published::default();
     // From here a failed start undoes what it did: nothing half-started stays attached or
     // pinned (the first interface attached and the second refused, say).
-    let services =
-        match services::start(&config, nodes, tls, token, published.clone(), &clock).await {
-            Ok(services) => services,
-            Err(e) => return Err(kernel_setup::abandon(&mut kernel.dp, e)),
-        };
+    let services = match services::start(
+        &config,
+        nodes,
+        tls,
+        token,
+        radius_clients,
+        published.clone(),
+        &clock,
+    )
+    .await
+    {
+        Ok(services) => services,
+        Err(e) => return Err(kernel_setup::abandon(&mut kernel.dp, e)),
+    };
     let mut state = State::new(&config, kernel, services, published, clock);
     if let Err(e) = state
         .install_first(table)

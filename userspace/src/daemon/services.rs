@@ -40,6 +40,8 @@ pub(super) struct Services {
     pub shipper: Option<super::shipping::Shipper>,
     /// Requests from the binding sources (RADIUS accounting, DHCP leases), when any runs.
     pub bindings: Option<mpsc::Receiver<BindingRequest>>,
+    /// The RADIUS accounting listener's counts, when it runs.
+    pub radius: Option<Arc<crate::radius::outcome::Counts>>,
 }
 
 /// Starts every configured service; `published` is what `/metrics` serves.
@@ -48,6 +50,7 @@ pub(super) async fn start(
     nodes: Option<Nodes>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     token: Option<Token>,
+    radius_clients: Option<crate::radius::config::Clients>,
     published: Published,
     clock: &Clock,
 ) -> anyhow::Result<Services> {
@@ -168,7 +171,7 @@ pub(super) async fn start(
         }
         None => None,
     };
-    let bindings = start_binding_sources(config, clock)?;
+    let (bindings, radius) = start_binding_sources(config, radius_clients, clock).await?;
     Ok(Services {
         http,
         operator_counts,
@@ -177,20 +180,52 @@ pub(super) async fn start(
         intake,
         shipper,
         bindings,
+        radius,
     })
 }
+
+/// The binding queue's receiving end (when a source runs) and the RADIUS listener's counts.
+type BindingSources = (
+    Option<mpsc::Receiver<BindingRequest>>,
+    Option<Arc<crate::radius::outcome::Counts>>,
+);
 
 /// Starts every configured binding source (RADIUS accounting, DHCP leases) with a sender of
 /// one queue, whose other end the main loop reads; `None` when none is configured (the table
 /// file alone binds addresses).
-fn start_binding_sources(
-    _config: &Config,
-    _clock: &Clock,
-) -> anyhow::Result<Option<mpsc::Receiver<BindingRequest>>> {
+async fn start_binding_sources(
+    config: &Config,
+    radius_clients: Option<crate::radius::config::Clients>,
+    clock: &Clock,
+) -> anyhow::Result<BindingSources> {
     let (sender, requests) = binding::channel();
-    let started = 0_usize;
+    let mut started = 0_usize;
+    let mut radius = None;
+    if let (Some(r), Some(clients)) = (&config.radius, radius_clients) {
+        let counts = Arc::new(crate::radius::outcome::Counts::default());
+        let listener = crate::radius::listener::Listener::bind(
+            r,
+            clients,
+            sender.clone(),
+            Arc::clone(&counts),
+            clock.clone(),
+        )
+        .await?;
+        info!(
+            "RADIUS accounting on udp {} (subscribers by {})",
+            r.listen,
+            r.subscriber_attribute.name()
+        );
+        tokio::spawn(async move {
+            if let Err(e) = listener.run().await {
+                log::error!("the RADIUS accounting listener stopped: {e}");
+            }
+        });
+        radius = Some(counts);
+        started += 1;
+    }
     drop(sender);
-    Ok((started > 0).then_some(requests))
+    Ok(((started > 0).then_some(requests), radius))
 }
 
 /// Binds `addr` (configured as `key`) and serves `app` there under the `[http]` limits; the

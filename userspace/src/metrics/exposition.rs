@@ -586,6 +586,11 @@ mod tests {
                 c.active.insert(BindingSource::Radius, 2);
                 c
             }),
+            radius: Some({
+                let c = std::sync::Arc::new(crate::radius::outcome::Counts::default());
+                c.add(crate::radius::outcome::Outcome::BadAuthenticator);
+                c
+            }),
         }
     }
 
@@ -623,6 +628,8 @@ mod tests {
             // Every outcome has its series from the start.
             "quid_binding_events_total{outcome=\"conflicts_with_table\",source=\"dhcp\"} 0",
             "quid_bindings_active{source=\"radius\"} 2",
+            "quid_radius_requests_total{outcome=\"bad_authenticator\"} 1",
+            "quid_radius_requests_total{outcome=\"applied\"} 0",
         ] {
             assert!(first.contains(series), "no {series} in\n{first}");
         }

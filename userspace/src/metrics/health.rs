@@ -59,6 +59,8 @@ pub struct HealthMetrics {
     cluster: Option<super::cluster::ClusterMetrics>,
     /// Registered the first time the bindings' figures are there.
     bindings: Option<super::bindings::BindingMetrics>,
+    /// Registered the first time the RADIUS listener's counts are there.
+    radius: Option<super::radius::RadiusMetrics>,
 }
 
 /// The report intake's families.
@@ -241,6 +243,7 @@ impl HealthMetrics {
             operator: None,
             cluster: None,
             bindings: None,
+            radius: None,
             registry,
         }
     }
@@ -339,6 +342,12 @@ impl HealthMetrics {
             let registry = &self.registry;
             self.bindings
                 .get_or_insert_with(|| super::bindings::BindingMetrics::new(registry))
+                .render(counts);
+        }
+        if let Some(counts) = &s.radius {
+            let registry = &self.registry;
+            self.radius
+                .get_or_insert_with(|| super::radius::RadiusMetrics::new(registry))
                 .render(counts);
         }
         let mut buf = Vec::new();

@@ -8,6 +8,7 @@ pub mod families;
 pub mod health;
 pub mod in_order;
 pub mod process;
+pub mod radius;
 pub mod route;
 pub mod status;
 pub mod tally;

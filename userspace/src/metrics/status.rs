@@ -46,6 +46,8 @@ pub struct DaemonStatus {
     pub cluster: Option<std::sync::Arc<crate::cluster::stats::ShipStats>>,
     /// The live bindings' figures, when a binding source (RADIUS, DHCP) is configured.
     pub bindings: Option<crate::bindings::counts::BindingCounts>,
+    /// The RADIUS accounting listener's counts per outcome, when it runs.
+    pub radius: Option<std::sync::Arc<crate::radius::outcome::Counts>>,
 }
 
 /// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an
