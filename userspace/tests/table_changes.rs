@@ -255,3 +255,69 @@ fn random_one_percent_changes_by_difference_leave_the_maps_as_a_whole_install_do
         "{rewritten} generations rewritten whole in {rounds} changes"
     );
 }
+
+/// The live bindings' path: prefixes moved between subscribers, given and taken, row by row,
+/// leave the maps as a whole install of the same table does, and a change that reshapes the
+/// plan (the /128s) goes through the whole path and still ends the same.
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn prefixes_given_by_row_leave_the_maps_as_a_whole_install_does() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut next_id, mut next_prefix) = (0, 0);
+    let table = Table {
+        subscribers: (0..200)
+            .map(|_| {
+                next_id += 1;
+                subscriber(next_id - 1, &mut next_prefix)
+            })
+            .collect(),
+    };
+    let mut dp = Datapath::load(SIZES, KernelLog::Off).unwrap();
+    let mut by_row = Registry::new(HASH_LENGTHS);
+    by_row.apply(&mut dp, table).unwrap();
+    let rewrites = by_row.rewrites();
+    for round in 0..30 {
+        let t = by_row.table().clone();
+        let n = t.subscribers.len();
+        let mut rows: HashMap<usize, Vec<IpNet>> = HashMap::new();
+        for _ in 0..3 {
+            // A prefix moves from one row to another (a dynamic address handed on) ...
+            let (from, to) = (rng.below(n), rng.below(n));
+            let mut source = rows
+                .remove(&from)
+                .unwrap_or_else(|| t.subscribers[from].prefixes.clone());
+            if from != to
+                && let Some(p) = source.pop()
+            {
+                rows.entry(to)
+                    .or_insert_with(|| t.subscribers[to].prefixes.clone())
+                    .push(p);
+            }
+            rows.insert(from, source);
+            // ... and a new one is bound.
+            let at = rng.below(n);
+            rows.entry(at)
+                .or_insert_with(|| t.subscribers[at].prefixes.clone())
+                .push(prefix(next_prefix));
+            next_prefix += 1;
+        }
+        if round == 20 {
+            rows.insert(0, many_hosts(0).prefixes);
+        }
+        let mut expected = t.clone();
+        for (i, p) in &rows {
+            expected.subscribers[*i].prefixes.clone_from(p);
+        }
+        let change = by_row
+            .apply_prefixes(&mut dp, rows.into_iter().collect())
+            .unwrap();
+        assert!(!change.changed.is_empty() && change.added.is_empty() && change.removed.is_empty());
+        assert_eq!(by_row.table(), &expected, "round {round}");
+        let mut fresh = Datapath::load(SIZES, KernelLog::Off).unwrap();
+        let mut whole = Registry::with_slots(HASH_LENGTHS, by_row.slots().clone());
+        whole.apply(&mut fresh, expected).unwrap();
+        assert_eq!(contents(&dp), contents(&fresh), "round {round}");
+    }
+    // Row changes are patches; only the round that reshaped the plan rewrote generations.
+    assert_eq!(by_row.rewrites() - rewrites, 2);
+}
