@@ -199,22 +199,27 @@ fn subscriber(id: usize, next_prefix: &mut usize) -> Subscriber {
     }
 }
 
+/// Fresh maps with 200 subscribers `s0`.. of two prefixes each (prefixes 0..400) installed.
+fn installed() -> (Datapath, Registry) {
+    let mut next_prefix = 0;
+    let table = Table {
+        subscribers: (0..200)
+            .map(|id| subscriber(id, &mut next_prefix))
+            .collect(),
+    };
+    let mut dp = Datapath::load(SIZES, KernelLog::Off).unwrap();
+    let mut registry = Registry::new(HASH_LENGTHS);
+    registry.apply(&mut dp, table).unwrap();
+    (dp, registry)
+}
+
 #[test]
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn random_one_percent_changes_by_difference_leave_the_maps_as_a_whole_install_does() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let (mut next_id, mut next_prefix) = (0, 0);
-    let mut table = Table {
-        subscribers: (0..200)
-            .map(|_| {
-                next_id += 1;
-                subscriber(next_id - 1, &mut next_prefix)
-            })
-            .collect(),
-    };
-    let mut dp = Datapath::load(SIZES, KernelLog::Off).unwrap();
-    let mut by_difference = Registry::new(HASH_LENGTHS);
-    by_difference.apply(&mut dp, table.clone()).unwrap();
+    let (mut next_id, mut next_prefix) = (200, 400);
+    let (mut dp, mut by_difference) = installed();
+    let mut table = by_difference.table().clone();
     // `quid_map_entries` counts the direct pools too (they once showed 0 while in use).
     let usage = by_difference.map_usage(SIZES);
     let used = |name: &str| usage.iter().find(|u| u.0 == name).map_or(0, |u| u.1);
@@ -263,18 +268,8 @@ fn random_one_percent_changes_by_difference_leave_the_maps_as_a_whole_install_do
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn prefixes_given_by_row_leave_the_maps_as_a_whole_install_does() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let (mut next_id, mut next_prefix) = (0, 0);
-    let table = Table {
-        subscribers: (0..200)
-            .map(|_| {
-                next_id += 1;
-                subscriber(next_id - 1, &mut next_prefix)
-            })
-            .collect(),
-    };
-    let mut dp = Datapath::load(SIZES, KernelLog::Off).unwrap();
-    let mut by_row = Registry::new(HASH_LENGTHS);
-    by_row.apply(&mut dp, table).unwrap();
+    let mut next_prefix = 400;
+    let (mut dp, mut by_row) = installed();
     let rewrites = by_row.rewrites();
     for round in 0..30 {
         let t = by_row.table().clone();
