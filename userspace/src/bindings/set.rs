@@ -298,10 +298,10 @@ impl Bindings {
         self.live = live;
     }
 
-    /// The installed table `current`, laid over with `before`'s sessions, changed to lie under
-    /// the sessions now: only the rows of subscribers whose bound prefixes differ change, and
-    /// their positions are returned with the table.
-    pub fn relayer(&self, current: &Table, before: &Live) -> (Table, Vec<usize>) {
+    /// What changes in the installed table `current` (laid over with `before`'s sessions) to
+    /// lie under the sessions now: each row whose bound prefixes differ, by position, with all
+    /// its prefixes (listed, then bound).
+    pub fn relayer(&self, current: &Table, before: &Live) -> Vec<(usize, Vec<IpNet>)> {
         let (old, new) = (before.by_subscriber(), self.live.by_subscriber());
         let ids: BTreeSet<&str> = old
             .keys()
@@ -309,7 +309,6 @@ impl Bindings {
             .copied()
             .filter(|id| old.get(id) != new.get(id))
             .collect();
-        let mut table = current.clone();
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
             let at = self
@@ -317,18 +316,22 @@ impl Bindings {
                 .position
                 .get(id)
                 .copied()
-                .filter(|&i| table.subscribers.get(i).is_some_and(|s| s.id == id))
-                .or_else(|| table.subscribers.iter().position(|s| s.id == id));
-            let Some((i, row)) = at.and_then(|i| Some((i, table.subscribers.get_mut(i)?))) else {
+                .filter(|&i| current.subscribers.get(i).is_some_and(|s| s.id == id))
+                .or_else(|| current.subscribers.iter().position(|s| s.id == id));
+            let Some((i, row)) = at.and_then(|i| Some((i, current.subscribers.get(i)?))) else {
                 continue;
             };
-            rows.push(i);
             let gone = old.get(id).map_or(&[][..], Vec::as_slice);
-            row.prefixes.retain(|p| !gone.contains(p));
-            row.prefixes
-                .extend(new.get(id).map_or(&[][..], Vec::as_slice));
+            let mut prefixes: Vec<IpNet> = row
+                .prefixes
+                .iter()
+                .filter(|p| !gone.contains(p))
+                .copied()
+                .collect();
+            prefixes.extend(new.get(id).map_or(&[][..], Vec::as_slice));
+            rows.push((i, prefixes));
         }
-        (table, rows)
+        rows
     }
 
     /// Live sessions of `source`.
@@ -383,7 +386,11 @@ mod tests {
     ) -> (Table, Vec<Result<Outcome, Refusal>>) {
         let before = b.live().clone();
         let outcomes = events.iter().map(|e| b.apply(e, t)).collect();
-        (b.relayer(t, &before).0, outcomes)
+        let mut t = t.clone();
+        for (i, prefixes) in b.relayer(&t, &before) {
+            t.subscribers[i].prefixes = prefixes;
+        }
+        (t, outcomes)
     }
 
     fn prefixes_of(t: &Table, id: &str) -> Vec<String> {

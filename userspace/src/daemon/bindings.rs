@@ -62,8 +62,8 @@ impl State<'_> {
             .iter()
             .any(|o| matches!(o, Ok(Outcome::Bound | Outcome::Released)));
         if changed {
-            let (table, rows) = bindings.relayer(current, &before);
-            if let Err(e) = self.install_prefixes(table, &rows, &before) {
+            let rows = bindings.relayer(current, &before);
+            if let Err(e) = self.install_prefixes(rows, &before) {
                 warn!(
                     "{} binding requests not applied, the kernel maps are unchanged: {e:#}",
                     batch.len()
@@ -95,20 +95,19 @@ impl State<'_> {
         self.refresh_binding_counts();
     }
 
-    /// Installs a table that differs from the running one only in the prefixes of the
-    /// subscribers at `rows`: the kernel change, and those subscribers' books.
+    /// Gives the subscribers at `rows` (positions in the installed table) new prefixes: the
+    /// kernel change, and those subscribers' books.
     /// The sessions are stored after the kernel change: a daemon restarted in between finds
     /// the older sessions, and the source's next word (the NAS retransmits what it has no
     /// answer for) brings them up to date.
     fn install_prefixes(
         &mut self,
-        table: Table,
-        rows: &[usize],
+        rows: Vec<(usize, Vec<ipnet::IpNet>)>,
         before: &Live,
     ) -> anyhow::Result<()> {
-        let (change, baselines) = self.registry.apply(&mut self.dp, table)?;
-        debug_assert!(change.added.is_empty() && change.removed.is_empty() && baselines.is_empty());
-        self.books.reprefix(self.registry.table(), rows)?;
+        let positions: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
+        self.registry.apply_prefixes(&mut self.dp, rows)?;
+        self.books.reprefix(self.registry.table(), &positions)?;
         if let Some((bindings, _)) = &self.bindings {
             let (changed, ended) = bindings.live().changes_since(before);
             self.books.store_mut().put_bindings(&changed, &ended)?;
