@@ -188,6 +188,19 @@ fn main() -> anyhow::Result<()> {
                     ("QUID_CLUSTER_OUT", cluster),
                 ],
             )?;
+            // RADIUS accounting: requests applied and answered per second, and Start to
+            // counting (bench/bindings.json), with their targets.
+            let bindings = root.join("bench/bindings.json");
+            let bindings = bindings.to_str().context("non-UTF-8 path")?;
+            release_test(
+                &root,
+                &["radius", "radius_accounting_rate"],
+                &[
+                    ("QUID_RADIUS_SESSIONS", "20000"),
+                    ("QUID_RADIUS_OUT", bindings),
+                    ("QUID_RADIUS_TARGETS", "1"),
+                ],
+            )?;
             // The load test, longer than in CI and with its latency and memory targets.
             let out = root.join("bench/load.json");
             let out = out.to_str().context("non-UTF-8 path")?;

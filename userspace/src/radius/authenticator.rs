@@ -1,7 +1,8 @@
 //! The three RADIUS accounting checksums: the Request Authenticator (RFC 2866 section 3),
 //! the Response Authenticator (RFC 2866 section 3, as RFC 2865 defines it) and the
-//! Message-Authenticator attribute (RFC 3579 section 3.2, HMAC-MD5; for accounting packets
-//! computed over the packet with the authenticator field as RFC 5080 section 2.2.2 says).
+//! Message-Authenticator attribute (RFC 3579 section 3.2, HMAC-MD5; for accounting requests
+//! and responses computed over the packet with a zero authenticator field, as FreeRADIUS
+//! does: checked against its radclient in tests/radius.rs).
 
 use hmac::{KeyInit as _, Mac as _};
 use md5::{Digest as _, Md5};
@@ -128,9 +129,12 @@ pub fn sign_request(bytes: &mut [u8], secret: &[u8]) {
     sign(bytes, &[0; 16], &[0; 16], secret);
 }
 
-/// Signs an Accounting-Response to a request that carried `request_authenticator`.
+/// Signs an Accounting-Response to a request that carried `request_authenticator`. Its
+/// Message-Authenticator is computed over a zero authenticator field, as for the request: so
+/// FreeRADIUS computes and checks it (a response's Message-Authenticator over the request's
+/// authenticator is refused by radclient).
 pub fn sign_response(bytes: &mut [u8], request_authenticator: &[u8; 16], secret: &[u8]) {
-    sign(bytes, request_authenticator, request_authenticator, secret);
+    sign(bytes, &[0; 16], request_authenticator, secret);
 }
 
 /// Checks an Accounting-Response against the request it answers (accounting out).
@@ -148,10 +152,7 @@ pub fn verify_response(
         .filter(|a| a.kind == MESSAGE_AUTHENTICATOR)
         .all(|a| {
             a.value.len() == 16
-                && bool::from(
-                    hmac_with(packet.bytes(), request_authenticator, a.offset, secret)
-                        .ct_eq(a.value),
-                )
+                && bool::from(hmac_with(packet.bytes(), &[0; 16], a.offset, secret).ct_eq(a.value))
         })
 }
 

@@ -517,6 +517,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_start_replayed_after_its_stop_changes_nothing() {
+        let r = rig("127.0.0.1").await;
+        let p: Vec<ipnet::IpNet> = vec!["100.64.0.9/32".parse().unwrap()];
+        assert!(
+            r.ask(&start(b"alice", b"s1", &p).encode(1, b"s3cret").unwrap())
+                .await
+                .is_some()
+        );
+        let stop = Request {
+            status: Some(StatusType::Stop),
+            session_time: Some(90),
+            ..start(b"alice", b"s1", &[])
+        };
+        assert!(r.ask(&stop.encode(2, b"s3cret").unwrap()).await.is_some());
+        // The Start again, as a new request (another identifier, so no retransmission).
+        assert!(
+            r.ask(&start(b"alice", b"s1", &p).encode(3, b"s3cret").unwrap())
+                .await
+                .is_some()
+        );
+        assert_eq!(r.changes().len(), 2, "{:?}", r.changes());
+        assert_eq!(r.counts.get(Outcome::Replayed), 1);
+    }
+
+    #[tokio::test]
     async fn an_unknown_client_is_dropped_silently() {
         let r = rig("192.0.2.0/24").await;
         let req = start(b"alice", b"s1", &[]).encode(1, b"s3cret").unwrap();
