@@ -466,29 +466,39 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
     let (rtr, _snd, _dir, config) = configure(&table, "", capacity);
     let daemon = Daemon::start(&rtr, &config);
 
+    // Several NASes at once, each with its own sessions and `WINDOW` requests in flight.
+    const NASES: usize = 8;
+    const WINDOW: usize = 128;
     let ids: Vec<Vec<u8>> = (0..sessions)
         .map(|i| format!("bench-{i}").into_bytes())
         .collect();
     let users: Vec<Vec<u8>> = (0..sessions)
         .map(|i| format!("sub{}", i % subscribers).into_bytes())
         .collect();
+    let nas_ids: Vec<Vec<u8>> = (0..NASES)
+        .map(|n| format!("bng-{n}").into_bytes())
+        .collect();
     let addrs: Vec<[ipnet::IpNet; 1]> = (0..sessions).map(|i| [session_addr(i)]).collect();
-    let phase = |status, time| -> Vec<Vec<u8>> {
-        (0..sessions)
-            .map(|i| {
-                Request {
-                    status: Some(status),
-                    session_id: &ids[i],
-                    user_name: &users[i],
-                    nas_identifier: b"bng-bench",
-                    prefixes: &addrs[i],
-                    session_time: time,
-                    ..Request::default()
-                }
-                .encode(u8::try_from(i % 256).unwrap(), SECRET.as_bytes())
-                .unwrap()
-            })
-            .collect()
+    // Each NAS's requests of one phase.
+    let phase = |status, time| -> Vec<Vec<Vec<u8>>> {
+        let mut by_nas = vec![Vec::new(); NASES];
+        for i in 0..sessions {
+            let request = Request {
+                status: Some(status),
+                session_id: &ids[i],
+                user_name: &users[i],
+                nas_identifier: &nas_ids[i % NASES],
+                prefixes: &addrs[i],
+                session_time: time,
+                ..Request::default()
+            };
+            by_nas[i % NASES].push(
+                request
+                    .encode(u8::try_from(i / NASES % 256).unwrap(), SECRET.as_bytes())
+                    .unwrap(),
+            );
+        }
+        by_nas
     };
     let phases = [
         ("start", phase(StatusType::Start, None)),
@@ -497,16 +507,22 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
     ];
     let mut rows = serde_json::Map::new();
     let mut total = Duration::ZERO;
-    for (name, requests) in phases {
+    for (name, by_nas) in phases {
         let started = Instant::now();
-        let took = rtr.run(move || {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.connect("127.0.0.1:1813").unwrap();
-            exchange(&s, &requests, 128)
-        });
+        let nases: Vec<_> = by_nas
+            .into_iter()
+            .map(|requests| {
+                rtr.spawn(move || {
+                    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    s.connect("127.0.0.1:1813").unwrap();
+                    exchange(&s, &requests, WINDOW).len()
+                })
+            })
+            .collect();
+        let answered: usize = nases.into_iter().map(|t| t.join().unwrap()).sum();
         let secs = started.elapsed();
         total += secs;
-        assert_eq!(took.len(), sessions);
+        assert_eq!(answered, sessions);
         rows.insert(
             format!("{name}_per_second"),
             serde_json::json!((sessions as f64 / secs.as_secs_f64()).round()),
@@ -558,7 +574,8 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
         "sessions": sessions,
         "subscribers": subscribers,
         "requests": 3 * sessions,
-        "in_flight": 128,
+        "nases": NASES,
+        "in_flight_per_nas": WINDOW,
         "seconds": total.as_secs_f64(),
         "requests_per_second": per_second.round(),
         "by_phase": rows,

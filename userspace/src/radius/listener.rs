@@ -31,6 +31,10 @@ const PROXY_STATE: u8 = 33;
 const MAX_LOGGED: usize = 10_000;
 /// Most requests remembered for retransmissions.
 const MAX_REMEMBERED: usize = 1 << 20;
+/// The socket's receive buffer: room for a few thousand requests queued while the daemon
+/// applies a batch (the kernel's default of about 200 KiB drops datagrams from about 300 on,
+/// and every dropped request costs its NAS a retransmission timeout).
+const RECEIVE_BUFFER: usize = 8 << 20;
 
 /// What the receive loop and the answering tasks share.
 struct State {
@@ -97,6 +101,20 @@ impl<B: Binder> Listener<B> {
                 addr: config.listen,
                 source,
             })?;
+        // CAP_NET_ADMIN may pass net.core.rmem_max; without it the kernel caps the size there.
+        if nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &RECEIVE_BUFFER,
+        )
+        .is_err()
+        {
+            let _ = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::RcvBuf,
+                &RECEIVE_BUFFER,
+            );
+        }
         Ok(Listener {
             socket: Arc::new(socket),
             clients,
