@@ -59,8 +59,8 @@ enum Step {
     Answer(Vec<u8>, Outcome),
     /// Drop it.
     Drop(Outcome),
-    /// Submit these changes, answer once applied (or undo).
-    Apply(Vec<super::sessions::Change>, super::sessions::Undo),
+    /// Submit these changes (of this subscriber), answer once applied (or undo).
+    Apply(Vec<super::sessions::Change>, super::sessions::Undo, String),
 }
 
 /// The running listener.
@@ -192,7 +192,7 @@ impl<B: Binder> Listener<B> {
             let mut state = self.lock();
             self.decide(&mut state, &packet, &client.secret, id, now)
         };
-        let (changes, undo) = match step {
+        let (changes, undo, subscriber) = match step {
             Step::Answer(response, outcome) => {
                 self.counts.add(outcome);
                 let _ = self.socket.send_to(&response, src).await;
@@ -202,7 +202,7 @@ impl<B: Binder> Listener<B> {
                 self.counts.add(outcome);
                 return;
             }
-            Step::Apply(changes, undo) => (changes, undo),
+            Step::Apply(changes, undo, subscriber) => (changes, undo, subscriber),
         };
         // Submitted here, in arrival order; answered by a task of its own, so the next
         // datagram is read while the daemon applies this one.
@@ -211,9 +211,6 @@ impl<B: Binder> Listener<B> {
             pending.push(self.binder.submit(change).await);
         }
         let response = response(&packet, &client.secret);
-        let subscriber = Accounting::read(&packet, self.by)
-            .map(|a| String::from_utf8_lossy(a.subscriber).into_owned())
-            .unwrap_or_default();
         let state = Arc::clone(&self.state);
         let socket = Arc::clone(&self.socket);
         let counts = Arc::clone(&self.counts);
@@ -307,7 +304,11 @@ impl<B: Binder> Listener<B> {
         match decision {
             Decision::Apply(changes) => {
                 state.seen.pending(id, now);
-                Step::Apply(changes, undo)
+                Step::Apply(
+                    changes,
+                    undo,
+                    String::from_utf8_lossy(acct.subscriber).into_owned(),
+                )
             }
             Decision::Unchanged(why) => {
                 let response = response(packet, secret);
