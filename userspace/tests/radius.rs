@@ -580,6 +580,10 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
         "requests_per_second": per_second.round(),
         "by_phase": rows,
         "target_requests_per_second": 20000,
+        "targets_met": {
+            "requests_per_second": per_second >= 20_000.0,
+            "start_to_counting_p99": p99 <= 50.0,
+        },
         "start_to_counting_ms": {
             "samples": samples,
             "p50": p50,
