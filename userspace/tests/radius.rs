@@ -449,7 +449,8 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> f64 {
 /// applies and answers per second (Start, Interim-Update, Stop for many sessions), and the
 /// time from sending an Accounting-Start to its Accounting-Response, which quid sends only once
 /// the kernel maps count by the new binding. QUID_RADIUS_SESSIONS sets the sessions (2,000 by
-/// default), QUID_RADIUS_OUT the JSON file, QUID_RADIUS_TARGETS=1 checks the targets.
+/// default), QUID_RADIUS_NASES the NASes sending at once (8), QUID_RADIUS_OUT the JSON file
+/// (row `radius_accounting_<NASES>_nases`), QUID_RADIUS_TARGETS=1 checks the targets.
 #[test]
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn radius_accounting_rate_and_start_to_counting_latency() {
@@ -466,8 +467,12 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
     let (rtr, _snd, _dir, config) = configure(&table, "", capacity);
     let daemon = Daemon::start(&rtr, &config);
 
-    // Several NASes at once, each with its own sessions and `WINDOW` requests in flight.
-    const NASES: usize = 8;
+    // Several NASes at once (QUID_RADIUS_NASES, 8 by default), each with its own sessions and
+    // `WINDOW` requests in flight.
+    let nases: usize = std::env::var("QUID_RADIUS_NASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     const WINDOW: usize = 128;
     let ids: Vec<Vec<u8>> = (0..sessions)
         .map(|i| format!("bench-{i}").into_bytes())
@@ -475,26 +480,26 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
     let users: Vec<Vec<u8>> = (0..sessions)
         .map(|i| format!("sub{}", i % subscribers).into_bytes())
         .collect();
-    let nas_ids: Vec<Vec<u8>> = (0..NASES)
+    let nas_ids: Vec<Vec<u8>> = (0..nases)
         .map(|n| format!("bng-{n}").into_bytes())
         .collect();
     let addrs: Vec<[ipnet::IpNet; 1]> = (0..sessions).map(|i| [session_addr(i)]).collect();
     // Each NAS's requests of one phase.
     let phase = |status, time| -> Vec<Vec<Vec<u8>>> {
-        let mut by_nas = vec![Vec::new(); NASES];
+        let mut by_nas = vec![Vec::new(); nases];
         for i in 0..sessions {
             let request = Request {
                 status: Some(status),
                 session_id: &ids[i],
                 user_name: &users[i],
-                nas_identifier: &nas_ids[i % NASES],
+                nas_identifier: &nas_ids[i % nases],
                 prefixes: &addrs[i],
                 session_time: time,
                 ..Request::default()
             };
-            by_nas[i % NASES].push(
+            by_nas[i % nases].push(
                 request
-                    .encode(u8::try_from(i / NASES % 256).unwrap(), SECRET.as_bytes())
+                    .encode(u8::try_from(i / nases % 256).unwrap(), SECRET.as_bytes())
                     .unwrap(),
             );
         }
@@ -509,7 +514,7 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
     let mut total = Duration::ZERO;
     for (name, by_nas) in phases {
         let started = Instant::now();
-        let nases: Vec<_> = by_nas
+        let senders: Vec<_> = by_nas
             .into_iter()
             .map(|requests| {
                 rtr.spawn(move || {
@@ -519,7 +524,7 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
                 })
             })
             .collect();
-        let answered: usize = nases.into_iter().map(|t| t.join().unwrap()).sum();
+        let answered: usize = senders.into_iter().map(|t| t.join().unwrap()).sum();
         let secs = started.elapsed();
         total += secs;
         assert_eq!(answered, sessions);
@@ -574,7 +579,7 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
         "sessions": sessions,
         "subscribers": subscribers,
         "requests": 3 * sessions,
-        "nases": NASES,
+        "nases": nases,
         "in_flight_per_nas": WINDOW,
         "seconds": total.as_secs_f64(),
         "requests_per_second": per_second.round(),
@@ -600,7 +605,7 @@ fn radius_accounting_rate_and_start_to_counting_latency() {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        doc.insert("radius_accounting".into(), row);
+        doc.insert(format!("radius_accounting_{nases}_nases"), row);
         std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
     }
     if std::env::var("QUID_RADIUS_TARGETS").is_ok_and(|v| v == "1") {
