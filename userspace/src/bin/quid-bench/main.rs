@@ -375,6 +375,20 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     let summary = books.interval(|s| dp.counters.slot(s), 10)?;
     row("interval_write", "sqlite", started.elapsed().as_secs_f64());
     log::info!("interval wrote {} usage records", summary.active);
+    // A reload's books: the 1% change recorded by its rows (as the daemon does), then the
+    // same table recorded whole (as it did before, and still does at start).
+    let mut t4 = reg.table().clone();
+    for s in t4.subscribers.iter_mut().step_by(100) {
+        s.plan = "bench-2".into();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (change, baselines) = reg.apply(&mut dp, t4)?;
+    let started = Instant::now();
+    books.install_change(reg.table(), &change.rows, reg.slots(), &baselines)?;
+    row("books_1pct", "rows", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    books.install(reg.table(), reg.slots(), &baselines)?;
+    row("books_1pct", "whole", started.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
 
     write_json(&out, "registry.json", &rows)
