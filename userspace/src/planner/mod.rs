@@ -23,3 +23,4 @@ mod simulate_tests;
 pub mod solve;
 pub mod supply;
 pub mod uplink;
+mod year_tests;
