@@ -14,7 +14,7 @@ use quid::{
     ledger::chain::credits_wide,
     planner::{
         report::{PREVIOUS, PlanReport, Report, report},
-        report_csv, report_html, report_parquet,
+        report_csv, report_html, report_parquet, subscriber_csv,
         uplink::uplink,
     },
     store::Store,
@@ -37,6 +37,10 @@ pub struct ReportArgs {
     /// Also write the per-plan rows as Parquet to FILE (the CSV's columns).
     #[arg(long, value_name = "FILE")]
     pub parquet: Option<PathBuf>,
+    /// Also write one row per subscriber to FILE as CSV: its plans and its own 95th percentile
+    /// of hourly bytes, per direction (bytes per hour and bits per second), and its bytes.
+    #[arg(long, value_name = "FILE")]
+    pub subscribers_csv: Option<PathBuf>,
     /// Also write the report as one self-contained HTML page with charts to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -66,7 +70,27 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
         start = bounds.0;
     }
     let store = Store::open(&config.daemon.state_dir)?;
-    let mut r = report(&store, from, to, &previous, |_| {})?;
+    let mut r = match &a.subscribers_csv {
+        None => report(&store, from, to, &previous, |_| {})?,
+        Some(path) => {
+            let names = subscriber_csv::Names::read(&store)?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut w =
+                subscriber_csv::Writer::new(std::io::BufWriter::new(file), &names, &period)?;
+            // The first write error, kept until the report returns.
+            let mut failed = None;
+            let r = report(&store, from, to, &previous, |s| {
+                if failed.is_none() {
+                    failed = w.row(s).err();
+                }
+            })?;
+            failed
+                .map_or_else(|| w.finish(), Err)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            r
+        }
+    };
     // The core interfaces' capacity together, if any is configured.
     let capacity = config
         .interfaces

@@ -21,6 +21,7 @@ mod report_tests;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;
+pub mod subscriber_csv;
 pub mod supply;
 pub mod uplink;
 mod year_tests;

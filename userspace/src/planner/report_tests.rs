@@ -149,7 +149,7 @@ fn run() -> (Report, Vec<SubscriberP95>, tempfile::TempDir) {
         NOV,
         NOV + HOUR * 720,
         &[(START - 30 * 86_400, NOV)],
-        |l| lines.push(*l),
+        |l| lines.push(l.clone()),
     )
     .unwrap();
     (r, lines, dir)
@@ -493,4 +493,53 @@ fn uplink_utilisation_and_the_month_demand_passes_a_threshold() {
     assert_eq!(u.crossing_month.as_deref(), Some("2026-12"), "{u:?}");
     let never = super::uplink::uplink(&r, capacity, 10_000.0);
     assert_eq!(never.crossing_month, None, "{never:?}");
+}
+
+/// `--subscribers-csv`: each subscriber's row read back holds the report's own percentile, its
+/// bytes and its plans (bob's both, in order), figure for figure with the traffic given.
+#[test]
+fn the_subscribers_file_reads_back_equal_to_the_report() {
+    use super::subscriber_csv::{Names, Writer, bits_per_second};
+    let (_, lines, dir) = run();
+    let store = Store::open(dir.path()).unwrap();
+    let names = Names::read(&store).unwrap();
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out, &names, "2026-11").unwrap();
+    for l in &lines {
+        w.row(l).unwrap();
+    }
+    w.finish().unwrap();
+    let mut csv = csv::Reader::from_reader(out.as_slice());
+    assert_eq!(
+        csv.headers().unwrap().iter().collect::<Vec<_>>(),
+        super::subscriber_csv::COLUMNS
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    let plans = ["home", "home, pro", "pro"];
+    let keys = store_records(&dir);
+    for (s, id) in IDS.iter().enumerate() {
+        let key = keys.iter().find(|k| k.0 == *id).unwrap().1;
+        let line = lines.iter().find(|l| l.key == key).unwrap();
+        let row = rows.iter().find(|r| &r[1] == *id).unwrap();
+        let n = |i: usize| row[i].parse::<u64>().unwrap();
+        let hours = (0..HOURS).map(|h| traffic(s, 24 + h));
+        let down = p95(hours.clone().map(|t| t.0));
+        let up = p95(hours.clone().map(|t| t.1 + t.2));
+        assert_eq!((&row[0], &row[2]), ("2026-11", plans[s]), "{id}");
+        assert_eq!(&row[3], if s == 0 { "home" } else { "pro" }, "{id}");
+        assert_eq!((n(4), n(5)), (down, up), "{id}");
+        assert_eq!((n(4), n(5)), (line.p95_hour.down, line.p95_hour.up), "{id}");
+        assert_eq!((n(6), n(7)), (down * 8 / 3_600, up * 8 / 3_600), "{id}");
+        assert_eq!(n(6), bits_per_second(line.p95_hour.down));
+        let total = hours.fold(Directions::default(), |mut d, t| {
+            d.add(Directions {
+                down: t.0,
+                up: t.1 + t.2,
+            });
+            d
+        });
+        assert_eq!((n(8), n(9)), (total.down, total.up), "{id}");
+        assert_eq!(line.bytes, total, "{id}");
+    }
 }

@@ -381,7 +381,7 @@ fn own_hours(s: usize) -> Vec<Directions> {
 fn run(dir: &tempfile::TempDir) -> (Report, Vec<SubscriberP95>) {
     let store = Store::open(dir.path()).unwrap();
     let mut lines = Vec::new();
-    let r = report(&store, NOV, DEC, &previous(), |l| lines.push(*l)).unwrap();
+    let r = report(&store, NOV, DEC, &previous(), |l| lines.push(l.clone())).unwrap();
     (r, lines)
 }
 
