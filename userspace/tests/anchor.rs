@@ -349,6 +349,8 @@ fn the_previous_releases_store_reports_its_month() {
             "--subscribers-csv",
         ])
         .arg(&subscribers)
+        .arg("--subscribers-parquet")
+        .arg(base.path().join("subscribers.parquet"))
         .arg("--config")
         .arg(&cfg)
         .output()
@@ -379,4 +381,6 @@ fn the_previous_releases_store_reports_its_month() {
          p95_down_bits_per_second,p95_up_bits_per_second,down_bytes,up_bytes\n\
          2026-11,alice,home,home,410000000,90000000,911111,200000,295200000000,64800000000\n"
     );
+    let parquet = std::fs::read(base.path().join("subscribers.parquet")).unwrap();
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
 }

@@ -22,6 +22,7 @@ pub mod simulate;
 mod simulate_tests;
 pub mod solve;
 pub mod subscriber_csv;
+pub mod subscriber_parquet;
 pub mod supply;
 pub mod uplink;
 mod year_tests;

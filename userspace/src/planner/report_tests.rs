@@ -397,40 +397,20 @@ fn chromium_renders_the_html_report_without_errors() {
 /// The Parquet file holds the CSV's rows, figure for figure (read back by the crate's reader).
 #[test]
 fn the_report_as_parquet_reads_back_equal_to_the_csv() {
-    use parquet::{
-        file::reader::{FileReader, SerializedFileReader},
-        record::RowAccessor,
-    };
+    use parquet::record::RowAccessor;
     let (r, _, dir) = run();
     let mut csv = Vec::new();
     super::report_csv::write(&r, "2026-11", &mut csv).unwrap();
     let path = dir.path().join("report.parquet");
     super::report_parquet::write(&r, "2026-11", std::fs::File::create(&path).unwrap()).unwrap();
-    let mut csv = csv::Reader::from_reader(csv.as_slice());
-    let want: Vec<Vec<String>> = csv
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
+    let (want, got) = read_back(&csv, &path, |row, i| match super::report_csv::COLUMNS[i] {
+        "period_start" | "plan" => row.get_string(i).unwrap().clone(),
+        "credits" | "debits" | "net" => row.get_long(i).unwrap().to_string(),
+        "growth_percent" => format!("{:.3}", row.get_double(i).unwrap()),
+        "previous_bytes" => row.get_ulong(i).map(|v| v.to_string()).unwrap(),
+        _ => row.get_ulong(i).unwrap().to_string(),
+    });
     assert_eq!(want.len(), 3);
-    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-    let got: Vec<Vec<String>> = reader
-        .get_row_iter(None)
-        .unwrap()
-        .map(|row| {
-            let row = row.unwrap();
-            super::report_csv::COLUMNS
-                .iter()
-                .enumerate()
-                .map(|(i, c)| match *c {
-                    "period_start" | "plan" => row.get_string(i).unwrap().clone(),
-                    "credits" | "debits" | "net" => row.get_long(i).unwrap().to_string(),
-                    "growth_percent" => format!("{:.3}", row.get_double(i).unwrap()),
-                    "previous_bytes" => row.get_ulong(i).map(|v| v.to_string()).unwrap(),
-                    _ => row.get_ulong(i).unwrap().to_string(),
-                })
-                .collect()
-        })
-        .collect();
     assert_eq!(got, want);
 }
 
@@ -542,4 +522,55 @@ fn the_subscribers_file_reads_back_equal_to_the_report() {
         assert_eq!((n(8), n(9)), (total.down, total.up), "{id}");
         assert_eq!(line.bytes, total, "{id}");
     }
+}
+
+/// `--subscribers-parquet` holds the subscribers file's rows, figure for figure (read back by
+/// the crate's reader).
+#[test]
+fn the_subscribers_parquet_reads_back_equal_to_the_csv() {
+    use parquet::record::RowAccessor;
+    let (_, lines, dir) = run();
+    let store = Store::open(dir.path()).unwrap();
+    let names = super::subscriber_csv::Names::read(&store).unwrap();
+    let mut csv = Vec::new();
+    let mut w = super::subscriber_csv::Writer::new(&mut csv, &names, "2026-11").unwrap();
+    let path = dir.path().join("subscribers.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut p = super::subscriber_parquet::Writer::new(file, &names, "2026-11").unwrap();
+    for l in &lines {
+        w.row(l).unwrap();
+        p.row(l).unwrap();
+    }
+    w.finish().unwrap();
+    p.finish().unwrap();
+    let (want, got) = read_back(&csv, &path, |row, i| match i {
+        0..4 => row.get_string(i).unwrap().clone(),
+        _ => row.get_ulong(i).unwrap().to_string(),
+    });
+    assert_eq!(want.len(), 3);
+    assert_eq!(got, want);
+}
+
+/// The rows of a CSV file and of the Parquet file at `path` (each cell as `cell` reads it), as
+/// text, to compare.
+fn read_back(
+    csv: &[u8],
+    path: &std::path::Path,
+    cell: impl Fn(&parquet::record::Row, usize) -> String,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let want: Vec<Vec<String>> = csv::Reader::from_reader(csv)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let got = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            (0..row.len()).map(|i| cell(&row, i)).collect()
+        })
+        .collect();
+    (want, got)
 }

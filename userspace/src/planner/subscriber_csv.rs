@@ -41,6 +41,29 @@ impl Names {
         p.and_then(|p| self.plans.get(p as usize))
             .map_or(super::plan_attribution::UNKNOWN_PLAN, String::as_str)
     }
+
+    /// Subscriber `s`'s row as text, in [`COLUMNS`] order (the Parquet file holds the same).
+    pub fn record(&self, period_start: &str, s: &SubscriberP95) -> [String; COLUMNS.len()] {
+        let id = self
+            .ids
+            .get(&s.key)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", s.key));
+        let plans: Vec<&str> = s.plans.iter().map(|p| self.plan(Some(*p))).collect();
+        let n = |v: u64| v.to_string();
+        [
+            period_start.to_owned(),
+            id,
+            plans.join(", "),
+            self.plan(s.plan).to_owned(),
+            n(s.p95_hour.down),
+            n(s.p95_hour.up),
+            n(bits_per_second(s.p95_hour.down)),
+            n(bits_per_second(s.p95_hour.up)),
+            n(s.bytes.down),
+            n(s.bytes.up),
+        ]
+    }
 }
 
 /// The mean bits per second of `bytes` in an hour, rounded down.
@@ -69,26 +92,8 @@ impl<'a, W: std::io::Write> Writer<'a, W> {
 
     /// One subscriber's row.
     pub fn row(&mut self, s: &SubscriberP95) -> csv::Result<()> {
-        let id = self
-            .names
-            .ids
-            .get(&s.key)
-            .cloned()
-            .unwrap_or_else(|| format!("#{}", s.key));
-        let plans: Vec<&str> = s.plans.iter().map(|p| self.names.plan(Some(*p))).collect();
-        let n = |v: u64| v.to_string();
-        self.out.write_record([
-            self.period_start.clone(),
-            id,
-            plans.join(", "),
-            self.names.plan(s.plan).to_owned(),
-            n(s.p95_hour.down),
-            n(s.p95_hour.up),
-            n(bits_per_second(s.p95_hour.down)),
-            n(bits_per_second(s.p95_hour.up)),
-            n(s.bytes.down),
-            n(s.bytes.up),
-        ])
+        self.out
+            .write_record(self.names.record(&self.period_start, s))
     }
 
     /// Flushes what is buffered.
