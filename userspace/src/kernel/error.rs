@@ -19,6 +19,8 @@ pub enum KernelError {
         name: String,
         source: aya::programs::ProgramError,
     },
+    #[error(transparent)]
+    UnsupportedLink(#[from] crate::kernel::link_type::UnsupportedLink),
     #[error("interface `{0}` does not exist: check the [[interface]] names in the config")]
     NoInterface(String),
     #[error("interface `{name}` has ifindex {ifindex}, quid counts interfaces below {max} only")]

@@ -84,6 +84,9 @@ pub struct InterfaceTotals {
     pub non_ip: Count,
     pub unknown: Count,
     pub malformed: Count,
+    /// PPPoE discovery frames (frame bytes); zero in a snapshot an older quid wrote.
+    #[serde(default)]
+    pub pppoe_discovery: Count,
 }
 
 /// Whether the daemon that wrote a snapshot was still counting (`totals.json`'s `state`).
