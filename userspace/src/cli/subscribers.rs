@@ -212,7 +212,7 @@ mod tests {
                 non_ip: c(0, 0),
                 unknown: c(12, 840),
                 malformed: c(0, 0),
-                pppoe_discovery: c(0, 0),
+                pppoe_discovery: c(2, 48),
             }],
         };
         let text = render_table(&snap);
@@ -233,7 +233,7 @@ mod tests {
             lines[4],
             [
                 "eth1", "access", "native", "4,203", "/", "5.69", "MB", "0", "/", "0", "B", "12",
-                "/", "840", "B", "0", "/", "0", "B"
+                "/", "840", "B", "0", "/", "0", "B", "2", "/", "48", "B"
             ],
             "{text}"
         );

@@ -1,5 +1,8 @@
-//! How an interface frames its packets (its ARPHRD_* link type, `/sys/class/net/IF/type`):
-//! which of quid's programs can read it, or why none can.
+//! How an interface frames its packets (its ARPHRD_* link type, as `/sys/class/net/IF/type`
+//! shows it): which of quid's programs can read it, or why none can. Asked with an ioctl, which
+//! answers for the caller's network namespace (sysfs answers for the one it was mounted in).
+
+use std::os::fd::AsRawFd as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,17 +27,22 @@ impl Framing {
     }
 }
 
-/// An interface whose link type quid has no program for.
+/// Why quid cannot read an interface's packets.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "interface `{name}` has link type {link_type} ({}), which quid cannot read: quid's programs \
-     read Ethernet frames (link types 1 and 772) and bare IP packets (tun, ppp, WireGuard: \
-     65534, 512, 519). Attach quid to the Ethernet interface that carries this traffic instead",
-    arphrd_name(*.link_type)
-)]
-pub struct UnsupportedLink {
-    pub name: String,
-    pub link_type: u32,
+pub enum UnsupportedLink {
+    #[error(
+        "interface `{name}` has link type {link_type} ({}), which quid cannot read: quid's \
+         programs read Ethernet frames (link types 1 and 772) and bare IP packets (tun, ppp, \
+         WireGuard: 65534, 512, 519). Attach quid to the Ethernet interface that carries this \
+         traffic instead",
+        arphrd_name(*.link_type)
+    )]
+    Type { name: String, link_type: u32 },
+    #[error("cannot read the link type of interface `{name}`: {source}")]
+    Unreadable {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 const ARPHRD_ETHER: u32 = 1;
@@ -66,23 +74,56 @@ pub fn of_link_type(name: &str, link_type: u32) -> Result<Framing, UnsupportedLi
     match link_type {
         ARPHRD_ETHER | ARPHRD_LOOPBACK => Ok(Framing::Ethernet),
         ARPHRD_NONE | ARPHRD_PPP | ARPHRD_RAWIP => Ok(Framing::Ip),
-        _ => Err(UnsupportedLink {
+        _ => Err(UnsupportedLink::Type {
             name: name.to_owned(),
             link_type,
         }),
     }
 }
 
-/// The framing of interface `name`, from sysfs; Ethernet where sysfs cannot say (a container
-/// without it), as every interface was before quid read link types.
+/// The framing of interface `name` in this thread's network namespace.
 pub fn of_interface(name: &str) -> Result<Framing, UnsupportedLink> {
-    match std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
-        .ok()
-        .and_then(|t| t.trim().parse::<u32>().ok())
-    {
-        Some(link_type) => of_link_type(name, link_type),
-        None => Ok(Framing::Ethernet),
+    let link_type = link_type(name).map_err(|source| UnsupportedLink::Unreadable {
+        name: name.to_owned(),
+        source,
+    })?;
+    of_link_type(name, link_type)
+}
+
+/// The ARPHRD_* type of interface `name` (SIOCGIFHWADDR's address family).
+fn link_type(name: &str) -> std::io::Result<u32> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not an interface name",
+        ));
     }
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is a C struct of integers and unions of integers: all zeroes is valid.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(bytes) {
+        *to = libc::c_char::from_ne_bytes([*from]);
+    }
+    // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name (checked above to fit with its NUL
+    // in the zeroed array) and writes only inside the ifreq, which outlives the call.
+    let rc = unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            libc::SIOCGIFHWADDR,
+            &mut request as *mut libc::ifreq,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a successful SIOCGIFHWADDR filled the union's `ifru_hwaddr` member.
+    Ok(u32::from(unsafe { request.ifr_ifru.ifru_hwaddr.sa_family }))
 }
 
 #[cfg(test)]
@@ -105,11 +146,9 @@ mod tests {
     }
 
     #[test]
-    fn the_loopback_interface_reads_as_ethernet_from_sysfs() {
+    fn the_loopback_interface_reads_as_ethernet_and_a_missing_one_is_named() {
         assert_eq!(of_interface("lo").unwrap(), Framing::Ethernet);
-        assert_eq!(
-            of_interface("no-such-interface-here").unwrap(),
-            Framing::Ethernet
-        );
+        let e = of_interface("no-such-if").unwrap_err().to_string();
+        assert!(e.contains("`no-such-if`"), "{e}");
     }
 }

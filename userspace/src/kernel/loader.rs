@@ -448,16 +448,29 @@ impl Datapath {
                     source,
                 })
         };
-        let (link, mode) = match setting {
-            XdpModeSetting::Native => attach(program, XdpMode::Driver, "native")?,
-            XdpModeSetting::Generic => attach(program, XdpMode::Skb, "generic")?,
-            XdpModeSetting::Auto => match attach(program, XdpMode::Driver, "native") {
-                Ok(ok) => ok,
-                Err(e) => {
-                    warn!("{e}; falling back to generic XDP on `{name}` (slower, counts the same)");
-                    attach(program, XdpMode::Skb, "generic")?
+        let (link, mode) = match (setting, framing) {
+            // Links without Ethernet run XDP only in the generic hook: a tun device takes a
+            // native program and never runs it, so native is never tried there.
+            (XdpModeSetting::Native, Framing::Ip) => {
+                return Err(KernelError::NativeOnIpLink(name.into()));
+            }
+            (XdpModeSetting::Auto, Framing::Ip) | (XdpModeSetting::Generic, _) => {
+                attach(program, XdpMode::Skb, "generic")?
+            }
+            (XdpModeSetting::Native, Framing::Ethernet) => {
+                attach(program, XdpMode::Driver, "native")?
+            }
+            (XdpModeSetting::Auto, Framing::Ethernet) => {
+                match attach(program, XdpMode::Driver, "native") {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        warn!(
+                            "{e}; falling back to generic XDP on `{name}` (slower, counts the same)"
+                        );
+                        attach(program, XdpMode::Skb, "generic")?
+                    }
                 }
-            },
+            }
         };
         if let Some(path) = link_pin {
             let pin_err = |message: String| KernelError::Pin {
