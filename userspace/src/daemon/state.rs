@@ -10,7 +10,8 @@ use std::{
 
 use log::{info, warn};
 use quid_common::{
-    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, DIR_DOWNLOAD, DIR_UPLOAD,
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_PPPOE_DISCOVERY, BUCKET_UNKNOWN,
+    DIR_DOWNLOAD, DIR_UPLOAD,
 };
 use tokio::sync::mpsc;
 
@@ -251,6 +252,7 @@ impl<'a> State<'a> {
                     non_ip: b.buckets[BUCKET_NON_IP].into(),
                     unknown: b.buckets[BUCKET_UNKNOWN].into(),
                     malformed: b.buckets[BUCKET_MALFORMED].into(),
+                    pppoe_discovery: b.buckets[BUCKET_PPPOE_DISCOVERY].into(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
