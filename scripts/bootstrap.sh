@@ -56,9 +56,13 @@ if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok i
     mkdir -p /etc/postgresql-common
     echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
 fi
-# freeradius-utils: radclient plays the NAS in the RADIUS tests; freeradius: the accounting
-# server the accounting-out test starts in a namespace (never as a system service).
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql freeradius-utils freeradius
+# gcc-aarch64-linux-gnu and qemu-user cross-build the node agent's arm64 package and run its
+# binary here (cargo xtask dist). freeradius-utils: radclient plays the NAS in the RADIUS tests.
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql gcc-aarch64-linux-gnu qemu-user freeradius-utils
+if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+    say "adding the aarch64-unknown-linux-gnu target (the node agent's arm64 package)"
+    rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1
+fi
 
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.

@@ -5,7 +5,7 @@
 #![no_std]
 
 /// Version of the map layouts below; a daemon refuses pinned maps of another version.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Lookup generations: the daemon rewrites the inactive one, then flips `ACTIVE_GEN`, so every
 /// packet sees either the whole old table or the whole new one.
@@ -59,10 +59,36 @@ pub const BUCKET_ATTRIBUTED: usize = 0;
 pub const BUCKET_NON_IP: usize = 1;
 /// Per-interface bucket: well-formed IP packets from or to no subscriber (IP-layer bytes).
 pub const BUCKET_UNKNOWN: usize = 2;
-/// Per-interface bucket: frames too short or inconsistent to parse; frame bytes.
+/// Per-interface bucket: frames too short or inconsistent to parse (a PPPoE session header
+/// with a wrong version, code or length included); frame bytes.
 pub const BUCKET_MALFORMED: usize = 3;
+/// Per-interface bucket: PPPoE discovery frames (EtherType 0x8863: PADI, PADO, PADR, PADS,
+/// PADT), which set sessions up and tear them down; frame bytes.
+pub const BUCKET_PPPOE_DISCOVERY: usize = 4;
 /// Number of per-interface buckets; every frame lands in exactly one.
-pub const BUCKETS: usize = 4;
+pub const BUCKETS: usize = 5;
+
+/// EtherType of PPPoE discovery frames (RFC 2516).
+pub const ETH_P_PPPOE_DISCOVERY: u16 = 0x8863;
+/// EtherType of PPPoE session frames: a PPPoE header, then a PPP frame.
+pub const ETH_P_PPPOE_SESSION: u16 = 0x8864;
+/// Length of the PPPoE header (version and type, code, session id, payload length); the
+/// payload length counts the PPP protocol field and what follows it.
+pub const PPPOE_HLEN: usize = 6;
+/// The only version and type RFC 2516 defines (version 1, type 1, one nibble each).
+pub const PPPOE_VER_TYPE: u8 = 0x11;
+/// The code of every session frame (other codes are discovery's).
+pub const PPPOE_CODE_SESSION: u8 = 0;
+/// Length of the PPP protocol field (uncompressed, as RFC 2516 recommends).
+pub const PPP_PROTO_LEN: usize = 2;
+/// PPP protocol: an IPv4 packet follows.
+pub const PPP_IPV4: u16 = 0x0021;
+/// PPP protocol: an IPv6 packet follows.
+pub const PPP_IPV6: u16 = 0x0057;
+/// PPP protocol: Link Control Protocol (a control frame, not subscriber traffic).
+pub const PPP_LCP: u16 = 0xc021;
+/// PPP protocol: IP Control Protocol (a control frame, not subscriber traffic).
+pub const PPP_IPCP: u16 = 0x8021;
 
 /// A packet and byte counter.
 #[repr(C)]
@@ -434,7 +460,7 @@ mod tests {
     fn layouts_have_no_padding() {
         use core::mem::size_of;
         assert_eq!(size_of::<SubscriberCounters>(), 64);
-        assert_eq!(size_of::<IfaceCounters>(), 64);
+        assert_eq!(size_of::<IfaceCounters>(), 80);
         assert_eq!(size_of::<V4Key>(), 8);
         assert_eq!(size_of::<V6Key>(), 20);
         assert_eq!(size_of::<PrefixTarget>(), 8);

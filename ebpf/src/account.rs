@@ -4,23 +4,24 @@
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_smp_processor_id, programs::XdpContext};
 use aya_log_ebpf::debug;
 use quid_common::{
-    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, DIR_DOWNLOAD, DIR_UPLOAD,
-    MAX_IFINDEX, ROLE_ACCESS, ROLE_CORE, pair_index,
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_PPPOE_DISCOVERY, BUCKET_UNKNOWN,
+    DIR_DOWNLOAD, DIR_UPLOAD, MAX_IFINDEX, ROLE_ACCESS, ROLE_CORE, pair_index,
 };
 
 use crate::{
     lookup,
     maps::{ACTIVE_GEN, GRID, IFACE_COUNTERS, LOOKUP_PLAN, SLOT_CAPACITY, SUB_COUNTERS},
-    parse::{self, Frame},
+    parse::{self, Frame, Link},
 };
 
-/// Accounts one frame for an interface with the given `ROLE_*` bits. Always passes it on.
+/// Accounts one frame for an interface with the given `ROLE_*` bits, framed as `link`. Always
+/// passes it on.
 #[inline(always)]
 #[expect(
     clippy::cast_possible_truncation,
     reason = "ingress_ifindex() widens the kernel's u32 xdp_md field to usize: narrowing it back is exact"
 )]
-pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
+pub fn frame(ctx: &XdpContext, role: u32, link: Link) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     let ifindex = ctx.ingress_ifindex() as u32;
     // One read of the generation: the whole packet uses one table.
@@ -34,8 +35,9 @@ pub fn frame(ctx: &XdpContext, role: u32) -> u32 {
     let Some(grid) = GRID.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    match parse::frame(ctx) {
+    match parse::frame(ctx, link) {
         Frame::NonIp => bucket(ifindex, BUCKET_NON_IP, frame_len),
+        Frame::PppoeDiscovery => bucket(ifindex, BUCKET_PPPOE_DISCOVERY, frame_len),
         Frame::Malformed => {
             debug!(
                 ctx,

@@ -1,9 +1,14 @@
-//! Frame parsing: Ethernet, up to two VLAN tags (802.1Q, 802.1ad), IPv4 and IPv6.
+//! Frame parsing: Ethernet, up to two VLAN tags (802.1Q, 802.1ad), PPPoE sessions, IPv4 and
+//! IPv6; or, on links without Ethernet (tun, ppp, WireGuard), the IP packet alone.
 //!
 //! Every read goes through [`at`], which bounds-checks against `data_end` itself, so each
 //! access carries the check the verifier needs.
 
 use aya_ebpf::programs::XdpContext;
+use quid_common::{
+    ETH_P_PPPOE_DISCOVERY, ETH_P_PPPOE_SESSION, PPP_IPV4, PPP_IPV6, PPP_PROTO_LEN,
+    PPPOE_CODE_SESSION, PPPOE_HLEN, PPPOE_VER_TYPE,
+};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -19,8 +24,11 @@ const ETH_P_QINQ_LEGACY: u16 = 0x9100;
 
 /// What a frame turned out to be.
 pub enum Frame {
-    /// Not IP after at most two VLAN tags.
+    /// Not IP after at most two VLAN tags, or a PPPoE session frame carrying something other
+    /// than IP (LCP, IPCP, authentication: the session's control traffic).
     NonIp,
+    /// A PPPoE discovery frame.
+    PppoeDiscovery,
     /// Too short or inconsistent to parse.
     Malformed,
     /// IPv4: addresses as loaded from the packet (network order in a native u32).
@@ -31,6 +39,15 @@ pub enum Frame {
         dst: [u32; 4],
         ip_len: u32,
     },
+}
+
+/// How a link frames its packets, which says where the IP header starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// An Ethernet header (and maybe VLAN tags and PPPoE) comes first.
+    Ethernet,
+    /// The IP header is the first byte (tun, ppp, WireGuard: no link-layer header).
+    Ip,
 }
 
 /// A pointer to a `T` at `offset` bytes into the frame, or `None` if it would run past the end.
@@ -62,6 +79,17 @@ struct Ipv4Hdr {
     check: u16,
     src: u32,
     dst: u32,
+}
+
+/// A PPPoE session header and the PPP protocol field after it.
+#[repr(C)]
+struct PppoeHdr {
+    ver_type: u8,
+    code: u8,
+    _session: u16,
+    /// Bytes after this header: the PPP protocol field and the packet.
+    length: u16,
+    protocol: u16,
 }
 
 #[repr(C)]
@@ -96,27 +124,98 @@ pub fn l3(ctx: &XdpContext) -> Option<(u16, usize)> {
     Some((proto, offset))
 }
 
+/// Where the IP header starts, through a PPPoE session header: (ETH_P_IP or ETH_P_IPV6 for
+/// the packet's family, or the EtherType that is not IP, and the offset). For the benchmark,
+/// which rewrites addresses in place.
+#[inline(always)]
+pub fn ip_start(ctx: &XdpContext) -> Option<(u16, usize)> {
+    let (proto, offset) = l3(ctx)?;
+    if proto != ETH_P_PPPOE_SESSION {
+        return Some((proto, offset));
+    }
+    // SAFETY: `at` bounds-checked the header; it is only read by value.
+    let ppp = u16::from_be(unsafe { (*at::<PppoeHdr>(ctx, offset)?).protocol });
+    let family = match ppp {
+        PPP_IPV4 => ETH_P_IP,
+        PPP_IPV6 => ETH_P_IPV6,
+        _ => ppp,
+    };
+    Some((family, offset + PPPOE_HLEN + PPP_PROTO_LEN))
+}
+
 #[inline(always)]
 fn is_vlan(proto: u16) -> bool {
     proto == ETH_P_8021Q || proto == ETH_P_8021AD || proto == ETH_P_QINQ_LEGACY
 }
 
-/// Classifies a frame and extracts what accounting needs.
+/// Classifies a frame of a link framed as `link` and extracts what accounting needs.
 #[inline(always)]
-pub fn frame(ctx: &XdpContext) -> Frame {
+pub fn frame(ctx: &XdpContext, link: Link) -> Frame {
+    if link == Link::Ip {
+        return ip_only(ctx);
+    }
     let Some((proto, offset)) = l3(ctx) else {
         return Frame::Malformed;
     };
     let available = ctx.data_end() - ctx.data() - offset;
     match proto {
-        ETH_P_IP => ipv4(ctx, offset, available),
-        ETH_P_IPV6 => ipv6(ctx, offset, available),
+        // Ethernet pads short frames: the IP packet may end before the frame does.
+        ETH_P_IP => ipv4(ctx, offset, available, 0),
+        ETH_P_IPV6 => ipv6(ctx, offset, available, 0),
+        ETH_P_PPPOE_SESSION => pppoe(ctx, offset, available),
+        ETH_P_PPPOE_DISCOVERY => Frame::PppoeDiscovery,
         _ => Frame::NonIp,
     }
 }
 
+/// A PPPoE session frame at `offset`: the IP packet inside it, which must fill the PPPoE
+/// payload exactly (its length field is what the concentrator forwards; a frame whose length
+/// field and IP header disagree is not counted to anyone).
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
+fn pppoe(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
+    let Some(hdr) = at::<PppoeHdr>(ctx, offset) else {
+        return Frame::Malformed;
+    };
+    // SAFETY: `at` checked that the whole header lies inside the packet (as in `ipv4`).
+    let hdr = unsafe { &*hdr };
+    let length = usize::from(u16::from_be(hdr.length));
+    if hdr.ver_type != PPPOE_VER_TYPE
+        || hdr.code != PPPOE_CODE_SESSION
+        || length < PPP_PROTO_LEN
+        || PPPOE_HLEN + length > available
+    {
+        return Frame::Malformed;
+    }
+    let ip = offset + PPPOE_HLEN + PPP_PROTO_LEN;
+    let ip_len = length - PPP_PROTO_LEN;
+    match u16::from_be(hdr.protocol) {
+        PPP_IPV4 => ipv4(ctx, ip, ip_len, ip_len),
+        PPP_IPV6 => ipv6(ctx, ip, ip_len, ip_len),
+        // The session's own control protocols (LCP, IPCP, IPV6CP, PAP, CHAP...).
+        _ => Frame::NonIp,
+    }
+}
+
+/// A link without Ethernet: the IP version nibble says which header starts the packet.
+#[inline(always)]
+fn ip_only(ctx: &XdpContext) -> Frame {
+    // Four bytes, not one: a check of `data + 1` against `data_end` compiles to `data <
+    // data_end`, which the verifier does not take as a bound. Every IP header is longer.
+    let Some(first) = at::<[u8; 4]>(ctx, 0) else {
+        return Frame::Malformed;
+    };
+    let available = ctx.data_end() - ctx.data();
+    // SAFETY: `at` bounds-checked the bytes.
+    match unsafe { (*first)[0] } >> 4 {
+        4 => ipv4(ctx, 0, available, 0),
+        6 => ipv6(ctx, 0, available, 0),
+        _ => Frame::Malformed,
+    }
+}
+
+/// The IPv4 packet at `offset`, whose total length must lie in `least ..= available`.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, offset: usize, available: usize, least: usize) -> Frame {
     let Some(hdr) = at::<Ipv4Hdr>(ctx, offset) else {
         return Frame::Malformed;
     };
@@ -127,11 +226,13 @@ fn ipv4(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
     let header_len = usize::from(hdr.version_ihl & 0x0f) * 4;
     let total_len = u16::from_be(hdr.total_len);
     // Version must be 4, the header at least 20 bytes and inside the total length, and the
-    // total length inside the frame (a frame may be longer: Ethernet pads short packets).
+    // total length inside the frame (a frame may be longer: Ethernet pads short packets) and
+    // at least `least` (inside PPPoE, exactly the payload the PPPoE header announced).
     if hdr.version_ihl >> 4 != 4
         || header_len < IPV4_MIN_HLEN
         || usize::from(total_len) < header_len
         || usize::from(total_len) > available
+        || usize::from(total_len) < least
     {
         return Frame::Malformed;
     }
@@ -142,8 +243,9 @@ fn ipv4(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
     }
 }
 
+/// The IPv6 packet at `offset`, whose length (payload + 40) must lie in `least ..= available`.
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
+fn ipv6(ctx: &XdpContext, offset: usize, available: usize, least: usize) -> Frame {
     let Some(hdr) = at::<Ipv6Hdr>(ctx, offset) else {
         return Frame::Malformed;
     };
@@ -151,7 +253,7 @@ fn ipv6(ctx: &XdpContext, offset: usize, available: usize) -> Frame {
     let hdr = unsafe { &*hdr };
     let payload_len = u16::from_be(hdr.payload_len);
     let ip_len = usize::from(payload_len) + usize::from(IPV6_HLEN);
-    if (u32::from_be(hdr.version_class_flow) >> 28) != 6 || ip_len > available {
+    if (u32::from_be(hdr.version_class_flow) >> 28) != 6 || ip_len > available || ip_len < least {
         return Frame::Malformed;
     }
     Frame::V6 {

@@ -338,9 +338,20 @@ fn the_previous_releases_store_is_sealed_not_rewritten() {
 /// figures (its README), under the plan its subscriber has, from the first open's migration.
 #[test]
 fn the_previous_releases_store_reports_its_month() {
-    let (_base, cfg) = previous_release();
+    let (base, cfg) = previous_release();
+    let subscribers = base.path().join("subscribers.csv");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_quid"))
-        .args(["report", "--period", "2026-11", "--json", "--config"])
+        .args([
+            "report",
+            "--period",
+            "2026-11",
+            "--json",
+            "--subscribers-csv",
+        ])
+        .arg(&subscribers)
+        .arg("--subscribers-parquet")
+        .arg(base.path().join("subscribers.parquet"))
+        .arg("--config")
         .arg(&cfg)
         .output()
         .unwrap();
@@ -361,4 +372,15 @@ fn the_previous_releases_store_reports_its_month() {
     assert_eq!(plans.len(), 1, "{r}");
     assert_eq!(plans[0]["bytes"], fleet["bytes"], "{r}");
     assert_eq!(plans[0]["plan"], "home", "{r}");
+    // Her own hours: 410 MB down (360 Internet, 50 grid) and 90 MB up every hour of the month,
+    // so her 95th percentile is that hour: 911,111 and 200,000 bits/s.
+    let rows = std::fs::read_to_string(&subscribers).unwrap();
+    assert_eq!(
+        rows,
+        "period_start,subscriber,plans,plan,p95_down_bytes_per_hour,p95_up_bytes_per_hour,\
+         p95_down_bits_per_second,p95_up_bits_per_second,down_bytes,up_bytes\n\
+         2026-11,alice,home,home,410000000,90000000,911111,200000,295200000000,64800000000\n"
+    );
+    let parquet = std::fs::read(base.path().join("subscribers.parquet")).unwrap();
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
 }

@@ -94,6 +94,7 @@ fn got_buckets(s: &Snapshot) -> BTreeMap<(String, &'static str), Count> {
             ("non_ip", i.non_ip),
             ("unknown", i.unknown),
             ("malformed", i.malformed),
+            ("pppoe_discovery", i.pppoe_discovery),
         ] {
             if c.packets > 0 {
                 m.insert((i.attachment.name.clone(), b), c);
@@ -106,7 +107,13 @@ fn got_buckets(s: &Snapshot) -> BTreeMap<(String, &'static str), Count> {
 fn frames_seen(s: &Snapshot) -> u64 {
     s.interfaces
         .iter()
-        .map(|i| i.attributed.packets + i.non_ip.packets + i.unknown.packets + i.malformed.packets)
+        .map(|i| {
+            i.attributed.packets
+                + i.non_ip.packets
+                + i.unknown.packets
+                + i.malformed.packets
+                + i.pppoe_discovery.packets
+        })
         .sum()
 }
 

@@ -16,13 +16,15 @@ use quid::{
     kernel::sizes::Sizes,
     kernel::subscriber_maps as registry,
     kernel::test_frames::{
-        self as frames, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Ethernet,
+        self as frames, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+        ETH_P_PPPOE_DISCOVERY, ETH_P_PPPOE_SESSION, Ethernet, PADI, PADT, PPP_IPCP, PPP_IPV4,
+        PPP_IPV6, PPP_LCP,
     },
     subscribers::table::Table,
 };
 use quid_common::{
-    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, Counter, DIR_DOWNLOAD,
-    DIR_UPLOAD, IfaceCounters,
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_PPPOE_DISCOVERY, BUCKET_UNKNOWN,
+    Counter, DIR_DOWNLOAD, DIR_UPLOAD, IfaceCounters,
 };
 
 const XDP_PASS: u32 = 2;
@@ -421,6 +423,244 @@ fn traffic_to_and_from_grid_prefixes_is_class_grid_and_the_rest_internet() {
     assert_eq!(pair(DIR_DOWNLOAD, CLASS_INTERNET), c(1, 48));
 }
 
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn pppoe_sessions_count_the_inner_ip_packet_both_families_and_roles() {
+    let mut h = Harness::new(TABLE, 8);
+    let e = Ethernet::default();
+    h.access(&e.pppoe_ipv4_udp(HOME4, NET4, 100)); // IP 128 bytes, frame 14 + 8 + 128
+    h.access(&e.pppoe_ipv6_udp(HOME6, NET6, 1000)); // IP 1048 bytes
+    h.run("quid_core", &e.pppoe_ipv4_udp(NET4, HOME4, 0)); // IP 28
+    h.run("quid_core", &e.pppoe_ipv6_udp(NET6, HOME6, 2)); // IP 50
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(2, 128 + 1048));
+    assert_eq!(h.subscriber("home", DIR_DOWNLOAD), c(2, 28 + 50));
+    // The bucket holds IP bytes too: the PPPoE and PPP headers are never counted.
+    let mut expected = IfaceCounters::default();
+    expected.buckets[BUCKET_ATTRIBUTED] = c(4, 128 + 1048 + 28 + 50);
+    assert_eq!(h.buckets(), expected);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn vlan_and_qinq_tagged_pppoe_sessions_are_parsed() {
+    let mut h = Harness::new(TABLE, 8);
+    h.access(
+        &Ethernet::default()
+            .tag(ETH_P_8021Q, 100)
+            .pppoe_ipv4_udp(HOME4, NET4, 10),
+    );
+    h.access(
+        &Ethernet::default()
+            .tag(ETH_P_8021AD, 200)
+            .tag(ETH_P_8021Q, 100)
+            .pppoe_ipv6_udp(HOME6, NET6, 0),
+    );
+    h.access(
+        &Ethernet::default()
+            .tag(ETH_P_8021AD, 200)
+            .tag(ETH_P_8021Q, 100)
+            .pppoe_ipv4_udp(HOME4, NET4, 0),
+    );
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(3, 38 + 48 + 28));
+    // A third tag before PPPoE is as unreadable as before IP.
+    let f = Ethernet::default()
+        .tag(ETH_P_8021AD, 1)
+        .tag(ETH_P_8021Q, 2)
+        .tag(ETH_P_8021Q, 3)
+        .pppoe_ipv4_udp(HOME4, NET4, 0);
+    let mut h = Harness::new(TABLE, 8);
+    h.access(&f);
+    h.only_bucket(BUCKET_NON_IP, f.len() as u64);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn ethernet_padding_after_a_pppoe_session_frame_is_not_counted() {
+    let mut h = Harness::new(TABLE, 8);
+    let mut f = Ethernet::default().pppoe_ipv4_udp(HOME4, NET4, 0);
+    assert_eq!(f.len(), 14 + 8 + 28);
+    f.resize(60, 0);
+    h.access(&f);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(1, 28));
+    h.only_bucket(BUCKET_ATTRIBUTED, 28);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn pppoe_discovery_frames_land_in_their_own_bucket_with_frame_bytes() {
+    let mut h = Harness::new(TABLE, 8);
+    let padi = Ethernet::default().pppoe_discovery(PADI);
+    let padt = Ethernet::default()
+        .tag(ETH_P_8021Q, 9)
+        .pppoe_discovery(PADT);
+    h.access(&padi);
+    h.access(&padt);
+    let mut expected = IfaceCounters::default();
+    expected.buckets[BUCKET_PPPOE_DISCOVERY] = c(2, (padi.len() + padt.len()) as u64);
+    assert_eq!(h.buckets(), expected);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn ppp_control_frames_in_a_session_are_not_ip() {
+    // LCP, IPCP, PAP, IPV6CP.
+    for protocol in [PPP_LCP, PPP_IPCP, 0xc023, 0x8057] {
+        let mut h = Harness::new(TABLE, 8);
+        // An LCP Echo-Request (code 9, id 1, length 8, magic number), or the same bytes
+        // under another control protocol.
+        let f = Ethernet::default().pppoe(0x0001, protocol, &[9, 1, 0, 8, 1, 2, 3, 4]);
+        h.access(&f);
+        h.only_bucket(BUCKET_NON_IP, f.len() as u64);
+        assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+    }
+    // An IP packet under a protocol other than 0x0021/0x0057 is not read as IP either.
+    let mut h = Harness::new(TABLE, 8);
+    let ip = frames::ipv4_packet(HOME4, NET4, 17, &[], &frames::udp(0));
+    h.access(&Ethernet::default().pppoe(1, 0x0023, &ip));
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+    assert_eq!(h.buckets().buckets[BUCKET_NON_IP].packets, 1);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn malformed_pppoe_session_headers_charge_no_one() {
+    let e = Ethernet::default();
+    let v4 = e.pppoe_ipv4_udp(HOME4, NET4, 20);
+    let v6 = e.pppoe_ipv6_udp(HOME6, NET6, 20);
+    // Truncated: the PPPoE header cut, the PPP protocol cut, the IP header cut, the payload cut.
+    assert_malformed(&v4[..14 + 4]);
+    assert_malformed(&v4[..14 + 7]);
+    assert_malformed(&v4[..14 + 8 + 19]);
+    assert_malformed(&v6[..14 + 8 + 39]);
+    assert_malformed(&v4[..v4.len() - 1]);
+    assert_malformed(&v6[..v6.len() - 1]);
+    // Version/type other than 1/1, in either nibble.
+    for ver_type in [0x21, 0x12, 0x00, 0xff] {
+        let mut f = v4.clone();
+        f[14] = ver_type;
+        assert_malformed(&f);
+    }
+    // A discovery code (PADI) in a session frame.
+    let mut f = v4.clone();
+    f[15] = PADI;
+    assert_malformed(&f);
+    // The PPPoE length lies: longer than the frame, one byte longer than the IP packet (with a
+    // byte of trailing padding to make it fit), shorter than the IP packet, 1 and 0.
+    let set_len = |f: &mut Vec<u8>, len: u16| f[18..20].copy_from_slice(&len.to_be_bytes());
+    let ip_len = u16::try_from(v4.len() - 22).unwrap();
+    let mut f = v4.clone();
+    set_len(&mut f, ip_len + 2 + 40);
+    assert_malformed(&f);
+    let mut f = v4.clone();
+    f.push(0);
+    set_len(&mut f, ip_len + 3);
+    assert_malformed(&f);
+    for len in [ip_len + 1, ip_len - 10, 1, 0] {
+        let mut f = v4.clone();
+        set_len(&mut f, len);
+        assert_malformed(&f);
+    }
+    // The IP header lies instead: its total length below what PPPoE carries (padding inside
+    // the session), or an IPv6 payload length above it.
+    let mut f = v4.clone();
+    f[24..26].copy_from_slice(&(ip_len - 4).to_be_bytes());
+    assert_malformed(&f);
+    let mut f = v6.clone();
+    f[26..28].copy_from_slice(&100u16.to_be_bytes());
+    assert_malformed(&f);
+    // The protocol says IPv4, the packet is IPv6 (and the other way round).
+    let mut f = v6;
+    f[20..22].copy_from_slice(&PPP_IPV4.to_be_bytes());
+    assert_malformed(&f);
+    let mut f = v4;
+    f[20..22].copy_from_slice(&PPP_IPV6.to_be_bytes());
+    assert_malformed(&f);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn a_mixed_pppoe_frame_set_counts_exactly_per_subscriber() {
+    let mut h = Harness::new(TABLE, 8);
+    let e = Ethernet::default();
+    let vlan = Ethernet::default().tag(ETH_P_8021Q, 100);
+    let qinq = Ethernet::default()
+        .tag(ETH_P_8021AD, 200)
+        .tag(ETH_P_8021Q, 100);
+    let biz = Ipv4Addr::new(198, 51, 100, 9);
+    let inner = Ipv4Addr::new(198, 51, 100, 12);
+    let biz6 = Ipv6Addr::new(0x2001, 0xdb8, 0x20, 0x1, 0, 0, 0, 1);
+    let mut bad = e.pppoe_ipv4_udp(HOME4, NET4, 0);
+    bad[14] = 0x21;
+    let lcp = vlan.pppoe(7, PPP_LCP, &[9, 1, 0, 8, 1, 2, 3, 4]);
+    let padi = qinq.pppoe_discovery(PADI);
+    let set: Vec<Vec<u8>> = vec![
+        e.pppoe_ipv4_udp(HOME4, NET4, 100),   // home 128
+        vlan.pppoe_ipv6_udp(HOME6, NET6, 10), // home 58
+        qinq.pppoe_ipv4_udp(biz, NET4, 0),    // biz 28
+        qinq.pppoe_ipv6_udp(biz6, NET6, 52),  // biz 100
+        vlan.pppoe_ipv4_udp(inner, NET4, 2),  // inner 30 (most specific prefix)
+        e.pppoe_ipv4_udp(NET4, HOME4, 0),     // unknown source: 28
+        e.ipv4_udp(HOME4, NET4, 0),           // plain Ethernet beside PPPoE: home 28
+        bad.clone(),                          // malformed
+        lcp.clone(),                          // non_ip
+        padi.clone(),                         // discovery
+    ];
+    for f in &set {
+        h.access(f);
+    }
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(3, 128 + 58 + 28));
+    assert_eq!(h.subscriber("biz", DIR_UPLOAD), c(2, 28 + 100));
+    assert_eq!(h.subscriber("inner", DIR_UPLOAD), c(1, 30));
+    let b = h.buckets().buckets;
+    assert_eq!(b[BUCKET_ATTRIBUTED], c(6, 128 + 58 + 28 + 100 + 30 + 28));
+    assert_eq!(b[BUCKET_UNKNOWN], c(1, 28));
+    assert_eq!(b[BUCKET_MALFORMED], c(1, bad.len() as u64));
+    assert_eq!(b[BUCKET_NON_IP], c(1, lcp.len() as u64));
+    assert_eq!(b[BUCKET_PPPOE_DISCOVERY], c(1, padi.len() as u64));
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn the_ip_programs_read_packets_without_an_ethernet_header() {
+    let mut h = Harness::new(TABLE, 8);
+    let v4 = frames::ipv4_packet(HOME4, NET4, 17, &[], &frames::udp(100));
+    let v6 = frames::ipv6_packet(HOME6, NET6, 17, &frames::udp(1000));
+    h.run("quid_access_ip", &v4);
+    h.run("quid_access_ip", &v6);
+    h.run(
+        "quid_core_ip",
+        &frames::ipv4_packet(NET4, HOME4, 17, &[], &frames::udp(0)),
+    );
+    h.run(
+        "quid_both_ip",
+        &frames::ipv6_packet(NET6, HOME6, 17, &frames::udp(2)),
+    );
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(2, 128 + 1048));
+    assert_eq!(h.subscriber("home", DIR_DOWNLOAD), c(2, 28 + 50));
+    let mut expected = IfaceCounters::default();
+    expected.buckets[BUCKET_ATTRIBUTED] = c(4, 128 + 1048 + 28 + 50);
+    assert_eq!(h.buckets(), expected);
+    // An Ethernet frame, a cut packet and a version nibble other than 4 or 6 are malformed
+    // there, never non_ip.
+    let mut h = Harness::new(TABLE, 8);
+    let eth = Ethernet::default().ipv4_udp(HOME4, NET4, 0);
+    let mut v7 = v4.clone();
+    v7[0] = 0x75;
+    for f in [&eth[..], &v4[..v4.len() - 1], &v6[..39], &v7[..]] {
+        h.run("quid_access_ip", f);
+    }
+    let bytes = (eth.len() + v4.len() - 1 + 39 + v7.len()) as u64;
+    let mut expected = IfaceCounters::default();
+    expected.buckets[BUCKET_MALFORMED] = c(4, bytes);
+    assert_eq!(h.buckets(), expected);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+    // And the Ethernet programs do not read a bare IP packet as one.
+    let mut h = Harness::new(TABLE, 8);
+    h.access(&v4);
+    assert_eq!(h.subscriber("home", DIR_UPLOAD), c(0, 0));
+}
+
 /// xorshift64*: a small deterministic generator, so a failing frame can be reproduced from
 /// the seed the test prints.
 struct Rng(u64);
@@ -473,6 +713,17 @@ fn seeds() -> Vec<Vec<u8>> {
             &frames::ipv4_packet(HOME4, NET4, 17, &options, &frames::udp(4)),
         ),
         eth.frame(ETH_P_IPV6, &frames::ipv6_packet(HOME6, NET6, 0, &ext)),
+        eth.pppoe_ipv4_udp(HOME4, NET4, 40),
+        eth.pppoe_ipv6_udp(NET6, biz6, 7),
+        Ethernet::default()
+            .tag(ETH_P_8021Q, 100)
+            .pppoe_ipv6_udp(HOME6, NET6, 3),
+        Ethernet::default()
+            .tag(ETH_P_8021AD, 1)
+            .tag(ETH_P_8021Q, 2)
+            .pppoe_ipv4_udp(HOME4, biz, 0),
+        eth.pppoe(3, PPP_LCP, &[9, 1, 0, 8, 1, 2, 3, 4]),
+        eth.pppoe_discovery(PADI),
     ]
 }
 
@@ -480,7 +731,7 @@ fn seeds() -> Vec<Vec<u8>> {
 /// version, or plain random bytes. At least 14 bytes, the least BPF_PROG_TEST_RUN takes.
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     let mut f = seed.to_vec();
-    match rng.below(6) {
+    match rng.below(7) {
         0 => {
             for _ in 0..1 + rng.below(8) {
                 let i = rng.below(f.len());
@@ -490,7 +741,15 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
         1 => f.truncate(14 + rng.below(f.len() - 13)),
         2 => f.extend((0..rng.below(64)).map(|_| rng.byte())),
         3 => {
-            let types = [ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD, ETH_P_ARP];
+            let types = [
+                ETH_P_IP,
+                ETH_P_IPV6,
+                ETH_P_8021Q,
+                ETH_P_8021AD,
+                ETH_P_ARP,
+                ETH_P_PPPOE_SESSION,
+                ETH_P_PPPOE_DISCOVERY,
+            ];
             let at = 12 + 4 * rng.below(3);
             if at + 2 <= f.len() {
                 f[at..at + 2].copy_from_slice(&types[rng.below(types.len())].to_be_bytes());
@@ -501,6 +760,18 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
             let at = 14 + 4 * rng.below(3);
             if at < f.len() {
                 f[at] = rng.byte();
+            }
+        }
+        5 => {
+            // A PPPoE session header field after 0, 1 or 2 tags: version/type, code, length
+            // or the PPP protocol, set to a random value or to a near miss of the right one.
+            let at = 14 + 4 * rng.below(3) + [0, 1, 4, 5, 6, 7][rng.below(6)];
+            if at < f.len() {
+                f[at] = if rng.below(2) == 0 {
+                    rng.byte()
+                } else {
+                    f[at].wrapping_add(rng.byte() % 3).wrapping_sub(1)
+                };
             }
         }
         _ => {

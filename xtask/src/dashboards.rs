@@ -495,7 +495,7 @@ fn noc() -> Value {
             ),
             ts(
                 "Unattributed frames by interface and bucket",
-                "Frames that belong to no subscriber: unknown addresses, non-IP and malformed frames, per interface.",
+                "Frames that belong to no subscriber: unknown addresses, non-IP (PPP control included), malformed and PPPoE discovery frames, per interface.",
                 "pps",
                 vec![(
                     "sum by (instance, interface, bucket) (rate(quid_interface_packets_total{bucket!=\"attributed\"}[$__rate_interval]))",

@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use quid_common::{BENCH_ZIPF_SAMPLES, BenchSpread, Counter, ROLE_ACCESS, v6_mask};
-use quid_ebpf::parse::{self, Frame};
+use quid_ebpf::parse::{self, Frame, Link};
 
 /// IPv4 /32 -> slot, the one exact-match lookup of the ideal design.
 #[map]
@@ -50,10 +50,11 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const V6_56: [u32; 4] = v6_mask(56);
 
 /// Rewrites the source address to table entry `i`: IPv4 100.64.0.0 + i, IPv6
-/// 2001:db8:iiii:ii00::/56. Both source fields sit 12 bytes into their IP header.
+/// 2001:db8:iiii:ii00::/56. Both source fields sit 12 bytes into their IP header (inside
+/// PPPoE too).
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, i: u32) {
-    let Some((proto, offset)) = parse::l3(ctx) else {
+    let Some((proto, offset)) = parse::ip_start(ctx) else {
         return;
     };
     let Some(word) = parse::at_mut::<u32>(ctx, offset + 12) else {
@@ -128,7 +129,7 @@ fn count(slot: Option<&u32>, ip_len: u32) {
 
 #[inline(always)]
 fn one_hash(ctx: &XdpContext) -> u32 {
-    match parse::frame(ctx) {
+    match parse::frame(ctx, Link::Ethernet) {
         // SAFETY: the benchmark fills its tables before the runs and never updates them while
         // the programs run, so no removed entry can be aliased under us.
         Frame::V4 { src, ip_len, .. } => count(unsafe { BENCH_HASH_V4.get(src) }, ip_len),
@@ -144,7 +145,7 @@ fn one_hash(ctx: &XdpContext) -> u32 {
 
 #[inline(always)]
 fn trie(ctx: &XdpContext) -> u32 {
-    match parse::frame(ctx) {
+    match parse::frame(ctx, Link::Ethernet) {
         Frame::V4 { src, ip_len, .. } => count(BENCH_TRIE_V4.get(Key::new(32, src)), ip_len),
         Frame::V6 { src, ip_len, .. } => count(BENCH_TRIE_V6.get(Key::new(128, src)), ip_len),
         _ => {}
@@ -187,13 +188,13 @@ pub fn bench_trie_spread(ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn bench_quid(ctx: XdpContext) -> u32 {
-    quid_ebpf::account::frame(&ctx, ROLE_ACCESS)
+    quid_ebpf::account::frame(&ctx, ROLE_ACCESS, Link::Ethernet)
 }
 
 #[xdp]
 pub fn bench_quid_spread(ctx: XdpContext) -> u32 {
     spread(&ctx);
-    quid_ebpf::account::frame(&ctx, ROLE_ACCESS)
+    quid_ebpf::account::frame(&ctx, ROLE_ACCESS, Link::Ethernet)
 }
 
 #[xdp]
@@ -217,7 +218,7 @@ pub fn bench_trie_zipf(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_quid_zipf(ctx: XdpContext) -> u32 {
     zipf(&ctx);
-    drop_passed(quid_ebpf::account::frame(&ctx, ROLE_ACCESS))
+    drop_passed(quid_ebpf::account::frame(&ctx, ROLE_ACCESS, Link::Ethernet))
 }
 
 #[cfg(not(test))]

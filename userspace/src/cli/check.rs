@@ -7,7 +7,7 @@ use anyhow::bail;
 use quid::{
     config::Config,
     daemon::preflight::preflight,
-    kernel::{attach_settings::XdpModeSetting, xdp_features},
+    kernel::{attach_settings::XdpModeSetting, link_type::Framing, xdp_features},
 };
 
 /// Checks the config at `path` and says what it holds; unless `files_only`, also that each
@@ -24,6 +24,18 @@ pub fn check(path: &Path, files_only: bool) -> anyhow::Result<()> {
             let mode = iface.xdp_mode;
             match xdp_features::probe(name) {
                 Err(e) => errors.push(e.to_string()),
+                Ok(c) if c.framing == Framing::Ip => match mode {
+                    XdpModeSetting::Native => errors.push(format!(
+                        "interface `{name}`: it has no Ethernet header (tun, ppp, WireGuard), \
+                         which runs XDP only in generic mode, so xdp_mode = \"native\" is \
+                         refused; use \"auto\" or \"generic\""
+                    )),
+                    _ => lines.push(format!(
+                        "  {name}: ifindex {}, no Ethernet header: the IP programs attach \
+                         generic (links without Ethernet run XDP only there)",
+                        c.ifindex
+                    )),
+                },
                 Ok(c) => match (mode, c.native) {
                     (XdpModeSetting::Native, Some(false)) => errors.push(format!(
                         "interface `{name}`: its driver has no native XDP, so xdp_mode = \

@@ -14,7 +14,7 @@ use quid::{
     ledger::chain::credits_wide,
     planner::{
         report::{PREVIOUS, PlanReport, Report, report},
-        report_csv, report_html, report_parquet,
+        report_csv, report_html, report_parquet, subscriber_csv, subscriber_parquet,
         uplink::uplink,
     },
     store::Store,
@@ -37,6 +37,13 @@ pub struct ReportArgs {
     /// Also write the per-plan rows as Parquet to FILE (the CSV's columns).
     #[arg(long, value_name = "FILE")]
     pub parquet: Option<PathBuf>,
+    /// Also write one row per subscriber to FILE as CSV: its plans and its own 95th percentile
+    /// of hourly bytes, per direction (bytes per hour and bits per second), and its bytes.
+    #[arg(long, value_name = "FILE")]
+    pub subscribers_csv: Option<PathBuf>,
+    /// Also write the subscribers' rows (as `--subscribers-csv`) as Parquet to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub subscribers_parquet: Option<PathBuf>,
     /// Also write the report as one self-contained HTML page with charts to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -51,7 +58,7 @@ pub struct ReportArgs {
 /// Prints the report of `--period` and writes the files asked for.
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
-    let period = match a.period {
+    let period = match a.period.clone() {
         Some(p) => p,
         None => clock::previous_month(Clock::system().now_i64()?)?,
     };
@@ -66,7 +73,11 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
         start = bounds.0;
     }
     let store = Store::open(&config.daemon.state_dir)?;
-    let mut r = report(&store, from, to, &previous, |_| {})?;
+    let mut r = if a.subscribers_csv.is_none() && a.subscribers_parquet.is_none() {
+        report(&store, from, to, &previous, |_| {})?
+    } else {
+        subscribers_report(&a, &store, &period, (from, to), &previous)?
+    };
     // The core interfaces' capacity together, if any is configured.
     let capacity = config
         .interfaces
@@ -101,6 +112,52 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
         print!("{}", render(&period, &r));
     }
     Ok(())
+}
+
+/// The report of `[from, to)`, writing each subscriber's row to the files asked for as it is
+/// computed.
+fn subscribers_report(
+    a: &ReportArgs,
+    store: &Store,
+    period: &str,
+    (from, to): (i64, i64),
+    previous: &[(i64, i64)],
+) -> anyhow::Result<Report> {
+    let names = subscriber_csv::Names::read(store)?;
+    let create = |path: &Path| {
+        std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot create {}", path.display()))
+    };
+    let mut csv = match &a.subscribers_csv {
+        Some(p) => Some(subscriber_csv::Writer::new(create(p)?, &names, period)?),
+        None => None,
+    };
+    let mut parquet = match &a.subscribers_parquet {
+        Some(p) => Some(subscriber_parquet::Writer::new(create(p)?, &names, period)?),
+        None => None,
+    };
+    // The first write error of each file, kept until the report returns.
+    let (mut csv_failed, mut parquet_failed) = (None, None);
+    let r = report(store, from, to, previous, |s| {
+        if let Some(w) = csv.as_mut().filter(|_| csv_failed.is_none()) {
+            csv_failed = w.row(s).err();
+        }
+        if let Some(w) = parquet.as_mut().filter(|_| parquet_failed.is_none()) {
+            parquet_failed = w.row(s).err();
+        }
+    })?;
+    if let (Some(w), Some(path)) = (csv, &a.subscribers_csv) {
+        csv_failed
+            .map_or_else(|| w.finish(), Err)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let (Some(w), Some(path)) = (parquet, &a.subscribers_parquet) {
+        parquet_failed
+            .map_or_else(|| w.finish(), Err)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(r)
 }
 
 /// Creates `path` and lets `write` fill it.

@@ -90,19 +90,20 @@ pub fn render_table(snap: &Snapshot) -> String {
                 totals)\n";
     }
     out += &format!(
-        "\n{:<12} {:<7} {:<8} {:>22} {:>22} {:>22} {:>22}\n",
+        "\n{:<12} {:<7} {:<8} {:>22} {:>22} {:>22} {:>22} {:>22}\n",
         "INTERFACE",
         "ROLE",
         "MODE",
         "ATTRIBUTED pkts / B",
         "NON_IP pkts / B",
         "UNKNOWN pkts / B",
-        "MALFORMED pkts / B"
+        "MALFORMED pkts / B",
+        "PPPOE_DISC pkts / B"
     );
     for i in &snap.interfaces {
         let c = |c: &Count| format!("{} / {}", count(c.packets), bytes(c.bytes));
         out += &format!(
-            "{:<12} {:<7} {:<8} {:>22} {:>22} {:>22} {:>22}\n",
+            "{:<12} {:<7} {:<8} {:>22} {:>22} {:>22} {:>22} {:>22}\n",
             i.attachment.name,
             // Role's Display writes without padding.
             i.attachment.role.to_string(),
@@ -110,7 +111,8 @@ pub fn render_table(snap: &Snapshot) -> String {
             c(&i.attributed),
             c(&i.non_ip),
             c(&i.unknown),
-            c(&i.malformed)
+            c(&i.malformed),
+            c(&i.pppoe_discovery)
         );
     }
     out
@@ -204,11 +206,13 @@ mod tests {
                     ifindex: 2,
                     role: Role::Access,
                     mode: "native".into(),
+                    framing: Default::default(),
                 },
                 attributed: c(4_203, 5_693_640),
                 non_ip: c(0, 0),
                 unknown: c(12, 840),
                 malformed: c(0, 0),
+                pppoe_discovery: c(2, 48),
             }],
         };
         let text = render_table(&snap);
@@ -229,7 +233,7 @@ mod tests {
             lines[4],
             [
                 "eth1", "access", "native", "4,203", "/", "5.69", "MB", "0", "/", "0", "B", "12",
-                "/", "840", "B", "0", "/", "0", "B"
+                "/", "840", "B", "0", "/", "0", "B", "2", "/", "48", "B"
             ],
             "{text}"
         );

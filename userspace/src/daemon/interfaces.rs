@@ -23,8 +23,12 @@ impl State<'_> {
                 .dp
                 .attach(&iface.name.get_ref().0, iface.role, iface.xdp_mode)?;
             info!(
-                "attached to {} (ifindex {}) as {} in {} mode",
-                a.name, a.ifindex, a.role, a.mode
+                "attached to {} (ifindex {}) as {} in {} mode, {} framing",
+                a.name,
+                a.ifindex,
+                a.role,
+                a.mode,
+                a.framing.name()
             );
         }
         Ok(())
@@ -62,8 +66,10 @@ impl State<'_> {
                             self.missing.remove(name);
                             self.status.reattachments += 1;
                             info!(
-                                "{name} is back (ifindex {new}): re-attached in {} mode",
-                                a.mode
+                                "{name} is back (ifindex {new}): re-attached in {} mode, {} \
+                                 framing",
+                                a.mode,
+                                a.framing.name()
                             );
                         }
                         Err(e) => {

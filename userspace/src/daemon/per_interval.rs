@@ -20,6 +20,7 @@ impl State<'_> {
         match self.read_interval() {
             Ok(summary) => {
                 log_summary(&summary, secs);
+                self.retire_removed();
                 if self.reload_pending {
                     self.reload("postponed until the store took writes again");
                 }

@@ -38,6 +38,7 @@ impl State<'_> {
         match self.config.daemon.on_stop {
             OnStop::Keep => {
                 self.read_interval()?;
+                self.retire_removed();
                 self.snapshot(DaemonState::Stopped)?.write(state_dir)?;
                 info!(
                     "stopped; the programs stay attached and keep counting into the maps pinned in {} (`quid detach` removes them)",
@@ -48,6 +49,7 @@ impl State<'_> {
                 // Detach first, then read: every packet the programs saw is in the final totals.
                 self.dp.detach_all()?;
                 self.read_interval()?;
+                self.retire_removed();
                 self.snapshot(DaemonState::Stopped)?.write(state_dir)?;
                 self.dp.unpin_all()?;
                 info!(

@@ -2,15 +2,16 @@
 //! installing a table (kernel and books together) and reading one interval into the books.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet, HashSet},
     path::Path,
     sync::{Arc, Mutex, RwLock},
     time::SystemTime,
 };
 
-use log::info;
+use log::{info, warn};
 use quid_common::{
-    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_UNKNOWN, DIR_DOWNLOAD, DIR_UPLOAD,
+    BUCKET_ATTRIBUTED, BUCKET_MALFORMED, BUCKET_NON_IP, BUCKET_PPPOE_DISCOVERY, BUCKET_UNKNOWN,
+    DIR_DOWNLOAD, DIR_UPLOAD,
 };
 use tokio::sync::mpsc;
 
@@ -70,6 +71,11 @@ pub(super) struct State<'a> {
     /// Reloads so far, carried on from the last daemon's count.
     pub reloads: u64,
     pub clock: Clock,
+    /// The books must record the next installed table whole (at start, or after they missed
+    /// a change).
+    pub books_whole: bool,
+    /// Subscribers removed from the table, with when, whose books close after the next read.
+    pub retiring: Vec<(String, u64)>,
     /// The live bindings and the queue their sources send to, when a source runs.
     pub bindings: Option<(Bindings, mpsc::Receiver<BindingRequest>)>,
 }
@@ -110,6 +116,8 @@ impl<'a> State<'a> {
             // never mistakes our first result for the one it already saw.
             reloads: ReloadResult::read(&config.daemon.state_dir).map_or(0, |r| r.seq),
             clock,
+            books_whole: true,
+            retiring: Vec::new(),
             // A session per kernel prefix entry at most: each holds at least one.
             bindings: services.bindings.map(|requests| {
                 (
@@ -147,18 +155,63 @@ impl<'a> State<'a> {
         Ok(())
     }
 
-    /// Installs `table`: the kernel change, the books, the final reads of removed subscribers.
+    /// Installs `table`: the kernel change and the books. The first install (and any after
+    /// the books missed a change) records the whole table, reads once more and closes the
+    /// books of everyone not in it; later ones record only what changed, and the removed
+    /// subscribers' books are closed after the next interval's read has their final counts
+    /// ([`State::retire_removed`]), so a change costs what it touches, not the table.
     pub fn install(&mut self, table: Table) -> anyhow::Result<registry::Change> {
         let (change, baselines) = self.registry.apply(&mut self.dp, table)?;
         let table = self.registry.table();
-        self.books
-            .install(table, self.registry.slots(), &baselines)?;
-        // The removed subscribers' prefixes are gone from both generations: one more read
-        // gives their final counts, then their slots can be reused.
-        self.read_interval()?;
-        let gone = self.books.retire(self.registry.table())?;
-        self.registry.release(&gone);
+        let slots = self.registry.slots();
+        if self.books_whole {
+            self.books.install(table, slots, &baselines)?;
+            self.books_whole = false;
+            self.retiring.clear();
+            // The removed subscribers' prefixes are gone from both generations: one more
+            // read gives their final counts, then their slots can be reused.
+            self.read_interval()?;
+            let gone = self.books.retire(self.registry.table())?;
+            self.registry.release(&gone);
+            return Ok(change);
+        }
+        if let Err(e) = self
+            .books
+            .install_change(table, &change.rows, slots, &baselines)
+        {
+            self.books_whole = true;
+            return Err(e.into());
+        }
+        let back: HashSet<&str> = change.added.iter().map(String::as_str).collect();
+        self.retiring.retain(|(id, _)| !back.contains(id.as_str()));
+        let now = self.clock.now()?;
+        self.retiring
+            .extend(change.removed.iter().map(|id| (id.clone(), now)));
         Ok(change)
+    }
+
+    /// Closes the books of the subscribers removed since the last read, which had their final
+    /// counts (their prefixes were gone from both generations before it), and frees their
+    /// slots. Called after each interval's read.
+    pub fn retire_removed(&mut self) {
+        let retiring = std::mem::take(&mut self.retiring);
+        let mut by_time: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for (id, at) in retiring {
+            by_time.entry(at).or_default().push(id);
+        }
+        for (at, ids) in by_time {
+            match self.books.retire_ids(ids.clone(), at) {
+                Ok(gone) => {
+                    self.registry.release(&gone);
+                }
+                Err(e) => {
+                    warn!(
+                        "cannot close the books of removed subscribers (retried next interval): {e}"
+                    );
+                    self.retiring.extend(ids.into_iter().map(|id| (id, at)));
+                }
+            }
+        }
     }
 
     /// Reads every subscriber's counters into the books.
@@ -200,6 +253,7 @@ impl<'a> State<'a> {
                     non_ip: b.buckets[BUCKET_NON_IP].into(),
                     unknown: b.buckets[BUCKET_UNKNOWN].into(),
                     malformed: b.buckets[BUCKET_MALFORMED].into(),
+                    pppoe_discovery: b.buckets[BUCKET_PPPOE_DISCOVERY].into(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

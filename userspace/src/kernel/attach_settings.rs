@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::kernel::link_type::Framing;
+
 /// Kernel log level, mapped onto aya-log's levels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,12 +40,15 @@ pub enum Role {
 }
 
 impl Role {
-    /// The eBPF program implementing this role.
-    pub fn program(self) -> &'static str {
-        match self {
-            Role::Access => "quid_access",
-            Role::Core => "quid_core",
-            Role::Both => "quid_both",
+    /// The eBPF program implementing this role on a link framed as `framing`.
+    pub fn program(self, framing: Framing) -> &'static str {
+        match (self, framing) {
+            (Role::Access, Framing::Ethernet) => "quid_access",
+            (Role::Core, Framing::Ethernet) => "quid_core",
+            (Role::Both, Framing::Ethernet) => "quid_both",
+            (Role::Access, Framing::Ip) => "quid_access_ip",
+            (Role::Core, Framing::Ip) => "quid_core_ip",
+            (Role::Both, Framing::Ip) => "quid_both_ip",
         }
     }
 }

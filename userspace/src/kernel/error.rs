@@ -19,6 +19,8 @@ pub enum KernelError {
         name: String,
         source: aya::programs::ProgramError,
     },
+    #[error(transparent)]
+    UnsupportedLink(#[from] crate::kernel::link_type::UnsupportedLink),
     #[error("interface `{0}` does not exist: check the [[interface]] names in the config")]
     NoInterface(String),
     #[error("interface `{name}` has ifindex {ifindex}, quid counts interfaces below {max} only")]
@@ -27,6 +29,12 @@ pub enum KernelError {
         ifindex: u32,
         max: u32,
     },
+    #[error(
+        "xdp_mode = \"native\" on `{0}`: it has no Ethernet header (tun, ppp, WireGuard), and \
+         such links run XDP programs only in generic mode (a tun device accepts a native program \
+         and never runs it); set xdp_mode to \"auto\" or \"generic\""
+    )]
+    NativeOnIpLink(String),
     #[error("attaching XDP to `{name}` in {mode} mode failed: {source}")]
     Attach {
         name: String,

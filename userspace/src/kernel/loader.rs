@@ -20,6 +20,7 @@ use crate::kernel::{
     attach_settings::{KernelLog, Role, XdpModeSetting},
     counter_view::CounterView,
     error::KernelError,
+    link_type::{self, Framing},
     sizes::{Sizes, possible_cpus, possible_cpus_u32},
 };
 
@@ -40,6 +41,16 @@ pub const PINNED_MAPS: [&str; 12] = [
     map_name::SUB_V6,
     map_name::SUB_V4_TRIE,
     map_name::SUB_V6_TRIE,
+];
+
+/// The programs the daemon attaches: one per role and framing.
+pub const PROGRAMS: [&str; 6] = [
+    "quid_access",
+    "quid_core",
+    "quid_both",
+    "quid_access_ip",
+    "quid_core_ip",
+    "quid_both_ip",
 ];
 
 /// bpffs's magic number (`statfs.f_type`).
@@ -163,6 +174,9 @@ pub struct Attachment {
     pub role: Role,
     /// `native` or `generic`.
     pub mode: String,
+    /// What its packets start with; Ethernet in a snapshot an older quid wrote.
+    #[serde(default)]
+    pub framing: Framing,
 }
 
 /// The loaded object and its attachments; dropping it detaches everything.
@@ -185,7 +199,7 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads the embedded object with maps sized for `sizes` and all three role programs.
+    /// Loads the embedded object with maps sized for `sizes` and every role program.
     pub fn load(sizes: Sizes, kernel_log: KernelLog) -> Result<Datapath, KernelError> {
         Self::load_pinned(sizes, kernel_log, None)
     }
@@ -252,14 +266,7 @@ impl Datapath {
             Some(dir) => PINNED_MAPS.iter().map(|&m| (m, dir.join(m))).collect(),
             None => Vec::new(),
         };
-        let loaded = Self::load_object_with(
-            OBJECT,
-            sizes,
-            &[],
-            kernel_log,
-            &["quid_access", "quid_core", "quid_both"],
-            &pins,
-        );
+        let loaded = Self::load_object_with(OBJECT, sizes, &[], kernel_log, &PROGRAMS, &pins);
         let mut dp = match loaded {
             Ok(dp) => dp,
             Err(e) => {
@@ -382,7 +389,8 @@ impl Datapath {
                 max: quid_common::MAX_IFINDEX,
             });
         }
-        let program_name = role.program();
+        let framing = link_type::of_interface(name)?;
+        let program_name = role.program(framing);
         let link_pin = self
             .pin_dir
             .as_ref()
@@ -425,6 +433,7 @@ impl Datapath {
                 ifindex,
                 role,
                 mode: "adopted".into(),
+                framing,
             });
             return Ok(&self.attachments[index]);
         }
@@ -439,16 +448,29 @@ impl Datapath {
                     source,
                 })
         };
-        let (link, mode) = match setting {
-            XdpModeSetting::Native => attach(program, XdpMode::Driver, "native")?,
-            XdpModeSetting::Generic => attach(program, XdpMode::Skb, "generic")?,
-            XdpModeSetting::Auto => match attach(program, XdpMode::Driver, "native") {
-                Ok(ok) => ok,
-                Err(e) => {
-                    warn!("{e}; falling back to generic XDP on `{name}` (slower, counts the same)");
-                    attach(program, XdpMode::Skb, "generic")?
+        let (link, mode) = match (setting, framing) {
+            // Links without Ethernet run XDP only in the generic hook: a tun device takes a
+            // native program and never runs it, so native is never tried there.
+            (XdpModeSetting::Native, Framing::Ip) => {
+                return Err(KernelError::NativeOnIpLink(name.into()));
+            }
+            (XdpModeSetting::Auto, Framing::Ip) | (XdpModeSetting::Generic, _) => {
+                attach(program, XdpMode::Skb, "generic")?
+            }
+            (XdpModeSetting::Native, Framing::Ethernet) => {
+                attach(program, XdpMode::Driver, "native")?
+            }
+            (XdpModeSetting::Auto, Framing::Ethernet) => {
+                match attach(program, XdpMode::Driver, "native") {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        warn!(
+                            "{e}; falling back to generic XDP on `{name}` (slower, counts the same)"
+                        );
+                        attach(program, XdpMode::Skb, "generic")?
+                    }
                 }
-            },
+            }
         };
         if let Some(path) = link_pin {
             let pin_err = |message: String| KernelError::Pin {
@@ -478,6 +500,7 @@ impl Datapath {
             ifindex,
             role,
             mode: mode.into(),
+            framing,
         });
         Ok(&self.attachments[index])
     }

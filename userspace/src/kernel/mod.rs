@@ -8,6 +8,7 @@ pub mod counters;
 pub mod error;
 pub mod grid_prefixes;
 pub mod link_info;
+pub mod link_type;
 pub mod loader;
 pub mod lookup_plan;
 pub mod mmap_array;

@@ -99,6 +99,10 @@ pub struct Change {
     pub removed: Vec<String>,
     /// Subscribers whose name, plan or prefixes changed.
     pub changed: Vec<String>,
+    /// Positions in the new table of the added and changed subscribers, ascending: what the
+    /// books must record, and nothing else.
+    #[serde(skip)]
+    pub rows: Vec<usize>,
 }
 
 impl Change {
@@ -461,11 +465,16 @@ impl Registry {
         recount(&mut self.census, &old, &new, &d);
         match self.switch(dp, &old, &new, &d) {
             Ok(()) => {
+                let mut positions = Vec::with_capacity(rows.len());
                 for (i, prefixes) in rows {
                     self.table.subscribers[i].prefixes = prefixes;
+                    positions.push(i);
                 }
+                let mut rows = positions;
+                rows.sort_unstable();
                 Ok(Change {
                     changed: new.subscribers.into_iter().map(|s| s.id).collect(),
+                    rows,
                     ..Change::default()
                 })
             }
@@ -625,10 +634,18 @@ fn recount(census: &mut PrefixCensus, old: &Table, new: &Table, d: &TableDiff) {
 /// The ids of `d`, in the order of the tables.
 fn change_of(old: &Table, new: &Table, d: &TableDiff) -> Change {
     let id = |t: &Table, i: usize| t.subscribers[i].id.clone();
+    let mut rows: Vec<usize> = d
+        .added
+        .iter()
+        .copied()
+        .chain(d.changed.iter().map(|&(_, j)| j))
+        .collect();
+    rows.sort_unstable();
     Change {
         added: d.added.iter().map(|&j| id(new, j)).collect(),
         removed: d.removed.iter().map(|&i| id(old, i)).collect(),
         changed: d.changed.iter().map(|&(_, j)| id(new, j)).collect(),
+        rows,
     }
 }
 

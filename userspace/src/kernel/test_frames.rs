@@ -1,9 +1,14 @@
-//! Building Ethernet frames byte by byte, for tests that inject them (AF_PACKET or
+//! Building Ethernet frames (plain, VLAN-tagged, PPPoE) byte by byte, for tests that inject them (AF_PACKET or
 //! BPF_PROG_TEST_RUN) and for the benchmark. Lengths are exact, so tests can assert exact
 //! byte counts. A length beyond its 16-bit header field (the frames built here stay far below)
 //! saturates there: the frame is then visibly inconsistent rather than silently wrapped.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub use quid_common::{
+    ETH_P_PPPOE_DISCOVERY, ETH_P_PPPOE_SESSION, PPP_IPCP, PPP_IPV4, PPP_IPV6, PPP_LCP,
+};
+use quid_common::{PPPOE_CODE_SESSION, PPPOE_VER_TYPE};
 
 /// EtherType IPv4.
 pub const ETH_P_IP: u16 = 0x0800;
@@ -70,6 +75,48 @@ impl Ethernet {
     /// An IPv6 UDP frame with `payload_len` zero bytes: IP length is 48 + `payload_len`.
     pub fn ipv6_udp(&self, src: Ipv6Addr, dst: Ipv6Addr, payload_len: usize) -> Vec<u8> {
         self.frame(ETH_P_IPV6, &ipv6_packet(src, dst, UDP, &udp(payload_len)))
+    }
+}
+
+/// PPPoE discovery code: PPPoE Active Discovery Initiation (a client looking for a server).
+pub const PADI: u8 = 0x09;
+/// PPPoE discovery code: PPPoE Active Discovery Terminate (a session ends).
+pub const PADT: u8 = 0xa7;
+
+impl Ethernet {
+    /// A PPPoE session frame of session `session` carrying `payload` as PPP protocol
+    /// `protocol`; the PPPoE length field is the payload's length plus 2, as RFC 2516 says.
+    pub fn pppoe(&self, session: u16, protocol: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(8 + payload.len());
+        p.push(PPPOE_VER_TYPE);
+        p.push(PPPOE_CODE_SESSION);
+        p.extend_from_slice(&session.to_be_bytes());
+        p.extend_from_slice(&len16(2 + payload.len()).to_be_bytes());
+        p.extend_from_slice(&protocol.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.frame(ETH_P_PPPOE_SESSION, &p)
+    }
+
+    /// A PPPoE session frame with an IPv4 UDP packet of 28 + `payload_len` bytes.
+    pub fn pppoe_ipv4_udp(&self, src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Vec<u8> {
+        let ip = ipv4_packet(src, dst, UDP, &[], &udp(payload_len));
+        self.pppoe(0x0001, PPP_IPV4, &ip)
+    }
+
+    /// A PPPoE session frame with an IPv6 UDP packet of 48 + `payload_len` bytes.
+    pub fn pppoe_ipv6_udp(&self, src: Ipv6Addr, dst: Ipv6Addr, payload_len: usize) -> Vec<u8> {
+        let ip = ipv6_packet(src, dst, UDP, &udp(payload_len));
+        self.pppoe(0x0001, PPP_IPV6, &ip)
+    }
+
+    /// A PPPoE discovery frame with `code` (PADI, PADT, ...) and a Service-Name tag.
+    pub fn pppoe_discovery(&self, code: u8) -> Vec<u8> {
+        // Tag 0x0101 Service-Name, empty: any service.
+        let tags = [0x01, 0x01, 0x00, 0x00];
+        let mut p = vec![PPPOE_VER_TYPE, code, 0, 0];
+        p.extend_from_slice(&len16(tags.len()).to_be_bytes());
+        p.extend_from_slice(&tags);
+        self.frame(ETH_P_PPPOE_DISCOVERY, &p)
     }
 }
 
@@ -165,6 +212,22 @@ mod tests {
                 .len(),
             22 + 48
         );
+    }
+
+    #[test]
+    fn pppoe_frames_carry_the_ip_packet_after_eight_bytes() {
+        let f = Ethernet::default().tag(ETH_P_8021Q, 7).pppoe_ipv4_udp(
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::LOCALHOST,
+            10,
+        );
+        assert_eq!(f.len(), 18 + 8 + 38);
+        assert_eq!(f[16..18], ETH_P_PPPOE_SESSION.to_be_bytes());
+        // Version/type, code, session 1, length 2 + 38, protocol IPv4.
+        assert_eq!(f[18..26], [0x11, 0, 0, 1, 0, 40, 0, 0x21]);
+        assert_eq!(f[26], 0x45);
+        let d = Ethernet::default().pppoe_discovery(PADI);
+        assert_eq!(d[12..20], [0x88, 0x63, 0x11, 0x09, 0, 0, 0, 4]);
     }
 
     #[test]

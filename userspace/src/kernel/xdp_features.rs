@@ -1,12 +1,15 @@
 //! Whether an interface can carry quid's XDP programs, asked without attaching anything (for
-//! `quid check`): it exists, it has Ethernet framing, and whether its driver runs XDP natively,
-//! from the kernel's netdev generic netlink family (`xdp-features`, Linux 6.3 and later).
+//! `quid check`): it exists, its link type is one quid reads (and which), and whether its
+//! driver runs XDP natively, from the kernel's netdev generic netlink family (`xdp-features`,
+//! Linux 6.3 and later).
 
 use std::os::fd::{AsRawFd as _, OwnedFd};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
 };
+
+use crate::kernel::link_type::{self, Framing, UnsupportedLink};
 
 /// What `quid check` found out about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +18,8 @@ pub struct Capability {
     pub ifindex: u32,
     /// Whether the driver runs XDP itself (`native`); `None` when the kernel cannot say.
     pub native: Option<bool>,
+    /// What its packets start with, which picks the program.
+    pub framing: Framing,
 }
 
 /// Why an interface cannot carry quid's programs.
@@ -22,33 +27,20 @@ pub struct Capability {
 pub enum CapabilityError {
     #[error("interface `{0}` does not exist on this host (`ip -br link` lists them)")]
     Missing(String),
-    #[error(
-        "interface `{name}` is not an Ethernet device (link type {link_type}): quid's programs \
-         read Ethernet frames, so it would count nothing there"
-    )]
-    NotEthernet { name: String, link_type: u32 },
+    #[error(transparent)]
+    Link(#[from] UnsupportedLink),
 }
 
-/// ARPHRD_ETHER and ARPHRD_LOOPBACK: the link types whose frames start with an Ethernet header.
-const ETHERNET_LINK_TYPES: [u32; 2] = [1, 772];
-
-/// Checks that `name` exists and frames as Ethernet, and asks whether it runs XDP natively.
+/// Checks that `name` exists with a link type quid reads, and asks whether it runs XDP
+/// natively.
 pub fn probe(name: &str) -> Result<Capability, CapabilityError> {
     let ifindex = nix::net::if_::if_nametoindex(name)
         .map_err(|_| CapabilityError::Missing(name.to_owned()))?;
-    // sysfs names the link type; without sysfs (a container) the check is skipped.
-    if let Ok(text) = std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
-        && let Ok(link_type) = text.trim().parse::<u32>()
-        && !ETHERNET_LINK_TYPES.contains(&link_type)
-    {
-        return Err(CapabilityError::NotEthernet {
-            name: name.to_owned(),
-            link_type,
-        });
-    }
+    let framing = link_type::of_interface(name)?;
     Ok(Capability {
         ifindex,
         native: native_xdp(ifindex).ok(),
+        framing,
     })
 }
 

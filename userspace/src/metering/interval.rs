@@ -204,6 +204,33 @@ impl Books {
         baselines: &[(String, SubscriberCounters)],
         now: u64,
     ) -> Result<(), BooksError> {
+        self.install_rows(table.subscribers.iter(), slots, baselines, now)
+    }
+
+    /// Records a change of the installed table: only the subscribers at `rows` (the added and
+    /// changed ones, [`crate::kernel::subscriber_maps::Change::rows`]) are visited and written,
+    /// so a change of a few lines costs the same in a table of a million. The books must hold
+    /// the table before the change (a whole [`Books::install`] made them so).
+    pub fn install_change(
+        &mut self,
+        table: &Table,
+        rows: &[usize],
+        slots: &Slots,
+        baselines: &[(String, SubscriberCounters)],
+    ) -> Result<(), BooksError> {
+        let now = self.clock.now()?;
+        let subscribers = rows.iter().filter_map(|&i| table.subscribers.get(i));
+        self.install_rows(subscribers, slots, baselines, now)
+    }
+
+    /// Records `subscribers` of the installed table, at unix time `now`.
+    fn install_rows<'t>(
+        &mut self,
+        subscribers: impl Iterator<Item = &'t Subscriber>,
+        slots: &Slots,
+        baselines: &[(String, SubscriberCounters)],
+        now: u64,
+    ) -> Result<(), BooksError> {
         let baselines: std::collections::HashMap<&str, &SubscriberCounters> =
             baselines.iter().map(|(id, c)| (id.as_str(), c)).collect();
         let mut touched = Vec::new();
@@ -215,7 +242,7 @@ impl Books {
         // A subscriber who joins after this month's allowances went out gets theirs now.
         let granted = self.tariff.monthly_allowance > 0
             && self.store.meta(ALLOWANCE_MONTH)? == Some(month_of(now)?);
-        for s in &table.subscribers {
+        for s in subscribers {
             let slot = slots.get(&s.id);
             if granted && !self.records.contains_key(&s.id) {
                 entries.push(self.allowance(&s.id, now)?);
@@ -304,6 +331,22 @@ impl Books {
             .filter(|r| r.status == Status::Active && !live.contains(r.id.as_str()))
             .map(|r| r.id.clone())
             .collect();
+        let at = self.clock.now()?;
+        self.retire_ids(gone, at)
+    }
+
+    /// Closes the books of the subscribers `ids`, removed from the table at unix time `at`
+    /// (call after an interval read their final counts); returns those that were open, so
+    /// their slots can be released.
+    pub fn retire_ids(&mut self, ids: Vec<String>, at: u64) -> Result<Vec<String>, BooksError> {
+        let gone: Vec<String> = ids
+            .into_iter()
+            .filter(|id| {
+                self.records
+                    .get(id)
+                    .is_some_and(|r| r.status == Status::Active)
+            })
+            .collect();
         for id in &gone {
             if let Some(r) = self.records.get_mut(id) {
                 r.status = Status::Removed;
@@ -316,7 +359,7 @@ impl Books {
             &[],
             &Changes {
                 stopped: &gone,
-                at: self.clock.now()?,
+                at,
                 ..Changes::default()
             },
         )?;
@@ -858,6 +901,81 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.balances().unwrap()["alice"], 54_683_310);
         assert_eq!(store.pending_debit("alice").unwrap(), 0);
+    }
+
+    /// A change recorded by its rows, with the removed subscriber closed after the next read,
+    /// leaves the books as recording the new table whole does (in memory and in the store).
+    #[test]
+    fn a_change_recorded_by_its_rows_leaves_the_books_as_a_whole_install() {
+        let parse = |text: &str| {
+            Table::parse(
+                format!("id,name,plan,prefixes\n{text}").as_bytes(),
+                "t.csv".as_ref(),
+            )
+            .unwrap()
+        };
+        let open = |dir: &tempfile::TempDir| {
+            Books::open(
+                Store::open(dir.path()).unwrap(),
+                1,
+                false,
+                Clock::manual(3_600),
+            )
+            .unwrap()
+            .0
+        };
+        let before = parse("a,A,home,100.64.0.1\nb,B,home,100.64.0.2\nc,C,home,100.64.0.3\n");
+        // b leaves, c changes plan and name, d joins.
+        let after =
+            parse("a,A,home,100.64.0.1\nc,Cee,pro,100.64.0.3 100.64.0.9\nd,D,home,100.64.0.4\n");
+        let slots = Slots::from_assignments(
+            ["a", "b", "c", "d"]
+                .iter()
+                .zip(0u32..)
+                .map(|(id, i)| (id.to_string(), i)),
+        );
+        let by_rows = tempfile::tempdir().unwrap();
+        let mut books = open(&by_rows);
+        books.install(&before, &slots, &[]).unwrap();
+        books.install_change(&after, &[1, 2], &slots, &[]).unwrap();
+        books
+            .interval(|_| SubscriberCounters::default(), 3_601)
+            .unwrap();
+        assert_eq!(books.retire_ids(vec!["b".into()], 3_600).unwrap(), ["b"]);
+        // Closing twice closes nothing.
+        assert!(
+            books
+                .retire_ids(vec!["b".into()], 3_600)
+                .unwrap()
+                .is_empty()
+        );
+        let whole = tempfile::tempdir().unwrap();
+        let mut reference = open(&whole);
+        reference.install(&before, &slots, &[]).unwrap();
+        reference.install(&after, &slots, &[]).unwrap();
+        reference
+            .interval(|_| SubscriberCounters::default(), 3_601)
+            .unwrap();
+        reference.retire(&after).unwrap();
+        let view = |b: &Books| {
+            let mut v: Vec<_> = b
+                .records()
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        r.name.clone(),
+                        r.plan.clone(),
+                        r.prefixes.clone(),
+                        r.status,
+                        r.slot,
+                    )
+                })
+                .collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v
+        };
+        assert_eq!(view(&books), view(&reference));
+        assert_eq!(view(&open(&by_rows)), view(&open(&whole)), "as stored");
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct InterfaceTotals {
     pub non_ip: Count,
     pub unknown: Count,
     pub malformed: Count,
+    /// PPPoE discovery frames (frame bytes); zero in a snapshot an older quid wrote.
+    #[serde(default)]
+    pub pppoe_discovery: Count,
 }
 
 /// Whether the daemon that wrote a snapshot was still counting (`totals.json`'s `state`).
@@ -209,5 +212,25 @@ mod tests {
         let old: SubscriberTotals = serde_json::from_str(old).unwrap();
         assert_eq!(old.by_class, None);
         assert!(!serde_json::to_string(&old).unwrap().contains("by_class"));
+    }
+
+    #[test]
+    fn an_older_snapshots_interfaces_read_as_ethernet_without_pppoe_discovery() {
+        let zero = r#"{"packets": 0, "bytes": 0}"#;
+        let old = format!(
+            r#"{{"name": "eth1", "ifindex": 2, "role": "access", "mode": "native",
+            "attributed": {zero}, "non_ip": {zero}, "unknown": {zero}, "malformed": {zero}}}"#
+        );
+        let old: InterfaceTotals = serde_json::from_str(&old).unwrap();
+        assert_eq!(old.pppoe_discovery, Count::default());
+        assert_eq!(
+            old.attachment.framing,
+            crate::kernel::link_type::Framing::Ethernet
+        );
+        let now = serde_json::to_string(&old).unwrap();
+        assert!(
+            now.contains(r#""framing":"ethernet""#) && now.contains("pppoe_discovery"),
+            "{now}"
+        );
     }
 }

@@ -464,7 +464,7 @@ fn render_books(
         (
             "quid_interface_bytes_total",
             true,
-            "Bytes per interface and bucket (attributed and unknown: IP bytes; non_ip and malformed: frame bytes).",
+            "Bytes per interface and bucket (attributed and unknown: IP bytes; non_ip, malformed and pppoe_discovery: frame bytes).",
         ),
         (
             "quid_interface_packets_total",
@@ -479,6 +479,7 @@ fn render_books(
                 ("non_ip", i.non_ip),
                 ("unknown", i.unknown),
                 ("malformed", i.malformed),
+                ("pppoe_discovery", i.pppoe_discovery),
             ] {
                 let v = if bytes { c.bytes } else { c.packets };
                 let mut iface = String::new();

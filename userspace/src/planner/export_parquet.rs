@@ -62,23 +62,35 @@ impl Columns {
         if self.subscriber.is_empty() {
             return Ok(());
         }
-        let mut group = w.next_row_group()?;
-        if let Some(mut col) = group.next_column()? {
-            col.typed::<ByteArrayType>()
-                .write_batch(&self.subscriber, None, None)?;
-            col.close()?;
-        }
-        for values in &self.ints {
-            if let Some(mut col) = group.next_column()? {
-                col.typed::<Int64Type>().write_batch(values, None, None)?;
-                col.close()?;
-            }
-        }
-        group.close()?;
+        write_group(w, std::slice::from_ref(&self.subscriber), &self.ints)?;
         self.subscriber.clear();
         self.ints.iter_mut().for_each(Vec::clear);
         Ok(())
     }
+}
+
+/// Writes one row group: the `text` columns, then the `ints` columns, in schema order.
+pub(super) fn write_group<W: Write + Send>(
+    w: &mut SerializedFileWriter<W>,
+    text: &[Vec<ByteArray>],
+    ints: &[Vec<i64>],
+) -> Result<(), ParquetError> {
+    let mut group = w.next_row_group()?;
+    for values in text {
+        if let Some(mut col) = group.next_column()? {
+            col.typed::<ByteArrayType>()
+                .write_batch(values, None, None)?;
+            col.close()?;
+        }
+    }
+    for values in ints {
+        if let Some(mut col) = group.next_column()? {
+            col.typed::<Int64Type>().write_batch(values, None, None)?;
+            col.close()?;
+        }
+    }
+    group.close()?;
+    Ok(())
 }
 
 /// Writes every subscriber's rows at `resolution` starting in `[from, to)` to `out` as

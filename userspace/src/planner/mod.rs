@@ -21,5 +21,8 @@ mod report_tests;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;
+pub mod subscriber_csv;
+pub mod subscriber_parquet;
 pub mod supply;
 pub mod uplink;
+mod year_tests;

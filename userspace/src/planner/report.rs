@@ -110,9 +110,11 @@ pub fn report(
             if !seen[i] {
                 continue;
             }
+            let mut bytes = Directions::default();
             for (h, v) in values[i * n_hours..(i + 1) * n_hours].iter().enumerate() {
                 down[h] = v.down;
                 up[h] = v.up;
+                bytes.add(*v);
             }
             let plan = in_force(spans[i], hours_to - HOUR);
             let p95 = Directions {
@@ -125,7 +127,9 @@ pub fn report(
             each(&SubscriberP95 {
                 key,
                 plan,
+                plans: plans_over(spans[i], hours_from, hours_to),
                 p95_hour: p95,
+                bytes,
             });
         }
         log::debug!("report: subscriber group {g} read");
@@ -192,6 +196,22 @@ pub fn report(
         before,
     ));
     Ok(r)
+}
+
+/// The plans in force over the hours `[from, to)` among one subscriber's `spans`, oldest first.
+fn plans_over(spans: &[crate::store::PlanSpan], from: i64, to: i64) -> Vec<u32> {
+    let mut plans: Vec<u32> = in_force(spans, from).into_iter().collect();
+    for s in spans.iter().filter(|s| s.since > from && s.since < to) {
+        // Hours are attributed by their start: a change counts from the first hour it covers.
+        let hour = (s.since + HOUR - 1).div_euclid(HOUR) * HOUR;
+        let Some(p) = in_force(spans, hour).filter(|_| hour < to) else {
+            continue;
+        };
+        if plans.last() != Some(&p) {
+            plans.push(p);
+        }
+    }
+    plans
 }
 
 /// Each plan's bytes (all directions and classes) in `[from, to)`, by plan slot.

@@ -153,12 +153,18 @@ pub struct Report {
 }
 
 /// One subscriber's hourly figures, as the report computed them (for checks and exports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberP95 {
     pub key: i64,
-    /// Its plan at the end of the hours held (index into the plan history's names).
+    /// Its plan at the end of the hours held (index into the plan history's names): the plan
+    /// whose subscriber percentiles count it.
     pub plan: Option<u32>,
+    /// Every plan its hours held were attributed to, oldest first (indexes as `plan`).
+    pub plans: Vec<u32>,
+    /// The 95th percentile of its hourly bytes (both classes), per direction.
     pub p95_hour: Directions,
+    /// Its bytes (both classes) in the hours held, per direction.
+    pub bytes: Directions,
 }
 
 /// The uplinks' share of capacity used.

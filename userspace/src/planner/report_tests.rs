@@ -149,7 +149,7 @@ fn run() -> (Report, Vec<SubscriberP95>, tempfile::TempDir) {
         NOV,
         NOV + HOUR * 720,
         &[(START - 30 * 86_400, NOV)],
-        |l| lines.push(*l),
+        |l| lines.push(l.clone()),
     )
     .unwrap();
     (r, lines, dir)
@@ -397,40 +397,20 @@ fn chromium_renders_the_html_report_without_errors() {
 /// The Parquet file holds the CSV's rows, figure for figure (read back by the crate's reader).
 #[test]
 fn the_report_as_parquet_reads_back_equal_to_the_csv() {
-    use parquet::{
-        file::reader::{FileReader, SerializedFileReader},
-        record::RowAccessor,
-    };
+    use parquet::record::RowAccessor;
     let (r, _, dir) = run();
     let mut csv = Vec::new();
     super::report_csv::write(&r, "2026-11", &mut csv).unwrap();
     let path = dir.path().join("report.parquet");
     super::report_parquet::write(&r, "2026-11", std::fs::File::create(&path).unwrap()).unwrap();
-    let mut csv = csv::Reader::from_reader(csv.as_slice());
-    let want: Vec<Vec<String>> = csv
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
+    let (want, got) = read_back(&csv, &path, |row, i| match super::report_csv::COLUMNS[i] {
+        "period_start" | "plan" => row.get_string(i).unwrap().clone(),
+        "credits" | "debits" | "net" => row.get_long(i).unwrap().to_string(),
+        "growth_percent" => format!("{:.3}", row.get_double(i).unwrap()),
+        "previous_bytes" => row.get_ulong(i).map(|v| v.to_string()).unwrap(),
+        _ => row.get_ulong(i).unwrap().to_string(),
+    });
     assert_eq!(want.len(), 3);
-    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-    let got: Vec<Vec<String>> = reader
-        .get_row_iter(None)
-        .unwrap()
-        .map(|row| {
-            let row = row.unwrap();
-            super::report_csv::COLUMNS
-                .iter()
-                .enumerate()
-                .map(|(i, c)| match *c {
-                    "period_start" | "plan" => row.get_string(i).unwrap().clone(),
-                    "credits" | "debits" | "net" => row.get_long(i).unwrap().to_string(),
-                    "growth_percent" => format!("{:.3}", row.get_double(i).unwrap()),
-                    "previous_bytes" => row.get_ulong(i).map(|v| v.to_string()).unwrap(),
-                    _ => row.get_ulong(i).unwrap().to_string(),
-                })
-                .collect()
-        })
-        .collect();
     assert_eq!(got, want);
 }
 
@@ -493,4 +473,104 @@ fn uplink_utilisation_and_the_month_demand_passes_a_threshold() {
     assert_eq!(u.crossing_month.as_deref(), Some("2026-12"), "{u:?}");
     let never = super::uplink::uplink(&r, capacity, 10_000.0);
     assert_eq!(never.crossing_month, None, "{never:?}");
+}
+
+/// `--subscribers-csv`: each subscriber's row read back holds the report's own percentile, its
+/// bytes and its plans (bob's both, in order), figure for figure with the traffic given.
+#[test]
+fn the_subscribers_file_reads_back_equal_to_the_report() {
+    use super::subscriber_csv::{Names, Writer, bits_per_second};
+    let (_, lines, dir) = run();
+    let store = Store::open(dir.path()).unwrap();
+    let names = Names::read(&store).unwrap();
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out, &names, "2026-11").unwrap();
+    for l in &lines {
+        w.row(l).unwrap();
+    }
+    w.finish().unwrap();
+    let mut csv = csv::Reader::from_reader(out.as_slice());
+    assert_eq!(
+        csv.headers().unwrap().iter().collect::<Vec<_>>(),
+        super::subscriber_csv::COLUMNS
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    let plans = ["home", "home, pro", "pro"];
+    let keys = store_records(&dir);
+    for (s, id) in IDS.iter().enumerate() {
+        let key = keys.iter().find(|k| k.0 == *id).unwrap().1;
+        let line = lines.iter().find(|l| l.key == key).unwrap();
+        let row = rows.iter().find(|r| &r[1] == *id).unwrap();
+        let n = |i: usize| row[i].parse::<u64>().unwrap();
+        let hours = (0..HOURS).map(|h| traffic(s, 24 + h));
+        let down = p95(hours.clone().map(|t| t.0));
+        let up = p95(hours.clone().map(|t| t.1 + t.2));
+        assert_eq!((&row[0], &row[2]), ("2026-11", plans[s]), "{id}");
+        assert_eq!(&row[3], if s == 0 { "home" } else { "pro" }, "{id}");
+        assert_eq!((n(4), n(5)), (down, up), "{id}");
+        assert_eq!((n(4), n(5)), (line.p95_hour.down, line.p95_hour.up), "{id}");
+        assert_eq!((n(6), n(7)), (down * 8 / 3_600, up * 8 / 3_600), "{id}");
+        assert_eq!(n(6), bits_per_second(line.p95_hour.down));
+        let total = hours.fold(Directions::default(), |mut d, t| {
+            d.add(Directions {
+                down: t.0,
+                up: t.1 + t.2,
+            });
+            d
+        });
+        assert_eq!((n(8), n(9)), (total.down, total.up), "{id}");
+        assert_eq!(line.bytes, total, "{id}");
+    }
+}
+
+/// `--subscribers-parquet` holds the subscribers file's rows, figure for figure (read back by
+/// the crate's reader).
+#[test]
+fn the_subscribers_parquet_reads_back_equal_to_the_csv() {
+    use parquet::record::RowAccessor;
+    let (_, lines, dir) = run();
+    let store = Store::open(dir.path()).unwrap();
+    let names = super::subscriber_csv::Names::read(&store).unwrap();
+    let mut csv = Vec::new();
+    let mut w = super::subscriber_csv::Writer::new(&mut csv, &names, "2026-11").unwrap();
+    let path = dir.path().join("subscribers.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut p = super::subscriber_parquet::Writer::new(file, &names, "2026-11").unwrap();
+    for l in &lines {
+        w.row(l).unwrap();
+        p.row(l).unwrap();
+    }
+    w.finish().unwrap();
+    p.finish().unwrap();
+    let (want, got) = read_back(&csv, &path, |row, i| match i {
+        0..4 => row.get_string(i).unwrap().clone(),
+        _ => row.get_ulong(i).unwrap().to_string(),
+    });
+    assert_eq!(want.len(), 3);
+    assert_eq!(got, want);
+}
+
+/// The rows of a CSV file and of the Parquet file at `path` (each cell as `cell` reads it), as
+/// text, to compare.
+fn read_back(
+    csv: &[u8],
+    path: &std::path::Path,
+    cell: impl Fn(&parquet::record::Row, usize) -> String,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let want: Vec<Vec<String>> = csv::Reader::from_reader(csv)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let got = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            (0..row.len()).map(|i| cell(&row, i)).collect()
+        })
+        .collect();
+    (want, got)
 }

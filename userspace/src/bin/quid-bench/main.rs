@@ -304,6 +304,24 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
         );
     }
 
+    // Live bindings: one address at a time handed to a subscriber, as a RADIUS Start does.
+    // The addresses are those the 1% change freed (inside the pool), each to a subscriber of
+    // its own. The 20 ms grace between the flip and the second generation is in each figure.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut binds = Vec::new();
+    for k in 0..200u32 {
+        let at = usize::try_from(k * 997)? % reg.table().subscribers.len();
+        let mut prefixes = reg.table().subscribers[at].prefixes.clone();
+        prefixes.push(IpNet::V4(Ipv4Net::new(v4_of(k), 32)?));
+        let started = Instant::now();
+        reg.apply_prefixes(&mut dp, vec![(at, prefixes)])?;
+        binds.push(started.elapsed().as_secs_f64());
+    }
+    binds.sort_by(f64::total_cmp);
+    row("bind_one", "rows_p50", binds[binds.len() / 2]);
+    row("bind_one", "rows_p99", binds[binds.len() * 99 / 100]);
+    log::info!("{} rewrites of a whole generation so far", reg.rewrites());
+
     // Every slot counted something on CPU 0, so every read has work to do.
     let cpus = quid::kernel::sizes::possible_cpus()?;
     {
@@ -357,6 +375,20 @@ fn registry_bench(out: PathBuf, n: u32) -> anyhow::Result<()> {
     let summary = books.interval(|s| dp.counters.slot(s), 10)?;
     row("interval_write", "sqlite", started.elapsed().as_secs_f64());
     log::info!("interval wrote {} usage records", summary.active);
+    // A reload's books: the 1% change recorded by its rows (as the daemon does), then the
+    // same table recorded whole (as it did before, and still does at start).
+    let mut t4 = reg.table().clone();
+    for s in t4.subscribers.iter_mut().step_by(100) {
+        s.plan = "bench-2".into();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (change, baselines) = reg.apply(&mut dp, t4)?;
+    let started = Instant::now();
+    books.install_change(reg.table(), &change.rows, reg.slots(), &baselines)?;
+    row("books_1pct", "rows", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    books.install(reg.table(), reg.slots(), &baselines)?;
+    row("books_1pct", "whole", started.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
 
     write_json(&out, "registry.json", &rows)

@@ -1,6 +1,7 @@
 //! `quid-bench xdp`: per-packet cost of quid's XDP accounting against the floor (`pass`), the
 //! ideal (`one_hash`) and the common design (`trie`) under hot, uniform and Zipf keys
-//! (BPF_PROG_TEST_RUN), and their throughput through the whole XDP path (live frames).
+//! (BPF_PROG_TEST_RUN), and their throughput through the whole XDP path (live frames); each for
+//! plain Ethernet and PPPoE session frames of both families.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -36,6 +37,13 @@ const KEYS: [(&str, &str, Option<f64>); 4] = [
 
 /// The keys of the throughput rows: the issue's realistic case.
 const LIVE_KEYS: &str = "zipf1.0";
+
+/// The frame families measured, each plain Ethernet family followed by the same packets in a
+/// PPPoE session (measured back to back, so that the two see the same machine).
+const FAMILIES: [&str; 4] = ["ipv4", "ipv4_pppoe", "ipv6", "ipv6_pppoe"];
+
+/// Most a PPPoE row may cost against the plain row of the same program, size and keys.
+const PPPOE_TARGET: f64 = 1.15;
 
 /// Seed of the Zipf permutation and draws, fixed so that every run measures the same keys.
 const ZIPF_SEED: u64 = 0x7175_6964;
@@ -191,7 +199,8 @@ pub fn run(o: Options) -> anyhow::Result<()> {
             }
         }
         // The quid spread program ran `trials` x `repeat` times per family.
-        check_counted(&dp, n, 2.0 * f64::from(o.repeat) * o.trials as f64)?;
+        let families = FAMILIES.len() as f64;
+        check_counted(&dp, n, families * f64::from(o.repeat) * o.trials as f64)?;
     }
     let report = Report {
         cpu,
@@ -213,21 +222,20 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One UDP frame per family from subscriber 0, which the spreading programs rewrite.
-fn frames() -> [(&'static str, Vec<u8>); 2] {
+/// One UDP frame per family (in [`FAMILIES`] order) from subscriber 0, which the spreading
+/// programs rewrite; the PPPoE frames carry the same IP packets as the plain ones.
+fn frames() -> [(&'static str, Vec<u8>); FAMILIES.len()] {
+    let e = Ethernet::default();
+    let (v4, net4) = (v4_of(0), Ipv4Addr::new(203, 0, 113, 1));
+    let (v6, net6) = (
+        v6_of(0) | Ipv6Addr::from(1u128),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1),
+    );
     [
-        (
-            "ipv4",
-            Ethernet::default().ipv4_udp(v4_of(0), Ipv4Addr::new(203, 0, 113, 1), 64),
-        ),
-        (
-            "ipv6",
-            Ethernet::default().ipv6_udp(
-                v6_of(0) | Ipv6Addr::from(1u128),
-                Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1),
-                64,
-            ),
-        ),
+        (FAMILIES[0], e.ipv4_udp(v4, net4, 64)),
+        (FAMILIES[1], e.pppoe_ipv4_udp(v4, net4, 64)),
+        (FAMILIES[2], e.ipv6_udp(v6, net6, 64)),
+        (FAMILIES[3], e.pppoe_ipv6_udp(v6, net6, 64)),
     ]
 }
 
@@ -418,7 +426,7 @@ fn markdown(r: &Report) -> String {
     let ns = |p, family, n, keys, live| {
         find(r, p, family, n, keys, live).map_or(f64::NAN, |x| x.ns_per_packet)
     };
-    for family in ["ipv4", "ipv6"] {
+    for family in FAMILIES {
         for &n in &sizes {
             for (keys, _, _) in KEYS {
                 let get = |p| ns(p, family, n, keys, false);
@@ -444,7 +452,7 @@ fn markdown(r: &Report) -> String {
         r.live_frames, r.trials
     );
     let mpps = |p, family, n| find(r, p, family, n, LIVE_KEYS, true).and_then(|x| x.mpps);
-    for family in ["ipv4", "ipv6"] {
+    for family in FAMILIES {
         for &n in &sizes {
             let get = |p| mpps(p, family, n).unwrap_or(f64::NAN);
             let (pass, one, trie, quid) = (get("pass"), get("one_hash"), get("trie"), get("quid"));
@@ -464,6 +472,7 @@ fn markdown(r: &Report) -> String {
             );
         }
     }
+    md += &pppoe_markdown(r, &sizes);
     md += "\nTargets at 1M spread subscribers: quid / one_hash <= 1.5, trie / quid >= 3.\n";
     if let Some(&n) = sizes.iter().max() {
         for family in ["ipv4", "ipv6"] {
@@ -488,6 +497,41 @@ fn markdown(r: &Report) -> String {
             );
         }
     }
+    md
+}
+
+/// quid's cost on PPPoE session frames against the same IP packets in plain Ethernet.
+fn pppoe_markdown(r: &Report, sizes: &[u32]) -> String {
+    let mut md = format!(
+        "\n## PPPoE against plain Ethernet\n\nThe `quid` program on the same IP packets inside a \
+         PPPoE session (8 more bytes of header to read and check), per packet. Target: at most \
+         {PPPOE_TARGET}x the plain row of the same size and keys.\n\n\
+         | family | subscribers | keys | plain | pppoe | pppoe / plain |\n|---|---|---|---|---|---|\n"
+    );
+    let mut ratios = Vec::new();
+    for family in ["ipv4", "ipv6"] {
+        let pppoe = format!("{family}_pppoe");
+        for &n in sizes {
+            for (keys, _, _) in KEYS {
+                let ns = |f: &str| {
+                    find(r, "quid", f, n, keys, false).map_or(f64::NAN, |x| x.ns_per_packet)
+                };
+                let (plain, wrapped) = (ns(family), ns(&pppoe));
+                let ratio = wrapped / plain;
+                ratios.push(ratio);
+                md += &format!(
+                    "| {family} | {n} | {keys} | {plain:.1} | {wrapped:.1} | {ratio:.2}x |\n"
+                );
+            }
+        }
+    }
+    let worst = ratios.iter().copied().fold(f64::NAN, f64::max);
+    let middle = median(ratios).unwrap_or(f64::NAN);
+    md += &format!(
+        "\nPPPoE / plain: median {middle:.2}x ({}), worst {worst:.2}x ({}).\n",
+        verdict(middle <= PPPOE_TARGET),
+        verdict(worst <= PPPOE_TARGET)
+    );
     md
 }
 
