@@ -306,6 +306,7 @@ fn prefixes_given_by_row_leave_the_maps_as_a_whole_install_does() {
         let change = by_row
             .apply_prefixes(&mut dp, rows.into_iter().collect())
             .unwrap();
+        by_row.catch_up(&mut dp).unwrap();
         assert!(!change.changed.is_empty() && change.added.is_empty() && change.removed.is_empty());
         assert_eq!(by_row.table(), &expected, "round {round}");
         let mut fresh = Datapath::load(SIZES, KernelLog::Off).unwrap();

@@ -92,6 +92,13 @@ impl State<'_> {
                 }));
             }
         }
+        // Packets count by the new table since the flip, so the answers went first; the
+        // generation they left is brought up to date once the grace period has passed.
+        if let Err(e) = self.registry.catch_up(&mut self.dp) {
+            warn!(
+                "the kernel's second generation could not be brought up to date (the next change rewrites it whole): {e:#}"
+            );
+        }
         self.refresh_binding_counts();
     }
 

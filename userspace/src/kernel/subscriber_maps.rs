@@ -36,6 +36,15 @@ use crate::{
 /// How long to wait after a flip before rewriting the generation packets just left.
 pub const GRACE: Duration = Duration::from_millis(20);
 
+/// The second half of a row change: the rows before and after, and when packets moved to the
+/// new generation.
+struct Lagging {
+    old: Table,
+    new: Table,
+    d: TableDiff,
+    flipped: std::time::Instant,
+}
+
 /// Errors while installing a table.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -195,6 +204,8 @@ pub struct Registry {
     installed: bool,
     /// Generations rewritten whole so far (the others were changed by difference).
     rewrites: u64,
+    /// A row change whose second generation waits for the grace period to pass.
+    lagging: Option<Lagging>,
 }
 
 impl Registry {
@@ -211,6 +222,7 @@ impl Registry {
             census: PrefixCensus::default(),
             installed: false,
             rewrites: 0,
+            lagging: None,
         }
     }
 
@@ -253,6 +265,7 @@ impl Registry {
             census,
             installed: true,
             rewrites: 0,
+            lagging: None,
         };
         for g in 0..GENERATIONS_U32 {
             let plan = kernel_plan(dp, g)
@@ -346,6 +359,7 @@ impl Registry {
         dp: &mut Datapath,
         table: Table,
     ) -> Result<(Change, Vec<(String, SubscriberCounters)>), RegistryError> {
+        self.catch_up(dp)?;
         let d = table_diff(&self.table, &table);
         let change = change_of(&self.table, &table, &d);
         if d.is_empty() && self.installed {
@@ -423,6 +437,7 @@ impl Registry {
         dp: &mut Datapath,
         rows: Vec<(usize, Vec<IpNet>)>,
     ) -> Result<Change, RegistryError> {
+        self.catch_up(dp)?;
         let rows: Vec<(usize, Vec<IpNet>)> = rows
             .into_iter()
             .filter(|(i, p)| {
@@ -463,8 +478,20 @@ impl Registry {
             return self.apply(dp, table).map(|(change, _)| change);
         }
         recount(&mut self.census, &old, &new, &d);
-        match self.switch(dp, &old, &new, &d) {
+        let next = 1 - self.active;
+        let flipped = self
+            .bring(dp, next, &old, &new, &d)
+            .and_then(|()| flip(dp, next));
+        match flipped {
             Ok(()) => {
+                self.active = next;
+                let ids = new.subscribers.iter().map(|s| s.id.clone()).collect();
+                self.lagging = Some(Lagging {
+                    old,
+                    new,
+                    d,
+                    flipped: std::time::Instant::now(),
+                });
                 let mut positions = Vec::with_capacity(rows.len());
                 for (i, prefixes) in rows {
                     self.table.subscribers[i].prefixes = prefixes;
@@ -473,7 +500,7 @@ impl Registry {
                 let mut rows = positions;
                 rows.sort_unstable();
                 Ok(Change {
-                    changed: new.subscribers.into_iter().map(|s| s.id).collect(),
+                    changed: ids,
                     rows,
                     ..Change::default()
                 })
@@ -484,6 +511,23 @@ impl Registry {
                 Err(e.into())
             }
         }
+    }
+
+    /// Brings the generation packets left at the last [`Registry::apply_prefixes`] to the
+    /// same table, once the grace period since the flip has passed. The bindings' path answers
+    /// between the flip and this (packets count by the new table from the flip), and calls it
+    /// right after; every other change calls it first.
+    pub fn catch_up(&mut self, dp: &mut Datapath) -> Result<(), RegistryError> {
+        let Some(l) = self.lagging.take() else {
+            return Ok(());
+        };
+        std::thread::sleep(GRACE.saturating_sub(l.flipped.elapsed()));
+        let other = 1 - self.active;
+        self.bring(dp, other, &l.old, &l.new, &l.d).map_err(|e| {
+            // The next change rewrites both generations whole.
+            self.installed = false;
+            e.into()
+        })
     }
 
     /// Writes the change from `old` to `new` into the inactive generation, flips to it, and
