@@ -21,8 +21,12 @@ pub struct Preflight {
 /// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
 /// file, the TLS certificate and key, the operator token (`quid check` runs the same).
 pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
-    let table = Table::load(&config.subscribers.file, config.subscribers.allow_empty)
-        .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
+    let table = Table::load(
+        &config.subscribers.file,
+        &config.subscribers.table_format(),
+        config.subscribers.allow_empty,
+    )
+    .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
     let nodes = if config.reports.listen.is_empty() {
         None
     } else {

@@ -63,10 +63,10 @@ impl Nodes {
     /// Parses and checks nodes file bytes; `path` only names the file in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Nodes, TableErrors> {
         let mut errors = Vec::new();
-        let err = |line, field, message: String| TableError {
+        let err = |line, field: &'static str, message: String| TableError {
             path: path.to_owned(),
             line,
-            field,
+            field: field.into(),
             message,
         };
         let mut reader = crate::subscribers::table::csv_reader(bytes);
@@ -81,7 +81,7 @@ impl Nodes {
                     continue;
                 }
             };
-            let line = record.position().map_or(0, |p| p.line());
+            let line = crate::subscribers::table::record_line(bytes, &record);
             if !header {
                 header = true;
                 if record.iter().map(str::to_ascii_lowercase).ne(HEADER) {
