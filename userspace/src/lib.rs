@@ -5,6 +5,7 @@
 //! `http` → `settlement` → `store` → `ledger`. `daemon` composes them; nothing imports it but
 //! the `quid` binary, whose command bodies are in `cli/` (modules of `main.rs`).
 
+pub mod bindings;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -35,6 +35,7 @@ impl State<'_> {
                     self.follow_interfaces();
                     self.reload_changed_files();
                 }
+                Some(request) = binding_request(&mut self.bindings) => self.on_bindings(request),
                 Some(Control::Reload(reply)) = self.control.recv() => {
                     let _ = reply.send(self.reload_files("operator API"));
                 }
@@ -56,6 +57,19 @@ impl State<'_> {
                 _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()) }
             }
         }
+    }
+}
+
+/// The next binding request; never, when no binding source runs.
+async fn binding_request(
+    bindings: &mut Option<(
+        crate::bindings::set::Bindings,
+        tokio::sync::mpsc::Receiver<crate::bindings::request::BindingRequest>,
+    )>,
+) -> Option<crate::bindings::request::BindingRequest> {
+    match bindings {
+        Some((_, requests)) => requests.recv().await,
+        None => std::future::pending().await,
     }
 }
 

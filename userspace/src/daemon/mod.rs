@@ -6,6 +6,7 @@
 //! Each step is a module of its own; nothing outside this folder imports any of them but
 //! `main.rs`, which calls [`run`] and (for `quid check`) [`preflight::preflight`].
 
+mod bindings;
 mod interfaces;
 mod kernel_setup;
 mod main_loop;

@@ -100,7 +100,7 @@ impl State<'_> {
                 result.errors = errors.0.iter().map(|e| e.to_string()).collect();
                 warn!("reload ({why}) refused, the running table is unchanged: {errors}");
             }
-            Ok(table) => match self.install(table) {
+            Ok(table) => match self.install_file(table) {
                 Ok(change) => {
                     self.status.reloads_ok += 1;
                     self.status.last_reload_ok = true;

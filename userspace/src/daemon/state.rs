@@ -15,6 +15,7 @@ use quid_common::{
 use tokio::sync::mpsc;
 
 use crate::{
+    bindings::{request::BindingRequest, set::Bindings},
     clock::Clock,
     config::Config,
     http::operator::{Control, Token},
@@ -69,6 +70,8 @@ pub(super) struct State<'a> {
     /// Reloads so far, carried on from the last daemon's count.
     pub reloads: u64,
     pub clock: Clock,
+    /// The live bindings and the queue their sources send to, when a source runs.
+    pub bindings: Option<(Bindings, mpsc::Receiver<BindingRequest>)>,
 }
 
 impl<'a> State<'a> {
@@ -88,6 +91,7 @@ impl<'a> State<'a> {
                 http: services.http,
                 operator: services.operator_counts,
                 cluster: services.shipper.as_ref().map(|s| Arc::clone(&s.stats)),
+                bindings: services.bindings.as_ref().map(|_| Default::default()),
                 ..DaemonStatus::default()
             },
             shipper: services.shipper,
@@ -105,12 +109,19 @@ impl<'a> State<'a> {
             // never mistakes our first result for the one it already saw.
             reloads: ReloadResult::read(&config.daemon.state_dir).map_or(0, |r| r.seq),
             clock,
+            // A session per kernel prefix entry at most: each holds at least one.
+            bindings: services.bindings.map(|requests| {
+                (
+                    Bindings::new(config.subscribers.prefix_capacity as usize),
+                    requests,
+                )
+            }),
         }
     }
 
     /// Installs the table the daemon starts with, and says what the lookup looks like.
     pub fn install_first(&mut self, table: Table) -> anyhow::Result<()> {
-        let change = self.install(table)?;
+        let change = self.install_file(table)?;
         self.status.last_reload_ok = true;
         let plan = *self.registry.active_plan();
         let table = self.registry.table();

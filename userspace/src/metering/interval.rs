@@ -271,6 +271,28 @@ impl Books {
         Ok(())
     }
 
+    /// Records new prefixes for the subscribers at `rows` of `table` (live bindings moved
+    /// addresses; nothing else about them changed), committing only their records.
+    pub fn reprefix(&mut self, table: &Table, rows: &[usize]) -> Result<(), BooksError> {
+        let mut touched = Vec::new();
+        for s in rows.iter().filter_map(|&i| table.subscribers.get(i)) {
+            if let Some(r) = self.records.get_mut(&s.id) {
+                r.prefixes = prefixes_text(s);
+                touched.push(s.id.clone());
+            }
+        }
+        let refs: Vec<&Record> = touched.iter().map(|id| &self.records[id]).collect();
+        self.store.commit_with(
+            &refs,
+            &[],
+            &Changes {
+                at: self.clock.now()?,
+                ..Changes::default()
+            },
+        )?;
+        Ok(())
+    }
+
     /// Closes the books of subscribers no longer in `table` (call after an interval read
     /// their final counts); returns their ids so their slots can be released.
     pub fn retire(&mut self, table: &Table) -> Result<Vec<String>, BooksError> {

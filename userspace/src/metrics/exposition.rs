@@ -576,6 +576,16 @@ mod tests {
                 failures: 2.into(),
                 ..Default::default()
             })),
+            bindings: Some({
+                use crate::bindings::request::{BindingSource, Outcome};
+                let mut c = crate::bindings::counts::BindingCounts::default();
+                for _ in 0..3 {
+                    c.count(BindingSource::Radius, Outcome::Bound);
+                }
+                c.count(BindingSource::Dhcp, Outcome::UnknownSubscriber);
+                c.active.insert(BindingSource::Radius, 2);
+                c
+            }),
         }
     }
 
@@ -608,6 +618,11 @@ mod tests {
             "quid_ledger_head_seq 751",
             "quid_ledger_checkpoint_seq 700",
             "quid_ledger_checkpoint_timestamp_seconds 1796000000",
+            "quid_binding_events_total{outcome=\"bound\",source=\"radius\"} 3",
+            "quid_binding_events_total{outcome=\"unknown_subscriber\",source=\"dhcp\"} 1",
+            // Every outcome has its series from the start.
+            "quid_binding_events_total{outcome=\"conflicts_with_table\",source=\"dhcp\"} 0",
+            "quid_bindings_active{source=\"radius\"} 2",
         ] {
             assert!(first.contains(series), "no {series} in\n{first}");
         }

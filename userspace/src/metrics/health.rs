@@ -57,6 +57,8 @@ pub struct HealthMetrics {
     operator: Option<IntCounterVec>,
     /// Registered the first time the shipper's figures are there.
     cluster: Option<super::cluster::ClusterMetrics>,
+    /// Registered the first time the bindings' figures are there.
+    bindings: Option<super::bindings::BindingMetrics>,
 }
 
 /// The report intake's families.
@@ -238,6 +240,7 @@ impl HealthMetrics {
             http: None,
             operator: None,
             cluster: None,
+            bindings: None,
             registry,
         }
     }
@@ -331,6 +334,12 @@ impl HealthMetrics {
             self.cluster
                 .get_or_insert_with(|| super::cluster::ClusterMetrics::new(registry))
                 .render(stats);
+        }
+        if let Some(counts) = &s.bindings {
+            let registry = &self.registry;
+            self.bindings
+                .get_or_insert_with(|| super::bindings::BindingMetrics::new(registry))
+                .render(counts);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -44,6 +44,8 @@ pub struct DaemonStatus {
     pub anchor: LedgerAnchor,
     /// The shipper's figures, when a shared store is configured.
     pub cluster: Option<std::sync::Arc<crate::cluster::stats::ShipStats>>,
+    /// The live bindings' figures, when a binding source (RADIUS, DHCP) is configured.
+    pub bindings: Option<crate::bindings::counts::BindingCounts>,
 }
 
 /// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an

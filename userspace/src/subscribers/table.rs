@@ -84,6 +84,9 @@ pub enum Format {
     LibreQos(super::libreqos::PlanFrom),
 }
 
+/// The prefixes cell of a subscriber whose addresses are bound live (RADIUS, DHCP), not listed.
+pub const DYNAMIC: &str = "dynamic";
+
 /// A reader for quid's CSV files: the header is checked by hand (to report it), rows may have
 /// the wrong field count (reported per row), `#` starts a comment, fields are trimmed.
 pub(crate) fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
@@ -232,9 +235,11 @@ impl Table {
                 bad.push(("plan", m));
             }
             let mut nets = Vec::new();
+            // `dynamic`: the subscriber's addresses come from live bindings (RADIUS, DHCP).
+            let dynamic = prefixes.eq_ignore_ascii_case(DYNAMIC);
             for text in prefixes
                 .split(|c: char| c == ';' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && !dynamic)
             {
                 match parse_prefix(text) {
                     Err(m) => bad.push(("prefixes", m)),
@@ -250,8 +255,13 @@ impl Table {
                     },
                 }
             }
-            if nets.is_empty() && bad.is_empty() {
-                bad.push(("prefixes", "a subscriber needs at least one prefix".into()));
+            if nets.is_empty() && bad.is_empty() && !dynamic {
+                bad.push((
+                    "prefixes",
+                    "a subscriber needs at least one prefix, or `dynamic` when its addresses \
+                     come from RADIUS or DHCP"
+                        .into(),
+                ));
             }
             if !bad.is_empty() {
                 errors.extend(
@@ -331,6 +341,12 @@ pub(crate) fn parse_prefix(text: &str) -> Result<IpNet, String> {
             .map_err(|_| format!("`{text}` is not an IPv4 or IPv6 address or prefix"))?;
         IpNet::from(addr)
     };
+    check_prefix(net, text)
+}
+
+/// Checks a prefix a subscriber may own, whether from the table or from a live binding
+/// (RADIUS, DHCP); `text` is how its source wrote it, for the message.
+pub(crate) fn check_prefix(net: IpNet, text: &str) -> Result<IpNet, String> {
     if net.prefix_len() == 0 {
         return Err(format!(
             "`{text}` covers the whole address space; a subscriber cannot own it"
@@ -423,11 +439,27 @@ mod tests {
                 "subs.csv:6: prefixes: `not-an-address` is not an IPv4 or IPv6 address or prefix",
                 "subs.csv:7: id: `e e` contains ' '; use letters, digits, '.', '_' or '-'",
                 "subs.csv:8: plan: must not be empty",
-                "subs.csv:9: prefixes: a subscriber needs at least one prefix",
+                "subs.csv:9: prefixes: a subscriber needs at least one prefix, or `dynamic` when its addresses come from RADIUS or DHCP",
                 "subs.csv:10: row: expected 4 fields (id,name,plan,prefixes), found 3",
                 "subs.csv:11: prefixes: `0.0.0.0/0` covers the whole address space; a subscriber cannot own it",
             ]
         );
+    }
+
+    #[test]
+    fn a_subscriber_whose_addresses_are_bound_live_is_written_dynamic() {
+        let table = parse(
+            "id,name,plan,prefixes\n\
+             pppoe-1,Dial-up Dana,home,dynamic\n\
+             fixed,Fixed Fay,home,192.0.2.9 DYNAMIC\n",
+        );
+        // `dynamic` stands alone: mixed with prefixes it is a bad prefix, not a mode.
+        assert_eq!(
+            table.unwrap_err(),
+            ["subs.csv:3: prefixes: `DYNAMIC` is not an IPv4 or IPv6 address or prefix"]
+        );
+        let table = parse("id,name,plan,prefixes\npppoe-1,Dial-up Dana,home,Dynamic\n").unwrap();
+        assert!(table.subscribers[0].prefixes.is_empty());
     }
 
     #[test]

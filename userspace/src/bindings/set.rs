@@ -1,0 +1,448 @@
+//! The live bindings: which session holds which prefixes for which subscriber, and how they lie
+//! over the subscriber table file. Pure bookkeeping: the daemon installs what this computes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ipnet::IpNet;
+
+use super::request::{BindingEvent, BindingSource, Outcome, Refusal, SessionKey};
+use crate::subscribers::table::{Table, check_prefix};
+
+/// At most this many prefixes in one session: a NAS sends one address and one or two IPv6
+/// prefixes; more is a peer filling the maps.
+pub const MAX_PREFIXES: usize = 16;
+
+/// The table file's subscribers and listed prefixes, by position: what a binding may name and
+/// what it may not take.
+#[derive(Debug, Default)]
+pub struct TableIndex {
+    position: HashMap<String, usize>,
+    listed: HashMap<IpNet, usize>,
+}
+
+impl TableIndex {
+    /// The index of a table file (without live bindings).
+    pub fn of(file: &Table) -> TableIndex {
+        let mut index = TableIndex {
+            position: HashMap::with_capacity(file.subscribers.len()),
+            listed: HashMap::new(),
+        };
+        for (i, s) in file.subscribers.iter().enumerate() {
+            index.position.insert(s.id.clone(), i);
+            for p in &s.prefixes {
+                index.listed.insert(*p, i);
+            }
+        }
+        index
+    }
+}
+
+/// One live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    subscriber: String,
+    /// Sorted, without repeats.
+    prefixes: Vec<IpNet>,
+}
+
+/// The sessions and who holds each prefix: small, and cloned before a batch so that a batch
+/// the kernel refuses leaves them as they were.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    sessions: BTreeMap<SessionKey, Session>,
+    holder: HashMap<IpNet, SessionKey>,
+}
+
+impl Live {
+    /// Each subscriber's bound prefixes, sorted.
+    fn by_subscriber(&self) -> BTreeMap<&str, Vec<IpNet>> {
+        let mut out: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
+        for s in self.sessions.values() {
+            out.entry(&s.subscriber).or_default().extend(&s.prefixes);
+        }
+        for prefixes in out.values_mut() {
+            prefixes.sort();
+        }
+        out
+    }
+
+    /// Live sessions of `source`.
+    pub fn active(&self, source: BindingSource) -> usize {
+        self.sessions.keys().filter(|k| k.source == source).count()
+    }
+
+    /// The prefixes `session` holds (empty when it does not exist).
+    pub fn prefixes(&self, session: &SessionKey) -> &[IpNet] {
+        self.sessions.get(session).map_or(&[], |s| &s.prefixes)
+    }
+
+    fn remove(&mut self, session: &SessionKey) -> bool {
+        let Some(old) = self.sessions.remove(session) else {
+            return false;
+        };
+        for p in old.prefixes {
+            self.holder.remove(&p);
+        }
+        true
+    }
+}
+
+/// The live bindings over one table file.
+#[derive(Debug)]
+pub struct Bindings {
+    base: TableIndex,
+    live: Live,
+    max_sessions: usize,
+}
+
+impl Bindings {
+    /// No bindings, over an empty table; at most `max_sessions` sessions at once.
+    pub fn new(max_sessions: usize) -> Bindings {
+        Bindings {
+            base: TableIndex::default(),
+            live: Live::default(),
+            max_sessions,
+        }
+    }
+
+    /// The sessions, to keep before a batch and restore with [`Bindings::restore`].
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Puts back sessions kept before a batch the kernel did not take.
+    pub fn restore(&mut self, live: Live) {
+        self.live = live;
+    }
+
+    /// Applies one event to the sessions (not yet to the kernel). `current` is the installed
+    /// table, the one [`Bindings::overlay`] or [`Bindings::relayer`] made; it names owners.
+    pub fn apply(&mut self, event: &BindingEvent, current: &Table) -> Result<Outcome, Refusal> {
+        match event {
+            BindingEvent::Release { session } => Ok(if self.live.remove(session) {
+                Outcome::Released
+            } else {
+                Outcome::UnknownSession
+            }),
+            BindingEvent::Bind {
+                session,
+                subscriber,
+                prefixes,
+            } => self.bind(session, subscriber, prefixes, current),
+        }
+    }
+
+    fn bind(
+        &mut self,
+        session: &SessionKey,
+        subscriber: &str,
+        prefixes: &[IpNet],
+        current: &Table,
+    ) -> Result<Outcome, Refusal> {
+        if !self.base.position.contains_key(subscriber) {
+            return Err(Refusal::UnknownSubscriber(subscriber.to_owned()));
+        }
+        let mut wanted = BTreeSet::new();
+        for p in prefixes {
+            wanted.insert(check_prefix(*p, &p.to_string()).map_err(Refusal::BadPrefix)?);
+        }
+        if wanted.len() > MAX_PREFIXES {
+            return Err(Refusal::TooManyPrefixes {
+                count: wanted.len(),
+                max: MAX_PREFIXES,
+            });
+        }
+        for p in &wanted {
+            if let Some(&i) = self.base.listed.get(p) {
+                let owner = current
+                    .subscribers
+                    .get(i)
+                    .map_or_else(String::new, |s| s.id.clone());
+                return Err(Refusal::ConflictsWithTable { prefix: *p, owner });
+            }
+        }
+        let wanted: Vec<IpNet> = wanted.into_iter().collect();
+        match self.live.sessions.get(session) {
+            Some(s) if s.subscriber == subscriber && s.prefixes == wanted => {
+                return Ok(Outcome::Unchanged);
+            }
+            None if self.live.sessions.len() >= self.max_sessions => {
+                return Err(Refusal::TooManySessions(self.live.sessions.len()));
+            }
+            _ => {}
+        }
+        self.live.remove(session);
+        // The newest claim wins: a prefix held by another session leaves it.
+        for p in &wanted {
+            if let Some(other) = self.live.holder.remove(p)
+                && let Some(s) = self.live.sessions.get_mut(&other)
+            {
+                s.prefixes.retain(|q| q != p);
+                if s.prefixes.is_empty() {
+                    self.live.sessions.remove(&other);
+                }
+            }
+            self.live.holder.insert(*p, session.clone());
+        }
+        self.live.sessions.insert(
+            session.clone(),
+            Session {
+                subscriber: subscriber.to_owned(),
+                prefixes: wanted,
+            },
+        );
+        Ok(Outcome::Bound)
+    }
+
+    /// Takes `file` as the new table file and lays the live bindings over it. Sessions whose
+    /// subscriber left the table end; a prefix the file now lists leaves its session. Returns
+    /// the table to install, the index to [`Bindings::adopt`] once it is installed, and what
+    /// ended, with why.
+    pub fn overlay(
+        &self,
+        mut file: Table,
+    ) -> (Table, TableIndex, Live, Vec<(SessionKey, Refusal)>) {
+        let index = TableIndex::of(&file);
+        let mut live = self.live.clone();
+        let mut ended = Vec::new();
+        let keys: Vec<SessionKey> = live.sessions.keys().cloned().collect();
+        for key in keys {
+            let Some(s) = live.sessions.get(&key) else {
+                continue;
+            };
+            if !index.position.contains_key(&s.subscriber) {
+                ended.push((
+                    key.clone(),
+                    Refusal::UnknownSubscriber(s.subscriber.clone()),
+                ));
+                live.remove(&key);
+                continue;
+            }
+            let listed: Vec<IpNet> = s
+                .prefixes
+                .iter()
+                .filter(|p| index.listed.contains_key(p))
+                .copied()
+                .collect();
+            for prefix in listed {
+                let owner = index
+                    .listed
+                    .get(&prefix)
+                    .and_then(|&i| file.subscribers.get(i))
+                    .map_or_else(String::new, |o| o.id.clone());
+                ended.push((key.clone(), Refusal::ConflictsWithTable { prefix, owner }));
+                live.holder.remove(&prefix);
+                if let Some(s) = live.sessions.get_mut(&key) {
+                    s.prefixes.retain(|q| *q != prefix);
+                }
+            }
+        }
+        for (id, prefixes) in live.by_subscriber() {
+            if let Some(&i) = index.position.get(id) {
+                file.subscribers[i].prefixes.extend(prefixes);
+            }
+        }
+        (file, index, live, ended)
+    }
+
+    /// Makes an overlay's index and sessions the current ones, once its table is installed.
+    pub fn adopt(&mut self, index: TableIndex, live: Live) {
+        self.base = index;
+        self.live = live;
+    }
+
+    /// The installed table `current`, laid over with `before`'s sessions, changed to lie under
+    /// the sessions now: only the rows of subscribers whose bound prefixes differ change, and
+    /// their positions are returned with the table.
+    pub fn relayer(&self, current: &Table, before: &Live) -> (Table, Vec<usize>) {
+        let (old, new) = (before.by_subscriber(), self.live.by_subscriber());
+        let ids: BTreeSet<&str> = old
+            .keys()
+            .chain(new.keys())
+            .copied()
+            .filter(|id| old.get(id) != new.get(id))
+            .collect();
+        let mut table = current.clone();
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            let at = self
+                .base
+                .position
+                .get(id)
+                .copied()
+                .filter(|&i| table.subscribers.get(i).is_some_and(|s| s.id == id))
+                .or_else(|| table.subscribers.iter().position(|s| s.id == id));
+            let Some((i, row)) = at.and_then(|i| Some((i, table.subscribers.get_mut(i)?))) else {
+                continue;
+            };
+            rows.push(i);
+            let gone = old.get(id).map_or(&[][..], Vec::as_slice);
+            row.prefixes.retain(|p| !gone.contains(p));
+            row.prefixes
+                .extend(new.get(id).map_or(&[][..], Vec::as_slice));
+        }
+        (table, rows)
+    }
+
+    /// Live sessions of `source`.
+    pub fn active(&self, source: BindingSource) -> usize {
+        self.live.active(source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn table(text: &str) -> Table {
+        Table::parse(
+            format!("id,name,plan,prefixes\n{text}").as_bytes(),
+            Path::new("t.csv"),
+        )
+        .unwrap()
+    }
+
+    fn key(id: &str) -> SessionKey {
+        SessionKey {
+            source: BindingSource::Radius,
+            id: id.into(),
+        }
+    }
+
+    fn bind(session: &str, subscriber: &str, prefixes: &[&str]) -> BindingEvent {
+        BindingEvent::Bind {
+            session: key(session),
+            subscriber: subscriber.into(),
+            prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+
+    /// Bindings over `file`, with the overlay installed; returns them and the installed table.
+    fn over(file: &str) -> (Bindings, Table) {
+        let mut b = Bindings::new(100);
+        let (t, index, live, ended) = b.overlay(table(file));
+        assert!(ended.is_empty());
+        b.adopt(index, live);
+        (b, t)
+    }
+
+    /// Applies `events` as the daemon does: a batch, then the table re-laid.
+    fn step(
+        b: &mut Bindings,
+        t: &Table,
+        events: &[BindingEvent],
+    ) -> (Table, Vec<Result<Outcome, Refusal>>) {
+        let before = b.live().clone();
+        let outcomes = events.iter().map(|e| b.apply(e, t)).collect();
+        (b.relayer(t, &before).0, outcomes)
+    }
+
+    fn prefixes_of(t: &Table, id: &str) -> Vec<String> {
+        let s = t.subscribers.iter().find(|s| s.id == id).unwrap();
+        s.prefixes.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_dynamic_address_moves_to_the_newest_claim_and_is_freed_by_release() {
+        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\nc,C,home,192.0.2.200\n");
+        let (t, out) = step(
+            &mut b,
+            &t,
+            &[bind("nas/1", "a", &["100.64.0.7/32", "2001:db8:a::/56"])],
+        );
+        assert_eq!(out, [Ok(Outcome::Bound)]);
+        assert_eq!(prefixes_of(&t, "a"), ["100.64.0.7/32", "2001:db8:a::/56"]);
+        // B gets A's address without A's Stop: it is B's now, A keeps its IPv6 prefix.
+        let (t, out) = step(&mut b, &t, &[bind("nas/2", "b", &["100.64.0.7/32"])]);
+        assert_eq!(out, [Ok(Outcome::Bound)]);
+        assert_eq!(prefixes_of(&t, "a"), ["2001:db8:a::/56"]);
+        assert_eq!(prefixes_of(&t, "b"), ["100.64.0.7/32"]);
+        // A repeat changes nothing; the listed subscriber is untouched throughout.
+        let (t, out) = step(&mut b, &t, &[bind("nas/2", "b", &["100.64.0.7/32"])]);
+        assert_eq!(out, [Ok(Outcome::Unchanged)]);
+        let (t, out) = step(
+            &mut b,
+            &t,
+            &[
+                BindingEvent::Release {
+                    session: key("nas/2"),
+                },
+                BindingEvent::Release {
+                    session: key("nas/2"),
+                },
+            ],
+        );
+        assert_eq!(out, [Ok(Outcome::Released), Ok(Outcome::UnknownSession)]);
+        assert!(prefixes_of(&t, "b").is_empty());
+        assert_eq!(prefixes_of(&t, "c"), ["192.0.2.200/32"]);
+        assert_eq!(b.active(BindingSource::Radius), 1);
+    }
+
+    #[test]
+    fn a_binding_may_not_name_a_stranger_take_a_listed_prefix_or_flood_the_maps() {
+        let (mut b, t) = over("a,A,home,dynamic\nc,C,home,192.0.2.200\n");
+        let many: Vec<String> = (0..17).map(|i| format!("100.64.1.{i}/32")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (after, out) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/1", "mallory", &["100.64.0.9/32"]),
+                bind("nas/1", "a", &["192.0.2.200/32"]),
+                bind("nas/1", "a", &many),
+                bind("nas/1", "a", &["0.0.0.0/0"]),
+            ],
+        );
+        assert_eq!(out[0], Err(Refusal::UnknownSubscriber("mallory".into())));
+        assert_eq!(
+            out[1],
+            Err(Refusal::ConflictsWithTable {
+                prefix: "192.0.2.200/32".parse().unwrap(),
+                owner: "c".into()
+            })
+        );
+        assert_eq!(out[2], Err(Refusal::TooManyPrefixes { count: 17, max: 16 }));
+        assert!(matches!(out[3], Err(Refusal::BadPrefix(_))));
+        assert_eq!(after, t, "a refused event changes nothing");
+        let mut small = Bindings::new(1);
+        let (t, index, live, _) = small.overlay(table("a,A,home,dynamic\n"));
+        small.adopt(index, live);
+        let (_, out) = step(
+            &mut small,
+            &t,
+            &[
+                bind("s1", "a", &["100.64.0.1/32"]),
+                bind("s2", "a", &["100.64.0.2/32"]),
+            ],
+        );
+        assert_eq!(out[1], Err(Refusal::TooManySessions(1)));
+    }
+
+    #[test]
+    fn a_new_table_file_keeps_the_bindings_of_subscribers_it_keeps() {
+        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\n");
+        let (t, _) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/1", "a", &["100.64.0.1/32"]),
+                bind("nas/2", "b", &["100.64.0.2/32", "100.64.0.3/32"]),
+            ],
+        );
+        assert_eq!(prefixes_of(&t, "b"), ["100.64.0.2/32", "100.64.0.3/32"]);
+        // The new file drops `a` and lists one of b's addresses for a new subscriber.
+        let (t, index, live, ended) =
+            b.overlay(table("b,B,business,dynamic\nn,N,home,100.64.0.3\n"));
+        assert_eq!(ended.len(), 2, "{ended:?}");
+        b.adopt(index, live);
+        assert_eq!(prefixes_of(&t, "b"), ["100.64.0.2/32"]);
+        assert_eq!(prefixes_of(&t, "n"), ["100.64.0.3/32"]);
+        assert_eq!(t.subscribers[0].plan, "business");
+        assert_eq!(b.active(BindingSource::Radius), 1);
+        // And the relayer finds rows by the new file's positions.
+        let (t, _) = step(&mut b, &t, &[bind("nas/2", "b", &["100.64.0.9/32"])]);
+        assert_eq!(prefixes_of(&t, "b"), ["100.64.0.9/32"]);
+    }
+}
