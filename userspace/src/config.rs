@@ -55,6 +55,9 @@ pub struct Config {
     /// The usage tiers' retention and the shared store of several routers (`[store]`).
     #[serde(default)]
     pub store: StoreSection,
+    /// Kea's lease files, followed live (`[dhcp]`).
+    #[serde(default)]
+    pub dhcp: Option<crate::bindings::dhcp::DhcpConfig>,
 }
 
 /// `[store]`: how long the local books keep each tier, and (with `url`) the shared store this
@@ -513,6 +516,9 @@ impl Config {
             if key.is_relative() {
                 *key = base.join(&*key);
             }
+        }
+        if let Some(dhcp) = config.dhcp.as_mut() {
+            dhcp.resolve(base);
         }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);

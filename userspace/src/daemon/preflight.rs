@@ -59,6 +59,9 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
         .tariff
         .check(nodes.as_ref(), r.max_period_secs)
         .map_err(|e| anyhow!("{e}; quid refuses to start on this tariff"))?;
+    if let Some(dhcp) = &config.dhcp {
+        dhcp.check()?;
+    }
     let tls = config.tls.acceptor()?;
     let token = if config.operator.listen.is_empty() {
         None

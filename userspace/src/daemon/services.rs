@@ -184,11 +184,15 @@ pub(super) async fn start(
 /// one queue, whose other end the main loop reads; `None` when none is configured (the table
 /// file alone binds addresses).
 fn start_binding_sources(
-    _config: &Config,
-    _clock: &Clock,
+    config: &Config,
+    clock: &Clock,
 ) -> anyhow::Result<Option<mpsc::Receiver<BindingRequest>>> {
     let (sender, requests) = binding::channel();
-    let started = 0_usize;
+    let mut started = 0_usize;
+    if let Some(dhcp) = &config.dhcp {
+        crate::bindings::dhcp::start(dhcp, sender.clone(), clock.clone())?;
+        started += 1;
+    }
     drop(sender);
     Ok((started > 0).then_some(requests))
 }

@@ -11,7 +11,7 @@ use std::{borrow::Cow, collections::HashMap, path::Path};
 use ipnet::IpNet;
 
 use super::table::{
-    Subscriber, Table, TableError, TableErrors, check_token, csv_reader, parse_prefix, record_line,
+    Subscriber, Table, TableError, TableErrors, check_token, parse_prefix, records,
 };
 
 /// Where a circuit's plan comes from.
@@ -148,16 +148,10 @@ pub fn parse(bytes: &[u8], path: &Path, plan_from: &PlanFrom) -> Result<Table, T
     let mut circuits: Vec<Circuit> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     let mut owners: HashMap<IpNet, (u64, String)> = HashMap::new();
-    for record in csv_reader(bytes).records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                errors.push(error_at(line, "row".into(), format!("not valid CSV: {e}")));
-                continue;
-            }
+    for record in records(bytes, path) {
+        let Ok((line, record)) = record.map_err(|e| errors.push(e)) else {
+            continue;
         };
-        let line = record_line(bytes, &record);
         let Some(cols) = &columns else {
             match Columns::find(&record, plan_from) {
                 Ok(c) => columns = Some(c),

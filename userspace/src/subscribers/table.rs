@@ -41,6 +41,23 @@ pub struct TableError {
     pub message: String,
 }
 
+impl TableError {
+    /// A problem at `line` of `path`, in `field`.
+    pub(crate) fn new(
+        path: &Path,
+        line: u64,
+        field: impl Into<Cow<'static, str>>,
+        message: String,
+    ) -> TableError {
+        TableError {
+            path: path.to_owned(),
+            line,
+            field: field.into(),
+            message,
+        }
+    }
+}
+
 impl fmt::Display for TableError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -130,6 +147,23 @@ pub(crate) fn record_line(bytes: &[u8], record: &csv::StringRecord) -> u64 {
     line
 }
 
+/// The records of a quid CSV file (`csv_reader`), each with the line it starts on; a record
+/// that is not valid CSV is an error naming its line.
+pub(crate) fn records<'a>(
+    bytes: &'a [u8],
+    path: &'a Path,
+) -> impl Iterator<Item = Result<(u64, csv::StringRecord), TableError>> + 'a {
+    csv_reader(bytes).into_records().map(move |r| match r {
+        Ok(record) => Ok((record_line(bytes, &record), record)),
+        Err(e) => Err(TableError {
+            path: path.to_owned(),
+            line: e.position().map_or(0, |p| p.line()),
+            field: "row".into(),
+            message: format!("not valid CSV: {e}"),
+        }),
+    })
+}
+
 /// The bytes of a CSV file, or the error naming it (`what`: "the subscriber table", ...).
 pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TableErrors> {
     std::fs::read(path).map_err(|e| {
@@ -174,21 +208,14 @@ impl Table {
             field: field.into(),
             message,
         };
-        let mut reader = csv_reader(bytes);
         let mut subscribers = Vec::new();
         let mut ids: HashMap<String, u64> = HashMap::new();
         let mut owners: HashMap<IpNet, (u64, String)> = HashMap::new();
         let mut header_seen = false;
-        for record in reader.records() {
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    errors.push(error_at(line, "row", format!("not valid CSV: {e}")));
-                    continue;
-                }
+        for record in records(bytes, path) {
+            let Ok((line, record)) = record.map_err(|e| errors.push(e)) else {
+                continue;
             };
-            let line = record_line(bytes, &record);
             if !header_seen {
                 header_seen = true;
                 let got: Vec<String> = record.iter().map(|f| f.to_ascii_lowercase()).collect();

@@ -1,0 +1,128 @@
+//! DHCP leases from Kea (`[dhcp]`): its memfile lease files followed live, each active lease
+//! bound to the subscriber the mapping file names for it (by option 82, client identifier or
+//! DUID, or hardware address), released when it expires by quid's clock, is released,
+//! declined or reclaimed.
+
+pub mod follower;
+pub mod identity;
+pub mod lease;
+pub mod lease_file;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use log::{info, warn};
+use serde::{Deserialize, Deserializer, de};
+
+use crate::{
+    bindings::request::{BindingSender, Refusal},
+    clock::Clock,
+};
+
+/// `[dhcp]`: the Kea lease files to follow and the mapping file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpConfig {
+    /// Kea's DHCPv4 memfile lease file (`/var/lib/kea/kea-leases4.csv`).
+    #[serde(default)]
+    pub lease_file4: Option<PathBuf>,
+    /// Kea's DHCPv6 memfile lease file (`/var/lib/kea/kea-leases6.csv`).
+    #[serde(default)]
+    pub lease_file6: Option<PathBuf>,
+    /// `key,value,subscriber`: which lease is whose (see [`identity`]).
+    pub map: PathBuf,
+    /// How often the files are read, in milliseconds (100 to 10000).
+    #[serde(default = "default_poll_ms", deserialize_with = "poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    500
+}
+
+fn poll_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if !(100..=10_000).contains(&v) {
+        return Err(de::Error::custom(format!(
+            "must be between 100 and 10000 milliseconds, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+impl DhcpConfig {
+    /// Makes relative paths relative to the config file's folder.
+    pub fn resolve(&mut self, base: &Path) {
+        for p in [
+            self.lease_file4.as_mut(),
+            self.lease_file6.as_mut(),
+            Some(&mut self.map),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// What `quid check` and `quid run` refuse: no lease file, a bad mapping file.
+    pub fn check(&self) -> anyhow::Result<identity::Identities> {
+        if self.lease_file4.is_none() && self.lease_file6.is_none() {
+            bail!("[dhcp] names no lease file: set lease_file4, lease_file6 or both");
+        }
+        identity::Identities::load(&self.map)
+            .map_err(|e| anyhow::anyhow!("{e}quid refuses to start on a bad DHCP mapping file"))
+    }
+
+    fn files(&self) -> Vec<(lease::Family, PathBuf)> {
+        let v4 = self
+            .lease_file4
+            .iter()
+            .map(|p| (lease::Family::V4, p.clone()));
+        let v6 = self
+            .lease_file6
+            .iter()
+            .map(|p| (lease::Family::V6, p.clone()));
+        v4.chain(v6).collect()
+    }
+}
+
+/// Starts following the lease files on a thread of its own; it ends when the daemon stops
+/// taking binding requests.
+pub fn start(config: &DhcpConfig, sender: BindingSender, clock: Clock) -> anyhow::Result<()> {
+    let map = config.check()?;
+    let mut follower = follower::Follower::new(config.files(), config.map.clone(), map);
+    let every = Duration::from_millis(config.poll_ms);
+    for (_, path) in config.files() {
+        info!("following Kea's lease file {}", path.display());
+    }
+    std::thread::Builder::new()
+        .name("dhcp-leases".into())
+        .spawn(move || {
+            loop {
+                let now = match clock.now() {
+                    Ok(now) => now,
+                    Err(e) => {
+                        warn!("DHCP leases not followed this round: {e}");
+                        std::thread::sleep(every);
+                        continue;
+                    }
+                };
+                for event in follower.step(now) {
+                    let answer = sender.send_blocking(event.clone()).map(drop);
+                    if answer == Err(Refusal::Unavailable) {
+                        return;
+                    }
+                    follower.answered(&event, &answer, now);
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .context("cannot start the DHCP lease follower")?;
+    Ok(())
+}
