@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ipnet::IpNet;
 
 use super::request::{BindingEvent, BindingSource, Outcome, Refusal, SessionKey};
-use crate::subscribers::table::{Table, check_prefix};
+use crate::{
+    store::StoredSession,
+    subscribers::table::{Table, check_prefix},
+};
 
 /// At most this many prefixes in one session: a NAS sends one address and one or two IPv6
 /// prefixes; more is a peer filling the maps.
@@ -54,6 +57,50 @@ pub struct Live {
 }
 
 impl Live {
+    /// Sessions as the store kept them (a prefix held twice goes to the later row).
+    pub fn from_stored(rows: Vec<StoredSession>) -> Live {
+        let mut live = Live::default();
+        for row in rows {
+            for p in &row.prefixes {
+                if let Some(other) = live.holder.insert(*p, row.session.clone())
+                    && let Some(s) = live.sessions.get_mut(&other)
+                {
+                    s.prefixes.retain(|q| q != p);
+                }
+            }
+            live.sessions.insert(
+                row.session,
+                Session {
+                    subscriber: row.subscriber,
+                    prefixes: row.prefixes,
+                },
+            );
+        }
+        live
+    }
+
+    /// What the store must write to hold these sessions instead of `before`'s: the sessions
+    /// that began or changed, and those that ended.
+    pub fn changes_since(&self, before: &Live) -> (Vec<StoredSession>, Vec<SessionKey>) {
+        let changed = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| before.sessions.get(*k) != Some(*s))
+            .map(|(k, s)| StoredSession {
+                session: k.clone(),
+                subscriber: s.subscriber.clone(),
+                prefixes: s.prefixes.clone(),
+            })
+            .collect();
+        let ended = before
+            .sessions
+            .keys()
+            .filter(|k| !self.sessions.contains_key(*k))
+            .cloned()
+            .collect();
+        (changed, ended)
+    }
+
     /// Each subscriber's bound prefixes, sorted.
     fn by_subscriber(&self) -> BTreeMap<&str, Vec<IpNet>> {
         let mut out: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
@@ -251,10 +298,10 @@ impl Bindings {
         self.live = live;
     }
 
-    /// The installed table `current`, laid over with `before`'s sessions, changed to lie under
-    /// the sessions now: only the rows of subscribers whose bound prefixes differ change, and
-    /// their positions are returned with the table.
-    pub fn relayer(&self, current: &Table, before: &Live) -> (Table, Vec<usize>) {
+    /// What changes in the installed table `current` (laid over with `before`'s sessions) to
+    /// lie under the sessions now: each row whose bound prefixes differ, by position, with all
+    /// its prefixes (listed, then bound).
+    pub fn relayer(&self, current: &Table, before: &Live) -> Vec<(usize, Vec<IpNet>)> {
         let (old, new) = (before.by_subscriber(), self.live.by_subscriber());
         let ids: BTreeSet<&str> = old
             .keys()
@@ -262,7 +309,6 @@ impl Bindings {
             .copied()
             .filter(|id| old.get(id) != new.get(id))
             .collect();
-        let mut table = current.clone();
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
             let at = self
@@ -270,18 +316,22 @@ impl Bindings {
                 .position
                 .get(id)
                 .copied()
-                .filter(|&i| table.subscribers.get(i).is_some_and(|s| s.id == id))
-                .or_else(|| table.subscribers.iter().position(|s| s.id == id));
-            let Some((i, row)) = at.and_then(|i| Some((i, table.subscribers.get_mut(i)?))) else {
+                .filter(|&i| current.subscribers.get(i).is_some_and(|s| s.id == id))
+                .or_else(|| current.subscribers.iter().position(|s| s.id == id));
+            let Some((i, row)) = at.and_then(|i| Some((i, current.subscribers.get(i)?))) else {
                 continue;
             };
-            rows.push(i);
             let gone = old.get(id).map_or(&[][..], Vec::as_slice);
-            row.prefixes.retain(|p| !gone.contains(p));
-            row.prefixes
-                .extend(new.get(id).map_or(&[][..], Vec::as_slice));
+            let mut prefixes: Vec<IpNet> = row
+                .prefixes
+                .iter()
+                .filter(|p| !gone.contains(p))
+                .copied()
+                .collect();
+            prefixes.extend(new.get(id).map_or(&[][..], Vec::as_slice));
+            rows.push((i, prefixes));
         }
-        (table, rows)
+        rows
     }
 
     /// Live sessions of `source`.
@@ -336,7 +386,11 @@ mod tests {
     ) -> (Table, Vec<Result<Outcome, Refusal>>) {
         let before = b.live().clone();
         let outcomes = events.iter().map(|e| b.apply(e, t)).collect();
-        (b.relayer(t, &before).0, outcomes)
+        let mut t = t.clone();
+        for (i, prefixes) in b.relayer(&t, &before) {
+            t.subscribers[i].prefixes = prefixes;
+        }
+        (t, outcomes)
     }
 
     fn prefixes_of(t: &Table, id: &str) -> Vec<String> {
@@ -444,5 +498,40 @@ mod tests {
         // And the relayer finds rows by the new file's positions.
         let (t, _) = step(&mut b, &t, &[bind("nas/2", "b", &["100.64.0.9/32"])]);
         assert_eq!(prefixes_of(&t, "b"), ["100.64.0.9/32"]);
+    }
+
+    #[test]
+    fn what_the_store_must_write_is_the_sessions_that_changed_and_those_that_ended() {
+        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\n");
+        let (t, _) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/1", "a", &["100.64.0.1/32"]),
+                bind("nas/2", "b", &["100.64.0.2/32"]),
+            ],
+        );
+        let before = b.live().clone();
+        let (_, _) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/3", "b", &["100.64.0.2/32"]),
+                bind("nas/1", "a", &["100.64.0.1/32"]),
+            ],
+        );
+        let (changed, ended) = b.live().changes_since(&before);
+        let changed: Vec<&str> = changed.iter().map(|s| s.session.id.as_str()).collect();
+        // nas/2 lost its only address to nas/3; nas/1 is as it was.
+        assert_eq!(changed, ["nas/3"]);
+        assert_eq!(ended, [key("nas/2")]);
+        // What was stored comes back as the same sessions.
+        let (all, _) = b.live().changes_since(&Live::default());
+        let back = Live::from_stored(all);
+        assert_eq!(back.changes_since(b.live()), (vec![], vec![]));
+        assert_eq!(
+            back.prefixes(&key("nas/3")),
+            ["100.64.0.2/32".parse::<IpNet>().unwrap()]
+        );
     }
 }

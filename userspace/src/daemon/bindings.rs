@@ -4,7 +4,10 @@
 use log::{info, warn};
 
 use crate::{
-    bindings::request::{Applied, BindingRequest, Outcome, Refusal},
+    bindings::{
+        request::{Applied, BindingRequest, Outcome, Refusal},
+        set::Live,
+    },
     kernel::subscriber_maps as registry,
     subscribers::table::Table,
 };
@@ -22,10 +25,12 @@ impl State<'_> {
             return self.install(file);
         };
         let (table, index, live, ended) = bindings.overlay(file);
+        let (changed, gone) = live.changes_since(bindings.live());
         let change = self.install(table)?;
         if let Some((bindings, _)) = &mut self.bindings {
             bindings.adopt(index, live);
         }
+        self.books.store_mut().put_bindings(&changed, &gone)?;
         for (session, why) in ended {
             warn!("{session} ended by the new subscriber table: {why}");
             self.count_binding(session.source, why.outcome());
@@ -57,8 +62,8 @@ impl State<'_> {
             .iter()
             .any(|o| matches!(o, Ok(Outcome::Bound | Outcome::Released)));
         if changed {
-            let (table, rows) = bindings.relayer(current, &before);
-            if let Err(e) = self.install_prefixes(table, &rows) {
+            let rows = bindings.relayer(current, &before);
+            if let Err(e) = self.install_prefixes(rows, &before) {
                 warn!(
                     "{} binding requests not applied, the kernel maps are unchanged: {e:#}",
                     batch.len()
@@ -90,12 +95,35 @@ impl State<'_> {
         self.refresh_binding_counts();
     }
 
-    /// Installs a table that differs from the running one only in the prefixes of the
-    /// subscribers at `rows`: the kernel change, and those subscribers' books.
-    fn install_prefixes(&mut self, table: Table, rows: &[usize]) -> anyhow::Result<()> {
-        let (change, baselines) = self.registry.apply(&mut self.dp, table)?;
-        debug_assert!(change.added.is_empty() && change.removed.is_empty() && baselines.is_empty());
-        self.books.reprefix(self.registry.table(), rows)?;
+    /// Gives the subscribers at `rows` (positions in the installed table) new prefixes: the
+    /// kernel change, and those subscribers' books.
+    /// The sessions are stored after the kernel change: a daemon restarted in between finds
+    /// the older sessions, and the source's next word (the NAS retransmits what it has no
+    /// answer for) brings them up to date.
+    fn install_prefixes(
+        &mut self,
+        rows: Vec<(usize, Vec<ipnet::IpNet>)>,
+        before: &Live,
+    ) -> anyhow::Result<()> {
+        let positions: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
+        self.registry.apply_prefixes(&mut self.dp, rows)?;
+        self.books.reprefix(self.registry.table(), &positions)?;
+        if let Some((bindings, _)) = &self.bindings {
+            let (changed, ended) = bindings.live().changes_since(before);
+            self.books.store_mut().put_bindings(&changed, &ended)?;
+        }
+        Ok(())
+    }
+
+    /// Takes up the sessions the last daemon stored, before the first table is installed.
+    pub fn restore_bindings(&mut self) -> anyhow::Result<()> {
+        if let Some((bindings, _)) = &mut self.bindings {
+            let rows = self.books.store().live_bindings()?;
+            if !rows.is_empty() {
+                info!("taking up {} live bindings the last run stored", rows.len());
+            }
+            bindings.restore(Live::from_stored(rows));
+        }
         Ok(())
     }
 

@@ -121,6 +121,7 @@ impl<'a> State<'a> {
 
     /// Installs the table the daemon starts with, and says what the lookup looks like.
     pub fn install_first(&mut self, table: Table) -> anyhow::Result<()> {
+        self.restore_bindings()?;
         let change = self.install_file(table)?;
         self.status.last_reload_ok = true;
         let plan = *self.registry.active_plan();

@@ -410,6 +410,73 @@ impl Registry {
         }
     }
 
+    /// Gives the subscribers at `rows` (positions in the installed table) new prefixes, and
+    /// changes nothing else: the live bindings' path. Only those rows are copied and their
+    /// entries patched, so a change costs the same at a million subscribers as at ten;
+    /// when the lookup plan changes shape the whole table goes through [`Registry::apply`].
+    pub fn apply_prefixes(
+        &mut self,
+        dp: &mut Datapath,
+        rows: Vec<(usize, Vec<IpNet>)>,
+    ) -> Result<Change, RegistryError> {
+        let rows: Vec<(usize, Vec<IpNet>)> = rows
+            .into_iter()
+            .filter(|(i, p)| {
+                self.table
+                    .subscribers
+                    .get(*i)
+                    .is_some_and(|s| s.prefixes != *p)
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(Change::default());
+        }
+        let old = Table {
+            subscribers: rows
+                .iter()
+                .map(|(i, _)| self.table.subscribers[*i].clone())
+                .collect(),
+        };
+        let mut new = old.clone();
+        for (s, (_, prefixes)) in new.subscribers.iter_mut().zip(&rows) {
+            s.prefixes.clone_from(prefixes);
+        }
+        let d = TableDiff {
+            changed: (0..rows.len()).map(|k| (k, k)).collect(),
+            ..TableDiff::default()
+        };
+        recount(&mut self.census, &old, &new, &d);
+        let same_plans = self.installed
+            && (0..GENERATIONS_U32).all(|g| self.plans[g as usize] == self.plan(dp.sizes, g));
+        let fit = fits(self.table.subscribers.len(), self.census.totals(), dp.sizes);
+        recount(&mut self.census, &new, &old, &d.reversed());
+        fit?;
+        if !same_plans {
+            let mut table = self.table.clone();
+            for (i, prefixes) in rows {
+                table.subscribers[i].prefixes = prefixes;
+            }
+            return self.apply(dp, table).map(|(change, _)| change);
+        }
+        recount(&mut self.census, &old, &new, &d);
+        match self.switch(dp, &old, &new, &d) {
+            Ok(()) => {
+                for (i, prefixes) in rows {
+                    self.table.subscribers[i].prefixes = prefixes;
+                }
+                Ok(Change {
+                    changed: new.subscribers.into_iter().map(|s| s.id).collect(),
+                    ..Change::default()
+                })
+            }
+            Err(e) => {
+                recount(&mut self.census, &new, &old, &d.reversed());
+                self.installed = false;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Writes the change from `old` to `new` into the inactive generation, flips to it, and
     /// brings the other generation to the same.
     fn switch(

@@ -541,6 +541,11 @@ impl Books {
         &self.store
     }
 
+    /// The store, for writes outside the books' own (the live bindings).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// Every subscriber the books know, active and removed.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.records.values()
