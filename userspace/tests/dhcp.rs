@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -24,29 +24,38 @@ const CLIENT_MAC: &str = "02:00:00:00:00:0a";
 const VALID_SECS: u64 = 8;
 const METRICS_PORT: u16 = 9464;
 
-/// kea-dhcp4 running in a namespace; stopped on drop.
+/// A Kea server (kea-dhcp4 or kea-dhcp6) running in a namespace; stopped on drop.
 struct Kea(Child);
 
+/// The lease timers: renewal and rebinding after the lifetime's middle, so the client (stopped
+/// long before) never speaks from its leased address, and the lease soon expires.
+const TIMERS: &str = "\"renew-timer\": 6, \"rebind-timer\": 7";
+
 impl Kea {
-    fn start(ns: &Netns, dir: &Path, leases: &Path) -> Kea {
-        let config = dir.join("kea-dhcp4.json");
-        // Renewal and rebinding after the lifetime's middle: the client is stopped long
-        // before, so nothing but the test's frames comes from the leased address.
+    /// Starts `server` (`kea-dhcp4`, `kea-dhcp6`) on interface `acc` with the memfile lease
+    /// file `leases` and the rest of its config (`subnets`: the subnet4/subnet6 entry).
+    fn start(ns: &Netns, dir: &Path, server: &str, leases: &Path, subnets: &str) -> Kea {
+        let config = dir.join(format!("{server}.json"));
+        let section = if server == "kea-dhcp4" {
+            "Dhcp4"
+        } else {
+            "Dhcp6"
+        };
         let text = format!(
-            r#"{{"Dhcp4": {{
+            r#"{{"{section}": {{
   "interfaces-config": {{"interfaces": ["acc"]}},
   "lease-database": {{"type": "memfile", "persist": true, "name": "{leases}", "lfc-interval": 0}},
-  "valid-lifetime": {VALID_SECS}, "renew-timer": 6, "rebind-timer": 7,
+  "valid-lifetime": {VALID_SECS}, {TIMERS},
   "expired-leases-processing": {{"reclaim-timer-wait-time": 1, "flush-reclaimed-timer-wait-time": 1, "hold-reclaimed-time": 1}},
-  "subnet4": [{{"id": 1, "subnet": "192.0.2.0/24", "pools": [{{"pool": "192.0.2.100 - 192.0.2.110"}}]}}],
-  "loggers": [{{"name": "kea-dhcp4", "output_options": [{{"output": "{log}"}}], "severity": "INFO"}}]
+  {subnets},
+  "loggers": [{{"name": "{server}", "output_options": [{{"output": "{log}"}}], "severity": "INFO"}}]
 }}}}"#,
             leases = leases.display(),
-            log = dir.join("kea.log").display(),
+            log = dir.join(format!("{server}.log")).display(),
         );
         std::fs::write(&config, text).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "kea-dhcp4", "-c"])
+            .args(["netns", "exec", &ns.name, server, "-c"])
             .arg(&config)
             // Its pid and lock files in the test's folder, not /run/kea.
             .env("KEA_PIDFILE_DIR", dir)
@@ -54,7 +63,7 @@ impl Kea {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("kea-dhcp4 (apt-get install kea-dhcp4-server; scripts/bootstrap.sh does)");
+            .expect("Kea (apt-get install kea-dhcp4-server kea-dhcp6-server; scripts/bootstrap.sh does)");
         Kea(child)
     }
 }
@@ -70,17 +79,17 @@ impl Drop for Kea {
 struct Client(PathBuf);
 
 impl Client {
-    /// Asks for a lease once (bounded) and returns once the client has one.
-    fn lease(ns: &Netns, dir: &Path) -> Client {
+    /// Asks for a lease once (bounded; `mode`: `-4`, or `-6` with `-N`, `-P`) and returns once
+    /// the client has one.
+    fn lease(ns: &Netns, dir: &Path, mode: &[&str]) -> Client {
         let pid = dir.join("dhclient.pid");
         let client = Client(pid.clone());
         // No script: the client must not touch the host's resolv.conf; the test needs the
         // lease in Kea's file, not the address on the interface.
         let out = Command::new("timeout")
-            .args([
-                "30", "ip", "netns", "exec", &ns.name, "dhclient", "-4", "-1", "-sf",
-            ])
-            .arg("/bin/true")
+            .args(["30", "ip", "netns", "exec", &ns.name, "dhclient"])
+            .args(mode)
+            .args(["-1", "-sf", "/bin/true"])
             .arg("-lf")
             .arg(dir.join("dhclient.leases"))
             .arg("-pf")
@@ -127,6 +136,21 @@ fn leased(leases: &Path) -> Ipv4Addr {
     line.split(',').next().unwrap().parse().unwrap()
 }
 
+/// quid's config in `dir`: alice's addresses all from DHCP, Kea's lease file `leases` followed
+/// (`key`: lease_file4 or lease_file6), the metrics on [`METRICS_PORT`].
+fn config(dir: &Path, key: &str, leases: &Path) -> PathBuf {
+    write_config_sections(
+        dir,
+        &[("acc", "access", "auto")],
+        "id,name,plan,prefixes\nalice,Alice,home,dynamic\nbob,Bob,home,198.51.100.9\n",
+        &format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n\n[dhcp]\n{key} = \"{}\"\n\
+             map = \"dhcp-map.csv\"\npoll_ms = 200\n",
+            leases.display()
+        ),
+    )
+}
+
 /// Waits (bounded) until the router's metrics say `n` DHCP bindings are live.
 fn wait_bindings(r: &Netns, d: &Daemon, n: u64, within: Duration) {
     let deadline = Instant::now() + within;
@@ -155,6 +179,14 @@ fn unknown(s: &Snapshot) -> u64 {
     s.interfaces.iter().map(|i| i.unknown.packets).sum()
 }
 
+/// Frames the router's access interface has seen, in any bucket.
+fn frames_seen(s: &Snapshot) -> u64 {
+    s.interfaces
+        .iter()
+        .map(|i| i.attributed.packets + i.non_ip.packets + i.unknown.packets + i.malformed.packets)
+        .sum()
+}
+
 #[test]
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
@@ -170,19 +202,16 @@ fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
         format!("key,value,subscriber\nhwaddr,{CLIENT_MAC},alice\n"),
     )
     .unwrap();
-    let config = write_config_sections(
+    let daemon = Daemon::start(&r, &config(dir.path(), "lease_file4", &leases));
+    let _kea = Kea::start(
+        &r,
         dir.path(),
-        &[("acc", "access", "auto")],
-        "id,name,plan,prefixes\nalice,Alice,home,dynamic\nbob,Bob,home,198.51.100.9\n",
-        &format!(
-            "\n[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n\n[dhcp]\nlease_file4 = \"{}\"\nmap = \"dhcp-map.csv\"\npoll_ms = 200\n",
-            leases.display()
-        ),
+        "kea-dhcp4",
+        &leases,
+        r#""subnet4": [{"id": 1, "subnet": "192.0.2.0/24", "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]}]"#,
     );
-    let daemon = Daemon::start(&r, &config);
-    let _kea = Kea::start(&r, dir.path(), &leases);
     // Kea takes a moment to open its sockets; the client retries within its bounded run.
-    let client = Client::lease(&c, dir.path());
+    let client = Client::lease(&c, dir.path(), &["-4"]);
     client.stop();
     let address = leased(&leases);
     wait_bindings(&r, &daemon, 1, Duration::from_secs(5));
@@ -199,10 +228,102 @@ fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
     wait_bindings(&r, &daemon, 0, Duration::from_secs(VALID_SECS + 5));
     // A snapshot taken after a quiet interval holds every frame sent so far.
     std::thread::sleep(Duration::from_millis(1500));
-    let unknown_before = unknown(&daemon.wait_for("a snapshot", |_| true));
+    let quiet = daemon.wait_for("a snapshot", |_| true);
+    let (unknown_before, seen_before) = (unknown(&quiet), frames_seen(&quiet));
     inj.send(&frame, 10);
-    let snap = daemon.wait_for("10 unknown frames", |s| unknown(s) >= unknown_before + 10);
-    assert_eq!(alice(&snap), (20, 20 * 128));
-    assert_eq!(unknown(&snap), unknown_before + 10);
+    let snap = daemon.wait_for("10 more frames", |s| frames_seen(s) >= seen_before + 10);
+    assert_eq!(alice(&snap), (20, 20 * 128), "{:?}", snap.interfaces);
+    assert_eq!(unknown(&snap), unknown_before + 10, "{:?}", snap.interfaces);
+    daemon.stop();
+}
+
+/// The DUID and the leases of the newest assigned lines of Kea's DHCPv6 file: (duid, IA_NA
+/// address, IA_PD prefix).
+fn leased6(leases: &Path) -> (String, Ipv6Addr, ipnet::Ipv6Net) {
+    let text = std::fs::read_to_string(leases).unwrap();
+    let (mut duid, mut na, mut pd) = (None, None, None);
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        // address,duid,valid_lifetime,expire,subnet_id,pref_lifetime,lease_type,iaid,prefix_len,...
+        if f.len() < 9 || f[2] == "0" {
+            continue;
+        }
+        duid = Some(f[1].to_string());
+        match f[6] {
+            "0" => na = f[0].parse().ok(),
+            "2" => pd = format!("{}/{}", f[0], f[8]).parse().ok(),
+            _ => {}
+        }
+    }
+    match (duid, na, pd) {
+        (Some(d), Some(a), Some(p)) => (d, a, p),
+        _ => panic!("no address and prefix leased in {text}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn a_kea_dhcpv6_address_and_delegated_prefix_bind_by_duid_until_they_expire() {
+    let r = Netns::new("rtr6");
+    let c = Netns::new("cli6");
+    r.enable_ipv6();
+    c.enable_ipv6();
+    veth(&r, "acc", &c, "acc-p");
+    r.exec(&["ip", "addr", "add", "2001:db8:1::1/64", "dev", "acc"]);
+    // DHCPv6 speaks from link-local addresses: wait (bounded) until both ends have theirs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (ns, ifname) in [(&r, "acc"), (&c, "acc-p")] {
+        while !ns
+            .exec(&["ip", "-6", "addr", "show", "dev", ifname, "scope", "link"])
+            .lines()
+            .any(|l| l.contains("fe80") && !l.contains("tentative"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no link-local address on {ifname}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let leases = dir.path().join("kea-leases6.csv");
+    let map = dir.path().join("dhcp-map.csv");
+    // Nobody mapped yet: the client's DUID is known once it has asked.
+    std::fs::write(&map, "key,value,subscriber\n").unwrap();
+    let daemon = Daemon::start(&r, &config(dir.path(), "lease_file6", &leases));
+    let _kea = Kea::start(
+        &r,
+        dir.path(),
+        "kea-dhcp6",
+        &leases,
+        // The server's DUID not persisted (its default file is in /var/lib/kea).
+        r#""preferred-lifetime": 7,
+  "server-id": {"type": "EN", "enterprise-id": 2495, "identifier": "71756964", "persist": false},
+  "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "interface": "acc",
+    "pools": [{"pool": "2001:db8:1::100 - 2001:db8:1::1ff"}],
+    "pd-pools": [{"prefix": "2001:db8:100::", "prefix-len": 48, "delegated-len": 56}]}]"#,
+    );
+    let client = Client::lease(&c, dir.path(), &["-6", "-N", "-P"]);
+    client.stop();
+    let (duid, address, prefix) = leased6(&leases);
+    // Leased but unmapped: nothing is bound until the mapping file names the DUID (read again
+    // live when it changes).
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_bindings(&r, &daemon, 0, Duration::from_secs(1));
+    std::fs::write(&map, format!("key,value,subscriber\nduid,{duid},alice\n")).unwrap();
+    wait_bindings(&r, &daemon, 2, Duration::from_secs(5));
+
+    // The leased address and any address of the delegated prefix count to alice, exactly.
+    let inj = Injector::new(&c, "acc-p");
+    let dst = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+    let eth = Ethernet::default();
+    inj.send(&eth.ipv6_udp(address, dst, 100), 10);
+    let in_prefix = Ipv6Addr::from(u128::from(prefix.network()) | 0x1234);
+    inj.send(&eth.ipv6_udp(in_prefix, dst, 100), 5);
+    let snap = daemon.wait_for("alice's 15 frames", |s| alice(s).0 >= 15);
+    assert_eq!(alice(&snap), (15, 15 * 148));
+
+    // Both leases expire with the client gone: both bindings go.
+    wait_bindings(&r, &daemon, 0, Duration::from_secs(VALID_SECS + 5));
     daemon.stop();
 }

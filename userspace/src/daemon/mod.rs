@@ -50,13 +50,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut store = Store::open(state_dir)?;
     // With a shared store, every interval commit seals its usage for the shipper.
     store.seal_batches(config.store.shared.is_some());
+    // What the binding sources held when the last run stopped: each source settles its own.
+    let held = store.live_bindings()?;
     let mut kernel = kernel_setup::open(&config, store, clock.clone())?;
     let kernel_log = kernel.log.take();
     let published = Published::default();
     // From here a failed start undoes what it did: nothing half-started stays attached or
     // pinned (the first interface attached and the second refused, say).
     let services =
-        match services::start(&config, nodes, tls, token, published.clone(), &clock).await {
+        match services::start(&config, nodes, tls, token, published.clone(), &clock, held).await {
             Ok(services) => services,
             Err(e) => return Err(kernel_setup::abandon(&mut kernel.dp, e)),
         };

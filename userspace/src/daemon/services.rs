@@ -40,6 +40,8 @@ pub(super) struct Services {
     pub shipper: Option<super::shipping::Shipper>,
     /// Requests from the binding sources (RADIUS accounting, DHCP leases), when any runs.
     pub bindings: Option<mpsc::Receiver<BindingRequest>>,
+    /// The DHCP lease follower's figures, when it runs.
+    pub dhcp: Option<Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
 }
 
 /// Starts every configured service; `published` is what `/metrics` serves.
@@ -50,6 +52,7 @@ pub(super) async fn start(
     token: Option<Token>,
     published: Published,
     clock: &Clock,
+    held: Vec<crate::store::StoredSession>,
 ) -> anyhow::Result<Services> {
     let state_dir = &config.daemon.state_dir;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -168,7 +171,10 @@ pub(super) async fn start(
         }
         None => None,
     };
-    let bindings = start_binding_sources(config, clock)?;
+    let BindingSources {
+        requests: bindings,
+        dhcp,
+    } = start_binding_sources(config, clock, held)?;
     Ok(Services {
         http,
         operator_counts,
@@ -177,7 +183,15 @@ pub(super) async fn start(
         intake,
         shipper,
         bindings,
+        dhcp,
     })
+}
+
+/// The binding sources started: the queue their requests arrive on, and the DHCP follower's
+/// figures.
+struct BindingSources {
+    requests: Option<mpsc::Receiver<BindingRequest>>,
+    dhcp: Option<Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
 }
 
 /// Starts every configured binding source (RADIUS accounting, DHCP leases) with a sender of
@@ -186,15 +200,30 @@ pub(super) async fn start(
 fn start_binding_sources(
     config: &Config,
     clock: &Clock,
-) -> anyhow::Result<Option<mpsc::Receiver<BindingRequest>>> {
+    held: Vec<crate::store::StoredSession>,
+) -> anyhow::Result<BindingSources> {
     let (sender, requests) = binding::channel();
     let mut started = 0_usize;
+    let mut dhcp_figures = None;
     if let Some(dhcp) = &config.dhcp {
-        crate::bindings::dhcp::start(dhcp, sender.clone(), clock.clone())?;
+        let held = held
+            .into_iter()
+            .filter(|s| s.session.source == binding::BindingSource::Dhcp)
+            .filter_map(|s| Some((s.session.id, s.subscriber, *s.prefixes.first()?)))
+            .collect();
+        dhcp_figures = Some(crate::bindings::dhcp::start(
+            dhcp,
+            sender.clone(),
+            clock.clone(),
+            held,
+        )?);
         started += 1;
     }
     drop(sender);
-    Ok((started > 0).then_some(requests))
+    Ok(BindingSources {
+        requests: (started > 0).then_some(requests),
+        dhcp: dhcp_figures,
+    })
 }
 
 /// Binds `addr` (configured as `key`) and serves `app` there under the `[http]` limits; the

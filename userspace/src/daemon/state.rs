@@ -92,6 +92,7 @@ impl<'a> State<'a> {
                 operator: services.operator_counts,
                 cluster: services.shipper.as_ref().map(|s| Arc::clone(&s.stats)),
                 bindings: services.bindings.as_ref().map(|_| Default::default()),
+                dhcp: services.dhcp.clone(),
                 ..DaemonStatus::default()
             },
             shipper: services.shipper,

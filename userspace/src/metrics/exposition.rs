@@ -586,6 +586,7 @@ mod tests {
                 c.active.insert(BindingSource::Radius, 2);
                 c
             }),
+            dhcp: None,
         }
     }
 

@@ -59,6 +59,8 @@ pub struct HealthMetrics {
     cluster: Option<super::cluster::ClusterMetrics>,
     /// Registered the first time the bindings' figures are there.
     bindings: Option<super::bindings::BindingMetrics>,
+    /// Registered the first time the DHCP follower's figures are there.
+    dhcp: Option<super::dhcp::DhcpMetrics>,
 }
 
 /// The report intake's families.
@@ -241,6 +243,7 @@ impl HealthMetrics {
             operator: None,
             cluster: None,
             bindings: None,
+            dhcp: None,
             registry,
         }
     }
@@ -340,6 +343,12 @@ impl HealthMetrics {
             self.bindings
                 .get_or_insert_with(|| super::bindings::BindingMetrics::new(registry))
                 .render(counts);
+        }
+        if let Some(figures) = &s.dhcp {
+            let registry = &self.registry;
+            self.dhcp
+                .get_or_insert_with(|| super::dhcp::DhcpMetrics::new(registry))
+                .render(figures);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -46,6 +46,8 @@ pub struct DaemonStatus {
     pub cluster: Option<std::sync::Arc<crate::cluster::stats::ShipStats>>,
     /// The live bindings' figures, when a binding source (RADIUS, DHCP) is configured.
     pub bindings: Option<crate::bindings::counts::BindingCounts>,
+    /// The DHCP lease follower's figures, when `[dhcp]` is configured.
+    pub dhcp: Option<std::sync::Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
 }
 
 /// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an

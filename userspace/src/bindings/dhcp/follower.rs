@@ -6,17 +6,23 @@
 use std::{
     collections::{BTreeMap, HashSet},
     path::PathBuf,
+    sync::{Arc, atomic::Ordering},
 };
 
 use ipnet::IpNet;
 use log::{info, warn};
 
-use super::{identity::Identities, lease::Family, lease_file::LeaseFile};
+use super::{figures::DhcpFigures, identity::Identities, lease::Family, lease_file::LeaseFile};
 use crate::bindings::request::{BindingEvent, BindingSource, Refusal, SessionKey};
 
 /// A refused Bind (an unknown subscriber, a prefix the table lists) is asked again after this
 /// many seconds: the table may have been fixed meanwhile.
 const RETRY_SECS: u64 = 30;
+
+/// Every lease is bound again this often (an unchanged binding costs the daemon nothing): a
+/// session the daemon ended on its own (its subscriber left the table, then came back) is
+/// taken up again.
+const RESYNC_SECS: u64 = 300;
 
 /// What one lease binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +104,33 @@ pub struct Follower {
     sent: BTreeMap<String, Sent>,
     /// Unmapped leases already logged (each is logged once).
     unmapped_logged: HashSet<String>,
+    figures: Arc<DhcpFigures>,
+    /// When every active lease is next bound again (unix seconds).
+    resync_at: u64,
 }
 
 impl Follower {
-    /// Follows `files` (v4 and/or v6), mapping leases with `map` read from `map_path`.
-    pub fn new(files: Vec<(Family, PathBuf)>, map_path: PathBuf, map: Identities) -> Follower {
+    /// Follows `files` (v4 and/or v6), mapping leases with `map` read from `map_path`; the
+    /// daemon holds `held` already (lease key, subscriber, prefix: taken up from its last run).
+    pub fn new(
+        files: Vec<(Family, PathBuf)>,
+        map_path: PathBuf,
+        map: Identities,
+        held: Vec<(String, String, IpNet)>,
+    ) -> Follower {
+        let sent = held
+            .into_iter()
+            .map(|(key, subscriber, prefix)| {
+                let binding = Binding { subscriber, prefix };
+                (
+                    key,
+                    Sent {
+                        binding,
+                        refused_at: None,
+                    },
+                )
+            })
+            .collect();
         Follower {
             files: files
                 .into_iter()
@@ -111,9 +139,17 @@ impl Follower {
             map_stamp: stamp(&map_path),
             map_path,
             map,
-            sent: BTreeMap::new(),
+            sent,
             unmapped_logged: HashSet::new(),
+            figures: Arc::default(),
+            resync_at: 0,
         }
+    }
+
+    /// Counts into `figures` (shared with the metrics).
+    pub fn with_figures(mut self, figures: Arc<DhcpFigures>) -> Follower {
+        self.figures = figures;
+        self
     }
 
     /// Reads what changed (the files, the mapping) and returns the events that bring the
@@ -123,6 +159,9 @@ impl Follower {
         for (_, file) in &mut self.files {
             match file.poll() {
                 Ok(bad) => {
+                    self.figures
+                        .lines_skipped
+                        .fetch_add(bad.len() as u64, Ordering::Relaxed);
                     for b in bad {
                         warn!("DHCP lease line skipped: {b}");
                     }
@@ -137,6 +176,9 @@ impl Follower {
         });
         let mut unmapped = Vec::new();
         let after = wanted(&self.files, &self.map, now, &mut unmapped);
+        self.figures
+            .leases_unmapped
+            .store(unmapped.len() as u64, Ordering::Relaxed);
         for key in unmapped {
             if self.unmapped_logged.insert(key.clone()) {
                 info!(
@@ -153,6 +195,22 @@ impl Follower {
             .map(|(k, s)| (k.clone(), s.binding.clone()))
             .collect();
         let mut events = diff(&before, &after);
+        if now >= self.resync_at {
+            self.resync_at = now.saturating_add(RESYNC_SECS);
+            let unchanged = after.iter().filter(|(k, b)| {
+                self.sent
+                    .get(*k)
+                    .is_some_and(|s| s.refused_at.is_none() && s.binding == **b)
+            });
+            events.extend(unchanged.map(|(k, b)| BindingEvent::Bind {
+                session: SessionKey {
+                    source: BindingSource::Dhcp,
+                    id: k.clone(),
+                },
+                subscriber: b.subscriber.clone(),
+                prefixes: vec![b.prefix],
+            }));
+        }
         // The daemon never held a refused binding: forget it without a Release.
         events.retain(|e| match e {
             BindingEvent::Release { session } => {
@@ -217,7 +275,12 @@ impl Follower {
                 info!("reloaded the DHCP mapping file {}", self.map_path.display());
                 self.map = map;
             }
-            Err(e) => warn!("DHCP mapping file reload refused, the current mapping stays: {e}"),
+            Err(e) => {
+                self.figures
+                    .map_reloads_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!("DHCP mapping file reload refused, the current mapping stays: {e}");
+            }
         }
     }
 }
@@ -299,7 +362,12 @@ mod tests {
         )
         .unwrap();
         let map = Identities::load(&map_path).unwrap();
-        let mut f = Follower::new(vec![(Family::V4, leases.clone())], map_path, map);
+        let mut f = Follower::new(
+            vec![(Family::V4, leases.clone())],
+            map_path,
+            map,
+            Vec::new(),
+        );
         let lease = |addr: &str, mac: u8, valid: u32, expire: u64, state: u8| {
             format!("{addr},aa:bb:cc:00:00:0{mac},,{valid},{expire},1,0,0,,{state},\n")
         };
@@ -337,6 +405,53 @@ mod tests {
     }
 
     #[test]
+    fn sessions_taken_up_from_the_last_run_are_released_unless_still_leased() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("leases4.csv");
+        let map_path = dir.path().join("map.csv");
+        std::fs::write(
+            &map_path,
+            "key,value,subscriber\nhwaddr,aa:bb:cc:00:00:01,alice\n",
+        )
+        .unwrap();
+        let map = Identities::load(&map_path).unwrap();
+        append(&leases, HEADER);
+        append(
+            &leases,
+            "192.0.2.10,aa:bb:cc:00:00:01,,1000,2000,1,0,0,,0,\n",
+        );
+        append(&leases, "192.0.2.11,aa:bb:cc:00:00:01,,100,990,1,0,0,,0,\n");
+        let held = |addr: &str| {
+            (
+                addr.to_string(),
+                "alice".to_string(),
+                format!("{addr}/32").parse().unwrap(),
+            )
+        };
+        let mut f = Follower::new(
+            vec![(Family::V4, leases)],
+            map_path,
+            map,
+            vec![held("192.0.2.10"), held("192.0.2.11"), held("192.0.2.12")],
+        );
+        // .11 expired and .12 is gone while quid was down; .10 is leased as held, and bound
+        // again as every lease is at the first step and every RESYNC_SECS.
+        assert_eq!(
+            step(&mut f, 1000),
+            [
+                "release 192.0.2.11",
+                "release 192.0.2.12",
+                "bind 192.0.2.10 alice 192.0.2.10/32"
+            ]
+        );
+        assert!(step(&mut f, 1001).is_empty());
+        assert_eq!(
+            step(&mut f, 1000 + RESYNC_SECS),
+            ["bind 192.0.2.10 alice 192.0.2.10/32"]
+        );
+    }
+
+    #[test]
     fn a_refused_bind_is_not_released_and_is_asked_again_later() {
         let dir = tempfile::tempdir().unwrap();
         let leases = dir.path().join("leases4.csv");
@@ -347,7 +462,12 @@ mod tests {
         )
         .unwrap();
         let map = Identities::load(&map_path).unwrap();
-        let mut f = Follower::new(vec![(Family::V4, leases.clone())], map_path, map);
+        let mut f = Follower::new(
+            vec![(Family::V4, leases.clone())],
+            map_path,
+            map,
+            Vec::new(),
+        );
         append(&leases, HEADER);
         append(
             &leases,

@@ -3,6 +3,7 @@
 //! DUID, or hardware address), released when it expires by quid's clock, is released,
 //! declined or reclaimed.
 
+pub mod figures;
 pub mod follower;
 pub mod identity;
 pub mod lease;
@@ -10,6 +11,7 @@ pub mod lease_file;
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -93,10 +95,18 @@ impl DhcpConfig {
 }
 
 /// Starts following the lease files on a thread of its own; it ends when the daemon stops
-/// taking binding requests.
-pub fn start(config: &DhcpConfig, sender: BindingSender, clock: Clock) -> anyhow::Result<()> {
+/// taking binding requests. `held`: the DHCP sessions the daemon took up from its last run
+/// (lease key, subscriber, prefix), released at the first step unless still leased so.
+pub fn start(
+    config: &DhcpConfig,
+    sender: BindingSender,
+    clock: Clock,
+    held: Vec<(String, String, ipnet::IpNet)>,
+) -> anyhow::Result<Arc<figures::DhcpFigures>> {
     let map = config.check()?;
-    let mut follower = follower::Follower::new(config.files(), config.map.clone(), map);
+    let figures = Arc::new(figures::DhcpFigures::default());
+    let mut follower = follower::Follower::new(config.files(), config.map.clone(), map, held)
+        .with_figures(Arc::clone(&figures));
     let every = Duration::from_millis(config.poll_ms);
     for (_, path) in config.files() {
         info!("following Kea's lease file {}", path.display());
@@ -124,5 +134,5 @@ pub fn start(config: &DhcpConfig, sender: BindingSender, clock: Clock) -> anyhow
             }
         })
         .context("cannot start the DHCP lease follower")?;
-    Ok(())
+    Ok(figures)
 }
