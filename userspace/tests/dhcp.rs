@@ -33,8 +33,16 @@ const TIMERS: &str = "\"renew-timer\": 6, \"rebind-timer\": 7";
 
 impl Kea {
     /// Starts `server` (`kea-dhcp4`, `kea-dhcp6`) on interface `acc` with the memfile lease
-    /// file `leases` and the rest of its config (`subnets`: the subnet4/subnet6 entry).
-    fn start(ns: &Netns, dir: &Path, server: &str, leases: &Path, subnets: &str) -> Kea {
+    /// file `leases` (cleaned up every `lfc_secs`, 0: never) and the rest of its config
+    /// (`subnets`: the subnet4/subnet6 entry).
+    fn start(
+        ns: &Netns,
+        dir: &Path,
+        server: &str,
+        leases: &Path,
+        lfc_secs: u32,
+        subnets: &str,
+    ) -> Kea {
         let config = dir.join(format!("{server}.json"));
         let section = if server == "kea-dhcp4" {
             "Dhcp4"
@@ -44,7 +52,7 @@ impl Kea {
         let text = format!(
             r#"{{"{section}": {{
   "interfaces-config": {{"interfaces": ["acc"]}},
-  "lease-database": {{"type": "memfile", "persist": true, "name": "{leases}", "lfc-interval": 0}},
+  "lease-database": {{"type": "memfile", "persist": true, "name": "{leases}", "lfc-interval": {lfc_secs}}},
   "valid-lifetime": {VALID_SECS}, {TIMERS},
   "expired-leases-processing": {{"reclaim-timer-wait-time": 1, "flush-reclaimed-timer-wait-time": 1, "hold-reclaimed-time": 1}},
   {subnets},
@@ -75,53 +83,51 @@ impl Drop for Kea {
     }
 }
 
-/// dhclient's pid file; the client is killed on drop (if the test did not stop it).
-struct Client(PathBuf);
+/// dhclient running in the foreground in a namespace; killed on drop.
+struct Client(Child);
 
 impl Client {
-    /// Asks for a lease once (bounded; `mode`: `-4`, or `-6` with `-N`, `-P`) and returns once
-    /// the client has one.
-    fn lease(ns: &Netns, dir: &Path, mode: &[&str]) -> Client {
-        let pid = dir.join("dhclient.pid");
-        let client = Client(pid.clone());
+    /// Starts the client (`mode`: `-4`, or `-6` with `-N`, `-P`) and returns once `leased`
+    /// holds (bounded): Kea has written its lease.
+    fn lease(ns: &Netns, dir: &Path, mode: &[&str], leased: impl Fn() -> bool) -> Client {
         // No script: the client must not touch the host's resolv.conf; the test needs the
         // lease in Kea's file, not the address on the interface.
-        let out = Command::new("timeout")
-            .args(["30", "ip", "netns", "exec", &ns.name, "dhclient"])
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "dhclient", "-d"])
             .args(mode)
-            .args(["-1", "-sf", "/bin/true"])
-            .arg("-lf")
+            .args(["-sf", "/bin/true", "-lf"])
             .arg(dir.join("dhclient.leases"))
             .arg("-pf")
-            .arg(&pid)
+            .arg(dir.join("dhclient.pid"))
             .arg("acc-p")
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
             .expect("dhclient (apt-get install isc-dhcp-client; scripts/bootstrap.sh does)");
-        assert!(
-            out.status.success(),
-            "dhclient got no lease: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let client = Client(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !leased() {
+            assert!(
+                Instant::now() < deadline,
+                "the client got no lease within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         client
     }
 
-    /// Stops the client without releasing its lease (a subscriber's router unplugged).
-    fn stop(&self) {
-        if let Some(pid) = std::fs::read_to_string(&self.0)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+    /// Stops the client without releasing its lease (a subscriber's router unplugged): it
+    /// never speaks again, from the leased address or any other.
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -208,10 +214,14 @@ fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
         dir.path(),
         "kea-dhcp4",
         &leases,
+        // Lease file cleanup every second: the file is rewritten under quid throughout.
+        1,
         r#""subnet4": [{"id": 1, "subnet": "192.0.2.0/24", "pools": [{"pool": "192.0.2.100 - 192.0.2.110"}]}]"#,
     );
     // Kea takes a moment to open its sockets; the client retries within its bounded run.
-    let client = Client::lease(&c, dir.path(), &["-4"]);
+    let client = Client::lease(&c, dir.path(), &["-4"], || {
+        std::fs::read_to_string(&leases).is_ok_and(|t| t.contains(CLIENT_MAC))
+    });
     client.stop();
     let address = leased(&leases);
     wait_bindings(&r, &daemon, 1, Duration::from_secs(5));
@@ -234,6 +244,25 @@ fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
     let snap = daemon.wait_for("10 more frames", |s| frames_seen(s) >= seen_before + 10);
     assert_eq!(alice(&snap), (20, 20 * 128), "{:?}", snap.interfaces);
     assert_eq!(unknown(&snap), unknown_before + 10, "{:?}", snap.interfaces);
+    // Kea's lease file cleanup moved the file aside and started a new one meanwhile, and the
+    // binding held through it: bound once, released once.
+    let cleaned = ["2", "completed", "1"]
+        .iter()
+        .any(|suffix| leases.with_extension(format!("csv.{suffix}")).exists());
+    assert!(
+        cleaned,
+        "Kea never cleaned its lease file up: {:?}\n{}",
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        std::fs::read_to_string(dir.path().join("kea-dhcp4.log")).unwrap_or_default()
+    );
+    let (_, body) = r.run(|| http_here(METRICS_PORT, "GET", "/metrics", b""));
+    for outcome in ["bound", "released"] {
+        let series = format!("quid_binding_events_total{{outcome=\"{outcome}\",source=\"dhcp\"}}");
+        assert_eq!(metric(&body, &series), 1, "{series}\n{}", daemon.log());
+    }
     daemon.stop();
 }
 
@@ -296,6 +325,7 @@ fn a_kea_dhcpv6_address_and_delegated_prefix_bind_by_duid_until_they_expire() {
         dir.path(),
         "kea-dhcp6",
         &leases,
+        0,
         // The server's DUID not persisted (its default file is in /var/lib/kea).
         r#""preferred-lifetime": 7,
   "server-id": {"type": "EN", "enterprise-id": 2495, "identifier": "71756964", "persist": false},
@@ -303,7 +333,9 @@ fn a_kea_dhcpv6_address_and_delegated_prefix_bind_by_duid_until_they_expire() {
     "pools": [{"pool": "2001:db8:1::100 - 2001:db8:1::1ff"}],
     "pd-pools": [{"prefix": "2001:db8:100::", "prefix-len": 48, "delegated-len": 56}]}]"#,
     );
-    let client = Client::lease(&c, dir.path(), &["-6", "-N", "-P"]);
+    let client = Client::lease(&c, dir.path(), &["-6", "-N", "-P"], || {
+        std::fs::read_to_string(&leases).is_ok_and(|t| t.lines().skip(1).count() >= 2)
+    });
     client.stop();
     let (duid, address, prefix) = leased6(&leases);
     // Leased but unmapped: nothing is bound until the mapping file names the DUID (read again

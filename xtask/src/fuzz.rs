@@ -7,13 +7,15 @@ use std::{path::Path, process::Command};
 use anyhow::{Context as _, bail};
 
 /// The targets in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 8] = [
     "report_json",
     "canonical",
     "config",
     "subscribers",
     "nodes",
     "statement_pair",
+    "kea_leases",
+    "libreqos",
 ];
 
 /// libFuzzer's last status line: `#RUNS DONE cov: C ft: F corp: N/B ... exec/s: E ...`.
