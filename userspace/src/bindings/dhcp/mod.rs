@@ -136,3 +136,46 @@ pub fn start(
         .context("cannot start the DHCP lease follower")?;
     Ok(figures)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DhcpConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn the_section_needs_a_lease_file_a_readable_mapping_and_a_sane_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("map.csv"), "key,value,subscriber\n").unwrap();
+        let mut c = parse("lease_file4 = \"leases4.csv\"\nmap = \"map.csv\"\n").unwrap();
+        assert_eq!(c.poll_ms, 500);
+        c.resolve(dir.path());
+        assert_eq!(
+            c.lease_file4.as_deref(),
+            Some(dir.path().join("leases4.csv").as_path())
+        );
+        assert!(c.check().is_ok());
+        let mut none = parse("map = \"map.csv\"\n").unwrap();
+        none.resolve(dir.path());
+        assert_eq!(
+            none.check().unwrap_err().to_string(),
+            "[dhcp] names no lease file: set lease_file4, lease_file6 or both"
+        );
+        std::fs::write(dir.path().join("map.csv"), "mac,subscriber\n").unwrap();
+        assert!(
+            c.check()
+                .unwrap_err()
+                .to_string()
+                .ends_with("quid refuses to start on a bad DHCP mapping file")
+        );
+        let err = parse("lease_file4 = \"l\"\nmap = \"m\"\npoll_ms = 5\n").unwrap_err();
+        assert_eq!(err, "must be between 100 and 10000 milliseconds, got 5");
+        assert!(
+            parse("lease_file = \"l\"\nmap = \"m\"\n")
+                .unwrap_err()
+                .contains("unknown field")
+        );
+    }
+}
