@@ -56,7 +56,13 @@ if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok i
     mkdir -p /etc/postgresql-common
     echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
 fi
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql
+# gcc-aarch64-linux-gnu and qemu-user cross-build the node agent's arm64 package and run its
+# binary here (cargo xtask dist).
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql gcc-aarch64-linux-gnu qemu-user
+if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+    say "adding the aarch64-unknown-linux-gnu target (the node agent's arm64 package)"
+    rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1
+fi
 
 # Kea (the DHCP server whose lease files quid follows) and dhclient for the DHCP test, which
 # starts both itself in namespaces; Kea's system services are never used, so on a machine run

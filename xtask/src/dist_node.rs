@@ -64,15 +64,76 @@ if [ -d /run/systemd/system ]; then
 fi
 "#;
 
-/// Builds `DIST/quid-node_VERSION_ARCH.deb` from the release binary `node`.
-pub fn build(root: &Path, dist: &Path, node: &Path) -> anyhow::Result<PathBuf> {
+/// An architecture the node agent is cross-built for: subscribers' devices are as often a
+/// Raspberry Pi as a PC.
+pub struct Cross {
+    /// Debian's name for it.
+    pub deb_arch: &'static str,
+    /// Rust's target.
+    pub rust_target: &'static str,
+    /// The Debian cross tools: the C compiler (linker, and `ring`'s C) and `strip`.
+    pub gcc: &'static str,
+    pub strip: &'static str,
+    /// qemu-user's emulator and the cross libc it loads, to run the binary here.
+    pub qemu: &'static str,
+    pub sysroot: &'static str,
+}
+
+/// 64-bit ARM (Raspberry Pi 3 and later, most ARM NAS boxes).
+pub const ARM64: Cross = Cross {
+    deb_arch: "arm64",
+    rust_target: "aarch64-unknown-linux-gnu",
+    gcc: "aarch64-linux-gnu-gcc",
+    strip: "aarch64-linux-gnu-strip",
+    qemu: "qemu-aarch64",
+    sysroot: "/usr/aarch64-linux-gnu",
+};
+
+impl Cross {
+    /// Cargo's environment for building for this target with the Debian cross tools.
+    pub fn cargo_env(&self) -> [(String, String); 2] {
+        let upper = self.rust_target.to_uppercase().replace('-', "_");
+        [
+            (format!("CARGO_TARGET_{upper}_LINKER"), self.gcc.to_owned()),
+            (
+                format!("CC_{}", self.rust_target.replace('-', "_")),
+                self.gcc.to_owned(),
+            ),
+        ]
+    }
+
+    /// Runs `bin` (built for this target) with `args` under qemu-user; its standard output.
+    fn output(&self, bin: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["-L", self.sysroot, bin];
+        all.extend_from_slice(args);
+        output(self.qemu, &all)
+    }
+}
+
+/// Builds `DIST/quid-node_VERSION_ARCH.deb` from the release binary `node`, for this host's
+/// architecture or `cross`'s.
+pub fn build(
+    root: &Path,
+    dist: &Path,
+    node: &Path,
+    cross: Option<&Cross>,
+) -> anyhow::Result<PathBuf> {
     let version = version(root)?;
-    let arch = output("dpkg", &["--print-architecture"])?.trim().to_owned();
-    let stage = dist.join("stage-node");
+    let arch = match cross {
+        Some(c) => c.deb_arch.to_owned(),
+        None => output("dpkg", &["--print-architecture"])?.trim().to_owned(),
+    };
+    let stage = dist.join(format!("stage-node-{arch}"));
     let _ = std::fs::remove_dir_all(&stage);
     let bin = stage.join("usr/bin/quid-node");
     copy(node, &bin, 0o755)?;
-    let _ = Command::new("strip").arg(&bin).status();
+    let strip = cross.map_or("strip", |c| c.strip);
+    let stripped = Command::new(strip).arg(&bin).status();
+    ensure!(
+        stripped.is_ok_and(|s| s.success()),
+        "cannot strip {} with {strip} (scripts/bootstrap.sh installs the cross tools)",
+        bin.display()
+    );
     let src = root.join("dist");
     copy(
         &src.join("quid-node.service"),
@@ -114,14 +175,36 @@ pub fn build(root: &Path, dist: &Path, node: &Path) -> anyhow::Result<PathBuf> {
     Ok(deb)
 }
 
-/// Checks a built package: fields and contents, the binary it installs runs, the example
-/// config is one the binary reads, and systemd accepts the unit.
-pub fn verify(deb: &Path) -> anyhow::Result<()> {
-    let (scratch, _, listing) = unpack_checked(deb, "quid-node", &CONTENTS)?;
+/// Checks a built package: fields and contents, the binary it installs runs (under qemu-user
+/// for a `cross` build) and is for the package's architecture, the example config is one the
+/// binary reads, and systemd accepts the unit.
+pub fn verify(deb: &Path, cross: Option<&Cross>) -> anyhow::Result<()> {
+    let (scratch, control, listing) = unpack_checked(deb, "quid-node", &CONTENTS)?;
+    let run = |bin: &str, args: &[&str]| match cross {
+        Some(c) => c.output(bin, args),
+        None => output(bin, args),
+    };
     let deb_s = deb.to_str().context("non-UTF-8 path")?;
     let node = scratch.join("usr/bin/quid-node");
     let node_s = node.to_str().context("non-UTF-8 path")?;
-    let v = output(node_s, &["--version"])?;
+    if let Some(c) = cross {
+        let fields = std::fs::read_to_string(control.join("control"))?;
+        ensure!(
+            fields.contains(&format!("Architecture: {}\n", c.deb_arch)),
+            "{} is not marked {}:\n{fields}",
+            deb.display(),
+            c.deb_arch
+        );
+        // The ELF header's machine (e_machine at offset 18): AArch64 is 183.
+        let elf = std::fs::read(&node)?;
+        ensure!(
+            elf.get(18..20) == Some(&183u16.to_le_bytes()[..]),
+            "{} does not hold an {} binary",
+            deb.display(),
+            c.deb_arch
+        );
+    }
+    let v = run(node_s, &["--version"])?;
     ensure!(
         v.starts_with("quid-node "),
         "unexpected version output: {v}"
@@ -138,7 +221,7 @@ pub fn verify(deb: &Path) -> anyhow::Result<()> {
             state.to_str().context("non-UTF-8 path")?,
         ),
     )?;
-    output(
+    run(
         node_s,
         &[
             "--config",

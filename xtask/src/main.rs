@@ -216,13 +216,38 @@ fn dist(root: &Path) -> anyhow::Result<PathBuf> {
     let deb = dist::build(root, &target.join("dist"), &target.join("release/quid"))?;
     dist::verify(&deb)?;
     dist::lintian(root, &deb)?;
-    // The node agent's package (amd64 here; arm64 needs a cross toolchain this host lacks).
+    // The node agent's package, for this host and cross-built for arm64 (a Raspberry Pi).
     let node = dist_node::build(
         root,
         &target.join("dist"),
         &target.join("release/quid-node"),
+        None,
     )?;
-    dist_node::verify(&node)?;
+    dist_node::verify(&node, None)?;
+    dist::lintian(root, &node)?;
+    let arm = &dist_node::ARM64;
+    let env = arm.cargo_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_with(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "quid-node",
+            "--target",
+            arm.rust_target,
+        ],
+        &env,
+    )?;
+    let node = dist_node::build(
+        root,
+        &target.join("dist"),
+        &target.join(arm.rust_target).join("release/quid-node"),
+        Some(arm),
+    )?;
+    dist_node::verify(&node, Some(arm))?;
     dist::lintian(root, &node)?;
     Ok(deb)
 }
