@@ -64,6 +64,16 @@ if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linu
     rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1
 fi
 
+# Kea (the DHCP server whose lease files quid follows) and dhclient for the DHCP test, which
+# starts both itself in namespaces; Kea's system services are never used, so on a machine run
+# by systemd they are left disabled and stopped.
+kea_was_installed=1
+dpkg-query -W -f='${Status}' kea-dhcp4-server 2>/dev/null | grep -q 'install ok installed' || kea_was_installed=0
+apt_install kea-dhcp4-server kea-dhcp6-server isc-dhcp-client
+if [ $kea_was_installed -eq 0 ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now kea-dhcp4-server kea-dhcp6-server >/dev/null 2>&1 || true
+fi
+
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.
 need_linker=1

@@ -58,6 +58,9 @@ pub struct Config {
     /// RADIUS accounting in (`[radius]`): live address bindings from a NAS.
     #[serde(default)]
     pub radius: Option<crate::radius::config::RadiusConfig>,
+    /// Kea's lease files, followed live (`[dhcp]`).
+    #[serde(default)]
+    pub dhcp: Option<crate::bindings::dhcp::DhcpConfig>,
 }
 
 /// `[store]`: how long the local books keep each tier, and (with `url`) the shared store this
@@ -335,9 +338,39 @@ pub struct SubscribersConfig {
     /// is far more often a truncated file than a wish to count nothing.
     #[serde(default)]
     pub allow_empty: bool,
+    /// The table file's layout: quid's own CSV, or LibreQoS's `ShapedDevices.csv`.
+    #[serde(default)]
+    pub format: TableFormat,
+    /// With `format = "libreqos"`: the column whose cell is the plan (`"Comment"`); without
+    /// it a circuit's plan is its maximum rates (`155M-20M`).
+    #[serde(default)]
+    pub plan_column: Option<Spanned<String>>,
+}
+
+/// `[subscribers] format`: how the table file is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    /// `id,name,plan,prefixes`.
+    #[default]
+    Quid,
+    /// LibreQoS's `ShapedDevices.csv`: a circuit is a subscriber.
+    Libreqos,
 }
 
 impl SubscribersConfig {
+    /// How `Table::load` reads the file this section names.
+    pub fn table_format(&self) -> crate::subscribers::table::Format {
+        use crate::subscribers::{libreqos::PlanFrom, table::Format};
+        match self.format {
+            TableFormat::Quid => Format::Quid,
+            TableFormat::Libreqos => Format::LibreQos(match &self.plan_column {
+                Some(c) => PlanFrom::Column(c.get_ref().clone()),
+                None => PlanFrom::MaxRates,
+            }),
+        }
+    }
+
     /// The kernel table sizes this config asks for.
     pub fn sizes(&self) -> crate::kernel::sizes::Sizes {
         crate::kernel::sizes::Sizes {
@@ -490,6 +523,9 @@ impl Config {
         if let Some(radius) = config.radius.as_mut() {
             radius.resolve_paths(base);
         }
+        if let Some(dhcp) = config.dhcp.as_mut() {
+            dhcp.resolve(base);
+        }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);
         }
@@ -564,6 +600,25 @@ impl Config {
                     quid_common::MAX_GRID_PREFIXES
                 ),
             ));
+        }
+        if let Some(column) = &config.subscribers.plan_column {
+            let why = match config.subscribers.format {
+                TableFormat::Quid => Some(
+                    "only a LibreQoS table (format = \"libreqos\") takes its plan from a \
+                     column; quid's own table has a plan column",
+                ),
+                TableFormat::Libreqos if column.get_ref().trim().is_empty() => {
+                    Some("must name a column of ShapedDevices.csv, such as \"Comment\"")
+                }
+                TableFormat::Libreqos => None,
+            };
+            if let Some(why) = why {
+                return Err(invalid(
+                    line_of(text, column.span().start),
+                    "subscribers.plan_column",
+                    why.into(),
+                ));
+            }
         }
         for (i, iface) in config.interfaces.iter().enumerate() {
             if let Some(j) = config.interfaces[..i]
@@ -839,6 +894,38 @@ xdp_mode = "generic"
         let err = parse(text).unwrap_err();
         assert!(
             err.contains("interface: no [[interface]] configured"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_table_format_is_quid_or_libreqos_and_only_libreqos_takes_a_plan_column() {
+        use crate::subscribers::{libreqos::PlanFrom, table::Format};
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.subscribers.table_format(), Format::Quid);
+        let libreqos = GOOD.replace("capacity = 1000", "capacity = 1000\nformat = \"libreqos\"");
+        let c = parse(&libreqos).unwrap();
+        assert_eq!(
+            c.subscribers.table_format(),
+            Format::LibreQos(PlanFrom::MaxRates)
+        );
+        let c = parse(&libreqos.replace("format", "plan_column = \"Comment\"\nformat")).unwrap();
+        assert_eq!(
+            c.subscribers.table_format(),
+            Format::LibreQos(PlanFrom::Column("Comment".into()))
+        );
+        let err = parse(&GOOD.replace(
+            "capacity = 1000",
+            "capacity = 1000\nplan_column = \"Comment\"",
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:9: subscribers.plan_column: only a LibreQoS table"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("capacity = 1000", "format = \"splynx\"")).unwrap_err();
+        assert!(
+            err.contains("subscribers.format: unknown variant `splynx`"),
             "{err}"
         );
     }

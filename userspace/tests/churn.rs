@@ -10,7 +10,6 @@ mod common;
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -121,19 +120,6 @@ fn frames_seen(s: &Snapshot) -> u64 {
         .sum()
 }
 
-fn wait_reload(state: &Path, after: u64) -> ReloadResult {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(r) = ReloadResult::read(state)
-            && r.seq > after
-        {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "no reload within 20 s");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_reload() {
@@ -159,7 +145,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
     let (four_before, three_before) = (sender.pause(ip(4)), sender.pause(ip(3)));
     let t2 = table(&[a_row, "b,B,home,100.64.7.2", "e,E,biz,100.64.7.4"]);
     std::fs::write(&csv, &t2).unwrap();
-    let r1 = wait_reload(&state, 0);
+    let r1 = common::wait_reload(&state, 0);
     assert!(r1.ok, "{r1:?}");
     assert_eq!(
         (r1.change.added.clone(), r1.change.removed.clone()),
@@ -202,7 +188,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
         ]),
     )
     .unwrap();
-    let bad = wait_reload(&state, seq);
+    let bad = common::wait_reload(&state, seq);
     assert!(!bad.ok);
     assert_eq!(bad.errors.len(), 3, "{bad:?}");
     assert!(

@@ -7,7 +7,7 @@ use std::{path::Path, process::Command};
 use anyhow::{Context as _, bail};
 
 /// The targets in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 9] = [
     "report_json",
     "canonical",
     "config",
@@ -15,6 +15,8 @@ pub const TARGETS: [&str; 7] = [
     "nodes",
     "statement_pair",
     "radius",
+    "kea_leases",
+    "libreqos",
 ];
 
 /// libFuzzer's last status line: `#RUNS DONE cov: C ft: F corp: N/B ... exec/s: E ...`.

@@ -7,5 +7,6 @@
 //! it.
 
 pub mod counts;
+pub mod dhcp;
 pub mod request;
 pub mod set;

@@ -39,7 +39,7 @@ impl SharedTable {
                     return Err(TableErrors(vec![crate::subscribers::table::TableError {
                         path: label.to_owned(),
                         line: 0,
-                        field: "table",
+                        field: "table".into(),
                         message: "no subscribers: a shared table would stop every router \
                                   counting; push one with subscribers"
                             .into(),

@@ -51,6 +51,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut store = Store::open(state_dir)?;
     // With a shared store, every interval commit seals its usage for the shipper.
     store.seal_batches(config.store.shared.is_some());
+    // What the binding sources held when the last run stopped: each source settles its own.
+    let held = store.live_bindings()?;
     let mut kernel = kernel_setup::open(&config, store, clock.clone())?;
     let kernel_log = kernel.log.take();
     let published = Published::default();
@@ -61,7 +63,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         nodes,
         tls,
         token,
-        radius_clients,
+        services::SourceInputs {
+            radius_clients,
+            held,
+        },
         published.clone(),
         &clock,
     )

@@ -23,8 +23,12 @@ pub struct Preflight {
 /// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
 /// file, the TLS certificate and key, the operator token (`quid check` runs the same).
 pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
-    let table = Table::load(&config.subscribers.file, config.subscribers.allow_empty)
-        .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
+    let table = Table::load(
+        &config.subscribers.file,
+        &config.subscribers.table_format(),
+        config.subscribers.allow_empty,
+    )
+    .map_err(|e| anyhow!("{e}quid refuses to start on a bad table"))?;
     let nodes = if config.reports.listen.is_empty() {
         None
     } else {
@@ -57,6 +61,9 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
         .tariff
         .check(nodes.as_ref(), r.max_period_secs)
         .map_err(|e| anyhow!("{e}; quid refuses to start on this tariff"))?;
+    if let Some(dhcp) = &config.dhcp {
+        dhcp.check()?;
+    }
     let tls = config.tls.acceptor()?;
     let token = if config.operator.listen.is_empty() {
         None

@@ -91,6 +91,7 @@ impl State<'_> {
         self.reload_pending = false;
         match Table::load(
             &self.config.subscribers.file,
+            &self.config.subscribers.table_format(),
             self.config.subscribers.allow_empty,
         ) {
             Err(errors) => {

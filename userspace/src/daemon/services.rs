@@ -42,6 +42,8 @@ pub(super) struct Services {
     pub bindings: Option<mpsc::Receiver<BindingRequest>>,
     /// The RADIUS accounting listener's counts, when it runs.
     pub radius: Option<Arc<crate::radius::outcome::Counts>>,
+    /// The DHCP lease follower's figures, when it runs.
+    pub dhcp: Option<Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
 }
 
 /// Starts every configured service; `published` is what `/metrics` serves.
@@ -50,7 +52,7 @@ pub(super) async fn start(
     nodes: Option<Nodes>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     token: Option<Token>,
-    radius_clients: Option<crate::radius::config::Clients>,
+    sources: SourceInputs,
     published: Published,
     clock: &Clock,
 ) -> anyhow::Result<Services> {
@@ -171,7 +173,11 @@ pub(super) async fn start(
         }
         None => None,
     };
-    let (bindings, radius) = start_binding_sources(config, radius_clients, clock).await?;
+    let BindingSources {
+        requests: bindings,
+        dhcp,
+        radius,
+    } = start_binding_sources(config, sources, clock).await?;
     Ok(Services {
         http,
         operator_counts,
@@ -181,21 +187,35 @@ pub(super) async fn start(
         shipper,
         bindings,
         radius,
+        dhcp,
     })
 }
 
-/// The binding queue's receiving end (when a source runs) and the RADIUS listener's counts.
-type BindingSources = (
-    Option<mpsc::Receiver<BindingRequest>>,
-    Option<Arc<crate::radius::outcome::Counts>>,
-);
+/// What the binding sources start from.
+pub(super) struct SourceInputs {
+    /// The RADIUS clients and their secrets, read by the preflight.
+    pub radius_clients: Option<crate::radius::config::Clients>,
+    /// The sessions the last run stored: each source settles its own.
+    pub held: Vec<crate::store::StoredSession>,
+}
+
+/// The binding sources started: the queue their requests arrive on (when any runs), the
+/// RADIUS listener's counts and the DHCP follower's figures.
+struct BindingSources {
+    requests: Option<mpsc::Receiver<BindingRequest>>,
+    radius: Option<Arc<crate::radius::outcome::Counts>>,
+    dhcp: Option<Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
+}
 
 /// Starts every configured binding source (RADIUS accounting, DHCP leases) with a sender of
 /// one queue, whose other end the main loop reads; `None` when none is configured (the table
 /// file alone binds addresses).
 async fn start_binding_sources(
     config: &Config,
-    radius_clients: Option<crate::radius::config::Clients>,
+    SourceInputs {
+        radius_clients,
+        held,
+    }: SourceInputs,
     clock: &Clock,
 ) -> anyhow::Result<BindingSources> {
     let (sender, requests) = binding::channel();
@@ -224,8 +244,27 @@ async fn start_binding_sources(
         radius = Some(counts);
         started += 1;
     }
+    let mut dhcp_figures = None;
+    if let Some(dhcp) = &config.dhcp {
+        let held = held
+            .into_iter()
+            .filter(|s| s.session.source == binding::BindingSource::Dhcp)
+            .filter_map(|s| Some((s.session.id, s.subscriber, *s.prefixes.first()?)))
+            .collect();
+        dhcp_figures = Some(crate::bindings::dhcp::start(
+            dhcp,
+            sender.clone(),
+            clock.clone(),
+            held,
+        )?);
+        started += 1;
+    }
     drop(sender);
-    Ok(((started > 0).then_some(requests), radius))
+    Ok(BindingSources {
+        requests: (started > 0).then_some(requests),
+        radius,
+        dhcp: dhcp_figures,
+    })
 }
 
 /// Binds `addr` (configured as `key`) and serves `app` there under the `[http]` limits; the

@@ -99,6 +99,7 @@ impl<'a> State<'a> {
                 cluster: services.shipper.as_ref().map(|s| Arc::clone(&s.stats)),
                 bindings: services.bindings.as_ref().map(|_| Default::default()),
                 radius: services.radius.clone(),
+                dhcp: services.dhcp.clone(),
                 ..DaemonStatus::default()
             },
             shipper: services.shipper,

@@ -592,6 +592,7 @@ mod tests {
                 c.add(crate::radius::outcome::Outcome::BadAuthenticator);
                 c
             }),
+            dhcp: None,
         }
     }
 

@@ -61,6 +61,8 @@ pub struct HealthMetrics {
     bindings: Option<super::bindings::BindingMetrics>,
     /// Registered the first time the RADIUS listener's counts are there.
     radius: Option<super::radius::RadiusMetrics>,
+    /// Registered the first time the DHCP follower's figures are there.
+    dhcp: Option<super::dhcp::DhcpMetrics>,
 }
 
 /// The report intake's families.
@@ -244,6 +246,7 @@ impl HealthMetrics {
             cluster: None,
             bindings: None,
             radius: None,
+            dhcp: None,
             registry,
         }
     }
@@ -349,6 +352,12 @@ impl HealthMetrics {
             self.radius
                 .get_or_insert_with(|| super::radius::RadiusMetrics::new(registry))
                 .render(counts);
+        }
+        if let Some(figures) = &s.dhcp {
+            let registry = &self.registry;
+            self.dhcp
+                .get_or_insert_with(|| super::dhcp::DhcpMetrics::new(registry))
+                .render(figures);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

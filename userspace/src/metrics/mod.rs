@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod cluster;
+pub mod dhcp;
 pub mod exposition;
 pub mod families;
 pub mod health;

@@ -48,6 +48,8 @@ pub struct DaemonStatus {
     pub bindings: Option<crate::bindings::counts::BindingCounts>,
     /// The RADIUS accounting listener's counts per outcome, when it runs.
     pub radius: Option<std::sync::Arc<crate::radius::outcome::Counts>>,
+    /// The DHCP lease follower's figures, when `[dhcp]` is configured.
+    pub dhcp: Option<std::sync::Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
 }
 
 /// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an

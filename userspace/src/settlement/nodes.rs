@@ -63,25 +63,13 @@ impl Nodes {
     /// Parses and checks nodes file bytes; `path` only names the file in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Nodes, TableErrors> {
         let mut errors = Vec::new();
-        let err = |line, field, message: String| TableError {
-            path: path.to_owned(),
-            line,
-            field,
-            message,
-        };
-        let mut reader = crate::subscribers::table::csv_reader(bytes);
+        let err = |line, field: &'static str, message| TableError::new(path, line, field, message);
         let mut nodes = Nodes::default();
         let mut header = false;
-        for record in reader.records() {
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    errors.push(err(line, "row", format!("not valid CSV: {e}")));
-                    continue;
-                }
+        for record in crate::subscribers::table::records(bytes, path) {
+            let Ok((line, record)) = record.map_err(|e| errors.push(e)) else {
+                continue;
             };
-            let line = record.position().map_or(0, |p| p.line());
             if !header {
                 header = true;
                 if record.iter().map(str::to_ascii_lowercase).ne(HEADER) {

@@ -3,6 +3,7 @@
 //! are comments. Every bad row is reported, each with its line and field.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     fmt,
     net::IpAddr,
@@ -35,8 +36,26 @@ pub struct Table {
 pub struct TableError {
     pub path: PathBuf,
     pub line: u64,
-    pub field: &'static str,
+    /// The field or column at fault (`prefixes`, `IPv4`, a configured plan column).
+    pub field: Cow<'static, str>,
     pub message: String,
+}
+
+impl TableError {
+    /// A problem at `line` of `path`, in `field`.
+    pub(crate) fn new(
+        path: &Path,
+        line: u64,
+        field: impl Into<Cow<'static, str>>,
+        message: String,
+    ) -> TableError {
+        TableError {
+            path: path.to_owned(),
+            line,
+            field: field.into(),
+            message,
+        }
+    }
 }
 
 impl fmt::Display for TableError {
@@ -73,6 +92,15 @@ impl fmt::Display for TableErrors {
 
 const HEADER: [&str; 4] = ["id", "name", "plan", "prefixes"];
 
+/// How a table file is laid out (`[subscribers] format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// quid's own CSV: `id,name,plan,prefixes`.
+    Quid,
+    /// LibreQoS's `ShapedDevices.csv`: one row per device, a circuit is a subscriber.
+    LibreQos(super::libreqos::PlanFrom),
+}
+
 /// The prefixes cell of a subscriber whose addresses are bound live (RADIUS, DHCP), not listed.
 pub const DYNAMIC: &str = "dynamic";
 
@@ -87,13 +115,62 @@ pub(crate) fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(bytes)
 }
 
+/// The line a record of `csv_reader` starts on. The reader places a record at the first byte
+/// after the previous one, before the comment and blank lines it skipped, so its own line
+/// number would name a comment above the row.
+pub(crate) fn record_line(bytes: &[u8], record: &csv::StringRecord) -> u64 {
+    let Some(pos) = record.position() else {
+        return 0;
+    };
+    let (mut line, mut at) = (
+        pos.line(),
+        usize::try_from(pos.byte()).unwrap_or(usize::MAX),
+    );
+    while let Some(rest) = bytes.get(at..) {
+        let skipped = match rest.first() {
+            Some(b'#') => true,
+            Some(b'\n') => true,
+            Some(b'\r') => rest.get(1) == Some(&b'\n'),
+            _ => false,
+        };
+        if !skipped {
+            break;
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(n) => {
+                at += n + 1;
+                line += 1;
+            }
+            None => break,
+        }
+    }
+    line
+}
+
+/// The records of a quid CSV file (`csv_reader`), each with the line it starts on; a record
+/// that is not valid CSV is an error naming its line.
+pub(crate) fn records<'a>(
+    bytes: &'a [u8],
+    path: &'a Path,
+) -> impl Iterator<Item = Result<(u64, csv::StringRecord), TableError>> + 'a {
+    csv_reader(bytes).into_records().map(move |r| match r {
+        Ok(record) => Ok((record_line(bytes, &record), record)),
+        Err(e) => Err(TableError {
+            path: path.to_owned(),
+            line: e.position().map_or(0, |p| p.line()),
+            field: "row".into(),
+            message: format!("not valid CSV: {e}"),
+        }),
+    })
+}
+
 /// The bytes of a CSV file, or the error naming it (`what`: "the subscriber table", ...).
 pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TableErrors> {
     std::fs::read(path).map_err(|e| {
         TableErrors(vec![TableError {
             path: path.to_owned(),
             line: 0,
-            field: "file",
+            field: "file".into(),
             message: format!("cannot read {what}: {e}"),
         }])
     })
@@ -103,13 +180,17 @@ impl Table {
     /// Reads and checks a table file; one without subscribers is refused unless
     /// `allow_empty` (`[subscribers] allow_empty`): a truncated or half-written file must not
     /// silently stop all counting, or remove every subscriber on a reload.
-    pub fn load(path: &Path, allow_empty: bool) -> Result<Table, TableErrors> {
-        let table = Table::parse(&read_file(path, "the subscriber table")?, path)?;
+    pub fn load(path: &Path, format: &Format, allow_empty: bool) -> Result<Table, TableErrors> {
+        let bytes = read_file(path, "the subscriber table")?;
+        let table = match format {
+            Format::Quid => Table::parse(&bytes, path)?,
+            Format::LibreQos(plan) => super::libreqos::parse(&bytes, path, plan)?,
+        };
         if table.subscribers.is_empty() && !allow_empty {
             return Err(TableErrors(vec![TableError {
                 path: path.to_owned(),
                 line: 0,
-                field: "table",
+                field: "table".into(),
                 message: "no subscribers: quid would count nothing; add them, or set \
                           `allow_empty = true` under [subscribers] to run with none on purpose"
                     .into(),
@@ -124,24 +205,17 @@ impl Table {
         let error_at = |line: u64, field: &'static str, message: String| TableError {
             path: path.to_owned(),
             line,
-            field,
+            field: field.into(),
             message,
         };
-        let mut reader = csv_reader(bytes);
         let mut subscribers = Vec::new();
         let mut ids: HashMap<String, u64> = HashMap::new();
         let mut owners: HashMap<IpNet, (u64, String)> = HashMap::new();
         let mut header_seen = false;
-        for record in reader.records() {
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    errors.push(error_at(line, "row", format!("not valid CSV: {e}")));
-                    continue;
-                }
+        for record in records(bytes, path) {
+            let Ok((line, record)) = record.map_err(|e| errors.push(e)) else {
+                continue;
             };
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
             if !header_seen {
                 header_seen = true;
                 let got: Vec<String> = record.iter().map(|f| f.to_ascii_lowercase()).collect();
@@ -284,7 +358,7 @@ const MAPPED: ipnet::Ipv6Net =
     ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
 
 /// A prefix (`100.64.0.8/29`) or a bare address (a host prefix).
-fn parse_prefix(text: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let net = if text.contains('/') {
         text.parse::<IpNet>()
             .map_err(|_| format!("`{text}` is not an IPv4 or IPv6 prefix"))?
@@ -445,7 +519,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("subs.csv");
         std::fs::write(&path, "id,name,plan,prefixes\n# nobody yet\n").unwrap();
-        let err = Table::load(&path, false).unwrap_err().to_string();
+        let err = Table::load(&path, &Format::Quid, false)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!(
@@ -455,7 +531,21 @@ mod tests {
                 path.display()
             )
         );
-        assert_eq!(Table::load(&path, true).unwrap(), Table::default());
+        assert_eq!(
+            Table::load(&path, &Format::Quid, true).unwrap(),
+            Table::default()
+        );
+    }
+
+    #[test]
+    fn a_bad_row_after_comment_and_blank_lines_names_its_own_line() {
+        let errs =
+            parse("# comment\nid,name,plan,prefixes\n# a comment\n\r\n\n#another\na,A,home,x\n")
+                .unwrap_err();
+        assert_eq!(
+            errs,
+            ["subs.csv:7: prefixes: `x` is not an IPv4 or IPv6 address or prefix"]
+        );
     }
 
     #[test]
@@ -485,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_a_clear_error() {
-        let err = Table::load(Path::new("/nonexistent/subs.csv"), false)
+        let err = Table::load(Path::new("/nonexistent/subs.csv"), &Format::Quid, false)
             .unwrap_err()
             .to_string();
         assert!(

@@ -691,3 +691,17 @@ pub fn metered_since(state_dir: &Path, subscribers: &[&str], nodes: &[&str], sin
         .unwrap();
     }
 }
+
+/// Waits (at most 20 s) for a table reload after the one numbered `after`, and returns it.
+pub fn wait_reload(state: &Path, after: u64) -> quid::subscribers::reload_result::ReloadResult {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = quid::subscribers::reload_result::ReloadResult::read(state)
+            && r.seq > after
+        {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no reload within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
