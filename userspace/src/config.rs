@@ -360,8 +360,8 @@ pub enum TableFormat {
 
 impl SubscribersConfig {
     /// How `Table::load` reads the file this section names.
-    pub fn table_format(&self) -> crate::subscribers::table::Format {
-        use crate::subscribers::{libreqos::PlanFrom, table::Format};
+    pub fn table_format(&self) -> crate::subscribers::table_file::Format {
+        use crate::subscribers::{libreqos::PlanFrom, table_file::Format};
         match self.format {
             TableFormat::Quid => Format::Quid,
             TableFormat::Libreqos => Format::LibreQos(match &self.plan_column {
@@ -900,7 +900,7 @@ xdp_mode = "generic"
 
     #[test]
     fn the_table_format_is_quid_or_libreqos_and_only_libreqos_takes_a_plan_column() {
-        use crate::subscribers::{libreqos::PlanFrom, table::Format};
+        use crate::subscribers::{libreqos::PlanFrom, table_file::Format};
         let c = parse(GOOD).unwrap();
         assert_eq!(c.subscribers.table_format(), Format::Quid);
         let libreqos = GOOD.replace("capacity = 1000", "capacity = 1000\nformat = \"libreqos\"");

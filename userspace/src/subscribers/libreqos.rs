@@ -520,16 +520,4 @@ i,I,12,d,AP,,,,1,1,100,20,x
             assert!(mbps(bad).is_err(), "{bad}");
         }
     }
-
-    #[test]
-    fn table_load_reads_the_libreqos_format() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ShapedDevices.csv");
-        std::fs::write(&path, SHAPED).unwrap();
-        let format = super::super::table::Format::LibreQos(PlanFrom::MaxRates);
-        let t = Table::load(&path, &format, false).unwrap();
-        assert_eq!(t.subscribers.len(), 3);
-        let as_quid = Table::load(&path, &super::super::table::Format::Quid, false);
-        assert!(as_quid.is_err());
-    }
 }

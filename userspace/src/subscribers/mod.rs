@@ -5,3 +5,4 @@ pub mod diff;
 pub mod libreqos;
 pub mod reload_result;
 pub mod table;
+pub mod table_file;

@@ -92,15 +92,6 @@ impl fmt::Display for TableErrors {
 
 const HEADER: [&str; 4] = ["id", "name", "plan", "prefixes"];
 
-/// How a table file is laid out (`[subscribers] format`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Format {
-    /// quid's own CSV: `id,name,plan,prefixes`.
-    Quid,
-    /// LibreQoS's `ShapedDevices.csv`: one row per device, a circuit is a subscriber.
-    LibreQos(super::libreqos::PlanFrom),
-}
-
 /// The prefixes cell of a subscriber whose addresses are bound live (RADIUS, DHCP), not listed.
 pub const DYNAMIC: &str = "dynamic";
 
@@ -177,28 +168,6 @@ pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TableErrors>
 }
 
 impl Table {
-    /// Reads and checks a table file; one without subscribers is refused unless
-    /// `allow_empty` (`[subscribers] allow_empty`): a truncated or half-written file must not
-    /// silently stop all counting, or remove every subscriber on a reload.
-    pub fn load(path: &Path, format: &Format, allow_empty: bool) -> Result<Table, TableErrors> {
-        let bytes = read_file(path, "the subscriber table")?;
-        let table = match format {
-            Format::Quid => Table::parse(&bytes, path)?,
-            Format::LibreQos(plan) => super::libreqos::parse(&bytes, path, plan)?,
-        };
-        if table.subscribers.is_empty() && !allow_empty {
-            return Err(TableErrors(vec![TableError {
-                path: path.to_owned(),
-                line: 0,
-                field: "table".into(),
-                message: "no subscribers: quid would count nothing; add them, or set \
-                          `allow_empty = true` under [subscribers] to run with none on purpose"
-                    .into(),
-            }]));
-        }
-        Ok(table)
-    }
-
     /// Parses and checks table bytes; `path` only names the file in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Table, TableErrors> {
         let mut errors = Vec::new();
@@ -515,29 +484,6 @@ mod tests {
     }
 
     #[test]
-    fn a_table_without_subscribers_is_refused_unless_allowed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("subs.csv");
-        std::fs::write(&path, "id,name,plan,prefixes\n# nobody yet\n").unwrap();
-        let err = Table::load(&path, &Format::Quid, false)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            format!(
-                "1 error in the subscriber table:\n  {}:0: table: no subscribers: quid would \
-                 count nothing; add them, or set `allow_empty = true` under [subscribers] to \
-                 run with none on purpose\n",
-                path.display()
-            )
-        );
-        assert_eq!(
-            Table::load(&path, &Format::Quid, true).unwrap(),
-            Table::default()
-        );
-    }
-
-    #[test]
     fn a_bad_row_after_comment_and_blank_lines_names_its_own_line() {
         let errs =
             parse("# comment\nid,name,plan,prefixes\n# a comment\n\r\n\n#another\na,A,home,x\n")
@@ -571,16 +517,5 @@ mod tests {
             parse("id,name,plan,prefixes\nbiz,B,biz,100.64.0.0/29\nhome,H,home,100.64.0.5/32\n")
                 .unwrap();
         assert_eq!(t.subscribers.len(), 2);
-    }
-
-    #[test]
-    fn a_missing_file_is_a_clear_error() {
-        let err = Table::load(Path::new("/nonexistent/subs.csv"), &Format::Quid, false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/nonexistent/subs.csv:0: file: cannot read the subscriber table"),
-            "{err}"
-        );
     }
 }
