@@ -59,6 +59,8 @@ pub struct HealthMetrics {
     cluster: Option<super::cluster::ClusterMetrics>,
     /// Registered the first time the bindings' figures are there.
     bindings: Option<super::bindings::BindingMetrics>,
+    /// Registered the first time the audits' figures are there.
+    audits: Option<super::audits::AuditMetrics>,
 }
 
 /// The report intake's families.
@@ -241,6 +243,7 @@ impl HealthMetrics {
             operator: None,
             cluster: None,
             bindings: None,
+            audits: None,
             registry,
         }
     }
@@ -334,6 +337,12 @@ impl HealthMetrics {
             self.cluster
                 .get_or_insert_with(|| super::cluster::ClusterMetrics::new(registry))
                 .render(stats);
+        }
+        if let Some(audits) = &s.audits {
+            let registry = &self.registry;
+            self.audits
+                .get_or_insert_with(|| super::audits::AuditMetrics::new(registry))
+                .render(audits);
         }
         if let Some(counts) = &s.bindings {
             let registry = &self.registry;

@@ -316,7 +316,7 @@ pub struct NodeFigures {
 struct Session {
     last_at_ms: i64,
     /// Fill bytes the node may fetch now, and when that was computed.
-    tokens: f64,
+    tokens: u64,
     tokens_at_ms: i64,
     passed: u64,
     failed: u64,
@@ -440,24 +440,27 @@ impl AuditBook {
             let served = n.served;
             return Err(self.refuse(Refusal::AheadOfFill { from, served }));
         }
-        let rate = self.config.fill_bytes_per_sec as f64;
-        let burst = rate.max(f64::from(MAX_CHUNKS_PER_REQUEST) * CHUNK_BYTES as f64);
-        let bytes = f64::from(count) * CHUNK_BYTES as f64;
+        // A token bucket in bytes (integers: exact, and no float casts): `rate` a second, up
+        // to one full request or one second's worth saved up.
+        let rate = self.config.fill_bytes_per_sec.max(1);
+        let burst = rate.max(u64::from(MAX_CHUNKS_PER_REQUEST) * CHUNK_BYTES as u64);
+        let bytes = u64::from(count) * CHUNK_BYTES as u64;
         let session = self.sessions.entry(node.to_owned()).or_default();
         if session.tokens_at_ms == 0 {
             session.tokens = burst;
         } else {
-            let secs = (now_ms.saturating_sub(session.tokens_at_ms)).max(0) as f64 / 1000.0;
-            session.tokens = (session.tokens + secs * rate).min(burst);
+            let ms =
+                u128::try_from(now_ms.saturating_sub(session.tokens_at_ms).max(0)).unwrap_or(0);
+            let earned = u64::try_from(ms * u128::from(rate) / 1000).unwrap_or(u64::MAX);
+            session.tokens = session.tokens.saturating_add(earned).min(burst);
         }
         session.tokens_at_ms = now_ms;
         if session.tokens < bytes {
-            let retry_ms = ((bytes - session.tokens) / rate * 1000.0).ceil() as u64;
-            let rate = self.config.fill_bytes_per_sec;
+            let retry_ms = (bytes - session.tokens).saturating_mul(1000).div_ceil(rate);
             return Err(self.refuse(Refusal::Throttled { rate, retry_ms }));
         }
         session.tokens -= bytes;
-        session.served_bytes = session.served_bytes.saturating_add(bytes as u64);
+        session.served_bytes = session.served_bytes.saturating_add(bytes);
         let key = n.fill_key.clone();
         let served = n.served.max(end);
         if served != n.served {
@@ -504,8 +507,11 @@ impl AuditBook {
         let Some(n) = self.nodes.get_mut(node) else {
             return Ok(());
         };
+        // A grace of one more deadline before an unanswered challenge is failed here, so a
+        // node answering just late is told `late` rather than that nothing is open.
+        let grace = i64::try_from(self.config.deadline_secs * 1000).unwrap_or(0);
         if let Some(open) = &n.open
-            && now_ms > open.challenge.deadline_ms
+            && now_ms > open.challenge.deadline_ms.saturating_add(grace)
         {
             let closed = Closed {
                 nonce: open.challenge.nonce.clone(),
@@ -650,4 +656,157 @@ pub fn fill_chunks(key: &FillKey, from: u64, count: u32) -> Vec<u8> {
         out.extend_from_slice(&key.chunk(i));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quid_report::audit::proof;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn book(dir: &std::path::Path) -> AuditBook {
+        let config = AuditConfig {
+            interval_secs: 60,
+            deadline_secs: 10,
+            fill_bytes_per_sec: 64 * CHUNK_BYTES as u64,
+            max_skew_secs: 300,
+        };
+        AuditBook::open(config, Store::open(dir).unwrap()).unwrap()
+    }
+
+    fn answer(key: &FillKey, c: &Challenge) -> Answer {
+        let nonce = c.nonce_bytes().unwrap();
+        Answer {
+            nonce: c.nonce.clone(),
+            proofs: c
+                .chunks
+                .iter()
+                .map(|&i| hex::encode(proof(&nonce, &key.chunk(i))))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_the_schedule_runs_and_the_state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = book(dir.path());
+        let storage = 1000 * CHUNK_BYTES as u64;
+        assert_eq!(b.admit("pi", 100, T0, T0), Err(Refusal::NoStorage));
+        b.admit("pi", storage, T0, T0).unwrap();
+        // The same at_ms again, or an older one: a replay.
+        assert_eq!(
+            b.admit("pi", storage, T0, T0).unwrap_err().code(),
+            "replayed"
+        );
+        assert_eq!(
+            b.admit("pi", storage, T0 - 1, T0).unwrap_err().code(),
+            "replayed"
+        );
+        assert_eq!(
+            b.admit("pi", storage, T0 + 301_000, T0).unwrap_err().code(),
+            "clock_skew"
+        );
+        // Nothing held: no challenge yet.
+        assert_eq!(b.due("pi", 0, T0).unwrap(), (None, 0, 1000));
+        assert_eq!(b.fill("pi", 64, 1, T0).unwrap_err().code(), "ahead_of_fill");
+        assert_eq!(b.fill("pi", 0, 65, T0).unwrap_err().code(), "chunk_range");
+        assert_eq!(b.fill("pi", 990, 20, T0).unwrap_err().code(), "chunk_range");
+        let key = b.fill("pi", 0, 64, T0).unwrap();
+        // The bucket held one request; the next waits a second's worth.
+        assert_eq!(b.fill("pi", 64, 64, T0).unwrap_err().code(), "throttled");
+        b.fill("pi", 64, 64, T0 + 1000).unwrap();
+        // Holding more than was sent counts only what was sent.
+        let (c, filled, _) = b.due("pi", 500, T0 + 1000).unwrap();
+        assert_eq!(filled, 128);
+        let c = c.unwrap();
+        assert!(c.chunks.iter().all(|&i| i < 128));
+        // Asked again, the same challenge.
+        assert_eq!(b.due("pi", 128, T0 + 1001).unwrap().0, Some(c.clone()));
+        // Another nonce is not this challenge; the right answer passes once.
+        let mut other = answer(&key, &c);
+        other.nonce = hex::encode([1u8; 32]);
+        assert_eq!(
+            b.to_judge("pi", &other, T0 + 2000).unwrap_err().code(),
+            "wrong_challenge"
+        );
+        let good = answer(&key, &c);
+        let (challenge, k) = b.to_judge("pi", &good, T0 + 2000).unwrap();
+        let verdict = k.judge(&challenge, &good, T0 + 2000);
+        b.close("pi", &c.nonce, verdict, T0 + 2000).unwrap();
+        assert_eq!(
+            b.to_judge("pi", &good, T0 + 2001).unwrap_err().code(),
+            "no_open_challenge"
+        );
+        // The next is due a minute after the first; unanswered, the sweep fails it once its
+        // deadline and a grace of one more have passed.
+        assert_eq!(b.due("pi", 128, T0 + 59_000).unwrap().0, None);
+        let next = b.due("pi", 128, T0 + 61_000).unwrap().0.unwrap();
+        b.sweep(T0 + 61_000 + 20_000).unwrap();
+        assert!(b.nodes["pi"].open.is_some(), "within the grace");
+        b.sweep(T0 + 61_000 + 20_001).unwrap();
+        assert!(b.nodes["pi"].open.is_none());
+        assert_eq!(b.refusals["unanswered"], 1);
+        assert_ne!(next.nonce, c.nonce);
+        // The store has it all: a new book (a restarted daemon) knows the key and tallies.
+        let b2 = book(dir.path());
+        assert_eq!(b2.nodes["pi"].fill_key, key);
+        assert_eq!(b2.nodes["pi"].filled, 128);
+        let tally = b2
+            .store
+            .audit_tally("pi", T0, T0 + 120_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            tally,
+            AuditTally {
+                due: 2,
+                passed: 1,
+                filled_chunks: 128,
+                disqualified: false
+            }
+        );
+        assert_eq!(b2.store.audit_tally("ghost", 0, i64::MAX).unwrap(), None);
+    }
+
+    #[test]
+    fn storage_is_credited_by_the_audits_of_the_period_with_its_reason() {
+        let full = AuditTally {
+            due: 4,
+            passed: 4,
+            filled_chunks: 1000,
+            disqualified: false,
+        };
+        let claim = 1000 * CHUNK_BYTES as u64 * 60;
+        assert_eq!(full.credit(claim, 60), (claim, None));
+        assert_eq!(
+            AuditTally { passed: 3, ..full }.credit(claim, 60),
+            (claim / 4 * 3, Some(StorageReduction::AuditsFailed))
+        );
+        assert_eq!(
+            AuditTally {
+                due: 0,
+                passed: 0,
+                ..full
+            }
+            .credit(claim, 60),
+            (0, Some(StorageReduction::NoAuditDue))
+        );
+        assert_eq!(
+            AuditTally {
+                disqualified: true,
+                ..full
+            }
+            .credit(claim, 60),
+            (0, Some(StorageReduction::Disqualified))
+        );
+        assert_eq!(
+            AuditTally {
+                filled_chunks: 500,
+                ..full
+            }
+            .credit(claim, 60),
+            (claim / 2, Some(StorageReduction::BeyondFill))
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! binary runs against a local router stand-in that acknowledges every report (its CPU and
 //! peak RSS over whole periods); reports signed and delivered per second over loopback; and
 //! the router's side of an audit (CPU per audit, audits per second on every core, bytes on
-//! the wire). Writes `bench/node.json`, rows `{measure, value, unit}`.
+//! the wire), alone and over the real path (`audit_path.rs`: HTTP, signatures, the store).
+//! Writes `bench/node.json`, rows `{measure, value, unit}`.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -21,11 +22,12 @@ use quid::settlement::report::{EnergySource, Report, rfc3339};
 use quid_report::audit::{CHUNK_BYTES, Challenge, FillKey, proof};
 use serde::Serialize;
 
+/// One row of `bench/node.json`.
 #[derive(Serialize)]
-struct Row {
-    measure: &'static str,
-    value: f64,
-    unit: &'static str,
+pub(crate) struct Row {
+    pub measure: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
 }
 
 /// Runs every measure and writes `out/node.json`.
@@ -34,6 +36,7 @@ pub fn run(out: PathBuf, node_bin: &Path, agent_secs: u64) -> anyhow::Result<()>
     let mut rows = agent(node_bin, &router, agent_secs)?;
     rows.extend(sign_and_deliver(&router)?);
     rows.extend(audits()?);
+    rows.extend(super::audit_path::rows()?);
     rows.push(Row {
         measure: "load_1min",
         value: super::reports::load_average(),
