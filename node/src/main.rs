@@ -95,6 +95,10 @@ fn audit_loop(auditor: &mut quid_node::auditor::Auditor) {
                 complete = step.filled;
                 step.wait
             }
+            // A router without audits has no such routes: ask again in ten minutes.
+            Err(quid_node::auditor::AuditorError::Request(
+                quid_report::audit_request::RequestError::Refused { status: 404, .. },
+            )) => std::time::Duration::from_secs(600),
             Err(e) => {
                 eprintln!("<4>quid-node: storage audit step: {e}");
                 std::time::Duration::from_secs(5)

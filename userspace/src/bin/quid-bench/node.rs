@@ -84,6 +84,9 @@ fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        // Only reports are acknowledged and counted; anything else (the agent's audit
+        // requests) is answered as a router without audits does, which the agent leaves be.
+        let report = line.split(' ').nth(1) == Some("/v1/reports");
         loop {
             line.clear();
             reader.read_line(&mut line)?;
@@ -99,6 +102,10 @@ fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
         }
         let mut body = vec![0u8; length.min(1 << 20)];
         reader.read_exact(&mut body)?;
+        if !report {
+            writer.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+            continue;
+        }
         count.fetch_add(1, Ordering::Relaxed);
         let answer = r#"{"status":"accepted"}"#;
         // One write: a head and a body in two small segments would wait out the client's
@@ -253,12 +260,13 @@ fn sign_and_deliver(router: &Router) -> anyhow::Result<Vec<Row>> {
     }
     let signed = n as f64 / t.elapsed().as_secs_f64();
     let agent = ureq::AgentBuilder::new().build();
-    let url = quid_report::delivery::endpoint(&router.url);
+    // post_once adds the endpoint's path to the router's base URL.
+    let url = &router.url;
     let t = Instant::now();
     for seq in 0..n {
         let mut r = sample_report(seq);
         r.sign(&key)?;
-        match quid_report::delivery::post_once(&agent, &url, &r) {
+        match quid_report::delivery::post_once(&agent, url, &r) {
             quid_report::delivery::Delivery::Acknowledged(_) => {}
             other => bail!("the stand-in router did not acknowledge: {other:?}"),
         }
