@@ -41,6 +41,13 @@ pub struct Config {
     pub storage: Option<StorageConfig>,
     /// Grid bytes: the interface the grid workload is confined to.
     pub grid: Option<GridConfig>,
+    /// Seconds between asking the router for a due storage audit (below its deadline).
+    #[serde(default = "default_audit_poll")]
+    pub audit_poll_secs: u64,
+}
+
+fn default_audit_poll() -> u64 {
+    5
 }
 
 /// `[cpu]`.

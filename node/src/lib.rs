@@ -4,6 +4,7 @@
 //! signed report per period, through a durable outbox.
 
 pub mod agent;
+pub mod auditor;
 pub mod backoff;
 pub mod config;
 pub mod counter;

@@ -75,6 +75,39 @@ fn init(config: &Config, subscriber: &str, max_watts: u32) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Fetches the fill and answers the router's audits, until the process stops.
+fn audit_loop(auditor: &mut quid_node::auditor::Auditor) {
+    let mut complete = false;
+    loop {
+        let wait = match auditor.step() {
+            Ok(step) => {
+                match step.answered {
+                    Some(Ok(())) => eprintln!("<6>quid-node: storage audit passed"),
+                    Some(Err(why)) => eprintln!("<3>quid-node: storage audit failed: {why}"),
+                    None => {}
+                }
+                if step.filled && !complete {
+                    eprintln!(
+                        "<6>quid-node: the router's fill is stored ({} chunks)",
+                        auditor.held()
+                    );
+                }
+                complete = step.filled;
+                step.wait
+            }
+            // A router without audits has no such routes: ask again in ten minutes.
+            Err(quid_node::auditor::AuditorError::Request(
+                quid_report::audit_request::RequestError::Refused { status: 404, .. },
+            )) => std::time::Duration::from_secs(600),
+            Err(e) => {
+                eprintln!("<4>quid-node: storage audit step: {e}");
+                std::time::Duration::from_secs(5)
+            }
+        };
+        std::thread::sleep(wait);
+    }
+}
+
 fn agent_loop(config: Config) -> anyhow::Result<()> {
     let key = quid_report::key::read_key(&config.key)?;
     if let Some(s) = &config.storage {
@@ -82,6 +115,19 @@ fn agent_loop(config: Config) -> anyhow::Result<()> {
         storage::reserve(&s.dir, s.reserve_bytes)?;
     }
     let clock = Clock::system();
+    if let Some(s) = &config.storage {
+        let mut auditor = quid_node::auditor::Auditor::open(
+            &config.node,
+            &config.router,
+            key.clone(),
+            clock.clone(),
+            &s.dir,
+            &config.state_dir,
+            std::time::Duration::from_secs(config.audit_poll_secs.max(1)),
+        )?;
+        // Its own thread: audits have deadlines of seconds, the reports' loop sleeps minutes.
+        std::thread::spawn(move || audit_loop(&mut auditor));
+    }
     let mut agent = Agent::open(config, key, clock.clone())?;
     eprintln!(
         "<6>quid-node: running; next period ends at {}",

@@ -81,6 +81,22 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// Unix milliseconds now (a manual clock reads whole seconds): for deadlines and request
+    /// times finer than a second.
+    pub fn now_ms(&self) -> Result<i64, ClockError> {
+        match &self.manual {
+            Some(_) => Ok(self.now_i64()?.saturating_mul(1000)),
+            None => {
+                let d = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|_| ClockError::BeforeEpoch)?;
+                i64::try_from(d.as_millis()).map_err(|_| ClockError::OutOfRange(i64::MAX))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,9 @@ pub struct Config {
     pub tariff: crate::ledger::tariff::Tariff,
     #[serde(default)]
     pub settlement: crate::settlement::matching::SettlementConfig,
+    /// Storage audits of the nodes (`[audits]`; absent: storage is credited as declared).
+    #[serde(default)]
+    pub audits: Option<crate::settlement::audits::AuditConfig>,
     #[serde(default)]
     pub operator: crate::http::operator::OperatorConfig,
     #[serde(default)]

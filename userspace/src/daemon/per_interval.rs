@@ -50,12 +50,40 @@ impl State<'_> {
         let Ok(nodes) = intake.lock().map(|i| i.nodes()) else {
             return;
         };
-        match self.books.settle(&nodes, &self.config.settlement) {
+        // Challenges nobody answered fail before their periods are judged.
+        if let Some(audits) = &self.audits {
+            let swept = self
+                .clock
+                .now_ms()
+                .map_err(|e| e.to_string())
+                .and_then(|now| match audits.lock() {
+                    Ok(mut book) => book.sweep(now).map_err(|e| e.to_string()),
+                    Err(_) => Err("the audit book is unavailable".to_owned()),
+                });
+            if let Err(e) = swept {
+                error!("storage audits: the schedule could not advance (will retry): {e}");
+            }
+        }
+        match self
+            .books
+            .settle(&nodes, &self.config.settlement, self.audits.is_some())
+        {
             Ok(settled) => {
                 for s in settled {
                     info!(
-                        "report {}#{} of {} {}: reported {} grid bytes, metered {}; credit {} µcr",
-                        s.node, s.seq, s.subscriber, s.outcome, s.reported, s.measured, s.credit
+                        "report {}#{} of {} {}: reported {} grid bytes, metered {}; credit {} µcr{}",
+                        s.node,
+                        s.seq,
+                        s.subscriber,
+                        s.outcome,
+                        s.reported,
+                        s.measured,
+                        s.credit,
+                        s.storage_reduction.map_or(String::new(), |r| format!(
+                            "; storage {} byte-seconds credited ({})",
+                            s.storage_credited,
+                            r.as_str()
+                        ))
                     );
                 }
             }

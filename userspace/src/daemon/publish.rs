@@ -28,6 +28,12 @@ impl State<'_> {
             .intake
             .as_ref()
             .and_then(|i| i.lock().ok().map(|i| i.counts.clone()));
+        self.status.audits = self.audits.as_ref().and_then(|b| {
+            b.lock().ok().map(|b| crate::metrics::audits::AuditStatus {
+                nodes: b.figures(),
+                refusals: b.refusals.clone(),
+            })
+        });
         let store = self.books.store();
         // Each read stands alone, and a bad balance row skips only its subscriber: one broken
         // figure never freezes everyone else's.

@@ -17,7 +17,13 @@ use crate::{
         serve,
     },
     metrics::route::{self as metrics_route, Published},
-    settlement::{admission::Limits, intake, nodes::Nodes},
+    settlement::{
+        admission::Limits,
+        audit_routes::{self, AuditApi},
+        audits::AuditBook,
+        intake,
+        nodes::Nodes,
+    },
     store::Store,
 };
 
@@ -36,6 +42,8 @@ pub(super) struct Services {
     pub control: mpsc::Receiver<Control>,
     /// The report intake, when it runs.
     pub intake: Option<Arc<Mutex<intake::Intake>>>,
+    /// The storage audits, when `[audits]` is configured beside the intake.
+    pub audits: Option<Arc<Mutex<AuditBook>>>,
     /// The shipper to the shared store, when one is configured.
     pub shipper: Option<super::shipping::Shipper>,
     /// Requests from the binding sources (RADIUS accounting, DHCP leases), when any runs.
@@ -106,6 +114,7 @@ pub(super) async fn start(
             config.operator.token_file.display()
         );
     }
+    let mut audits = None;
     let intake = if let Some(nodes) = nodes {
         let r = &config.reports;
         let limits = Limits {
@@ -128,7 +137,24 @@ pub(super) async fn start(
             )?
             .with_clock(clock.clone()),
         ));
-        let app = intake::router(intake.clone(), r.max_body_bytes);
+        let mut app = intake::router(intake.clone(), r.max_body_bytes);
+        if let Some(audit) = &config.audits {
+            let book = Arc::new(Mutex::new(AuditBook::open(
+                *audit,
+                Store::connect(state_dir)?.audit_connection()?,
+            )?));
+            let nodes_of = intake.clone();
+            app = app.merge(audit_routes::router(AuditApi {
+                book: book.clone(),
+                nodes: Arc::new(move || nodes_of.lock().ok().map(|i| i.nodes())),
+                clock: clock.clone(),
+            }));
+            audits = Some(book);
+            info!(
+                "auditing node storage: a challenge per node every {} s, {} s to answer, fill at {} bytes/s",
+                audit.interval_secs, audit.deadline_secs, audit.fill_bytes_per_sec
+            );
+        }
         listen(
             &mut http,
             "reports",
@@ -184,6 +210,7 @@ pub(super) async fn start(
         token,
         control,
         intake,
+        audits,
         shipper,
         bindings,
         radius,

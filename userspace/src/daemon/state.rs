@@ -46,6 +46,8 @@ pub(super) fn stamp(path: &Path) -> Stamp {
 pub(super) struct State<'a> {
     /// The report intake, when it runs.
     pub intake: Option<Arc<Mutex<Intake>>>,
+    /// The storage audits, when configured.
+    pub audits: Option<Arc<Mutex<crate::settlement::audits::AuditBook>>>,
     /// The shipper to the shared store, when one is configured.
     pub shipper: Option<super::shipping::Shipper>,
     /// Renders the exposition; kept for the daemon's life, so its counters are too.
@@ -91,6 +93,7 @@ impl<'a> State<'a> {
     ) -> State<'a> {
         State {
             intake: services.intake,
+            audits: services.audits,
             exposition: Exposition::new(),
             published,
             status: DaemonStatus {

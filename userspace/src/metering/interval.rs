@@ -538,6 +538,7 @@ impl Books {
         &mut self,
         nodes: &crate::settlement::nodes::Nodes,
         rules: &crate::settlement::matching::SettlementConfig,
+        audited: bool,
     ) -> Result<Vec<crate::settlement::matching::Settled>, BooksError> {
         let until = crate::store::secs(self.last_end);
         let tariff = &self.tariff;
@@ -546,7 +547,13 @@ impl Books {
             until,
             |node| nodes.by_id.get(node).map(|n| n.subscriber.clone()),
             |report, subscriber, evidence| {
-                matching::decide(report, subscriber, evidence, tariff, rules, until)
+                // With audits on, a node never audited has proven no storage; without, the
+                // declared capacity bounds it (admission).
+                let evidence = matching::Evidence {
+                    audits: audited.then(|| evidence.audits.unwrap_or_default()),
+                    ..*evidence
+                };
+                matching::decide(report, subscriber, &evidence, tariff, rules, until)
             },
         )?)
     }
@@ -716,7 +723,7 @@ mod tests {
                 .store
                 .insert_report(&r, p, start + 86_400, "alice")
                 .unwrap();
-            let settled = books.settle(&nodes, &rules).unwrap();
+            let settled = books.settle(&nodes, &rules, false).unwrap();
             assert_eq!(settled.len(), 1);
             assert_eq!(
                 settled[0].outcome,

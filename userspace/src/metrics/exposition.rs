@@ -552,6 +552,7 @@ mod tests {
             last_reload_ok: true,
             attachments: vec![("eth0".into(), "downstream".into(), "native".into(), true)],
             reports: Some(reports),
+            audits: None,
             balances: [("s1".to_string(), -1_500_000)].into(),
             pending: [("s1".to_string(), -250_000)].into(),
             bad_balances: 1,

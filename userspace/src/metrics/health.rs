@@ -63,6 +63,8 @@ pub struct HealthMetrics {
     radius: Option<super::radius::RadiusMetrics>,
     /// Registered the first time the DHCP follower's figures are there.
     dhcp: Option<super::dhcp::DhcpMetrics>,
+    /// Registered the first time the audits' figures are there.
+    audits: Option<super::audits::AuditMetrics>,
 }
 
 /// The report intake's families.
@@ -247,6 +249,7 @@ impl HealthMetrics {
             bindings: None,
             radius: None,
             dhcp: None,
+            audits: None,
             registry,
         }
     }
@@ -340,6 +343,12 @@ impl HealthMetrics {
             self.cluster
                 .get_or_insert_with(|| super::cluster::ClusterMetrics::new(registry))
                 .render(stats);
+        }
+        if let Some(audits) = &s.audits {
+            let registry = &self.registry;
+            self.audits
+                .get_or_insert_with(|| super::audits::AuditMetrics::new(registry))
+                .render(audits);
         }
         if let Some(counts) = &s.bindings {
             let registry = &self.registry;

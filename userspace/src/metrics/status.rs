@@ -14,6 +14,8 @@ pub struct DaemonStatus {
     pub attachments: Vec<(String, String, String, bool)>,
     /// The report intake's counts, when it runs.
     pub reports: Option<crate::settlement::intake::Counts>,
+    /// The storage audits' figures, when they run.
+    pub audits: Option<super::audits::AuditStatus>,
     /// Balances in micro-credits.
     pub balances: std::collections::HashMap<String, i64>,
     /// Pending (unsettled) usage debits in micro-credits.

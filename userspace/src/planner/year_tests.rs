@@ -231,7 +231,7 @@ fn year() -> tempfile::TempDir {
             };
             books.store_mut().insert_report(&r, p, now, &id(s)).unwrap();
         }
-        let settled = books.settle(&nodes, &rules).unwrap();
+        let settled = books.settle(&nodes, &rules, false).unwrap();
         assert_eq!(settled.len(), NODES.len(), "{settled:?}");
         assert!(
             settled

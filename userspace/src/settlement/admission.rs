@@ -103,6 +103,9 @@ pub enum Rejection {
         claimed: u64,
         allowed: u128,
     },
+    /// The figures contradict each other.
+    #[error("the claims contradict each other: {0}")]
+    Implausible(&'static str),
     #[error(
         "the period starts at {start}, before the time quid meters for this node (from {}): \
          a node can only report for time after it was registered and its subscriber's traffic \
@@ -132,6 +135,7 @@ impl Rejection {
             Rejection::OutOfRange { .. } => Reason::OutOfRange,
             Rejection::ExceedsCapacity { .. } => Reason::ExceedsCapacity,
             Rejection::UnmeteredPeriod { .. } => Reason::UnmeteredPeriod,
+            Rejection::Implausible(_) => Reason::Implausible,
         }
     }
 }
@@ -151,11 +155,12 @@ pub enum Reason {
     OutOfRange,
     ExceedsCapacity,
     UnmeteredPeriod,
+    Implausible,
 }
 
 impl Reason {
     /// Every reason, for metrics that must exist before the first rejection.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::UnknownNode,
         Reason::Malformed,
         Reason::BadSignature,
@@ -167,6 +172,7 @@ impl Reason {
         Reason::OutOfRange,
         Reason::ExceedsCapacity,
         Reason::UnmeteredPeriod,
+        Reason::Implausible,
     ];
 
     /// The code as it appears in answers, logs and metric labels.
@@ -183,6 +189,7 @@ impl Reason {
             Reason::OutOfRange => "out_of_range",
             Reason::ExceedsCapacity => "exceeds_capacity",
             Reason::UnmeteredPeriod => "unmetered_period",
+            Reason::Implausible => "implausible",
         }
     }
 }
@@ -296,6 +303,17 @@ pub fn check(
                 allowed,
             });
         }
+    }
+    // CPU and energy against each other: a device whose energy meter (a plug, RAPL) saw
+    // nothing in the period did no computing either. (Each is bounded by the declared
+    // capacity above: cores x time, max_watts x time.)
+    if r.cpu_core_micros > 0
+        && r.energy_microjoules == 0
+        && r.energy_source.is_some_and(|s| s != EnergySource::None)
+    {
+        return Err(Rejection::Implausible(
+            "CPU time is claimed, but the energy meter saw no energy in the period",
+        ));
     }
     // Grid bytes are stored and summed as i64: a claim beyond it would wrap in the store.
     if i64::try_from(r.grid_bytes_sent)
@@ -449,6 +467,13 @@ mod tests {
                 report(&key, 6, 0, |r| {
                     r.energy_source = Some(EnergySource::None);
                     r.energy_microjoules = 1;
+                }),
+            ),
+            (
+                "implausible",
+                report(&key, 6, 0, |r| {
+                    r.energy_source = Some(EnergySource::Shelly);
+                    r.energy_microjoules = 0;
                 }),
             ),
             (

@@ -34,7 +34,12 @@
 
 use serde::Deserialize;
 
-use crate::{ledger::chain::NewEntry, ledger::tariff::Tariff, settlement::outcome::Outcome};
+use crate::{
+    ledger::chain::NewEntry,
+    ledger::tariff::Tariff,
+    settlement::audits::{AuditTally, StorageReduction},
+    settlement::outcome::Outcome,
+};
 
 /// What a disputed report earns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -129,6 +134,10 @@ pub struct Settled {
     /// Grid bytes of the meter this report now holds (others cannot claim them again).
     pub allocated: u64,
     pub credit: i64,
+    /// The storage byte-seconds credited (what the audits proved of the claim).
+    pub storage_credited: u64,
+    /// Why less storage was credited than claimed, if it was.
+    pub storage_reduction: Option<StorageReduction>,
 }
 
 /// The grid bytes of a subscriber's reports around one period, as the meter shares them.
@@ -228,6 +237,9 @@ pub struct Evidence {
     pub taken: u128,
     /// Grid bytes of the period the subscriber's other pending reports claim (overlap share).
     pub others_claimed: u128,
+    /// The node's storage audits over the period; `None` when storage is not audited (no
+    /// `[audits]`), and then storage is credited as claimed within the declared capacity.
+    pub audits: Option<AuditTally>,
 }
 
 /// How one report settles, and the ledger entry of its credit (none when it earns nothing).
@@ -256,6 +268,8 @@ pub fn decide(
         measured: evidence.measured,
         allocated: 0,
         credit: 0,
+        storage_credited: 0,
+        storage_reduction: None,
     };
     let length = report.end.saturating_sub(report.start);
     if length <= 0
@@ -277,9 +291,17 @@ pub fn decide(
         ),
         own: report.claim,
     };
+    // Storage earns only what the period's audits proved (see `AuditTally::credit`).
+    let (storage_credited, storage_reduction) = match evidence.audits {
+        None => (report.storage_byte_seconds, None),
+        Some(t) => t.credit(
+            report.storage_byte_seconds,
+            u64::try_from(length).unwrap_or(0),
+        ),
+    };
     let full = tariff.contribution_credit(
         report.cpu_core_micros,
-        report.storage_byte_seconds,
+        storage_credited,
         report.energy_microjoules,
     );
     let (outcome, credit, allocated) = judge(claims, full, rules);
@@ -287,6 +309,8 @@ pub fn decide(
         outcome,
         allocated,
         credit,
+        storage_credited,
+        storage_reduction,
         ..base
     };
     let credit = (credit != 0).then(|| {
@@ -295,8 +319,18 @@ pub fn decide(
             now,
             credit,
             format!(
-                "{}#{} {}: reported {} grid bytes, metered {}",
-                settled.node, settled.seq, settled.outcome, settled.reported, settled.measured
+                "{}#{} {}: reported {} grid bytes, metered {}{}",
+                settled.node,
+                settled.seq,
+                settled.outcome,
+                settled.reported,
+                settled.measured,
+                settled.storage_reduction.map_or(String::new(), |r| format!(
+                    "; storage {} of {} byte-seconds ({})",
+                    settled.storage_credited,
+                    report.storage_byte_seconds,
+                    r.as_str()
+                ))
             ),
         )
     });

@@ -2,6 +2,8 @@
 //! how it is matched against the meter; plus the node-side client that sends it.
 
 pub mod admission;
+pub mod audit_routes;
+pub mod audits;
 pub mod group_commit;
 pub mod intake;
 pub mod matching;

@@ -10,6 +10,7 @@
 //! values they were computed from consistent: after a crash the daemon resumes from the last
 //! committed values, and the pinned kernel counters still hold the rest.
 
+mod audits;
 mod bindings;
 mod checkpoints;
 mod commit;

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS reports (
     signature TEXT NOT NULL, received_at INTEGER NOT NULL,
     outcome TEXT NOT NULL DEFAULT 'pending',
     measured_grid_bytes INTEGER, credit INTEGER, subscriber TEXT, allocated_grid_bytes INTEGER,
-    energy_source TEXT,
+    energy_source TEXT, storage_credited_byte_seconds INTEGER, storage_reduction TEXT,
     PRIMARY KEY (node, seq));
 -- `hash` is the entry's 32-byte SHA-256 (hex in statements, checkpoints and the CLI); the link to
 -- the previous entry is that entry's hash, read back by `seq` (not stored twice).
@@ -242,10 +242,25 @@ pub(super) fn bring_up_to_date(
     if has(conn, "reports")? && !sourced {
         conn.execute_batch("ALTER TABLE reports ADD COLUMN energy_source TEXT;")?;
     }
+    // Reports settled before storage was audited: NULL, credited as claimed.
+    let audited: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('reports')
+         WHERE name = 'storage_credited_byte_seconds'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has(conn, "reports")? && !audited {
+        conn.execute_batch(
+            "ALTER TABLE reports ADD COLUMN storage_credited_byte_seconds INTEGER;
+             ALTER TABLE reports ADD COLUMN storage_reduction TEXT;",
+        )?;
+    }
     conn.execute_batch(SCHEMA).map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::hour_blocks::SCHEMA)
         .map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::outbox::SCHEMA)
+        .map_err(SchemaError::Corrupt)?;
+    conn.execute_batch(super::audits::SCHEMA)
         .map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::bindings::SCHEMA)
         .map_err(SchemaError::Corrupt)?;

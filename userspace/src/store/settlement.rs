@@ -62,7 +62,9 @@ impl Store {
             let mut update = tx
                 .prepare_cached(
                     "UPDATE reports SET outcome = ?3, measured_grid_bytes = ?4, credit = ?5,
-                       subscriber = ?6, allocated_grid_bytes = ?7 WHERE node = ?1 AND seq = ?2",
+                       subscriber = ?6, allocated_grid_bytes = ?7,
+                       storage_credited_byte_seconds = ?8, storage_reduction = ?9
+                     WHERE node = ?1 AND seq = ?2",
                 )
                 .map_err(sql)?;
             for s in &settled {
@@ -74,7 +76,9 @@ impl Store {
                         i64::try_from(s.measured).unwrap_or(i64::MAX),
                         s.credit,
                         s.subscriber,
-                        i64::try_from(s.allocated).unwrap_or(i64::MAX)
+                        i64::try_from(s.allocated).unwrap_or(i64::MAX),
+                        i64::try_from(s.storage_credited).unwrap_or(i64::MAX),
+                        s.storage_reduction.map(|r| r.as_str())
                     ])
                     .map_err(sql)?;
             }
@@ -151,6 +155,11 @@ impl Store {
             measured: self.metered_grid_bytes(subscriber, start, end)?,
             taken,
             others_claimed,
+            audits: self.audit_tally(
+                &report.node,
+                start.saturating_mul(1000),
+                end.saturating_mul(1000),
+            )?,
         })
     }
 

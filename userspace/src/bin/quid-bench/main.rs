@@ -10,6 +10,7 @@ use std::{
     time::Instant,
 };
 
+mod audit_path;
 mod books;
 mod live;
 mod metrics;

@@ -2,7 +2,8 @@
 //! binary runs against a local router stand-in that acknowledges every report (its CPU and
 //! peak RSS over whole periods); reports signed and delivered per second over loopback; and
 //! the router's side of an audit (CPU per audit, audits per second on every core, bytes on
-//! the wire). Writes `bench/node.json`, rows `{measure, value, unit}`.
+//! the wire), alone and over the real path (`audit_path.rs`: HTTP, signatures, the store).
+//! Writes `bench/node.json`, rows `{measure, value, unit}`.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -21,11 +22,12 @@ use quid::settlement::report::{EnergySource, Report, rfc3339};
 use quid_report::audit::{CHUNK_BYTES, Challenge, FillKey, proof};
 use serde::Serialize;
 
+/// One row of `bench/node.json`.
 #[derive(Serialize)]
-struct Row {
-    measure: &'static str,
-    value: f64,
-    unit: &'static str,
+pub(crate) struct Row {
+    pub measure: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
 }
 
 /// Runs every measure and writes `out/node.json`.
@@ -34,6 +36,7 @@ pub fn run(out: PathBuf, node_bin: &Path, agent_secs: u64) -> anyhow::Result<()>
     let mut rows = agent(node_bin, &router, agent_secs)?;
     rows.extend(sign_and_deliver(&router)?);
     rows.extend(audits()?);
+    rows.extend(super::audit_path::rows()?);
     rows.push(Row {
         measure: "load_1min",
         value: super::reports::load_average(),
@@ -81,6 +84,9 @@ fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        // Only reports are acknowledged and counted; anything else (the agent's audit
+        // requests) is answered as a router without audits does, which the agent leaves be.
+        let report = line.split(' ').nth(1) == Some("/v1/reports");
         loop {
             line.clear();
             reader.read_line(&mut line)?;
@@ -96,6 +102,10 @@ fn serve(stream: TcpStream, count: &AtomicU64) -> std::io::Result<()> {
         }
         let mut body = vec![0u8; length.min(1 << 20)];
         reader.read_exact(&mut body)?;
+        if !report {
+            writer.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+            continue;
+        }
         count.fetch_add(1, Ordering::Relaxed);
         let answer = r#"{"status":"accepted"}"#;
         // One write: a head and a body in two small segments would wait out the client's
@@ -250,12 +260,13 @@ fn sign_and_deliver(router: &Router) -> anyhow::Result<Vec<Row>> {
     }
     let signed = n as f64 / t.elapsed().as_secs_f64();
     let agent = ureq::AgentBuilder::new().build();
-    let url = quid_report::delivery::endpoint(&router.url);
+    // post_once adds the endpoint's path to the router's base URL.
+    let url = &router.url;
     let t = Instant::now();
     for seq in 0..n {
         let mut r = sample_report(seq);
         r.sign(&key)?;
-        match quid_report::delivery::post_once(&agent, &url, &r) {
+        match quid_report::delivery::post_once(&agent, url, &r) {
             quid_report::delivery::Delivery::Acknowledged(_) => {}
             other => bail!("the stand-in router did not acknowledge: {other:?}"),
         }

@@ -282,11 +282,16 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> anyhow::Result<()> {
 
 /// User and system CPU seconds this process has used.
 fn cpu_seconds() -> f64 {
+    rusage_seconds(libc::RUSAGE_SELF)
+}
+
+/// User and system CPU seconds of `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`).
+pub(crate) fn rusage_seconds(who: libc::c_int) -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole rusage into the pointer it is given, which points to
     // one; on failure it writes nothing and the zeroed value reads as no time.
     let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        libc::getrusage(who, usage.as_mut_ptr());
         usage.assume_init()
     };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
