@@ -11,6 +11,8 @@ use crate::{
     metering::{interval::IntervalSummary, snapshot::DaemonState},
 };
 
+use crate::settlement::matching::StorageProof;
+
 use super::state::State;
 
 impl State<'_> {
@@ -64,10 +66,15 @@ impl State<'_> {
                 error!("storage audits: the schedule could not advance (will retry): {e}");
             }
         }
-        match self
-            .books
-            .settle(&nodes, &self.config.settlement, self.audits.is_some())
-        {
+        match self.books.settle(
+            &nodes,
+            &self.config.settlement,
+            if self.audits.is_some() {
+                StorageProof::Audits
+            } else {
+                StorageProof::Declared
+            },
+        ) {
             Ok(settled) => {
                 for s in settled {
                     info!(

@@ -533,12 +533,13 @@ impl Books {
         ))
     }
 
-    /// Settles the pending reports the books now cover (see `settlement::matching`).
+    /// Settles the pending reports the books now cover (see `settlement::matching`), their
+    /// storage credited as `storage` says.
     pub fn settle(
         &mut self,
         nodes: &crate::settlement::nodes::Nodes,
         rules: &crate::settlement::matching::SettlementConfig,
-        audited: bool,
+        storage: matching::StorageProof,
     ) -> Result<Vec<crate::settlement::matching::Settled>, BooksError> {
         let until = crate::store::secs(self.last_end);
         let tariff = &self.tariff;
@@ -550,7 +551,8 @@ impl Books {
                 // With audits on, a node never audited has proven no storage; without, the
                 // declared capacity bounds it (admission).
                 let evidence = matching::Evidence {
-                    audits: audited.then(|| evidence.audits.unwrap_or_default()),
+                    audits: (storage == matching::StorageProof::Audits)
+                        .then(|| evidence.audits.unwrap_or_default()),
                     ..*evidence
                 };
                 matching::decide(report, subscriber, &evidence, tariff, rules, until)
@@ -723,7 +725,9 @@ mod tests {
                 .store
                 .insert_report(&r, p, start + 86_400, "alice")
                 .unwrap();
-            let settled = books.settle(&nodes, &rules, false).unwrap();
+            let settled = books
+                .settle(&nodes, &rules, matching::StorageProof::Declared)
+                .unwrap();
             assert_eq!(settled.len(), 1);
             assert_eq!(
                 settled[0].outcome,

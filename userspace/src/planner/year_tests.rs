@@ -231,7 +231,13 @@ fn year() -> tempfile::TempDir {
             };
             books.store_mut().insert_report(&r, p, now, &id(s)).unwrap();
         }
-        let settled = books.settle(&nodes, &rules, false).unwrap();
+        let settled = books
+            .settle(
+                &nodes,
+                &rules,
+                crate::settlement::matching::StorageProof::Declared,
+            )
+            .unwrap();
         assert_eq!(settled.len(), NODES.len(), "{settled:?}");
         assert!(
             settled

@@ -224,6 +224,15 @@ pub struct PendingReport {
     pub claim: u64,
 }
 
+/// What a report's storage claim is credited by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProof {
+    /// The storage audits of its period (`[audits]` configured): unproven storage earns nothing.
+    Audits,
+    /// The claim, within the node's declared capacity (no audits run).
+    Declared,
+}
+
 /// What the books hold about a pending report's period, for its subscriber.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Evidence {
