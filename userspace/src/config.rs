@@ -61,6 +61,9 @@ pub struct Config {
     /// Kea's lease files, followed live (`[dhcp]`).
     #[serde(default)]
     pub dhcp: Option<crate::bindings::dhcp::DhcpConfig>,
+    /// RADIUS accounting out (`[accounting_out]`): quid's counts to the billing server.
+    #[serde(default)]
+    pub accounting_out: Option<crate::radius::accounting_out::config::AccountingOutConfig>,
 }
 
 /// `[store]`: how long the local books keep each tier, and (with `url`) the shared store this
@@ -525,6 +528,9 @@ impl Config {
         }
         if let Some(dhcp) = config.dhcp.as_mut() {
             dhcp.resolve(base);
+        }
+        if let Some(out) = config.accounting_out.as_mut() {
+            out.resolve_paths(base);
         }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);

@@ -63,6 +63,8 @@ pub struct HealthMetrics {
     radius: Option<super::radius::RadiusMetrics>,
     /// Registered the first time the DHCP follower's figures are there.
     dhcp: Option<super::dhcp::DhcpMetrics>,
+    /// Registered the first time the accounting client's counts are there.
+    accounting_out: Option<super::accounting_out::AccountingOutMetrics>,
 }
 
 /// The report intake's families.
@@ -247,6 +249,7 @@ impl HealthMetrics {
             bindings: None,
             radius: None,
             dhcp: None,
+            accounting_out: None,
             registry,
         }
     }
@@ -358,6 +361,12 @@ impl HealthMetrics {
             self.dhcp
                 .get_or_insert_with(|| super::dhcp::DhcpMetrics::new(registry))
                 .render(figures);
+        }
+        if let Some(counts) = &s.accounting_out {
+            let registry = &self.registry;
+            self.accounting_out
+                .get_or_insert_with(|| super::accounting_out::AccountingOutMetrics::new(registry))
+                .render(counts);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
