@@ -185,6 +185,25 @@ fn outcome(ns: &Netns, outcome: &str) -> u64 {
     )
 }
 
+/// Waits (20 s at most) until the accounting-out metric for `name` satisfies `ok`.
+fn wait_outcome(ns: &Netns, daemon: &Daemon, name: &str, ok: impl Fn(u64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(outcome(ns, name)) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {}:\n{}\n{}",
+            outcome(ns, name),
+            ns.run(|| http_here(9464, "GET", "/metrics", b"").1)
+                .lines()
+                .filter(|l| l.starts_with("quid_radius_accounting_out"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Whether the newest Interim-Update of `user` carries exactly `up` and `down` octets (with
 /// Gigawords 0) under `session`.
 fn last_interim_is(
@@ -266,7 +285,8 @@ fn billing_server_receives_quids_exact_octets_per_subscriber_session() {
                 && last_interim_is(r, "bob", &bob_session, bob_up, bob_down)
         },
     );
-    assert!(outcome(&rtr, "accepted") >= 4);
+    // The metrics are rendered once per interval: they catch up.
+    wait_outcome(&rtr, &daemon, "accepted", |n| n >= 4);
     assert_eq!(outcome(&rtr, "bad_response"), 0);
     let before = daemon.stop();
     assert_eq!(upload(&before, "alice"), alice_up);
