@@ -1,7 +1,7 @@
 //! What became of each request the accounting client sent and each datagram it received,
 //! counted for `quid_radius_accounting_out_total{outcome}`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::radius::outcome::{Labelled, OutcomeCounts};
 
 /// One event of the accounting client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,24 +56,15 @@ impl Outcome {
             Outcome::Unsendable => "unsendable",
         }
     }
+}
 
-    fn index(self) -> usize {
-        Outcome::ALL.iter().position(|&o| o == self).unwrap_or(0)
+impl Labelled for Outcome {
+    const ALL: &'static [Outcome] = &Outcome::ALL;
+
+    fn label(self) -> &'static str {
+        Outcome::label(self)
     }
 }
 
-/// Running totals per outcome, shared by the client's thread and the metrics.
-#[derive(Debug, Default)]
-pub struct Counts([AtomicU64; Outcome::ALL.len()]);
-
-impl Counts {
-    /// Counts one event.
-    pub fn add(&self, outcome: Outcome) {
-        self.0[outcome.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The total of `outcome` so far.
-    pub fn get(&self, outcome: Outcome) -> u64 {
-        self.0[outcome.index()].load(Ordering::Relaxed)
-    }
-}
+/// The accounting client's counts.
+pub type Counts = OutcomeCounts<Outcome>;
