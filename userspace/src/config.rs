@@ -718,6 +718,26 @@ xdp_mode = "generic"
     }
 
     #[test]
+    fn the_accounting_out_section_parses_and_its_mistakes_name_line_and_field() {
+        let out = "\n[accounting_out]\nserver = \"192.0.2.10:1813\"\nsecret_file = \"billing.secret\"\n\
+                   nas_identifier = \"edge-1\"\ninterval_secs = 60\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quid.toml");
+        std::fs::write(&path, format!("{GOOD}{out}")).unwrap();
+        let a = Config::load(&path).unwrap().accounting_out.unwrap();
+        assert_eq!(a.secret_file, dir.path().join("billing.secret"));
+        assert_eq!((a.interval_secs, a.attempts), (60, 5));
+        assert!(parse(GOOD).unwrap().accounting_out.is_none());
+        let err = parse(&format!("{GOOD}{}", out.replace("60", "0"))).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:23: accounting_out.interval_secs: must be between 1"),
+            "{err}"
+        );
+        let err = parse(&format!("{GOOD}{}", out.replace("secret_file", "secret"))).unwrap_err();
+        assert!(err.contains("unknown field `secret`"), "{err}");
+    }
+
+    #[test]
     fn the_radius_section_parses_and_its_mistakes_name_line_and_field() {
         let radius = "\n[radius]\nlisten = \"0.0.0.0:1813\"\nsubscriber_attribute = \"nas-port-id\"\n\
                       [[radius.client]]\naddress = \"192.0.2.0/28\"\nsecret_file = \"nas.secret\"\n";
