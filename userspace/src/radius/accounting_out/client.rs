@@ -6,7 +6,7 @@
 //! the rest wait, and a waiting Interim-Update is replaced by its session's newer one.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     net::{Ipv4Addr, SocketAddr, UdpSocket},
     sync::Arc,
     time::{Duration, Instant},
@@ -26,6 +26,14 @@ use crate::radius::{
     request::Request,
 };
 
+/// A place in the queue of requests not yet sent.
+enum Waiting {
+    /// A Start or Stop.
+    Record(Record),
+    /// The Interim-Update of this session waiting in `Client::interims`.
+    Interim(String),
+}
+
 /// A request sent and not yet answered.
 struct InFlight {
     bytes: Vec<u8>,
@@ -42,7 +50,10 @@ pub struct Client {
     server: SocketAddr,
     out: AccountingOut,
     in_flight: BTreeMap<u8, InFlight>,
-    waiting: VecDeque<Record>,
+    /// Requests not yet sent, in order; an Interim-Update by its session in `interims`.
+    waiting: VecDeque<Waiting>,
+    /// The waiting Interim-Update of each session (at most one: a newer one replaces it).
+    interims: HashMap<String, Record>,
     next_id: u8,
     counts: Arc<Counts>,
 }
@@ -91,6 +102,7 @@ impl Client {
             out,
             in_flight: BTreeMap::new(),
             waiting: VecDeque::new(),
+            interims: HashMap::new(),
             next_id: 0,
             counts,
         })
@@ -102,21 +114,36 @@ impl Client {
     }
 
     /// Queues `records`; a waiting Interim-Update of the same session is replaced (the newer
-    /// one carries its octets and more).
+    /// one carries its octets and more), in constant time, so a backlog stays one Interim per
+    /// session.
     pub fn queue(&mut self, records: Vec<Record>) {
         for r in records {
-            if r.status == StatusType::InterimUpdate
-                && let Some(old) = self
-                    .waiting
-                    .iter_mut()
-                    .find(|w| w.status == StatusType::InterimUpdate && w.session_id == r.session_id)
-            {
-                *old = r;
-                self.counts.add(Outcome::Superseded);
+            if r.status != StatusType::InterimUpdate {
+                self.waiting.push_back(Waiting::Record(r));
                 continue;
             }
-            self.waiting.push_back(r);
+            let id = r.session_id.clone();
+            if self.interims.insert(id.clone(), r).is_some() {
+                self.counts.add(Outcome::Superseded);
+            } else {
+                self.waiting.push_back(Waiting::Interim(id));
+            }
         }
+    }
+
+    /// The next request to send.
+    fn next_waiting(&mut self) -> Option<Record> {
+        while let Some(w) = self.waiting.pop_front() {
+            match w {
+                Waiting::Record(r) => return Some(r),
+                Waiting::Interim(id) => {
+                    if let Some(r) = self.interims.remove(&id) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// A free Identifier, if fewer than 256 requests are in flight.
@@ -148,7 +175,7 @@ impl Client {
             let Some(id) = self.free_identifier() else {
                 return;
             };
-            let Some(r) = self.waiting.pop_front() else {
+            let Some(r) = self.next_waiting() else {
                 return;
             };
             let bytes = match encode(&r, id, &self.out) {
@@ -357,7 +384,8 @@ mod tests {
             record(StatusType::InterimUpdate, 2),
         ]);
         assert_eq!(c.pending(), (0, 1));
-        assert_eq!(c.waiting[0].input, 2);
+        assert_eq!(c.next_waiting().map(|r| r.input), Some(2));
+        assert!(c.next_waiting().is_none());
         assert_eq!(counts.get(Outcome::Superseded), 1);
     }
 }
