@@ -74,6 +74,15 @@ if [ $kea_was_installed -eq 0 ] && [ -d /run/systemd/system ]; then
     systemctl disable --now kea-dhcp4-server kea-dhcp6-server >/dev/null 2>&1 || true
 fi
 
+# FreeRADIUS: the billing server the accounting-out test starts itself in a namespace, with a
+# config of its own; the system service is never used, so it is left disabled and stopped.
+freeradius_was_installed=1
+dpkg-query -W -f='${Status}' freeradius 2>/dev/null | grep -q 'install ok installed' || freeradius_was_installed=0
+apt_install freeradius
+if [ $freeradius_was_installed -eq 0 ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now freeradius >/dev/null 2>&1 || true
+fi
+
 # bpf-linker must link against the LLVM that rustc uses (22); a linker built against another
 # LLVM fails with bitcode errors, so check how the installed one was built.
 need_linker=1

@@ -64,6 +64,9 @@ pub struct Config {
     /// Kea's lease files, followed live (`[dhcp]`).
     #[serde(default)]
     pub dhcp: Option<crate::bindings::dhcp::DhcpConfig>,
+    /// RADIUS accounting out (`[accounting_out]`): quid's counts to the billing server.
+    #[serde(default)]
+    pub accounting_out: Option<crate::radius::accounting_out::config::AccountingOutConfig>,
 }
 
 /// `[store]`: how long the local books keep each tier, and (with `url`) the shared store this
@@ -529,6 +532,9 @@ impl Config {
         if let Some(dhcp) = config.dhcp.as_mut() {
             dhcp.resolve(base);
         }
+        if let Some(out) = config.accounting_out.as_mut() {
+            out.resolve_paths(base);
+        }
         if config.daemon.state_dir.is_relative() {
             config.daemon.state_dir = base.join(&config.daemon.state_dir);
         }
@@ -712,6 +718,26 @@ xdp_mode = "generic"
         let shared = c.store.shared.unwrap();
         assert_eq!(shared.password_file, Some(dir.path().join("pw")));
         assert_eq!(shared.ca_file, Some("/etc/ca.pem".into()));
+    }
+
+    #[test]
+    fn the_accounting_out_section_parses_and_its_mistakes_name_line_and_field() {
+        let out = "\n[accounting_out]\nserver = \"192.0.2.10:1813\"\nsecret_file = \"billing.secret\"\n\
+                   nas_identifier = \"edge-1\"\ninterval_secs = 60\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quid.toml");
+        std::fs::write(&path, format!("{GOOD}{out}")).unwrap();
+        let a = Config::load(&path).unwrap().accounting_out.unwrap();
+        assert_eq!(a.secret_file, dir.path().join("billing.secret"));
+        assert_eq!((a.interval_secs, a.attempts), (60, 5));
+        assert!(parse(GOOD).unwrap().accounting_out.is_none());
+        let err = parse(&format!("{GOOD}{}", out.replace("60", "0"))).unwrap_err();
+        assert!(
+            err.starts_with("quid.toml:23: accounting_out.interval_secs: must be between 1"),
+            "{err}"
+        );
+        let err = parse(&format!("{GOOD}{}", out.replace("secret_file", "secret"))).unwrap_err();
+        assert!(err.contains("unknown field `secret`"), "{err}");
     }
 
     #[test]

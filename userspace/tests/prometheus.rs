@@ -134,6 +134,7 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
                 || quid::metrics::bindings::FAMILIES.contains(&name.as_str())
                 || quid::metrics::radius::FAMILIES.contains(&name.as_str())
                 || quid::metrics::audits::FAMILIES.contains(&name.as_str())
+                || quid::metrics::accounting_out::FAMILIES.contains(&name.as_str())
                 || rules.contains(&name);
             assert!(
                 known,

@@ -6,6 +6,7 @@
 //! Each step is a module of its own; nothing outside this folder imports any of them but
 //! `main.rs`, which calls [`run`] and (for `quid check`) [`preflight::preflight`].
 
+mod accounting_out;
 mod bindings;
 mod interfaces;
 mod kernel_setup;
@@ -42,6 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tls,
         token,
         radius_clients,
+        accounting_out,
     } = preflight::preflight(&config)?;
     registry::check_fits(&table, config.subscribers.sizes())?;
     let state_dir = &config.daemon.state_dir;
@@ -66,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         services::SourceInputs {
             radius_clients,
             held,
+            accounting_out,
         },
         published.clone(),
         &clock,

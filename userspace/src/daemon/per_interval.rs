@@ -23,6 +23,7 @@ impl State<'_> {
             Ok(summary) => {
                 log_summary(&summary, secs);
                 self.retire_removed();
+                self.feed_accounting_out();
                 if self.reload_pending {
                     self.reload("postponed until the store took writes again");
                 }
@@ -43,6 +44,17 @@ impl State<'_> {
                 self.publish(&snap);
             }
             Err(e) => error!("cannot read the interface counters: {e:#}"),
+        }
+    }
+
+    /// Hands the books' running totals to the accounting client (its own thread).
+    fn feed_accounting_out(&self) {
+        let Some(out) = &self.accounting_out else {
+            return;
+        };
+        match self.clock.now() {
+            Ok(now) => out.feed(self.books.records(), now),
+            Err(e) => error!("accounting out: no tally this interval: {e}"),
         }
     }
 

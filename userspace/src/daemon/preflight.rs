@@ -18,6 +18,8 @@ pub struct Preflight {
     pub token: Option<crate::http::operator::Token>,
     /// The RADIUS clients and their secrets, when `[radius]` is configured.
     pub radius_clients: Option<crate::radius::config::Clients>,
+    /// The accounting server and its secret, when `[accounting_out]` is configured.
+    pub accounting_out: Option<crate::radius::accounting_out::config::AccountingOut>,
 }
 
 /// Reads and checks everything `quid run` can refuse without the kernel: the table, the nodes
@@ -79,11 +81,18 @@ pub fn preflight(config: &Config) -> anyhow::Result<Preflight> {
         ),
         None => None,
     };
+    let accounting_out = match &config.accounting_out {
+        Some(a) => Some(a.load().map_err(|e| {
+            anyhow!("accounting_out: {e}; quid refuses to start with this [accounting_out] section")
+        })?),
+        None => None,
+    };
     Ok(Preflight {
         table,
         nodes,
         tls,
         token,
         radius_clients,
+        accounting_out,
     })
 }

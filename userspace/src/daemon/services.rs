@@ -52,6 +52,8 @@ pub(super) struct Services {
     pub radius: Option<Arc<crate::radius::outcome::Counts>>,
     /// The DHCP lease follower's figures, when it runs.
     pub dhcp: Option<Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
+    /// The RADIUS accounting client to the billing server, when configured.
+    pub accounting_out: Option<super::accounting_out::AccountingOutThread>,
 }
 
 /// Starts every configured service; `published` is what `/metrics` serves.
@@ -60,7 +62,7 @@ pub(super) async fn start(
     nodes: Option<Nodes>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     token: Option<Token>,
-    sources: SourceInputs,
+    mut sources: SourceInputs,
     published: Published,
     clock: &Clock,
 ) -> anyhow::Result<Services> {
@@ -199,6 +201,19 @@ pub(super) async fn start(
         }
         None => None,
     };
+    let accounting_out = match sources.accounting_out.take() {
+        Some(out) => {
+            info!(
+                "RADIUS accounting out to {} as NAS {} (Interim-Update every {} s)",
+                out.config.server, out.config.nas_identifier, out.config.interval_secs
+            );
+            Some(super::accounting_out::AccountingOutThread::start(
+                out,
+                state_dir.clone(),
+            )?)
+        }
+        None => None,
+    };
     let BindingSources {
         requests: bindings,
         dhcp,
@@ -215,6 +230,7 @@ pub(super) async fn start(
         bindings,
         radius,
         dhcp,
+        accounting_out,
     })
 }
 
@@ -224,6 +240,8 @@ pub(super) struct SourceInputs {
     pub radius_clients: Option<crate::radius::config::Clients>,
     /// The sessions the last run stored: each source settles its own.
     pub held: Vec<crate::store::StoredSession>,
+    /// The accounting server and its secret, read by the preflight.
+    pub accounting_out: Option<crate::radius::accounting_out::config::AccountingOut>,
 }
 
 /// The binding sources started: the queue their requests arrive on (when any runs), the
@@ -242,6 +260,7 @@ async fn start_binding_sources(
     SourceInputs {
         radius_clients,
         held,
+        ..
     }: SourceInputs,
     clock: &Clock,
 ) -> anyhow::Result<BindingSources> {

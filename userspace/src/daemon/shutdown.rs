@@ -12,6 +12,9 @@ impl State<'_> {
     pub fn stop(&mut self) -> anyhow::Result<()> {
         let result = self.stop_counting();
         self.stop_shipping();
+        if let Some(out) = &self.accounting_out {
+            out.stop();
+        }
         result
     }
 

@@ -78,6 +78,8 @@ pub(super) struct State<'a> {
     pub books_whole: bool,
     /// Subscribers removed from the table, with when, whose books close after the next read.
     pub retiring: Vec<(String, u64)>,
+    /// The RADIUS accounting client to the billing server, when configured.
+    pub accounting_out: Option<super::accounting_out::AccountingOutThread>,
     /// The live bindings and the queue their sources send to, when a source runs.
     pub bindings: Option<(Bindings, mpsc::Receiver<BindingRequest>)>,
 }
@@ -103,9 +105,14 @@ impl<'a> State<'a> {
                 bindings: services.bindings.as_ref().map(|_| Default::default()),
                 radius: services.radius.clone(),
                 dhcp: services.dhcp.clone(),
+                accounting_out: services
+                    .accounting_out
+                    .as_ref()
+                    .map(|a| Arc::clone(&a.counts)),
                 ..DaemonStatus::default()
             },
             shipper: services.shipper,
+            accounting_out: services.accounting_out,
             control: services.control,
             token: services.token,
             missing: BTreeSet::new(),

@@ -594,6 +594,12 @@ mod tests {
                 c
             }),
             dhcp: None,
+            accounting_out: Some({
+                let c =
+                    std::sync::Arc::new(crate::radius::accounting_out::outcome::Counts::default());
+                c.add(crate::radius::accounting_out::outcome::Outcome::Accepted);
+                c
+            }),
         }
     }
 
@@ -633,6 +639,8 @@ mod tests {
             "quid_bindings_active{source=\"radius\"} 2",
             "quid_radius_requests_total{outcome=\"bad_authenticator\"} 1",
             "quid_radius_requests_total{outcome=\"applied\"} 0",
+            "quid_radius_accounting_out_total{outcome=\"accepted\"} 1",
+            "quid_radius_accounting_out_total{outcome=\"gave_up\"} 0",
         ] {
             assert!(first.contains(series), "no {series} in\n{first}");
         }

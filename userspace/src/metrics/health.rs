@@ -60,11 +60,13 @@ pub struct HealthMetrics {
     /// Registered the first time the bindings' figures are there.
     bindings: Option<super::bindings::BindingMetrics>,
     /// Registered the first time the RADIUS listener's counts are there.
-    radius: Option<super::radius::RadiusMetrics>,
+    radius: Option<super::radius::OutcomeMetrics>,
     /// Registered the first time the DHCP follower's figures are there.
     dhcp: Option<super::dhcp::DhcpMetrics>,
     /// Registered the first time the audits' figures are there.
     audits: Option<super::audits::AuditMetrics>,
+    /// Registered the first time the accounting client's counts are there.
+    accounting_out: Option<super::radius::OutcomeMetrics>,
 }
 
 /// The report intake's families.
@@ -250,6 +252,7 @@ impl HealthMetrics {
             radius: None,
             dhcp: None,
             audits: None,
+            accounting_out: None,
             registry,
         }
     }
@@ -359,7 +362,10 @@ impl HealthMetrics {
         if let Some(counts) = &s.radius {
             let registry = &self.registry;
             self.radius
-                .get_or_insert_with(|| super::radius::RadiusMetrics::new(registry))
+                .get_or_insert_with(|| {
+                    use super::radius::{FAMILIES, HELP, OutcomeMetrics};
+                    OutcomeMetrics::new(registry, FAMILIES[0], HELP)
+                })
                 .render(counts);
         }
         if let Some(figures) = &s.dhcp {
@@ -367,6 +373,15 @@ impl HealthMetrics {
             self.dhcp
                 .get_or_insert_with(|| super::dhcp::DhcpMetrics::new(registry))
                 .render(figures);
+        }
+        if let Some(counts) = &s.accounting_out {
+            let registry = &self.registry;
+            self.accounting_out
+                .get_or_insert_with(|| {
+                    use super::accounting_out::{FAMILIES, HELP};
+                    super::radius::OutcomeMetrics::new(registry, FAMILIES[0], HELP)
+                })
+                .render(counts);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

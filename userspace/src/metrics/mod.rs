@@ -1,6 +1,7 @@
 //! The Prometheus exposition of counters, balances and the daemon's own health, and the
 //! `/metrics` route that serves it.
 
+pub mod accounting_out;
 pub mod audits;
 pub mod bindings;
 pub mod cluster;

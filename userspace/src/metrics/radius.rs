@@ -1,39 +1,34 @@
-//! The RADIUS accounting listener's metric: every datagram by what became of it (forgeries,
-//! unknown clients and unknown subscribers show here).
+//! The RADIUS metrics: every datagram at the accounting port by what became of it (forgeries,
+//! unknown clients and unknown subscribers show here), and the accounting client's requests
+//! to the billing server by outcome. One counter family per endpoint, a series per outcome.
 
 use prometheus::{IntCounterVec, Registry};
 
 use super::families::{advance, counter_vec};
-use crate::radius::outcome::{Counts, Outcome};
+use crate::radius::outcome::{Labelled, OutcomeCounts};
 
-/// Every family of the RADIUS metrics (for the dashboards' checks).
+/// Every family of the RADIUS listener's metrics (for the dashboards' checks).
 pub const FAMILIES: [&str; 1] = ["quid_radius_requests_total"];
+/// The listener family's help.
+pub const HELP: &str = "Datagrams at the RADIUS accounting port, by what became of them.";
 
-/// The RADIUS family.
-pub struct RadiusMetrics {
-    requests: IntCounterVec,
+/// A family counting a RADIUS endpoint's outcomes.
+pub struct OutcomeMetrics {
+    family: IntCounterVec,
 }
 
-impl RadiusMetrics {
-    /// Registers the family in `registry`.
-    pub fn new(registry: &Registry) -> RadiusMetrics {
-        RadiusMetrics {
-            requests: counter_vec(
-                registry,
-                "quid_radius_requests_total",
-                "Datagrams at the RADIUS accounting port, by what became of them.",
-                &["outcome"],
-            ),
+impl OutcomeMetrics {
+    /// Registers the family `name` in `registry`.
+    pub fn new(registry: &Registry, name: &str, help: &str) -> OutcomeMetrics {
+        OutcomeMetrics {
+            family: counter_vec(registry, name, help, &["outcome"]),
         }
     }
 
     /// Brings the family up to date; every outcome's series exists from the start.
-    pub fn render(&self, counts: &Counts) {
-        for o in Outcome::ALL {
-            advance(
-                &self.requests.with_label_values(&[o.label()]),
-                counts.get(o),
-            );
+    pub fn render<O: Labelled>(&self, counts: &OutcomeCounts<O>) {
+        for &o in O::ALL {
+            advance(&self.family.with_label_values(&[o.label()]), counts.get(o));
         }
     }
 }
@@ -41,11 +36,12 @@ impl RadiusMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radius::outcome::{Counts, Outcome};
 
     #[test]
     fn every_outcome_is_a_series() {
         let registry = Registry::new();
-        let m = RadiusMetrics::new(&registry);
+        let m = OutcomeMetrics::new(&registry, FAMILIES[0], HELP);
         let counts = Counts::default();
         counts.add(Outcome::BadAuthenticator);
         counts.add(Outcome::BadAuthenticator);

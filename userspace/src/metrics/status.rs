@@ -52,6 +52,8 @@ pub struct DaemonStatus {
     pub radius: Option<std::sync::Arc<crate::radius::outcome::Counts>>,
     /// The DHCP lease follower's figures, when `[dhcp]` is configured.
     pub dhcp: Option<std::sync::Arc<crate::bindings::dhcp::figures::DhcpFigures>>,
+    /// The RADIUS accounting client's counts per outcome, when `[accounting_out]` runs.
+    pub accounting_out: Option<std::sync::Arc<crate::radius::accounting_out::outcome::Counts>>,
 }
 
 /// The ledger's head sequence number and the newest checkpoint's, for the metrics that let an

@@ -107,18 +107,8 @@ pub enum ClientsError {
         first: usize,
         address: IpNet,
     },
-    #[error("radius.client[{index}]: cannot read secret_file {path}: {source}")]
-    Read {
-        index: usize,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "radius.client[{index}]: secret_file {path} is empty: write the NAS's shared secret on its first line"
-    )]
-    Empty { index: usize, path: PathBuf },
-    #[error("radius.client[{index}]: secret_file {path} is readable by everyone: chmod o-rwx it")]
-    WorldReadable { index: usize, path: PathBuf },
+    #[error("radius.client[{index}]: {source}")]
+    Secret { index: usize, source: SecretError },
 }
 
 /// One loaded client.
@@ -170,7 +160,8 @@ impl Clients {
                     address: c.address,
                 });
             }
-            let secret = read_secret(index, &c.secret_file)?;
+            let secret = read_secret(&c.secret_file)
+                .map_err(|source| ClientsError::Secret { index, source })?;
             loaded.push(Client {
                 address: c.address,
                 secret,
@@ -189,17 +180,31 @@ impl Clients {
     }
 }
 
-fn read_secret(index: usize, path: &Path) -> Result<Vec<u8>, ClientsError> {
+/// Why a secret file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret_file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("secret_file {path} is empty: write the shared secret on its first line")]
+    Empty { path: PathBuf },
+    #[error("secret_file {path} is readable by everyone: chmod o-rwx it")]
+    WorldReadable { path: PathBuf },
+}
+
+/// Reads a shared secret: the file's first line without its line end. A file everyone may
+/// read, or an empty first line, is refused.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, SecretError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let read = |source| ClientsError::Read {
-        index,
+    let read = |source| SecretError::Read {
         path: path.to_owned(),
         source,
     };
     let meta = std::fs::metadata(path).map_err(read)?;
     if meta.permissions().mode() & 0o004 != 0 {
-        return Err(ClientsError::WorldReadable {
-            index,
+        return Err(SecretError::WorldReadable {
             path: path.to_owned(),
         });
     }
@@ -207,8 +212,7 @@ fn read_secret(index: usize, path: &Path) -> Result<Vec<u8>, ClientsError> {
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
-        return Err(ClientsError::Empty {
-            index,
+        return Err(SecretError::Empty {
             path: path.to_owned(),
         });
     }

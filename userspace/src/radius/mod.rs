@@ -2,6 +2,7 @@
 //! subscribers' addresses live. The codec (`packet`, `attributes`, `authenticator`) is quid's
 //! own, small and fuzzed; everything a peer sends is checked before it is believed.
 
+pub mod accounting_out;
 pub mod attributes;
 pub mod authenticator;
 pub mod binder;

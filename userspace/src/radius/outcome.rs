@@ -78,27 +78,58 @@ impl Outcome {
             Outcome::BadAttributes => "bad_attributes",
         }
     }
+}
 
-    fn index(self) -> usize {
-        Outcome::ALL.iter().position(|&o| o == self).unwrap_or(0)
+impl Labelled for Outcome {
+    const ALL: &'static [Outcome] = &Outcome::ALL;
+
+    fn label(self) -> &'static str {
+        Outcome::label(self)
     }
 }
 
-/// Running totals per outcome, shared by the listener and the metrics.
-#[derive(Debug, Default)]
-pub struct Counts([AtomicU64; Outcome::ALL.len()]);
+/// An outcome a metric counts by its label.
+pub trait Labelled: Copy + PartialEq + 'static {
+    /// Every outcome, in the order of the metric's series.
+    const ALL: &'static [Self];
+    /// The metric label.
+    fn label(self) -> &'static str;
+}
 
-impl Counts {
-    /// Counts one datagram.
-    pub fn add(&self, outcome: Outcome) {
-        self.0[outcome.index()].fetch_add(1, Ordering::Relaxed);
+/// Running totals per outcome, shared by a RADIUS endpoint's task and the metrics.
+#[derive(Debug)]
+pub struct OutcomeCounts<O: Labelled> {
+    counts: Box<[AtomicU64]>,
+    _outcome: std::marker::PhantomData<O>,
+}
+
+impl<O: Labelled> Default for OutcomeCounts<O> {
+    fn default() -> Self {
+        OutcomeCounts {
+            counts: O::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            _outcome: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<O: Labelled> OutcomeCounts<O> {
+    fn index(outcome: O) -> usize {
+        O::ALL.iter().position(|&o| o == outcome).unwrap_or(0)
+    }
+
+    /// Counts one event.
+    pub fn add(&self, outcome: O) {
+        self.counts[Self::index(outcome)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The total of `outcome` so far.
-    pub fn get(&self, outcome: Outcome) -> u64 {
-        self.0[outcome.index()].load(Ordering::Relaxed)
+    pub fn get(&self, outcome: O) -> u64 {
+        self.counts[Self::index(outcome)].load(Ordering::Relaxed)
     }
 }
+
+/// The accounting listener's counts.
+pub type Counts = OutcomeCounts<Outcome>;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@
 //! values they were computed from consistent: after a crash the daemon resumes from the last
 //! committed values, and the pinned kernel counters still hold the rest.
 
+mod accounting_out;
 mod audits;
 mod bindings;
 mod checkpoints;
@@ -43,6 +44,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub use accounting_out::AccountingSession;
 pub use bindings::StoredSession;
 pub use checkpoints::StreamVerified;
 pub use commit::Changes;

@@ -264,6 +264,8 @@ pub(super) fn bring_up_to_date(
         .map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::bindings::SCHEMA)
         .map_err(SchemaError::Corrupt)?;
+    conn.execute_batch(super::accounting_out::SCHEMA)
+        .map_err(SchemaError::Corrupt)?;
     // Usage debits once per settlement period: the pending usage table (version 1).
     super::pending::migrate_settlement_periods(conn)?;
     // The signed checkpoints of the ledger (an older store's chain is sealed, not rewritten).
