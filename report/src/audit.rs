@@ -101,6 +101,20 @@ impl FillKey {
         }
         Verdict::Passed
     }
+
+    /// The answer a node holding every chunk gives to `challenge`, made from the key (for
+    /// tests and benchmarks: a node never has the key); `None` for a malformed nonce.
+    pub fn answer(&self, challenge: &Challenge) -> Option<Answer> {
+        let nonce = challenge.nonce_bytes()?;
+        Some(Answer {
+            nonce: challenge.nonce.clone(),
+            proofs: challenge
+                .chunks
+                .iter()
+                .map(|&i| hex::encode(proof(&nonce, &self.chunk(i))))
+                .collect(),
+        })
+    }
 }
 
 /// The proof that a chunk is held: `SHA-256(nonce || chunk)`.
@@ -227,15 +241,7 @@ mod tests {
     use super::*;
 
     fn answer(key: &FillKey, c: &Challenge) -> Answer {
-        let nonce = c.nonce_bytes().unwrap();
-        Answer {
-            nonce: c.nonce.clone(),
-            proofs: c
-                .chunks
-                .iter()
-                .map(|&i| hex::encode(proof(&nonce, &key.chunk(i))))
-                .collect(),
-        }
+        key.answer(c).unwrap()
     }
 
     #[test]

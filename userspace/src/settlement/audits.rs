@@ -661,7 +661,6 @@ pub fn fill_chunks(key: &FillKey, from: u64, count: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quid_report::audit::proof;
 
     const T0: i64 = 1_800_000_000_000;
 
@@ -676,15 +675,7 @@ mod tests {
     }
 
     fn answer(key: &FillKey, c: &Challenge) -> Answer {
-        let nonce = c.nonce_bytes().unwrap();
-        Answer {
-            nonce: c.nonce.clone(),
-            proofs: c
-                .chunks
-                .iter()
-                .map(|&i| hex::encode(proof(&nonce, &key.chunk(i))))
-                .collect(),
-        }
+        key.answer(c).unwrap()
     }
 
     #[test]

@@ -351,22 +351,27 @@ mod tests {
         shown(&events)
     }
 
+    /// A follower of `dir`'s v4 lease file (returned), nothing held, with the mapping `map`.
+    fn follower(dir: &tempfile::TempDir, map: &str) -> (Follower, std::path::PathBuf) {
+        let leases = dir.path().join("leases4.csv");
+        let map_path = dir.path().join("map.csv");
+        std::fs::write(&map_path, map).unwrap();
+        let identities = Identities::load(&map_path).unwrap();
+        let f = Follower::new(
+            vec![(Family::V4, leases.clone())],
+            map_path,
+            identities,
+            Vec::new(),
+        );
+        (f, leases)
+    }
+
     #[test]
     fn leases_bind_renew_expire_release_and_decline_by_quid_s_clock() {
         let dir = tempfile::tempdir().unwrap();
-        let leases = dir.path().join("leases4.csv");
-        let map_path = dir.path().join("map.csv");
-        std::fs::write(
-            &map_path,
+        let (mut f, leases) = follower(
+            &dir,
             "key,value,subscriber\nhwaddr,aa:bb:cc:00:00:01,alice\nhwaddr,aa:bb:cc:00:00:02,bob\n",
-        )
-        .unwrap();
-        let map = Identities::load(&map_path).unwrap();
-        let mut f = Follower::new(
-            vec![(Family::V4, leases.clone())],
-            map_path,
-            map,
-            Vec::new(),
         );
         let lease = |addr: &str, mac: u8, valid: u32, expire: u64, state: u8| {
             format!("{addr},aa:bb:cc:00:00:0{mac},,{valid},{expire},1,0,0,,{state},\n")
@@ -454,19 +459,9 @@ mod tests {
     #[test]
     fn a_refused_bind_is_not_released_and_is_asked_again_later() {
         let dir = tempfile::tempdir().unwrap();
-        let leases = dir.path().join("leases4.csv");
-        let map_path = dir.path().join("map.csv");
-        std::fs::write(
-            &map_path,
+        let (mut f, leases) = follower(
+            &dir,
             "key,value,subscriber\nhwaddr,aa:bb:cc:00:00:01,ghost\n",
-        )
-        .unwrap();
-        let map = Identities::load(&map_path).unwrap();
-        let mut f = Follower::new(
-            vec![(Family::V4, leases.clone())],
-            map_path,
-            map,
-            Vec::new(),
         );
         append(&leases, HEADER);
         append(
