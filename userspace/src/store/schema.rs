@@ -213,6 +213,20 @@ pub(super) fn has(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     )
 }
 
+/// Adds columns to the `reports` table of a store an older quid wrote: runs `ddl` when the
+/// table exists without `column` (a new store gets every column from the schema).
+fn add_to_reports(conn: &Connection, column: &str, ddl: &str) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('reports') WHERE name = ?1",
+        [column],
+        |r| r.get(0),
+    )?;
+    if has(conn, "reports")? && !present {
+        conn.execute_batch(ddl)?;
+    }
+    Ok(())
+}
+
 /// Brings the store on `conn` to the current schema (nothing to do for a new or current one);
 /// `now` dates what a migration must assume began now.
 pub(super) fn bring_up_to_date(
@@ -224,37 +238,24 @@ pub(super) fn bring_up_to_date(
     // A store from before metering was recorded: fill the new tables from its books once.
     let legacy = !has(conn, "metering")? && has(conn, "usage")?;
     // Reports settled by an older quid lack the grid bytes the meter backed for them.
-    let allocated: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('reports')
-         WHERE name = 'allocated_grid_bytes'",
-        [],
-        |r| r.get(0),
+    add_to_reports(
+        conn,
+        "allocated_grid_bytes",
+        "ALTER TABLE reports ADD COLUMN allocated_grid_bytes INTEGER;",
     )?;
-    if has(conn, "reports")? && !allocated {
-        conn.execute_batch("ALTER TABLE reports ADD COLUMN allocated_grid_bytes INTEGER;")?;
-    }
     // Reports stored before version 3 have no energy source: NULL, as they stated none.
-    let sourced: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('reports') WHERE name = 'energy_source'",
-        [],
-        |r| r.get(0),
+    add_to_reports(
+        conn,
+        "energy_source",
+        "ALTER TABLE reports ADD COLUMN energy_source TEXT;",
     )?;
-    if has(conn, "reports")? && !sourced {
-        conn.execute_batch("ALTER TABLE reports ADD COLUMN energy_source TEXT;")?;
-    }
     // Reports settled before storage was audited: NULL, credited as claimed.
-    let audited: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('reports')
-         WHERE name = 'storage_credited_byte_seconds'",
-        [],
-        |r| r.get(0),
+    add_to_reports(
+        conn,
+        "storage_credited_byte_seconds",
+        "ALTER TABLE reports ADD COLUMN storage_credited_byte_seconds INTEGER;
+         ALTER TABLE reports ADD COLUMN storage_reduction TEXT;",
     )?;
-    if has(conn, "reports")? && !audited {
-        conn.execute_batch(
-            "ALTER TABLE reports ADD COLUMN storage_credited_byte_seconds INTEGER;
-             ALTER TABLE reports ADD COLUMN storage_reduction TEXT;",
-        )?;
-    }
     conn.execute_batch(SCHEMA).map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::hour_blocks::SCHEMA)
         .map_err(SchemaError::Corrupt)?;
