@@ -66,7 +66,7 @@ impl FreeRadius {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("radiusd.log")).unwrap();
-        let child = Command::new("ip")
+        let child = common::dies_with_test(&mut Command::new("ip"))
             .args(["netns", "exec", &ns.name, "freeradius", "-X", "-d"])
             .arg(dir.path())
             .stdout(Stdio::from(log.try_clone().unwrap()))

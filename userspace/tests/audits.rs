@@ -266,7 +266,7 @@ fn a_node_keeping_its_fill_passes_every_audit_and_a_lying_node_is_caught_and_los
     .unwrap();
     let log = std::fs::File::create(node_dir.join("agent.log")).unwrap();
     let _agent = NodeAgent(
-        Command::new("ip")
+        common::dies_with_test(&mut Command::new("ip"))
             .args(["netns", "exec", &r.name])
             .arg(&node_bin)
             .arg("--config")

@@ -113,13 +113,6 @@ fn table(rows: &[&str]) -> String {
     t
 }
 
-fn frames_seen(s: &Snapshot) -> u64 {
-    s.interfaces
-        .iter()
-        .map(|i| i.attributed.packets + i.non_ip.packets + i.unknown.packets + i.malformed.packets)
-        .sum()
-}
-
 #[test]
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_reload() {
@@ -220,7 +213,10 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
     let total_sent: u64 = sent.values().sum();
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline
-        && Snapshot::read(&state).map(|s| frames_seen(&s)).unwrap_or(0) < total_sent
+        && Snapshot::read(&state)
+            .map(|s| common::frames_seen(&s))
+            .unwrap_or(0)
+            < total_sent
     {
         thread::sleep(Duration::from_millis(100));
     }
@@ -251,7 +247,7 @@ fn totals_stay_exact_through_adds_removals_a_move_a_restart_a_crash_and_a_bad_re
     // Frames from c's address after its removal and from 100.64.7.4 before e existed.
     let unknown: u64 = snap.interfaces.iter().map(|i| i.unknown.packets).sum();
     assert_eq!(unknown, sent[&ip(3)] - three_before + four_before);
-    assert_eq!(frames_seen(&snap), total_sent);
+    assert_eq!(common::frames_seen(&snap), total_sent);
     assert!(snap.interfaces.iter().all(|i| i.malformed.packets == 0));
 
     // The usage records, spanning both restarts, add up to the same totals.

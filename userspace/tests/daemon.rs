@@ -104,23 +104,12 @@ fn got_buckets(s: &Snapshot) -> BTreeMap<(String, &'static str), Count> {
     m
 }
 
-fn frames_seen(s: &Snapshot) -> u64 {
-    s.interfaces
-        .iter()
-        .map(|i| {
-            i.attributed.packets
-                + i.non_ip.packets
-                + i.unknown.packets
-                + i.malformed.packets
-                + i.pppoe_discovery.packets
-        })
-        .sum()
-}
-
 /// Waits (bounded) until the daemon's snapshot has seen `frames` frames: veth delivers
 /// asynchronously, so the last frames may still be in flight when sending returns.
 fn wait_for_frames(d: &Daemon, frames: u64) {
-    d.wait_for(&format!("{frames} frames"), |s| frames_seen(s) >= frames);
+    d.wait_for(&format!("{frames} frames"), |s| {
+        common::frames_seen(s) >= frames
+    });
 }
 
 fn v4(s: &str) -> Ipv4Addr {

@@ -62,7 +62,7 @@ impl Kea {
             log = dir.join(format!("{server}.log")).display(),
         );
         std::fs::write(&config, text).unwrap();
-        let child = Command::new("ip")
+        let child = common::dies_with_test(&mut Command::new("ip"))
             .args(["netns", "exec", &ns.name, server, "-c"])
             .arg(&config)
             // Its pid and lock files in the test's folder, not /run/kea.
@@ -92,7 +92,7 @@ impl Client {
     fn lease(ns: &Netns, dir: &Path, mode: &[&str], leased: impl Fn() -> bool) -> Client {
         // No script: the client must not touch the host's resolv.conf; the test needs the
         // lease in Kea's file, not the address on the interface.
-        let child = Command::new("ip")
+        let child = common::dies_with_test(&mut Command::new("ip"))
             .args(["netns", "exec", &ns.name, "dhclient", "-d"])
             .args(mode)
             .args(["-sf", "/bin/true", "-lf"])
@@ -185,14 +185,6 @@ fn unknown(s: &Snapshot) -> u64 {
     s.interfaces.iter().map(|i| i.unknown.packets).sum()
 }
 
-/// Frames the router's access interface has seen, in any bucket.
-fn frames_seen(s: &Snapshot) -> u64 {
-    s.interfaces
-        .iter()
-        .map(|i| i.attributed.packets + i.non_ip.packets + i.unknown.packets + i.malformed.packets)
-        .sum()
-}
-
 #[test]
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
@@ -239,9 +231,11 @@ fn a_kea_lease_binds_its_address_to_the_subscriber_until_it_expires() {
     // A snapshot taken after a quiet interval holds every frame sent so far.
     std::thread::sleep(Duration::from_millis(1500));
     let quiet = daemon.wait_for("a snapshot", |_| true);
-    let (unknown_before, seen_before) = (unknown(&quiet), frames_seen(&quiet));
+    let (unknown_before, seen_before) = (unknown(&quiet), common::frames_seen(&quiet));
     inj.send(&frame, 10);
-    let snap = daemon.wait_for("10 more frames", |s| frames_seen(s) >= seen_before + 10);
+    let snap = daemon.wait_for("10 more frames", |s| {
+        common::frames_seen(s) >= seen_before + 10
+    });
     assert_eq!(alice(&snap), (20, 20 * 128), "{:?}", snap.interfaces);
     assert_eq!(unknown(&snap), unknown_before + 10, "{:?}", snap.interfaces);
     // Kea's lease file cleanup moved the file aside and started a new one meanwhile, and the

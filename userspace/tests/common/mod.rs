@@ -16,6 +16,20 @@ use std::{
 
 use quid::metering::snapshot::Snapshot;
 
+/// Frames the daemon's interfaces have seen, in every bucket.
+pub fn frames_seen(s: &Snapshot) -> u64 {
+    s.interfaces
+        .iter()
+        .map(|i| {
+            i.attributed.packets
+                + i.non_ip.packets
+                + i.unknown.packets
+                + i.malformed.packets
+                + i.pppoe_discovery.packets
+        })
+        .sum()
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -28,6 +42,25 @@ pub fn sh(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Has the program `cmd` starts (a server: the daemon, Prometheus, Kea, FreeRADIUS, an agent)
+/// killed when the test thread that starts it ends: a test that panics before its guard's
+/// drop, or a test run killed outright, leaves no server behind. The guards still stop them
+/// first on a normal end. The signal follows the program through `ip netns exec` and
+/// `nsenter`, which exec it in the same process.
+pub fn dies_with_test(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec and calls only prctl(2),
+    // which is async-signal-safe, touching no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -564,6 +597,7 @@ fn quid_run_program(ns: &Netns, quid: &Path, config: &Path, wrapper: &[String]) 
         .arg(quid)
         .args(["run", "--config"])
         .arg(config);
+    dies_with_test(&mut cmd);
     cmd
 }
 

@@ -74,7 +74,7 @@ pub fn start_prometheus(r: &Netns, dir: &Path) -> Prometheus {
     )
     .unwrap();
     let prom = Prometheus(
-        Command::new("nsenter")
+        super::dies_with_test(&mut Command::new("nsenter"))
             .arg(format!("--net=/run/netns/{}", r.name))
             .arg("prometheus")
             .arg(format!("--config.file={}", prom_cfg.display()))
