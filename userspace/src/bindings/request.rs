@@ -181,20 +181,6 @@ pub fn channel() -> (BindingSender, mpsc::Receiver<BindingRequest>) {
 }
 
 impl BindingSender {
-    /// Sends `event` and waits until it is applied (or refused).
-    pub async fn send(&self, event: BindingEvent) -> BindingReply {
-        let (reply, answer) = oneshot::channel();
-        let request = BindingRequest {
-            event,
-            reply: Some(reply),
-        };
-        self.0
-            .send(request)
-            .await
-            .map_err(|_| Refusal::Unavailable)?;
-        answer.await.map_err(|_| Refusal::Unavailable)?
-    }
-
     /// Queues `event` behind every event queued before it, waiting only for room in the
     /// queue, and returns where its answer will come: a source that must keep its events in
     /// order (RADIUS) queues in order and awaits the answers apart. A closed queue answers
@@ -210,7 +196,8 @@ impl BindingSender {
         answer
     }
 
-    /// [`BindingSender::send`] for a source on a plain thread (not on the async runtime).
+    /// Sends `event` and waits until it is applied (or refused): for a source on a plain
+    /// thread (not on the async runtime).
     pub fn send_blocking(&self, event: BindingEvent) -> BindingReply {
         let (reply, answer) = oneshot::channel();
         let request = BindingRequest {

@@ -118,11 +118,6 @@ impl Live {
         self.sessions.keys().filter(|k| k.source == source).count()
     }
 
-    /// The prefixes `session` holds (empty when it does not exist).
-    pub fn prefixes(&self, session: &SessionKey) -> &[IpNet] {
-        self.sessions.get(session).map_or(&[], |s| &s.prefixes)
-    }
-
     fn remove(&mut self, session: &SessionKey) -> bool {
         let Some(old) = self.sessions.remove(session) else {
             return false;
@@ -530,7 +525,7 @@ mod tests {
         let back = Live::from_stored(all);
         assert_eq!(back.changes_since(b.live()), (vec![], vec![]));
         assert_eq!(
-            back.prefixes(&key("nas/3")),
+            back.sessions[&key("nas/3")].prefixes,
             ["100.64.0.2/32".parse::<IpNet>().unwrap()]
         );
     }

@@ -103,7 +103,7 @@ impl State<'_> {
     }
 
     /// Gives the subscribers at `rows` (positions in the installed table) new prefixes: the
-    /// kernel change, and those subscribers' books.
+    /// kernel change, then those subscribers' books and the sessions in one commit.
     /// The sessions are stored after the kernel change: a daemon restarted in between finds
     /// the older sessions, and the source's next word (the NAS retransmits what it has no
     /// answer for) brings them up to date.
@@ -114,24 +114,24 @@ impl State<'_> {
     ) -> anyhow::Result<()> {
         let positions: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
         self.registry.apply_prefixes(&mut self.dp, rows)?;
-        self.books.reprefix(self.registry.table(), &positions)?;
-        if let Some((bindings, _)) = &self.bindings {
-            let (changed, ended) = bindings.live().changes_since(before);
-            self.books.store_mut().put_bindings(&changed, &ended)?;
-        }
+        let (changed, ended) = match &self.bindings {
+            Some((bindings, _)) => bindings.live().changes_since(before),
+            None => Default::default(),
+        };
+        self.books
+            .reprefix(self.registry.table(), &positions, (&changed, &ended))?;
         Ok(())
     }
 
-    /// Takes up the sessions the last daemon stored, before the first table is installed.
-    pub fn restore_bindings(&mut self) -> anyhow::Result<()> {
+    /// Takes up the sessions the last daemon stored (`rows`, read once at start), before
+    /// the first table is installed.
+    pub fn restore_bindings(&mut self, rows: Vec<crate::store::StoredSession>) {
         if let Some((bindings, _)) = &mut self.bindings {
-            let rows = self.books.store().live_bindings()?;
             if !rows.is_empty() {
                 info!("taking up {} live bindings the last run stored", rows.len());
             }
             bindings.restore(Live::from_stored(rows));
         }
-        Ok(())
     }
 
     fn count_binding(&mut self, source: crate::bindings::request::BindingSource, outcome: Outcome) {

@@ -67,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         token,
         services::SourceInputs {
             radius_clients,
-            held,
+            held: held.clone(),
             accounting_out,
         },
         published.clone(),
@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = State::new(&config, kernel, services, published, clock);
     if let Err(e) = state
-        .install_first(table)
+        .install_first(table, held)
         .and_then(|()| state.attach_configured())
     {
         return Err(kernel_setup::abandon(&mut state.dp, e));

@@ -140,8 +140,13 @@ impl<'a> State<'a> {
     }
 
     /// Installs the table the daemon starts with, and says what the lookup looks like.
-    pub fn install_first(&mut self, table: Table) -> anyhow::Result<()> {
-        self.restore_bindings()?;
+    /// `held`: the live bindings the last run stored, taken up before the table is laid.
+    pub fn install_first(
+        &mut self,
+        table: Table,
+        held: Vec<crate::store::StoredSession>,
+    ) -> anyhow::Result<()> {
+        self.restore_bindings(held);
         let change = self.install_file(table)?;
         self.status.last_reload_ok = true;
         let plan = *self.registry.active_plan();

@@ -299,8 +299,17 @@ impl Books {
     }
 
     /// Records new prefixes for the subscribers at `rows` of `table` (live bindings moved
-    /// addresses; nothing else about them changed), committing only their records.
-    pub fn reprefix(&mut self, table: &Table, rows: &[usize]) -> Result<(), BooksError> {
+    /// addresses; nothing else about them changed), committing only their records, with the
+    /// live sessions that began or changed (`sessions`) and ended, in one transaction.
+    pub fn reprefix(
+        &mut self,
+        table: &Table,
+        rows: &[usize],
+        (sessions, sessions_ended): (
+            &[crate::store::StoredSession],
+            &[crate::bindings::request::SessionKey],
+        ),
+    ) -> Result<(), BooksError> {
         let mut touched = Vec::new();
         for s in rows.iter().filter_map(|&i| table.subscribers.get(i)) {
             if let Some(r) = self.records.get_mut(&s.id) {
@@ -314,6 +323,8 @@ impl Books {
             &[],
             &Changes {
                 at: self.clock.now()?,
+                sessions,
+                sessions_ended,
                 ..Changes::default()
             },
         )?;

@@ -26,6 +26,36 @@ fn source_of(text: &str) -> Option<BindingSource> {
     BindingSource::ALL.into_iter().find(|s| s.as_str() == text)
 }
 
+/// Writes sessions that began or changed, and drops those that ended, inside `tx`.
+pub(super) fn put(
+    tx: &rusqlite::Transaction<'_>,
+    changed: &[StoredSession],
+    ended: &[SessionKey],
+) -> rusqlite::Result<()> {
+    for s in changed {
+        let prefixes: Vec<String> = s.prefixes.iter().map(ToString::to_string).collect();
+        tx.execute(
+            "INSERT INTO live_bindings (source, session, subscriber, prefixes)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (source, session)
+             DO UPDATE SET subscriber = excluded.subscriber, prefixes = excluded.prefixes",
+            params![
+                s.session.source.as_str(),
+                s.session.id,
+                s.subscriber,
+                prefixes.join(" ")
+            ],
+        )?;
+    }
+    for k in ended {
+        tx.execute(
+            "DELETE FROM live_bindings WHERE source = ?1 AND session = ?2",
+            params![k.source.as_str(), k.id],
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Writes sessions that began or changed, and drops those that ended, in one transaction.
     pub fn put_bindings(
@@ -33,37 +63,15 @@ impl Store {
         changed: &[StoredSession],
         ended: &[SessionKey],
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = |source| StoreError::Sql { path, source };
-        let tx = match self.conn.transaction() {
-            Ok(tx) => tx,
-            Err(e) => return Err(sql(e)),
-        };
-        let result = (|| {
-            for s in changed {
-                let prefixes: Vec<String> = s.prefixes.iter().map(ToString::to_string).collect();
-                tx.execute(
-                    "INSERT INTO live_bindings (source, session, subscriber, prefixes)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (source, session)
-                     DO UPDATE SET subscriber = excluded.subscriber, prefixes = excluded.prefixes",
-                    params![
-                        s.session.source.as_str(),
-                        s.session.id,
-                        s.subscriber,
-                        prefixes.join(" ")
-                    ],
-                )?;
-            }
-            for k in ended {
-                tx.execute(
-                    "DELETE FROM live_bindings WHERE source = ?1 AND session = ?2",
-                    params![k.source.as_str(), k.id],
-                )?;
-            }
-            Ok(())
-        })();
-        result.and_then(|()| tx.commit()).map_err(sql)
+        self.commit_with(
+            &[],
+            &[],
+            &super::Changes {
+                sessions: changed,
+                sessions_ended: ended,
+                ..Default::default()
+            },
+        )
     }
 
     /// The stored sessions. A row this quid cannot read (another version's source, a

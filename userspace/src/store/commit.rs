@@ -32,6 +32,9 @@ pub struct Changes<'a> {
     /// Plans of the installed table, (subscriber key, plan), in force from `at`: recorded in
     /// the plan history where they differ from the last recorded plan.
     pub plans: &'a [(i64, &'a str)],
+    /// Live bindings that began or changed, and those that ended (`store/bindings.rs`).
+    pub sessions: &'a [super::StoredSession],
+    pub sessions_ended: &'a [crate::bindings::request::SessionKey],
 }
 
 impl Store {
@@ -76,6 +79,8 @@ impl Store {
             at,
             settled,
             plans,
+            sessions,
+            sessions_ended,
         } = *changes;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
@@ -104,6 +109,7 @@ impl Store {
         tier_counts::add(&tx, Tier::Interval, journal).map_err(sql)?;
         ledger::append_on(&tx, entries).map_err(|e| e.into_store(&path))?;
         super::pending::put(&tx, settled).map_err(sql)?;
+        super::bindings::put(&tx, sessions, sessions_ended).map_err(sql)?;
         for (key, value) in meta {
             set_meta_on(&tx, key, *value).map_err(sql)?;
         }
