@@ -52,6 +52,16 @@ pub fn month_bounds(period: &str) -> Result<(i64, i64), ClockError> {
     Ok((ts(start)?, ts(end)?))
 }
 
+/// `[from, to)` of the calendar month (UTC) holding unix time `t`, as unix seconds.
+pub fn month_of(t: i64) -> Result<(i64, i64), ClockError> {
+    let ts = jiff::Timestamp::from_second(t).map_err(|_| ClockError::OutOfRange(t))?;
+    month_bounds(
+        &ts.to_zoned(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m")
+            .to_string(),
+    )
+}
+
 /// The `YYYY-MM` of the calendar month (UTC) before the one holding unix time `t`.
 pub fn previous_month(t: i64) -> Result<String, ClockError> {
     let ts = jiff::Timestamp::from_second(t).map_err(|_| ClockError::OutOfRange(t))?;

@@ -13,7 +13,7 @@ use quid::{
     kernel::attach_settings::Role,
     ledger::chain::credits_wide,
     planner::{
-        report::{PREVIOUS, PlanReport, Report, report},
+        report::{PREVIOUS, PlanReport, ReadFrom, Report, report},
         report_csv, report_html, report_parquet, subscriber_csv, subscriber_parquet,
         uplink::uplink,
     },
@@ -188,9 +188,13 @@ fn render(period: &str, r: &Report) -> String {
     let when = |t: i64| clock::rfc3339_or_secs(t);
     let _ = writeln!(
         out,
-        "{period}: hourly figures over {} .. {}",
+        "{period}: hourly figures over {} .. {} (read from {})",
         when(r.hours_from),
-        when(r.hours_to)
+        when(r.hours_to),
+        match r.read_from {
+            ReadFrom::MonthDigests => "the month digests",
+            ReadFrom::HourlyRows => "the hourly and daily rows",
+        }
     );
     let _ = writeln!(
         out,

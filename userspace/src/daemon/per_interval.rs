@@ -15,6 +15,10 @@ use crate::settlement::matching::StorageProof;
 
 use super::state::State;
 
+/// The time each interval may spend folding month digests: a day at a million subscribers
+/// (about 120 batches) folds over a few dozen intervals.
+const FOLD_BUDGET_MS: u64 = 200;
+
 impl State<'_> {
     /// One interval's work; every step's failure is logged and retried next interval.
     pub fn on_interval(&mut self) {
@@ -34,6 +38,7 @@ impl State<'_> {
         }
         self.settle();
         self.issue_statements();
+        self.fold_month_digests();
         self.roll_up();
         self.checkpoint();
         match self.snapshot(DaemonState::Running) {
@@ -121,6 +126,42 @@ impl State<'_> {
             ),
             Ok(_) => {}
             Err(e) => error!("rolling usage up failed (will retry next interval): {e:#}"),
+        }
+    }
+
+    /// Folds closed days into the month digests within a time budget (before the roll-up, so
+    /// no hour rolls into a day unfolded); a backlog continues next interval.
+    fn fold_month_digests(&mut self) {
+        let budget = std::time::Duration::from_millis(FOLD_BUDGET_MS);
+        match crate::planner::month_fold::fold(self.books.store(), budget) {
+            Ok(p) if p.days > 0 => info!(
+                "month digests: {} day(s) folded ({} subscribers){}",
+                p.days,
+                p.subscribers,
+                if p.caught_up {
+                    ""
+                } else {
+                    " (more next interval)"
+                }
+            ),
+            Ok(_) => {}
+            Err(e) => error!("folding the month digests failed (will retry next interval): {e:#}"),
+        }
+        let keep = &self.config.store.keep;
+        match self
+            .clock
+            .now_i64()
+            .map_err(anyhow::Error::from)
+            .and_then(|now| {
+                Ok(crate::planner::month_fold::drop_expired(
+                    self.books.store(),
+                    now,
+                    keep.daily_secs,
+                )?)
+            }) {
+            Ok(0) => {}
+            Ok(n) => info!("month digests: {n} expired digests dropped"),
+            Err(e) => error!("dropping expired month digests failed (will retry): {e:#}"),
         }
     }
 

@@ -8,7 +8,10 @@ use std::{io::Write, sync::Arc};
 use parquet::{
     data_type::{ByteArray, ByteArrayType, Int64Type},
     errors::ParquetError,
-    file::{properties::WriterProperties, writer::SerializedFileWriter},
+    file::{
+        properties::{EnabledStatistics, WriterProperties},
+        writer::SerializedFileWriter,
+    },
     schema::parser::parse_message_type,
 };
 
@@ -37,7 +40,10 @@ fn schema() -> String {
 /// One row group's columns.
 #[derive(Default)]
 struct Columns {
-    subscriber: Vec<ByteArray>,
+    /// The subscriber names end to end, and where each row's ends: one buffer per row group
+    /// rather than an allocation per row.
+    names: Vec<u8>,
+    ends: Vec<usize>,
     /// start, end, then the counters in `COUNTERS` order, as Parquet's INT64 (the counters'
     /// bits: a u64 above i64::MAX reads back whole as the unsigned logical type).
     ints: [Vec<i64>; 2 + COUNTERS.len()],
@@ -45,7 +51,8 @@ struct Columns {
 
 impl Columns {
     fn push(&mut self, r: &ExportRow<'_>) {
-        self.subscriber.push(ByteArray::from(r.subscriber));
+        self.names.extend_from_slice(r.subscriber.as_bytes());
+        self.ends.push(self.names.len());
         self.ints[0].push(r.start.saturating_mul(1_000));
         self.ints[1].push(r.end.saturating_mul(1_000));
         for (i, p) in r.counters.pairs.iter().enumerate() {
@@ -54,16 +61,32 @@ impl Columns {
         }
     }
 
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
     /// Writes the rows held as one row group and empties them.
     fn flush<W: Write + Send>(
         &mut self,
         w: &mut SerializedFileWriter<W>,
     ) -> Result<(), ParquetError> {
-        if self.subscriber.is_empty() {
+        if self.ends.is_empty() {
             return Ok(());
         }
-        write_group(w, std::slice::from_ref(&self.subscriber), &self.ints)?;
-        self.subscriber.clear();
+        // Each name a slice of the one buffer (a reference count, not a copy).
+        let names = bytes::Bytes::from(std::mem::take(&mut self.names));
+        let mut start = 0;
+        let subscriber: Vec<ByteArray> = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let name = ByteArray::from(names.slice(start..end));
+                start = end;
+                name
+            })
+            .collect();
+        write_group(w, std::slice::from_ref(&subscriber), &self.ints)?;
+        self.ends.clear();
         self.ints.iter_mut().for_each(Vec::clear);
         Ok(())
     }
@@ -93,6 +116,16 @@ pub(super) fn write_group<W: Write + Send>(
     Ok(())
 }
 
+/// The writer's properties: no dictionaries (an hour's rows name each subscriber once and
+/// their counters rarely repeat, so building one costs a hash per value and is then dropped),
+/// statistics per column chunk rather than per page (readers prune by row group).
+pub(super) fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build()
+}
+
 /// Writes every subscriber's rows at `resolution` starting in `[from, to)` to `out` as
 /// Parquet; returns the rows written.
 pub fn write<W: Write + Send>(
@@ -105,7 +138,9 @@ pub fn write<W: Write + Send>(
     write_in_groups(store, resolution, from, to, out, ROW_GROUP)
 }
 
-/// [`write`] with `group` rows per row group.
+/// [`write`] with `group` rows per row group. The row groups are encoded on a second thread
+/// while the store reads the next (two cores: the export runs at the slower of the two rather
+/// than their sum); at most two groups wait between them.
 pub(super) fn write_in_groups<W: Write + Send>(
     store: &Store,
     resolution: Resolution,
@@ -116,17 +151,44 @@ pub(super) fn write_in_groups<W: Write + Send>(
 ) -> Result<u64, ExportError> {
     let failed = |e: ParquetError| ExportError::Write(std::io::Error::other(e));
     let schema = Arc::new(parse_message_type(&schema()).map_err(failed)?);
-    let props = Arc::new(WriterProperties::builder().build());
-    let mut w = SerializedFileWriter::new(out, schema, props).map_err(failed)?;
-    let mut cols = Columns::default();
-    let n = store.export_usage(resolution, from, to, |r| {
-        cols.push(r);
-        if cols.subscriber.len() >= group {
-            cols.flush(&mut w).map_err(std::io::Error::other)?;
-        }
-        Ok(())
-    })?;
-    cols.flush(&mut w).map_err(failed)?;
-    w.close().map_err(failed)?;
-    Ok(n)
+    let mut w = SerializedFileWriter::new(out, schema, Arc::new(properties())).map_err(failed)?;
+    let (full, filled) = std::sync::mpsc::sync_channel::<Columns>(1);
+    let (empty, emptied) = std::sync::mpsc::channel::<Columns>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), ParquetError> {
+            for mut cols in filled {
+                cols.flush(&mut w)?;
+                // The reader may have stopped; the columns are then dropped here.
+                let _ = empty.send(cols);
+            }
+            w.close()?;
+            Ok(())
+        });
+        let mut cols = Columns::default();
+        let gone = || std::io::Error::other("the Parquet writer stopped (its error follows)");
+        let read = store.export_usage(resolution, from, to, |r| {
+            cols.push(r);
+            if cols.len() >= group {
+                let next = emptied.try_recv().unwrap_or_default();
+                full.send(std::mem::replace(&mut cols, next))
+                    .map_err(|_| gone())?;
+            }
+            Ok(())
+        });
+        // The last group, then the end: the writer closes the file.
+        let last = if read.is_ok() {
+            full.send(cols)
+        } else {
+            Ok(())
+        };
+        drop(full);
+        let written = writer.join().map_err(|_| {
+            ExportError::Write(std::io::Error::other("the Parquet writer panicked"))
+        })?;
+        // The writer's error explains a stopped read better than the read's own.
+        written.map_err(failed)?;
+        let n = read?;
+        last.map_err(|_| ExportError::Write(gone()))?;
+        Ok(n)
+    })
 }

@@ -12,7 +12,7 @@ use super::{
     percentile::nearest_rank,
     plan_attribution::{PlanAt, in_force},
     report_acc::Acc,
-    report_assemble, report_money,
+    report_assemble, report_digest, report_money,
 };
 use crate::store::{Figures, PeriodReader, Store, StoreError};
 
@@ -20,23 +20,148 @@ use crate::store::{Figures, PeriodReader, Store, StoreError};
 const BYTES: Figures = Figures::Bytes;
 
 pub use super::report_figures::{
-    Bytes, Contributions, Directions, FORECAST_HOURS, GROUP, PREVIOUS, PlanReport, Report,
-    SubscriberP95,
+    Bytes, Contributions, Directions, FORECAST_HOURS, GROUP, PREVIOUS, PlanReport, ReadFrom,
+    Report, SubscriberP95,
 };
 use super::report_figures::{HOUR, PERCENTILE};
 
 /// The report of `[from, to)` (whole hours) compared with the `previous` periods before it
-/// (most recent first); `each` gets every subscriber's own percentiles.
+/// (most recent first); `each` gets every subscriber's own percentiles. A calendar month the
+/// month digests hold whole is read from them (`report_digest`), any other period from the
+/// hourly and daily rows.
 pub fn report(
     store: &Store,
     from: i64,
     to: i64,
     previous: &[(i64, i64)],
-    mut each: impl FnMut(&SubscriberP95),
+    each: impl FnMut(&SubscriberP95),
+) -> Result<Report, StoreError> {
+    report_reading(store, (from, to), previous, each, true)
+}
+
+/// [`report`] from the hourly and daily rows alone, digests or not (for checking the digests,
+/// and timing them against the rows).
+pub fn report_from_rows(
+    store: &Store,
+    from: i64,
+    to: i64,
+    previous: &[(i64, i64)],
+    each: impl FnMut(&SubscriberP95),
+) -> Result<Report, StoreError> {
+    report_reading(store, (from, to), previous, each, false)
+}
+
+/// [`report`], reading digests where they hold the period if `digests`.
+fn report_reading(
+    store: &Store,
+    (from, to): (i64, i64),
+    previous: &[(i64, i64)],
+    each: impl FnMut(&SubscriberP95),
+    digests: bool,
 ) -> Result<Report, StoreError> {
     let reader = store.period_reader()?;
     let plans = PlanAt::new(reader.plan_history()?);
     let keys = reader.keys()?;
+    let n_plans = plans.names().len() + 1;
+    let read_from = if digests && report_digest::whole_month(&reader, from, to)? {
+        ReadFrom::MonthDigests
+    } else {
+        ReadFrom::HourlyRows
+    };
+    let usage = match read_from {
+        ReadFrom::MonthDigests => report_digest::usage(&reader, &plans, &keys, (from, to), each)?,
+        ReadFrom::HourlyRows => hourly_usage(&reader, &plans, &keys, (from, to), each)?,
+    };
+    let Usage {
+        mut acc,
+        internet,
+        hours_from,
+        hours_to,
+    } = usage;
+    // Plan index `names.len()` is the unknown plan.
+    let slot = |p: Option<u32>| p.map_or(n_plans - 1, |p| p as usize);
+    let money = report_money::Money {
+        reader: &reader,
+        plans: &plans,
+        keys: &keys,
+        from,
+        to,
+    };
+    report_money::contributions(&money, &mut acc, slot)?;
+    let net_deciles = report_money::ledger(&money, &mut acc, slot)?;
+    let prev: Vec<Vec<u64>> = previous
+        .iter()
+        .map(|&(f, t)| bytes_by_plan(&reader, &plans, (f, t), n_plans, digests))
+        .collect::<Result<_, _>>()?;
+    // The month before's credits and debits, for the growth of supply against demand.
+    let before = match previous.first() {
+        Some(&(f, t)) => {
+            let mut sums = (0i128, 0i128);
+            reader.entries(f, t, |e| {
+                if e.amount > 0 {
+                    sums.0 += i128::from(e.amount);
+                } else {
+                    sums.1 += i128::from(e.amount);
+                }
+            })?;
+            Some(sums)
+        }
+        None => None,
+    };
+    let mut r = report_assemble::assemble(
+        &plans,
+        acc,
+        &prev,
+        Report {
+            from,
+            to,
+            hours_from,
+            hours_to,
+            previous: previous.to_vec(),
+            net_deciles,
+            internet_hourly: internet,
+            read_from,
+            ..Report::default()
+        },
+    );
+    let period = crate::clock::rfc3339(from).map_or_else(|_| String::new(), |s| s[..7].to_owned());
+    r.supply = Some(super::supply::supply(
+        &period,
+        (r.fleet.credits, r.fleet.debits),
+        before,
+    ));
+    Ok(r)
+}
+
+/// What a period's usage gave per plan, however it was read.
+pub(super) struct Usage {
+    pub(super) acc: Vec<Acc>,
+    /// The fleet's Internet bytes per hour held (what crosses the uplinks).
+    pub(super) internet: Vec<Directions>,
+    pub(super) hours_from: i64,
+    pub(super) hours_to: i64,
+}
+
+/// Accumulators for `n_plans` plan slots over `n_hours` hours and `n_days` days.
+pub(super) fn accumulators(n_plans: usize, n_hours: usize, n_days: usize) -> Vec<Acc> {
+    (0..n_plans)
+        .map(|_| Acc {
+            hourly: vec![Directions::default(); n_hours],
+            daily: vec![0; n_days],
+            ..Acc::default()
+        })
+        .collect()
+}
+
+/// The usage of `[from, to)` from the hourly rows (a group of subscribers at a time) and the
+/// daily rows.
+fn hourly_usage(
+    reader: &PeriodReader<'_>,
+    plans: &PlanAt,
+    keys: &[i64],
+    (from, to): (i64, i64),
+    mut each: impl FnMut(&SubscriberP95),
+) -> Result<Usage, StoreError> {
     let hours_from = reader.oldest_hour()?.map_or(to, |o| o.max(from)).min(to);
     let hours_to = reader
         .last_interval_end()?
@@ -47,13 +172,7 @@ pub fn report(
     // Plan index `names.len()` is the unknown plan.
     let n_plans = plans.names().len() + 1;
     let slot = |p: Option<u32>| p.map_or(n_plans - 1, |p| p as usize);
-    let mut acc: Vec<Acc> = (0..n_plans)
-        .map(|_| Acc {
-            hourly: vec![Directions::default(); n_hours],
-            daily: vec![0; n_days],
-            ..Acc::default()
-        })
-        .collect();
+    let mut acc = accumulators(n_plans, n_hours, n_days);
     // Usage of subscriber `key` (at `pos` among the keys, if known) under plan slot `p`.
     let usage = |acc: &mut [Acc], start: i64, pos: Option<usize>, p: usize, b: &Bytes| {
         let a = &mut acc[p];
@@ -116,21 +235,12 @@ pub fn report(
                 up[h] = v.up;
                 bytes.add(*v);
             }
-            let plan = in_force(spans[i], hours_to - HOUR);
             let p95 = Directions {
                 down: nearest_rank(&mut down, PERCENTILE),
                 up: nearest_rank(&mut up, PERCENTILE),
             };
-            let a = &mut acc[slot(plan)];
-            a.subscriber_p95.0.push(p95.down);
-            a.subscriber_p95.1.push(p95.up);
-            each(&SubscriberP95 {
-                key,
-                plan,
-                plans: plans_over(spans[i], hours_from, hours_to),
-                p95_hour: p95,
-                bytes,
-            });
+            let own = (key, spans[i], p95, bytes);
+            subscriber_figures(&mut acc, own, (hours_from, hours_to), &mut each);
         }
         log::debug!("report: subscriber group {g} read");
     }
@@ -146,56 +256,36 @@ pub fn report(
             &Bytes::of(c),
         );
     })?;
-    let money = report_money::Money {
-        reader: &reader,
-        plans: &plans,
-        keys: &keys,
-        from,
-        to,
-    };
-    report_money::contributions(&money, &mut acc, slot)?;
-    let net_deciles = report_money::ledger(&money, &mut acc, slot)?;
-    let prev: Vec<Vec<u64>> = previous
-        .iter()
-        .map(|&(f, t)| bytes_by_plan(&reader, &plans, f, t, n_plans))
-        .collect::<Result<_, _>>()?;
-    // The month before's credits and debits, for the growth of supply against demand.
-    let before = match previous.first() {
-        Some(&(f, t)) => {
-            let mut sums = (0i128, 0i128);
-            reader.entries(f, t, |e| {
-                if e.amount > 0 {
-                    sums.0 += i128::from(e.amount);
-                } else {
-                    sums.1 += i128::from(e.amount);
-                }
-            })?;
-            Some(sums)
-        }
-        None => None,
-    };
-    let mut r = report_assemble::assemble(
-        &plans,
+    Ok(Usage {
         acc,
-        &prev,
-        Report {
-            from,
-            to,
-            hours_from,
-            hours_to,
-            previous: previous.to_vec(),
-            net_deciles,
-            internet_hourly: internet,
-            ..Report::default()
-        },
-    );
-    let period = crate::clock::rfc3339(from).map_or_else(|_| String::new(), |s| s[..7].to_owned());
-    r.supply = Some(super::supply::supply(
-        &period,
-        (r.fleet.credits, r.fleet.debits),
-        before,
-    ));
-    Ok(r)
+        internet,
+        hours_from,
+        hours_to,
+    })
+}
+
+/// Counts one subscriber's own percentiles (`own`: key, plan spans, percentiles, bytes of the
+/// hours `[from, to)` held) under its plan at the end of them, and gives them to `each`.
+pub(super) fn subscriber_figures(
+    acc: &mut [Acc],
+    (key, spans, p95, bytes): (i64, &[crate::store::PlanSpan], Directions, Directions),
+    (from, to): (i64, i64),
+    each: &mut impl FnMut(&SubscriberP95),
+) {
+    let plan = in_force(spans, to - HOUR);
+    // The last slot is the unknown plan.
+    let slot = plan.map_or(acc.len() - 1, |p| p as usize);
+    if let Some(a) = acc.get_mut(slot) {
+        a.subscriber_p95.0.push(p95.down);
+        a.subscriber_p95.1.push(p95.up);
+    }
+    each(&SubscriberP95 {
+        key,
+        plan,
+        plans: plans_over(spans, from, to),
+        p95_hour: p95,
+        bytes,
+    });
 }
 
 /// The plans in force over the hours `[from, to)` among one subscriber's `spans`, oldest first.
@@ -214,15 +304,24 @@ fn plans_over(spans: &[crate::store::PlanSpan], from: i64, to: i64) -> Vec<u32> 
     plans
 }
 
-/// Each plan's bytes (all directions and classes) in `[from, to)`, by plan slot.
+/// Each plan's bytes (all directions and classes) in `[from, to)`, by plan slot (from the
+/// digests' plan-hours where they hold the period, if `digests`).
 fn bytes_by_plan(
     reader: &PeriodReader<'_>,
     plans: &PlanAt,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
     n_plans: usize,
+    digests: bool,
 ) -> Result<Vec<u64>, StoreError> {
     let mut out = vec![0u64; n_plans];
+    if digests && reader.digested(from, to)? {
+        let slots = report_digest::plan_slots(reader, plans)?;
+        reader.plan_hours(from, to, |_, plan, h| {
+            let p = slots.get(&plan).copied().unwrap_or(n_plans - 1);
+            out[p] = out[p].saturating_add(report_digest::bytes_of(&h).directions().total());
+        })?;
+        return Ok(out);
+    }
     let mut add = |start: i64, key: i64, c: &quid_common::SubscriberCounters| {
         let p = plans.at(key, start).map_or(n_plans - 1, |p| p as usize);
         out[p] = out[p].saturating_add(Bytes::of(c).directions().total());

@@ -150,6 +150,19 @@ pub struct Report {
     pub uplink: Option<Uplink>,
     /// Whether credits keep covering debits at the growth since the month before.
     pub supply: Option<super::supply::Supply>,
+    /// What the period's usage was read from.
+    pub read_from: ReadFrom,
+}
+
+/// What a report read a period's usage from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// The hourly and daily rows (any period).
+    #[default]
+    HourlyRows,
+    /// The month digests (a calendar month folded whole; see `month_fold`).
+    MonthDigests,
 }
 
 /// One subscriber's hourly figures, as the report computed them (for checks and exports).

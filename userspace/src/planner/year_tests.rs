@@ -14,9 +14,10 @@ use quid_common::{
 };
 
 use super::{
+    month_fold,
     percentile::nearest_rank,
     period_books,
-    report::{Directions, Report, SubscriberP95, report},
+    report::{Directions, ReadFrom, Report, SubscriberP95, report, report_from_rows},
     simulate::{PlanFigures, Totals, simulate},
     solve::{Price, solve},
     uplink::uplink,
@@ -245,6 +246,9 @@ fn year() -> tempfile::TempDir {
                 .all(|x| x.outcome == crate::settlement::outcome::Outcome::Matched),
             "{settled:?}"
         );
+        // The daemon folds the closed day into the month digests before the roll-up.
+        let folded = month_fold::fold(books.store(), std::time::Duration::MAX).unwrap();
+        assert!(folded.caught_up && folded.days == 1, "{folded:?} at {now}");
         while !books.roll_up(&keep).unwrap().done {}
     }
     dir
@@ -415,6 +419,27 @@ fn a_simulated_year_reports_its_november_exactly() {
     let (r, lines) = run(&dir);
     let want = expected();
     let store = Store::open(dir.path()).unwrap();
+
+    // November is read from its month digests, and they give exactly what the hourly rows
+    // give (the previous months' bytes too: from the plan-hours, against the rows).
+    assert_eq!(r.read_from, ReadFrom::MonthDigests);
+    let mut row_lines = Vec::new();
+    let from_rows = report_from_rows(&store, NOV, DEC, &previous(), |l| {
+        row_lines.push(l.clone());
+    })
+    .unwrap();
+    assert_eq!(from_rows.read_from, ReadFrom::HourlyRows);
+    assert_eq!(
+        Report {
+            read_from: ReadFrom::MonthDigests,
+            ..from_rows
+        },
+        r
+    );
+    assert_eq!(row_lines, lines);
+    // A period that is not one whole month is read from the rows.
+    let half = report(&store, NOV, NOV + 15 * DAY, &[], |_| {}).unwrap();
+    assert_eq!(half.read_from, ReadFrom::HourlyRows);
 
     // The hourly rows of November are all still held; October's older days are rolled up.
     assert_eq!((r.hours_from, r.hours_to), (NOV, DEC));

@@ -129,11 +129,11 @@ impl Store {
         each: &mut dyn FnMut(&ExportRow<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let sql = |e| E::from(self.sql(e));
-        let ids = ids_by_key(tx).map_err(sql)?;
+        let ids = IdsByKey::of(ids_by_key(tx).map_err(sql)?);
         let mut unknown = String::new();
         let mut n = 0u64;
         let mut give = |key: i64, start: i64, end: i64, counters| -> Result<(), E> {
-            let subscriber = match ids.get(&key) {
+            let subscriber = match ids.get(key) {
                 Some(id) => id.as_str(),
                 None => {
                     unknown = format!("#{key}");
@@ -236,6 +236,41 @@ impl Store {
             }
         }
         Ok(n)
+    }
+}
+
+/// Subscriber ids by key for a lookup per row: a table indexed by key when the keys are dense
+/// (the store hands them out in order), a map otherwise.
+enum IdsByKey {
+    Dense(Vec<Option<String>>),
+    Sparse(HashMap<i64, String>),
+}
+
+impl IdsByKey {
+    fn of(ids: HashMap<i64, String>) -> IdsByKey {
+        let max = ids.keys().copied().max().unwrap_or(0);
+        let dense = ids.keys().all(|&k| k >= 0)
+            && usize::try_from(max).is_ok_and(|m| m <= 4 * ids.len() + 1_024);
+        if !dense {
+            return IdsByKey::Sparse(ids);
+        }
+        let mut table = vec![None; usize::try_from(max).unwrap_or(0) + 1];
+        for (k, id) in ids {
+            if let Some(slot) = usize::try_from(k).ok().and_then(|k| table.get_mut(k)) {
+                *slot = Some(id);
+            }
+        }
+        IdsByKey::Dense(table)
+    }
+
+    fn get(&self, key: i64) -> Option<&String> {
+        match self {
+            IdsByKey::Dense(t) => usize::try_from(key)
+                .ok()
+                .and_then(|k| t.get(k))
+                .and_then(Option::as_ref),
+            IdsByKey::Sparse(m) => m.get(&key),
+        }
     }
 }
 

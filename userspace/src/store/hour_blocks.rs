@@ -54,6 +54,11 @@ fn keys_of(block: i64) -> (i64, i64) {
     (block << BLOCK_BITS, (block + 1) << BLOCK_BITS)
 }
 
+/// One past the last key `block` can hold.
+pub(super) fn end_of_block(block: i64) -> i64 {
+    keys_of(block).1
+}
+
 /// `entries` (keys of `block`, in key order) as a block's blob.
 fn encode(block: i64, entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 20);

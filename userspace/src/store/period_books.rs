@@ -80,8 +80,8 @@ impl Figures {
 
 /// One read transaction over the books (see the module's documentation).
 pub struct PeriodReader<'a> {
-    store: &'a Store,
-    tx: Transaction<'a>,
+    pub(super) store: &'a Store,
+    pub(super) tx: Transaction<'a>,
 }
 
 impl Store {
@@ -92,10 +92,19 @@ impl Store {
             tx: self.begin(TransactionBehavior::Deferred)?,
         })
     }
+
+    /// A reader that holds the write lock from its start, for a fold that reads and then
+    /// writes what it read (`PeriodReader::commit_fold`).
+    pub fn digest_folder(&self) -> Result<PeriodReader<'_>, StoreError> {
+        Ok(PeriodReader {
+            store: self,
+            tx: self.begin(TransactionBehavior::Immediate)?,
+        })
+    }
 }
 
 impl PeriodReader<'_> {
-    fn sql(&self, e: rusqlite::Error) -> StoreError {
+    pub(super) fn sql(&self, e: rusqlite::Error) -> StoreError {
         self.store.sql(e)
     }
 

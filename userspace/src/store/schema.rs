@@ -257,6 +257,8 @@ pub(super) fn bring_up_to_date(
          ALTER TABLE reports ADD COLUMN storage_reduction TEXT;",
     )?;
     conn.execute_batch(SCHEMA).map_err(SchemaError::Corrupt)?;
+    conn.execute_batch(super::month_digests::SCHEMA)
+        .map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::hour_blocks::SCHEMA)
         .map_err(SchemaError::Corrupt)?;
     conn.execute_batch(super::outbox::SCHEMA)

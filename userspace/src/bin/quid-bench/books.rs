@@ -301,6 +301,17 @@ fn query(dir: &Path, n: u32, hours: u64) -> anyhow::Result<Vec<BooksRow>> {
     ])
 }
 
+/// Records `end` as the end of the last interval committed, as the daemon's interval commit
+/// does (the daily pass folds only days before it).
+pub fn set_last_interval_end(dir: &Path, end: i64) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(dir.join(quid::store::FILE))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_interval_end', ?1)",
+        [end],
+    )?;
+    Ok(())
+}
+
 /// Writes a fresh store of `n` subscribers (`s0`, `s1`, ..., plan `bench`) with one hourly row
 /// each for `hours` hours from `T0`, straight through SQL (an interval commit per hour would
 /// take far longer than what is measured on it).

@@ -7,8 +7,12 @@ use std::{path::Path, time::Instant};
 
 use quid::{
     ledger::tariff::Tariff,
-    planner::{export_csv, export_parquet, period_books, report::report, simulate::simulate},
-    store::{Resolution, Store},
+    planner::{
+        export_csv, export_parquet, month_fold, period_books,
+        report::{ReadFrom, report},
+        simulate::simulate,
+    },
+    store::{DigestCursor, DigestWrites, MonthDigest, PlanHour, Resolution, Store},
 };
 use serde::Serialize;
 
@@ -21,6 +25,10 @@ pub enum Measure {
     ExportHourParquet,
     TariffSimulate,
     Report,
+    /// Folding the store's first day into the month digests (the daemon's daily pass).
+    FoldDay,
+    /// The report of a whole month (744 hours) read from month digests.
+    ReportMonthDigests,
 }
 
 /// One row of planner.json.
@@ -87,18 +95,10 @@ fn measure(
     let to = from + i64::try_from(hours)? * 3_600;
     let mut rows = Vec::new();
     let mut row = |measure, count: u64, started: Instant| {
-        let seconds = started.elapsed().as_secs_f64();
-        let r = PlannerRow {
-            measure,
-            subscribers: n,
-            hours,
-            rows: count,
-            seconds,
-            rows_per_second: super::as_f64(count) / seconds.max(1e-9),
-            peak_rss_bytes: peak_rss(),
-        };
+        let r = row_of(measure, count, started, n, hours);
         println!(
-            "{measure}: {count} rows in {seconds:.2} s ({:.0} rows/s), peak RSS {} MiB",
+            "{measure}: {count} rows in {:.2} s ({:.0} rows/s), peak RSS {} MiB",
+            r.seconds,
             r.rows_per_second,
             r.peak_rss_bytes >> 20
         );
@@ -146,5 +146,135 @@ fn measure(
         );
         row("report", u64::from(n) * hours, t);
     }
+    if wants(Measure::FoldDay) {
+        anyhow::ensure!(hours >= 24, "folding a day needs --hours 24 or more");
+        books::set_last_interval_end(dir, to)?;
+        // A day into digests that already hold one (read, merged, rewritten) when the store
+        // has two, as every day after a month's first is folded.
+        let fold_day = || -> anyhow::Result<()> {
+            let mut days = 0;
+            while days == 0 {
+                // One batch a call, so the day's last batch ends it.
+                let p = month_fold::fold(&store, std::time::Duration::ZERO)?;
+                days += p.days;
+                anyhow::ensure!(p.days > 0 || !p.caught_up, "nothing to fold: {p:?}");
+            }
+            Ok(())
+        };
+        if hours >= 48 {
+            fold_day()?;
+        }
+        let t = Instant::now();
+        fold_day()?;
+        row("fold_day", u64::from(n) * 24, t);
+    }
+    if wants(Measure::ReportMonthDigests) {
+        // January 2026: 744 hours, the longest month, digests as the daily pass leaves them.
+        let month = (from, from + 31 * 86_400);
+        month_digests(&store, n, month)?;
+        let t = Instant::now();
+        let mut subscribers = 0u64;
+        let r = report(&store, month.0, month.1, &[], |_| subscribers += 1)?;
+        anyhow::ensure!(
+            r.read_from == ReadFrom::MonthDigests
+                && r.fleet.active == u64::from(n)
+                && subscribers == u64::from(n),
+            "{:?}: {} active, {subscribers} percentiles",
+            r.read_from,
+            r.fleet.active
+        );
+        let r = row_of("report_month_digests", u64::from(n), t, n, 744);
+        println!(
+            "report_month_digests: {n} digests in {:.2} s, peak RSS {} MiB",
+            r.seconds,
+            r.peak_rss_bytes >> 20
+        );
+        rows.push(r);
+    }
     Ok(rows)
+}
+
+/// A measured row of `count` rows read since `started`.
+fn row_of(measure: &'static str, count: u64, started: Instant, n: u32, hours: u64) -> PlannerRow {
+    let seconds = started.elapsed().as_secs_f64();
+    PlannerRow {
+        measure,
+        subscribers: n,
+        hours,
+        rows: count,
+        seconds,
+        rows_per_second: super::as_f64(count) / seconds.max(1e-9),
+        peak_rss_bytes: peak_rss(),
+    }
+}
+
+/// Writes the month digests of `n` subscribers for `month` as a whole month of daily passes
+/// leaves them (every subscriber on one plan with its 38 largest hours each way, and the plan's
+/// bytes for every hour), through the store's own fold writer, and marks the month folded.
+fn month_digests(store: &Store, n: u32, (from, to): (i64, i64)) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let keys = i64::from(n);
+    let mut key = 1i64;
+    let mut plan = None;
+    while key <= keys {
+        let hi = (key + 8_192).min(keys + 1);
+        let folder = store.digest_folder()?;
+        let at = folder.digest_cursor()?;
+        let id = match plan {
+            Some(id) => id,
+            None => *plan.insert(folder.digest_plan_id("bench")?),
+        };
+        let top = |k: i64, scale: u64| -> Vec<u64> {
+            (0..38u64)
+                .map(|i| (k.unsigned_abs() % 50 + 1) * scale * (1_000 - i))
+                .collect()
+        };
+        let writes = DigestWrites {
+            month: from,
+            digests: (key..hi)
+                .map(|k| {
+                    (
+                        k,
+                        MonthDigest {
+                            plans: vec![id],
+                            down: k.unsigned_abs() * 744,
+                            up: k.unsigned_abs() * 93,
+                            top_down: top(k, 1_234),
+                            top_up: top(k, 77),
+                        },
+                    )
+                })
+                .collect(),
+            plan_hours: if key == 1 {
+                (from..to)
+                    .step_by(3_600)
+                    .map(|h| {
+                        (
+                            h,
+                            id,
+                            PlanHour {
+                                internet_down: u64::from(n) * 1_000,
+                                internet_up: u64::from(n) * 100,
+                                ..PlanHour::default()
+                            },
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        let next = DigestCursor {
+            since: from,
+            day: if hi > keys { to } else { from },
+            key: if hi > keys { 0 } else { hi },
+        };
+        anyhow::ensure!(folder.commit_fold(at, next, &writes)?, "the cursor moved");
+        key = hi;
+    }
+    log::info!(
+        "month digests written in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
