@@ -344,11 +344,18 @@ pub struct GridSet {
 }
 
 /// Bench-only map `BENCH_SPREAD` (array of one): how many table entries the spreading
-/// benchmark programs step the looked-up address over.
+/// benchmark programs step the looked-up address over, and where in the frame they write it
+/// (set by the harness per frame, so that the rewrite costs the same whatever the framing and
+/// only the program measured reads the headers).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BenchSpread {
     pub entries: u32,
+    /// Byte offset of the frame's source-address word to rewrite: the IP header's start + 12
+    /// (IPv4: the source; IPv6: the source's second word, its /32../64 bits).
+    pub src_offset: u32,
+    /// 0: write an IPv4 address (100.64.0.0 + entry); 1: an IPv6 word (entry << 8).
+    pub ipv6: u32,
 }
 
 /// Length of the bench-only map `BENCH_ZIPF`: table entries drawn from a Zipf distribution,

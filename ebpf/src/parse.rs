@@ -124,25 +124,6 @@ pub fn l3(ctx: &XdpContext) -> Option<(u16, usize)> {
     Some((proto, offset))
 }
 
-/// Where the IP header starts, through a PPPoE session header: (ETH_P_IP or ETH_P_IPV6 for
-/// the packet's family, or the EtherType that is not IP, and the offset). For the benchmark,
-/// which rewrites addresses in place.
-#[inline(always)]
-pub fn ip_start(ctx: &XdpContext) -> Option<(u16, usize)> {
-    let (proto, offset) = l3(ctx)?;
-    if proto != ETH_P_PPPOE_SESSION {
-        return Some((proto, offset));
-    }
-    // SAFETY: `at` bounds-checked the header; it is only read by value.
-    let ppp = u16::from_be(unsafe { (*at::<PppoeHdr>(ctx, offset)?).protocol });
-    let family = match ppp {
-        PPP_IPV4 => ETH_P_IP,
-        PPP_IPV6 => ETH_P_IPV6,
-        _ => ppp,
-    };
-    Some((family, offset + PPPOE_HLEN + PPP_PROTO_LEN))
-}
-
 #[inline(always)]
 fn is_vlan(proto: u16) -> bool {
     proto == ETH_P_8021Q || proto == ETH_P_8021AD || proto == ETH_P_QINQ_LEGACY

@@ -45,29 +45,21 @@ static BENCH_ZIPF_CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0)
 
 /// First IPv4 subscriber address of the benchmark table: 100.64.0.0, entry i is 100.64.0.0 + i.
 const V4_BASE: u32 = 0x6440_0000;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
 const V6_56: [u32; 4] = v6_mask(56);
 
-/// Rewrites the source address to table entry `i`: IPv4 100.64.0.0 + i, IPv6
-/// 2001:db8:iiii:ii00::/56. Both source fields sit 12 bytes into their IP header (inside
-/// PPPoE too).
+/// Rewrites the source address to table entry `i` where the harness said it lies (see
+/// `BenchSpread`): IPv4 100.64.0.0 + i, IPv6 2001:db8:iiii:ii00::/56. No header is parsed
+/// here, so the programs measured are the only ones to read the headers.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, i: u32) {
-    let Some((proto, offset)) = parse::ip_start(ctx) else {
+fn rewrite(ctx: &XdpContext, cfg: &BenchSpread, i: u32) {
+    // Masked so the verifier sees a bounded offset; every frame measured puts it below 64.
+    let Some(word) = parse::at_mut::<u32>(ctx, (cfg.src_offset & 0x3f) as usize) else {
         return;
     };
-    let Some(word) = parse::at_mut::<u32>(ctx, offset + 12) else {
-        return;
-    };
-    if proto == ETH_P_IP {
-        // SAFETY: `at_mut` checked that the word lies inside the frame, which XDP may rewrite
-        // (here BPF_PROG_TEST_RUN's own copy); no reference to it is held.
-        unsafe { *word = (V4_BASE + i).to_be() };
-    } else if proto == ETH_P_IPV6 {
-        // SAFETY: as above.
-        unsafe { *word = (i << 8).to_be() };
-    }
+    let value = if cfg.ipv6 == 0 { V4_BASE + i } else { i << 8 };
+    // SAFETY: `at_mut` checked that the word lies inside the frame, which XDP may rewrite
+    // (here BPF_PROG_TEST_RUN's own copy); no reference to it is held.
+    unsafe { *word = value.to_be() };
 }
 
 /// Rewrites the source address to a uniformly random table entry.
@@ -81,7 +73,7 @@ fn spread(ctx: &XdpContext) {
     }
     // SAFETY: the helper takes no arguments and is always callable from an XDP program.
     let i = unsafe { bpf_get_prandom_u32() } % cfg.entries;
-    rewrite(ctx, i);
+    rewrite(ctx, cfg, i);
 }
 
 /// Rewrites the source address to the next Zipf-drawn table entry of this CPU.
@@ -97,8 +89,11 @@ fn zipf(ctx: &XdpContext) {
         *cursor = at.wrapping_add(1);
         at
     };
-    if let Some(&i) = BENCH_ZIPF.get(at & (BENCH_ZIPF_SAMPLES - 1)) {
-        rewrite(ctx, i);
+    if let (Some(&i), Some(cfg)) = (
+        BENCH_ZIPF.get(at & (BENCH_ZIPF_SAMPLES - 1)),
+        BENCH_SPREAD.get(0),
+    ) {
+        rewrite(ctx, cfg, i);
     }
 }
 

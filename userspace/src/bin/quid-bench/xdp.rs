@@ -76,6 +76,10 @@ struct Row {
     /// How a throughput row was measured; only on those rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     method: Option<Method>,
+    /// On PPPoE rows: the median, over trials run in alternation with the plain family's,
+    /// of this row's time over the plain row's (the target's figure: see `measure_pair`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pppoe_over_plain: Option<f64>,
     /// The machine, on every row so that rows from different machines can be merged.
     cpu: String,
     kernel: String,
@@ -127,6 +131,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
             "sizes must be between 1 and 4,000,000 (the 100.64.0.0/10 range holds the IPv4 addresses)"
         );
     }
+    pin_to_one_cpu();
     let (cpu, kernel) = (cpu_model(), kernel());
     let load_avg = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -139,6 +144,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         ns_per_packet,
         mpps,
         method: None,
+        pppoe_over_plain: None,
         cpu: cpu.clone(),
         kernel: kernel.clone(),
     };
@@ -161,20 +167,52 @@ pub fn run(o: Options) -> anyhow::Result<()> {
             } else {
                 XDP_PASS
             };
-            for (family, frame) in frames() {
-                let mut single = [0.0; PROGRAMS.len()];
-                for ((program, entry), single) in PROGRAMS.into_iter().zip(&mut single) {
+            let frames = frames();
+            // Per family (FAMILIES order), per program: the single-frame figure.
+            let mut singles = [[0.0; PROGRAMS.len()]; FAMILIES.len()];
+            // Each plain family and its PPPoE twin in alternating trials (see `measure_pair`).
+            for pair in frames.chunks_exact(2) {
+                let [plain_frame, pppoe_frame] = pair else {
+                    continue;
+                };
+                let (plain, pppoe) = (plain_frame.family, pppoe_frame.family);
+                let at = |f: &str| FAMILIES.iter().position(|x| *x == f).unwrap_or(0);
+                for (p, (program, entry)) in PROGRAMS.into_iter().enumerate() {
                     let name = format!("{entry}{suffix}");
-                    let ns = measure(&mut dp, &name, &frame, o.repeat, o.trials, verdict)?;
-                    log::info!("{program:>8} {family} {n:>8} {keys:>7}: {ns:7.1} ns/packet");
-                    rows.push(row(program, family, n, keys, ns, None));
-                    *single = ns;
+                    let t = Trials {
+                        repeat: o.repeat,
+                        trials: o.trials,
+                        verdict,
+                    };
+                    let (a, b, ratio) =
+                        measure_pair(&mut dp, &name, n, (plain_frame, pppoe_frame), t)?;
+                    log::info!(
+                        "{program:>8} {plain}/{pppoe} {n:>8} {keys:>7}: {a:7.1} / {b:7.1} ns/packet ({ratio:.2}x paired)"
+                    );
+                    rows.push(row(program, plain, n, keys, a, None));
+                    rows.push(Row {
+                        pppoe_over_plain: Some(ratio),
+                        ..row(program, pppoe, n, keys, b, None)
+                    });
+                    singles[at(plain)][p] = a;
+                    singles[at(pppoe)][p] = b;
                 }
+            }
+            for (f, frame) in frames.into_iter().enumerate() {
+                let single = singles[f];
+                let family = frame.family;
                 if keys == LIVE_KEYS {
+                    aim(&mut dp, n, &frame)?;
                     for ((program, entry), single) in PROGRAMS.into_iter().zip(single) {
                         let name = format!("{entry}{suffix}");
                         let live = if live_allowed {
-                            live::ns_per_frame(&mut dp, &name, &frame, o.live_frames, o.trials)?
+                            live::ns_per_frame(
+                                &mut dp,
+                                &name,
+                                &frame.bytes,
+                                o.live_frames,
+                                o.trials,
+                            )?
                         } else {
                             None
                         };
@@ -222,21 +260,55 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One measured frame: its family, its bytes, and where the spreading programs write its
+/// source address (`BenchSpread` without `entries`).
+struct BenchFrame {
+    family: &'static str,
+    bytes: Vec<u8>,
+    spread: BenchSpread,
+}
+
 /// One UDP frame per family (in [`FAMILIES`] order) from subscriber 0, which the spreading
 /// programs rewrite; the PPPoE frames carry the same IP packets as the plain ones.
-fn frames() -> [(&'static str, Vec<u8>); FAMILIES.len()] {
+fn frames() -> [BenchFrame; FAMILIES.len()] {
     let e = Ethernet::default();
     let (v4, net4) = (v4_of(0), Ipv4Addr::new(203, 0, 113, 1));
     let (v6, net6) = (
         v6_of(0) | Ipv6Addr::from(1u128),
         Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1),
     );
+    // The IP header follows 14 bytes of Ethernet, or 22 with the PPPoE session header and
+    // the PPP protocol; the word rewritten is 12 bytes into it in both families.
+    let frame = |family, bytes, ip: u32, ipv6| BenchFrame {
+        family,
+        bytes,
+        spread: BenchSpread {
+            entries: 0,
+            src_offset: ip + 12,
+            ipv6,
+        },
+    };
     [
-        (FAMILIES[0], e.ipv4_udp(v4, net4, 64)),
-        (FAMILIES[1], e.pppoe_ipv4_udp(v4, net4, 64)),
-        (FAMILIES[2], e.ipv6_udp(v6, net6, 64)),
-        (FAMILIES[3], e.pppoe_ipv6_udp(v6, net6, 64)),
+        frame(FAMILIES[0], e.ipv4_udp(v4, net4, 64), 14, 0),
+        frame(FAMILIES[1], e.pppoe_ipv4_udp(v4, net4, 64), 22, 0),
+        frame(FAMILIES[2], e.ipv6_udp(v6, net6, 64), 14, 1),
+        frame(FAMILIES[3], e.pppoe_ipv6_udp(v6, net6, 64), 22, 1),
     ]
+}
+
+/// Tells the spreading programs where `frame`'s source address lies, over `n` entries.
+fn aim(dp: &mut Datapath, n: u32, frame: &BenchFrame) -> anyhow::Result<()> {
+    let mut spread: Array<&mut MapData, BenchSpread> =
+        Array::try_from(dp.ebpf.map_mut("BENCH_SPREAD").context("BENCH_SPREAD")?)?;
+    spread.set(
+        0,
+        BenchSpread {
+            entries: n,
+            ..frame.spread
+        },
+        0,
+    )?;
+    Ok(())
 }
 
 /// Fills BENCH_ZIPF with table entries drawn with exponent `s` over `n` subscribers.
@@ -312,35 +384,63 @@ fn load(n: u32) -> anyhow::Result<Datapath> {
             t6.insert(&Key::new(56, registry::v6_words(&v6_of(i).octets())), i, 0)?;
         }
     }
-    let mut spread: Array<&mut MapData, BenchSpread> =
-        Array::try_from(dp.ebpf.map_mut("BENCH_SPREAD").context("BENCH_SPREAD")?)?;
-    spread.set(0, BenchSpread { entries: n }, 0)?;
     Ok(dp)
 }
 
-/// Median ns per packet over `trials` runs of `repeat` repetitions.
-fn measure(
-    dp: &mut Datapath,
-    name: &str,
-    frame: &[u8],
+/// How each single-frame measurement runs.
+#[derive(Clone, Copy)]
+struct Trials {
+    /// BPF_PROG_TEST_RUN repetitions per trial.
     repeat: u32,
     trials: usize,
+    /// The verdict the program must return.
     verdict: u32,
-) -> anyhow::Result<f64> {
-    let prog = dp.program(name)?;
-    let mut samples = Vec::with_capacity(trials);
-    for _ in 0..trials {
+}
+
+/// Program `name` on two frames in alternating trials (a b, b a, a b, ...): the median ns per
+/// packet of each, and the median of the per-trial ratios b / a. On this VM the same
+/// measurement drifts by up to 2x between runs (memory placement, neighbours); a pair of
+/// trials back to back sees the same machine, so their ratio is what a comparison can trust.
+fn measure_pair(
+    dp: &mut Datapath,
+    name: &str,
+    n: u32,
+    (a, b): (&BenchFrame, &BenchFrame),
+    t: Trials,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let mut run = |frame: &BenchFrame| -> anyhow::Result<f64> {
+        aim(dp, n, frame)?;
+        let prog = dp.program(name)?;
         let r = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat,
+            data_in: Some(&frame.bytes),
+            repeat: t.repeat,
             ..Default::default()
         })?;
-        if r.return_value != verdict {
-            bail!("{name} returned {} instead of {verdict}", r.return_value);
+        if r.return_value != t.verdict {
+            bail!(
+                "{name} returned {} instead of {}",
+                r.return_value,
+                t.verdict
+            );
         }
-        samples.push(r.duration.as_nanos() as f64);
+        Ok(r.duration.as_nanos() as f64)
+    };
+    let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..t.trials {
+        // a b, b a, a b, ...: neither frame always runs first.
+        let (x, y) = if i % 2 == 0 {
+            let x = run(a)?;
+            (x, run(b)?)
+        } else {
+            let y = run(b)?;
+            (run(a)?, y)
+        };
+        xs.push(x);
+        ys.push(y);
+        ratios.push(y / x.max(f64::MIN_POSITIVE));
     }
-    median(samples)
+    log::debug!("{name}: {xs:?} against {ys:?}");
+    Ok((median(xs)?, median(ys)?, median(ratios)?))
 }
 
 /// The median of `samples`; an error for none (`--trials 0`).
@@ -371,6 +471,21 @@ fn check_counted(dp: &Datapath, n: u32, runs: f64) -> anyhow::Result<()> {
         "spread check: {touched} of the first {m} subscribers charged (about {expected:.0} expected)"
     );
     Ok(())
+}
+
+/// Pins the benchmark to the last CPU: a trial that migrates half way starts again with cold
+/// caches, and every figure here is "on one core". A refusal is logged and the run goes on.
+fn pin_to_one_cpu() {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut set = CpuSet::new();
+    match set
+        .set(cpus - 1)
+        .and_then(|()| sched_setaffinity(nix::unistd::Pid::from_raw(0), &set))
+    {
+        Ok(()) => log::info!("measuring on CPU {}", cpus - 1),
+        Err(e) => log::warn!("cannot pin the benchmark to one CPU ({e}); figures may drift more"),
+    }
 }
 
 fn cpu_model() -> String {
@@ -505,7 +620,9 @@ fn pppoe_markdown(r: &Report, sizes: &[u32]) -> String {
     let mut md = format!(
         "\n## PPPoE against plain Ethernet\n\nThe `quid` program on the same IP packets inside a \
          PPPoE session (8 more bytes of header to read and check), per packet. Target: at most \
-         {PPPOE_TARGET}x the plain row of the same size and keys.\n\n\
+         {PPPOE_TARGET}x the plain row of the same size and keys. The two run in alternating \
+         trials, and the ratio is the median of the trials' ratios (the medians of the two rows \
+         may give another: this machine drifts between trials).\n\n\
          | family | subscribers | keys | plain | pppoe | pppoe / plain |\n|---|---|---|---|---|---|\n"
     );
     let mut ratios = Vec::new();
@@ -517,7 +634,9 @@ fn pppoe_markdown(r: &Report, sizes: &[u32]) -> String {
                     find(r, "quid", f, n, keys, false).map_or(f64::NAN, |x| x.ns_per_packet)
                 };
                 let (plain, wrapped) = (ns(family), ns(&pppoe));
-                let ratio = wrapped / plain;
+                let ratio = find(r, "quid", &pppoe, n, keys, false)
+                    .and_then(|x| x.pppoe_over_plain)
+                    .unwrap_or(f64::NAN);
                 ratios.push(ratio);
                 md += &format!(
                     "| {family} | {n} | {keys} | {plain:.1} | {wrapped:.1} | {ratio:.2}x |\n"
