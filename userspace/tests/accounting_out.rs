@@ -12,13 +12,14 @@ mod common;
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use common::{
     Daemon, Injector, Netns, http_here, metric, router_and_sender, write_config_sections,
+    write_secret,
 };
 use quid::{kernel::test_frames::Ethernet, metering::snapshot::Snapshot};
 
@@ -147,13 +148,6 @@ fn download(s: &Snapshot, id: &str) -> u64 {
         .iter()
         .find(|t| t.id == id)
         .map_or(0, |t| t.download.bytes)
-}
-
-/// Writes the secret file quid reads (mode 0600).
-fn write_secret(path: &Path, secret: &str) {
-    std::fs::write(path, format!("{secret}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Waits (20 s at most) until `ok` holds for the detail file's records.

@@ -135,6 +135,7 @@ fn dashboards_parse_with_unique_ids_the_datasource_variable_and_only_exported_me
                 || quid::metrics::radius::FAMILIES.contains(&name.as_str())
                 || quid::metrics::audits::FAMILIES.contains(&name.as_str())
                 || quid::metrics::accounting_out::FAMILIES.contains(&name.as_str())
+                || quid::metrics::dhcp::FAMILIES.contains(&name.as_str())
                 || rules.contains(&name);
             assert!(
                 known,
@@ -222,6 +223,16 @@ fn every_panel_in_a_real_prometheus(contributions: bool) {
         &["pi"],
         common::now() - 3600,
     );
+    // Every integration on, so that their panels have series: a RADIUS listener no NAS
+    // talks to, accounting to a billing port nobody answers, an empty Kea lease file, audits.
+    common::write_secret(&dir.path().join("nas.secret"), "nas-secret");
+    common::write_secret(&dir.path().join("billing.secret"), "billing-secret");
+    for (file, text) in [
+        ("dhcp-map.csv", "key,value,subscriber\n"),
+        ("kea-leases4.csv", ""),
+    ] {
+        std::fs::write(dir.path().join(file), text).unwrap();
+    }
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "auto"), ("core", "core", "auto")],
@@ -231,8 +242,32 @@ fn every_panel_in_a_real_prometheus(contributions: bool) {
 [tariff]
 cpu_core_hour = 3600000
 download_internet_gb = 1000000000
+
+[radius]
+listen = \"127.0.0.1:1813\"
+[[radius.client]]
+address = \"127.0.0.0/8\"
+secret_file = \"nas.secret\"
+
+[accounting_out]
+server = \"127.0.0.1:1814\"
+secret_file = \"billing.secret\"
+nas_identifier = \"edge-test\"
+interval_secs = 1
+timeout_secs = 1
+attempts = 2
+
+[dhcp]
+lease_file4 = \"{}\"
+map = \"dhcp-map.csv\"
+poll_ms = 200
+
+[audits]
+interval_secs = 2
+deadline_secs = 1
 ",
-            common::LISTENERS
+            common::LISTENERS,
+            dir.path().join("kea-leases4.csv").display()
         ),
     );
     let daemon = Daemon::start(&r, &config);

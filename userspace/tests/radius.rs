@@ -61,12 +61,7 @@ fn configure(
     let (rtr, snd) = router_and_sender();
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("nas.secret");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    Command::new("chmod")
-        .args(["600"])
-        .arg(&secret)
-        .status()
-        .unwrap();
+    common::write_secret(&secret, SECRET);
     let config = write_config_sections(
         dir.path(),
         &[("acc", "access", "generic")],

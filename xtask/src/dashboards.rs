@@ -45,7 +45,7 @@ pub const RECORDING: [(&str, &str); 8] = [
 ];
 
 /// Alerts: (name, expression, for, severity, summary).
-pub const ALERTS: [(&str, &str, &str, &str, &str); 16] = [
+pub const ALERTS: [(&str, &str, &str, &str, &str); 19] = [
     (
         "QuidIntervalStale",
         "time() - quid_last_interval_timestamp_seconds > 300",
@@ -157,6 +157,27 @@ pub const ALERTS: [(&str, &str, &str, &str, &str); 16] = [
         "5m",
         "warning",
         "the last subscriber table reload on {{ $labels.instance }} was refused",
+    ),
+    (
+        "QuidBillingAccountingFailing",
+        "sum by (instance) (increase(quid_radius_accounting_out_total{outcome=\"gave_up\"}[30m])) > 0",
+        "30m",
+        "warning",
+        "quid on {{ $labels.instance }} gave up on {{ $value }} accounting requests to the billing server in 30 minutes: billing is behind",
+    ),
+    (
+        "QuidRadiusForgedRequests",
+        "sum by (instance) (rate(quid_radius_requests_total{outcome=~\"bad_authenticator|bad_message_authenticator|unknown_client\"}[10m])) > 0.1",
+        "15m",
+        "warning",
+        "{{ $value }} RADIUS accounting requests a second on {{ $labels.instance }} fail their authenticator or come from an unknown client",
+    ),
+    (
+        "QuidNodeAuditDisqualified",
+        "max by (instance, node) (quid_audit_disqualified) == 1",
+        "5m",
+        "warning",
+        "node {{ $labels.node }} failed enough storage audits to be disqualified: it earns no storage credit",
     ),
 ];
 
@@ -583,6 +604,73 @@ fn noc() -> Value {
                 "s",
                 vec![("quid_rollup_lag_seconds", "{{instance}}")],
             ),
+            ts(
+                "Live address bindings by source",
+                "Sessions whose addresses RADIUS accounting or DHCP leases bind to subscribers now, per router and source (docs/integrating.md).",
+                "short",
+                vec![(
+                    "sum by (instance, source) (quid_bindings_active)",
+                    "{{instance}} {{source}}",
+                )],
+            ),
+            ts(
+                "Binding events by outcome",
+                "Bind and release events per interval by source and outcome; refusals (unknown_subscriber, conflicts_with_table, ...) change nothing and are logged.",
+                "short",
+                vec![(
+                    "sum by (source, outcome) (increase(quid_binding_events_total[$__rate_interval]))",
+                    "{{source}} {{outcome}}",
+                )],
+            ),
+            ts(
+                "RADIUS accounting requests by outcome",
+                "Accounting requests from the NASes per second by outcome; bad authenticators and unknown clients change nothing (QuidRadiusForgedRequests).",
+                "reqps",
+                vec![(
+                    "sum by (instance, outcome) (rate(quid_radius_requests_total[$__rate_interval]))",
+                    "{{instance}} {{outcome}}",
+                )],
+            ),
+            ts(
+                "Accounting to billing by outcome",
+                "Requests quid sends to the billing server's RADIUS accounting per second: sent, retransmitted, accepted, given up (QuidBillingAccountingFailing).",
+                "reqps",
+                vec![(
+                    "sum by (instance, outcome) (rate(quid_radius_accounting_out_total[$__rate_interval]))",
+                    "{{instance}} {{outcome}}",
+                )],
+            ),
+            ts(
+                "DHCP leases without a subscriber",
+                "Active Kea leases that no row of the DHCP mapping file names (their traffic is unattributed), and lease lines skipped as unreadable per interval.",
+                "short",
+                vec![
+                    ("quid_dhcp_leases_unmapped", "unmapped {{instance}}"),
+                    (
+                        "increase(quid_dhcp_lease_lines_skipped_total[$__rate_interval])",
+                        "skipped lines {{instance}}",
+                    ),
+                ],
+            ),
+            ts(
+                "Storage audits by outcome",
+                "Storage audits of the nodes per interval by outcome (passed or failed; an unanswered challenge fails at its deadline); a node whose score falls below 0.96 earns no storage credit. A node's series start with its first audit: before any, the panel shows 0.",
+                "short",
+                vec![(
+                    "sum by (outcome) (increase(quid_audits_total[$__rate_interval])) or vector(0)",
+                    "{{outcome}}",
+                )],
+            ),
+            stat(
+                "Nodes disqualified by audits",
+                "Nodes whose storage audit score fell below 0.96 (QuidNodeAuditDisqualified): they earn no storage credit until it recovers.",
+                "short",
+                vec![(
+                    "sum(quid_audit_disqualified) or vector(0)",
+                    "disqualified",
+                )],
+            )
+            .colours("green", &[(1.0, "orange")]),
         ],
     )
 }

@@ -739,3 +739,10 @@ pub fn wait_reload(state: &Path, after: u64) -> quid::subscribers::reload_result
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Writes a shared secret file readable by its owner only (quid refuses one others can read).
+pub fn write_secret(path: &Path, secret: &str) {
+    std::fs::write(path, format!("{secret}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
