@@ -7,6 +7,7 @@ pub mod export_parquet;
 mod export_tests;
 pub mod forecast;
 pub mod month_fold;
+mod month_fold_tests;
 pub mod percentile;
 pub mod period_books;
 pub mod plan_attribution;
