@@ -18,7 +18,7 @@ use std::{
 };
 
 use common::{
-    Daemon, Injector, Netns, http_here, metric, router_and_sender, write_config_sections,
+    Daemon, Injector, Netns, http_here, metric, router_and_sender, veth, write_config_sections,
     write_secret,
 };
 use quid::{kernel::test_frames::Ethernet, metering::snapshot::Snapshot};
@@ -220,13 +220,15 @@ fn last_interim_is(
 #[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
 fn billing_server_receives_quids_exact_octets_per_subscriber_session() {
     let (rtr, snd) = router_and_sender();
+    // Uploads arrive on the access side, downloads on the core side.
+    veth(&rtr, "core", &snd, "core-p");
     let radius = FreeRadius::start(&rtr);
     let dir = tempfile::tempdir().unwrap();
     let secret: PathBuf = dir.path().join("billing.secret");
     write_secret(&secret, SECRET);
     let config = write_config_sections(
         dir.path(),
-        &[("acc", "access", "generic")],
+        &[("acc", "access", "generic"), ("core", "core", "generic")],
         TABLE,
         &format!(
             "\n[metrics]\nlisten = \"127.0.0.1:9464\"\n\
@@ -263,8 +265,16 @@ fn billing_server_receives_quids_exact_octets_per_subscriber_session() {
     let frame = |src| Ethernet::default().ipv4_udp(src, Ipv4Addr::new(192, 0, 2, 50), 72);
     inj.send(&frame(ALICE), 7);
     inj.send(&frame(BOB), 3);
-    let snap = daemon.wait_for("alice 7 and bob 3 frames counted", |s| {
-        upload(s, "alice") == 7 * IP_LEN && upload(s, "bob") == 3 * IP_LEN
+    // And from the Internet to them: 5 frames to alice, 4 to bob.
+    let core = Injector::new(&snd, "core-p");
+    let to = |dst| Ethernet::default().ipv4_udp(Ipv4Addr::new(192, 0, 2, 50), dst, 72);
+    core.send(&to(ALICE), 5);
+    core.send(&to(BOB), 4);
+    let snap = daemon.wait_for("alice 7 up 5 down, bob 3 up 4 down counted", |s| {
+        upload(s, "alice") == 7 * IP_LEN
+            && upload(s, "bob") == 3 * IP_LEN
+            && download(s, "alice") == 5 * IP_LEN
+            && download(s, "bob") == 4 * IP_LEN
     });
     let (alice_up, bob_up) = (upload(&snap, "alice"), upload(&snap, "bob"));
     let (alice_down, bob_down) = (download(&snap, "alice"), download(&snap, "bob"));
