@@ -58,7 +58,8 @@ if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok i
 fi
 # gcc-aarch64-linux-gnu and qemu-user cross-build the node agent's arm64 package and run its
 # binary here (cargo xtask dist). freeradius-utils: radclient plays the NAS in the RADIUS tests.
-apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql gcc-aarch64-linux-gnu qemu-user freeradius-utils
+# tcpreplay replays a crafted PPPoE session (the kernel has no PPP for a real pppd session).
+apt_install llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iputils-ping util-linux prometheus g++ binutils systemd lintian jq chromium postgresql gcc-aarch64-linux-gnu qemu-user freeradius-utils tcpreplay
 if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
     say "adding the aarch64-unknown-linux-gnu target (the node agent's arm64 package)"
     rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1

@@ -129,6 +129,93 @@ fn pppoe_frames_through_a_veth_count_the_inner_ip_bytes_to_the_subscriber() {
     daemon.stop();
 }
 
+/// A PPPoE session's life as the wire carries it, crafted and replayed by `tcpreplay` (this
+/// kernel has no PPP support, CONFIG_PPP, so pppd cannot run a real session): discovery,
+/// LCP, PAP, IPCP and IPv6CP, data both ways in both families, echoes, and the end. Only the
+/// data counts to the subscriber, by its IP bytes; the rest lands in its buckets.
+#[test]
+#[ignore = "needs root (network namespaces, BPF): cargo xtask test runs it"]
+fn a_pppoe_session_replayed_by_tcpreplay_counts_its_data_to_the_subscriber() {
+    const PADO: u8 = 0x07;
+    const PADR: u8 = 0x19;
+    const PADS: u8 = 0x65;
+    const PAP: u16 = 0xc023;
+    const IPCP: u16 = 0x8021;
+    const IPV6CP: u16 = 0x8057;
+    let (r, s) = common::router_and_sender();
+    veth(&r, "core", &s, "core-p");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &[("acc", "access", "auto"), ("core", "core", "generic")],
+        TABLE,
+    );
+    let daemon = Daemon::start(&r, &config);
+    let e = Ethernet::default();
+    let session = 0x0001;
+    // LCP Configure-Request id 1 with MRU 1492, and its Ack; Echo-Request/Reply with a magic.
+    let lcp_conf = [1, 1, 0, 8, 1, 4, 0x05, 0xd4];
+    let lcp_ack = [2, 1, 0, 8, 1, 4, 0x05, 0xd4];
+    let echo = [9, 2, 0, 8, 0x12, 0x34, 0x56, 0x78];
+    let echo_reply = [10, 2, 0, 8, 0x9a, 0xbc, 0xde, 0xf0];
+    // PAP Authenticate-Request for "alice"/"pw"; IPCP asking 0.0.0.0, the server's Nak and Ack.
+    let pap = [1, 1, 0, 13, 5, b'a', b'l', b'i', b'c', b'e', 2, b'p', b'w'];
+    let ipcp_req = [1, 1, 0, 10, 3, 6, 0, 0, 0, 0];
+    let ipcp_nak = [3, 1, 0, 10, 3, 6, 100, 64, 1, 10];
+    let ipv6cp = [1, 1, 0, 14, 1, 10, 0, 0, 0, 0, 0, 0, 0, 7];
+    let mut up = vec![
+        e.pppoe_discovery(PADI),
+        e.pppoe_discovery(PADR),
+        e.pppoe(session, PPP_LCP, &lcp_conf),
+        e.pppoe(session, PPP_LCP, &lcp_ack),
+        e.pppoe(session, PAP, &pap),
+        e.pppoe(session, IPCP, &ipcp_req),
+        e.pppoe(session, IPV6CP, &ipv6cp),
+    ];
+    up.extend((0..6).map(|_| e.pppoe_ipv4_udp(ALICE4, NET4, 100))); // IP 128 each
+    up.extend((0..4).map(|_| e.pppoe_ipv6_udp(ALICE6, NET6, 200))); // IP 248 each
+    up.extend((0..2).map(|_| e.pppoe(session, PPP_LCP, &echo)));
+    up.push(e.pppoe_discovery(PADT));
+    let mut down = vec![
+        e.pppoe_discovery(PADO),
+        e.pppoe_discovery(PADS),
+        e.pppoe(session, PPP_LCP, &lcp_conf),
+        e.pppoe(session, PPP_LCP, &lcp_ack),
+        e.pppoe(session, IPCP, &ipcp_nak),
+        e.pppoe(session, IPCP, &ipcp_req),
+    ];
+    down.extend((0..3).map(|_| e.pppoe_ipv4_udp(NET4, ALICE4, 1000))); // IP 1028 each
+    down.extend((0..2).map(|_| e.pppoe_ipv6_udp(NET6, ALICE6, 0))); // IP 48 each
+    down.extend((0..2).map(|_| e.pppoe(session, PPP_LCP, &echo_reply)));
+    let (up_pcap, down_pcap) = (dir.path().join("up.pcap"), dir.path().join("down.pcap"));
+    common::write_pcap(&up_pcap, &up);
+    common::write_pcap(&down_pcap, &down);
+    common::tcpreplay(&s, "acc-p", &up_pcap);
+    common::tcpreplay(&s, "core-p", &down_pcap);
+
+    let snap = daemon.wait_for("every replayed frame counted", |s| {
+        frames_on(interface(s, "acc")) >= up.len() as u64
+            && frames_on(interface(s, "core")) >= down.len() as u64
+    });
+    assert_eq!(upload(&snap, "alice"), count(10, 6 * 128 + 4 * 248));
+    assert_eq!(download(&snap, "alice"), count(5, 3 * 1028 + 2 * 48));
+    let bytes = |frames: &[Vec<u8>]| frames.iter().map(|f| f.len() as u64).sum::<u64>();
+    let (a, c) = (interface(&snap, "acc"), interface(&snap, "core"));
+    assert_eq!(a.attributed, count(10, 6 * 128 + 4 * 248));
+    let discovery_up = [&up[0], &up[1], &up[up.len() - 1]].map(|f| f.to_vec());
+    assert_eq!(a.pppoe_discovery, count(3, bytes(&discovery_up)));
+    let control_up: Vec<Vec<u8>> = up[2..7].iter().chain(&up[17..19]).cloned().collect();
+    assert_eq!(a.non_ip, count(7, bytes(&control_up)));
+    assert_eq!(c.attributed, count(5, 3 * 1028 + 2 * 48));
+    assert_eq!(c.pppoe_discovery, count(2, bytes(&down[..2])));
+    let control_down: Vec<Vec<u8>> = down[2..6].iter().chain(&down[11..13]).cloned().collect();
+    assert_eq!(c.non_ip, count(6, bytes(&control_down)));
+    for i in [a, c] {
+        assert_eq!((i.malformed, i.unknown), (count(0, 0), count(0, 0)));
+    }
+    daemon.stop();
+}
+
 /// Opens the tun device `name` in `ns` for writing packets into it (as received by the kernel).
 fn open_tun(ns: &Netns, name: &str) -> File {
     let name = name.to_owned();

@@ -746,3 +746,47 @@ pub fn write_secret(path: &Path, secret: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// Writes `frames` as a pcap file (Ethernet link type, microsecond timestamps a millisecond
+/// apart) for `tcpreplay`.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    // Magic, version 2.4 (two u16s: 2 then 4), UTC, no accuracy figure, snapshot length,
+    // LINKTYPE_ETHERNET; little-endian throughout.
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let len = u32::try_from(f.len()).unwrap();
+        let usec = u32::try_from(i * 1_000).unwrap();
+        for word in [1_800_000_000u32, usec, len, len] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Replays the pcap file `path` out of interface `dev` of `ns` with `tcpreplay`, as fast as
+/// it goes; panics with what tcpreplay said if it fails.
+pub fn tcpreplay(ns: &Netns, dev: &str, path: &Path) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "tcpreplay",
+            "--topspeed",
+            "--intf1",
+            dev,
+        ])
+        .arg(path)
+        .output()
+        .expect("tcpreplay is missing: scripts/bootstrap.sh installs it");
+    assert!(
+        out.status.success(),
+        "tcpreplay on {dev}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
