@@ -48,12 +48,22 @@ struct Session {
     prefixes: Vec<IpNet>,
 }
 
-/// The sessions and who holds each prefix: small, and cloned before a batch so that a batch
-/// the kernel refuses leaves them as they were.
+/// The sessions and who holds each prefix, with each subscriber's sessions and the count per
+/// source kept beside them, so a batch costs the sessions it touches, not all of them.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
     sessions: BTreeMap<SessionKey, Session>,
     holder: HashMap<IpNet, SessionKey>,
+    of_subscriber: HashMap<String, BTreeSet<SessionKey>>,
+    per_source: [usize; BindingSource::ALL.len()],
+}
+
+/// The position of `source` in [`BindingSource::ALL`].
+fn source_index(source: BindingSource) -> usize {
+    BindingSource::ALL
+        .iter()
+        .position(|s| *s == source)
+        .unwrap_or(0)
 }
 
 impl Live {
@@ -62,13 +72,12 @@ impl Live {
         let mut live = Live::default();
         for row in rows {
             for p in &row.prefixes {
-                if let Some(other) = live.holder.insert(*p, row.session.clone())
-                    && let Some(s) = live.sessions.get_mut(&other)
-                {
-                    s.prefixes.retain(|q| q != p);
+                if let Some(other) = live.holder.get(p).cloned() {
+                    live.strip(&other, p);
                 }
             }
-            live.sessions.insert(
+            live.remove(&row.session);
+            live.insert(
                 row.session,
                 Session {
                     subscriber: row.subscriber,
@@ -80,17 +89,14 @@ impl Live {
     }
 
     /// What the store must write to hold these sessions instead of `before`'s: the sessions
-    /// that began or changed, and those that ended.
+    /// that began or changed, and those that ended (a whole comparison: for a table reload;
+    /// a batch has [`Bindings::batch_changes`]).
     pub fn changes_since(&self, before: &Live) -> (Vec<StoredSession>, Vec<SessionKey>) {
         let changed = self
             .sessions
             .iter()
             .filter(|(k, s)| before.sessions.get(*k) != Some(*s))
-            .map(|(k, s)| StoredSession {
-                session: k.clone(),
-                subscriber: s.subscriber.clone(),
-                prefixes: s.prefixes.clone(),
-            })
+            .map(|(k, s)| stored(k, s))
             .collect();
         let ended = before
             .sessions
@@ -115,17 +121,80 @@ impl Live {
 
     /// Live sessions of `source`.
     pub fn active(&self, source: BindingSource) -> usize {
-        self.sessions.keys().filter(|k| k.source == source).count()
+        self.per_source[source_index(source)]
     }
 
-    fn remove(&mut self, session: &SessionKey) -> bool {
-        let Some(old) = self.sessions.remove(session) else {
-            return false;
-        };
-        for p in old.prefixes {
-            self.holder.remove(&p);
+    /// Adds a session under a key that holds none, and makes it the holder of its prefixes.
+    fn insert(&mut self, key: SessionKey, session: Session) {
+        for p in &session.prefixes {
+            self.holder.insert(*p, key.clone());
         }
-        true
+        self.of_subscriber
+            .entry(session.subscriber.clone())
+            .or_default()
+            .insert(key.clone());
+        self.per_source[source_index(key.source)] += 1;
+        self.sessions.insert(key, session);
+    }
+
+    /// Ends a session, freeing the prefixes it holds; the session, if there was one.
+    fn remove(&mut self, key: &SessionKey) -> Option<Session> {
+        let old = self.sessions.remove(key)?;
+        for p in &old.prefixes {
+            if self.holder.get(p) == Some(key) {
+                self.holder.remove(p);
+            }
+        }
+        if let Some(keys) = self.of_subscriber.get_mut(&old.subscriber) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.of_subscriber.remove(&old.subscriber);
+            }
+        }
+        let n = &mut self.per_source[source_index(key.source)];
+        *n = n.saturating_sub(1);
+        Some(old)
+    }
+
+    /// Takes prefix `p` from session `key` (a newer claim won it); a session left with none
+    /// ends.
+    fn strip(&mut self, key: &SessionKey, p: &IpNet) {
+        if self.holder.get(p) == Some(key) {
+            self.holder.remove(p);
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.prefixes.retain(|q| q != p);
+        if s.prefixes.is_empty() {
+            self.remove(key);
+        }
+    }
+
+    /// Subscriber `id`'s bound prefixes, sorted, with the sessions of `instead` taken as
+    /// given there (`None`: absent) rather than as they are.
+    fn prefixes_of(&self, id: &str, instead: &BTreeMap<SessionKey, Option<Session>>) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .of_subscriber
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|k| !instead.contains_key(*k))
+            .filter_map(|k| self.sessions.get(k))
+            .chain(instead.values().flatten().filter(|s| s.subscriber == id))
+            .flat_map(|s| s.prefixes.iter().copied())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// A session as the store keeps it.
+fn stored(key: &SessionKey, s: &Session) -> StoredSession {
+    StoredSession {
+        session: key.clone(),
+        subscriber: s.subscriber.clone(),
+        prefixes: s.prefixes.clone(),
     }
 }
 
@@ -135,6 +204,9 @@ pub struct Bindings {
     base: TableIndex,
     live: Live,
     max_sessions: usize,
+    /// Since [`Bindings::begin_batch`]: each session the batch touched, as it was before
+    /// (`None`: it did not exist). What a batch undoes, stores and re-lays.
+    journal: BTreeMap<SessionKey, Option<Session>>,
 }
 
 impl Bindings {
@@ -144,28 +216,75 @@ impl Bindings {
             base: TableIndex::default(),
             live: Live::default(),
             max_sessions,
+            journal: BTreeMap::new(),
         }
     }
 
-    /// The sessions, to keep before a batch and restore with [`Bindings::restore`].
+    /// The sessions.
     pub fn live(&self) -> &Live {
         &self.live
     }
 
-    /// Puts back sessions kept before a batch the kernel did not take.
+    /// Takes `live` as the sessions (those a restarted daemon stored).
     pub fn restore(&mut self, live: Live) {
         self.live = live;
+        self.journal.clear();
+    }
+
+    /// Starts a batch: what [`Bindings::apply`] changes from now on can be undone, stored and
+    /// re-laid by the sessions it touched alone.
+    pub fn begin_batch(&mut self) {
+        self.journal.clear();
+    }
+
+    /// Records session `key` as it is, the first time the batch touches it.
+    fn note(&mut self, key: &SessionKey) {
+        if !self.journal.contains_key(key) {
+            let was = self.live.sessions.get(key).cloned();
+            self.journal.insert(key.clone(), was);
+        }
+    }
+
+    /// Puts the sessions back as they were before the batch (the kernel did not take it).
+    pub fn undo(&mut self) {
+        let journal = std::mem::take(&mut self.journal);
+        for key in journal.keys() {
+            self.live.remove(key);
+        }
+        for (key, was) in journal {
+            if let Some(s) = was {
+                self.live.insert(key, s);
+            }
+        }
+    }
+
+    /// What the store must write for the batch: the sessions it began or changed, and those
+    /// it ended.
+    pub fn batch_changes(&self) -> (Vec<StoredSession>, Vec<SessionKey>) {
+        let mut changed = Vec::new();
+        let mut ended = Vec::new();
+        for (key, was) in &self.journal {
+            match (self.live.sessions.get(key), was) {
+                (Some(now), was) if was.as_ref() != Some(now) => changed.push(stored(key, now)),
+                (None, Some(_)) => ended.push(key.clone()),
+                _ => {}
+            }
+        }
+        (changed, ended)
     }
 
     /// Applies one event to the sessions (not yet to the kernel). `current` is the installed
     /// table, the one [`Bindings::overlay`] or [`Bindings::relayer`] made; it names owners.
     pub fn apply(&mut self, event: &BindingEvent, current: &Table) -> Result<Outcome, Refusal> {
         match event {
-            BindingEvent::Release { session } => Ok(if self.live.remove(session) {
-                Outcome::Released
-            } else {
-                Outcome::UnknownSession
-            }),
+            BindingEvent::Release { session } => {
+                self.note(session);
+                Ok(if self.live.remove(session).is_some() {
+                    Outcome::Released
+                } else {
+                    Outcome::UnknownSession
+                })
+            }
             BindingEvent::Bind {
                 session,
                 subscriber,
@@ -213,20 +332,16 @@ impl Bindings {
             }
             _ => {}
         }
+        self.note(session);
         self.live.remove(session);
         // The newest claim wins: a prefix held by another session leaves it.
         for p in &wanted {
-            if let Some(other) = self.live.holder.remove(p)
-                && let Some(s) = self.live.sessions.get_mut(&other)
-            {
-                s.prefixes.retain(|q| q != p);
-                if s.prefixes.is_empty() {
-                    self.live.sessions.remove(&other);
-                }
+            if let Some(other) = self.live.holder.get(p).cloned() {
+                self.note(&other);
+                self.live.strip(&other, p);
             }
-            self.live.holder.insert(*p, session.clone());
         }
-        self.live.sessions.insert(
+        self.live.insert(
             session.clone(),
             Session {
                 subscriber: subscriber.to_owned(),
@@ -291,21 +406,34 @@ impl Bindings {
     pub fn adopt(&mut self, index: TableIndex, live: Live) {
         self.base = index;
         self.live = live;
+        self.journal.clear();
     }
 
-    /// What changes in the installed table `current` (laid over with `before`'s sessions) to
-    /// lie under the sessions now: each row whose bound prefixes differ, by position, with all
-    /// its prefixes (listed, then bound).
-    pub fn relayer(&self, current: &Table, before: &Live) -> Vec<(usize, Vec<IpNet>)> {
-        let (old, new) = (before.by_subscriber(), self.live.by_subscriber());
-        let ids: BTreeSet<&str> = old
-            .keys()
-            .chain(new.keys())
-            .copied()
-            .filter(|id| old.get(id) != new.get(id))
-            .collect();
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
+    /// What changes in the installed table `current` (laid over with the sessions as they
+    /// were before the batch) to lie under the sessions now: each row whose bound prefixes
+    /// differ, by position, with all its prefixes (listed, then bound). Only the subscribers
+    /// of sessions the batch touched are looked at.
+    pub fn relayer(&self, current: &Table) -> Vec<(usize, Vec<IpNet>)> {
+        let mut touched: BTreeSet<&str> = BTreeSet::new();
+        for (key, was) in &self.journal {
+            touched.extend(was.iter().map(|s| s.subscriber.as_str()));
+            touched.extend(self.live.sessions.get(key).map(|s| s.subscriber.as_str()));
+        }
+        let none = BTreeMap::new();
+        let mut old: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
+        let mut new: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
+        for id in touched {
+            let (was, is) = (
+                self.live.prefixes_of(id, &self.journal),
+                self.live.prefixes_of(id, &none),
+            );
+            if was != is {
+                old.insert(id, was);
+                new.insert(id, is);
+            }
+        }
+        let mut rows = Vec::with_capacity(old.len());
+        for id in old.keys().copied() {
             let at = self
                 .base
                 .position
@@ -379,10 +507,10 @@ mod tests {
         t: &Table,
         events: &[BindingEvent],
     ) -> (Table, Vec<Result<Outcome, Refusal>>) {
-        let before = b.live().clone();
+        b.begin_batch();
         let outcomes = events.iter().map(|e| b.apply(e, t)).collect();
         let mut t = t.clone();
-        for (i, prefixes) in b.relayer(&t, &before) {
+        for (i, prefixes) in b.relayer(&t) {
             t.subscribers[i].prefixes = prefixes;
         }
         (t, outcomes)
@@ -516,6 +644,8 @@ mod tests {
             ],
         );
         let (changed, ended) = b.live().changes_since(&before);
+        // The batch's own account, from the sessions it touched, says the same.
+        assert_eq!(b.batch_changes(), (changed.clone(), ended.clone()));
         let changed: Vec<&str> = changed.iter().map(|s| s.session.id.as_str()).collect();
         // nas/2 lost its only address to nas/3; nas/1 is as it was.
         assert_eq!(changed, ["nas/3"]);
@@ -528,5 +658,42 @@ mod tests {
             back.sessions[&key("nas/3")].prefixes,
             ["100.64.0.2/32".parse::<IpNet>().unwrap()]
         );
+    }
+
+    #[test]
+    fn a_batch_the_kernel_refused_is_undone_to_the_sessions_before_it() {
+        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\n");
+        let (t, _) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/1", "a", &["100.64.0.1/32"]),
+                bind("nas/2", "b", &["100.64.0.2/32", "100.64.0.3/32"]),
+            ],
+        );
+        let before = b.live().clone();
+        // A move, a release, a new session and a prefix taken from another session, then undone.
+        let (moved, _) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/1", "b", &["100.64.0.1/32"]),
+                bind("nas/3", "a", &["100.64.0.3/32", "100.64.0.4/32"]),
+                BindingEvent::Release {
+                    session: key("nas/2"),
+                },
+            ],
+        );
+        assert_eq!(prefixes_of(&moved, "a"), ["100.64.0.3/32", "100.64.0.4/32"]);
+        assert_eq!(prefixes_of(&moved, "b"), ["100.64.0.1/32"]);
+        b.undo();
+        assert_eq!(b.live().changes_since(&before), (vec![], vec![]));
+        assert_eq!(before.changes_since(b.live()), (vec![], vec![]));
+        assert_eq!(b.active(BindingSource::Radius), 2);
+        // After the undo the same table stays right: nothing to re-lay.
+        b.begin_batch();
+        assert!(b.relayer(&t).is_empty());
+        let p: IpNet = "100.64.0.3/32".parse().unwrap();
+        assert_eq!(b.live().holder.get(&p), Some(&key("nas/2")));
     }
 }

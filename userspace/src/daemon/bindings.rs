@@ -52,7 +52,7 @@ impl State<'_> {
                 Err(_) => break,
             }
         }
-        let before = bindings.live().clone();
+        bindings.begin_batch();
         let current = self.registry.table();
         let mut outcomes: Vec<Result<Outcome, Refusal>> = batch
             .iter()
@@ -62,14 +62,14 @@ impl State<'_> {
             .iter()
             .any(|o| matches!(o, Ok(Outcome::Bound | Outcome::Released)));
         if changed {
-            let rows = bindings.relayer(current, &before);
-            if let Err(e) = self.install_prefixes(rows, &before) {
+            let rows = bindings.relayer(current);
+            if let Err(e) = self.install_prefixes(rows) {
                 warn!(
                     "{} binding requests not applied, the kernel maps are unchanged: {e:#}",
                     batch.len()
                 );
                 if let Some((bindings, _)) = &mut self.bindings {
-                    bindings.restore(before);
+                    bindings.undo();
                 }
                 for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
                     *o = Err(Refusal::NotInstalled(format!("{e:#}")));
@@ -107,15 +107,11 @@ impl State<'_> {
     /// The sessions are stored after the kernel change: a daemon restarted in between finds
     /// the older sessions, and the source's next word (the NAS retransmits what it has no
     /// answer for) brings them up to date.
-    fn install_prefixes(
-        &mut self,
-        rows: Vec<(usize, Vec<ipnet::IpNet>)>,
-        before: &Live,
-    ) -> anyhow::Result<()> {
+    fn install_prefixes(&mut self, rows: Vec<(usize, Vec<ipnet::IpNet>)>) -> anyhow::Result<()> {
         let positions: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
         self.registry.apply_prefixes(&mut self.dp, rows)?;
         let (changed, ended) = match &self.bindings {
-            Some((bindings, _)) => bindings.live().changes_since(before),
+            Some((bindings, _)) => bindings.batch_changes(),
             None => Default::default(),
         };
         self.books
