@@ -516,6 +516,20 @@ mod tests {
         (t, outcomes)
     }
 
+    /// Subscribers a and b, bound by nas/1 (100.64.0.1) and nas/2 (100.64.0.2 and .3).
+    fn a_and_b_bound() -> (Bindings, Table) {
+        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\n");
+        let (t, _) = step(
+            &mut b,
+            &t,
+            &[
+                bind("nas/1", "a", &["100.64.0.1/32"]),
+                bind("nas/2", "b", &["100.64.0.2/32", "100.64.0.3/32"]),
+            ],
+        );
+        (b, t)
+    }
+
     fn prefixes_of(t: &Table, id: &str) -> Vec<String> {
         let s = t.subscribers.iter().find(|s| s.id == id).unwrap();
         s.prefixes.iter().map(ToString::to_string).collect()
@@ -599,15 +613,7 @@ mod tests {
 
     #[test]
     fn a_new_table_file_keeps_the_bindings_of_subscribers_it_keeps() {
-        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\n");
-        let (t, _) = step(
-            &mut b,
-            &t,
-            &[
-                bind("nas/1", "a", &["100.64.0.1/32"]),
-                bind("nas/2", "b", &["100.64.0.2/32", "100.64.0.3/32"]),
-            ],
-        );
+        let (mut b, t) = a_and_b_bound();
         assert_eq!(prefixes_of(&t, "b"), ["100.64.0.2/32", "100.64.0.3/32"]);
         // The new file drops `a` and lists one of b's addresses for a new subscriber.
         let (t, index, live, ended) =
@@ -662,15 +668,7 @@ mod tests {
 
     #[test]
     fn a_batch_the_kernel_refused_is_undone_to_the_sessions_before_it() {
-        let (mut b, t) = over("a,A,home,dynamic\nb,B,home,dynamic\n");
-        let (t, _) = step(
-            &mut b,
-            &t,
-            &[
-                bind("nas/1", "a", &["100.64.0.1/32"]),
-                bind("nas/2", "b", &["100.64.0.2/32", "100.64.0.3/32"]),
-            ],
-        );
+        let (mut b, t) = a_and_b_bound();
         let before = b.live().clone();
         // A move, a release, a new session and a prefix taken from another session, then undone.
         let (moved, _) = step(
