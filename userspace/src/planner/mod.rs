@@ -21,6 +21,7 @@ pub mod report_html;
 mod report_money;
 pub mod report_parquet;
 mod report_tests;
+mod report_usage;
 pub mod simulate;
 mod simulate_tests;
 pub mod solve;

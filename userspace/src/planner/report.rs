@@ -13,6 +13,7 @@ use super::{
     plan_attribution::{PlanAt, in_force},
     report_acc::Acc,
     report_assemble, report_digest, report_money,
+    report_usage::{Usage, accumulators, subscriber_figures},
 };
 use crate::store::{Figures, PeriodReader, Store, StoreError};
 
@@ -133,26 +134,6 @@ fn report_reading(
     Ok(r)
 }
 
-/// What a period's usage gave per plan, however it was read.
-pub(super) struct Usage {
-    pub(super) acc: Vec<Acc>,
-    /// The fleet's Internet bytes per hour held (what crosses the uplinks).
-    pub(super) internet: Vec<Directions>,
-    pub(super) hours_from: i64,
-    pub(super) hours_to: i64,
-}
-
-/// Accumulators for `n_plans` plan slots over `n_hours` hours and `n_days` days.
-pub(super) fn accumulators(n_plans: usize, n_hours: usize, n_days: usize) -> Vec<Acc> {
-    (0..n_plans)
-        .map(|_| Acc {
-            hourly: vec![Directions::default(); n_hours],
-            daily: vec![0; n_days],
-            ..Acc::default()
-        })
-        .collect()
-}
-
 /// The usage of `[from, to)` from the hourly rows (a group of subscribers at a time) and the
 /// daily rows.
 fn hourly_usage(
@@ -262,46 +243,6 @@ fn hourly_usage(
         hours_from,
         hours_to,
     })
-}
-
-/// Counts one subscriber's own percentiles (`own`: key, plan spans, percentiles, bytes of the
-/// hours `[from, to)` held) under its plan at the end of them, and gives them to `each`.
-pub(super) fn subscriber_figures(
-    acc: &mut [Acc],
-    (key, spans, p95, bytes): (i64, &[crate::store::PlanSpan], Directions, Directions),
-    (from, to): (i64, i64),
-    each: &mut impl FnMut(&SubscriberP95),
-) {
-    let plan = in_force(spans, to - HOUR);
-    // The last slot is the unknown plan.
-    let slot = plan.map_or(acc.len() - 1, |p| p as usize);
-    if let Some(a) = acc.get_mut(slot) {
-        a.subscriber_p95.0.push(p95.down);
-        a.subscriber_p95.1.push(p95.up);
-    }
-    each(&SubscriberP95 {
-        key,
-        plan,
-        plans: plans_over(spans, from, to),
-        p95_hour: p95,
-        bytes,
-    });
-}
-
-/// The plans in force over the hours `[from, to)` among one subscriber's `spans`, oldest first.
-fn plans_over(spans: &[crate::store::PlanSpan], from: i64, to: i64) -> Vec<u32> {
-    let mut plans: Vec<u32> = in_force(spans, from).into_iter().collect();
-    for s in spans.iter().filter(|s| s.since > from && s.since < to) {
-        // Hours are attributed by their start: a change counts from the first hour it covers.
-        let hour = (s.since + HOUR - 1).div_euclid(HOUR) * HOUR;
-        let Some(p) = in_force(spans, hour).filter(|_| hour < to) else {
-            continue;
-        };
-        if plans.last() != Some(&p) {
-            plans.push(p);
-        }
-    }
-    plans
 }
 
 /// Each plan's bytes (all directions and classes) in `[from, to)`, by plan slot (from the

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use super::{
     month_fold::TOP,
     plan_attribution::PlanAt,
-    report::{Usage, accumulators, subscriber_figures},
     report_figures::{Bytes, Directions, HOUR, PERCENTILE, SubscriberP95},
+    report_usage::{Usage, accumulators, subscriber_figures},
 };
 use crate::store::{PeriodReader, PlanHour, StoreError};
 

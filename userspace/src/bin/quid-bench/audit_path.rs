@@ -31,7 +31,7 @@ use quid_report::{
     },
 };
 
-use super::node::Row;
+use super::node_row::Row;
 
 const NODES: usize = 256;
 const ROUNDS: usize = 12;

@@ -55,7 +55,7 @@ pub fn ns_per_frame(
     if ran != expected {
         bail!("{name}: the program ran on {ran} live frames, expected {expected}");
     }
-    super::xdp::median(samples).map(Some)
+    super::trials::median(samples).map(Some)
 }
 
 /// Whether the kernel turned the mode down as such rather than failing this run: EINVAL from

@@ -15,8 +15,10 @@ mod books;
 mod live;
 mod metrics;
 mod node;
+mod node_row;
 mod planner;
 mod reports;
+mod trials;
 mod xdp;
 mod zipf;
 

@@ -17,18 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::node_row::Row;
 use anyhow::{Context as _, bail};
 use quid::settlement::report::{EnergySource, Report, rfc3339};
 use quid_report::audit::{CHUNK_BYTES, Challenge, FillKey, proof};
-use serde::Serialize;
-
-/// One row of `bench/node.json`.
-#[derive(Serialize)]
-pub(crate) struct Row {
-    pub measure: &'static str,
-    pub value: f64,
-    pub unit: &'static str,
-}
 
 /// Runs every measure and writes `out/node.json`.
 pub fn run(out: PathBuf, node_bin: &Path, agent_secs: u64) -> anyhow::Result<()> {

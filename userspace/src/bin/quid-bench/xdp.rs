@@ -21,7 +21,7 @@ use quid::{
 use quid_common::{BENCH_ZIPF_SAMPLES, BenchSpread, v6_mask};
 use serde::Serialize;
 
-use super::{BENCH_OBJECT, live, table, v4_of, v6_of, zipf};
+use super::{BENCH_OBJECT, live, table, trials::median, v4_of, v6_of, zipf};
 
 /// XDP_DROP and XDP_PASS, the verdicts the benchmark programs must return.
 const XDP_DROP: u32 = 1;
@@ -441,15 +441,6 @@ fn measure_pair(
     }
     log::debug!("{name}: {xs:?} against {ys:?}");
     Ok((median(xs)?, median(ys)?, median(ratios)?))
-}
-
-/// The median of `samples`; an error for none (`--trials 0`).
-pub fn median(mut samples: Vec<f64>) -> anyhow::Result<f64> {
-    samples.sort_by(f64::total_cmp);
-    samples
-        .get(samples.len() / 2)
-        .copied()
-        .context("no trials to take the median of")
 }
 
 /// The spread runs must have charged as many different subscribers as uniform random
