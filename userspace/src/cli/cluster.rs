@@ -149,12 +149,14 @@ pub fn status(config: &Config, json: bool) -> anyhow::Result<()> {
 pub fn push_table(config: &Config, table: SharedTable, file: &Path) -> anyhow::Result<()> {
     let cfg = shared(config)?;
     let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    table.check(&body, file).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\nnothing was pushed: every router keeps the current {} table",
-            table.as_str()
-        )
-    })?;
+    table
+        .check(&body, file, &config.subscribers.table_format())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nnothing was pushed: every router keeps the current {} table",
+                table.as_str()
+            )
+        })?;
     let now = Clock::system().now_i64().context("reading the clock")?;
     let generation = connect(cfg, async |s| Ok(s.push_table(table, &body, now).await?))?;
     println!(

@@ -195,7 +195,7 @@ pub(super) async fn start(
                 shared.clone(),
                 tls,
                 state_dir.clone(),
-                super::table_follower::TableFollower::new(files),
+                super::table_follower::TableFollower::new(files, config.subscribers.table_format()),
                 clock.clone(),
             )?)
         }

@@ -11,20 +11,25 @@ use log::{error, info};
 use crate::{
     cluster::tables::{SharedTable, digest},
     store::shared::{SharedError, SharedStore},
+    subscribers::table_file::Format,
 };
 
 /// The shared tables this router follows, and where it writes them.
 pub(super) struct TableFollower {
     files: Vec<(SharedTable, PathBuf)>,
+    /// How this router's subscriber table is laid out (`[subscribers] format`).
+    format: Format,
     /// The generation of each table last refused (said once).
     refused: HashMap<&'static str, i64>,
 }
 
 impl TableFollower {
-    /// Follows `files` (none: the router keeps its own files).
-    pub fn new(files: Vec<(SharedTable, PathBuf)>) -> TableFollower {
+    /// Follows `files` (none: the router keeps its own files), the subscriber table laid out
+    /// as `format`.
+    pub fn new(files: Vec<(SharedTable, PathBuf)>, format: Format) -> TableFollower {
         TableFollower {
             files,
+            format,
             refused: HashMap::new(),
         }
     }
@@ -39,7 +44,7 @@ impl TableFollower {
             if digest(&local) == t.sha256 {
                 continue;
             }
-            if let Err(e) = table.check(&t.body, path) {
+            if let Err(e) = table.check(&t.body, path, &self.format) {
                 if self.refused.insert(table.as_str(), t.generation) != Some(t.generation) {
                     error!(
                         "the shared {} table, generation {}, is refused (this router keeps its \

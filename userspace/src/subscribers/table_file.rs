@@ -23,10 +23,7 @@ impl Table {
     /// silently stop all counting, or remove every subscriber on a reload.
     pub fn load(path: &Path, format: &Format, allow_empty: bool) -> Result<Table, TableErrors> {
         let bytes = read_file(path, "the subscriber table")?;
-        let table = match format {
-            Format::Quid => Table::parse(&bytes, path)?,
-            Format::LibreQos(plan) => libreqos::parse(&bytes, path, plan)?,
-        };
+        let table = Table::parse_as(&bytes, path, format)?;
         if table.subscribers.is_empty() && !allow_empty {
             return Err(TableErrors(vec![TableError {
                 path: path.to_owned(),
@@ -38,6 +35,16 @@ impl Table {
             }]));
         }
         Ok(table)
+    }
+}
+
+impl Table {
+    /// Parses a table file's bytes laid out as `format` (`label` names it in errors).
+    pub fn parse_as(bytes: &[u8], label: &Path, format: &Format) -> Result<Table, TableErrors> {
+        match format {
+            Format::Quid => Table::parse(bytes, label),
+            Format::LibreQos(plan) => libreqos::parse(bytes, label, plan),
+        }
     }
 }
 
