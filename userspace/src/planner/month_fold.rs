@@ -6,7 +6,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::{
-    plan_attribution::in_force,
+    plan_attribution::{PlanAt, in_force},
     report_figures::{Bytes, HOUR},
 };
 use crate::store::{
@@ -160,29 +160,17 @@ fn batch_writes(
 ) -> Result<DigestWrites, StoreError> {
     let month = crate::clock::month_of(day)?.0;
     let width = usize::try_from(hi - lo).unwrap_or(0);
-    // The batch's plan history, with local plan indexes; `ids` maps them to digest ids.
-    let mut names: HashMap<String, u32> = HashMap::new();
-    let mut ids: Vec<i64> = Vec::new();
-    let mut spans: Vec<Vec<PlanSpan>> = vec![Vec::new(); width];
-    for (key, since, name) in r.plan_spans_named(lo, hi)? {
-        let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-        let plan = match names.get(&name) {
-            Some(&p) => p,
-            None => {
-                ids.push(r.digest_plan_id(&name)?);
-                names.insert(name, next);
-                next
-            }
-        };
-        if let Some(s) = usize::try_from(key - lo)
-            .ok()
-            .and_then(|i| spans.get_mut(i))
-        {
-            s.push(PlanSpan { key, since, plan });
-        }
-    }
+    // The batch's plan history; `ids` maps its plan indexes to digest ids.
+    let history = r.plan_history_of(lo, hi)?;
+    let ids = history
+        .plans
+        .iter()
+        .map(|name| r.digest_plan_id(name))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let plans = PlanAt::new(history);
+    let spans: Vec<&[PlanSpan]> = (lo..hi).map(|key| plans.spans(key)).collect();
     let plan_id = |i: usize, start: i64| {
-        in_force(&spans[i], start)
+        in_force(spans[i], start)
             .and_then(|p| ids.get(p as usize).copied())
             .unwrap_or(UNKNOWN_PLAN)
     };

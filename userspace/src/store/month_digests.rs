@@ -203,32 +203,6 @@ impl PeriodReader<'_> {
         Ok(bound)
     }
 
-    /// The plan history of keys `[lo, hi)`: (key, since, plan name), in (key, since) order;
-    /// a subscriber without history has its current plan since always, as in
-    /// [`PeriodReader::plan_history`].
-    pub fn plan_spans_named(
-        &self,
-        lo: i64,
-        hi: i64,
-    ) -> Result<Vec<(i64, i64, String)>, StoreError> {
-        let sql = |e| self.sql(e);
-        let mut stmt = self
-            .tx
-            .prepare_cached(&format!(
-                "SELECT key, since, plan FROM plan_history WHERE key >= ?1 AND key < ?2
-                 UNION ALL
-                 SELECT key, {}, plan FROM subscribers s
-                 WHERE key >= ?1 AND key < ?2
-                   AND NOT EXISTS (SELECT 1 FROM plan_history h WHERE h.key = s.key)
-                 ORDER BY 1, 2",
-                super::SINCE_ALWAYS
-            ))
-            .map_err(sql)?;
-        stmt.query_map([lo, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .and_then(Iterator::collect)
-            .map_err(sql)
-    }
-
     /// The digest id of plan `name`, given one if it has none (inside a fold only).
     pub fn digest_plan_id(&self, name: &str) -> Result<i64, StoreError> {
         let sql = |e| self.sql(e);

@@ -142,6 +142,14 @@ impl PeriodReader<'_> {
         plan_history::read(&self.tx).map_err(|e| self.sql(e))
     }
 
+    /// The plan history of the subscribers with keys in `[lo, hi)` (their plan names only).
+    pub fn plan_history_of(&self, lo: i64, hi: i64) -> Result<super::PlanHistory, StoreError> {
+        if lo >= hi {
+            return Ok(super::PlanHistory::default());
+        }
+        plan_history::read_keys(&self.tx, lo, hi - 1).map_err(|e| self.sql(e))
+    }
+
     /// The end of the last interval the daemon committed (unix seconds), if any.
     pub fn last_interval_end(&self) -> Result<Option<i64>, StoreError> {
         use rusqlite::OptionalExtension as _;

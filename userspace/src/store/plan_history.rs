@@ -80,14 +80,20 @@ impl Store {
 
 /// The plan history on `conn`.
 pub(super) fn read(conn: &Connection) -> rusqlite::Result<PlanHistory> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT key, since, plan FROM plan_history
+    read_keys(conn, i64::MIN, i64::MAX)
+}
+
+/// The plan history of the subscribers with keys in `first..=last` on `conn`.
+pub(super) fn read_keys(conn: &Connection, first: i64, last: i64) -> rusqlite::Result<PlanHistory> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT key, since, plan FROM plan_history WHERE key BETWEEN ?1 AND ?2
          UNION ALL
          SELECT key, {SINCE_ALWAYS}, plan FROM subscribers s
-         WHERE key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM plan_history h WHERE h.key = s.key)
+         WHERE key BETWEEN ?1 AND ?2
+           AND NOT EXISTS (SELECT 1 FROM plan_history h WHERE h.key = s.key)
          ORDER BY 1, 2"
     ))?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([first, last])?;
     let mut history = PlanHistory::default();
     let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     while let Some(r) = rows.next()? {
